@@ -1,0 +1,89 @@
+"""cptopt: fit the CPT scaling law to pilot runs, predict any CPT schedule, choose settings.
+
+The data flows one way: logs -> runs -> areas -> law -> fit -> search -> report.
+
+>>> from cptopt import fit, predict, load_manifest, Schedule
+>>> law = fit("examples/pilots/unannealed.yaml")                      # doctest: +SKIP
+>>> schedule = Schedule(family="wsd", peak_lr=2e-3, steps=1000, warmup_steps=20)
+>>> predict(law, schedule, replay_ratio=0.25).domain.final           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cptopt._version import __version__
+from cptopt.config import TrainingConfig, load_config
+from cptopt.exceptions import (
+    CptoptError,
+    FitError,
+    IdentifiabilityError,
+    InfeasibleError,
+    InputError,
+    NotFittedError,
+    SchemaVersionError,
+)
+from cptopt.fit import LawFitter
+from cptopt.lawfile import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.predict import Prediction
+from cptopt.predict import predict as _predict
+from cptopt.runs import PilotSet, Run, load_manifest
+from cptopt.schedules import Schedule
+
+__all__ = [
+    "DEFAULT_LAW_PATH",
+    "CptoptError",
+    "FitError",
+    "FittedLaw",
+    "IdentifiabilityError",
+    "InfeasibleError",
+    "InputError",
+    "LawFitter",
+    "NotFittedError",
+    "PilotSet",
+    "Prediction",
+    "Run",
+    "Schedule",
+    "SchemaVersionError",
+    "TrainingConfig",
+    "__version__",
+    "fit",
+    "load_config",
+    "load_law",
+    "load_manifest",
+    "predict",
+]
+
+
+def fit(pilots: PilotSet | str | Path, **settings: object) -> FittedLaw:
+    """Fit the CPT law to pilot runs (a :class:`PilotSet` or a manifest path).
+
+    ``settings`` are :class:`LawFitter` arguments (``form``, ``lam``, ``seed``, ...).
+    """
+    if not isinstance(pilots, PilotSet):
+        pilots = load_manifest(pilots)
+    return LawFitter(**settings).fit(pilots).law_  # type: ignore[arg-type]
+
+
+def predict(
+    law: FittedLaw | str | Path,
+    config: TrainingConfig | Schedule | str | Path,
+    replay_ratio: float | None = None,
+    **options: object,
+) -> Prediction:
+    """Predict both losses for a training config (object or YAML path) or a schedule.
+
+    With a :class:`Schedule`, pass ``replay_ratio``; ``options`` go to
+    :func:`cptopt.predict.predict` (``checkpoint``, ``steps``, ``level``, ``tokens_per_step``).
+    """
+    if not isinstance(law, FittedLaw):
+        law = load_law(law)
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    if isinstance(config, TrainingConfig):
+        options.setdefault("checkpoint", config.checkpoint)
+        options.setdefault("tokens_per_step", config.tokens_per_step)
+        return _predict(law, config.schedule, config.replay_ratio, **options)  # type: ignore[arg-type]
+    if replay_ratio is None:
+        raise InputError("predict(law, schedule, replay_ratio): replay_ratio is required")
+    return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]

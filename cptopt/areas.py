@@ -1,0 +1,171 @@
+"""Forward and annealing areas of a pre-training + CPT schedule (cpt-law.md §1).
+
+- Forward area ``S1 = sum_i eta_i``.
+- Annealing area ``S2 = sum_i m_i`` with ``m_i = lam * m_{i-1} + (eta_{i-1} - eta_i)``.
+
+The m-recursion is a first-order IIR filter over the LR drops, computed with
+``scipy.signal.lfilter`` (no Python loop over steps). Conventions (DECISION in cpt-law.md):
+the recursion starts at the end of the PT warmup (``eta_0`` := first post-warmup LR,
+``m_0 = 0``) and is carried across the PT->CPT boundary without reset, so a CPT re-warmup
+gives negative ``m`` (the stability gap).
+
+When the PT history is unknown (the paper's Sec. 6 black-box mode), the checkpoint state is
+``S1pt`` = a fitted parameter, ``S2pt`` folded into ``L0`` (0 here), ``m = 0`` and the LR
+before CPT = the PT's final LR (0 by default: PT assumed annealed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.signal import lfilter
+
+
+def annealing_momentum(
+    lr: np.ndarray, lam: float, lr_before: float, momentum_before: float = 0.0
+) -> np.ndarray:
+    """Momentum ``m_i`` of each step of ``lr`` (shape ``(n,)``), continuing a prior state.
+
+    ``lr_before`` is the LR of the step before ``lr[0]`` and ``momentum_before`` its ``m``.
+    """
+    lr = np.asarray(lr, dtype=float)
+    if lr.size == 0:
+        return np.zeros(0)
+    drops = np.empty_like(lr)
+    drops[0] = lr_before - lr[0]
+    drops[1:] = lr[:-1] - lr[1:]
+    momentum, _ = lfilter([1.0], [1.0, -lam], drops, zi=[lam * momentum_before])
+    return momentum
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """Areas and filter state at the checkpoint CPT starts from.
+
+    ``s1_pt``/``s2_pt`` are the PT areas up to the checkpoint, ``lr_last`` the PT LR of its
+    last step and ``momentum`` the m-recursion state there. ``known`` is False in black-box
+    mode, where ``s1_pt`` is a fitted parameter of the law and this object holds 0.
+    """
+
+    s1_pt: float
+    s2_pt: float
+    lr_last: float
+    momentum: float
+    known: bool = True
+
+
+@dataclass(frozen=True)
+class PretrainAreas:
+    """Cumulative areas of a PT schedule at every PT step (index ``u - 1`` = after step ``u``)."""
+
+    s1: np.ndarray
+    s2: np.ndarray
+    momentum: np.ndarray
+    lr: np.ndarray
+
+    def state_at(self, step: int) -> CheckpointState:
+        """Checkpoint state after PT step ``step`` (1-based; 0 = before any update)."""
+        if step <= 0:
+            return CheckpointState(0.0, 0.0, 0.0, 0.0)
+        index = step - 1
+        return CheckpointState(
+            s1_pt=float(self.s1[index]),
+            s2_pt=float(self.s2[index]),
+            lr_last=float(self.lr[index]),
+            momentum=float(self.momentum[index]),
+        )
+
+    def at_steps(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(S1, S2)`` after each PT step in ``steps`` (step 0 -> 0, 0)."""
+        steps = np.asarray(steps, dtype=int)
+        padded_s1 = np.concatenate([[0.0], self.s1])
+        padded_s2 = np.concatenate([[0.0], self.s2])
+        return padded_s1[steps], padded_s2[steps]
+
+
+def pretrain_areas(pt_lr: np.ndarray, warmup_steps: int, lam: float) -> PretrainAreas:
+    """Cumulative S1, S2 and momentum over a PT LR array (``pt_lr[u-1]`` = LR of step ``u``)."""
+    pt_lr = np.asarray(pt_lr, dtype=float)
+    s1 = np.cumsum(pt_lr)
+    momentum = np.zeros_like(pt_lr)
+    if warmup_steps < pt_lr.size:
+        post = pt_lr[warmup_steps:]
+        momentum[warmup_steps:] = annealing_momentum(post, lam, lr_before=post[0])
+    return PretrainAreas(s1=s1, s2=np.cumsum(momentum), momentum=momentum, lr=pt_lr)
+
+
+def unknown_checkpoint(final_lr: float = 0.0) -> CheckpointState:
+    """Black-box checkpoint state: PT areas unknown, LR before CPT = ``final_lr``."""
+    return CheckpointState(s1_pt=0.0, s2_pt=0.0, lr_last=final_lr, momentum=0.0, known=False)
+
+
+def cpt_areas(
+    cpt_lr: np.ndarray, lam: float, checkpoint: CheckpointState
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(S1cpt, S2cpt)`` after each CPT step, shape ``(n,)`` each, carrying the PT state over."""
+    momentum = annealing_momentum(
+        cpt_lr, lam, lr_before=checkpoint.lr_last, momentum_before=checkpoint.momentum
+    )
+    return np.cumsum(cpt_lr), np.cumsum(momentum)
+
+
+@dataclass(frozen=True)
+class Areas:
+    """The law's inputs at a set of points (all arrays of shape ``(n,)``).
+
+    ``replay`` is the replay ratio r (share of general data in each CPT batch);
+    ``checkpoint_known`` is False for points whose PT areas are unknown (black-box mode).
+    ``group`` tells which checkpoint a point continues (black-box fits get one S1pt per group).
+    """
+
+    s1_pt: np.ndarray
+    s2_pt: np.ndarray
+    s1_cpt: np.ndarray
+    s2_cpt: np.ndarray
+    replay: np.ndarray
+    checkpoint_known: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_known.size == 0 and self.s1_pt.size:
+            object.__setattr__(self, "checkpoint_known", np.ones(self.s1_pt.size, dtype=bool))
+
+    def __len__(self) -> int:
+        return int(self.s1_pt.size)
+
+    @staticmethod
+    def concatenate(parts: list[Areas]) -> Areas:
+        """Stack several point sets into one."""
+        return Areas(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS),
+        )
+
+    def take(self, index: np.ndarray) -> Areas:
+        """Subset of the points."""
+        return Areas(*(getattr(self, name)[index] for name in _FIELDS))
+
+
+_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay", "checkpoint_known")
+
+
+def cpt_point_areas(
+    cpt_lr: np.ndarray,
+    steps: np.ndarray,
+    lam: float,
+    checkpoint: CheckpointState,
+    replay_ratio: float,
+) -> Areas:
+    """Areas at CPT steps ``steps`` (0 = the checkpoint itself) of one CPT run."""
+    steps = np.asarray(steps, dtype=int)
+    s1_cpt, s2_cpt = cpt_areas(cpt_lr, lam, checkpoint)
+    s1_cpt = np.concatenate([[0.0], s1_cpt])[steps]
+    s2_cpt = np.concatenate([[0.0], s2_cpt])[steps]
+    n = steps.size
+    return Areas(
+        s1_pt=np.full(n, checkpoint.s1_pt),
+        s2_pt=np.full(n, checkpoint.s2_pt),
+        s1_cpt=s1_cpt,
+        s2_cpt=s2_cpt,
+        replay=np.full(n, float(replay_ratio)),
+        checkpoint_known=np.full(n, checkpoint.known),
+    )

@@ -1,0 +1,118 @@
+"""Shared CLI plumbing: the Typer app, consoles, output formats and error handling.
+
+Exit codes follow Ruff: 0 ok, 1 findings (a limit broken, nothing feasible), 2 bad input,
+usage or internal error. Results go to stdout, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from cptopt.exceptions import CptoptError, InfeasibleError
+
+app = typer.Typer(
+    name="cptopt",
+    help=(
+        "Fit the continual pre-training (CPT) scaling law of Wang et al. (ICML 2025) to a few "
+        "short pilot runs, predict the general and domain loss of any CPT schedule, and choose "
+        "peak LR, replay ratio and steps.\n\n"
+        "Typical session:\n\n"
+        "  cptopt fit examples/pilots/unannealed.yaml          # writes cptopt-law.json\n\n"
+        "  cptopt predict examples/configs/wsd-replay25.yaml    # predicted losses\n\n"
+        "Exit codes: 0 ok, 1 findings, 2 bad input or internal error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+stdout = Console(soft_wrap=False)
+stderr = Console(stderr=True)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+FORMAT_HELP = "Output format: 'table' (rich, for people) or 'json' (for scripts)."
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(command: F) -> F:
+    """Turn cptopt errors into one stderr line and an exit code (never a traceback).
+
+    ``CPTOPT_DEBUG=1`` re-raises instead, for bug reports.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except InfeasibleError as exc:
+            if os.environ.get("CPTOPT_DEBUG"):
+                raise
+            stderr.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(EXIT_FINDINGS) from None
+        except CptoptError as exc:
+            if os.environ.get("CPTOPT_DEBUG"):
+                raise
+            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_ERROR) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI must never show a traceback
+            if os.environ.get("CPTOPT_DEBUG"):
+                raise
+            stderr.print(
+                f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+                "(set CPTOPT_DEBUG=1 for the traceback)",
+                highlight=False,
+                markup=False,
+            )
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def print_json(payload: BaseModel | dict | list) -> None:
+    """Write JSON to stdout (plain print: rich would wrap long lines)."""
+    if isinstance(payload, BaseModel):
+        text = payload.model_dump_json(indent=1)
+    else:
+        text = json.dumps(payload, indent=1)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def status(message: str):
+    """A spinner on stderr while long work runs (silent when stderr is not a terminal)."""
+    if stderr.is_terminal:
+        return stderr.status(message)
+    return _NullContext()
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

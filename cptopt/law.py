@@ -1,0 +1,209 @@
+"""The CPT law (Wang et al., ICML 2025, Eq. 4 and Eq. 8), one parameter set per validation set.
+
+    L(t) = L0 + A*(S1pt + S1cpt)^(-alpha) - C1*S2pt - C2*S2cpt*u(r)
+              + B*(1 - (1 + E*S1cpt)^(-beta)) * v(r)
+
+with the replay multipliers of Eq. 8 (r = replay ratio, r_cpt = 1 - r):
+
+    general:  u = exp(a1*r),      v = 1 - exp(-a2*r_cpt)
+    domain:   u = exp(a1*r_cpt),  v = exp(a2*r_cpt) - 1
+
+and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio.
+
+Parametrisation. The shift term is written ``Bbeta * g(beta, E*S1cpt)`` with
+``g = (1 - (1 + x)^-beta) / beta``, so ``Bbeta = B*beta``: for small beta only that product
+is identified (cpt-law.md §5), and ``g -> log(1 + x)`` smoothly as ``beta -> 0``.
+``B = Bbeta / beta`` is reported as a derived quantity.
+
+In black-box mode (PT history unknown, paper Sec. 6) ``S1pt`` is a fitted parameter and
+``S2pt`` is folded into ``L0`` (no ``C1``).
+
+The loss is linear in ``L0, A, C1, C2, Bbeta`` given the other ("shape") parameters; fits use
+that to start from the best linear solution for random shapes (variable projection).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from cptopt.areas import Areas
+
+#: The paper's annealing-memory factor (cpt-law.md §1).
+PAPER_LAMBDA = 0.999
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A coefficient of a law form: bounds, start range and how the optimiser sees it.
+
+    ``log``: the optimiser works on ``log(value)`` (scale parameters spanning decades);
+    ``linear``: the loss is linear in it given the shape parameters.
+    """
+
+    name: str
+    lower: float
+    upper: float
+    start_low: float
+    start_high: float
+    log: bool = False
+    linear: bool = False
+    description: str = ""
+
+
+class Parameter(BaseModel):
+    """A fitted coefficient (lmfit-style): value, bounds, and its standard error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    value: float
+    min: float
+    max: float
+    vary: bool = True
+    stderr: float | None = None
+    at_bound: bool = False
+    description: str = ""
+
+    @property
+    def relative_stderr(self) -> float | None:
+        if self.stderr is None or self.value == 0:
+            return None
+        return abs(self.stderr / self.value)
+
+
+def _shift_g(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(1 - (1 + x)^-beta) / beta``, stable as ``beta -> 0`` (limit ``log(1 + x)``)."""
+    log_term = np.log1p(x)
+    return -np.expm1(-beta * log_term) / beta
+
+
+class CptLaw:
+    """The paper's law for one validation set (see the module docstring).
+
+    Parameters
+    ----------
+    validation_set : "general" or "domain"
+    replay_terms : whether the Eq. 8 replay multipliers are included
+    checkpoint_known : False for black-box mode (S1pt fitted, no C1)
+    """
+
+    name = "paper"
+
+    def __init__(self, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> None:
+        self.validation_set = validation_set
+        self.replay_terms = replay_terms
+        self.checkpoint_known = checkpoint_known
+        self.specs = self._specs()
+        self.names = [spec.name for spec in self.specs]
+        self.linear_names = [spec.name for spec in self.specs if spec.linear]
+        self.shape_names = [spec.name for spec in self.specs if not spec.linear]
+
+    def _specs(self) -> list[ParamSpec]:
+        specs = [
+            ParamSpec("L0", 0.0, 20.0, 0.0, 0.0, linear=True, description="irreducible loss"),
+            ParamSpec("A", 0.0, 1e3, 0.0, 0.0, linear=True, description="forward-area scale"),
+            ParamSpec("alpha", 0.01, 3.0, 0.1, 1.0, description="forward-area exponent"),
+        ]
+        if self.checkpoint_known:
+            specs.append(
+                ParamSpec("C1", 0.0, 1e3, 0.0, 0.0, linear=True, description="PT annealing gain")
+            )
+        else:
+            specs.append(
+                ParamSpec(
+                    "S1pt", 1e-3, 1e6, 0.1, 100.0, log=True, description="fitted PT forward area"
+                )
+            )
+        specs += [
+            ParamSpec("C2", 0.0, 1e3, 0.0, 0.0, linear=True, description="CPT annealing gain"),
+            ParamSpec("Bbeta", -1e3, 1e3, 0.0, 0.0, linear=True, description="shift scale B*beta"),
+            ParamSpec("E", 1e-2, 1e6, 1.0, 1e4, log=True, description="shift rate"),
+            ParamSpec("beta", 1e-4, 3.0, 0.01, 1.0, description="shift exponent"),
+        ]
+        if self.replay_terms:
+            specs += [
+                ParamSpec("a1", -20.0, 20.0, -3.0, 3.0, description="replay: annealing gain"),
+                ParamSpec("a2", 1e-3, 30.0, 0.1, 5.0, description="replay: shift strength"),
+            ]
+        return specs
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def basis(self, shape: dict[str, np.ndarray], areas: Areas) -> np.ndarray:
+        """Columns multiplying the linear parameters, shape ``(..., n_points, n_linear)``.
+
+        ``shape`` maps each shape-parameter name to an array broadcastable as ``(..., 1)``.
+        """
+        s1_pt = areas.s1_pt if self.checkpoint_known else shape["S1pt"]
+        forward = (s1_pt + areas.s1_cpt) ** (-shape["alpha"])
+        r_cpt = 1.0 - areas.replay
+        if self.replay_terms:
+            if self.validation_set == "general":
+                anneal_mult = np.exp(shape["a1"] * areas.replay)
+                shift_mult = -np.expm1(-shape["a2"] * r_cpt)
+            else:
+                anneal_mult = np.exp(shape["a1"] * r_cpt)
+                shift_mult = np.expm1(shape["a2"] * r_cpt)
+        else:
+            anneal_mult = shift_mult = 1.0
+        shift = _shift_g(shape["beta"], shape["E"] * areas.s1_cpt) * shift_mult
+        anneal_cpt = -areas.s2_cpt * anneal_mult
+        columns = [np.ones_like(forward), forward]
+        if self.checkpoint_known:
+            columns.append(np.broadcast_to(-areas.s2_pt, forward.shape))
+        columns += [np.broadcast_to(anneal_cpt, forward.shape), shift]
+        return np.stack(np.broadcast_arrays(*columns), axis=-1)
+
+    def split(self, values: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Split parameter vectors ``(..., P)`` into shape dict (``(..., 1)``) and linear ``(..., K)``."""
+        values = np.asarray(values, dtype=float)
+        shape = {name: values[..., self.names.index(name), None] for name in self.shape_names}
+        linear = values[..., [self.names.index(name) for name in self.linear_names]]
+        return shape, linear
+
+    def evaluate(self, values: np.ndarray, areas: Areas) -> np.ndarray:
+        """Predicted loss at the points of ``areas`` for parameters ``(P,)`` or ``(K, P)``."""
+        shape, linear = self.split(values)
+        return np.einsum("...nk,...k->...n", self.basis(shape, areas), linear)
+
+    def derived(self, values: dict[str, float]) -> dict[str, float]:
+        """Quantities reported next to the fitted ones (``B = Bbeta / beta``)."""
+        return {"B": values["Bbeta"] / values["beta"]}
+
+
+def make_law(form: str, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> CptLaw:
+    """Instantiate a law form by name."""
+    forms = {"paper": CptLaw}
+    if form not in forms:
+        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(forms)}")
+    return forms[form](validation_set, replay_terms, checkpoint_known)
+
+
+def published_coefficients() -> dict[str, dict[str, float]]:
+    """The paper's fit of the 106M model (cpt-law.md §2), in this module's parametrisation."""
+    general = {
+        "L0": 3.057,
+        "A": 0.490,
+        "alpha": 0.497,
+        "C1": 0.299,
+        "C2": 0.298,
+        "B": 0.366,
+        "E": 28.0,
+        "beta": 0.189,
+    }
+    domain = {
+        "L0": 3.024,
+        "A": 0.412,
+        "alpha": 0.677,
+        "C1": 0.278,
+        "C2": 0.324,
+        "B": -0.666,
+        "E": 5662.0,
+        "beta": 0.146,
+    }
+    for coefficients in (general, domain):
+        coefficients["Bbeta"] = coefficients.pop("B") * coefficients["beta"]
+    return {"general": general, "domain": domain}

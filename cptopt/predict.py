@@ -1,0 +1,212 @@
+"""Predict both loss curves of a CPT schedule from a fitted law, with intervals.
+
+Intervals combine two computed sources of error (nothing is assumed):
+- the fit's uncertainty: the jackknife spread of the prediction over the laws refitted with
+  one pilot left out (stored in the law file);
+- the eval-to-eval scatter of a single measured loss: the robust SD of the fit's log residuals.
+Both are on the log scale; the interval is ``pred * exp(+-z * sqrt(se_fit^2 + noise^2))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import norm
+
+from cptopt.areas import cpt_point_areas
+from cptopt.exceptions import InputError
+from cptopt.lawfile import FittedLaw
+from cptopt.schedules import Schedule
+
+#: Relative slack before a peak LR counts as outside the pilots' range.
+RANGE_TOLERANCE = 0.01
+
+
+class LossForecast(BaseModel):
+    """Predicted loss of one validation set at ``steps`` with a central interval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[int]
+    mean: list[float]
+    lower: list[float]
+    upper: list[float]
+    initial: float = Field(description="loss at CPT step 0 (the checkpoint)")
+    final: float
+    final_lower: float
+    final_upper: float
+
+
+class Prediction(BaseModel):
+    """What the law predicts for one CPT configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: str
+    peak_lr: float
+    steps: int
+    replay_ratio: float
+    checkpoint: str
+    level: float
+    general: LossForecast
+    domain: LossForecast
+    in_range: bool
+    flags: list[str] = Field(description="settings outside what the pilots covered")
+    notes: list[str]
+    general_turning_step: int | None = Field(
+        description="first CPT step whose general loss is back at or below its pre-CPT value"
+    )
+    general_rise: float = Field(description="final general loss minus its pre-CPT value")
+
+
+def coverage_flags(
+    law: FittedLaw,
+    *,
+    peak_lr: float,
+    replay_ratio: float,
+    steps: int,
+    checkpoint: str,
+    tokens_per_step: int | None,
+) -> list[str]:
+    """One message per setting outside what the pilots covered (empty when all inside)."""
+    cov = law.coverage
+    flags = []
+    if peak_lr < cov.peak_lr_min * (1 - RANGE_TOLERANCE) or peak_lr > cov.peak_lr_max * (
+        1 + RANGE_TOLERANCE
+    ):
+        flags.append(
+            f"peak LR {peak_lr:.3g} outside the pilots' {cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
+        )
+    low, high = min(cov.replay_ratios), max(cov.replay_ratios)
+    if not law.replay_terms and abs(replay_ratio - low) > 1e-9:
+        flags.append(
+            f"replay {replay_ratio:g} differs from the pilots' single ratio {low:g} (replay fixed)"
+        )
+    elif not low - 1e-9 <= replay_ratio <= high + 1e-9:
+        flags.append(f"replay {replay_ratio:g} outside the pilots' {low:g}..{high:g}")
+    if steps > cov.steps_max:
+        flags.append(f"{steps} steps beyond the longest pilot ({cov.steps_max})")
+    if tokens_per_step and cov.tokens_per_step and tokens_per_step not in cov.tokens_per_step:
+        flags.append(
+            f"tokens per step {tokens_per_step} differ from the pilots' "
+            f"{', '.join(map(str, cov.tokens_per_step))} (the shift term depends on batch size)"
+        )
+    if law.pretrain.known and checkpoint not in cov.checkpoints:
+        flags.append(f"checkpoint '{checkpoint}' has no pilot run")
+    return flags
+
+
+def _forecast(
+    law: FittedLaw, validation_set: str, areas, report_index: np.ndarray, z: float
+) -> tuple[LossForecast, np.ndarray]:
+    fit = law.set_fit(validation_set)
+    form = law.law(validation_set)
+    parameter_sets = np.array([fit.values, *fit.jackknife])
+    curves = form.evaluate(parameter_sets, areas)
+    if (curves[0] <= 0).any() or not np.isfinite(curves[0]).all():
+        raise InputError(
+            f"the {validation_set} law predicts a non-positive loss for this schedule: "
+            "it is far outside what the pilots covered"
+        )
+    mean = curves[0]
+    log_curves = np.log(np.maximum(curves, 1e-12))
+    if len(fit.jackknife) >= 2:
+        replicas = log_curves[1:]
+        n = replicas.shape[0]
+        fit_var = (n - 1) / n * ((replicas - replicas.mean(axis=0)) ** 2).sum(axis=0)
+    else:
+        fit_var = np.zeros_like(mean)
+    half = z * np.sqrt(fit_var + fit.noise**2)
+    lower, upper = mean * np.exp(-half), mean * np.exp(half)
+    picked = report_index
+    forecast = LossForecast(
+        steps=[],  # filled by the caller, which knows the step numbers
+        mean=mean[picked].tolist(),
+        lower=lower[picked].tolist(),
+        upper=upper[picked].tolist(),
+        initial=float(mean[0]),
+        final=float(mean[-1]),
+        final_lower=float(lower[-1]),
+        final_upper=float(upper[-1]),
+    )
+    return forecast, mean
+
+
+def _turning_step(general_curve: np.ndarray) -> int | None:
+    """First step after the general loss peaks at which it is back at its step-0 value.
+
+    0 when it never rises above it; None when it has not recovered by the last step.
+    """
+    start = general_curve[0]
+    peak = int(np.argmax(general_curve))
+    if general_curve[peak] <= start:
+        return 0
+    recovered = np.flatnonzero(general_curve[peak:] <= start)
+    return int(peak + recovered[0]) if recovered.size else None
+
+
+def predict(
+    law: FittedLaw,
+    schedule: Schedule,
+    replay_ratio: float,
+    *,
+    checkpoint: str | None = None,
+    steps: list[int] | np.ndarray | None = None,
+    tokens_per_step: int | None = None,
+    level: float = 0.9,
+) -> Prediction:
+    """Predict the general and domain loss of a CPT run.
+
+    Parameters
+    ----------
+    law : a fitted law (:func:`cptopt.fit` or :func:`cptopt.load_law`).
+    schedule : the CPT LR schedule.
+    replay_ratio : share of general (PT-like) data in each CPT batch, in [0, 1].
+    checkpoint : which PT checkpoint CPT starts from (needed when the law knows several).
+    steps : CPT steps to report (default: 0, 10 evenly spaced steps, and the last).
+    level : central probability of the intervals (default 0.9).
+    """
+    if not 0.0 <= replay_ratio <= 1.0:
+        raise InputError(f"replay_ratio == {replay_ratio!r}, must be in [0, 1]")
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level == {level!r}, must be in (0, 1)")
+    lr = schedule.lr_array()
+    total = lr.size
+    name, state = law.checkpoint_state(checkpoint)
+    all_steps = np.arange(total + 1)
+    if steps is None:
+        report = np.unique(np.linspace(0, total, 11).round().astype(int))
+    else:
+        report = np.unique(np.asarray(steps, dtype=int))
+        if report.size == 0 or report.min() < 0 or report.max() > total:
+            raise InputError(f"report steps must lie in 0..{total}")
+    areas = cpt_point_areas(lr, all_steps, law.lam, state, replay_ratio)
+    z = float(norm.ppf(0.5 + level / 2))
+    general, general_curve = _forecast(law, "general", areas, report, z)
+    domain, _ = _forecast(law, "domain", areas, report, z)
+    general.steps = domain.steps = report.tolist()
+    turning_step = _turning_step(general_curve)
+    flags = coverage_flags(
+        law,
+        peak_lr=schedule.peak,
+        replay_ratio=replay_ratio,
+        steps=total,
+        checkpoint=name,
+        tokens_per_step=tokens_per_step,
+    )
+    notes = list(law.notes)
+    return Prediction(
+        schedule=schedule.describe(),
+        peak_lr=schedule.peak,
+        steps=total,
+        replay_ratio=replay_ratio,
+        checkpoint=name,
+        level=level,
+        general=general,
+        domain=domain,
+        in_range=not flags,
+        flags=flags,
+        notes=notes,
+        general_turning_step=turning_step,
+        general_rise=float(general_curve[-1] - general_curve[0]),
+    )

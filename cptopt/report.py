@@ -1,0 +1,221 @@
+"""Render fits and predictions as rich renderables (the CLI prints them; nothing here prints).
+
+Values with uncertainties follow the PDG rounding rule: the error keeps two significant
+digits when its three leading digits are 100-354, otherwise one, and the value is shown to
+the same decimal place.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cptopt.lawfile import FittedLaw, SetFit
+from cptopt.predict import Prediction
+
+
+def pdg_format(value: float, error: float | None) -> str:
+    """``value +/- error`` rounded by the PDG rule (plain ``%.4g`` without an error)."""
+    if error is None or not math.isfinite(error) or error <= 0:
+        return f"{value:.4g}"
+    exponent = math.floor(math.log10(error))
+    leading = int(error / 10 ** (exponent - 2))
+    digits = 2 if leading <= 354 else 1
+    decimals = -(exponent - digits + 1)
+    if leading >= 950:
+        decimals -= 1
+    if abs(value) >= 1e5 or abs(value) < 1e-3 and value != 0:
+        return f"{value:.3g} ± {error:.2g}"
+    decimals = max(decimals, 0)
+    return f"{value:.{decimals}f} ± {error:.{decimals}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def _parameter_table(fit: SetFit) -> Table:
+    table = Table(title=f"{fit.validation_set} loss: parameters", title_justify="left")
+    table.add_column("name")
+    table.add_column("value ± stderr", justify="right")
+    table.add_column("rel. err", justify="right")
+    table.add_column("bounds", justify="right")
+    table.add_column("flags")
+    for parameter in fit.parameters:
+        flags = []
+        if parameter.at_bound:
+            flags.append("[yellow]at bound[/]")
+        if parameter.name in fit.weakly_identified:
+            flags.append("[yellow]weakly identified[/]")
+        rel = parameter.relative_stderr
+        table.add_row(
+            parameter.name,
+            pdg_format(parameter.value, parameter.stderr),
+            "-" if rel is None else f"{100 * rel:.0f} %",
+            f"[{parameter.min:g}, {parameter.max:g}]",
+            ", ".join(flags),
+        )
+    for name, value in fit.derived.items():
+        table.add_row(name, f"{value:.4g}", "", "derived", "")
+    return table
+
+
+def _run_table(law: FittedLaw) -> Table:
+    table = Table(
+        title="fit error per pilot (|pred/obs - 1|; CV = law refitted without that pilot)",
+        title_justify="left",
+    )
+    table.add_column("pilot")
+    for validation_set in ("general", "domain"):
+        table.add_column(f"{validation_set} mean", justify="right")
+        table.add_column(f"{validation_set} final", justify="right")
+        table.add_column(f"{validation_set} CV mean", justify="right")
+    domain_runs = {run.name: run for run in law.domain.runs}
+    for run in law.general.runs:
+        other = domain_runs.get(run.name)
+        cells = [run.name]
+        for item in (run, other):
+            if item is None:
+                cells += ["-", "-", "-"]
+            else:
+                cells += [
+                    _percent(item.mean_abs_error),
+                    _percent(item.final_error),
+                    _percent(item.cv_mean_abs_error),
+                ]
+        table.add_row(*cells)
+    return table
+
+
+def _summary_table(law: FittedLaw) -> Table:
+    table = Table(title="fit quality", title_justify="left")
+    table.add_column("")
+    table.add_column("general", justify="right")
+    table.add_column("domain", justify="right")
+    rows = [
+        ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
+        ("R²", lambda f: f"{f.r2:.4f}"),
+        ("mean |rel. error|", lambda f: _percent(f.mean_abs_error)),
+        ("leave-one-pilot-out CV", lambda f: _percent(f.cv_error)),
+        ("eval noise (robust SD)", lambda f: _percent(f.noise)),
+        ("best starts agree", lambda f: "yes" if f.starts_agree else "[yellow]no[/]"),
+    ]
+    for label, getter in rows:
+        table.add_row(label, getter(law.general), getter(law.domain))
+    return table
+
+
+def fit_report(law: FittedLaw) -> RenderableType:
+    """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
+    header = Text(
+        f"law '{law.form}', lambda = {law.lam:g}, replay terms: "
+        f"{'yes' if law.replay_terms else 'no (replay fixed)'}, "
+        f"PT history: {'known' if law.pretrain.known else 'unknown (black-box)'}"
+    )
+    parts: list[RenderableType] = [header]
+    if law.selection:
+        parts.append(selection_table(law))
+    parts += [
+        _summary_table(law),
+        _parameter_table(law.general),
+        _parameter_table(law.domain),
+        _run_table(law),
+    ]
+    warnings = fit_warnings(law)
+    if warnings:
+        parts.append(Text("\n".join(f"warning: {w}" for w in warnings), style="yellow"))
+    return Group(*parts)
+
+
+def selection_table(law: FittedLaw) -> Table:
+    table = Table(title="law variants (chosen by leave-one-pilot-out CV)", title_justify="left")
+    for column in ("variant", "lambda", "params", "CV general", "CV domain", "CV mean"):
+        table.add_column(column, justify="right" if column != "variant" else "left")
+    for row in law.selection:
+        mark = " ✓" if row.get("chosen") else ""
+        table.add_row(
+            f"{row['form']}{mark}",
+            f"{row['lam']:g}",
+            str(row["n_params"]),
+            _percent(row.get("cv_general")),
+            _percent(row.get("cv_domain")),
+            _percent(row.get("cv_mean")),
+        )
+    return table
+
+
+def fit_warnings(law: FittedLaw) -> list[str]:
+    """Plain-language warnings about the fit (bounds, identifiability, notes)."""
+    warnings = list(law.notes)
+    for fit in (law.general, law.domain):
+        if fit.at_bound:
+            warnings.append(
+                f"{fit.validation_set}: parameters at a bound: {', '.join(fit.at_bound)} "
+                "(the data pins them to a limit; their error bars are not meaningful)"
+            )
+        weak = [name for name in fit.weakly_identified if name not in fit.at_bound]
+        if weak:
+            warnings.append(
+                f"{fit.validation_set}: weakly identified (stderr > |value|): {', '.join(weak)}"
+            )
+        if not fit.starts_agree:
+            warnings.append(f"{fit.validation_set}: the best starts disagree; try more --starts")
+        if fit.cv_error is None:
+            warnings.append(
+                f"{fit.validation_set}: fewer than 3 pilots: no cross-validation, no intervals "
+                "from the fit's uncertainty"
+            )
+    return warnings
+
+
+def prediction_report(prediction: Prediction) -> RenderableType:
+    """Final losses with intervals, the curve at the reported steps, flags and notes."""
+    level = f"{100 * prediction.level:.0f} %"
+    summary = Table(
+        title=(
+            f"{prediction.schedule}, replay {prediction.replay_ratio:g}, "
+            f"from '{prediction.checkpoint}'"
+        ),
+        title_justify="left",
+    )
+    summary.add_column("loss")
+    summary.add_column("at step 0", justify="right")
+    summary.add_column(f"final (step {prediction.steps})", justify="right")
+    summary.add_column(f"{level} interval", justify="right")
+    summary.add_column("change", justify="right")
+    for name in ("general", "domain"):
+        forecast = getattr(prediction, name)
+        summary.add_row(
+            name,
+            f"{forecast.initial:.4f}",
+            f"{forecast.final:.4f}",
+            f"{forecast.final_lower:.4f} .. {forecast.final_upper:.4f}",
+            f"{forecast.final - forecast.initial:+.4f}",
+        )
+    curve = Table(title="predicted curve", title_justify="left")
+    for column in ("step", "general", f"general {level}", "domain", f"domain {level}"):
+        curve.add_column(column, justify="right")
+    for index, step in enumerate(prediction.general.steps):
+        g, d = prediction.general, prediction.domain
+        curve.add_row(
+            str(step),
+            f"{g.mean[index]:.4f}",
+            f"{g.lower[index]:.4f} .. {g.upper[index]:.4f}",
+            f"{d.mean[index]:.4f}",
+            f"{d.lower[index]:.4f} .. {d.upper[index]:.4f}",
+        )
+    turning = prediction.general_turning_step
+    lines = [
+        "general loss never rises above its start"
+        if turning == 0
+        else f"general loss back at its start at step {turning}"
+        if turning is not None
+        else f"general loss does not recover within {prediction.steps} steps "
+        f"(ends {prediction.general_rise:+.4f} above its start)"
+    ]
+    lines += [f"[yellow]outside the pilots:[/] {flag}" for flag in prediction.flags]
+    lines += [f"note: {note}" for note in prediction.notes]
+    return Group(summary, curve, Text.from_markup("\n".join(lines)))
