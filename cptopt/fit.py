@@ -28,6 +28,22 @@ from cptopt.runs import PilotSet
 
 #: A parameter is "at a bound" when within this share of its range from it.
 BOUND_TOLERANCE = 1e-4
+#: PT-phase points are pooled from this share of the (first) checkpoint's PT step on.
+#: DECISION: early PT (loss still far above the power-law regime, e.g. a plateau before a
+#: drop) is not what Tissue's law describes; pooling it pinned L0 at 0 and raised the
+#: leave-one-pilot-out CV error in every variant tried on the bundled pilots.
+PT_POINTS_FROM = 0.25
+#: Relative change of the Huber cost at which an optimisation stops. Starts that converge
+#: agree to ~1e-7 in cost here, far below what moves a prediction.
+FTOL = 1e-7
+#: Evaluation budget of the probe that ranks starts before the best are polished.
+PROBE_NFEV = 40
+#: Evaluation budget of a warm-started refit (leave-one-out folds, neighbouring lambdas).
+WARM_MAX_NFEV = 60
+#: Evaluation budget of a leave-one-out refit while choosing among variants.
+SELECTION_MAX_NFEV = 25
+#: At most this many cross-validation folds; with more pilots, folds group pilots.
+MAX_FOLDS = 10
 
 
 @dataclass(frozen=True)
@@ -65,10 +81,9 @@ def collect_points(pilots: PilotSet, validation_set: str, lam: float) -> FitData
         steps.append(curve.steps)
     pt_curve = pilots.pretrain.curve(validation_set)
     if pt_areas is not None and pt_curve is not None and pilots.use_pretrain_points:
-        # PT points before the end of warmup are outside what Tissue's law describes.
-        keep = (pt_curve.steps > pilots.pretrain.warmup_steps) & (
-            pt_curve.steps <= pt_areas.s1.size
-        )
+        first_checkpoint = min(pilots.pretrain.checkpoints.values(), default=pt_areas.s1.size)
+        start = max(pilots.pretrain.warmup_steps + 1, PT_POINTS_FROM * first_checkpoint)
+        keep = (pt_curve.steps >= start) & (pt_curve.steps <= pt_areas.s1.size)
         pt_steps = pt_curve.steps[keep]
         s1, s2 = pt_areas.at_steps(pt_steps)
         zeros = np.zeros(pt_steps.size)
@@ -120,30 +135,11 @@ class _Problem:
         return np.log(np.maximum(predicted, 1e-12)) - self.log_loss
 
     def jacobian(self, internal: np.ndarray) -> np.ndarray:
-        """d residual / d internal parameter, shape ``(n_points, P)``.
-
-        Columns of linear parameters are the law's basis (exact); shape parameters use one
-        forward difference each, evaluated for all of them in a single vectorised call.
-        """
-        law = self.law
+        """d residual / d internal parameter, shape ``(n_points, P)`` (analytic)."""
         values = self.to_values(internal)
-        shape, linear = law.split(values)
-        basis = law.basis(shape, self.data.areas)
-        predicted = np.maximum(basis @ linear, 1e-12)
-        jac = np.empty((predicted.size, values.size))
-        for column, name in enumerate(law.linear_names):
-            jac[:, law.names.index(name)] = basis[:, column]
-        shape_index = [law.names.index(name) for name in law.shape_names]
-        steps = 1e-7 * np.maximum(np.abs(internal[shape_index]), 1.0)
-        shifted = np.repeat(internal[None, :], len(shape_index), axis=0)
-        shifted[np.arange(len(shape_index)), shape_index] += steps
-        bumped = law.evaluate(self.to_values(shifted), self.data.areas)
-        jac[:, shape_index] = ((bumped - predicted) / steps[:, None]).T
-        is_log = self.is_log
-        jac[:, is_log & ~np.isin(np.arange(values.size), shape_index)] *= values[
-            is_log & ~np.isin(np.arange(values.size), shape_index)
-        ]
-        return jac / predicted[:, None]
+        predicted, jac = self.law.jacobian(values, self.data.areas)
+        jac = jac * np.where(self.is_log, values, 1.0)
+        return jac / np.maximum(predicted, 1e-12)[:, None]
 
     def cost(self, internal: np.ndarray) -> float:
         """Huber objective (the same scale as ``least_squares``' ``cost``)."""
@@ -162,6 +158,7 @@ class _Problem:
             loss="huber",
             f_scale=self.delta,
             x_scale="jac",
+            ftol=FTOL,
             max_nfev=max_nfev,
         )
         return result.x, float(result.cost), int(result.nfev)
@@ -225,34 +222,55 @@ def optimise(
     n_starts: int,
     n_screen: int,
     warm_start: np.ndarray | None = None,
+    max_nfev: int | None = None,
+    n_polish: int = 1,
 ) -> SingleFit:
-    """Multi-start fit of ``law`` to ``data``; see the module docstring."""
+    """Multi-start fit of ``law`` to ``data``; see the module docstring.
+
+    Candidates: ``warm_start`` (if given) and the best of ``n_screen`` random shapes completed
+    by linear least squares, ``n_starts`` in all. With more candidates than ``n_polish``,
+    each is first probed with ``PROBE_NFEV`` evaluations; the ``n_polish`` best are then
+    optimised to convergence (or to ``max_nfev`` evaluations, if given).
+    """
     problem = _Problem(law, data, delta)
     candidates: list[np.ndarray] = []
     if warm_start is not None:
         candidates.append(problem.to_internal(warm_start))
-    if n_starts > len(candidates):
+    if n_starts > len(candidates) and n_screen > 0:
         screened = [
             _linear_completion(problem, shape) for shape in _random_shapes(law, rng, n_screen)
         ]
         screened.sort(key=lambda item: item[1])
         for values, _ in screened[: n_starts - len(candidates)]:
             candidates.append(problem.to_internal(values))
-    best: tuple[np.ndarray, float] | None = None
     nfev = 0
-    costs = []
+    if len(candidates) > n_polish:
+        probed = []
+        for x0 in candidates:
+            try:
+                x, cost, used = problem.solve(x0, max_nfev=PROBE_NFEV)
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+            nfev += used
+            if np.isfinite(cost):
+                probed.append((cost, x))
+        probed.sort(key=lambda item: item[0])
+        candidates = [x for _, x in probed[:n_polish]]
+    results = []
     for x0 in candidates:
         try:
-            x, cost, used = problem.solve(x0)
+            x, cost, used = problem.solve(x0, max_nfev=max_nfev)
         except (ValueError, np.linalg.LinAlgError):
             continue
         nfev += used
-        costs.append(cost)
-        if np.isfinite(cost) and (best is None or cost < best[1]):
-            best = (x, cost)
-    if best is None:
+        if np.isfinite(cost):
+            results.append((cost, x))
+    if not results:
         raise FitError(f"every start failed to fit the {law.validation_set} law")
-    return SingleFit(problem.to_values(best[0]), best[1], nfev, tuple(costs))
+    results.sort(key=lambda item: item[0])
+    return SingleFit(
+        problem.to_values(results[0][1]), results[0][0], nfev, tuple(c for c, _ in results)
+    )
 
 
 def relative_residuals(law: CptLaw, values: np.ndarray, data: FitData) -> np.ndarray:
@@ -303,6 +321,93 @@ def _robust_sd(values: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
+def cv_folds(run_ids: list[int], max_folds: int = MAX_FOLDS) -> list[list[int]]:
+    """Leave-one-pilot-out folds, grouped round-robin when there are more than ``max_folds``."""
+    if len(run_ids) <= max_folds:
+        return [[run_id] for run_id in run_ids]
+    return [run_ids[start::max_folds] for start in range(max_folds)]
+
+
+@dataclass
+class SetResult:
+    """Everything computed for one validation set under one law variant."""
+
+    law: CptLaw
+    data: FitData
+    best: SingleFit
+    replicas: list[np.ndarray]
+    held_out: dict[int, np.ndarray]  # run index -> relative residuals of its left-out fit
+
+    @property
+    def cv_error(self) -> float | None:
+        """Mean over pilots of the mean |relative error| of its curve when left out."""
+        if not self.held_out:
+            return None
+        return float(np.mean([np.abs(errors).mean() for errors in self.held_out.values()]))
+
+    def cv_per_run(self) -> dict[int, float]:
+        """Mean |relative error| of each pilot's curve when it is left out."""
+        return {run: float(np.abs(errors).mean()) for run, errors in self.held_out.items()}
+
+    @property
+    def cv_rms(self) -> float | None:
+        """Root mean square of the log errors of every left-out point."""
+        if not self.held_out:
+            return None
+        errors = np.log1p(np.concatenate(list(self.held_out.values())))
+        return float(np.sqrt(np.mean(errors**2)))
+
+
+def fit_validation_set(
+    law: CptLaw,
+    data: FitData,
+    *,
+    delta: float,
+    rng: np.random.Generator,
+    n_starts: int,
+    n_screen: int,
+    jackknife: bool,
+    warm_start: np.ndarray | None = None,
+    n_polish: int = 2,
+    refit_budget: int = 60,
+) -> SetResult:
+    """Fit one validation set, then refit leaving each pilot (fold) out, warm-started."""
+    check_enough_points(law, data)
+    best = optimise(
+        law, data, delta=delta, rng=rng, n_starts=n_starts, n_screen=n_screen,
+        warm_start=warm_start, n_polish=n_polish,
+    )
+    replicas: list[np.ndarray] = []
+    held_out: dict[int, np.ndarray] = {}
+    run_ids = sorted({int(i) for i in data.run_index if i >= 0})
+    if jackknife and len(run_ids) >= 3:
+        for fold in cv_folds(run_ids):
+            left_out = np.isin(data.run_index, fold)
+            refit = optimise(
+                law, data.take(~left_out), delta=delta, rng=rng, n_starts=1, n_screen=0,
+                warm_start=best.values, max_nfev=refit_budget,
+            )
+            replicas.append(refit.values)
+            for run_id in fold:
+                held = (data.run_index == run_id) & (data.step > 0)
+                if held.any():
+                    held_out[run_id] = relative_residuals(law, refit.values, data.take(held))
+    return SetResult(law, data, best, replicas, held_out)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A law variant that model selection can choose: form and annealing memory."""
+
+    form: str
+    lam: float
+
+
+#: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots.
+AUTO_FORMS = ("paper", "exp", "share")
+AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
+
+
 class LawFitter:
     """Fits the CPT law to a :class:`~cptopt.runs.PilotSet` (scikit-learn style).
 
@@ -311,8 +416,11 @@ class LawFitter:
 
     Parameters
     ----------
-    form : law form name (``"paper"``: Eq. 4 / Eq. 8).
-    lam : annealing-memory factor of the m-recursion (paper: 0.999).
+    form : ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"`` (exponential replay multipliers) or
+        ``"auto"``: every form x lambda of ``AUTO_FORMS`` x ``AUTO_LAMBDAS`` is fitted and the
+        one with the lowest leave-one-pilot-out CV error (mean of both validation sets) wins.
+    lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
+        it by CV from ``AUTO_LAMBDAS`` (implied by ``form="auto"``).
     huber_delta : Huber threshold on log residuals (paper: 1e-3).
     n_starts : polished starts per fit; ``n_screen`` random shapes are screened for them.
     seed : seed of the random starts (same seed, same law).
@@ -321,11 +429,11 @@ class LawFitter:
 
     def __init__(
         self,
-        form: str = "paper",
-        lam: float = 0.999,
+        form: str = "auto",
+        lam: float | str = "auto",
         huber_delta: float = 1e-3,
-        n_starts: int = 4,
-        n_screen: int = 64,
+        n_starts: int = 3,
+        n_screen: int = 48,
         seed: int = 0,
         jackknife: bool = True,
     ) -> None:
@@ -337,12 +445,105 @@ class LawFitter:
         self.seed = seed
         self.jackknife = jackknife
 
+    def _variants(self) -> list[Variant]:
+        forms = AUTO_FORMS if self.form == "auto" else (self.form,)
+        for form in forms:
+            make_law(form, "general", True, True)  # raises on an unknown form name
+        if self.lam == "auto" or self.form == "auto" and self.lam == "auto":
+            lams: tuple[float, ...] = AUTO_LAMBDAS
+        else:
+            try:
+                lam = float(self.lam)
+            except (TypeError, ValueError):
+                raise InputError(f"lam == {self.lam!r}, must be a number in (0, 1) or 'auto'") from None
+            if not 0 < lam < 1:
+                raise InputError(f"lam == {lam}, must be in (0, 1)")
+            lams = (lam,)
+        return [Variant(form, lam) for form in forms for lam in lams]
+
+    def _fit_variant(
+        self,
+        pilots: PilotSet,
+        replay_terms: bool,
+        variant: Variant,
+        warm: dict[tuple[str, str], np.ndarray],
+        *,
+        budget: int,
+        jackknife: bool,
+        n_polish: int = 2,
+    ) -> dict[str, SetResult]:
+        """Fit both validation sets under one variant (warm-started from ``warm`` if present)."""
+        per_set = {}
+        for validation_set in ("general", "domain"):
+            law = make_law_for(variant.form, validation_set, pilots, replay_terms)
+            data = collect_points(pilots, validation_set, variant.lam)
+            rng = np.random.default_rng([self.seed, 0 if validation_set == "general" else 1])
+            key = (variant.form, validation_set)
+            per_set[validation_set] = fit_validation_set(
+                law, data, delta=self.huber_delta, rng=rng,
+                n_starts=self.n_starts if key not in warm else max(self.n_starts - 1, 1),
+                n_screen=self.n_screen, jackknife=jackknife,
+                warm_start=warm.get(key), n_polish=n_polish, refit_budget=budget,
+            )
+            warm[key] = per_set[validation_set].best.values
+        return per_set
+
+    def _select(
+        self, pilots: PilotSet, replay_terms: bool, variants: list[Variant]
+    ) -> tuple[Variant, list[dict], dict[str, SetResult]]:
+        """Choose a variant by leave-one-pilot-out CV error, in two stages.
+
+        Stage 1 chooses lambda (lowest CV) with the ``exp`` form: the annealing memory is a
+        property of the optimiser and the schedule, not of the replay form. Stage 2 compares
+        the forms at that lambda with the one-standard-error rule on parameter count: a form
+        with more parameters must beat a smaller one by more than the paired standard error;
+        among equal counts the lowest CV wins.
+        Selection fits use a small refit budget; the winner is refitted with the full budget
+        and two polished starts.
+        """
+        forms = list(dict.fromkeys(v.form for v in variants))
+        lams = sorted({v.lam for v in variants})
+        reference = "exp" if "exp" in forms else forms[0]
+        warm: dict[tuple[str, str], np.ndarray] = {}
+        results: dict[Variant, dict[str, SetResult]] = {}
+        for lam in sorted(lams, reverse=True):
+            variant = Variant(reference, lam)
+            results[variant] = self._fit_variant(
+                pilots, replay_terms, variant, warm, budget=SELECTION_MAX_NFEV, n_polish=1, jackknife=True
+            )
+        best_lam = min(
+            (row for row in _selection_table(results) if row["form"] == reference),
+            key=lambda row: row["cv_mean"],
+        )["lam"]
+        for form in forms:
+            variant = Variant(form, best_lam)
+            if variant not in results:
+                results[variant] = self._fit_variant(
+                    pilots, replay_terms, variant, warm, budget=SELECTION_MAX_NFEV, n_polish=1,
+                    jackknife=True,
+                )
+        table = _selection_table(results)
+        best = one_standard_error_choice(
+            [row for row in table if row["lam"] == best_lam],
+            preference=lambda row: (row["n_params"], row["cv_mean"]),
+        )
+        best["chosen"] = True
+        chosen = Variant(best["form"], best["lam"])
+        winner_warm = {key: value.best.values for key, value in results[chosen].items()}
+        warm_keys = {(chosen.form, name): values for name, values in winner_warm.items()}
+        final = self._fit_variant(
+            pilots, replay_terms, chosen, warm_keys, budget=WARM_MAX_NFEV, n_polish=2,
+            jackknife=True,
+        )
+        return chosen, table, final
+
     def fit(self, pilots: PilotSet) -> LawFitter:
-        """Fit both validation sets; returns ``self`` with ``law_`` set."""
+        """Fit both validation sets (choosing the variant by CV if asked); returns ``self``."""
+        from threadpoolctl import threadpool_limits
+
         from cptopt.lawfile import FittedLaw
 
-        if not 0 < self.lam < 1:
-            raise InputError(f"lam == {self.lam}, must be in (0, 1)")
+        variants = self._variants()
         replay_ratios = sorted({run.replay_ratio for run in pilots.runs})
         replay_terms = len(replay_ratios) >= 2
         notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
@@ -353,12 +554,29 @@ class LawFitter:
             )
         elif len(replay_ratios) == 2:
             notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
-        sets = {}
-        for validation_set in ("general", "domain"):
-            sets[validation_set] = self._fit_set(pilots, validation_set, replay_terms)
+        selecting = len(variants) > 1
+        if selecting and len(pilots.runs) < 3:
+            raise InputError(
+                f"choosing the law variant by cross-validation needs >= 3 pilots, got "
+                f"{len(pilots.runs)}; pass an explicit form and lam"
+            )
+        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
+        with threadpool_limits(limits=1):
+            if selecting:
+                chosen, selection, final = self._select(pilots, replay_terms, variants)
+            else:
+                chosen, selection = variants[0], []
+                final = self._fit_variant(
+                    pilots, replay_terms, chosen, {}, budget=WARM_MAX_NFEV,
+                    jackknife=self.jackknife,
+                )
+        sets = {
+            name: _set_fit(result, pilots, self.jackknife or selecting)
+            for name, result in final.items()
+        }
         self.law_ = FittedLaw(
-            form=self.form,
-            lam=self.lam,
+            form=chosen.form,
+            lam=chosen.lam,
             huber_delta=self.huber_delta,
             seed=self.seed,
             replay_terms=replay_terms,
@@ -368,118 +586,125 @@ class LawFitter:
             general=sets["general"],
             domain=sets["domain"],
             inputs=_inputs(pilots),
+            selection=selection,
         )
         return self
 
-    def _fit_set(self, pilots: PilotSet, validation_set: str, replay_terms: bool):
-        from cptopt.law import Parameter
-        from cptopt.lawfile import RunFit, SetFit
 
-        law = make_law_for(self.form, validation_set, pilots, replay_terms)
-        data = collect_points(pilots, validation_set, self.lam)
-        check_enough_points(law, data)
-        rng = np.random.default_rng([self.seed, 0 if validation_set == "general" else 1])
-        best = optimise(
-            law,
-            data,
-            delta=self.huber_delta,
-            rng=rng,
-            n_starts=self.n_starts,
-            n_screen=self.n_screen,
+def _selection_table(results: dict[Variant, dict[str, SetResult]]) -> list[dict]:
+    """One row per variant tried: CV errors, parameter count, per-pilot CV errors."""
+    table = []
+    for variant, per_set in results.items():
+        cv_general = per_set["general"].cv_error
+        cv_domain = per_set["domain"].cv_error
+        n_params = sum(len(result.law.names) for result in per_set.values())
+        per_run: dict[int, list[float]] = {}
+        for result in per_set.values():
+            for run, error in result.cv_per_run().items():
+                per_run.setdefault(run, []).append(error)
+        table.append(
+            {
+                "form": variant.form,
+                "lam": variant.lam,
+                "n_params": n_params,
+                "cv_general": cv_general,
+                "cv_domain": cv_domain,
+                "cv_mean": 0.5 * (cv_general + cv_domain),
+                "cv_per_pilot": {str(run): float(np.mean(v)) for run, v in sorted(per_run.items())},
+                "chosen": False,
+            }
         )
-        residuals = relative_residuals(law, best.values, data)
-        cpt_points = (data.run_index >= 0) & (data.step > 0)
-        log_residuals = np.log1p(residuals)
+    return table
 
-        replicas: list[np.ndarray] = []
-        cv: dict[int, tuple[float, float]] = {}
-        run_ids = sorted({int(i) for i in data.run_index if i >= 0})
-        if self.jackknife and len(run_ids) >= 3:
-            for index in run_ids:
-                keep = data.run_index != index
-                refit = optimise(
-                    law,
-                    data.take(keep),
-                    delta=self.huber_delta,
-                    rng=rng,
-                    n_starts=2,
-                    n_screen=self.n_screen // 2,
-                    warm_start=best.values,
-                )
-                replicas.append(refit.values)
-                held = (data.run_index == index) & (data.step > 0)
-                held_residual = relative_residuals(law, refit.values, data.take(held))
-                cv[index] = (float(np.abs(held_residual).mean()), float(held_residual[-1]))
-        replica_array = np.array(replicas) if replicas else None
-        stderr = _jackknife_se(replica_array) if replica_array is not None else None
 
-        run_fits = []
-        for index in run_ids:
-            mask = (data.run_index == index) & (data.step > 0)
-            if not mask.any():
-                continue
-            errors = residuals[mask]
-            cv_mean, cv_final = cv.get(index, (None, None))
-            run_fits.append(
-                RunFit(
-                    name=pilots.runs[index].name,
-                    n_points=int(mask.sum()),
-                    mean_abs_error=float(np.abs(errors).mean()),
-                    max_abs_error=float(np.abs(errors).max()),
-                    final_error=float(errors[-1]),
-                    cv_mean_abs_error=cv_mean,
-                    cv_final_error=cv_final,
-                )
+def one_standard_error_choice(rows: list[dict], preference) -> dict:
+    """The most preferred row whose CV is within one paired standard error of the best.
+
+    CV errors on a handful of pilots are noisy, so a variant with more parameters must beat
+    a smaller one by more than the noise of the comparison: the one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10), with the
+    standard error of the per-pilot differences to the best row (paired: same pilots).
+    ``preference(row)`` sorts rows from most to least preferred.
+    """
+    best = min(rows, key=lambda row: row["cv_mean"])
+    pilots = sorted(best["cv_per_pilot"])
+    eligible = []
+    for row in rows:
+        diffs = np.array(
+            [row["cv_per_pilot"][p] - best["cv_per_pilot"][p] for p in pilots if p in row["cv_per_pilot"]]
+        )
+        se = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else 0.0
+        row["cv_gap_se"] = se
+        if row is best or (diffs.size > 0 and diffs.mean() <= se):
+            eligible.append(row)
+    return min(eligible, key=preference)
+
+
+def _set_fit(result: SetResult, pilots: PilotSet, with_jackknife: bool):
+    from cptopt.law import Parameter
+    from cptopt.lawfile import RunFit, SetFit
+
+    law, data, best = result.law, result.data, result.best
+    residuals = relative_residuals(law, best.values, data)
+    cpt_points = (data.run_index >= 0) & (data.step > 0)
+    replica_array = np.array(result.replicas) if result.replicas and with_jackknife else None
+    stderr = _jackknife_se(replica_array) if replica_array is not None else None
+    run_fits = []
+    for index in sorted({int(i) for i in data.run_index if i >= 0}):
+        mask = (data.run_index == index) & (data.step > 0)
+        if not mask.any():
+            continue
+        errors = residuals[mask]
+        held = result.held_out.get(index)
+        run_fits.append(
+            RunFit(
+                name=pilots.runs[index].name,
+                n_points=int(mask.sum()),
+                mean_abs_error=float(np.abs(errors).mean()),
+                max_abs_error=float(np.abs(errors).max()),
+                final_error=float(errors[-1]),
+                cv_mean_abs_error=None if held is None else float(np.abs(held).mean()),
+                cv_final_error=None if held is None else float(held[-1]),
             )
-        bound_names = at_bound(law, best.values)
-        parameters = []
-        weak = []
-        for i, spec in enumerate(law.specs):
-            se = None if stderr is None else float(stderr[i])
-            value = float(best.values[i])
-            if se is not None and (value == 0 or se > abs(value)):
-                weak.append(spec.name)
-            parameters.append(
-                Parameter(
-                    name=spec.name,
-                    value=value,
-                    min=spec.lower,
-                    max=spec.upper,
-                    stderr=se,
-                    at_bound=spec.name in bound_names,
-                    description=spec.description,
-                )
+        )
+    bound_names = at_bound(law, best.values)
+    parameters, weak = [], []
+    for i, spec in enumerate(law.specs):
+        se = None if stderr is None else float(stderr[i])
+        value = float(best.values[i])
+        if se is not None and (value == 0 or se > abs(value)):
+            weak.append(spec.name)
+        parameters.append(
+            Parameter(
+                name=spec.name, value=value, min=spec.lower, max=spec.upper, stderr=se,
+                at_bound=spec.name in bound_names, description=spec.description,
             )
-        named = dict(zip(law.names, best.values.tolist(), strict=True))
-        total = float(((data.loss - data.loss.mean()) ** 2).sum())
-        predicted = law.evaluate(best.values, data.areas)
-        r2 = (
-            1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
         )
-        sorted_costs = sorted(best.start_costs)
-        agree = (
-            len(sorted_costs) < 2
-            or sorted_costs[1] - sorted_costs[0] <= 1e-6 * max(sorted_costs[0], 1e-12) + 1e-12
-        )
-        return SetFit(
-            validation_set=validation_set,
-            parameter_names=law.names,
-            values=best.values.tolist(),
-            parameters=parameters,
-            derived=law.derived(named),
-            jackknife=[] if replica_array is None else replica_array.tolist(),
-            noise=_robust_sd(log_residuals[cpt_points]) if cpt_points.any() else 0.0,
-            n_points=int(data.loss.size),
-            n_pretrain_points=int((data.run_index < 0).sum()),
-            r2=r2,
-            mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
-            huber_cost=best.cost,
-            cv_error=float(np.mean([v[0] for v in cv.values()])) if cv else None,
-            runs=run_fits,
-            at_bound=bound_names,
-            weakly_identified=weak,
-            starts_agree=bool(agree),
-        )
+    named = dict(zip(law.names, best.values.tolist(), strict=True))
+    total = float(((data.loss - data.loss.mean()) ** 2).sum())
+    predicted = law.evaluate(best.values, data.areas)
+    r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
+    costs = sorted(best.start_costs)
+    agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
+    return SetFit(
+        validation_set=law.validation_set,
+        parameter_names=law.names,
+        values=best.values.tolist(),
+        parameters=parameters,
+        derived=law.derived(named),
+        jackknife=[] if replica_array is None else replica_array.tolist(),
+        noise=_robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0,
+        n_points=int(data.loss.size),
+        n_pretrain_points=int((data.run_index < 0).sum()),
+        r2=r2,
+        mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
+        huber_cost=best.cost,
+        cv_error=result.cv_error,
+        cv_rms=result.cv_rms,
+        runs=run_fits,
+        at_bound=bound_names,
+        weakly_identified=weak,
+        starts_agree=bool(agree),
+    )
 
 
 def _pretrain_record(pilots: PilotSet):

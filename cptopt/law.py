@@ -91,6 +91,8 @@ class CptLaw:
     """
 
     name = "paper"
+    #: Replay multipliers: "paper" (Eq. 8) or "exp" (data-mixing-law style, see ExpReplayLaw).
+    replay_form = "paper"
 
     def __init__(self, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> None:
         self.validation_set = validation_set
@@ -124,11 +126,33 @@ class CptLaw:
             ParamSpec("beta", 1e-4, 3.0, 0.01, 1.0, description="shift exponent"),
         ]
         if self.replay_terms:
-            specs += [
-                ParamSpec("a1", -20.0, 20.0, -3.0, 3.0, description="replay: annealing gain"),
-                ParamSpec("a2", 1e-3, 30.0, 0.1, 5.0, description="replay: shift strength"),
-            ]
+            specs += self._replay_specs()
         return specs
+
+    def _replay_specs(self) -> list[ParamSpec]:
+        # Eq. 8's natural signs: more data of a kind gives more annealing credit for it.
+        return [
+            ParamSpec("a1", 0.0, 20.0, 0.0, 3.0, description="replay: annealing gain"),
+            ParamSpec("a2", 1e-3, 30.0, 0.1, 5.0, description="replay: shift strength"),
+        ]
+
+    def replay_multipliers(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, v)``: multipliers of the CPT annealing term and of the shift term."""
+        r_cpt = 1.0 - replay
+        if self.validation_set == "general":
+            return np.exp(shape["a1"] * replay), -np.expm1(-shape["a2"] * r_cpt)
+        return np.exp(shape["a1"] * r_cpt), np.expm1(shape["a2"] * r_cpt)
+
+    def replay_derivatives(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(du/da1, dv/da2)`` of :meth:`replay_multipliers`."""
+        r_cpt = 1.0 - replay
+        if self.validation_set == "general":
+            return replay * np.exp(shape["a1"] * replay), r_cpt * np.exp(-shape["a2"] * r_cpt)
+        return r_cpt * np.exp(shape["a1"] * r_cpt), r_cpt * np.exp(shape["a2"] * r_cpt)
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -139,14 +163,8 @@ class CptLaw:
         """
         s1_pt = areas.s1_pt if self.checkpoint_known else shape["S1pt"]
         forward = (s1_pt + areas.s1_cpt) ** (-shape["alpha"])
-        r_cpt = 1.0 - areas.replay
         if self.replay_terms:
-            if self.validation_set == "general":
-                anneal_mult = np.exp(shape["a1"] * areas.replay)
-                shift_mult = -np.expm1(-shape["a2"] * r_cpt)
-            else:
-                anneal_mult = np.exp(shape["a1"] * r_cpt)
-                shift_mult = np.expm1(shape["a2"] * r_cpt)
+            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay)
         else:
             anneal_mult = shift_mult = 1.0
         shift = _shift_g(shape["beta"], shape["E"] * areas.s1_cpt) * shift_mult
@@ -169,14 +187,131 @@ class CptLaw:
         shape, linear = self.split(values)
         return np.einsum("...nk,...k->...n", self.basis(shape, areas), linear)
 
+    def jacobian(self, values: np.ndarray, areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        """Prediction ``(n,)`` and its derivatives ``(n, P)`` for one parameter vector ``(P,)``."""
+        named = dict(zip(self.names, np.asarray(values, dtype=float), strict=True))
+        s1_pt = areas.s1_pt if self.checkpoint_known else named["S1pt"]
+        total_s1 = s1_pt + areas.s1_cpt
+        forward = total_s1 ** (-named["alpha"])
+        x = named["E"] * areas.s1_cpt
+        log_term = np.log1p(x)
+        beta = named["beta"]
+        decay = np.exp(-beta * log_term)  # (1 + E*S1cpt)^-beta
+        shift_g = -np.expm1(-beta * log_term) / beta
+        if self.replay_terms:
+            shape = {"a1": named["a1"], "a2": named["a2"]}
+            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay)
+            d_anneal, d_shift = self.replay_derivatives(shape, areas.replay)
+        else:
+            anneal_mult = shift_mult = np.ones_like(forward)
+        columns = {
+            "L0": np.ones_like(forward),
+            "A": forward,
+            "alpha": -named["A"] * forward * np.log(total_s1),
+            "C2": -areas.s2_cpt * anneal_mult,
+            "Bbeta": shift_g * shift_mult,
+            "E": named["Bbeta"] * shift_mult * areas.s1_cpt * decay / (1.0 + x),
+            "beta": named["Bbeta"] * shift_mult * (log_term * decay - shift_g) / beta,
+        }
+        if self.checkpoint_known:
+            columns["C1"] = -areas.s2_pt
+        else:
+            columns["S1pt"] = -named["A"] * named["alpha"] * forward / total_s1
+        if self.replay_terms:
+            columns["a1"] = -named["C2"] * areas.s2_cpt * d_anneal
+            columns["a2"] = named["Bbeta"] * shift_g * d_shift
+        prediction = (
+            named["L0"]
+            + named["A"] * forward
+            + named["C2"] * columns["C2"]
+            + named["Bbeta"] * columns["Bbeta"]
+        )
+        if self.checkpoint_known:
+            prediction = prediction + named["C1"] * columns["C1"]
+        jac = np.stack([np.broadcast_to(columns[name], forward.shape) for name in self.names], axis=1)
+        return prediction, jac
+
     def derived(self, values: dict[str, float]) -> dict[str, float]:
         """Quantities reported next to the fitted ones (``B = Bbeta / beta``)."""
         return {"B": values["Bbeta"] / values["beta"]}
 
 
+class ExpReplayLaw(CptLaw):
+    """Eq. 4 with exponential replay multipliers (data-mixing laws, Ye et al. 2024).
+
+        u(r) = exp(a1 * r),   v(r) = exp(-a2 * r)      (both validation sets)
+
+    At r = 0 both are 1, so ``C2`` and ``Bbeta`` keep their Eq. 4 meaning (no replay).
+    ``v`` is convex in r, so a little replay can remove much of the forgetting, which the
+    Eq. 8 general multiplier ``1 - exp(-a2 * (1 - r))`` cannot express (it is concave in r).
+    ``a1`` lets the annealing credit grow or shrink with replay; ``a1 -> -inf`` is not
+    needed for the credit to be small: ``C2`` itself can be 0.
+    """
+
+    name = "exp"
+    replay_form = "exp"
+
+    def _replay_specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec("a1", -20.0, 20.0, -3.0, 3.0, description="replay: annealing gain rate"),
+            ParamSpec("a2", -20.0, 30.0, 0.0, 10.0, description="replay: shift decay rate"),
+        ]
+
+    def replay_multipliers(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return np.exp(shape["a1"] * replay), np.exp(-shape["a2"] * replay)
+
+    def replay_derivatives(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return replay * np.exp(shape["a1"] * replay), -replay * np.exp(-shape["a2"] * replay)
+
+
+class ShareReplayLaw(CptLaw):
+    """Eq. 4 whose annealing credit scales with the share of the set's own data.
+
+        u(r) = share^a1,   v(r) = exp(-a2 * r),   share = r (general) or 1 - r (domain)
+
+    LR decay consolidates what the batches train on: with no replay nothing in a CPT batch
+    exercises the general distribution, and the general loss may get no annealing credit at
+    all (cpt-law.md §3, distant domains). ``a1 = 0`` gives Eq. 4's constant credit, so the
+    data decide; ``C2`` is the credit at share 1.
+    """
+
+    name = "share"
+    replay_form = "share"
+
+    def _replay_specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec("a1", 0.0, 5.0, 0.0, 2.0, description="replay: credit ~ own share^a1"),
+            ParamSpec("a2", -20.0, 30.0, 0.0, 10.0, description="replay: shift decay rate"),
+        ]
+
+    def _share(self, replay: np.ndarray) -> np.ndarray:
+        return replay if self.validation_set == "general" else 1.0 - replay
+
+    def replay_multipliers(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._share(replay) ** shape["a1"], np.exp(-shape["a2"] * replay)
+
+    def replay_derivatives(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        share = self._share(replay)
+        safe = np.where(share > 0, share, 1.0)
+        d_credit = np.where(share > 0, safe ** shape["a1"] * np.log(safe), 0.0)
+        return d_credit, -replay * np.exp(-shape["a2"] * replay)
+
+
+#: Law forms by name (``--law``).
+FORMS: dict[str, type[CptLaw]] = {"paper": CptLaw, "exp": ExpReplayLaw, "share": ShareReplayLaw}
+
+
 def make_law(form: str, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> CptLaw:
     """Instantiate a law form by name."""
-    forms = {"paper": CptLaw}
+    forms = FORMS
     if form not in forms:
         raise ValueError(f"unknown law form '{form}'; choose from {', '.join(forms)}")
     return forms[form](validation_set, replay_terms, checkpoint_known)

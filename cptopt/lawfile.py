@@ -66,6 +66,10 @@ class SetFit(BaseModel):
     cv_error: float | None = Field(
         default=None, description="mean over pilots of the left-out curve's mean |rel error|"
     )
+    cv_rms: float | None = Field(
+        default=None,
+        description="RMS log error of every left-out curve point (sets the interval scale)",
+    )
     runs: list[RunFit]
     at_bound: list[str]
     weakly_identified: list[str]

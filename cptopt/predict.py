@@ -1,10 +1,14 @@
 """Predict both loss curves of a CPT schedule from a fitted law, with intervals.
 
 Intervals combine two computed sources of error (nothing is assumed):
-- the fit's uncertainty: the jackknife spread of the prediction over the laws refitted with
-  one pilot left out (stored in the law file);
-- the eval-to-eval scatter of a single measured loss: the robust SD of the fit's log residuals.
-Both are on the log scale; the interval is ``pred * exp(+-z * sqrt(se_fit^2 + noise^2))``.
+- how wrong the law is on a run it has not seen: the RMS log error of the pilots' curves
+  when each is left out of the fit (``cv_rms``, from the fit). It holds the eval noise, the
+  law's misfit and the parameter uncertainty at configurations like the pilots';
+- how much less the fit knows here than at the pilots: the jackknife spread of this
+  prediction over the laws refitted with one pilot left out, which grows away from them.
+Both are on the log scale; the interval is ``pred * exp(+-z * sqrt(cv_rms^2 + jackknife^2))``.
+Without cross-validation (fewer than 3 pilots) the eval noise (robust SD of the fit's log
+residuals) stands in for ``cv_rms``, and the interval is then too narrow: the report says so.
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def _forecast(
         fit_var = (n - 1) / n * ((replicas - replicas.mean(axis=0)) ** 2).sum(axis=0)
     else:
         fit_var = np.zeros_like(mean)
-    half = z * np.sqrt(fit_var + fit.noise**2)
+    scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
+    half = z * np.sqrt(fit_var + scale**2)
     lower, upper = mean * np.exp(-half), mean * np.exp(half)
     picked = report_index
     forecast = LossForecast(

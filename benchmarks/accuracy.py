@@ -1,0 +1,309 @@
+"""Held-out accuracy of cptopt on a folder of real CPT runs (run on demand, not in CI).
+
+For each scenario of the folder's ``protocol.json``: fit on the pilots only, predict every
+target run from its own per-step LR, and report per loss (general, domain)
+- curve mean / worst: mean over targets, and max over targets, of a target curve's mean
+  |relative error| (every evaluation point, step 0 excluded);
+- final mean / worst: mean and max over targets of |relative error| of the final loss;
+- extrapolation targets (outside the pilots' LR range) separately;
+- decision: for each weight pair, regret (real objective of the predicted best minus the
+  real best, also relative) and Kendall's tau between predicted and real rankings;
+- interval coverage: share of real final losses inside the 90 % prediction interval;
+- the noise floor: seed-replicate differences found in the folder.
+
+Only cptopt's public API is used (``cptopt.fit``, ``cptopt.predict``, ``cptopt.Schedule``),
+so the same script scores any folder in the layout of ``examples/data/cpt-code``
+(``manifest.csv``, ``runs/``, ``pretrain.csv``, ``pretrain.json``, ``protocol.json``).
+
+    python benchmarks/accuracy.py                       # bundled data, --law paper and auto
+    python benchmarks/accuracy.py --data DIR --law auto --format json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+import cptopt
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT / "examples" / "data" / "cpt-code"
+LAW_SETTINGS = {"paper": {"form": "paper", "lam": 0.999}, "auto": {"form": "auto"}}
+LOSSES = ("general", "domain")
+
+
+def read_manifest(data: Path) -> dict[str, dict]:
+    with (data / "manifest.csv").open(newline="") as handle:
+        return {row["run_id"]: row for row in csv.DictReader(handle)}
+
+
+def read_run(data: Path, row: dict) -> dict:
+    """Per-step LR and the evaluation points of one run (read with the csv module)."""
+    with (data / row["csv"]).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lr = np.array([float(r["lr"]) for r in rows if int(r["step"]) >= 1])
+    curves = {}
+    for loss in LOSSES:
+        points = [(int(r["step"]), float(r[f"loss_{loss}"])) for r in rows if r[f"loss_{loss}"]]
+        curves[loss] = (np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+    return {"lr": lr, "curves": curves}
+
+
+def write_pilot_manifest(data: Path, manifest: dict, pilots: list[str], folder: Path) -> Path:
+    """A cptopt pilot manifest for the given pilot runs, as a user would write it."""
+    pretrain = json.loads((data / "pretrain.json").read_text())
+    checkpoints = {name: spec["pt_step"] for name, spec in pretrain["checkpoints"].items()}
+    lines = [
+        "version: 1",
+        f"tokens_per_step: {int(pretrain.get('tokens_per_step', 0)) or 1}",
+        "pretrain:",
+        f"  log: {json.dumps(str(data / 'pretrain.csv'))}",
+        f"  warmup_steps: {int(pretrain['warmup_steps'])}",
+        f"  checkpoints: {json.dumps(checkpoints)}",
+        "runs:",
+    ]
+    for run_id in pilots:
+        row = manifest[run_id]
+        lines.append(
+            f"  - {{log: {json.dumps(str(data / row['csv']))}, name: {run_id}, "
+            f"replay_ratio: {float(row['replay_ratio'])}, checkpoint: {row['start_checkpoint']}}}"
+        )
+    path = folder / "pilots.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def predict_run(law, run: dict, row: dict):
+    schedule = cptopt.Schedule(family="custom", lr=tuple(run["lr"].tolist()))
+    steps = sorted(set(run["curves"]["general"][0]) | set(run["curves"]["domain"][0]))
+    return cptopt.predict(
+        law, schedule, float(row["replay_ratio"]), checkpoint=row["start_checkpoint"], steps=steps
+    )
+
+
+def failed_errors() -> dict[str, dict[str, float]]:
+    """A prediction cptopt refused (e.g. a non-positive loss) counts as 100 % error."""
+    row = {"curve_mean": 1.0, "curve_max": 1.0, "final": 1.0, "inside_90": False, "failed": True}
+    return {loss: dict(row) for loss in LOSSES}
+
+
+def score_run(law, run: dict, row: dict) -> tuple[dict, bool | None]:
+    """Errors of one run and whether it was flagged out of range (None if it failed)."""
+    try:
+        prediction = predict_run(law, run, row)
+    except cptopt.CptoptError:
+        return failed_errors(), None
+    return curve_errors(prediction, run), not prediction.in_range
+
+
+def curve_errors(prediction, run: dict) -> dict[str, dict[str, float]]:
+    out = {}
+    for loss in LOSSES:
+        steps, observed = run["curves"][loss]
+        forecast = getattr(prediction, loss)
+        lookup = dict(zip(forecast.steps, forecast.mean, strict=True))
+        keep = steps > 0
+        predicted = np.array([lookup[int(s)] for s in steps[keep]])
+        errors = predicted / observed[keep] - 1.0
+        final_observed = observed[-1]
+        out[loss] = {
+            "curve_mean": float(np.abs(errors).mean()),
+            "curve_max": float(np.abs(errors).max()),
+            "final": float(forecast.final / final_observed - 1.0),
+            "inside_90": bool(forecast.final_lower <= final_observed <= forecast.final_upper),
+        }
+    return out
+
+
+def summarise(per_run: dict[str, dict]) -> dict[str, dict[str, float]]:
+    summary = {}
+    for loss in LOSSES:
+        rows = [errors[loss] for errors in per_run.values()]
+        if not rows:
+            continue
+        summary[loss] = {
+            "curve_mean": float(np.mean([r["curve_mean"] for r in rows])),
+            "curve_worst": float(np.max([r["curve_mean"] for r in rows])),
+            "final_mean": float(np.mean([abs(r["final"]) for r in rows])),
+            "final_worst": float(np.max([abs(r["final"]) for r in rows])),
+            "coverage_90": float(np.mean([r["inside_90"] for r in rows])),
+            "n": len(rows),
+            "failed": int(sum(r.get("failed", False) for r in rows)),
+        }
+    return summary
+
+
+def decision_scores(law, grid: list[str], manifest: dict, runs: dict, weights) -> list[dict]:
+    try:
+        predicted = {rid: predict_run(law, runs[rid], manifest[rid]) for rid in grid}
+    except cptopt.CptoptError as exc:
+        return [{"weights": list(w), "error": str(exc)} for w in weights]
+    real = {
+        rid: {loss: runs[rid]["curves"][loss][1][-1] for loss in LOSSES} for rid in grid
+    }
+    scores = []
+    for w_general, w_domain in weights:
+        pred_obj = np.array(
+            [w_general * predicted[r].general.final + w_domain * predicted[r].domain.final for r in grid]
+        )
+        real_obj = np.array([w_general * real[r]["general"] + w_domain * real[r]["domain"] for r in grid])
+        chosen = int(np.argmin(pred_obj))
+        regret = float(real_obj[chosen] - real_obj.min())
+        tau = float(kendalltau(pred_obj, real_obj).statistic)
+        scores.append(
+            {
+                "weights": [w_general, w_domain],
+                "predicted_best": grid[chosen],
+                "real_best": grid[int(np.argmin(real_obj))],
+                "regret": regret,
+                "regret_rel": regret / float(real_obj.min()),
+                "kendall_tau": tau,
+            }
+        )
+    return scores
+
+
+def noise_floor(manifest: dict, runs: dict) -> dict[str, dict[str, float]]:
+    """Differences between seed replicates (same configuration, different seed)."""
+    keys = ("start_checkpoint", "peak_lr", "replay_ratio", "schedule", "total_steps")
+    groups: dict[tuple, list[str]] = {}
+    for rid, row in manifest.items():
+        groups.setdefault(tuple(row[k] for k in keys), []).append(rid)
+    floor: dict[str, dict[str, list[float]]] = {loss: {"curve": [], "final": []} for loss in LOSSES}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        first, second = runs[members[0]], runs[members[1]]
+        for loss in LOSSES:
+            steps_a, values_a = first["curves"][loss]
+            steps_b, values_b = second["curves"][loss]
+            common = np.intersect1d(steps_a[steps_a > 0], steps_b)
+            a = values_a[np.isin(steps_a, common)]
+            b = values_b[np.isin(steps_b, common)]
+            floor[loss]["curve"].append(float(np.abs(a / b - 1).mean()))
+            floor[loss]["final"].append(float(abs(values_a[-1] / values_b[-1] - 1)))
+    return {
+        loss: {kind: float(np.mean(v)) if v else float("nan") for kind, v in parts.items()}
+        for loss, parts in floor.items()
+    }
+
+
+def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, runs, weights):
+    with tempfile.TemporaryDirectory() as folder:
+        manifest_path = write_pilot_manifest(data, manifest, spec["pilots"], Path(folder))
+        started = time.perf_counter()
+        law = cptopt.fit(manifest_path, **LAW_SETTINGS[law_name])
+        fit_seconds = time.perf_counter() - started
+    targets = {rid: score_run(law, runs[rid], manifest[rid])[0] for rid in spec["targets"]}
+    extrapolation = {}
+    flagged = 0
+    for rid in spec.get("extrapolation_targets", []):
+        extrapolation[rid], out_of_range = score_run(law, runs[rid], manifest[rid])
+        flagged += bool(out_of_range)
+    return {
+        "scenario": name,
+        "law": law_name,
+        "chosen": {"form": law.form, "lam": law.lam},
+        "fit_seconds": fit_seconds,
+        "cv_error": {"general": law.general.cv_error, "domain": law.domain.cv_error},
+        "targets": summarise(targets),
+        "extrapolation": summarise(extrapolation),
+        "extrapolation_flagged": f"{flagged}/{len(extrapolation)}",
+        "decision": decision_scores(law, spec["decision_grid"], manifest, runs, weights),
+        "per_target": targets,
+    }
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def print_table(results: list[dict], floor: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    table = Table(title="held-out error (fit on pilots only)", title_justify="left")
+    for column in (
+        "scenario", "law", "chosen", "loss", "curve mean", "curve worst", "final mean",
+        "final worst", "90% cover", "extrap. final mean", "extrap. final worst",
+    ):
+        table.add_column(column, justify="left" if column in ("scenario", "law", "chosen", "loss") else "right")
+    for result in results:
+        for loss in LOSSES:
+            t, e = result["targets"][loss], result["extrapolation"].get(loss)
+            table.add_row(
+                result["scenario"], result["law"],
+                f"{result['chosen']['form']} λ={result['chosen']['lam']:g}", loss,
+                pct(t["curve_mean"]), pct(t["curve_worst"]), pct(t["final_mean"]),
+                pct(t["final_worst"]), pct(t["coverage_90"]),
+                pct(e["final_mean"]) if e else "-", pct(e["final_worst"]) if e else "-",
+            )
+    console.print(table)
+    decisions = Table(title="decision grid: regret and Kendall tau", title_justify="left")
+    for column in ("scenario", "law", "weights", "predicted best", "real best", "regret", "tau"):
+        decisions.add_column(column)
+    for result in results:
+        for row in result["decision"]:
+            if "error" in row:
+                decisions.add_row(result["scenario"], result["law"], ",".join(f"{w:g}" for w in row["weights"]), "prediction failed", "", "", "")
+                continue
+            decisions.add_row(
+                result["scenario"], result["law"], ",".join(f"{w:g}" for w in row["weights"]),
+                row["predicted_best"], row["real_best"],
+                f"{row['regret']:.4f} ({pct(row['regret_rel'])})", f"{row['kendall_tau']:.3f}",
+            )
+    console.print(decisions)
+    console.print(
+        "noise floor (seed replicate): "
+        + ", ".join(
+            f"{loss}: curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
+            for loss in LOSSES
+        )
+    )
+    console.print(
+        "fit time: "
+        + ", ".join(f"{r['scenario']}/{r['law']} {r['fit_seconds']:.1f}s" for r in results)
+        + "; extrapolation targets flagged out of range: "
+        + ", ".join(f"{r['scenario']}/{r['law']} {r['extrapolation_flagged']}" for r in results)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder in the cpt-code layout")
+    parser.add_argument("--law", action="append", choices=sorted(LAW_SETTINGS), help="law(s) to score (default: paper and auto)")
+    parser.add_argument("--scenario", action="append", help="scenario(s) of protocol.json (default: all)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    args = parser.parse_args(argv)
+    data = args.data
+    protocol = json.loads((data / "protocol.json").read_text())
+    manifest = read_manifest(data)
+    runs = {rid: read_run(data, row) for rid, row in manifest.items()}
+    weights = [tuple(w) for w in protocol["weights"]]
+    scenarios = args.scenario or list(protocol["scenarios"])
+    results = []
+    for law_name in args.law or ["paper", "auto"]:
+        for name in scenarios:
+            results.append(
+                score_scenario(data, name, protocol["scenarios"][name], law_name, manifest, runs, weights)
+            )
+    floor = noise_floor(manifest, runs)
+    if args.format == "json":
+        json.dump({"data": str(data), "results": results, "noise_floor": floor}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_table(results, floor)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The fit: parameter recovery on law-generated curves, determinism, real-data quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cptopt import InputError, fit, predict
+from cptopt.fit import LawFitter, cv_folds, one_standard_error_choice
+from cptopt.schedules import Schedule
+from cptopt.testing import synthetic_pilots
+
+TRUE = {
+    "general": {"L0": 1.2, "A": 0.45, "alpha": 0.5, "C1": 0.25, "C2": 0.2, "Bbeta": 0.02,
+                "E": 30.0, "beta": 0.3, "a1": 0.5, "a2": 4.0},
+    "domain": {"L0": 0.9, "A": 0.9, "alpha": 0.6, "C1": 0.2, "C2": 0.3, "Bbeta": -0.12,
+               "E": 300.0, "beta": 0.2, "a1": -0.5, "a2": 1.0},
+}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return synthetic_pilots("exp", TRUE, lam=0.99)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
+    law = LawFitter(form="exp", lam=0.99, seed=seed, jackknife=False).fit(synthetic).law_
+    for validation_set in ("general", "domain"):
+        fitted = law.set_fit(validation_set)
+        assert fitted.mean_abs_error < 1e-5
+        recovered = dict(zip(fitted.parameter_names, fitted.values))
+        # Well-identified coefficients to >= 3 significant digits. With one checkpoint and
+        # no PT-phase points, C1*S2pt is a constant: only L0 - C1*S2pt is identified.
+        for name in ("A", "alpha", "C2"):
+            truth = TRUE[validation_set][name]
+            assert recovered[name] == pytest.approx(truth, rel=1e-3), name
+        s2_pt = synthetic.pretrain.checkpoint_state("ckpt", 0.99).s2_pt
+        offset = TRUE[validation_set]["L0"] - TRUE[validation_set]["C1"] * s2_pt
+        assert recovered["L0"] - recovered["C1"] * s2_pt == pytest.approx(offset, rel=1e-4)
+    # And it predicts a schedule none of the pilots used.
+    unseen = Schedule(family="wsd", peak_lr=1.2e-3, steps=800, warmup_steps=16, decay_fraction=0.3)
+    truth = synthetic_pilots("exp", TRUE, lam=0.99, configs=[(unseen, 0.1), (unseen, 0.2)])
+    prediction = predict(law, unseen, 0.1, steps=truth.runs[0].general.steps)
+    np.testing.assert_allclose(prediction.general.mean, truth.runs[0].general.values, rtol=1e-4)
+    np.testing.assert_allclose(prediction.domain.mean, truth.runs[0].domain.values, rtol=1e-4)
+
+
+def test_same_seed_same_law(synthetic):
+    noisy = synthetic_pilots("exp", TRUE, lam=0.99, noise=0.004, seed=1)
+    first = LawFitter(form="exp", lam=0.99, seed=3).fit(noisy).law_
+    second = LawFitter(form="exp", lam=0.99, seed=3).fit(noisy).law_
+    assert first.general.values == second.general.values
+    assert first.domain.jackknife == second.domain.jackknife
+
+
+def test_noisy_fit_reports_noise_and_errorbars(synthetic):
+    noisy = synthetic_pilots("exp", TRUE, lam=0.99, noise=0.005, seed=2)
+    law = LawFitter(form="exp", lam=0.99).fit(noisy).law_
+    for fitted in (law.general, law.domain):
+        assert 0.002 < fitted.noise < 0.01  # the robust SD sees the 0.5 % we added
+        assert len(fitted.jackknife) == len(noisy.runs)
+        assert all(p.stderr is not None for p in fitted.parameters)
+        assert fitted.cv_error is not None and fitted.cv_error >= fitted.mean_abs_error * 0.5
+
+
+def test_single_replay_ratio_fixes_replay_and_says_so():
+    schedules = [
+        (Schedule(family="constant", peak_lr=2e-3, steps=600, warmup_steps=10), 0.25),
+        (Schedule(family="cosine", peak_lr=2e-3, steps=600, warmup_steps=10), 0.25),
+        (Schedule(family="wsd", peak_lr=1e-3, steps=600, warmup_steps=10), 0.25),
+    ]
+    values = {k: {n: v for n, v in TRUE[k].items() if n not in ("a1", "a2")} for k in TRUE}
+    pilots = synthetic_pilots("paper", values, lam=0.99, configs=schedules)
+    law = LawFitter(form="paper", lam=0.99).fit(pilots).law_
+    assert law.replay_terms is False
+    assert "a1" not in law.general.parameter_names
+    assert any("replay" in note and "fixed" in note for note in law.notes)
+
+
+def test_too_few_points_is_an_input_error():
+    schedule = Schedule(family="constant", peak_lr=2e-3, steps=20, warmup_steps=2)
+    pilots = synthetic_pilots("exp", TRUE, lam=0.99, configs=[(schedule, 0.0), (schedule, 0.5)])
+    with pytest.raises(InputError, match="points for"):
+        LawFitter(form="exp", lam=0.99).fit(pilots)
+
+
+def test_invalid_settings_are_input_errors(synthetic):
+    with pytest.raises(InputError, match="lam"):
+        LawFitter(form="exp", lam=1.5).fit(synthetic)
+    with pytest.raises(ValueError, match="unknown law form"):
+        LawFitter(form="nonsense", lam=0.99).fit(synthetic)
+
+
+def test_cv_folds_group_beyond_the_maximum():
+    assert cv_folds([0, 1, 2]) == [[0], [1], [2]]
+    folds = cv_folds(list(range(25)), max_folds=10)
+    assert len(folds) == 10 and sorted(sum(folds, [])) == list(range(25))
+
+
+def test_one_standard_error_rule_prefers_fewer_parameters_only_within_noise():
+    best = {"cv_mean": 0.010, "n_params": 20, "cv_per_pilot": {"0": 0.01, "1": 0.01, "2": 0.01}}
+    close = {"cv_mean": 0.0102, "n_params": 16,
+             "cv_per_pilot": {"0": 0.0095, "1": 0.0110, "2": 0.0101}}
+    far = {"cv_mean": 0.020, "n_params": 12, "cv_per_pilot": {"0": 0.02, "1": 0.021, "2": 0.019}}
+    choice = one_standard_error_choice([best, close, far], lambda r: (r["n_params"], r["cv_mean"]))
+    assert choice is close
+
+
+# --------------------------------------------------------------------------- real curves
+
+
+def test_real_pilots_fit_quality(fitted_law):
+    """Measured on the real unannealed pilots (no law-generated data)."""
+    for fitted in (fitted_law.general, fitted_law.domain):
+        assert fitted.mean_abs_error < 0.012  # in-sample, vs a 0.5-0.8 % single-run floor
+        assert fitted.cv_error < 0.03
+        assert fitted.r2 > 0.9
+    chosen = [row for row in fitted_law.selection if row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["form"] == fitted_law.form
+    assert {row["form"] for row in fitted_law.selection} == {"paper", "exp", "share"}
+
+
+def test_real_held_out_targets(fitted_law, data_dir):
+    """Held-out runs of the unannealed scenario (1,000 steps, inside the pilots' LR range)."""
+    import csv
+
+    errors = []
+    for run_id in ("code_U_lr0.3x_r10_wsd_1000", "code_U_lr1x_r10_wsd_1000",
+                   "code_U_lr1x_r25_wsd_1000"):
+        with (data_dir / "runs" / f"{run_id}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        lr = tuple(float(r["lr"]) for r in rows if int(r["step"]) >= 1)
+        evals = [(int(r["step"]), float(r["loss_domain"]), float(r["loss_general"]))
+                 for r in rows if r["loss_domain"] and int(r["step"]) > 0]
+        replay = float(run_id.split("_r")[1][:2]) / 100
+        prediction = predict(fitted_law, Schedule(family="custom", lr=lr), replay,
+                             steps=[s for s, _, _ in evals])
+        assert prediction.in_range
+        errors += [abs(p / d - 1) for p, (_, d, _) in zip(prediction.domain.mean, evals)]
+        errors += [abs(p / g - 1) for p, (_, _, g) in zip(prediction.general.mean, evals)]
+    assert np.mean(errors) < 0.025
+
+
+def test_fit_accepts_a_manifest_path(unannealed_manifest):
+    law = fit(unannealed_manifest, form="exp", lam=0.995, jackknife=False)
+    assert law.coverage.replay_ratios == [0.0, 0.25, 0.5]
+    assert law.coverage.peak_lr_min == pytest.approx(6e-4)
+    assert law.coverage.steps_max == 1000 and law.coverage.tokens_per_step == [1024]
+    assert len(law.inputs) == 6 and all(len(i.sha256) == 64 for i in law.inputs)

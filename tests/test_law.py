@@ -1,0 +1,114 @@
+"""The law against the published fit (cpt-law.md §2) and its analytic derivatives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cptopt.areas import Areas
+from cptopt.law import FORMS, make_law, published_coefficients
+
+
+def published_general(s1_pt, s1_cpt, s2_pt, s2_cpt):
+    s1 = s1_pt + s1_cpt
+    return (3.057 + 0.490 * s1**-0.497 + 0.366 * (1 - (28 * s1_cpt + 1) ** -0.189)
+            - 0.299 * s2_pt - 0.298 * s2_cpt)
+
+
+def published_domain(s1_pt, s1_cpt, s2_pt, s2_cpt):
+    s1 = s1_pt + s1_cpt
+    return (3.024 + 0.412 * s1**-0.677 - 0.666 * (1 - (5662 * s1_cpt + 1) ** -0.146)
+            - 0.278 * s2_pt - 0.324 * s2_cpt)
+
+
+POINTS = [(10.0, 0.0, 0.5, 0.0), (10.0, 2.0, 0.5, 0.3), (3.0, 0.01, 0.0, -0.1), (50.0, 20.0, 1.0, 2.0)]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_paper_form_reproduces_published_fit(point):
+    coefficients = published_coefficients()
+    s1_pt, s1_cpt, s2_pt, s2_cpt = (np.array([value]) for value in point)
+    areas = Areas(s1_pt=s1_pt, s2_pt=s2_pt, s1_cpt=s1_cpt, s2_cpt=s2_cpt, replay=np.zeros(1))
+    for name, reference in (("general", published_general), ("domain", published_domain)):
+        law = make_law("paper", name, replay_terms=False, checkpoint_known=True)
+        values = np.array([coefficients[name][p] for p in law.names])
+        assert law.evaluate(values, areas)[0] == pytest.approx(reference(*point), rel=1e-12)
+
+
+def test_hand_computed_value():
+    # general, S1pt=10, S1cpt=2, S2pt=0.5, S2cpt=0.3, worked by hand from §2:
+    # 3.057 + 0.490*12^-0.497 + 0.366*(1 - 57^-0.189) - 0.1495 - 0.0894
+    # 12^-0.497 = exp(-0.497 * 2.484907) = 0.290835; 57^-0.189 = exp(-0.189 * 4.043051) = 0.465736
+    by_hand = 3.057 + 0.490 * 0.290835 + 0.366 * (1 - 0.465736) - 0.1495 - 0.0894
+    assert by_hand == pytest.approx(3.15615, abs=1e-5)
+    assert published_general(10, 2, 0.5, 0.3) == pytest.approx(by_hand, abs=2e-6)
+    coefficients = published_coefficients()["general"]
+    law = make_law("paper", "general", replay_terms=False, checkpoint_known=True)
+    areas = Areas(s1_pt=np.array([10.0]), s2_pt=np.array([0.5]), s1_cpt=np.array([2.0]),
+                  s2_cpt=np.array([0.3]), replay=np.zeros(1))
+    values = np.array([coefficients[p] for p in law.names])
+    assert law.evaluate(values, areas)[0] == pytest.approx(by_hand, abs=2e-6)
+
+
+def test_published_signs_general_rises_domain_falls():
+    coefficients = published_coefficients()
+    areas = Areas(np.full(2, 10.0), np.zeros(2), np.array([0.0, 1.0]), np.zeros(2), np.zeros(2))
+    for name, direction in (("general", 1), ("domain", -1)):
+        law = make_law("paper", name, replay_terms=False, checkpoint_known=True)
+        values = np.array([coefficients[name][p] for p in law.names])
+        before, after = law.evaluate(values, areas)
+        assert np.sign(after - before) == direction
+        assert np.sign(law.derived(dict(zip(law.names, values)))["B"]) == direction
+
+
+def test_shift_term_is_smooth_as_beta_vanishes():
+    from cptopt.law import _shift_g
+
+    x = np.array([0.5, 10.0, 1e4])
+    np.testing.assert_allclose(_shift_g(np.array(1e-10), x), np.log1p(x), rtol=1e-8)
+    assert _shift_g(np.array(0.5), x)[1] == pytest.approx((1 - 11**-0.5) / 0.5)
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("validation_set", ["general", "domain"])
+@pytest.mark.parametrize("known", [True, False])
+def test_analytic_jacobian_matches_finite_differences(form, validation_set, known):
+    law = make_law(form, validation_set, replay_terms=True, checkpoint_known=known)
+    rng = np.random.default_rng(3)
+    n = 40
+    areas = Areas(
+        rng.uniform(1, 10, n), rng.uniform(0, 1, n), rng.uniform(0, 3, n),
+        rng.uniform(-0.2, 1, n), rng.choice([0.0, 0.1, 0.5], n),
+    )
+    if not known:
+        areas = Areas(areas.s1_pt * 0, areas.s2_pt * 0, areas.s1_cpt, areas.s2_cpt,
+                      areas.replay, np.zeros(n, dtype=bool))
+    values = []
+    for spec in law.specs:
+        low = max(spec.lower, spec.start_low if not spec.linear else -1.0)
+        high = min(spec.upper, spec.start_high if not spec.linear else 2.0)
+        values.append(rng.uniform(max(low, 0.05) if spec.log else low, high))
+    values = np.array(values)
+    prediction, jac = law.jacobian(values, areas)
+    np.testing.assert_allclose(prediction, law.evaluate(values, areas), rtol=1e-12)
+    for column in range(values.size):
+        step = 1e-6 * max(abs(values[column]), 1e-3)
+        bumped = values.copy()
+        bumped[column] += step
+        numeric = (law.evaluate(bumped, areas) - prediction) / step
+        np.testing.assert_allclose(jac[:, column], numeric, rtol=1e-4, atol=1e-6,
+                                   err_msg=law.names[column])
+
+
+def test_evaluate_is_vectorised_over_parameter_sets():
+    law = make_law("exp", "general", replay_terms=True, checkpoint_known=True)
+    areas = Areas(np.full(3, 5.0), np.full(3, 0.3), np.array([0, 1.0, 2.0]), np.array([0, 0.1, 0.5]),
+                  np.array([0.0, 0.25, 0.5]))
+    base = np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 50.0, 0.2, 1.0, 3.0])
+    stacked = np.stack([base, base * 1.01])
+    together = law.evaluate(stacked, areas)
+    assert together.shape == (2, 3)
+    np.testing.assert_allclose(together[1], law.evaluate(base * 1.01, areas))
+    assert math.isfinite(float(together.sum()))
