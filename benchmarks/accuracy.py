@@ -146,15 +146,18 @@ def decision_scores(law, grid: list[str], manifest: dict, runs: dict, weights) -
         predicted = {rid: predict_run(law, runs[rid], manifest[rid]) for rid in grid}
     except cptopt.CptoptError as exc:
         return [{"weights": list(w), "error": str(exc)} for w in weights]
-    real = {
-        rid: {loss: runs[rid]["curves"][loss][1][-1] for loss in LOSSES} for rid in grid
-    }
+    real = {rid: {loss: runs[rid]["curves"][loss][1][-1] for loss in LOSSES} for rid in grid}
     scores = []
     for w_general, w_domain in weights:
         pred_obj = np.array(
-            [w_general * predicted[r].general.final + w_domain * predicted[r].domain.final for r in grid]
+            [
+                w_general * predicted[r].general.final + w_domain * predicted[r].domain.final
+                for r in grid
+            ]
         )
-        real_obj = np.array([w_general * real[r]["general"] + w_domain * real[r]["domain"] for r in grid])
+        real_obj = np.array(
+            [w_general * real[r]["general"] + w_domain * real[r]["domain"] for r in grid]
+        )
         chosen = int(np.argmin(pred_obj))
         regret = float(real_obj[chosen] - real_obj.min())
         tau = float(kendalltau(pred_obj, real_obj).statistic)
@@ -233,19 +236,36 @@ def print_table(results: list[dict], floor: dict) -> None:
     console = Console(width=160)
     table = Table(title="held-out error (fit on pilots only)", title_justify="left")
     for column in (
-        "scenario", "law", "chosen", "loss", "curve mean", "curve worst", "final mean",
-        "final worst", "90% cover", "extrap. final mean", "extrap. final worst",
+        "scenario",
+        "law",
+        "chosen",
+        "loss",
+        "curve mean",
+        "curve worst",
+        "final mean",
+        "final worst",
+        "90% cover",
+        "extrap. final mean",
+        "extrap. final worst",
     ):
-        table.add_column(column, justify="left" if column in ("scenario", "law", "chosen", "loss") else "right")
+        table.add_column(
+            column, justify="left" if column in ("scenario", "law", "chosen", "loss") else "right"
+        )
     for result in results:
         for loss in LOSSES:
             t, e = result["targets"][loss], result["extrapolation"].get(loss)
             table.add_row(
-                result["scenario"], result["law"],
-                f"{result['chosen']['form']} λ={result['chosen']['lam']:g}", loss,
-                pct(t["curve_mean"]), pct(t["curve_worst"]), pct(t["final_mean"]),
-                pct(t["final_worst"]), pct(t["coverage_90"]),
-                pct(e["final_mean"]) if e else "-", pct(e["final_worst"]) if e else "-",
+                result["scenario"],
+                result["law"],
+                f"{result['chosen']['form']} λ={result['chosen']['lam']:g}",
+                loss,
+                pct(t["curve_mean"]),
+                pct(t["curve_worst"]),
+                pct(t["final_mean"]),
+                pct(t["final_worst"]),
+                pct(t["coverage_90"]),
+                pct(e["final_mean"]) if e else "-",
+                pct(e["final_worst"]) if e else "-",
             )
     console.print(table)
     decisions = Table(title="decision grid: regret and Kendall tau", title_justify="left")
@@ -254,12 +274,24 @@ def print_table(results: list[dict], floor: dict) -> None:
     for result in results:
         for row in result["decision"]:
             if "error" in row:
-                decisions.add_row(result["scenario"], result["law"], ",".join(f"{w:g}" for w in row["weights"]), "prediction failed", "", "", "")
+                decisions.add_row(
+                    result["scenario"],
+                    result["law"],
+                    ",".join(f"{w:g}" for w in row["weights"]),
+                    "prediction failed",
+                    "",
+                    "",
+                    "",
+                )
                 continue
             decisions.add_row(
-                result["scenario"], result["law"], ",".join(f"{w:g}" for w in row["weights"]),
-                row["predicted_best"], row["real_best"],
-                f"{row['regret']:.4f} ({pct(row['regret_rel'])})", f"{row['kendall_tau']:.3f}",
+                result["scenario"],
+                result["law"],
+                ",".join(f"{w:g}" for w in row["weights"]),
+                row["predicted_best"],
+                row["real_best"],
+                f"{row['regret']:.4f} ({pct(row['regret_rel'])})",
+                f"{row['kendall_tau']:.3f}",
             )
     console.print(decisions)
     console.print(
@@ -279,9 +311,18 @@ def print_table(results: list[dict], floor: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder in the cpt-code layout")
-    parser.add_argument("--law", action="append", choices=sorted(LAW_SETTINGS), help="law(s) to score (default: paper and auto)")
-    parser.add_argument("--scenario", action="append", help="scenario(s) of protocol.json (default: all)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder in the cpt-code layout"
+    )
+    parser.add_argument(
+        "--law",
+        action="append",
+        choices=sorted(LAW_SETTINGS),
+        help="law(s) to score (default: paper and auto)",
+    )
+    parser.add_argument(
+        "--scenario", action="append", help="scenario(s) of protocol.json (default: all)"
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     args = parser.parse_args(argv)
     data = args.data
@@ -294,11 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     for law_name in args.law or ["paper", "auto"]:
         for name in scenarios:
             results.append(
-                score_scenario(data, name, protocol["scenarios"][name], law_name, manifest, runs, weights)
+                score_scenario(
+                    data, name, protocol["scenarios"][name], law_name, manifest, runs, weights
+                )
             )
     floor = noise_floor(manifest, runs)
     if args.format == "json":
-        json.dump({"data": str(data), "results": results, "noise_floor": floor}, sys.stdout, indent=1)
+        json.dump(
+            {"data": str(data), "results": results, "noise_floor": floor}, sys.stdout, indent=1
+        )
         sys.stdout.write("\n")
     else:
         print_table(results, floor)

@@ -25,6 +25,7 @@ from cptopt.exceptions import (
 )
 from cptopt.fit import LawFitter
 from cptopt.lawfile import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.logs import read_log
 from cptopt.predict import Prediction
 from cptopt.predict import predict as _predict
 from cptopt.runs import PilotSet, Run, load_manifest
@@ -52,6 +53,7 @@ __all__ = [
     "load_law",
     "load_manifest",
     "predict",
+    "read_log",
 ]
 
 
@@ -87,3 +89,4 @@ def predict(
     if replay_ratio is None:
         raise InputError("predict(law, schedule, replay_ratio): replay_ratio is required")
     return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
+

@@ -10,7 +10,7 @@ from cptopt.exceptions import InputError
 
 
 def check_finite_positive(values: np.ndarray, name: str, where: str) -> np.ndarray:
-    """Return ``values`` as float64 if all are finite and > 0, else raise naming the first bad one."""
+    """Return ``values`` as float64 if all are finite and > 0, else name the first bad one."""
     array = np.asarray(values, dtype=float)
     bad = ~np.isfinite(array) | (array <= 0)
     if bad.any():

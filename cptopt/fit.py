@@ -374,8 +374,14 @@ def fit_validation_set(
     """Fit one validation set, then refit leaving each pilot (fold) out, warm-started."""
     check_enough_points(law, data)
     best = optimise(
-        law, data, delta=delta, rng=rng, n_starts=n_starts, n_screen=n_screen,
-        warm_start=warm_start, n_polish=n_polish,
+        law,
+        data,
+        delta=delta,
+        rng=rng,
+        n_starts=n_starts,
+        n_screen=n_screen,
+        warm_start=warm_start,
+        n_polish=n_polish,
     )
     replicas: list[np.ndarray] = []
     held_out: dict[int, np.ndarray] = {}
@@ -384,8 +390,14 @@ def fit_validation_set(
         for fold in cv_folds(run_ids):
             left_out = np.isin(data.run_index, fold)
             refit = optimise(
-                law, data.take(~left_out), delta=delta, rng=rng, n_starts=1, n_screen=0,
-                warm_start=best.values, max_nfev=refit_budget,
+                law,
+                data.take(~left_out),
+                delta=delta,
+                rng=rng,
+                n_starts=1,
+                n_screen=0,
+                warm_start=best.values,
+                max_nfev=refit_budget,
             )
             replicas.append(refit.values)
             for run_id in fold:
@@ -455,7 +467,9 @@ class LawFitter:
             try:
                 lam = float(self.lam)
             except (TypeError, ValueError):
-                raise InputError(f"lam == {self.lam!r}, must be a number in (0, 1) or 'auto'") from None
+                raise InputError(
+                    f"lam == {self.lam!r}, must be a number in (0, 1) or 'auto'"
+                ) from None
             if not 0 < lam < 1:
                 raise InputError(f"lam == {lam}, must be in (0, 1)")
             lams = (lam,)
@@ -480,10 +494,16 @@ class LawFitter:
             rng = np.random.default_rng([self.seed, 0 if validation_set == "general" else 1])
             key = (variant.form, validation_set)
             per_set[validation_set] = fit_validation_set(
-                law, data, delta=self.huber_delta, rng=rng,
+                law,
+                data,
+                delta=self.huber_delta,
+                rng=rng,
                 n_starts=self.n_starts if key not in warm else max(self.n_starts - 1, 1),
-                n_screen=self.n_screen, jackknife=jackknife,
-                warm_start=warm.get(key), n_polish=n_polish, refit_budget=budget,
+                n_screen=self.n_screen,
+                jackknife=jackknife,
+                warm_start=warm.get(key),
+                n_polish=n_polish,
+                refit_budget=budget,
             )
             warm[key] = per_set[validation_set].best.values
         return per_set
@@ -509,7 +529,13 @@ class LawFitter:
         for lam in sorted(lams, reverse=True):
             variant = Variant(reference, lam)
             results[variant] = self._fit_variant(
-                pilots, replay_terms, variant, warm, budget=SELECTION_MAX_NFEV, n_polish=1, jackknife=True
+                pilots,
+                replay_terms,
+                variant,
+                warm,
+                budget=SELECTION_MAX_NFEV,
+                n_polish=1,
+                jackknife=True,
             )
         best_lam = min(
             (row for row in _selection_table(results) if row["form"] == reference),
@@ -519,7 +545,12 @@ class LawFitter:
             variant = Variant(form, best_lam)
             if variant not in results:
                 results[variant] = self._fit_variant(
-                    pilots, replay_terms, variant, warm, budget=SELECTION_MAX_NFEV, n_polish=1,
+                    pilots,
+                    replay_terms,
+                    variant,
+                    warm,
+                    budget=SELECTION_MAX_NFEV,
+                    n_polish=1,
                     jackknife=True,
                 )
         table = _selection_table(results)
@@ -532,7 +563,12 @@ class LawFitter:
         winner_warm = {key: value.best.values for key, value in results[chosen].items()}
         warm_keys = {(chosen.form, name): values for name, values in winner_warm.items()}
         final = self._fit_variant(
-            pilots, replay_terms, chosen, warm_keys, budget=WARM_MAX_NFEV, n_polish=2,
+            pilots,
+            replay_terms,
+            chosen,
+            warm_keys,
+            budget=WARM_MAX_NFEV,
+            n_polish=2,
             jackknife=True,
         )
         return chosen, table, final
@@ -555,10 +591,14 @@ class LawFitter:
         elif len(replay_ratios) == 2:
             notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
         selecting = len(variants) > 1
-        if selecting and len(pilots.runs) < 3:
+        logged = [
+            sum(run.curve(name) is not None for run in pilots.runs)
+            for name in ("general", "domain")
+        ]
+        if selecting and min(logged) < 3:
             raise InputError(
-                f"choosing the law variant by cross-validation needs >= 3 pilots, got "
-                f"{len(pilots.runs)}; pass an explicit form and lam"
+                "choosing the law variant by cross-validation needs >= 3 pilots logging each "
+                f"loss, got {min(logged)}; pass an explicit --law and --lam"
             )
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1):
@@ -567,7 +607,11 @@ class LawFitter:
             else:
                 chosen, selection = variants[0], []
                 final = self._fit_variant(
-                    pilots, replay_terms, chosen, {}, budget=WARM_MAX_NFEV,
+                    pilots,
+                    replay_terms,
+                    chosen,
+                    {},
+                    budget=WARM_MAX_NFEV,
                     jackknife=self.jackknife,
                 )
         sets = {
@@ -609,7 +653,7 @@ def _selection_table(results: dict[Variant, dict[str, SetResult]]) -> list[dict]
                 "n_params": n_params,
                 "cv_general": cv_general,
                 "cv_domain": cv_domain,
-                "cv_mean": 0.5 * (cv_general + cv_domain),
+                "cv_mean": float(np.mean([v for v in (cv_general, cv_domain) if v is not None])),
                 "cv_per_pilot": {str(run): float(np.mean(v)) for run, v in sorted(per_run.items())},
                 "chosen": False,
             }
@@ -621,17 +665,17 @@ def one_standard_error_choice(rows: list[dict], preference) -> dict:
     """The most preferred row whose CV is within one paired standard error of the best.
 
     CV errors on a handful of pilots are noisy, so a variant with more parameters must beat
-    a smaller one by more than the noise of the comparison: the one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10), with the
-    standard error of the per-pilot differences to the best row (paired: same pilots).
+    a smaller one by more than the noise of the comparison: the one-standard-error rule
+    (Breiman et al. 1984; Hastie et al., ESL 7.10), with the standard error of the
+    per-pilot differences to the best row (paired: the same pilots are left out).
     ``preference(row)`` sorts rows from most to least preferred.
     """
     best = min(rows, key=lambda row: row["cv_mean"])
     pilots = sorted(best["cv_per_pilot"])
     eligible = []
     for row in rows:
-        diffs = np.array(
-            [row["cv_per_pilot"][p] - best["cv_per_pilot"][p] for p in pilots if p in row["cv_per_pilot"]]
-        )
+        shared = [p for p in pilots if p in row["cv_per_pilot"]]
+        diffs = np.array([row["cv_per_pilot"][p] - best["cv_per_pilot"][p] for p in shared])
         se = float(diffs.std(ddof=1) / np.sqrt(diffs.size)) if diffs.size > 1 else 0.0
         row["cv_gap_se"] = se
         if row is best or (diffs.size > 0 and diffs.mean() <= se):
@@ -675,8 +719,13 @@ def _set_fit(result: SetResult, pilots: PilotSet, with_jackknife: bool):
             weak.append(spec.name)
         parameters.append(
             Parameter(
-                name=spec.name, value=value, min=spec.lower, max=spec.upper, stderr=se,
-                at_bound=spec.name in bound_names, description=spec.description,
+                name=spec.name,
+                value=value,
+                min=spec.lower,
+                max=spec.upper,
+                stderr=se,
+                at_bound=spec.name in bound_names,
+                description=spec.description,
             )
         )
     named = dict(zip(law.names, best.values.tolist(), strict=True))

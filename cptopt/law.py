@@ -176,7 +176,7 @@ class CptLaw:
         return np.stack(np.broadcast_arrays(*columns), axis=-1)
 
     def split(self, values: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Split parameter vectors ``(..., P)`` into shape dict (``(..., 1)``) and linear ``(..., K)``."""
+        """Split ``(..., P)`` vectors into a shape dict (``(..., 1)`` each), linear ``(..., K)``."""
         values = np.asarray(values, dtype=float)
         shape = {name: values[..., self.names.index(name), None] for name in self.shape_names}
         linear = values[..., [self.names.index(name) for name in self.linear_names]]
@@ -228,7 +228,9 @@ class CptLaw:
         )
         if self.checkpoint_known:
             prediction = prediction + named["C1"] * columns["C1"]
-        jac = np.stack([np.broadcast_to(columns[name], forward.shape) for name in self.names], axis=1)
+        jac = np.stack(
+            [np.broadcast_to(columns[name], forward.shape) for name in self.names], axis=1
+        )
         return prediction, jac
 
     def derived(self, values: dict[str, float]) -> dict[str, float]:

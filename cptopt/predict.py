@@ -79,7 +79,8 @@ def coverage_flags(
         1 + RANGE_TOLERANCE
     ):
         flags.append(
-            f"peak LR {peak_lr:.3g} outside the pilots' {cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
+            f"peak LR {peak_lr:.3g} outside the pilots' "
+            f"{cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
         )
     low, high = min(cov.replay_ratios), max(cov.replay_ratios)
     if not law.replay_terms and abs(replay_ratio - low) > 1e-9:

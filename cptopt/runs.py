@@ -16,16 +16,27 @@ Paths in a manifest are relative to the manifest file. Example::
 
 ``pretrain: unknown`` (or ``{unknown: true, final_lr: 0.0}``) selects the black-box mode.
 
-Per-step LR rule: a ``schedule`` in the manifest wins (exact); otherwise the log's LR
-column is used, and where it skips steps the LR is interpolated linearly between logged
-steps (the run then carries a note, shown in the fit report).
+Logs can be in any format :mod:`cptopt.logs` reads: ``format:`` (top level, per run or
+for ``pretrain``) names it, ``auto`` (the default) detects it. ``columns:`` maps series
+names (CSV columns, JSON keys, TensorBoard tags, ``eval_<name>_loss`` keys, W&B
+``<run> - <metric>`` columns) to roles; unset roles are inferred (see ``ColumnMap``).
+
+Per-step LR rule (the areas S1, S2 need the LR of every step):
+
+1. A ``schedule`` in the manifest wins. It may leave out ``peak_lr`` and ``steps``: they
+   are then taken from the log (largest logged LR; last logged step). Logged LR points must
+   agree with it (within 1 % of the peak, allowing a one-step offset, since frameworks log
+   the LR before or after the scheduler step); otherwise it is an error.
+2. Otherwise the log's LR series is used; where it skips steps, the LR is interpolated
+   linearly between logged steps (held constant before the first and after the last
+   logged point), and the run carries a note saying so, shown in the fit report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cptopt._validation import load_yaml_mapping, pydantic_error_line
 from cptopt.areas import CheckpointState, PretrainAreas, pretrain_areas, unknown_checkpoint
 from cptopt.exceptions import InputError
-from cptopt.logs import ColumnMap, LogData, Series, read_csv_log
+from cptopt.logs import FORMATS, ColumnMap, LogData, LogFormat, Series, read_log
 from cptopt.schedules import Schedule
 
 VALIDATION_SETS = ("general", "domain")
@@ -140,7 +151,10 @@ def cpt_lr_from_log(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Per-step CPT LR of a run (see the module docstring for the rule) and notes."""
     if schedule is not None:
-        return schedule.lr_array(), ()
+        per_step = schedule.lr_array()
+        if lr is not None:
+            check_schedule_matches_log(per_step, lr, where)
+        return per_step, ()
     if lr is None:
         raise InputError(f"{where}: no LR column and no 'schedule': cannot compute the areas")
     steps, values = lr.steps, lr.values
@@ -159,6 +173,33 @@ def cpt_lr_from_log(
     if per_step.max() <= 0:
         raise InputError(f"{where}: LR <= 0 at every step: the peak LR must be > 0")
     return per_step, notes
+
+
+#: Logged LR and schedule agree when within this share of the peak LR.
+SCHEDULE_LR_TOLERANCE = 0.01
+
+
+def check_schedule_matches_log(per_step: np.ndarray, lr: Series, where: str) -> None:
+    """Raise if a logged LR point disagrees with the schedule (one-step offsets allowed).
+
+    ``per_step[s - 1]`` is the LR of update ``s``; a point logged at step ``s`` matches if
+    the schedule has that LR at step ``s - 1``, ``s`` or ``s + 1`` (step 0 counts as LR 0
+    or the first scheduled LR, for logs that record the LR before the first update).
+    """
+    padded = np.concatenate(([0.0, per_step[0]], per_step, [per_step[-1]]))
+    tolerance = SCHEDULE_LR_TOLERANCE * float(per_step.max())
+    inside = lr.steps <= per_step.size
+    steps, values = lr.steps[inside].astype(int), lr.values[inside]
+    # padded[s + k] is the schedule's LR at step s - 1 + k (k = 0, 1, 2)
+    windows = np.stack([padded[steps + k] for k in range(3)])
+    bad = np.flatnonzero(np.abs(windows - values).min(axis=0) > tolerance)
+    if bad.size:
+        step, value = int(steps[bad[0]]), float(values[bad[0]])
+        expected = per_step[min(max(step, 1), per_step.size) - 1]
+        raise InputError(
+            f"{where}: the logged LR at step {step} is {value:.4g} but the schedule "
+            f"gives {expected:.4g}; fix the schedule (or drop it to use the logged LR)"
+        )
 
 
 def run_from_log(
@@ -190,11 +231,70 @@ def run_from_log(
         tokens_per_step=tokens_per_step,
         source=log.source,
         sha256=log.sha256,
-        notes=notes,
+        notes=tuple(log.notes) + notes,
     )
 
 
 # --------------------------------------------------------------------------- manifest
+
+
+class ScheduleSpec(BaseModel):
+    """A schedule that leaves ``peak_lr`` and/or ``steps`` to the log (see the module rule).
+
+    Same keys as :class:`~cptopt.schedules.Schedule`; :meth:`resolve` fills the missing
+    ones from the log's LR series and last logged step, then validates the schedule.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family: str
+    peak_lr: float | None = None
+    steps: int | None = None
+    warmup_steps: int | None = None
+    warmup_fraction: float | None = None
+    warmup_start_lr: float = 0.0
+    decay_fraction: float | None = None
+    decay_start_step: int | None = None
+    decay_shape: str = "linear"
+    min_lr: float = 0.0
+    lr: tuple[float, ...] | None = None
+
+    def resolve(
+        self, log: LogData | None, where: str, label: str = ""
+    ) -> tuple[Schedule, tuple[str, ...]]:
+        """The full :class:`Schedule` and a note (prefixed ``label``) on what came from the log."""
+        values: dict[str, Any] = self.model_dump(exclude_unset=True)
+        taken = []
+        if self.family != "custom" and self.peak_lr is None:
+            if log is None or log.lr is None:
+                raise InputError(f"{where}: schedule has no 'peak_lr' and the log has no LR")
+            values["peak_lr"] = float(log.lr.values.max())
+            taken.append(f"peak_lr {values['peak_lr']:.4g}")
+        if self.family != "custom" and self.steps is None:
+            if log is None:
+                raise InputError(f"{where}: schedule has no 'steps' and there is no log")
+            series = [s for s in (log.lr, log.general, log.domain) if s is not None]
+            values["steps"] = int(max(int(s.steps[-1]) for s in series))
+            taken.append(f"steps {values['steps']}")
+        try:
+            schedule = Schedule.model_validate(values)
+        except ValidationError as exc:
+            raise InputError(pydantic_error_line(f"{where}: schedule", exc)) from None
+        notes = ()
+        if taken:
+            notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
+        return schedule, notes
+
+
+ScheduleField = Schedule | ScheduleSpec | None
+
+
+def _resolve_schedule(
+    schedule: Schedule | ScheduleSpec | None, log: LogData | None, where: str, label: str = ""
+) -> tuple[Schedule | None, tuple[str, ...]]:
+    if isinstance(schedule, ScheduleSpec):
+        return schedule.resolve(log, where, label)
+    return schedule, ()
 
 
 class PretrainSpec(BaseModel):
@@ -205,9 +305,12 @@ class PretrainSpec(BaseModel):
     unknown: bool = Field(default=False, description="Black-box mode (paper Sec. 6).")
     final_lr: float = Field(default=0.0, ge=0, description="Unknown mode: PT's final LR.")
     log: str | None = Field(default=None, description="PT log (per-step LR, PT-phase losses).")
+    format: LogFormat | None = Field(default=None, description="PT log format (default: auto).")
     columns: ColumnMap | None = None
-    schedule: Schedule | None = Field(
-        default=None, description="PT schedule (instead of a log LR)."
+    schedule: ScheduleField = Field(
+        default=None,
+        union_mode="left_to_right",
+        description="PT schedule (instead of a log LR).",
     )
     warmup_steps: int | None = Field(
         default=None, ge=0, description="PT warmup; inferred as the steps before the peak LR."
@@ -224,10 +327,11 @@ class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     log: str
+    format: LogFormat | None = Field(default=None, description="Log format (default: auto).")
     name: str | None = None
     replay_ratio: float = Field(ge=0, le=1)
     checkpoint: str | None = None
-    schedule: Schedule | None = None
+    schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
     tokens_per_step: int | None = Field(default=None, gt=0)
 
@@ -238,6 +342,7 @@ class PilotManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1] = 1
+    format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
     columns: ColumnMap = Field(default_factory=ColumnMap)
     tokens_per_step: int | None = Field(default=None, gt=0)
     pretrain: PretrainSpec
@@ -254,7 +359,9 @@ def _infer_warmup(lr: np.ndarray) -> int:
     return int(np.argmax(lr >= lr.max()))
 
 
-def _load_pretrain(spec: PretrainSpec, base: Path, default_columns: ColumnMap) -> PretrainHistory:
+def _load_pretrain(
+    spec: PretrainSpec, base: Path, default_columns: ColumnMap, default_format: str = "auto"
+) -> PretrainHistory:
     if spec.unknown:
         if spec.log or spec.schedule or spec.checkpoints:
             raise InputError("pretrain: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
@@ -263,9 +370,14 @@ def _load_pretrain(spec: PretrainSpec, base: Path, default_columns: ColumnMap) -
         raise InputError("pretrain: give a 'log' with an LR column, a 'schedule', or 'unknown'")
     if not spec.checkpoints:
         raise InputError("pretrain: 'checkpoints' (name: PT step) is required when PT is known")
-    log = read_csv_log(base / spec.log, spec.columns or default_columns) if spec.log else None
-    if spec.schedule is not None:
-        lr = spec.schedule.lr_array()
+    log = None
+    if spec.log:
+        log = read_log(
+            base / spec.log, spec.columns or default_columns, spec.format or default_format
+        )
+    schedule, _ = _resolve_schedule(spec.schedule, log, "pretrain")
+    if schedule is not None:
+        lr = schedule.lr_array()
     else:
         assert log is not None
         last = max(int(s.steps[-1]) for s in (log.lr, log.general, log.domain) if s is not None)
@@ -288,6 +400,18 @@ def _load_pretrain(spec: PretrainSpec, base: Path, default_columns: ColumnMap) -
     )
 
 
+def _run_name(log: str) -> str:
+    """A run's default name: the log's stem, or its directory's name for generic file names."""
+    path = Path(log)
+    generic = {"trainer_state", "metrics", "history"}
+    if path.stem in generic or path.name.startswith("events.out.tfevents") or not path.suffix:
+        parent = path.parent if path.suffix else path
+        if parent.name.startswith("checkpoint-") or parent.name.startswith("version_"):
+            parent = parent.parent if parent.parent.name else parent
+        return parent.name or path.stem
+    return path.stem
+
+
 def load_manifest(path: str | Path) -> PilotSet:
     """Read and validate a pilot manifest; every problem is a one-line ``InputError``."""
     path = Path(path)
@@ -297,10 +421,14 @@ def load_manifest(path: str | Path) -> PilotSet:
     except ValidationError as exc:
         raise InputError(pydantic_error_line(str(path), exc)) from None
     base = path.parent
-    pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns)
+    pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns, manifest.format)
     runs = []
     for spec in manifest.runs:
-        log = read_csv_log(base / spec.log, spec.columns or manifest.columns)
+        log = read_log(
+            base / spec.log, spec.columns or manifest.columns, spec.format or manifest.format
+        )
+        name = spec.name or _run_name(spec.log)
+        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, log.source, name)
         checkpoint = spec.checkpoint
         if checkpoint is None:
             if pretrain.known and len(pretrain.checkpoints) != 1:
@@ -314,14 +442,15 @@ def load_manifest(path: str | Path) -> PilotSet:
                 f"{path}: run '{spec.log}' names checkpoint '{checkpoint}'; defined: "
                 f"{', '.join(pretrain.checkpoints)}"
             )
-        runs.append(
-            run_from_log(
-                log,
-                name=spec.name or Path(spec.log).stem,
-                replay_ratio=spec.replay_ratio,
-                checkpoint=checkpoint,
-                schedule=spec.schedule,
-                tokens_per_step=spec.tokens_per_step or manifest.tokens_per_step,
-            )
+        run = run_from_log(
+            log,
+            name=name,
+            replay_ratio=spec.replay_ratio,
+            checkpoint=checkpoint,
+            schedule=schedule,
+            tokens_per_step=spec.tokens_per_step or manifest.tokens_per_step,
         )
+        if schedule_notes:
+            run = replace(run, notes=run.notes + schedule_notes)
+        runs.append(run)
     return PilotSet(tuple(runs), pretrain, manifest.pretrain.use_points, str(path))

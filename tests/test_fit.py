@@ -11,10 +11,30 @@ from cptopt.schedules import Schedule
 from cptopt.testing import synthetic_pilots
 
 TRUE = {
-    "general": {"L0": 1.2, "A": 0.45, "alpha": 0.5, "C1": 0.25, "C2": 0.2, "Bbeta": 0.02,
-                "E": 30.0, "beta": 0.3, "a1": 0.5, "a2": 4.0},
-    "domain": {"L0": 0.9, "A": 0.9, "alpha": 0.6, "C1": 0.2, "C2": 0.3, "Bbeta": -0.12,
-               "E": 300.0, "beta": 0.2, "a1": -0.5, "a2": 1.0},
+    "general": {
+        "L0": 1.2,
+        "A": 0.45,
+        "alpha": 0.5,
+        "C1": 0.25,
+        "C2": 0.2,
+        "Bbeta": 0.02,
+        "E": 30.0,
+        "beta": 0.3,
+        "a1": 0.5,
+        "a2": 4.0,
+    },
+    "domain": {
+        "L0": 0.9,
+        "A": 0.9,
+        "alpha": 0.6,
+        "C1": 0.2,
+        "C2": 0.3,
+        "Bbeta": -0.12,
+        "E": 300.0,
+        "beta": 0.2,
+        "a1": -0.5,
+        "a2": 1.0,
+    },
 }
 
 
@@ -29,7 +49,7 @@ def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)
         assert fitted.mean_abs_error < 1e-5
-        recovered = dict(zip(fitted.parameter_names, fitted.values))
+        recovered = dict(zip(fitted.parameter_names, fitted.values, strict=True))
         # Well-identified coefficients to >= 3 significant digits. With one checkpoint and
         # no PT-phase points, C1*S2pt is a constant: only L0 - C1*S2pt is identified.
         for name in ("A", "alpha", "C2"):
@@ -100,8 +120,11 @@ def test_cv_folds_group_beyond_the_maximum():
 
 def test_one_standard_error_rule_prefers_fewer_parameters_only_within_noise():
     best = {"cv_mean": 0.010, "n_params": 20, "cv_per_pilot": {"0": 0.01, "1": 0.01, "2": 0.01}}
-    close = {"cv_mean": 0.0102, "n_params": 16,
-             "cv_per_pilot": {"0": 0.0095, "1": 0.0110, "2": 0.0101}}
+    close = {
+        "cv_mean": 0.0102,
+        "n_params": 16,
+        "cv_per_pilot": {"0": 0.0095, "1": 0.0110, "2": 0.0101},
+    }
     far = {"cv_mean": 0.020, "n_params": 12, "cv_per_pilot": {"0": 0.02, "1": 0.021, "2": 0.019}}
     choice = one_standard_error_choice([best, close, far], lambda r: (r["n_params"], r["cv_mean"]))
     assert choice is close
@@ -126,19 +149,28 @@ def test_real_held_out_targets(fitted_law, data_dir):
     import csv
 
     errors = []
-    for run_id in ("code_U_lr0.3x_r10_wsd_1000", "code_U_lr1x_r10_wsd_1000",
-                   "code_U_lr1x_r25_wsd_1000"):
+    for run_id in (
+        "code_U_lr0.3x_r10_wsd_1000",
+        "code_U_lr1x_r10_wsd_1000",
+        "code_U_lr1x_r25_wsd_1000",
+    ):
         with (data_dir / "runs" / f"{run_id}.csv").open() as handle:
             rows = list(csv.DictReader(handle))
         lr = tuple(float(r["lr"]) for r in rows if int(r["step"]) >= 1)
-        evals = [(int(r["step"]), float(r["loss_domain"]), float(r["loss_general"]))
-                 for r in rows if r["loss_domain"] and int(r["step"]) > 0]
+        evals = [
+            (int(r["step"]), float(r["loss_domain"]), float(r["loss_general"]))
+            for r in rows
+            if r["loss_domain"] and int(r["step"]) > 0
+        ]
         replay = float(run_id.split("_r")[1][:2]) / 100
-        prediction = predict(fitted_law, Schedule(family="custom", lr=lr), replay,
-                             steps=[s for s, _, _ in evals])
+        prediction = predict(
+            fitted_law, Schedule(family="custom", lr=lr), replay, steps=[s for s, _, _ in evals]
+        )
         assert prediction.in_range
-        errors += [abs(p / d - 1) for p, (_, d, _) in zip(prediction.domain.mean, evals)]
-        errors += [abs(p / g - 1) for p, (_, _, g) in zip(prediction.general.mean, evals)]
+        for forecast, column in ((prediction.domain, 1), (prediction.general, 2)):
+            errors += [
+                abs(p / e[column] - 1) for p, e in zip(forecast.mean, evals, strict=True)
+            ]
     assert np.mean(errors) < 0.025
 
 

@@ -13,17 +13,32 @@ from cptopt.law import FORMS, make_law, published_coefficients
 
 def published_general(s1_pt, s1_cpt, s2_pt, s2_cpt):
     s1 = s1_pt + s1_cpt
-    return (3.057 + 0.490 * s1**-0.497 + 0.366 * (1 - (28 * s1_cpt + 1) ** -0.189)
-            - 0.299 * s2_pt - 0.298 * s2_cpt)
+    return (
+        3.057
+        + 0.490 * s1**-0.497
+        + 0.366 * (1 - (28 * s1_cpt + 1) ** -0.189)
+        - 0.299 * s2_pt
+        - 0.298 * s2_cpt
+    )
 
 
 def published_domain(s1_pt, s1_cpt, s2_pt, s2_cpt):
     s1 = s1_pt + s1_cpt
-    return (3.024 + 0.412 * s1**-0.677 - 0.666 * (1 - (5662 * s1_cpt + 1) ** -0.146)
-            - 0.278 * s2_pt - 0.324 * s2_cpt)
+    return (
+        3.024
+        + 0.412 * s1**-0.677
+        - 0.666 * (1 - (5662 * s1_cpt + 1) ** -0.146)
+        - 0.278 * s2_pt
+        - 0.324 * s2_cpt
+    )
 
 
-POINTS = [(10.0, 0.0, 0.5, 0.0), (10.0, 2.0, 0.5, 0.3), (3.0, 0.01, 0.0, -0.1), (50.0, 20.0, 1.0, 2.0)]
+POINTS = [
+    (10.0, 0.0, 0.5, 0.0),
+    (10.0, 2.0, 0.5, 0.3),
+    (3.0, 0.01, 0.0, -0.1),
+    (50.0, 20.0, 1.0, 2.0),
+]
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -46,8 +61,13 @@ def test_hand_computed_value():
     assert published_general(10, 2, 0.5, 0.3) == pytest.approx(by_hand, abs=2e-6)
     coefficients = published_coefficients()["general"]
     law = make_law("paper", "general", replay_terms=False, checkpoint_known=True)
-    areas = Areas(s1_pt=np.array([10.0]), s2_pt=np.array([0.5]), s1_cpt=np.array([2.0]),
-                  s2_cpt=np.array([0.3]), replay=np.zeros(1))
+    areas = Areas(
+        s1_pt=np.array([10.0]),
+        s2_pt=np.array([0.5]),
+        s1_cpt=np.array([2.0]),
+        s2_cpt=np.array([0.3]),
+        replay=np.zeros(1),
+    )
     values = np.array([coefficients[p] for p in law.names])
     assert law.evaluate(values, areas)[0] == pytest.approx(by_hand, abs=2e-6)
 
@@ -60,7 +80,7 @@ def test_published_signs_general_rises_domain_falls():
         values = np.array([coefficients[name][p] for p in law.names])
         before, after = law.evaluate(values, areas)
         assert np.sign(after - before) == direction
-        assert np.sign(law.derived(dict(zip(law.names, values)))["B"]) == direction
+        assert np.sign(law.derived(dict(zip(law.names, values, strict=True)))["B"]) == direction
 
 
 def test_shift_term_is_smooth_as_beta_vanishes():
@@ -79,12 +99,21 @@ def test_analytic_jacobian_matches_finite_differences(form, validation_set, know
     rng = np.random.default_rng(3)
     n = 40
     areas = Areas(
-        rng.uniform(1, 10, n), rng.uniform(0, 1, n), rng.uniform(0, 3, n),
-        rng.uniform(-0.2, 1, n), rng.choice([0.0, 0.1, 0.5], n),
+        rng.uniform(1, 10, n),
+        rng.uniform(0, 1, n),
+        rng.uniform(0, 3, n),
+        rng.uniform(-0.2, 1, n),
+        rng.choice([0.0, 0.1, 0.5], n),
     )
     if not known:
-        areas = Areas(areas.s1_pt * 0, areas.s2_pt * 0, areas.s1_cpt, areas.s2_cpt,
-                      areas.replay, np.zeros(n, dtype=bool))
+        areas = Areas(
+            areas.s1_pt * 0,
+            areas.s2_pt * 0,
+            areas.s1_cpt,
+            areas.s2_cpt,
+            areas.replay,
+            np.zeros(n, dtype=bool),
+        )
     values = []
     for spec in law.specs:
         low = max(spec.lower, spec.start_low if not spec.linear else -1.0)
@@ -98,14 +127,20 @@ def test_analytic_jacobian_matches_finite_differences(form, validation_set, know
         bumped = values.copy()
         bumped[column] += step
         numeric = (law.evaluate(bumped, areas) - prediction) / step
-        np.testing.assert_allclose(jac[:, column], numeric, rtol=1e-4, atol=1e-6,
-                                   err_msg=law.names[column])
+        np.testing.assert_allclose(
+            jac[:, column], numeric, rtol=1e-4, atol=1e-6, err_msg=law.names[column]
+        )
 
 
 def test_evaluate_is_vectorised_over_parameter_sets():
     law = make_law("exp", "general", replay_terms=True, checkpoint_known=True)
-    areas = Areas(np.full(3, 5.0), np.full(3, 0.3), np.array([0, 1.0, 2.0]), np.array([0, 0.1, 0.5]),
-                  np.array([0.0, 0.25, 0.5]))
+    areas = Areas(
+        np.full(3, 5.0),
+        np.full(3, 0.3),
+        np.array([0, 1.0, 2.0]),
+        np.array([0, 0.1, 0.5]),
+        np.array([0.0, 0.25, 0.5]),
+    )
     base = np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 50.0, 0.2, 1.0, 3.0])
     stacked = np.stack([base, base * 1.01])
     together = law.evaluate(stacked, areas)

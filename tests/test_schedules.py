@@ -21,11 +21,26 @@ def logged_lr(data_dir, run_id: str) -> np.ndarray:
     ("run_id", "schedule"),
     [
         ("code_U_lr1x_r25_wsd_1000", dict(family="wsd", peak_lr=2e-3, steps=1000, warmup_steps=20)),
-        ("code_U_lr1x_r25_cos_1000", dict(family="cosine", peak_lr=2e-3, steps=1000, warmup_steps=20)),
-        ("code_U_lr1x_r25_const_1000", dict(family="constant", peak_lr=2e-3, steps=1000, warmup_steps=20)),
-        ("code_U_lr0.3x_r25_wsd_1000", dict(family="wsd", peak_lr=6e-4, steps=1000, warmup_fraction=0.02)),
-        ("code_U_lr1x_r25_wsd_2000", dict(family="wsd", peak_lr=2e-3, steps=2000, warmup_fraction=0.02, decay_fraction=0.2)),
-        ("code_A_lr1x_r25_cos_2000", dict(family="cosine", peak_lr=2e-3, steps=2000, warmup_steps=40)),
+        (
+            "code_U_lr1x_r25_cos_1000",
+            dict(family="cosine", peak_lr=2e-3, steps=1000, warmup_steps=20),
+        ),
+        (
+            "code_U_lr1x_r25_const_1000",
+            dict(family="constant", peak_lr=2e-3, steps=1000, warmup_steps=20),
+        ),
+        (
+            "code_U_lr0.3x_r25_wsd_1000",
+            dict(family="wsd", peak_lr=6e-4, steps=1000, warmup_fraction=0.02),
+        ),
+        (
+            "code_U_lr1x_r25_wsd_2000",
+            dict(family="wsd", peak_lr=2e-3, steps=2000, warmup_fraction=0.02, decay_fraction=0.2),
+        ),
+        (
+            "code_A_lr1x_r25_cos_2000",
+            dict(family="cosine", peak_lr=2e-3, steps=2000, warmup_steps=40),
+        ),
     ],
 )
 def test_schedule_matches_logged_lr(data_dir, run_id, schedule):
@@ -38,7 +53,9 @@ def test_schedule_matches_logged_lr(data_dir, run_id, schedule):
 def test_pretrain_schedule_matches_logged_lr(data_dir):
     with (data_dir / "pretrain.csv").open() as handle:
         expected = np.array([float(r["lr"]) for r in csv.DictReader(handle) if int(r["step"]) >= 1])
-    produced = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80, decay_start_step=3200)
+    produced = Schedule(
+        family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80, decay_start_step=3200
+    )
     np.testing.assert_allclose(produced.lr_array(), expected, rtol=1e-5, atol=1e-10)
 
 
@@ -55,8 +72,9 @@ def test_decay_shapes_end_at_their_floor():
 
 
 def test_rewarmup_starts_from_given_lr():
-    lr = Schedule(family="constant", peak_lr=2e-3, steps=100, warmup_steps=10,
-                  warmup_start_lr=1e-3).lr_array()
+    lr = Schedule(
+        family="constant", peak_lr=2e-3, steps=100, warmup_steps=10, warmup_start_lr=1e-3
+    ).lr_array()
     np.testing.assert_allclose(lr[:10], 1e-3 + 1e-4 * np.arange(1, 11))
     assert (lr[10:] == 2e-3).all()
 

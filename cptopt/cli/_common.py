@@ -68,12 +68,12 @@ def handle_errors(command: F) -> F:
         except InfeasibleError as exc:
             if os.environ.get("CPTOPT_DEBUG"):
                 raise
-            stderr.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_FINDINGS) from None
         except CptoptError as exc:
             if os.environ.get("CPTOPT_DEBUG"):
                 raise
-            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False)
+            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
         except Exception as exc:  # noqa: BLE001 - the CLI must never show a traceback
             if os.environ.get("CPTOPT_DEBUG"):
@@ -83,6 +83,7 @@ def handle_errors(command: F) -> F:
                 "(set CPTOPT_DEBUG=1 for the traceback)",
                 highlight=False,
                 markup=False,
+                soft_wrap=True,
             )
             raise typer.Exit(EXIT_ERROR) from None
 

@@ -17,7 +17,9 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
+from cptopt.exceptions import InputError
 from cptopt.fit import LawFitter
+from cptopt.law import FORMS, PAPER_LAMBDA
 from cptopt.lawfile import DEFAULT_LAW_PATH
 from cptopt.report import fit_report
 from cptopt.runs import load_manifest
@@ -37,13 +39,24 @@ def fit_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the fitted law (JSON).")
     ] = Path(DEFAULT_LAW_PATH),
+    law_form: Annotated[
+        str,
+        typer.Option(
+            "--law",
+            help="Law form: 'auto' (choose form and lambda by leave-one-pilot-out CV on the "
+            "pilots), 'paper' (Eq. 4/Eq. 8 exactly, lambda 0.999 unless --lam), 'exp' "
+            "(exponential replay terms) or 'share' (annealing credit ~ own data share).",
+        ),
+    ] = "auto",
     lam: Annotated[
-        float,
+        str | None,
         typer.Option(
             "--lam",
-            help="Annealing memory of the m-recursion (paper: 0.999). Must be in (0, 1).",
+            help="Annealing memory of the m-recursion, in (0, 1), or 'auto' (CV over "
+            "0.98/0.99/0.995/0.999). Default: auto, or 0.999 with --law paper.",
+            show_default=False,
         ),
-    ] = 0.999,
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random starts (same seed, same law).")] = 0,
     starts: Annotated[
         int, typer.Option(min=1, help="Optimiser starts polished per fit (more = slower, safer).")
@@ -60,14 +73,30 @@ def fit_command(
 ) -> None:
     """Fit the CPT law to pilot runs and write it to a law file.
 
-    Both validation sets (general and domain) get their own parameters. The report shows
-    every parameter with its jackknife standard error, the fit error of each pilot and its
-    leave-one-pilot-out cross-validated error, and warnings (parameters at a bound, weakly
-    identified terms, a single replay ratio).
+    Both validation sets (general and domain) get their own parameters. With --law auto
+    (the default) every variant is fitted and the one with the lowest leave-one-pilot-out
+    cross-validated error wins; the report shows that table. It then shows every parameter
+    with its jackknife standard error, the fit error of each pilot and its cross-validated
+    error, and warnings (parameters at a bound, weakly identified terms, a single replay
+    ratio). The law file is written atomically.
     """
+    if law_form not in ("auto", *FORMS):
+        raise InputError(f"--law == {law_form!r}, must be one of auto, {', '.join(FORMS)}")
+    if lam is None:
+        lam_setting: float | str = PAPER_LAMBDA if law_form == "paper" else "auto"
+    elif lam == "auto":
+        lam_setting = "auto"
+    else:
+        try:
+            lam_setting = float(lam)
+        except ValueError:
+            raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
     pilots = load_manifest(manifest)
+    fitter = LawFitter(
+        form=law_form, lam=lam_setting, seed=seed, n_starts=starts, jackknife=jackknife
+    )
     with status(f"fitting {len(pilots.runs)} pilot runs"):
-        law = LawFitter(lam=lam, seed=seed, n_starts=starts, jackknife=jackknife).fit(pilots).law_
+        law = fitter.fit(pilots).law_
     law.save(output)
     if output_format is OutputFormat.json:
         print_json(law)

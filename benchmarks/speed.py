@@ -1,0 +1,173 @@
+"""Speed of ``cptopt.fit`` against a plain scipy baseline, measured in the same run.
+
+Fits the same law (same form, lambda, data and Huber objective on log residuals) two ways:
+- cptopt: ``LawFitter`` (variable-projection screening, TRF with the analytic Jacobian);
+- baseline: ``scipy.optimize.minimize(method="L-BFGS-B")`` with numerical gradients from
+  the same number of random starts (uniform in the bounds; log-uniform for scale
+  parameters), keeping the best, as App. C of the paper describes.
+Both fit the general and the domain law without jackknife, then cptopt's complete default
+fit (``--law auto``: variant selection by leave-one-pilot-out CV, jackknife) is timed too.
+Data: the unannealed scenario's 5 pilots, and all 38 bundled runs. Prints seconds (best of
+``--repeat``), the ratio cptopt / baseline, and the Huber cost each reached (lower is
+better), with the core count.
+
+    python benchmarks/speed.py [--repeat 3] [--format json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+
+import cptopt
+
+fit_module = importlib.import_module("cptopt.fit")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "examples" / "data" / "cpt-code"
+FORM, LAM, STARTS = "exp", 0.995, 3
+
+
+def all_runs_manifest(folder: Path) -> Path:
+    with (DATA / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    lines = [
+        "version: 1",
+        "tokens_per_step: 1024",
+        "pretrain:",
+        f"  log: {json.dumps(str(DATA / 'pretrain.csv'))}",
+        "  warmup_steps: 80",
+        "  checkpoints: {unannealed: 3200, annealed: 4000}",
+        "runs:",
+    ]
+    for row in rows:
+        lines.append(
+            f"  - {{log: {json.dumps(str(DATA / row['csv']))}, name: {row['run_id']}, "
+            f"replay_ratio: {row['replay_ratio']}, checkpoint: {row['start_checkpoint']}}}"
+        )
+    path = folder / "all.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def baseline_fit(pilots, seed: int = 0) -> tuple[float, float]:
+    """Plain multi-start L-BFGS-B with numerical gradients; returns (seconds, total cost)."""
+    started = time.perf_counter()
+    total = 0.0
+    for offset, validation_set in enumerate(("general", "domain")):
+        law = fit_module.make_law_for(FORM, validation_set, pilots, replay_terms=True)
+        data = fit_module.collect_points(pilots, validation_set, LAM)
+        problem = fit_module._Problem(law, data, 1e-3)
+        rng = np.random.default_rng([seed, offset])
+        best = np.inf
+        for _ in range(STARTS):
+            x0 = rng.uniform(problem.lower, problem.upper)
+            result = minimize(
+                problem.cost,
+                x0,
+                method="L-BFGS-B",
+                bounds=list(zip(problem.lower, problem.upper, strict=True)),
+            )
+            best = min(best, float(result.fun))
+        total += best
+    return time.perf_counter() - started, total
+
+
+def cptopt_fit(pilots, **settings) -> tuple[float, float, object]:
+    started = time.perf_counter()
+    law = fit_module.LawFitter(**settings).fit(pilots).law_
+    seconds = time.perf_counter() - started
+    return seconds, law.general.huber_cost + law.domain.huber_cost, law
+
+
+def best_of(repeat: int, function, *args, **kwargs):
+    results = [function(*args, **kwargs) for _ in range(repeat)]
+    return min(results, key=lambda item: item[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        cases = {
+            "unannealed pilots (5 runs)": ROOT / "examples" / "pilots" / "unannealed.yaml",
+            "all runs (38)": all_runs_manifest(Path(folder)),
+        }
+        for label, manifest in cases.items():
+            pilots = cptopt.load_manifest(manifest)
+            with threadpool_limits(limits=1):
+                base_seconds, base_cost = best_of(args.repeat, baseline_fit, pilots)
+            ours_seconds, ours_cost, _ = best_of(
+                args.repeat,
+                cptopt_fit,
+                pilots,
+                form=FORM,
+                lam=LAM,
+                n_starts=STARTS,
+                jackknife=False,
+            )
+            full_seconds, _, law = best_of(args.repeat, cptopt_fit, pilots)
+            rows.append(
+                {
+                    "case": label,
+                    "baseline_s": base_seconds,
+                    "cptopt_s": ours_seconds,
+                    "ratio": ours_seconds / base_seconds,
+                    "baseline_cost": base_cost,
+                    "cptopt_cost": ours_cost,
+                    "default_fit_s": full_seconds,
+                    "default_fit_variant": f"{law.form} lambda={law.lam:g}",
+                }
+            )
+    if args.format == "json":
+        json.dump({"cores": os.cpu_count(), "rows": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"fit time, best of {args.repeat} ({os.cpu_count()} cores); law {FORM}, "
+        f"lambda {LAM}, {STARTS} starts, both validation sets",
+        title_justify="left",
+    )
+    for column in (
+        "case",
+        "scipy L-BFGS-B",
+        "cptopt",
+        "ratio",
+        "cost scipy",
+        "cost cptopt",
+        "default fit (auto, CV, jackknife)",
+    ):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for row in rows:
+        table.add_row(
+            row["case"],
+            f"{row['baseline_s']:.2f} s",
+            f"{row['cptopt_s']:.2f} s",
+            f"{row['ratio']:.2f}",
+            f"{row['baseline_cost']:.5f}",
+            f"{row['cptopt_cost']:.5f}",
+            f"{row['default_fit_s']:.2f} s ({row['default_fit_variant']})",
+        )
+    Console(width=150).print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""``cptopt inspect``: what cptopt finds in each training log, before any fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cptopt.cli._common import (
+    EXIT_ERROR,
+    FORMAT_HELP,
+    OutputFormat,
+    app,
+    handle_errors,
+    print_json,
+    stderr,
+    stdout,
+)
+from cptopt.logs import FORMATS, ColumnMap, read_raw, summarize
+
+LOG_FORMAT_HELP = f"Log format: {', '.join(FORMATS)} ('auto' detects it from the file)."
+
+
+def _column_map(
+    step: str | None, lr: str | None, general: str | None, domain: str | None
+) -> ColumnMap:
+    """A map with only the roles given on the command line set (the rest are inferred)."""
+    given = {"step": step, "lr": lr, "general": general, "domain": domain}
+    values: dict[str, str | None] = {}
+    for role, name in given.items():
+        if name is None:
+            continue
+        values[role] = None if name.lower() in ("none", "null", "-") and role != "step" else name
+    return ColumnMap(**values)
+
+
+def _table(summary: dict) -> Table:
+    coverage = summary["lr_coverage"]
+    if coverage is None:
+        lr_text = "no LR series: the run needs a schedule"
+    elif coverage["per_step"]:
+        lr_text = f"LR at every step 1..{coverage['steps']}"
+    else:
+        lr_text = (
+            f"LR at {coverage['points']} of {coverage['steps']} steps (largest gap "
+            f"{coverage['largest_gap']}): interpolated unless a schedule is given"
+        )
+    table = Table(
+        title=f"{summary['source']} ({summary['format']}, step = '{summary['step']}')",
+        caption=lr_text,
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("series")
+    table.add_column("role")
+    table.add_column("steps", justify="right")
+    table.add_column("points", justify="right")
+    table.add_column("problems")
+    for row in summary["series"]:
+        span = f"{row['first_step']}..{row['last_step']}" if row["points"] else "-"
+        table.add_row(
+            row["name"],
+            row["role"] or "",
+            span,
+            str(row["points"]),
+            "; ".join(row["problems"]),
+        )
+    return table
+
+
+@app.command("inspect")
+@handle_errors
+def inspect_command(
+    logs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Training logs: trainer_state.json, TensorBoard event files or run dirs, "
+            "Lightning metrics.csv, W&B CSV export or history (CSV/parquet), CSV, JSONL.",
+            show_default=False,
+        ),
+    ],
+    log_format: Annotated[str, typer.Option("--log-format", help=LOG_FORMAT_HELP)] = "auto",
+    step: Annotated[str | None, typer.Option(help="Series/column holding the step.")] = None,
+    lr: Annotated[
+        str | None, typer.Option(help="Series holding the LR ('none': no LR logged).")
+    ] = None,
+    general: Annotated[str | None, typer.Option(help="Series of the general loss.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Series of the domain loss.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
+    ] = OutputFormat.table,
+) -> None:
+    """Show the series each log holds, the mapping cptopt would use and the LR coverage.
+
+    Fix the mapping (--general, --domain, --lr; 'columns:' in a manifest) before fitting.
+    Exits 2 if a log cannot be read or its mapping fails (one error line per log).
+    """
+    columns = _column_map(step, lr, general, domain)
+    summaries = [summarize(read_raw(path, log_format, columns), columns) for path in logs]
+    if output_format is OutputFormat.json:
+        print_json({"logs": summaries})
+    else:
+        for summary in summaries:
+            stdout.print(_table(summary))
+            for note in summary["notes"]:
+                stdout.print(f"note: {note}", highlight=False)
+    failed = [summary for summary in summaries if summary["error"]]
+    for summary in failed:
+        stderr.print(f"error: {summary['error']}", highlight=False, markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_ERROR)

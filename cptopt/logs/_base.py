@@ -1,0 +1,371 @@
+"""What every reader shares: the records, the column map, and mapping + validation.
+
+A format reader only turns a file into a :class:`RawLog` (every numeric series it holds,
+unvalidated, as ``(steps, values)`` arrays in file order). :func:`select` then applies a
+:class:`ColumnMap` and validates the chosen series, so every format gets the same mapping
+rules and the same one-line errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cptopt.exceptions import InputError
+
+#: Roles a series can play in a pilot run.
+ROLES = ("general", "domain", "lr")
+ROLE_LABELS = {"general": "general loss", "domain": "domain loss", "lr": "learning rate"}
+
+
+class ColumnMap(BaseModel):
+    """Which series of a log holds the step, the LR and each validation loss.
+
+    Names are series names as the log spells them (CSV column, JSON key, TensorBoard tag,
+    W&B ``<run> - <metric>`` column). Set ``lr`` to ``None`` when the log has no LR (then
+    the run needs a schedule); set ``general`` or ``domain`` to ``None`` when that loss was
+    not logged.
+
+    A field you leave unset is inferred: its default name if the log has it, otherwise the
+    one series whose name says ``general`` / ``domain`` (preferring names with ``loss``;
+    names with ``train`` are skipped) or LR (``lr``, ``learning_rate``, ``lr-<Optimizer>``).
+    Zero or several candidates for a loss is an error that lists the series the log holds;
+    a field you set must name a series of the log.
+
+    ``step`` names a column of table-shaped logs (csv, jsonl, lightning, wandb,
+    wandb-history); ``trainer_state.json`` and TensorBoard carry their own step.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str = Field(default="step", description="Column/key with the optimizer step.")
+    lr: str | None = Field(default="lr", description="Series with the LR of each step.")
+    general: str | None = Field(default="loss_general", description="General validation loss.")
+    domain: str | None = Field(default="loss_domain", description="Domain validation loss.")
+
+
+@dataclass(frozen=True)
+class Series:
+    """A logged series: ``steps`` (int, strictly increasing), ``values`` (float), shape ``(n,)``."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+
+@dataclass(frozen=True)
+class LogData:
+    """What a reader found in one log, after mapping and validation.
+
+    ``format`` is the reader used, ``names`` the series chosen for each role and ``notes``
+    what the reader had to decide (shown in the fit report).
+    """
+
+    source: str
+    sha256: str
+    lr: Series | None
+    general: Series | None
+    domain: Series | None
+    format: str = "csv"
+    names: dict[str, str | None] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RawLog:
+    """Every numeric series of one log, unvalidated (a reader's output).
+
+    ``series`` maps a name to ``(steps, values)`` float arrays in file order (a value the
+    file leaves empty is absent; a NaN the file holds stays NaN). ``aliases`` maps short
+    names users may write (``general`` for HF's ``eval_general_loss``) to series names;
+    ``bad`` holds, per series, a problem found while reading (e.g. a cell that is not a
+    number), reported only if the series is used.
+    """
+
+    source: str
+    sha256: str
+    format: str
+    series: dict[str, tuple[np.ndarray, np.ndarray]]
+    step_name: str = "step"
+    aliases: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    bad: dict[str, str] = field(default_factory=dict)
+
+    def names(self) -> str:
+        """The series names, for error messages."""
+        return ", ".join(self.series) or "none"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (recorded in law files so a fit can be traced to its inputs).
+
+    For a directory (TensorBoard run dir): SHA-256 over each file's relative path and hash.
+    """
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+        return digest.hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- mapping
+
+_LR_PATTERN = re.compile(r"(^|[/_.\s-])(lr|learning_rate)($|[/_.\s-])", re.IGNORECASE)
+
+
+def _is_lr_name(name: str) -> bool:
+    lowered = name.lower()
+    if "momentum" in lowered or "weight_decay" in lowered:
+        return False
+    return bool(_LR_PATTERN.search(name)) or lowered.startswith("lr-")
+
+
+def _candidates(raw: RawLog, role: str) -> list[str]:
+    if role == "lr":
+        return [name for name in raw.series if _is_lr_name(name)]
+    matches = [
+        name
+        for name in raw.series
+        if role in name.lower() and not _is_lr_name(name) and "train" not in name.lower()
+    ]
+    losses = [name for name in matches if "loss" in name.lower()]
+    return losses or matches
+
+
+def _lookup(raw: RawLog, name: str) -> str | None:
+    if name in raw.series:
+        return name
+    return raw.aliases.get(name)
+
+
+def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str, str | None]:
+    """Series name per role (``general``, ``domain``, ``lr``); see :class:`ColumnMap`.
+
+    ``infer=False`` treats every field as set (the strict behaviour of :func:`read_csv_log`).
+    """
+    chosen: dict[str, str | None] = {}
+    for role in ROLES:
+        wanted = getattr(columns, role)
+        explicit = not infer or role in columns.model_fields_set
+        if explicit:
+            if wanted is None:
+                chosen[role] = None
+                continue
+            found = _lookup(raw, wanted)
+            if found is None:
+                raise InputError(
+                    f"{raw.source}: no series '{wanted}' for the {ROLE_LABELS[role]}; "
+                    f"series present: {raw.names()}"
+                )
+            chosen[role] = found
+            continue
+        found = _lookup(raw, wanted) if wanted is not None else None
+        if found is not None:
+            chosen[role] = found
+            continue
+        candidates = _candidates(raw, role)
+        if len(candidates) > 1:
+            raise InputError(
+                f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} all "
+                f"match; name one (--{role} / columns.{role}); series present: {raw.names()}"
+            )
+        chosen[role] = candidates[0] if candidates else None
+    if chosen["general"] is None and chosen["domain"] is None:
+        raise InputError(
+            f"{raw.source}: cannot tell which series is the general or the domain loss; name "
+            f"them (--general/--domain or columns.general/domain); series present: "
+            f"{raw.names()}"
+        )
+    taken = [name for name in chosen.values() if name is not None]
+    if len(taken) != len(set(taken)):
+        raise InputError(f"{raw.source}: one series mapped to two roles: {chosen}")
+    return chosen
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def series_problems(steps: np.ndarray, values: np.ndarray) -> list[str]:
+    """Problems of one raw series, worst first (empty list: usable)."""
+    problems = []
+    if steps.size == 0:
+        return ["no points"]
+    bad_step = ~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps))
+    if bad_step.any():
+        problems.append(f"step {steps[np.flatnonzero(bad_step)[0]]!r} is not an integer >= 0")
+        return problems
+    nan = np.isnan(values)
+    if nan.any():
+        problems.append(f"NaN at step {int(steps[np.flatnonzero(nan)[0]])}")
+    if (~nan & ~np.isfinite(values)).any():
+        index = int(np.flatnonzero(~nan & ~np.isfinite(values))[0])
+        problems.append(f"{values[index]} at step {int(steps[index])}")
+    diffs = np.diff(steps)
+    if (diffs == 0).any():
+        problems.append(f"step {int(steps[np.flatnonzero(diffs == 0)[0]])} logged twice")
+    if (diffs < 0).any():
+        index = int(np.flatnonzero(diffs < 0)[0])
+        problems.append(f"steps go backwards ({int(steps[index])} then {int(steps[index + 1])})")
+    return problems
+
+
+def _validated(raw: RawLog, name: str, role: str) -> Series:
+    steps, values = raw.series[name]
+    where = f"{raw.source}: series '{name}' ({ROLE_LABELS[role]})"
+    problems = series_problems(steps, values)
+    if name in raw.bad:
+        problems.insert(0, raw.bad[name])
+    if problems:
+        hint = ""
+        if any("twice" in p or "backwards" in p for p in problems):
+            hint = " (a resumed run? keep one segment per step)"
+        raise InputError(f"{where}: {problems[0]}{hint}")
+    if role == "lr":
+        if (values < 0).any():
+            index = int(np.flatnonzero(values < 0)[0])
+            raise InputError(f"{where}: LR {values[index]!r} at step {int(steps[index])} is < 0")
+    elif (values <= 0).any():
+        index = int(np.flatnonzero(values <= 0)[0])
+        raise InputError(f"{where}: loss {values[index]!r} at step {int(steps[index])} must be > 0")
+    return Series(steps.astype(np.int64), values.astype(float))
+
+
+def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True) -> LogData:
+    """Apply the mapping to a raw log and validate the chosen series."""
+    names = resolve(raw, columns or ColumnMap(), infer=infer)
+    chosen = {
+        role: _validated(raw, name, role) if name is not None else None
+        for role, name in names.items()
+    }
+    return LogData(
+        source=raw.source,
+        sha256=raw.sha256,
+        lr=chosen["lr"],
+        general=chosen["general"],
+        domain=chosen["domain"],
+        format=raw.format,
+        names=names,
+        notes=raw.notes,
+    )
+
+
+# --------------------------------------------------------------------------- helpers for readers
+
+
+def require_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"log file not found: {path}")
+
+
+def to_float(value: object) -> float | None:
+    """A cell or JSON value as a float; ``None`` when empty, non-numeric values are skipped."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return None
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return None
+
+
+def build_series(
+    points: dict[str, tuple[list[float], list[float]]],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        name: (np.asarray(steps, dtype=float), np.asarray(values, dtype=float))
+        for name, (steps, values) in points.items()
+        if steps
+    }
+
+
+def numeric_table_to_raw(
+    path: Path,
+    header: list[str],
+    rows: list[list[object]],
+    *,
+    fmt: str,
+    step_name: str,
+    first_line: int = 2,
+    skip: frozenset[str] = frozenset(),
+    notes: tuple[str, ...] = (),
+    aliases: dict[str, str] | None = None,
+) -> RawLog:
+    """A table (header + rows, sparse: empty = not logged) as a raw log keyed by ``step_name``."""
+    if step_name not in header:
+        raise InputError(
+            f"{path}: no step column '{step_name}'; columns present: {', '.join(header)}"
+        )
+    step_index = header.index(step_name)
+    points: dict[str, tuple[list[float], list[float]]] = {
+        name: ([], []) for name in header if name != step_name and name not in skip
+    }
+    numeric: set[str] = set()
+    bad: dict[str, str] = {}
+    for offset, row in enumerate(rows):
+        step = to_float(row[step_index])
+        if step is None:
+            if all(to_float(cell) is None for cell in row):
+                continue
+            raise InputError(
+                f"{path}: line {first_line + offset} has no '{step_name}' (got {row[step_index]!r})"
+            )
+        for name, cell in zip(header, row, strict=True):
+            if name not in points:
+                continue
+            value = to_float(cell)
+            if value is None:
+                if isinstance(cell, str) and cell.strip() and name not in bad:
+                    bad[name] = f"line {first_line + offset} == {cell.strip()!r}, not a number"
+                continue
+            numeric.add(name)
+            points[name][0].append(step)
+            points[name][1].append(value)
+    series = build_series({name: p for name, p in points.items() if name in numeric})
+    return RawLog(
+        source=str(path),
+        sha256=file_sha256(path),
+        format=fmt,
+        series=series,
+        step_name=step_name,
+        aliases=aliases or {},
+        notes=notes,
+        bad={name: problem for name, problem in bad.items() if name in series},
+    )
+
+
+def pick_step_column(
+    path: Path, header: list[str], columns: ColumnMap, defaults: tuple[str, ...]
+) -> str:
+    """The step column: the map's if set (or present), else the first default present."""
+    if "step" in columns.model_fields_set:
+        if columns.step not in header:
+            raise InputError(
+                f"{path}: no step column '{columns.step}'; columns present: {', '.join(header)}"
+            )
+        return columns.step
+    for name in (columns.step, *defaults):
+        if name in header:
+            return name
+    raise InputError(
+        f"{path}: no step column (tried {', '.join(dict.fromkeys((columns.step, *defaults)))}); "
+        f"name it with --step / columns.step; columns present: {', '.join(header)}"
+    )

@@ -1,0 +1,103 @@
+"""Hugging Face Trainer ``trainer_state.json`` (also written by axolotl, TRL, ...).
+
+``log_history`` is a list of rows. Train rows carry ``step``, ``learning_rate``, ``loss``
+(and ``grad_norm``, ``epoch``) every ``logging_steps``; eval rows carry ``eval_loss``, or
+``eval_<name>_loss`` per set when ``eval_dataset`` is a dict. The last row is a summary
+(``train_runtime``, ``total_flos``, ``train_loss``): it is not a logged point and is skipped,
+as are rows without ``step``. ``eval_<name>_loss`` may be named ``<name>`` in a mapping.
+
+LR convention: the value at step ``s`` is taken as the LR of update ``s``, which is what the
+Trainer logs since huggingface/transformers PR #36973 (March 2025); older releases logged
+it after the scheduler step, i.e. the LR of update ``s + 1`` (one step of schedule off).
+Describe the ``schedule:`` when that matters; the schedule check allows that offset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from cptopt.exceptions import InputError
+from cptopt.logs._base import RawLog, build_series, file_sha256, require_file, to_float
+
+#: Keys of the final summary row (``Trainer.train`` appends it once training ends).
+SUMMARY_KEYS = ("train_runtime", "total_flos", "train_samples_per_second")
+#: Keys that are not series.
+NOT_SERIES = ("step", "epoch")
+
+_EVAL_LOSS = re.compile(r"^eval_(?P<name>.+)_loss$")
+
+
+def find_trainer_state(path: Path) -> Path | None:
+    """``trainer_state.json`` in a run or checkpoint dir (the latest ``checkpoint-N``)."""
+    if path.is_file():
+        return path
+    direct = path / "trainer_state.json"
+    if direct.is_file():
+        return direct
+    checkpoints = []
+    for candidate in path.glob("checkpoint-*/trainer_state.json"):
+        suffix = candidate.parent.name.split("-", 1)[1]
+        if suffix.isdigit():
+            checkpoints.append((int(suffix), candidate))
+    return max(checkpoints)[1] if checkpoints else None
+
+
+def read_trainer_state(path: Path) -> RawLog:
+    """Every numeric key of ``log_history`` as a series over ``step``."""
+    require_file(path)
+    file = find_trainer_state(path)
+    if file is None:
+        raise InputError(f"{path}: no trainer_state.json (nor checkpoint-*/trainer_state.json)")
+    text = file.read_text(encoding="utf-8")
+    if not text.strip():
+        raise InputError(f"{file}: file is empty")
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{file}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}; "
+            "truncated file?)"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise InputError(f"{file}: no 'log_history' list: not a Hugging Face trainer_state.json")
+    history = state["log_history"]
+    if not history:
+        raise InputError(f"{file}: 'log_history' is empty (nothing was logged)")
+    points: dict[str, tuple[list[float], list[float]]] = {}
+    no_step = summary = 0
+    for row in history:
+        if not isinstance(row, dict):
+            raise InputError(f"{file}: log_history holds a {type(row).__name__}, not an object")
+        if any(key in row for key in SUMMARY_KEYS):
+            summary += 1
+            continue
+        step = to_float(row.get("step"))
+        if step is None:
+            no_step += 1
+            continue
+        for key, value in row.items():
+            number = to_float(value) if not isinstance(value, str) else None
+            if key in NOT_SERIES or number is None:
+                continue
+            steps, values = points.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(number)
+    notes = []
+    if no_step:
+        notes.append(f"trainer_state.json: {no_step} log_history rows without 'step' skipped")
+    aliases = {}
+    for key in points:
+        match = _EVAL_LOSS.match(key)
+        if match:
+            aliases[match.group("name")] = key
+    return RawLog(
+        source=str(file),
+        sha256=file_sha256(file),
+        format="hf",
+        series=build_series(points),
+        step_name="step",
+        aliases=aliases,
+        notes=tuple(notes),
+    )

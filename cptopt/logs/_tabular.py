@@ -1,0 +1,174 @@
+"""Table-shaped logs: plain CSV, JSON lines, Lightning ``metrics.csv``, W&B exports.
+
+All are sparse tables: one row per logging call, an empty cell (or a missing JSON key, or a
+parquet null) means "not logged at this step". A NaN the file spells out stays NaN and is an
+error if that series is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from cptopt.exceptions import InputError
+from cptopt.logs._base import (
+    ColumnMap,
+    RawLog,
+    numeric_table_to_raw,
+    pick_step_column,
+    require_file,
+)
+
+#: Step columns tried, in order, when the map does not name one.
+CSV_STEPS = ("step", "Step", "global_step", "_step")
+LIGHTNING_STEPS = ("step",)
+WANDB_EXPORT_STEPS = ("Step",)
+#: W&B run history: the trainer's own step first (``_step`` counts ``wandb.log`` calls).
+WANDB_HISTORY_STEPS = ("trainer/global_step", "train/global_step", "global_step", "step", "_step")
+
+#: Columns a W&B chart export adds beside each ``<run> - <metric>`` column.
+WANDB_EXTREMA = ("__MIN", "__MAX")
+
+
+def read_csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and data rows of a CSV file; one-line errors for empty or ragged files."""
+    require_file(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a CSV file")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError(f"{path}: file is empty") from None
+        except csv.Error as exc:
+            raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+        header = [name.strip() for name in header]
+        try:
+            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+        except csv.Error as exc:
+            raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+    if not rows:
+        raise InputError(f"{path}: no data rows below the header")
+    width = len(header)
+    for number, row in enumerate(rows, start=2):
+        if len(row) != width:
+            raise InputError(f"{path}: line {number} has {len(row)} fields, the header has {width}")
+    return header, rows
+
+
+def read_plain_csv(path: Path, columns: ColumnMap) -> RawLog:
+    """A CSV with a step column and one column per series (the bundled data's layout)."""
+    header, rows = read_csv_table(path)
+    step = pick_step_column(path, header, columns, CSV_STEPS)
+    return numeric_table_to_raw(path, header, list(rows), fmt="csv", step_name=step)
+
+
+def read_lightning_csv(path: Path, columns: ColumnMap) -> RawLog:
+    """PyTorch Lightning ``CSVLogger`` ``metrics.csv``.
+
+    One row per ``log_metrics`` call, columns sorted by name, a ``step`` column, LR from
+    ``LearningRateMonitor`` as ``lr-<Optimizer>`` (every ``log_every_n_steps``, default 50).
+    ``LearningRateMonitor`` logs before the update, at ``global_step`` = updates done, so
+    its value at step ``s`` is the LR of update ``s + 1``; cptopt takes it as the LR of step
+    ``s`` (one step of schedule): describe the ``schedule:`` when that matters.
+    """
+    header, rows = read_csv_table(path)
+    step = pick_step_column(path, header, columns, LIGHTNING_STEPS)
+    return numeric_table_to_raw(path, header, list(rows), fmt="lightning", step_name=step)
+
+
+def read_wandb_export(path: Path, columns: ColumnMap) -> RawLog:
+    """A W&B chart's "Export CSV": ``Step``, ``<run> - <metric>`` and its ``__MIN``/``__MAX``.
+
+    The ``__MIN``/``__MAX`` columns (extrema of the chart's sampling buckets) are dropped.
+    ``<metric>`` alone is accepted as a name when only one run logs it.
+    """
+    header, rows = read_csv_table(path)
+    step = pick_step_column(path, header, columns, WANDB_EXPORT_STEPS)
+    skip = frozenset(name for name in header if name.endswith(WANDB_EXTREMA))
+    by_metric: dict[str, list[str]] = {}
+    for name in header:
+        if name != step and name not in skip and " - " in name:
+            by_metric.setdefault(name.split(" - ", 1)[1], []).append(name)
+    aliases = {metric: names[0] for metric, names in by_metric.items() if len(names) == 1}
+    notes = (f"W&B export: {len(skip)} __MIN/__MAX columns ignored",) if skip else ()
+    return numeric_table_to_raw(
+        path,
+        header,
+        list(rows),
+        fmt="wandb",
+        step_name=step,
+        skip=skip,
+        notes=notes,
+        aliases=aliases,
+    )
+
+
+def read_wandb_history(path: Path, columns: ColumnMap) -> RawLog:
+    """A W&B run history (``run.history()`` / ``run.scan_history()``) saved as CSV or parquet.
+
+    Sparse: each row is one ``wandb.log`` call. The step is the trainer's
+    (``trainer/global_step``, ``train/global_step``, ...) when logged, else ``_step``.
+    """
+    if path.suffix.lower() == ".parquet":
+        header, rows = _read_parquet(path)
+        first_line = 0
+    else:
+        header, rows = read_csv_table(path)
+        first_line = 2
+    step = pick_step_column(path, header, columns, WANDB_HISTORY_STEPS)
+    notes = () if step != "_step" else ("W&B history: step taken from '_step'",)
+    return numeric_table_to_raw(
+        path, header, rows, fmt="wandb-history", step_name=step, first_line=first_line, notes=notes
+    )
+
+
+def _read_parquet(path: Path) -> tuple[list[str], list[list[object]]]:
+    require_file(path)
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(
+            f"{path}: reading parquet needs pyarrow: pip install 'cptopt[parquet]'"
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+        raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{path}: no rows")
+    header = list(table.column_names)
+    data = [table.column(name).to_pylist() for name in header]
+    return header, [list(row) for row in zip(*data, strict=True)]
+
+
+def read_jsonl(path: Path, columns: ColumnMap) -> RawLog:
+    """JSON lines: one object per line, e.g. ``{"step": 10, "lr": 2e-3, "loss_general": 1.8}``."""
+    require_file(path)
+    records: list[dict] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(
+                    f"{path}: line {number} is not valid JSON ({exc.msg}; truncated file?)"
+                ) from None
+            if not isinstance(record, dict):
+                raise InputError(f"{path}: line {number} is not a JSON object")
+            records.append(record)
+    if not records:
+        raise InputError(f"{path}: file is empty")
+    header = list(dict.fromkeys(key for record in records for key in record))
+    step = pick_step_column(path, header, columns, CSV_STEPS)
+    rows = [[record.get(key) for key in header] for record in records]
+    return numeric_table_to_raw(path, header, rows, fmt="jsonl", step_name=step, first_line=1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,238 @@
+"""``cptopt fit`` end to end, and the bad-input corpus of the fit path (exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cptopt.cli import app
+from cptopt.lawfile import SCHEMA_VERSION, load_law
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_fit_writes_law_and_json_report(tmp_path, unannealed_manifest):
+    out = tmp_path / "law.json"
+    result = invoke(
+        "fit", unannealed_manifest, "-o", out, "--law", "exp", "--lam", "0.995", "--format", "json"
+    )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    law = load_law(out)
+    assert report["schema_version"] == SCHEMA_VERSION == law.schema_version
+    assert report["form"] == "exp" and report["lam"] == 0.995
+    assert report["general"]["values"] == law.general.values
+    assert [r["name"] for r in report["general"]["runs"]][0] == "code_U_lr1x_r25_const_1000"
+    assert "law written to" in result.stderr
+
+
+def test_fit_table_report_names_every_pilot_and_parameter(tmp_path, unannealed_manifest):
+    result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--law", "paper")
+    assert result.exit_code == 0, result.stderr
+    for name in ("code_U_lr1x_r00_wsd_1000", "alpha", "Bbeta", "leave-one-pilot-out"):
+        assert name in result.stdout
+    assert "lambda = 0.999" in result.stdout
+
+
+def test_fit_help_teaches():
+    result = invoke("fit", "--help")
+    assert result.exit_code == 0
+    for text in ("--law", "--lam", "leave-one-pilot-out", "--format", "--output"):
+        assert text in result.stdout
+
+
+def test_interrupted_write_keeps_previous_law(tmp_path, fitted_law, monkeypatch):
+    path = tmp_path / "law.json"
+    fitted_law.save(path)
+    before = path.read_bytes()
+
+    def explode(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", explode)
+    with pytest.raises(KeyboardInterrupt):
+        fitted_law.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["law.json"]  # no temp file left
+
+
+# --------------------------------------------------------------------- bad input corpus
+
+RUN = "code_U_lr1x_r25_const_1000.csv"
+
+
+@pytest.fixture
+def workspace(tmp_path, data_dir):
+    """A copy of two pilot logs and the PT log, with a manifest to break."""
+    for name in (RUN, "code_U_lr1x_r00_wsd_1000.csv", "code_U_lr1x_r50_wsd_1000.csv"):
+        shutil.copy(data_dir / "runs" / name, tmp_path / name)
+    shutil.copy(data_dir / "pretrain.csv", tmp_path / "pretrain.csv")
+    return tmp_path
+
+
+def write_manifest(folder: Path, extra: str = "", runs: str | None = None) -> Path:
+    runs = runs or (
+        f"  - {{log: {RUN}, replay_ratio: 0.25}}\n"
+        "  - {log: code_U_lr1x_r00_wsd_1000.csv, replay_ratio: 0.0}\n"
+        "  - {log: code_U_lr1x_r50_wsd_1000.csv, replay_ratio: 0.5}\n"
+    )
+    text = (
+        "version: 1\n"
+        "columns: {step: step, lr: lr, general: loss_general, domain: loss_domain}\n"
+        "pretrain: {log: pretrain.csv, warmup_steps: 80, checkpoints: {ckpt: 3200}}\n"
+        f"{extra}runs:\n{runs}"
+    )
+    path = folder / "pilots.yaml"
+    path.write_text(text)
+    return path
+
+
+def edit_log(path: Path, transform) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(transform(lines)) + "\n")
+
+
+def set_cell(lines: list[str], row: int, column: int, value: str) -> list[str]:
+    cells = lines[row].split(",")
+    cells[column] = value
+    lines[row] = ",".join(cells)
+    return lines
+
+
+def test_the_unbroken_workspace_fits(workspace):
+    result = invoke(
+        "fit",
+        write_manifest(workspace),
+        "-o",
+        workspace / "law.json",
+        "--law",
+        "exp",
+        "--lam",
+        "0.99",
+        "--no-jackknife",
+    )
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fragments"),
+    [
+        (
+            lambda lines: [lines[0].replace("loss_domain", "loss_code")] + lines[1:],
+            ["loss_domain", "present", "loss_code"],
+        ),
+        (lambda lines: set_cell(lines, 100, 2, "nan"), ["NaN"]),
+        (lambda lines: set_cell(lines, 100, 2, "inf"), ["inf"]),
+        (lambda lines: set_cell(lines, 100, 2, "-1.5"), ["> 0"]),
+        (lambda lines: set_cell(lines, 100, 2, "abc"), ["not a number"]),
+        (
+            lambda lines: (
+                [lines[0]]
+                + [
+                    ",".join(["0"] + line.split(",")[1:]) if i > 0 else line
+                    for i, line in enumerate(lines[1:], start=1)
+                ][1:]
+            ),
+            ["step"],
+        ),
+        (lambda lines: lines[:1] + lines[1:][::-1], ["backwards"]),
+        (lambda lines: [], ["no data rows"]),
+        (lambda lines: lines[:1], ["no data rows"]),
+        (
+            lambda lines: [lines[0]] + [set_cell([line], 0, 1, "0")[0] for line in lines[1:]],
+            ["LR", "> 0"],
+        ),
+    ],
+    ids=[
+        "misnamed-column",
+        "nan-loss",
+        "inf-loss",
+        "negative-loss",
+        "text-loss",
+        "steps-repeat",
+        "steps-decrease",
+        "empty-file",
+        "header-only",
+        "lr-zero",
+    ],
+)
+def test_broken_logs_give_one_line_and_exit_2(workspace, breakage, fragments):
+    edit_log(workspace / RUN, breakage)
+    result = invoke("fit", write_manifest(workspace), "-o", workspace / "law.json")
+    assert_one_line_error(result, *fragments)
+    assert not (workspace / "law.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "runs", "fragments"),
+    [
+        ("surprise: 1\n", None, ["surprise", "unknown key"]),
+        ("", f"  - {{log: {RUN}, replay_ratio: 0.25, colour: red}}\n", ["colour", "unknown key"]),
+        ("", f"  - {{log: {RUN}, replay_ratio: 1.5}}\n", ["replay_ratio"]),
+        ("", "  - {log: missing.csv, replay_ratio: 0.25}\n", ["missing.csv"]),
+        ("", f"  - {{log: {RUN}, replay_ratio: 0.25, checkpoint: other}}\n", ["other"]),
+    ],
+    ids=[
+        "unknown-top-key",
+        "unknown-run-key",
+        "replay-out-of-range",
+        "missing-log",
+        "unknown-checkpoint",
+    ],
+)
+def test_broken_manifests_give_one_line_and_exit_2(workspace, extra, runs, fragments):
+    result = invoke("fit", write_manifest(workspace, extra, runs), "-o", workspace / "law.json")
+    assert_one_line_error(result, *fragments)
+
+
+def test_manifest_that_is_not_yaml(workspace):
+    path = workspace / "pilots.yaml"
+    path.write_text("runs: [unclosed\n")
+    assert_one_line_error(invoke("fit", path), "pilots.yaml")
+
+
+def test_fewer_points_than_parameters(workspace):
+    edit_log(workspace / RUN, lambda lines: lines[:42])  # evaluations at steps 0..40: 5 points
+    path = workspace / "short.yaml"
+    path.write_text(
+        f"version: 1\npretrain: unknown\nruns:\n  - {{log: {RUN}, replay_ratio: 0.25}}\n"
+    )
+    result = invoke("fit", path, "--law", "paper", "-o", workspace / "law.json")
+    assert_one_line_error(result, "5 points for 8 parameters")
+
+
+def test_bad_options(workspace):
+    manifest = write_manifest(workspace)
+    assert_one_line_error(invoke("fit", manifest, "--law", "magic"), "--law")
+    assert_one_line_error(invoke("fit", manifest, "--lam", "1.5", "--law", "exp"), "lam")
+    assert_one_line_error(invoke("fit", manifest, "--lam", "soon"), "--lam")
+
+
+def test_law_file_of_another_schema_version(tmp_path, law_file):
+    data = json.loads(law_file.read_text())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    bad = tmp_path / "law.json"
+    bad.write_text(json.dumps(data))
+    config = Path(__file__).parent.parent / "examples" / "configs" / "wsd-replay25.yaml"
+    result = invoke("predict", config, "--law", bad)
+    assert_one_line_error(result, "schema version")
+    missing = invoke("predict", config, "--law", tmp_path / "nope.json")
+    assert_one_line_error(missing, "nope.json", "cptopt fit")
