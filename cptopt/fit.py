@@ -16,6 +16,11 @@ variants and (ii) jackknife standard errors of parameters and of every predictio
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +29,7 @@ from scipy.optimize import least_squares, lsq_linear
 from cptopt.areas import Areas, cpt_point_areas
 from cptopt.exceptions import FitError, InputError
 from cptopt.law import CptLaw, make_law
-from cptopt.runs import PilotSet
+from cptopt.runs import VALIDATION_SETS, PilotSet
 
 #: A parameter is "at a bound" when within this share of its range from it.
 BOUND_TOLERANCE = 1e-4
@@ -213,6 +218,23 @@ class SingleFit:
     start_costs: tuple[float, ...]
 
 
+def _solve_each(
+    problem: _Problem, starts: list[np.ndarray], max_nfev: int | None
+) -> tuple[list[tuple[float, np.ndarray]], int]:
+    """Optimise from each start; ``(cost, x)`` of those that finished, best first, and nfev."""
+    results, nfev = [], 0
+    for x0 in starts:
+        try:
+            x, cost, used = problem.solve(x0, max_nfev=max_nfev)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        nfev += used
+        if np.isfinite(cost):
+            results.append((cost, x))
+    results.sort(key=lambda item: item[0])
+    return results, nfev
+
+
 def optimise(
     law: CptLaw,
     data: FitData,
@@ -243,31 +265,14 @@ def optimise(
         screened.sort(key=lambda item: item[1])
         for values, _ in screened[: n_starts - len(candidates)]:
             candidates.append(problem.to_internal(values))
-    nfev = 0
+    probe_nfev = 0
     if len(candidates) > n_polish:
-        probed = []
-        for x0 in candidates:
-            try:
-                x, cost, used = problem.solve(x0, max_nfev=PROBE_NFEV)
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-            nfev += used
-            if np.isfinite(cost):
-                probed.append((cost, x))
-        probed.sort(key=lambda item: item[0])
+        probed, probe_nfev = _solve_each(problem, candidates, PROBE_NFEV)
         candidates = [x for _, x in probed[:n_polish]]
-    results = []
-    for x0 in candidates:
-        try:
-            x, cost, used = problem.solve(x0, max_nfev=max_nfev)
-        except (ValueError, np.linalg.LinAlgError):
-            continue
-        nfev += used
-        if np.isfinite(cost):
-            results.append((cost, x))
+    results, nfev = _solve_each(problem, candidates, max_nfev)
+    nfev += probe_nfev
     if not results:
         raise FitError(f"every start failed to fit the {law.validation_set} law")
-    results.sort(key=lambda item: item[0])
     return SingleFit(
         problem.to_values(results[0][1]), results[0][0], nfev, tuple(c for c, _ in results)
     )
@@ -408,6 +413,59 @@ def fit_validation_set(
 
 
 @dataclass(frozen=True)
+class _SetJob:
+    """One validation set's fit under one variant: a picklable unit of work."""
+
+    pilots: PilotSet
+    replay_terms: bool
+    form: str
+    lam: float
+    validation_set: str
+    seed: int
+    huber_delta: float
+    n_starts: int
+    n_screen: int
+    jackknife: bool
+    warm_start: np.ndarray | None
+    n_polish: int
+    refit_budget: int
+
+    def __call__(self) -> SetResult:
+        from threadpoolctl import threadpool_limits
+
+        law = make_law_for(self.form, self.validation_set, self.pilots, self.replay_terms)
+        data = collect_points(self.pilots, self.validation_set, self.lam)
+        rng = np.random.default_rng([self.seed, VALIDATION_SETS.index(self.validation_set)])
+        with threadpool_limits(limits=1):
+            return fit_validation_set(
+                law,
+                data,
+                delta=self.huber_delta,
+                rng=rng,
+                n_starts=self.n_starts,
+                n_screen=self.n_screen,
+                jackknife=self.jackknife,
+                warm_start=self.warm_start,
+                n_polish=self.n_polish,
+                refit_budget=self.refit_budget,
+            )
+
+
+@contextmanager
+def _process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
+    """Two forked workers when asked for (or by default on >= 2 cores), else None."""
+    if n_jobs is None:
+        n_jobs = min(2, os.cpu_count() or 1)
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with ProcessPoolExecutor(
+        max_workers=min(n_jobs, 2), mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        yield pool
+
+
+@dataclass(frozen=True)
 class Variant:
     """A law variant that model selection can choose: form and annealing memory."""
 
@@ -437,6 +495,8 @@ class LawFitter:
     n_starts : polished starts per fit; ``n_screen`` random shapes are screened for them.
     seed : seed of the random starts (same seed, same law).
     jackknife : refit leaving each pilot out (CV error and uncertainties); needs >= 3 pilots.
+    n_jobs : processes for the general and domain fits (default: 2 if the machine has 2
+        cores and processes can be forked, else 1). The result does not depend on it.
     """
 
     def __init__(
@@ -448,6 +508,7 @@ class LawFitter:
         n_screen: int = 48,
         seed: int = 0,
         jackknife: bool = True,
+        n_jobs: int | None = None,
     ) -> None:
         self.form = form
         self.lam = lam
@@ -456,6 +517,7 @@ class LawFitter:
         self.n_screen = n_screen
         self.seed = seed
         self.jackknife = jackknife
+        self.n_jobs = n_jobs
 
     def _variants(self) -> list[Variant]:
         forms = AUTO_FORMS if self.form == "auto" else (self.form,)
@@ -485,19 +547,24 @@ class LawFitter:
         budget: int,
         jackknife: bool,
         n_polish: int = 2,
+        pool: ProcessPoolExecutor | None = None,
     ) -> dict[str, SetResult]:
-        """Fit both validation sets under one variant (warm-started from ``warm`` if present)."""
-        per_set = {}
+        """Fit both validation sets under one variant (warm-started from ``warm`` if present).
+
+        The two sets are independent problems: with a process pool they run side by side.
+        Each set seeds its own generator, so the result does not depend on the pool.
+        """
+        jobs = {}
         for validation_set in ("general", "domain"):
-            law = make_law_for(variant.form, validation_set, pilots, replay_terms)
-            data = collect_points(pilots, validation_set, variant.lam)
-            rng = np.random.default_rng([self.seed, 0 if validation_set == "general" else 1])
             key = (variant.form, validation_set)
-            per_set[validation_set] = fit_validation_set(
-                law,
-                data,
-                delta=self.huber_delta,
-                rng=rng,
+            job = _SetJob(
+                pilots=pilots,
+                replay_terms=replay_terms,
+                form=variant.form,
+                lam=variant.lam,
+                validation_set=validation_set,
+                seed=self.seed,
+                huber_delta=self.huber_delta,
                 n_starts=self.n_starts if key not in warm else max(self.n_starts - 1, 1),
                 n_screen=self.n_screen,
                 jackknife=jackknife,
@@ -505,11 +572,20 @@ class LawFitter:
                 n_polish=n_polish,
                 refit_budget=budget,
             )
-            warm[key] = per_set[validation_set].best.values
+            jobs[validation_set] = pool.submit(job) if pool else job
+        per_set = {
+            name: job.result() if isinstance(job, Future) else job() for name, job in jobs.items()
+        }
+        for validation_set, result in per_set.items():
+            warm[(variant.form, validation_set)] = result.best.values
         return per_set
 
     def _select(
-        self, pilots: PilotSet, replay_terms: bool, variants: list[Variant]
+        self,
+        pilots: PilotSet,
+        replay_terms: bool,
+        variants: list[Variant],
+        pool: ProcessPoolExecutor | None,
     ) -> tuple[Variant, list[dict], dict[str, SetResult]]:
         """Choose a variant by leave-one-pilot-out CV error, in two stages.
 
@@ -536,6 +612,7 @@ class LawFitter:
                 budget=SELECTION_MAX_NFEV,
                 n_polish=1,
                 jackknife=True,
+                pool=pool,
             )
         best_lam = min(
             (row for row in _selection_table(results) if row["form"] == reference),
@@ -552,6 +629,7 @@ class LawFitter:
                     budget=SELECTION_MAX_NFEV,
                     n_polish=1,
                     jackknife=True,
+                    pool=pool,
                 )
         table = _selection_table(results)
         best = one_standard_error_choice(
@@ -570,6 +648,7 @@ class LawFitter:
             budget=WARM_MAX_NFEV,
             n_polish=2,
             jackknife=True,
+            pool=pool,
         )
         return chosen, table, final
 
@@ -601,9 +680,9 @@ class LawFitter:
                 f"loss, got {min(logged)}; pass an explicit --law and --lam"
             )
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), _process_pool(self.n_jobs) as pool:
             if selecting:
-                chosen, selection, final = self._select(pilots, replay_terms, variants)
+                chosen, selection, final = self._select(pilots, replay_terms, variants, pool)
             else:
                 chosen, selection = variants[0], []
                 final = self._fit_variant(
@@ -613,6 +692,7 @@ class LawFitter:
                     {},
                     budget=WARM_MAX_NFEV,
                     jackknife=self.jackknife,
+                    pool=pool,
                 )
         sets = {
             name: _set_fit(result, pilots, self.jackknife or selecting)

@@ -27,9 +27,10 @@ def pdg_format(value: float, error: float | None) -> str:
     decimals = -(exponent - digits + 1)
     if leading >= 950:
         decimals -= 1
-    if abs(value) >= 1e5 or abs(value) < 1e-3 and value != 0:
+    if decimals > 6 or max(abs(value), error) >= 1e6:
         return f"{value:.3g} ± {error:.2g}"
-    decimals = max(decimals, 0)
+    if decimals < 0:  # round to tens, hundreds, ...
+        return f"{round(value, decimals):.0f} ± {round(error, decimals):.0f}"
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 
@@ -54,7 +55,7 @@ def _parameter_table(fit: SetFit) -> Table:
         table.add_row(
             parameter.name,
             pdg_format(parameter.value, parameter.stderr),
-            "-" if rel is None else f"{100 * rel:.0f} %",
+            "-" if rel is None else "> 999 %" if rel > 9.99 else f"{100 * rel:.0f} %",
             f"[{parameter.min:g}, {parameter.max:g}]",
             ", ".join(flags),
         )

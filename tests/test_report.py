@@ -1,0 +1,50 @@
+"""Report rendering: PDG rounding and the fit report's content."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from cptopt.report import fit_report, pdg_format, prediction_report
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "expected"),
+    [
+        (1.2345, 0.0123, "1.234 ± 0.012"),  # leading digits 123 -> two significant digits
+        (1.2345, 0.0456, "1.23 ± 0.05"),  # 456 -> one significant digit
+        (172.4, 179.2, "170 ± 180"),  # 179 -> two digits: rounded to tens
+        (8.1e-18, 0.68, "0.0 ± 0.7"),  # 680 -> one digit; a value at 0 gets the same precision
+        (3759.0, 1819.0, "3800 ± 1800"),
+        (0.5, None, "0.5"),
+    ],
+)
+def test_pdg_format(value, error, expected):
+    assert pdg_format(value, error) == expected
+
+
+def render(renderable) -> str:
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_fit_report_mentions_every_parameter_and_pilot(fitted_law):
+    text = render(fit_report(fitted_law))
+    for name in fitted_law.general.parameter_names:
+        assert name in text
+    for run in fitted_law.general.runs:
+        assert run.name in text
+    assert f"lambda = {fitted_law.lam:g}" in text
+    chosen = next(row for row in fitted_law.selection if row["chosen"])
+    assert f"{chosen['form']} ✓" in text
+
+
+def test_prediction_report_flags_extrapolation(fitted_law):
+    from cptopt import Schedule, predict
+
+    schedule = Schedule(family="wsd", peak_lr=6e-3, steps=3000, warmup_steps=60)
+    prediction = predict(fitted_law, schedule, 0.25)
+    text = render(prediction_report(prediction))
+    assert not prediction.in_range and len(prediction.flags) == 2
+    assert "outside the pilots" in text and "6e-03" in text.replace("0.006", "6e-03")
