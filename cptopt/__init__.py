@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cptopt._version import __version__
+from cptopt.check import CheckReport, check
 from cptopt.config import TrainingConfig, load_config
 from cptopt.exceptions import (
     CptoptError,
@@ -33,6 +34,7 @@ from cptopt.schedules import Schedule
 
 __all__ = [
     "DEFAULT_LAW_PATH",
+    "CheckReport",
     "CptoptError",
     "FitError",
     "FittedLaw",
@@ -48,6 +50,7 @@ __all__ = [
     "SchemaVersionError",
     "TrainingConfig",
     "__version__",
+    "check",
     "fit",
     "load_config",
     "load_law",

@@ -3,8 +3,8 @@
 - Forward area ``S1 = sum_i eta_i``.
 - Annealing area ``S2 = sum_i m_i`` with ``m_i = lam * m_{i-1} + (eta_{i-1} - eta_i)``.
 
-The m-recursion is a first-order IIR filter over the LR drops, computed with
-``scipy.signal.lfilter`` (no Python loop over steps). Conventions (DECISION in cpt-law.md):
+The m-recursion is a first-order IIR filter over the LR drops, computed in closed form
+over blocks of steps with numpy (no Python loop over steps; see :func:`first_order_filter`). Conventions (DECISION in cpt-law.md):
 the recursion starts at the end of the PT warmup (``eta_0`` := first post-warmup LR,
 ``m_0 = 0``) and is carried across the PT->CPT boundary without reset, so a CPT re-warmup
 gives negative ``m`` (the stability gap).
@@ -19,7 +19,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import lfilter
+
+
+#: Blocks of the closed-form filter keep lam**-k below exp(this), far from float overflow.
+_MAX_EXPONENT = 600.0
+
+
+def first_order_filter(
+    drive: np.ndarray, lam: float, initial: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """``y_i = lam * y_{i-1} + drive_i`` along the last axis, with ``y_{-1} = initial``.
+
+    Within a block of ``B`` steps, ``y_j = lam^j (lam * y_prev + sum_{k<=j} drive_k lam^-k)``:
+    a cumulative sum, vectorised. Its rounding error stays at ``eps / (1 - lam)`` of the
+    drive because the largest scaled term is always the latest; blocks are as long as
+    ``lam^-B`` stays finite (a single block for lam >= 0.99 up to 60,000 steps). Batches
+    (leading axes) are filtered together; ``initial`` broadcasts against them.
+    """
+    drive = np.asarray(drive, dtype=float)
+    out = np.empty_like(drive)
+    n = drive.shape[-1]
+    if n == 0:
+        return out
+    if lam <= 0.0:
+        out[...] = drive
+        out[..., 0] = drive[..., 0] + lam * np.asarray(initial, dtype=float)
+        return out
+    log_lam = np.log(lam)
+    block = n if log_lam == 0 else max(1, min(n, int(_MAX_EXPONENT / -log_lam)))
+    previous = np.broadcast_to(np.asarray(initial, dtype=float), drive.shape[:-1]).copy()
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        offsets = np.arange(stop - start, dtype=float)
+        powers = np.exp(offsets * log_lam)  # lam^j
+        scaled = np.cumsum(drive[..., start:stop] / powers, axis=-1)
+        out[..., start:stop] = powers * (lam * previous[..., None] + scaled)
+        previous = out[..., stop - 1]
+    return out
 
 
 def annealing_momentum(
@@ -35,8 +71,7 @@ def annealing_momentum(
     drops = np.empty_like(lr)
     drops[0] = lr_before - lr[0]
     drops[1:] = lr[:-1] - lr[1:]
-    momentum, _ = lfilter([1.0], [1.0, -lam], drops, zi=[lam * momentum_before])
-    return momentum
+    return first_order_filter(drops, lam, momentum_before)
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,58 @@ Example (``examples/configs/wsd-replay25.yaml``)::
     law: ../../cptopt-law.json # optional: the law to judge it by (relative to this file)
 
 Unknown keys are rejected with the key named.
+
+Trainer keys
+------------
+Instead of a ``schedule:`` block, a config may give the schedule with the keys of a
+Hugging Face ``TrainingArguments`` (copy them from your training script; other trainer keys
+are rejected, as any unknown key is):
+
+=========================  =================================================================
+``learning_rate``          peak LR (raw units)
+``max_steps``              number of CPT updates (must be > 0: cptopt cannot turn
+                           ``num_train_epochs`` into steps)
+``lr_scheduler_type``      ``linear``, ``cosine``, ``constant_with_warmup``, ``constant``
+                           (no warmup allowed), ``cosine_with_min_lr`` or
+                           ``warmup_stable_decay`` (other HF schedulers have no cptopt family:
+                           write a ``schedule:`` block with ``family: custom``)
+``warmup_steps``           warmup length in steps; a float below 1 is a share of
+                           ``max_steps`` (as in transformers v5)
+``warmup_ratio``           warmup as a share of ``max_steps``; rounded up as HF does
+``lr_scheduler_kwargs``    ``cosine_with_min_lr``: ``min_lr`` or ``min_lr_rate``;
+                           ``warmup_stable_decay``: ``num_decay_steps`` (required),
+                           ``num_stable_steps``, ``decay_type`` (``linear``/``cosine``,
+                           HF default ``cosine``), ``min_lr_ratio``
+=========================  =================================================================
+
+HF's LambdaLR gives update ``s`` the factor of step ``s - 1`` (the first warmup update runs
+at LR 0); cptopt's convention gives it the factor of step ``s``. The difference is one step
+and is ignored. Errors in these keys name the trainer key, not the schedule field.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cptopt._validation import load_yaml_mapping, pydantic_error_line
+from cptopt._validation import load_yaml_mapping
 from cptopt.exceptions import InputError
-from cptopt.schedules import Schedule
+from cptopt.schedules import Family, Schedule
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Top-level keys taken from a Hugging Face ``TrainingArguments``.
+TRAINER_KEYS = (
+    "learning_rate",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "warmup_ratio",
+    "lr_scheduler_kwargs",
+)
 
 
 class TrainingConfig(BaseModel):
@@ -35,13 +76,192 @@ class TrainingConfig(BaseModel):
     name: str | None = None
 
 
-def load_config(path: str | Path) -> TrainingConfig:
-    """Read a training config; one-line ``InputError`` naming the file and key on problems."""
-    data = load_yaml_mapping(str(path))
+class TrainerKeys(BaseModel):
+    """The Hugging Face ``TrainingArguments`` keys cptopt understands (see module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(gt=0, description="peak LR, raw units")
+    max_steps: int = Field(gt=0, description="number of updates (HF's -1 = epochs: unsupported)")
+    lr_scheduler_type: Literal[
+        "linear",
+        "cosine",
+        "constant",
+        "constant_with_warmup",
+        "cosine_with_min_lr",
+        "warmup_stable_decay",
+    ] = "linear"
+    warmup_steps: float = Field(default=0, ge=0, description="steps, or a share when < 1")
+    warmup_ratio: float = Field(default=0, ge=0, lt=1)
+    lr_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class _CosineMinLrKwargs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_lr: float | None = Field(default=None, ge=0)
+    min_lr_rate: float | None = Field(default=None, ge=0, lt=1)
+
+
+class _WsdKwargs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_decay_steps: int = Field(gt=0)
+    num_stable_steps: int | None = Field(default=None, ge=0)
+    decay_type: Literal["linear", "cosine"] = "cosine"
+    min_lr_ratio: float = Field(default=0.0, ge=0, lt=1)
+    warmup_type: Literal["linear"] = "linear"
+
+
+def _error_line(source: str, error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """One line for a pydantic error: ``file: key.path: message (got value) [+N more]``."""
+    details = error.errors()
+    first = details[0]
+    location = ".".join(str(part) for part in (*prefix, *first.get("loc", ()))) or "<top level>"
+    message = first.get("msg", "invalid")
+    kind = first.get("type")
+    if kind == "extra_forbidden":
+        message = "unknown key (not allowed here)"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    shown = ""
+    if kind not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict):
+        shown = f" (got {first.get('input')!r:.60})"
+    more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
+    return f"{source}: {location}: {message}{shown}{more}"
+
+
+def _validate(model: type[M], data: Any, source: str, prefix: tuple[str, ...] = ()) -> M:
     try:
-        config = TrainingConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise InputError(pydantic_error_line(str(path), exc)) from None
+        raise InputError(_error_line(source, exc, prefix)) from None
+
+
+def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Schedule:
+    """Map Hugging Face ``TrainingArguments`` keys to a :class:`Schedule`.
+
+    Errors are one line naming ``source`` and the trainer key (not the schedule field).
+    """
+    if "learning_rate" not in keys or "max_steps" not in keys:
+        missing = "learning_rate" if "learning_rate" not in keys else "max_steps"
+        raise InputError(
+            f"{source}: {missing}: required with trainer keys (or give a 'schedule:' block)"
+        )
+    trainer = _validate(TrainerKeys, keys, source)
+    steps, peak = trainer.max_steps, trainer.learning_rate
+    if trainer.warmup_steps and trainer.warmup_ratio:
+        raise InputError(f"{source}: warmup_steps: give warmup_steps or warmup_ratio, not both")
+    if 0 < trainer.warmup_steps < 1:
+        warmup = math.ceil(trainer.warmup_steps * steps)
+    elif trainer.warmup_steps != int(trainer.warmup_steps):
+        raise InputError(
+            f"{source}: warmup_steps: must be a whole number of steps or a share below 1 "
+            f"(got {trainer.warmup_steps!r})"
+        )
+    else:
+        warmup = int(trainer.warmup_steps) or math.ceil(trainer.warmup_ratio * steps)
+    kind = trainer.lr_scheduler_type
+    kwargs = trainer.lr_scheduler_kwargs
+    fields: dict[str, Any] = {"peak_lr": peak, "steps": steps, "warmup_steps": warmup}
+    family: Family
+    if kind in ("linear", "cosine"):
+        family = kind
+    elif kind == "constant":
+        if warmup:
+            raise InputError(
+                f"{source}: lr_scheduler_type: HF 'constant' ignores warmup; "
+                "use 'constant_with_warmup' (got 'constant' with a warmup)"
+            )
+        family = "constant"
+    elif kind == "constant_with_warmup":
+        family = "constant"
+    elif kind == "cosine_with_min_lr":
+        cosine = _validate(_CosineMinLrKwargs, kwargs, source, ("lr_scheduler_kwargs",))
+        if cosine.min_lr is not None and cosine.min_lr_rate is None:
+            fields["min_lr"] = cosine.min_lr
+        elif cosine.min_lr_rate is not None and cosine.min_lr is None:
+            fields["min_lr"] = cosine.min_lr_rate * peak
+        else:
+            raise InputError(
+                f"{source}: lr_scheduler_kwargs: 'cosine_with_min_lr' needs exactly one of "
+                "min_lr or min_lr_rate"
+            )
+        family = "cosine"
+    else:  # warmup_stable_decay
+        options = _validate(_WsdKwargs, kwargs, source, ("lr_scheduler_kwargs",))
+        if options.num_stable_steps is not None and (
+            warmup + options.num_stable_steps + options.num_decay_steps != steps
+        ):
+            raise InputError(
+                f"{source}: lr_scheduler_kwargs.num_stable_steps: warmup ({warmup}) + stable "
+                f"({options.num_stable_steps}) + decay ({options.num_decay_steps}) must equal "
+                f"max_steps ({steps})"
+            )
+        if options.num_decay_steps > steps - warmup:
+            raise InputError(
+                f"{source}: lr_scheduler_kwargs.num_decay_steps: {options.num_decay_steps} "
+                f"decay steps do not fit in max_steps ({steps}) after warmup ({warmup})"
+            )
+        family = "wsd"
+        fields.update(
+            decay_start_step=steps - options.num_decay_steps,
+            decay_shape=options.decay_type,
+            min_lr=options.min_lr_ratio * peak,
+        )
+    if kind not in ("cosine_with_min_lr", "warmup_stable_decay") and kwargs:
+        raise InputError(
+            f"{source}: lr_scheduler_kwargs: not used by lr_scheduler_type '{kind}' "
+            f"(got keys {', '.join(map(str, kwargs))})"
+        )
+    try:
+        return Schedule(family=family, **fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else ""
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        key = _SCHEDULE_TO_TRAINER.get(field) or (
+            "warmup_steps"
+            if "warmup" in message
+            else "lr_scheduler_kwargs.num_decay_steps"
+            if "decay" in message
+            else "lr_scheduler_type"
+        )
+        raise InputError(f"{source}: {key}: {message}") from None
+
+
+#: Which trainer key a schedule field came from (for error messages).
+_SCHEDULE_TO_TRAINER = {
+    "peak_lr": "learning_rate",
+    "steps": "max_steps",
+    "warmup_steps": "warmup_steps",
+    "min_lr": "lr_scheduler_kwargs",
+    "decay_start_step": "lr_scheduler_kwargs.num_decay_steps",
+}
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> TrainingConfig:
+    """Validate a config mapping (native ``schedule:`` block or trainer keys)."""
+    data = dict(data)
+    trainer = {key: data.pop(key) for key in TRAINER_KEYS if key in data}
+    if trainer:
+        if "schedule" in data:
+            key = next(iter(trainer))
+            raise InputError(
+                f"{source}: {key}: give a 'schedule:' block or trainer keys "
+                f"({', '.join(TRAINER_KEYS)}), not both"
+            )
+        data["schedule"] = schedule_from_trainer(trainer, source)
+    return _validate(TrainingConfig, data, source)
+
+
+def load_config(path: str | Path) -> TrainingConfig:
+    """Read a training config; one-line ``InputError`` naming the file and key on problems.
+
+    ``law`` is made relative to the config's folder; ``name`` defaults to the file's stem.
+    """
+    data = load_yaml_mapping(str(path))
+    config = config_from_mapping(data, str(path))
     if config.law is not None:
         config = config.model_copy(update={"law": str(Path(path).parent / config.law)})
     if config.name is None:

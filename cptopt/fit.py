@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares, lsq_linear
 
 from cptopt.areas import Areas, cpt_point_areas
 from cptopt.exceptions import FitError, InputError
@@ -153,6 +152,8 @@ class _Problem:
         return 0.5 * self.delta**2 * float(rho.sum())
 
     def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
+        from scipy.optimize import least_squares  # ~1 s to import: only when fitting
+
         x0 = np.clip(x0, self.lower + 1e-10, self.upper - 1e-10)
         result = least_squares(
             self.residuals,
@@ -173,6 +174,8 @@ def _linear_completion(
     problem: _Problem, shape_values: dict[str, float]
 ) -> tuple[np.ndarray, float]:
     """Best linear parameters (bounded, relative least squares) for fixed shape parameters."""
+    from scipy.optimize import lsq_linear
+
     law = problem.law
     shape = {name: np.asarray([value]) for name, value in shape_values.items()}
     basis = law.basis(shape, problem.data.areas)

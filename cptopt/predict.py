@@ -13,9 +13,10 @@ residuals) stands in for ``cv_rms``, and the interval is then too narrow: the re
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.stats import norm
 
 from cptopt.areas import cpt_point_areas
 from cptopt.exceptions import InputError
@@ -187,7 +188,7 @@ def predict(
         if report.size == 0 or report.min() < 0 or report.max() > total:
             raise InputError(f"report steps must lie in 0..{total}")
     areas = cpt_point_areas(lr, all_steps, law.lam, state, replay_ratio)
-    z = float(norm.ppf(0.5 + level / 2))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     general, general_curve = _forecast(law, "general", areas, report, z)
     domain, _ = _forecast(law, "domain", areas, report, z)
     general.steps = domain.steps = report.tolist()

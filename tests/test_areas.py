@@ -102,3 +102,25 @@ def test_point_areas_at_step_zero_are_the_checkpoint():
     assert points.s1_cpt[0] == 0 and points.s2_cpt[0] == 0
     assert points.s1_cpt[2] == pytest.approx(1e-2)
     assert (points.replay == 0.1).all() and points.s1_pt[0] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.98, 0.995, 0.999])
+@pytest.mark.parametrize("n", [1, 9, 5_000, 120_000])
+def test_closed_form_filter_matches_scipy_lfilter(lam, n):
+    from scipy.signal import lfilter
+
+    from cptopt.areas import first_order_filter
+
+    drive = np.random.default_rng(n).normal(size=n) * 1e-3
+    expected, _ = lfilter([1.0], [1.0, -lam], drive, zi=[lam * 0.4])
+    got = first_order_filter(drive, lam, 0.4)
+    assert np.max(np.abs(got - expected)) <= 1e-9 * np.max(np.abs(expected))
+
+
+def test_filter_batches_along_the_last_axis():
+    from cptopt.areas import first_order_filter
+
+    drive = np.random.default_rng(1).normal(size=(3, 50))
+    batched = first_order_filter(drive, 0.9, np.array([0.0, 1.0, 2.0]))
+    for row in range(3):
+        np.testing.assert_allclose(batched[row], first_order_filter(drive[row], 0.9, float(row)))

@@ -38,7 +38,8 @@ app = typer.Typer(
 )
 
 stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
+# Diagnostics are single lines whatever the terminal width (CI logs, grep).
+stderr = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 

@@ -7,12 +7,22 @@ from typing import Annotated
 
 import typer
 
-from cptopt.cli._common import FORMAT_HELP, OutputFormat, app, handle_errors, print_json, stdout
+from cptopt.cli._common import (
+    FORMAT_HELP,
+    OutputFormat,
+    app,
+    handle_errors,
+    print_json,
+    stderr,
+    stdout,
+)
 from cptopt.config import load_config
 from cptopt.exceptions import InputError
 from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
+from cptopt.plot import dense_steps, parse_size, plot_prediction
 from cptopt.predict import predict
 from cptopt.report import prediction_report
+from cptopt.runs import load_manifest
 
 
 def parse_steps(text: str | None) -> list[int] | None:
@@ -54,6 +64,26 @@ def predict_command(
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help=FORMAT_HELP)
     ] = OutputFormat.table,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also draw both predicted curves with their intervals to this image (PNG). "
+            "Needs matplotlib: pip install 'cptopt[plot]'.",
+            show_default=False,
+        ),
+    ] = None,
+    pilots: Annotated[
+        Path | None,
+        typer.Option(
+            "--pilots",
+            help="Pilot manifest whose measured curves --plot draws underneath the prediction.",
+            show_default=False,
+        ),
+    ] = None,
+    plot_size: Annotated[
+        str, typer.Option(help="--plot image size in pixels, WIDTHxHEIGHT.")
+    ] = "1200x800",
 ) -> None:
     """Predict the general and domain loss curves of a planned CPT run.
 
@@ -61,6 +91,9 @@ def predict_command(
     eval-to-eval noise of a measured loss. Settings outside what the pilots covered are
     flagged: the law has no "LR too large" regime, so trust such predictions less.
     """
+    size = parse_size(plot_size) if plot is not None else None
+    if pilots is not None and plot is None:
+        raise InputError("--pilots is only used with --plot")
     training = load_config(config)
     path = law_path or Path(training.law or DEFAULT_LAW_PATH)
     law = load_law(path)
@@ -77,3 +110,16 @@ def predict_command(
         print_json(prediction)
     else:
         stdout.print(prediction_report(prediction))
+    if plot is not None and size is not None:
+        dense = predict(
+            law,
+            training.schedule,
+            training.replay_ratio,
+            checkpoint=training.checkpoint,
+            steps=dense_steps(prediction.steps),
+            tokens_per_step=training.tokens_per_step,
+            level=level,
+        )
+        pilot_set = load_manifest(pilots) if pilots is not None else None
+        written = plot_prediction(dense, plot, pilot_set, size=size)
+        stderr.print(f"plot written to {written}", highlight=False)

@@ -1,0 +1,47 @@
+"""``cptopt plot``: a law file (and the pilots) in, a picture of the fit out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cptopt.cli._common import app, handle_errors, stderr
+from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
+from cptopt.plot import DEFAULT_DPI, parse_size, plot_fit
+from cptopt.runs import load_manifest
+
+
+@app.command("plot")
+@handle_errors
+def plot_command(
+    law_path: Annotated[
+        Path,
+        typer.Argument(help="Fitted law file (from 'cptopt fit').", show_default=True),
+    ] = Path(DEFAULT_LAW_PATH),
+    pilots: Annotated[
+        Path | None,
+        typer.Option(
+            "--pilots",
+            help="Pilot manifest: draw the fitted curves over its runs, with residuals. "
+            "Runs the law was not fitted to are drawn dashed (held out). Without it: the "
+            "per-pilot errors stored in the law file.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file (PNG; .svg/.pdf also work).")
+    ] = Path("cptopt-fit.png"),
+    size: Annotated[str, typer.Option(help="Image size in pixels, WIDTHxHEIGHT.")] = "1200x800",
+    dpi: Annotated[int, typer.Option(min=30, max=600, help="Resolution.")] = DEFAULT_DPI,
+) -> None:
+    """Draw the fitted law over the pilot data with residuals, to judge whether to trust it.
+
+    Needs matplotlib: pip install 'cptopt[plot]'.
+    """
+    dimensions = parse_size(size)
+    law = load_law(law_path)
+    pilot_set = load_manifest(pilots) if pilots is not None else None
+    written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
+    stderr.print(f"plot written to {written}", highlight=False)
