@@ -46,6 +46,9 @@ PROBE_NFEV = 40
 WARM_MAX_NFEV = 60
 #: Evaluation budget of a leave-one-out refit while choosing among variants.
 SELECTION_MAX_NFEV = 25
+#: Evaluation budget of the polished start of each variant while choosing among variants
+#: (slowly converging forms stop early; the winner is then polished to convergence).
+SELECTION_POLISH_NFEV = 150
 #: At most this many cross-validation folds; with more pilots, folds group pilots.
 MAX_FOLDS = 10
 
@@ -173,25 +176,38 @@ class _Problem:
 def _linear_completion(
     problem: _Problem, shape_values: dict[str, float]
 ) -> tuple[np.ndarray, float]:
-    """Best linear parameters (bounded, relative least squares) for fixed shape parameters."""
-    from scipy.optimize import lsq_linear
+    """Best linear parameters for fixed shape parameters (relative least squares).
+
+    Linear coefficients are either >= 0 or free (lower bound < 0): non-negative least
+    squares (fast, exact) with each free column split into a +/- pair. Upper bounds are
+    far from any fitted value and are applied by clipping; this only seeds the real fit.
+    """
+    from scipy.optimize import nnls
 
     law = problem.law
     shape = {name: np.asarray([value]) for name, value in shape_values.items()}
-    basis = law.basis(shape, problem.data.areas)
     weights = 1.0 / problem.data.loss
+    basis = law.basis(shape, problem.data.areas) * weights[:, None]
     specs = {s.name: s for s in law.specs}
-    lower = [specs[name].lower for name in law.linear_names]
-    upper = [specs[name].upper for name in law.linear_names]
-    solution = lsq_linear(
-        basis * weights[:, None], problem.data.loss * weights, bounds=(lower, upper)
-    )
+    free = np.array([specs[name].lower < 0 for name in law.linear_names])
+    design = np.hstack([basis, -basis[:, free]])
+    target = problem.data.loss * weights
+    if not np.isfinite(design).all():
+        return np.full(len(law.names), np.nan), np.inf
+    try:
+        solution, residual_norm = nnls(design, target)
+    except RuntimeError:  # nnls did not converge: treat this draw as a bad start
+        return np.full(len(law.names), np.nan), np.inf
+    linear = solution[: basis.shape[1]].copy()
+    linear[free] -= solution[basis.shape[1] :]
+    upper = np.array([specs[name].upper for name in law.linear_names])
+    lower = np.array([specs[name].lower for name in law.linear_names])
+    linear = np.clip(linear, lower, upper)
     values = np.empty(len(law.names))
     for name, value in shape_values.items():
         values[law.names.index(name)] = value
-    for name, value in zip(law.linear_names, solution.x, strict=True):
-        values[law.names.index(name)] = value
-    return values, float(solution.cost)
+    values[[law.names.index(name) for name in law.linear_names]] = linear
+    return values, 0.5 * float(residual_norm) ** 2
 
 
 def _random_shapes(law: CptLaw, rng: np.random.Generator, count: int) -> list[dict[str, float]]:
@@ -265,6 +281,7 @@ def optimise(
         screened = [
             _linear_completion(problem, shape) for shape in _random_shapes(law, rng, n_screen)
         ]
+        screened = [item for item in screened if np.isfinite(item[1])]
         screened.sort(key=lambda item: item[1])
         for values, _ in screened[: n_starts - len(candidates)]:
             candidates.append(problem.to_internal(values))
@@ -378,6 +395,7 @@ def fit_validation_set(
     warm_start: np.ndarray | None = None,
     n_polish: int = 2,
     refit_budget: int = 60,
+    polish_budget: int | None = None,
 ) -> SetResult:
     """Fit one validation set, then refit leaving each pilot (fold) out, warm-started."""
     check_enough_points(law, data)
@@ -390,6 +408,7 @@ def fit_validation_set(
         n_screen=n_screen,
         warm_start=warm_start,
         n_polish=n_polish,
+        max_nfev=polish_budget,
     )
     replicas: list[np.ndarray] = []
     held_out: dict[int, np.ndarray] = {}
@@ -432,6 +451,7 @@ class _SetJob:
     warm_start: np.ndarray | None
     n_polish: int
     refit_budget: int
+    polish_budget: int | None = None
 
     def __call__(self) -> SetResult:
         from threadpoolctl import threadpool_limits
@@ -451,6 +471,7 @@ class _SetJob:
                 warm_start=self.warm_start,
                 n_polish=self.n_polish,
                 refit_budget=self.refit_budget,
+                polish_budget=self.polish_budget,
             )
 
 
@@ -551,6 +572,7 @@ class LawFitter:
         jackknife: bool,
         n_polish: int = 2,
         pool: ProcessPoolExecutor | None = None,
+        n_starts: int | None = None,
     ) -> dict[str, SetResult]:
         """Fit both validation sets under one variant (warm-started from ``warm`` if present).
 
@@ -568,12 +590,16 @@ class LawFitter:
                 validation_set=validation_set,
                 seed=self.seed,
                 huber_delta=self.huber_delta,
-                n_starts=self.n_starts if key not in warm else max(self.n_starts - 1, 1),
+                # A neighbouring variant's optimum is an excellent start; while selecting it
+                # is the only one, in the final fit a fresh start checks it.
+                n_starts=n_starts
+                or (self.n_starts if key not in warm else 1 if n_polish == 1 else 2),
                 n_screen=self.n_screen,
                 jackknife=jackknife,
                 warm_start=warm.get(key),
                 n_polish=n_polish,
                 refit_budget=budget,
+                polish_budget=SELECTION_POLISH_NFEV if n_polish == 1 else None,
             )
             jobs[validation_set] = pool.submit(job) if pool else job
         per_set = {
@@ -621,9 +647,13 @@ class LawFitter:
             (row for row in _selection_table(results) if row["form"] == reference),
             key=lambda row: row["cv_mean"],
         )["lam"]
+        reference_fit = results[Variant(reference, best_lam)]
         for form in forms:
             variant = Variant(form, best_lam)
             if variant not in results:
+                for name, result in reference_fit.items():
+                    target = make_law_for(form, name, pilots, replay_terms)
+                    warm[(form, name)] = translate_start(result.law, result.best.values, target)
                 results[variant] = self._fit_variant(
                     pilots,
                     replay_terms,
@@ -633,6 +663,7 @@ class LawFitter:
                     n_polish=1,
                     jackknife=True,
                     pool=pool,
+                    n_starts=2,  # the translated optimum, and one fresh start as a guard
                 )
         table = _selection_table(results)
         best = one_standard_error_choice(
@@ -716,6 +747,32 @@ class LawFitter:
             selection=selection,
         )
         return self
+
+
+def translate_start(source: CptLaw, values: np.ndarray, target: CptLaw) -> np.ndarray:
+    """A start for ``target`` from another form's optimum on the same data.
+
+    Coefficients with the same name mean the same thing in every form, except the replay
+    rates: ``a1 = 0`` is every form's constant annealing credit, and ``a2`` is copied only
+    between the forms whose shift multiplier is ``exp(-a2 r)``; otherwise it starts at the
+    middle of its start range.
+    """
+    named = dict(zip(source.names, np.asarray(values, dtype=float).tolist(), strict=True))
+    same_shift = {source.replay_form, target.replay_form} <= {"exp", "share"}
+    start = []
+    for spec in target.specs:
+        if spec.name == "a1":
+            value = 0.0
+        elif spec.name == "a2":
+            value = (
+                named["a2"]
+                if same_shift and "a2" in named
+                else (spec.start_low + spec.start_high) / 2
+            )
+        else:
+            value = named.get(spec.name, (spec.start_low + spec.start_high) / 2)
+        start.append(min(max(value, spec.lower), spec.upper))
+    return np.array(start)
 
 
 def _selection_table(results: dict[Variant, dict[str, SetResult]]) -> list[dict]:

@@ -180,3 +180,32 @@ def test_fit_accepts_a_manifest_path(unannealed_manifest):
     assert law.coverage.peak_lr_min == pytest.approx(6e-4)
     assert law.coverage.steps_max == 1000 and law.coverage.tokens_per_step == [1024]
     assert len(law.inputs) == 6 and all(len(i.sha256) == 64 for i in law.inputs)
+
+
+def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
+    """share at a1 = 0 is exp at a1 = 0: the translated start must give the same curve."""
+    from cptopt.fit import collect_points, make_law_for, translate_start
+
+    exp_law = make_law_for("exp", "general", synthetic, True)
+    share_law = make_law_for("share", "general", synthetic, True)
+    data = collect_points(synthetic, "general", 0.99)
+    values = np.array([{**TRUE["general"], "a1": 0.0}[name] for name in exp_law.names])
+    start = translate_start(exp_law, values, share_law)
+    np.testing.assert_allclose(
+        share_law.evaluate(start, data.areas), exp_law.evaluate(values, data.areas), rtol=1e-12
+    )
+    paper_law = make_law_for("paper", "general", synthetic, True)
+    paper_start = translate_start(exp_law, values, paper_law)
+    assert paper_start[paper_law.names.index("a1")] == 0.0
+    for spec, value in zip(paper_law.specs, paper_start, strict=True):
+        assert spec.lower <= value <= spec.upper
+
+
+def test_process_pool_gives_the_same_law(unannealed_manifest):
+    from cptopt import load_manifest
+
+    pilots = load_manifest(unannealed_manifest)
+    one = LawFitter(form="exp", lam=0.99, n_jobs=1).fit(pilots).law_
+    two = LawFitter(form="exp", lam=0.99, n_jobs=2).fit(pilots).law_
+    assert one.general.values == two.general.values
+    assert one.domain.jackknife == two.domain.jackknife
