@@ -25,7 +25,7 @@ def write(tmp_path: Path, runs: str, top: str = "") -> Path:
 
 
 def test_commented_example_manifest_loads():
-    pilots = load_manifest(ROOT / "examples" / "configs" / "pilots-commented.yaml")
+    pilots = load_manifest(ROOT / "examples" / "pilots" / "pilots-commented.yaml")
     hf, csv_explicit, csv_inferred = pilots.runs
     assert hf.name == "hf_lr1x_r25_wsd" and hf.steps == 1000 and hf.peak_lr == 2e-3
     assert hf.notes == (
