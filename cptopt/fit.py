@@ -498,7 +498,7 @@ class Variant:
 
 
 #: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots.
-AUTO_FORMS = ("paper", "exp", "share")
+AUTO_FORMS = ("paper", "exp", "share", "mix")
 AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
 
 
@@ -763,6 +763,8 @@ def translate_start(source: CptLaw, values: np.ndarray, target: CptLaw) -> np.nd
     for spec in target.specs:
         if spec.name == "a1":
             value = 0.0
+        elif spec.name == "kappa":
+            value = 1.0  # Eq. 4: every CPT step counts fully
         elif spec.name == "a2":
             value = (
                 named["a2"]

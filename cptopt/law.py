@@ -156,13 +156,18 @@ class CptLaw:
 
     # -- evaluation ---------------------------------------------------------------------
 
+    def forward_weight(self, shape: dict[str, np.ndarray], replay: np.ndarray) -> np.ndarray:
+        """Weight of a CPT step in the forward area of this set's power-law term (Eq. 4: 1)."""
+        return np.ones_like(replay)
+
     def basis(self, shape: dict[str, np.ndarray], areas: Areas) -> np.ndarray:
         """Columns multiplying the linear parameters, shape ``(..., n_points, n_linear)``.
 
         ``shape`` maps each shape-parameter name to an array broadcastable as ``(..., 1)``.
         """
         s1_pt = areas.s1_pt if self.checkpoint_known else shape["S1pt"]
-        forward = (s1_pt + areas.s1_cpt) ** (-shape["alpha"])
+        weight = self.forward_weight(shape, areas.replay)
+        forward = (s1_pt + areas.s1_cpt * weight) ** (-shape["alpha"])
         if self.replay_terms:
             anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay)
         else:
@@ -191,7 +196,7 @@ class CptLaw:
         """Prediction ``(n,)`` and its derivatives ``(n, P)`` for one parameter vector ``(P,)``."""
         named = dict(zip(self.names, np.asarray(values, dtype=float), strict=True))
         s1_pt = areas.s1_pt if self.checkpoint_known else named["S1pt"]
-        total_s1 = s1_pt + areas.s1_cpt
+        total_s1 = s1_pt + areas.s1_cpt * self.forward_weight(named, areas.replay)
         forward = total_s1 ** (-named["alpha"])
         x = named["E"] * areas.s1_cpt
         log_term = np.log1p(x)
@@ -220,6 +225,16 @@ class CptLaw:
         if self.replay_terms:
             columns["a1"] = -named["C2"] * areas.s2_cpt * d_anneal
             columns["a2"] = named["Bbeta"] * shift_g * d_shift
+        if "kappa" in named:
+            # d/dkappa of A * (S1pt + S1cpt * (r + kappa * (1 - r)))^-alpha
+            columns["kappa"] = (
+                -named["A"]
+                * named["alpha"]
+                * forward
+                / total_s1
+                * areas.s1_cpt
+                * (1.0 - areas.replay)
+            )
         prediction = (
             named["L0"]
             + named["A"] * forward
@@ -307,8 +322,40 @@ class ShareReplayLaw(CptLaw):
         return d_credit, -replay * np.exp(-shape["a2"] * replay)
 
 
+class MixAreaLaw(ShareReplayLaw):
+    """The ``share`` form whose general forward area counts CPT steps by their data mix.
+
+        general:  A * (S1pt + S1cpt * (r + kappa * (1 - r)))^-alpha,   0 <= kappa <= 1
+
+    Eq. 4 lets every CPT step advance the general loss's power law as a PT step would, but
+    only a share r of a CPT batch is general data; the domain share transfers to the
+    general loss with weight ``kappa`` (1 gives Eq. 4 back; a distant domain, ~0). The
+    domain law is the ``share`` form's: its PT-phase power law already describes transfer.
+    """
+
+    name = "mix"
+
+    def _specs(self) -> list[ParamSpec]:
+        specs = super()._specs()
+        if self.replay_terms and self.validation_set == "general":
+            specs.append(
+                ParamSpec("kappa", 0.0, 1.0, 0.0, 1.0, description="domain data's general transfer")
+            )
+        return specs
+
+    def forward_weight(self, shape: dict[str, np.ndarray], replay: np.ndarray) -> np.ndarray:
+        if "kappa" not in self.names:
+            return np.ones_like(replay)
+        return replay + shape["kappa"] * (1.0 - replay)
+
+
 #: Law forms by name (``--law``).
-FORMS: dict[str, type[CptLaw]] = {"paper": CptLaw, "exp": ExpReplayLaw, "share": ShareReplayLaw}
+FORMS: dict[str, type[CptLaw]] = {
+    "paper": CptLaw,
+    "exp": ExpReplayLaw,
+    "share": ShareReplayLaw,
+    "mix": MixAreaLaw,
+}
 
 
 def make_law(form: str, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> CptLaw:

@@ -141,7 +141,7 @@ def test_real_pilots_fit_quality(fitted_law):
         assert fitted.r2 > 0.9
     chosen = [row for row in fitted_law.selection if row["chosen"]]
     assert len(chosen) == 1 and chosen[0]["form"] == fitted_law.form
-    assert {row["form"] for row in fitted_law.selection} == {"paper", "exp", "share"}
+    assert {row["form"] for row in fitted_law.selection} == {"paper", "exp", "share", "mix"}
 
 
 def test_real_held_out_targets(fitted_law, data_dir):
@@ -168,9 +168,7 @@ def test_real_held_out_targets(fitted_law, data_dir):
         )
         assert prediction.in_range
         for forecast, column in ((prediction.domain, 1), (prediction.general, 2)):
-            errors += [
-                abs(p / e[column] - 1) for p, e in zip(forecast.mean, evals, strict=True)
-            ]
+            errors += [abs(p / e[column] - 1) for p, e in zip(forecast.mean, evals, strict=True)]
     assert np.mean(errors) < 0.025
 
 

@@ -45,7 +45,8 @@ def fit_command(
             "--law",
             help="Law form: 'auto' (choose form and lambda by leave-one-pilot-out CV on the "
             "pilots), 'paper' (Eq. 4/Eq. 8 exactly, lambda 0.999 unless --lam), 'exp' "
-            "(exponential replay terms) or 'share' (annealing credit ~ own data share).",
+            "(exponential replay terms), 'share' (annealing credit ~ own data share) or "
+            "'mix' (share, and CPT steps count for the general power law by their data mix).",
         ),
     ] = "auto",
     lam: Annotated[
