@@ -31,6 +31,7 @@ from cptopt.predict import Prediction
 from cptopt.predict import predict as _predict
 from cptopt.runs import PilotSet, Run, load_manifest
 from cptopt.schedules import Schedule
+from cptopt.search import Recommendation
 
 __all__ = [
     "DEFAULT_LAW_PATH",
@@ -45,6 +46,7 @@ __all__ = [
     "NotFittedError",
     "PilotSet",
     "Prediction",
+    "Recommendation",
     "Run",
     "Schedule",
     "SchemaVersionError",
@@ -57,6 +59,7 @@ __all__ = [
     "load_manifest",
     "predict",
     "read_log",
+    "recommend",
 ]
 
 
@@ -93,3 +96,21 @@ def predict(
         raise InputError("predict(law, schedule, replay_ratio): replay_ratio is required")
     return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
 
+
+def recommend(
+    law: FittedLaw | str | Path,
+    weights: str | tuple[float, float] = (0.5, 0.5),
+    **options: object,
+) -> Recommendation:
+    """Search the CPT settings minimising ``w_g * L_general(T) + w_d * L_domain(T)``.
+
+    ``law`` is a :class:`FittedLaw` or a law-file path; ``weights`` is ``(w_general,
+    w_domain)`` or ``"0.3,0.7"``; ``options`` go to :func:`cptopt.search.recommend`
+    (``space``, ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``, ``level``,
+    ``pareto``).
+    """
+    from cptopt.search import recommend as _recommend
+
+    if not isinstance(law, FittedLaw):
+        law = load_law(law)
+    return _recommend(law, weights, **options)  # type: ignore[arg-type]

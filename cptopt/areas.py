@@ -4,10 +4,10 @@
 - Annealing area ``S2 = sum_i m_i`` with ``m_i = lam * m_{i-1} + (eta_{i-1} - eta_i)``.
 
 The m-recursion is a first-order IIR filter over the LR drops, computed in closed form
-over blocks of steps with numpy (no Python loop over steps; see :func:`first_order_filter`). Conventions (DECISION in cpt-law.md):
-the recursion starts at the end of the PT warmup (``eta_0`` := first post-warmup LR,
-``m_0 = 0``) and is carried across the PT->CPT boundary without reset, so a CPT re-warmup
-gives negative ``m`` (the stability gap).
+over blocks of steps with numpy (no Python loop over steps; see :func:`first_order_filter`).
+Conventions (DECISION in cpt-law.md): the recursion starts at the end of the PT warmup
+(``eta_0`` := first post-warmup LR, ``m_0 = 0``) and is carried across the PT->CPT boundary
+without reset, so a CPT re-warmup gives negative ``m`` (the stability gap).
 
 When the PT history is unknown (the paper's Sec. 6 black-box mode), the checkpoint state is
 ``S1pt`` = a fitted parameter, ``S2pt`` folded into ``L0`` (0 here), ``m = 0`` and the LR
@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 
 #: Blocks of the closed-form filter keep lam**-k below exp(this), far from float overflow.
 _MAX_EXPONENT = 600.0

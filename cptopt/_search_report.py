@@ -1,0 +1,248 @@
+"""Render :mod:`cptopt.search` results as rich renderables (nothing here prints)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cptopt.search import Assessment, CandidateRanking, Recommendation
+
+
+def _lr(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _recovery(item: Assessment) -> str:
+    if item.general_turning_step == 0:
+        return "never rises"
+    if item.general_turning_step is not None:
+        return f"at step {item.general_turning_step}"
+    return f"no ({item.general_rise:+.3f})"
+
+
+def _compact(item: Assessment) -> str:
+    """``cosine 2% lr 6e-04 r 0.25 T 1000`` (+ decay for WSD, + checkpoint when searched)."""
+    s = item.setting
+    if s is None:
+        return item.schedule
+    text = s.family
+    if s.decay_fraction is not None:
+        text += f" d{s.decay_fraction:.0%}"
+    return f"{text} lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
+
+
+def _assessment_table(
+    title: str, items: list[Assessment], level: float, checkpoints: bool = False
+) -> RenderableType:
+    pct = f"{100 * level:.0f} %"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in (
+        ("", "left"),
+        ("setting", "left"),
+        ("objective", "right"),
+        (f"{pct} (fit)", "right"),
+        ("general", "right"),
+        ("domain", "right"),
+        ("gen. recovers", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    notes = []
+    for item in items:
+        setting = _compact(item)
+        if checkpoints and item.setting is not None:
+            setting += f" @{item.setting.checkpoint}"
+        mark = ""
+        if item.violations:
+            mark = " [red]✗[/]"
+            notes += [f"{item.label}: [red]{v}[/]" for v in item.violations]
+        if item.flags:
+            mark += " [yellow]![/]"
+            notes += [f"{item.label}: [yellow]{f}[/]" for f in item.flags]
+        table.add_row(
+            item.label + mark,
+            setting,
+            f"{item.objective:.4f}",
+            f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
+            f"{item.general:.4f}",
+            f"{item.domain:.4f}",
+            _recovery(item),
+        )
+    if not notes:
+        return table
+    return Group(table, Text.from_markup("\n".join(notes)))
+
+
+def _shape(item: Assessment) -> str:
+    setting = item.setting
+    assert setting is not None
+    text = f"{setting.family}, warmup {setting.warmup_fraction:.0%}"
+    if setting.decay_fraction is not None:
+        text += f", decay {setting.decay_fraction:.0%}"
+    return text
+
+
+def recommendation_report(result: Recommendation) -> RenderableType:
+    """The recommended settings, alternatives, baselines, search statistics and notes."""
+    rec = result.recommended
+    pct = f"{100 * result.level:.0f} %"
+    w_g, w_d = result.weights
+    setting = rec.setting
+    assert setting is not None
+    main = Table(
+        title=f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    main.add_column("")
+    main.add_column("value", justify="right")
+    main.add_column(f"{pct} interval", justify="right")
+    main.add_column("at step 0", justify="right")
+    rows: list[tuple[str, str, str, str]] = [
+        ("schedule", _shape(rec), "", ""),
+        ("start from", setting.checkpoint, "", ""),
+        ("peak LR", _lr(setting.peak_lr), "", ""),
+        ("replay ratio", f"{setting.replay_ratio:.3f}", "", ""),
+        ("CPT steps", str(setting.steps), "", ""),
+    ]
+    if rec.tokens is not None:
+        rows.append(("tokens", f"{rec.tokens:.4g}", "", ""))
+    if rec.domain_epochs is not None:
+        rows.append(("domain epochs", f"{rec.domain_epochs:.3g}", "", ""))
+    rows += [
+        (
+            "general loss",
+            f"{rec.general:.4f}",
+            f"{rec.general_lower:.4f}..{rec.general_upper:.4f}",
+            f"{rec.general_initial:.4f}",
+        ),
+        (
+            "domain loss",
+            f"{rec.domain:.4f}",
+            f"{rec.domain_lower:.4f}..{rec.domain_upper:.4f}",
+            f"{rec.domain_initial:.4f}",
+        ),
+        (
+            "objective",
+            f"{rec.objective:.4f}",
+            f"{rec.objective_lower:.4f}..{rec.objective_upper:.4f}",
+            "",
+        ),
+        ("general back at start", _recovery(rec), "", ""),
+        ("inside the pilots' range", "yes" if rec.in_range else "[yellow]no[/]", "", ""),
+    ]
+    for row in rows:
+        main.add_row(*row)
+    parts: list[RenderableType] = [main]
+    flag_lines = [
+        "intervals: losses = fit uncertainty + eval noise; objective = fit uncertainty only"
+    ]
+    flag_lines += [f"[yellow]outside the pilots:[/] {f}" for f in rec.flags]
+    flag_lines += [f"[red]constraint:[/] {v}" for v in rec.violations]
+    if flag_lines:
+        parts.append(Text.from_markup("\n".join(flag_lines)))
+    many = len(result.space.checkpoints) > 1
+    if result.alternatives:
+        parts.append(_assessment_table("top alternatives", result.alternatives, result.level, many))
+    compare = [rec, *result.baselines]
+    parts.append(_assessment_table("compared on the same objective", compare, result.level, many))
+    parts.append(
+        Text(
+            "lr = peak LR, r = replay ratio, T = steps. pilot-like: the best of the pilots' "
+            "peak LRs x replay ratios x families at the "
+            "longest pilot's steps; thumb: replay 5 % / 10 %, the pilots' highest peak LR, "
+            "steps = budget, the recommended shape"
+        )
+    )
+    if result.pareto:
+        front = Table(
+            title="general-vs-domain Pareto front (best setting for each weight)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column in ("w_general", "setting", "general", "domain", ""):
+            front.add_column(column, justify="left" if column == "setting" else "right")
+        for point in result.pareto:
+            s = point.setting
+            text = s.family + (f" d{s.decay_fraction:.0%}" if s.decay_fraction else "")
+            text += f" lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
+            if many:
+                text += f" @{s.checkpoint}"
+            front.add_row(
+                f"{point.w_general:.1f}",
+                text,
+                f"{point.general:.4f}",
+                f"{point.domain:.4f}",
+                "" if point.in_range else "[yellow]![/]",
+            )
+        parts.append(front)
+    stats = result.search
+    space = result.space
+    lines = [
+        f"space: peak LR {space.peak_lr[0]:.3g}..{space.peak_lr[1]:.3g} (log), replay "
+        f"{space.replay_ratio[0]:g}..{space.replay_ratio[1]:g}, steps {space.steps[0]}.."
+        f"{space.steps[1]} (every {space.step_granularity}), families {', '.join(space.families)}, "
+        f"checkpoints {', '.join(space.checkpoints)}",
+        f"search: {stats.sampler}, {stats.trials_complete} trials in the study "
+        f"({stats.trials_this_process} here, {stats.seed_trials_added} from the vectorised seed "
+        f"batch), {stats.search_seconds:.2f} s"
+        + (f", resumed study '{stats.study_name}'" if stats.resumed else "")
+        + (f", storage {stats.storage}" if stats.storage else ""),
+        f"dense cross-check: {stats.dense_points} grid points + local refinement, optimum "
+        f"{stats.dense_objective:.6f}; gap of the recommendation {stats.dense_gap:+.2e} "
+        f"(relative; study best {_gap(stats.study_gap)} before and "
+        f"{_gap(stats.polished_gap)} after the local polish)",
+    ]
+    lines += [f"note: {note}" for note in result.notes]
+    parts.append(Text("\n".join(lines)))
+    return Group(*parts)
+
+
+def _gap(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2e}"
+
+
+def ranking_report(ranking: CandidateRanking) -> RenderableType:
+    """Candidates ranked by the predicted objective, with P(best) and flags."""
+    pct = f"{100 * ranking.level:.0f} %"
+    w_g, w_d = ranking.weights
+    table = Table(
+        title=f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column in (
+        "rank",
+        "name",
+        "objective",
+        f"{pct} (fit)",
+        "P(best)",
+        "general",
+        "domain",
+        "gen. recovers",
+    ):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    notes = []
+    for item in ranking.candidates:
+        a = item.assessment
+        mark = (" [red]✗[/]" if a.violations else "") + (" [yellow]![/]" if a.flags else "")
+        notes += [f"{item.name}: [red]{v}[/]" for v in a.violations]
+        notes += [f"{item.name}: [yellow]{f}[/]" for f in a.flags]
+        table.add_row(
+            str(item.rank),
+            item.name + mark,
+            f"{a.objective:.4f}",
+            f"{a.objective_lower:.3f}..{a.objective_upper:.3f}",
+            f"{item.probability_best:.2f}",
+            f"{a.general:.4f}",
+            f"{a.domain:.4f}",
+            _recovery(a),
+        )
+    lines = [f"{c.name}: {c.assessment.schedule}" for c in ranking.candidates]
+    lines += notes
+    lines += [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
+    return Group(table, Text.from_markup("\n".join(lines)))

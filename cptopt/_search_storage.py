@@ -1,0 +1,235 @@
+"""Optuna storages for ``cptopt recommend`` (private to :mod:`cptopt.search`).
+
+Storage URLs
+------------
+- none (and ``OPTUNA_STORAGE`` unset): an in-memory study, gone when the process ends;
+- ``sqlite:///study.db``, ``postgresql://user:pw@host/db``, ``mysql://...``: an Optuna
+  RDB storage (SQLAlchemy URL); PostgreSQL needs ``pip install 'cptopt[postgres]'``;
+- ``journal:PATH`` (e.g. ``journal:study.log`` or ``journal:///abs/study.log``): an Optuna
+  JournalStorage in an append-only file, for several processes on one machine.
+
+Several processes on one study
+------------------------------
+Each process asks trials in batches. To finish exactly the requested number of trials, the
+"how many are left, ask that many" step runs under a lock: a file lock next to the journal
+or SQLite file, a PostgreSQL advisory lock for PostgreSQL. (Other RDBs have no lock: two
+processes may then overshoot the total by up to one batch.) Trials record which process
+runs them (``cptopt_worker`` = host and pid); a RUNNING trial whose process is gone (killed
+with SIGKILL, say) is marked FAIL when the next process looks, so a rerun of the same
+command finishes the study with the completed trials intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cptopt.exceptions import InputError
+
+#: Study attribute holding the settings a study was created with.
+CONFIG_ATTR = "cptopt_config"
+#: Trial attribute naming the process that runs a trial.
+WORKER_ATTR = "cptopt_worker"
+#: A RUNNING trial this old is taken as abandoned (a batch of trials takes milliseconds).
+STALE_AFTER = timedelta(minutes=10)
+#: A RUNNING trial without a worker attribute this old is abandoned: cptopt sets the
+#: attribute right after asking, under the study lock, so only a process killed in between
+#: leaves one behind.
+UNCLAIMED_AFTER = timedelta(seconds=20)
+
+
+def storage_url(url: str | None) -> str | None:
+    """The storage to use: ``url``, else ``$OPTUNA_STORAGE``, else None (in memory)."""
+    if url:
+        return url
+    env = os.environ.get("OPTUNA_STORAGE", "").strip()
+    return env or None
+
+
+def redact(url: str | None) -> str | None:
+    """The URL with any password replaced by ``***`` (safe to print and log)."""
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    if ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}://{credentials}@{host}"
+
+
+def journal_path(url: str) -> Path:
+    """``journal:PATH`` / ``journal://PATH`` / ``journal:///abs`` -> the journal file path."""
+    rest = url[len("journal:") :]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    if not rest:
+        raise InputError(f"--storage == {url!r}: name the journal file, e.g. journal:study.log")
+    return Path(rest)
+
+
+def sqlite_path(url: str) -> Path | None:
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    if not rest.startswith("/") or rest in ("/", "/:memory:"):
+        return None
+    return Path(rest[1:])
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` with the driver that is installed (SQLAlchemy 2.1 assumes psycopg 3).
+
+    ``postgres://`` is accepted as an alias. URLs naming a driver (``postgresql+x://``) and
+    other databases are returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is not None:
+        return f"postgresql+psycopg://{rest}"
+    if importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna storage object for ``url`` (a one-line InputError when it cannot be used)."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = journal_path(url)
+        if path.parent and not path.parent.is_dir():
+            raise InputError(f"--storage {url}: folder {path.parent} does not exist")
+        return JournalStorage(JournalFileBackend(str(path)))
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
+        raise InputError(
+            f"--storage == {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
+            "postgresql://USER:PW@HOST/DB or journal:FILE"
+        )
+    if scheme == "sqlite":
+        path = sqlite_path(url)
+        if path is not None and path.parent and not path.parent.is_dir():
+            raise InputError(f"--storage {url}: folder {path.parent} does not exist")
+    try:
+        return optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme))
+    except ImportError as exc:
+        hint = " (pip install 'cptopt[postgres]')" if scheme.startswith("postgres") else ""
+        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
+        raise InputError(
+            f"--storage {redact(url)}: database driver missing: {missing}{hint}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
+        message = " ".join(str(exc).split())[:200]
+        raise InputError(f"--storage {redact(url)}: cannot open ({message})") from None
+
+
+def _engine_kwargs(scheme: str) -> dict[str, Any]:
+    if scheme == "sqlite":
+        # Concurrent writers wait for the lock instead of failing at once.
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True}
+
+
+@contextlib.contextmanager
+def study_lock(url: str | None, study_name: str) -> Iterator[None]:
+    """Serialise "count trials, then ask" across processes sharing one study."""
+    if url is None:
+        yield
+        return
+    lock_file: Path | None = None
+    if url.startswith("journal:"):
+        lock_file = Path(f"{journal_path(url)}.cptopt-lock")
+    elif url.lower().startswith("sqlite"):
+        path = sqlite_path(url)
+        lock_file = Path(f"{path}.cptopt-lock") if path is not None else None
+    if lock_file is not None:
+        with open(lock_file, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return
+    if url.lower().startswith("postgres"):
+        with _pg_advisory_lock(url, study_name):
+            yield
+        return
+    yield
+
+
+_PG_ENGINES: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
+    import sqlalchemy
+
+    engine = _PG_ENGINES.get(url)
+    if engine is None:
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url), pool_size=1, pool_pre_ping=True)
+        _PG_ENGINES[url] = engine
+    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            connection.commit()
+
+
+def worker_id() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(trial: Any, now: datetime | None = None) -> bool:
+    """Whether a RUNNING trial was abandoned (its process is gone, or it is very old)."""
+    now = now or datetime.now()
+    started = trial.datetime_start
+    age = now - started if started is not None else timedelta(0)
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if not isinstance(worker, dict):
+        return age > UNCLAIMED_AFTER
+    if worker.get("host") == socket.gethostname():
+        pid = int(worker.get("pid", -1))
+        if pid != os.getpid() and not _alive(pid):
+            return True
+    return age > STALE_AFTER
+
+
+def fail_stale_trials(study: Any) -> int:
+    """Mark abandoned RUNNING trials as FAIL; returns how many."""
+    from optuna.trial import TrialState
+
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if is_stale(trial):
+            with contextlib.suppress(Exception):  # another process may have done it
+                study.tell(trial.number, state=TrialState.FAIL)
+                count += 1
+    return count
+
+
+def wait_briefly() -> None:
+    time.sleep(0.05)

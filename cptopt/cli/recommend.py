@@ -1,0 +1,393 @@
+"""``cptopt recommend``: the settings that minimise the weighted final loss, from a law file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cptopt._validation import parse_weights
+from cptopt.cli._common import (
+    FORMAT_HELP,
+    OutputFormat,
+    app,
+    handle_errors,
+    print_json,
+    stderr,
+    stdout,
+)
+from cptopt.exceptions import InputError
+from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
+from cptopt.search import (
+    Constraints,
+    SearchConfig,
+    SearchSettings,
+    SearchSpace,
+    load_candidates,
+    load_search_config,
+    rank_candidates,
+    recommend,
+)
+
+RANGE_HELP = "'LOW,HIGH' or one value to fix it"
+
+
+def _range(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts if p]
+    except ValueError:
+        raise InputError(f"{option} == {text!r}, must be 'LOW,HIGH' or one number") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2:
+        raise InputError(f"{option} == {text!r}, must be 'LOW,HIGH' or one number")
+    return values[0], values[1]
+
+
+def _list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    return items or None
+
+
+def _merge(config: SearchConfig, updates: dict[str, dict[str, Any]], top: dict) -> SearchConfig:
+    """CLI flags (not None) override the config file; the result is validated again."""
+    data = config.model_dump()
+    for section, values in updates.items():
+        for key, value in values.items():
+            if value is not None:
+                data[section][key] = value
+    for key, value in top.items():
+        if value is not None:
+            data[key] = value
+    from pydantic import ValidationError
+
+    from cptopt._validation import pydantic_error_line
+
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(
+            pydantic_error_line("options", exc).replace("options: ", "--", 1)
+        ) from None
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr when it is a terminal (else a no-op callback)."""
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("searching", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _show(renderable: Any) -> None:
+    """Print to stdout: the terminal's width, or 120 columns when stdout is not a terminal."""
+    if stdout.is_terminal:
+        stdout.print(renderable)
+    else:
+        Console(soft_wrap=False, width=120).print(renderable)
+
+
+@app.command("recommend")
+@handle_errors
+def recommend_command(
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Objective weights 'GENERAL,DOMAIN' (e.g. 0.3,0.7): minimise "
+            "w_g*L_general(T) + w_d*L_domain(T). Normalised if they do not sum to 1. "
+            "Default 0.5,0.5.",
+            show_default=False,
+        ),
+    ] = None,
+    law_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--law",
+            help=f"Fitted law file. Default: the config's 'law', else {DEFAULT_LAW_PATH}.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Search config (YAML; see examples/configs/search.yaml). Flags override it.",
+            show_default=False,
+        ),
+    ] = None,
+    peak_lr: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Peak LR bounds, {RANGE_HELP} (default: the pilots' range).", show_default=False
+        ),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Replay ratio bounds, {RANGE_HELP} (default: the pilots' range).",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help=f"CPT steps bounds, {RANGE_HELP} (default: up to the budget).", show_default=False
+        ),
+    ] = None,
+    families: Annotated[
+        str | None,
+        typer.Option(
+            help="Schedule families to search, e.g. cosine,wsd (default: cosine, wsd, "
+            "linear, constant).",
+            show_default=False,
+        ),
+    ] = None,
+    warmup_fraction: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Warmup fraction, {RANGE_HELP} (default: fixed at 0.02).", show_default=False
+        ),
+    ] = None,
+    decay_fraction: Annotated[
+        str | None,
+        typer.Option(
+            help=f"WSD decay fraction, {RANGE_HELP} (default: 0.1,0.5).", show_default=False
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="Candidate starting checkpoints: names or PT steps, e.g. "
+            "2400,3200,4000 (needs the PT history). Default: the pilots'.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_extrapolation: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-extrapolation",
+            help="Search peak LRs up to 3x beyond the pilots' "
+            "range (flagged: the law has no 'LR too large' regime).",
+            show_default=False,
+        ),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="At most this many CPT steps.", show_default=False)
+    ] = None,
+    tokens_per_step: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens per step of the planned run (default: the pilots').", show_default=False
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        float | None, typer.Option(help="Token budget of the run.", show_default=False)
+    ] = None,
+    domain_tokens: Annotated[
+        float | None,
+        typer.Option(help="Size of the domain data set in tokens.", show_default=False),
+    ] = None,
+    max_epochs: Annotated[
+        float | None,
+        typer.Option(
+            help="At most this many epochs of domain data, (1-r)*T*tokens_per_step/"
+            "domain_tokens (needs --domain-tokens).",
+            show_default=False,
+        ),
+    ] = None,
+    max_general_rise: Annotated[
+        float | None,
+        typer.Option(
+            help="Allowed final general loss minus its pre-CPT value (nats).", show_default=False
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna sampler: tpe, cmaes, gp or qmc (default tpe).", show_default=False
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Complete trials the study must hold (default 128, the 64-trial seed batch "
+            "included; shared by every process on the study).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed (same inputs and seed, same recommendation; default 0).", show_default=False
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage: sqlite:///FILE, postgresql://..., or journal:FILE "
+            "(several processes on one machine). Default: $OPTUNA_STORAGE, else in "
+            "memory.",
+            show_default=False,
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Study name (default: derived from the law, weights, space and "
+            "constraints, so rerunning the same command resumes it).",
+            show_default=False,
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option(help="Alternatives to show (default 5).", show_default=False)
+    ] = None,
+    level: Annotated[
+        float | None,
+        typer.Option(
+            help="Central probability of the intervals (default 0.9).", show_default=False
+        ),
+    ] = None,
+    pareto: Annotated[
+        bool | None,
+        typer.Option(
+            "--pareto",
+            help="Also print the general-vs-domain Pareto front (a sweep of the weights).",
+            show_default=False,
+        ),
+    ] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(
+            help="Rank these configurations instead of searching (YAML 'candidates:' "
+            "list or CSV); shows intervals and the probability each is the best.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Optuna's log lines.")
+    ] = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
+    ] = OutputFormat.table,
+) -> None:
+    """Recommend peak LR, replay ratio, steps and schedule shape for a CPT run.
+
+    Minimises w_g*L_general(T) + w_d*L_domain(T) predicted by the fitted law with an Optuna
+    study, then cross-checks the answer with a dense vectorised search of the same space.
+    The space defaults to what the pilots covered; settings outside it are flagged.
+    """
+    base = load_search_config(config) if config is not None else SearchConfig()
+    merged = _merge(
+        base,
+        {
+            "space": {
+                "peak_lr": _range(peak_lr, "--peak-lr"),
+                "replay_ratio": _range(replay, "--replay"),
+                "steps": _range(steps, "--steps"),
+                "families": _list(families),
+                "warmup_fraction": _range(warmup_fraction, "--warmup-fraction"),
+                "decay_fraction": _range(decay_fraction, "--decay-fraction"),
+                "checkpoints": _list(checkpoints),
+            },
+            "constraints": {
+                "max_steps": max_steps,
+                "tokens_per_step": tokens_per_step,
+                "max_tokens": max_tokens,
+                "domain_tokens": domain_tokens,
+                "max_epochs": max_epochs,
+                "max_general_rise": max_general_rise,
+            },
+            "search": {
+                "sampler": sampler,
+                "trials": trials,
+                "seed": seed,
+                "storage": storage,
+                "study_name": study_name,
+            },
+        },
+        {
+            "weights": weights,
+            "allow_extrapolation": allow_extrapolation,
+            "top_k": top_k,
+            "level": level,
+            "pareto": pareto,
+        },
+    )
+    raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
+    w_general, w_domain, normalised = parse_weights(raw_weights)
+    if normalised:
+        stderr.print(
+            f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
+            highlight=False,
+        )
+    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
+    if not path.is_file():
+        raise InputError(
+            f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
+        )
+    law = load_law(path)
+    if candidates is not None:
+        ranking = rank_candidates(
+            law,
+            load_candidates(candidates),
+            (w_general, w_domain),
+            constraints=merged.constraints,
+            level=merged.level,
+            seed=merged.search.seed,
+        )
+        if output_format is OutputFormat.json:
+            print_json(ranking)
+        else:
+            from cptopt._search_report import ranking_report
+
+            _show(ranking_report(ranking))
+        return
+    with _progress_bar(True) as progress:
+        result = recommend(
+            law,
+            (w_general, w_domain),
+            space=merged.space,
+            constraints=merged.constraints,
+            settings=merged.search,
+            allow_extrapolation=merged.allow_extrapolation,
+            top_k=merged.top_k,
+            level=merged.level,
+            pareto=merged.pareto,
+            verbose=verbose,
+            progress=progress,
+        )
+    if output_format is OutputFormat.json:
+        print_json(result)
+    else:
+        from cptopt._search_report import recommendation_report
+
+        _show(recommendation_report(result))
+
+
+__all__ = ["recommend_command", "SearchSpace", "SearchSettings", "Constraints"]
