@@ -214,7 +214,7 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
     return {
         "scenario": name,
         "law": law_name,
-        "chosen": {"form": law.form, "lam": law.lam},
+        "chosen": {"form": law.form, "annealing": law.annealing, "lam": law.lam},
         "fit_seconds": fit_seconds,
         "cv_error": {"general": law.general.cv_error, "domain": law.domain.cv_error},
         "targets": summarise(targets),
@@ -223,6 +223,11 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
         "decision": decision_scores(law, spec["decision_grid"], manifest, runs, weights),
         "per_target": targets,
     }
+
+
+def _variant(chosen: dict) -> str:
+    memory = "mpl" if chosen["annealing"] == "mpl" else f"λ={chosen['lam']:g}"
+    return f"{chosen['form']} {memory}"
 
 
 def pct(value: float) -> str:
@@ -257,7 +262,7 @@ def print_table(results: list[dict], floor: dict) -> None:
             table.add_row(
                 result["scenario"],
                 result["law"],
-                f"{result['chosen']['form']} λ={result['chosen']['lam']:g}",
+                _variant(result["chosen"]),
                 loss,
                 pct(t["curve_mean"]),
                 pct(t["curve_worst"]),

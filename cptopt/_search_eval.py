@@ -14,6 +14,13 @@ with ``c(T) = (1 - lam^T) / (1 - lam)`` and ``b = sum_k dshape_k (1 - lam^(T-k+1
 m-recursion of cpt-law.md §1 summed over the run (``m_i = lam m_{i-1} + d_i``). So one O(T)
 pass per distinct shape (cached) and O(1) per (peak LR, replay) point: a dense grid of a
 million points costs one call of the law on a million areas.
+
+The multi-power annealing has no such closed form, but its drop history scales with the
+peak LR: the binned CPT drops of ``peak * shape`` are ``peak`` times those of the shape
+(drops, LRs and areas alike), the boundary drop is ``lr_last - peak * shape_1``, and the PT
+drops keep their LRs with ``peak * sum(shape)`` added to their areas. So the history is
+binned once per (checkpoint, shape) and scaled per peak LR; settings that differ only in
+replay share one history (``DropHistory.index``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cptopt.areas import Areas, CheckpointState
+from cptopt.areas import Areas, CheckpointState, DropHistory, drop_history
 from cptopt.lawfile import FittedLaw
 from cptopt.schedules import Schedule
 
@@ -143,9 +150,14 @@ class Evaluator:
     max_steps: int | None = None
     max_tokens: float | None = None
     _shapes: dict[tuple[int, int, int, int], tuple[float, float]] = field(default_factory=dict)
+    _cpt_templates: dict[tuple[int, int, int, int], tuple[np.ndarray, ...]] = field(
+        default_factory=dict
+    )
+    _pt_templates: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.lam = float(self.law.lam)
+        self.lam = None if self.law.lam is None else float(self.law.lam)
+        self.needs_history = self.law.needs_history
         self.forms = {vs: self.law.law(vs) for vs in ("general", "domain")}
         self.values = {
             vs: np.asarray(self.law.set_fit(vs).values, dtype=float) for vs in self.forms
@@ -163,6 +175,13 @@ class Evaluator:
         self.known = np.array([c.state.known for c in self.checkpoints])
         zeros = np.zeros(len(self.checkpoints))
         start = self._areas(np.arange(len(self.checkpoints)), zeros, zeros, zeros)
+        if self.needs_history:
+            start = _with_history(
+                start,
+                DropHistory.concatenate(
+                    [self._pt_history(i, 0, np.zeros(1)) for i in range(len(self.checkpoints))]
+                ),
+            )
         self.initial = {vs: self.forms[vs].evaluate(self.values[vs], start) for vs in self.forms}
 
     # -- shapes -------------------------------------------------------------------------
@@ -172,6 +191,10 @@ class Evaluator:
         if cached is not None:
             return cached
         shape = unit_shape(*key)
+        if self.lam is None:  # no m-recursion in this law: S2 is not used
+            terms = (float(shape.sum()), 0.0)
+            self._shapes[key] = terms
+            return terms
         drops = np.empty_like(shape)
         drops[0] = -shape[0]
         drops[1:] = shape[:-1] - shape[1:]
@@ -182,33 +205,116 @@ class Evaluator:
         self._shapes[key] = terms
         return terms
 
-    def shape_terms(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        """``(a, b)`` per setting (see the module docstring); one O(T) pass per new shape."""
+    def shape_codes(self, batch: Batch) -> np.ndarray:
+        """One int64 per setting naming its unit shape: family | steps | warmup | decay start."""
         steps = batch.steps.astype(np.int64)
         n_warmup = np.round(batch.warmup_fraction * steps).astype(np.int64)
         wsd = batch.family == SEARCH_FAMILIES.index("wsd")
         decay_start = np.where(wsd, steps - np.round(batch.decay_fraction * steps), 0)
         if steps.size and steps.max() >= 2**20:
             raise ValueError("more than 2**20 CPT steps are not supported by the search")
-        # one int64 per shape: family | steps | warmup steps | decay start (20 bits each)
-        code = (
+        # family | steps | warmup steps | decay start (20 bits each)
+        return (
             (batch.family.astype(np.int64) << 60)
             | (steps << 40)
             | (n_warmup << 20)
             | decay_start.astype(np.int64)
         )
-        unique, inverse = np.unique(code, return_inverse=True)
+
+    @staticmethod
+    def shape_key(code: int) -> tuple[int, int, int, int]:
         mask = (1 << 20) - 1
-        terms = np.array(
-            [
-                self._shape_terms(
-                    (int(c >> 60), int((c >> 40) & mask), int((c >> 20) & mask), int(c & mask))
-                )
-                for c in unique.tolist()
-            ]
-        )
+        return (code >> 60, (code >> 40) & mask, (code >> 20) & mask, code & mask)
+
+    def shape_terms(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """``(a, b)`` per setting (see the module docstring); one O(T) pass per new shape."""
+        unique, inverse = np.unique(self.shape_codes(batch), return_inverse=True)
+        terms = np.array([self._shape_terms(self.shape_key(c)) for c in unique.tolist()])
         terms = terms.reshape(-1, 2)[np.asarray(inverse).ravel()]
         return terms[:, 0], terms[:, 1]
+
+    # -- drop history (multi-power annealing) -------------------------------------------
+
+    def _cpt_template(self, key: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+        """Binned CPT drops of the unit shape at its last step: (drop, lr, area, first LR,
+        total area); the boundary drop's ``-shape_1`` part is its own pair."""
+        cached = self._cpt_templates.get(key)
+        if cached is None:
+            shape = unit_shape(*key)
+            drops = np.empty_like(shape)
+            drops[0] = -shape[0]
+            drops[1:] = shape[:-1] - shape[1:]
+            history = drop_history(shape, drops, np.array([shape.size]), cpt_from=0)
+            cached = (history.drop, history.lr, history.area, shape[0], shape.sum())
+            self._cpt_templates[key] = cached
+        return cached
+
+    def _pt_template(self, checkpoint: int, steps: int) -> tuple[np.ndarray, ...]:
+        """Binned PT drops seen from CPT step ``steps``: (drop, lr, area up to the checkpoint)."""
+        key = (checkpoint, steps)
+        cached = self._pt_templates.get(key)
+        if cached is None:
+            state = self.checkpoints[checkpoint].state
+            at = np.array([state.pt_lr.size + steps])
+            history = drop_history(state.pt_lr, state.pt_drops, at, cpt_from=None)
+            cached = (history.drop, history.lr, history.area)
+            self._pt_templates[key] = cached
+        return cached
+
+    def _pt_history(self, checkpoint: int, steps: int, cpt_area: np.ndarray) -> DropHistory:
+        """PT pairs of ``cpt_area.size`` settings (CPT LR areas ``cpt_area``), one per point."""
+        drop, lr, area = self._pt_template(checkpoint, steps)
+        n, m = cpt_area.size, drop.size
+        return DropHistory(
+            point=np.repeat(np.arange(n), m),
+            drop=np.tile(drop, n),
+            lr=np.tile(lr, n),
+            area=(area[None, :] + cpt_area[:, None]).ravel(),
+            cpt=np.zeros(n * m, bool),
+            n_points=n,
+        )
+
+    def final_history(self, batch: Batch) -> DropHistory:
+        """Drop history at the last step of every setting (shared across replay ratios)."""
+        unique_codes, code_index = np.unique(self.shape_codes(batch), return_inverse=True)
+        bases, index = np.unique(
+            np.stack([batch.checkpoint, np.asarray(code_index).ravel(), batch.peak_lr]),
+            axis=1,
+            return_inverse=True,
+        )
+        base_checkpoint, base_code, base_peak = bases[0].astype(int), bases[1].astype(int), bases[2]
+        parts: list[DropHistory] = []
+        order: list[np.ndarray] = []
+        for checkpoint, code in np.unique(np.stack([base_checkpoint, base_code]), axis=1).T:
+            members = np.flatnonzero((base_checkpoint == checkpoint) & (base_code == code))
+            peak = base_peak[members]
+            key = self.shape_key(int(unique_codes[code]))
+            drop, lr, area, first_lr, total = self._cpt_template(key)
+            n, m = peak.size, drop.size
+            state = self.checkpoints[checkpoint].state
+            cpt = DropHistory(
+                point=np.repeat(np.arange(n), m + 1),
+                drop=np.column_stack([peak[:, None] * drop, np.full(n, state.lr_last)]).ravel(),
+                lr=np.column_stack([peak[:, None] * lr, peak * first_lr]).ravel(),
+                area=np.column_stack([peak[:, None] * area, peak * total]).ravel(),
+                cpt=np.ones(n * (m + 1), bool),
+                n_points=n,
+            )
+            pt = self._pt_history(checkpoint, key[1], peak * total)
+            parts.append(DropHistory.merge([cpt, pt]))
+            order.append(members)
+        history = DropHistory.concatenate(parts)
+        position = np.empty(len(base_peak), dtype=int)
+        position[np.concatenate(order)] = np.arange(len(base_peak))
+        return DropHistory(
+            history.point,
+            history.drop,
+            history.lr,
+            history.area,
+            history.cpt,
+            history.n_points,
+            index=position[np.asarray(index).ravel()],
+        )
 
     # -- losses -------------------------------------------------------------------------
 
@@ -227,11 +333,17 @@ class Evaluator:
     def final_areas(self, batch: Batch) -> Areas:
         a, b = self.shape_terms(batch)
         steps = batch.steps.astype(float)
-        c = -np.expm1(steps * np.log(self.lam)) / (1.0 - self.lam)
+        c = 0.0 if self.lam is None else -np.expm1(steps * np.log(self.lam)) / (1.0 - self.lam)
         ck = batch.checkpoint
         s1_cpt = batch.peak_lr * a
-        s2_cpt = batch.peak_lr * b + self.lr_last[ck] * c + self.lam * self.momentum[ck] * c
-        return self._areas(ck, s1_cpt, s2_cpt, batch.replay)
+        if self.lam is None:
+            s2_cpt = np.zeros_like(s1_cpt)
+        else:
+            s2_cpt = batch.peak_lr * b + self.lr_last[ck] * c + self.lam * self.momentum[ck] * c
+        areas = self._areas(ck, s1_cpt, s2_cpt, batch.replay)
+        if self.needs_history:
+            areas = _with_history(areas, self.final_history(batch))
+        return areas
 
     def losses(
         self, batch: Batch, replicas: bool = False
@@ -315,6 +427,18 @@ class Evaluator:
             )
             objective = np.where(valid, objective, penalty)
         return general, domain, objective, self.violations(batch, general, domain)
+
+
+def _with_history(areas: Areas, history: DropHistory) -> Areas:
+    return Areas(
+        areas.s1_pt,
+        areas.s2_pt,
+        areas.s1_cpt,
+        areas.s2_cpt,
+        areas.replay,
+        areas.checkpoint_known,
+        history=history,
+    )
 
 
 def feasible_mask(violations: dict[str, np.ndarray], n: int) -> np.ndarray:

@@ -72,8 +72,14 @@ class FitData:
         )
 
 
-def collect_points(pilots: PilotSet, validation_set: str, lam: float) -> FitData:
-    """Pool every pilot's curve of ``validation_set`` (and PT-phase points, if logged)."""
+def collect_points(
+    pilots: PilotSet, validation_set: str, lam: float | None, history: bool = False
+) -> FitData:
+    """Pool every pilot's curve of ``validation_set`` (and PT-phase points, if logged).
+
+    ``lam`` None: no S2 (a law without the m-recursion); ``history``: record the drop
+    history of every point (laws with the multi-power annealing).
+    """
     parts: list[Areas] = []
     losses, run_index, steps = [], [], []
     pt_areas = pilots.pretrain.areas(lam) if pilots.pretrain.known else None
@@ -82,7 +88,9 @@ def collect_points(pilots: PilotSet, validation_set: str, lam: float) -> FitData
         if curve is None:
             continue
         state = pilots.pretrain.checkpoint_state(run.checkpoint, lam)
-        parts.append(cpt_point_areas(run.cpt_lr, curve.steps, lam, state, run.replay_ratio))
+        parts.append(
+            cpt_point_areas(run.cpt_lr, curve.steps, lam, state, run.replay_ratio, history=history)
+        )
         losses.append(curve.values)
         run_index.append(np.full(len(curve), index))
         steps.append(curve.steps)
@@ -94,7 +102,8 @@ def collect_points(pilots: PilotSet, validation_set: str, lam: float) -> FitData
         pt_steps = pt_curve.steps[keep]
         s1, s2 = pt_areas.at_steps(pt_steps)
         zeros = np.zeros(pt_steps.size)
-        parts.append(Areas(s1, s2, zeros, zeros, np.ones(pt_steps.size)))
+        pt_history = pt_areas.history_at(pt_steps) if history else None
+        parts.append(Areas(s1, s2, zeros, zeros, np.ones(pt_steps.size), history=pt_history))
         losses.append(pt_curve.values[keep])
         run_index.append(np.full(pt_steps.size, -1))
         steps.append(pt_steps)
@@ -319,9 +328,11 @@ def at_bound(law: CptLaw, values: np.ndarray) -> list[str]:
     return names
 
 
-def make_law_for(form: str, validation_set: str, pilots: PilotSet, replay_terms: bool) -> CptLaw:
+def make_law_for(
+    form: str, validation_set: str, pilots: PilotSet, replay_terms: bool, annealing: str = "s2"
+) -> CptLaw:
     """The law form for this pilot set (black-box mode follows the PT history)."""
-    return make_law(form, validation_set, replay_terms, pilots.pretrain.known)
+    return make_law(form, validation_set, replay_terms, pilots.pretrain.known, annealing)
 
 
 def check_enough_points(law: CptLaw, data: FitData) -> None:
@@ -441,7 +452,8 @@ class _SetJob:
     pilots: PilotSet
     replay_terms: bool
     form: str
-    lam: float
+    lam: float | None
+    annealing: str
     validation_set: str
     seed: int
     huber_delta: float
@@ -456,8 +468,10 @@ class _SetJob:
     def __call__(self) -> SetResult:
         from threadpoolctl import threadpool_limits
 
-        law = make_law_for(self.form, self.validation_set, self.pilots, self.replay_terms)
-        data = collect_points(self.pilots, self.validation_set, self.lam)
+        law = make_law_for(
+            self.form, self.validation_set, self.pilots, self.replay_terms, self.annealing
+        )
+        data = collect_points(self.pilots, self.validation_set, self.lam, history=law.needs_history)
         rng = np.random.default_rng([self.seed, VALIDATION_SETS.index(self.validation_set)])
         with threadpool_limits(limits=1):
             return fit_validation_set(
@@ -491,15 +505,26 @@ def _process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
 
 @dataclass(frozen=True)
 class Variant:
-    """A law variant that model selection can choose: form and annealing memory."""
+    """A law variant that model selection can choose: replay form and annealing memory.
+
+    ``annealing`` "s2" uses the m-recursion with factor ``lam``; "mpl" the multi-power
+    memory (``lam`` None).
+    """
 
     form: str
-    lam: float
+    lam: float | None
+    annealing: str = "s2"
+
+    @property
+    def memory(self) -> str:
+        """The annealing memory as shown in reports: ``0.99`` or ``mpl``."""
+        return "mpl" if self.annealing == "mpl" else f"{self.lam:g}"
 
 
 #: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots.
 AUTO_FORMS = ("paper", "exp", "share", "mix")
 AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
+AUTO_ANNEALINGS = ("s2", "mpl")
 
 
 class LawFitter:
@@ -510,23 +535,28 @@ class LawFitter:
 
     Parameters
     ----------
-    form : ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"`` (exponential replay multipliers) or
-        ``"auto"``: every form x lambda of ``AUTO_FORMS`` x ``AUTO_LAMBDAS`` is fitted and the
-        one with the lowest leave-one-pilot-out CV error (mean of both validation sets) wins.
+    form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"`` (see
+        :mod:`cptopt.law`), or ``"auto"``: every form of ``AUTO_FORMS`` is a candidate.
     lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
-        it by CV from ``AUTO_LAMBDAS`` (implied by ``form="auto"``).
+        it by CV from ``AUTO_LAMBDAS``. A number implies ``annealing="s2"``.
+    annealing : ``"s2"`` (the paper's m-recursion), ``"mpl"`` (multi-power memory, no
+        lambda) or ``"auto"`` (both are candidates).
     huber_delta : Huber threshold on log residuals (paper: 1e-3).
     n_starts : polished starts per fit; ``n_screen`` random shapes are screened for them.
     seed : seed of the random starts (same seed, same law).
     jackknife : refit leaving each pilot out (CV error and uncertainties); needs >= 3 pilots.
     n_jobs : processes for the general and domain fits (default: 2 if the machine has 2
         cores and processes can be forked, else 1). The result does not depend on it.
+
+    With several candidates, the variant is chosen by leave-one-pilot-out CV on the pilots
+    (:meth:`_select`); the report's selection table lists every candidate.
     """
 
     def __init__(
         self,
         form: str = "auto",
         lam: float | str = "auto",
+        annealing: str = "auto",
         huber_delta: float = 1e-3,
         n_starts: int = 3,
         n_screen: int = 48,
@@ -536,6 +566,7 @@ class LawFitter:
     ) -> None:
         self.form = form
         self.lam = lam
+        self.annealing = annealing
         self.huber_delta = huber_delta
         self.n_starts = n_starts
         self.n_screen = n_screen
@@ -547,8 +578,12 @@ class LawFitter:
         forms = AUTO_FORMS if self.form == "auto" else (self.form,)
         for form in forms:
             make_law(form, "general", True, True)  # raises on an unknown form name
-        if self.lam == "auto" or self.form == "auto" and self.lam == "auto":
+        if self.annealing not in ("auto", *AUTO_ANNEALINGS):
+            choices = ", ".join(("auto", *AUTO_ANNEALINGS))
+            raise InputError(f"annealing == {self.annealing!r}, must be one of {choices}")
+        if self.lam == "auto":
             lams: tuple[float, ...] = AUTO_LAMBDAS
+            annealings = AUTO_ANNEALINGS if self.annealing == "auto" else (self.annealing,)
         else:
             try:
                 lam = float(self.lam)
@@ -558,15 +593,23 @@ class LawFitter:
                 ) from None
             if not 0 < lam < 1:
                 raise InputError(f"lam == {lam}, must be in (0, 1)")
-            lams = (lam,)
-        return [Variant(form, lam) for form in forms for lam in lams]
+            if self.annealing == "mpl":
+                raise InputError("lam is the S2 memory: it cannot be set with annealing 'mpl'")
+            lams, annealings = (lam,), ("s2",)
+        variants = []
+        for form in forms:
+            if "s2" in annealings:
+                variants += [Variant(form, lam) for lam in lams]
+            if "mpl" in annealings:
+                variants.append(Variant(form, None, "mpl"))
+        return variants
 
     def _fit_variant(
         self,
         pilots: PilotSet,
         replay_terms: bool,
         variant: Variant,
-        warm: dict[tuple[str, str], np.ndarray],
+        warm: dict[tuple[str, str, str], np.ndarray],
         *,
         budget: int,
         jackknife: bool,
@@ -576,17 +619,19 @@ class LawFitter:
     ) -> dict[str, SetResult]:
         """Fit both validation sets under one variant (warm-started from ``warm`` if present).
 
-        The two sets are independent problems: with a process pool they run side by side.
-        Each set seeds its own generator, so the result does not depend on the pool.
+        ``warm`` is keyed by (form, annealing, validation set). The two sets are independent
+        problems: with a process pool they run side by side. Each set seeds its own
+        generator, so the result does not depend on the pool.
         """
         jobs = {}
         for validation_set in ("general", "domain"):
-            key = (variant.form, validation_set)
+            key = (variant.form, variant.annealing, validation_set)
             job = _SetJob(
                 pilots=pilots,
                 replay_terms=replay_terms,
                 form=variant.form,
                 lam=variant.lam,
+                annealing=variant.annealing,
                 validation_set=validation_set,
                 seed=self.seed,
                 huber_delta=self.huber_delta,
@@ -606,7 +651,7 @@ class LawFitter:
             name: job.result() if isinstance(job, Future) else job() for name, job in jobs.items()
         }
         for validation_set, result in per_set.items():
-            warm[(variant.form, validation_set)] = result.best.values
+            warm[(variant.form, variant.annealing, validation_set)] = result.best.values
         return per_set
 
     def _select(
@@ -618,21 +663,27 @@ class LawFitter:
     ) -> tuple[Variant, list[dict], dict[str, SetResult]]:
         """Choose a variant by leave-one-pilot-out CV error, in two stages.
 
-        Stage 1 chooses lambda (lowest CV) with the ``exp`` form: the annealing memory is a
-        property of the optimiser and the schedule, not of the replay form. Stage 2 compares
-        the forms at that lambda with the one-standard-error rule on parameter count: a form
-        with more parameters must beat a smaller one by more than the paired standard error;
-        among equal counts the lowest CV wins.
-        Selection fits use a small refit budget; the winner is refitted with the full budget
-        and two polished starts.
+        Stage 1 chooses the annealing memory (each lambda of S2, and the multi-power form)
+        with the ``exp`` replay form: the memory is a property of the optimiser and the
+        schedule, not of the replay form. It is judged on the folds that test it: pilots
+        whose replay ratio another pilot shares (:func:`memory_folds`). Leaving out the only
+        pilot at a replay ratio makes the fold an extrapolation in replay, whose error is the
+        replay form's and would drown the memory's (on the bundled pilots it is 3-5x the
+        other folds' error for every memory). Stage 2 compares the replay forms with that memory
+        by the one-standard-error rule on parameter count: a form with more parameters must
+        beat a smaller one by more than the paired standard error; among equal counts the
+        lowest CV wins. Selection fits use a small refit budget; the winner is refitted with
+        the full budget and two polished starts.
         """
         forms = list(dict.fromkeys(v.form for v in variants))
-        lams = sorted({v.lam for v in variants})
+        memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
         reference = "exp" if "exp" in forms else forms[0]
-        warm: dict[tuple[str, str], np.ndarray] = {}
+        warm: dict[tuple[str, str, str], np.ndarray] = {}
         results: dict[Variant, dict[str, SetResult]] = {}
-        for lam in sorted(lams, reverse=True):
-            variant = Variant(reference, lam)
+        # S2 from the longest memory down, each warm-started from its neighbour.
+        ordered = sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0)))
+        for annealing, lam in ordered:
+            variant = Variant(reference, lam, annealing)
             results[variant] = self._fit_variant(
                 pilots,
                 replay_terms,
@@ -643,17 +694,19 @@ class LawFitter:
                 jackknife=True,
                 pool=pool,
             )
-        best_lam = min(
-            (row for row in _selection_table(results) if row["form"] == reference),
-            key=lambda row: row["cv_mean"],
-        )["lam"]
-        reference_fit = results[Variant(reference, best_lam)]
+        folds = memory_folds(pilots)
+        stage_one = [row for row in _selection_table(results, folds) if row["form"] == reference]
+        best_memory = min(stage_one, key=lambda row: row["cv_memory"])
+        memory = (best_memory["annealing"], best_memory["lam"])
+        reference_fit = results[Variant(reference, memory[1], memory[0])]
         for form in forms:
-            variant = Variant(form, best_lam)
+            variant = Variant(form, memory[1], memory[0])
             if variant not in results:
                 for name, result in reference_fit.items():
-                    target = make_law_for(form, name, pilots, replay_terms)
-                    warm[(form, name)] = translate_start(result.law, result.best.values, target)
+                    target = make_law_for(form, name, pilots, replay_terms, variant.annealing)
+                    warm[(form, variant.annealing, name)] = translate_start(
+                        result.law, result.best.values, target
+                    )
                 results[variant] = self._fit_variant(
                     pilots,
                     replay_terms,
@@ -665,15 +718,17 @@ class LawFitter:
                     pool=pool,
                     n_starts=2,  # the translated optimum, and one fresh start as a guard
                 )
-        table = _selection_table(results)
+        table = _selection_table(results, folds)
         best = one_standard_error_choice(
-            [row for row in table if row["lam"] == best_lam],
+            [row for row in table if (row["annealing"], row["lam"]) == memory],
             preference=lambda row: (row["n_params"], row["cv_mean"]),
         )
         best["chosen"] = True
-        chosen = Variant(best["form"], best["lam"])
-        winner_warm = {key: value.best.values for key, value in results[chosen].items()}
-        warm_keys = {(chosen.form, name): values for name, values in winner_warm.items()}
+        chosen = Variant(best["form"], best["lam"], best["annealing"])
+        warm_keys = {
+            (chosen.form, chosen.annealing, name): value.best.values
+            for name, value in results[chosen].items()
+        }
         final = self._fit_variant(
             pilots,
             replay_terms,
@@ -711,7 +766,7 @@ class LawFitter:
         if selecting and min(logged) < 3:
             raise InputError(
                 "choosing the law variant by cross-validation needs >= 3 pilots logging each "
-                f"loss, got {min(logged)}; pass an explicit --law and --lam"
+                f"loss, got {min(logged)}; pass an explicit --law, --annealing and --lam"
             )
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1), _process_pool(self.n_jobs) as pool:
@@ -734,6 +789,7 @@ class LawFitter:
         }
         self.law_ = FittedLaw(
             form=chosen.form,
+            annealing=chosen.annealing,
             lam=chosen.lam,
             huber_delta=self.huber_delta,
             seed=self.seed,
@@ -777,8 +833,25 @@ def translate_start(source: CptLaw, values: np.ndarray, target: CptLaw) -> np.nd
     return np.array(start)
 
 
-def _selection_table(results: dict[Variant, dict[str, SetResult]]) -> list[dict]:
-    """One row per variant tried: CV errors, parameter count, per-pilot CV errors."""
+def memory_folds(pilots: PilotSet) -> list[int]:
+    """Pilots (by index) whose replay ratio at least one other pilot shares.
+
+    Their leave-one-out folds interpolate in replay, so they test the annealing memory
+    rather than the replay form. Empty when fewer than 2 pilots qualify: then every fold
+    counts.
+    """
+    ratios = [run.replay_ratio for run in pilots.runs]
+    shared = [i for i, ratio in enumerate(ratios) if ratios.count(ratio) >= 2]
+    return shared if len(shared) >= 2 else []
+
+
+def _selection_table(
+    results: dict[Variant, dict[str, SetResult]], memory_runs: list[int]
+) -> list[dict]:
+    """One row per variant tried: CV errors, parameter count, per-pilot CV errors.
+
+    ``cv_memory`` is the CV error over the ``memory_runs`` folds only (all folds if empty).
+    """
     table = []
     for variant, per_set in results.items():
         cv_general = per_set["general"].cv_error
@@ -788,14 +861,18 @@ def _selection_table(results: dict[Variant, dict[str, SetResult]]) -> list[dict]
         for result in per_set.values():
             for run, error in result.cv_per_run().items():
                 per_run.setdefault(run, []).append(error)
+        cv_mean = float(np.mean([v for v in (cv_general, cv_domain) if v is not None]))
+        in_memory = [np.mean(per_run[run]) for run in memory_runs if run in per_run]
         table.append(
             {
                 "form": variant.form,
+                "annealing": variant.annealing,
                 "lam": variant.lam,
                 "n_params": n_params,
                 "cv_general": cv_general,
                 "cv_domain": cv_domain,
-                "cv_mean": float(np.mean([v for v in (cv_general, cv_domain) if v is not None])),
+                "cv_mean": cv_mean,
+                "cv_memory": float(np.mean(in_memory)) if in_memory else cv_mean,
                 "cv_per_pilot": {str(run): float(np.mean(v)) for run, v in sorted(per_run.items())},
                 "chosen": False,
             }

@@ -18,6 +18,19 @@ is identified (cpt-law.md §5), and ``g -> log(1 + x)`` smoothly as ``beta -> 0`
 In black-box mode (PT history unknown, paper Sec. 6) ``S1pt`` is a fitted parameter and
 ``S2pt`` is folded into ``L0`` (no ``C1``).
 
+Annealing memory. ``S2`` (the m-recursion with factor ``lam``) credits each LR drop
+``d_k`` with ``d_k (1 - lam^(t-k+1)) / (1 - lam)``: a memory counted in steps. The
+multi-power annealing (``annealing="mpl"``, after Luo et al., arXiv 2503.12811) replaces
+``S2pt`` and ``S2cpt`` by
+
+    LD(t) = sum_k d_k * g(zeta, rate * eta_k^-gamma * (S1(t) - S1(k-1))),
+    g(zeta, x) = (1 - (1 + x)^-zeta) / zeta        (-> log(1 + x) as zeta -> 0),
+
+summed over the PT drops (``C1``) and the CPT drops (``C2``, with the replay multiplier):
+a drop's credit grows with the LR area trained since it, faster at a lower LR when
+``gamma > 0``, and saturates as a power law. That is what tells a WSD decay from a cosine
+of the same length, which one ``lam`` cannot (see the README's accuracy section).
+
 The loss is linear in ``L0, A, C1, C2, Bbeta`` given the other ("shape") parameters; fits use
 that to start from the best linear solution for random shapes (variable projection).
 """
@@ -93,6 +106,8 @@ class CptLaw:
     name = "paper"
     #: Replay multipliers: "paper" (Eq. 8) or "exp" (data-mixing-law style, see ExpReplayLaw).
     replay_form = "paper"
+    #: Annealing memory: "s2" (the m-recursion) or "mpl" (see MultiPowerAnnealing).
+    annealing = "s2"
 
     def __init__(self, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> None:
         self.validation_set = validation_set
@@ -121,6 +136,7 @@ class CptLaw:
             )
         specs += [
             ParamSpec("C2", 0.0, 1e3, 0.0, 0.0, linear=True, description="CPT annealing gain"),
+            *self._annealing_specs(),
             ParamSpec("Bbeta", -1e3, 1e3, 0.0, 0.0, linear=True, description="shift scale B*beta"),
             ParamSpec("E", 1e-2, 1e6, 1.0, 1e4, log=True, description="shift rate"),
             ParamSpec("beta", 1e-4, 3.0, 0.01, 1.0, description="shift exponent"),
@@ -128,6 +144,26 @@ class CptLaw:
         if self.replay_terms:
             specs += self._replay_specs()
         return specs
+
+    def _annealing_specs(self) -> list[ParamSpec]:
+        return []
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether the law reads the drop history of :class:`~cptopt.areas.Areas`."""
+        return False
+
+    def annealing_amounts(
+        self, shape: dict[str, np.ndarray], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(PT, CPT)`` annealing amounts that ``C1`` and ``C2`` multiply (here S2pt, S2cpt)."""
+        return areas.s2_pt, areas.s2_cpt
+
+    def annealing_derivatives(
+        self, named: dict[str, float], areas: Areas
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """d(PT, CPT amounts)/d(annealing parameter), for each annealing shape parameter."""
+        return {}
 
     def _replay_specs(self) -> list[ParamSpec]:
         # Eq. 8's natural signs: more data of a kind gives more annealing credit for it.
@@ -173,11 +209,12 @@ class CptLaw:
         else:
             anneal_mult = shift_mult = 1.0
         shift = _shift_g(shape["beta"], shape["E"] * areas.s1_cpt) * shift_mult
-        anneal_cpt = -areas.s2_cpt * anneal_mult
+        amount_pt, amount_cpt = self.annealing_amounts(shape, areas)
+        anneal_cpt = -amount_cpt * anneal_mult
         columns = [np.ones_like(forward), forward]
         if self.checkpoint_known:
-            columns.append(np.broadcast_to(-areas.s2_pt, forward.shape))
-        columns += [np.broadcast_to(anneal_cpt, forward.shape), shift]
+            columns.append(-amount_pt)
+        columns += [anneal_cpt, shift]
         return np.stack(np.broadcast_arrays(*columns), axis=-1)
 
     def split(self, values: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -209,21 +246,30 @@ class CptLaw:
             d_anneal, d_shift = self.replay_derivatives(shape, areas.replay)
         else:
             anneal_mult = shift_mult = np.ones_like(forward)
+        amount_pt, amount_cpt = self.annealing_amounts(
+            {name: np.asarray([value]) for name, value in named.items()}, areas
+        )
+        amount_pt, amount_cpt = np.ravel(amount_pt), np.ravel(amount_cpt)
         columns = {
             "L0": np.ones_like(forward),
             "A": forward,
             "alpha": -named["A"] * forward * np.log(total_s1),
-            "C2": -areas.s2_cpt * anneal_mult,
+            "C2": -amount_cpt * anneal_mult,
             "Bbeta": shift_g * shift_mult,
             "E": named["Bbeta"] * shift_mult * areas.s1_cpt * decay / (1.0 + x),
             "beta": named["Bbeta"] * shift_mult * (log_term * decay - shift_g) / beta,
         }
         if self.checkpoint_known:
-            columns["C1"] = -areas.s2_pt
+            columns["C1"] = -amount_pt
         else:
             columns["S1pt"] = -named["A"] * named["alpha"] * forward / total_s1
+        for name, (d_pt, d_cpt) in self.annealing_derivatives(named, areas).items():
+            column = -named["C2"] * d_cpt * anneal_mult
+            if self.checkpoint_known:
+                column = column - named["C1"] * d_pt
+            columns[name] = column
         if self.replay_terms:
-            columns["a1"] = -named["C2"] * areas.s2_cpt * d_anneal
+            columns["a1"] = -named["C2"] * amount_cpt * d_anneal
             columns["a2"] = named["Bbeta"] * shift_g * d_shift
         if "kappa" in named:
             # d/dkappa of A * (S1pt + S1cpt * (r + kappa * (1 - r)))^-alpha
@@ -285,15 +331,25 @@ class ExpReplayLaw(CptLaw):
         return replay * np.exp(shape["a1"] * replay), -replay * np.exp(-shape["a2"] * replay)
 
 
+#: The share of a set's own data in the ``share`` form is floored at this much (smoothly):
+#: ``(share + SHARE_FLOOR) / (1 + SHARE_FLOOR)``. A bare ``share^a1`` is 0 at share 0 for
+#: any ``a1 > 0`` but 1 at ``a1 = 0``: a jump the optimiser cannot see (its gradient is 0
+#: there), which let fits on the bundled pilots drop the general credit at r = 0 entirely
+#: while the r = 0 pilot shows it. With the floor the credit at share 0 is a continuous
+#: ``(0.02 / 1.02)^a1`` of the credit at share 1: 1 at ``a1 = 0``, 2 % at ``a1 = 1``.
+SHARE_FLOOR = 0.02
+
+
 class ShareReplayLaw(CptLaw):
     """Eq. 4 whose annealing credit scales with the share of the set's own data.
 
-        u(r) = share^a1,   v(r) = exp(-a2 * r),   share = r (general) or 1 - r (domain)
+        u(r) = s^a1,   v(r) = exp(-a2 * r),
+        s = (share + SHARE_FLOOR) / (1 + SHARE_FLOOR),   share = r (general) or 1 - r (domain)
 
     LR decay consolidates what the batches train on: with no replay nothing in a CPT batch
-    exercises the general distribution, and the general loss may get no annealing credit at
-    all (cpt-law.md §3, distant domains). ``a1 = 0`` gives Eq. 4's constant credit, so the
-    data decide; ``C2`` is the credit at share 1.
+    exercises the general distribution, and the general loss may get almost no annealing
+    credit (cpt-law.md §3, distant domains). ``a1 = 0`` gives Eq. 4's constant credit, so
+    the data decide; ``C2`` is the credit at share 1.
     """
 
     name = "share"
@@ -306,7 +362,8 @@ class ShareReplayLaw(CptLaw):
         ]
 
     def _share(self, replay: np.ndarray) -> np.ndarray:
-        return replay if self.validation_set == "general" else 1.0 - replay
+        share = replay if self.validation_set == "general" else 1.0 - replay
+        return (share + SHARE_FLOOR) / (1.0 + SHARE_FLOOR)
 
     def replay_multipliers(
         self, shape: dict[str, np.ndarray], replay: np.ndarray
@@ -317,9 +374,7 @@ class ShareReplayLaw(CptLaw):
         self, shape: dict[str, np.ndarray], replay: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         share = self._share(replay)
-        safe = np.where(share > 0, share, 1.0)
-        d_credit = np.where(share > 0, safe ** shape["a1"] * np.log(safe), 0.0)
-        return d_credit, -replay * np.exp(-shape["a2"] * replay)
+        return share ** shape["a1"] * np.log(share), -replay * np.exp(-shape["a2"] * replay)
 
 
 class MixAreaLaw(ShareReplayLaw):
@@ -349,6 +404,109 @@ class MixAreaLaw(ShareReplayLaw):
         return replay + shape["kappa"] * (1.0 - replay)
 
 
+class MultiPowerAnnealing:
+    """Mixin: the multi-power annealing memory in place of S2 (see the module docstring).
+
+    Combined with any replay form by :func:`make_law` (``annealing="mpl"``). ``C1``/``C2``
+    multiply ``LD`` summed over the PT / CPT drops of :attr:`Areas.history`.
+    """
+
+    annealing = "mpl"
+
+    def _annealing_specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec(
+                "rate",
+                1e-3,
+                1e7,
+                1.0,
+                1e4,
+                log=True,
+                description="MPL annealing: credit rate per unit of LR area",
+            ),
+            ParamSpec(
+                "gamma",
+                0.0,
+                1.5,
+                0.0,
+                1.0,
+                description="MPL annealing: rate ~ LR^-gamma (faster at low LR)",
+            ),
+            ParamSpec(
+                "zeta",
+                1e-3,
+                3.0,
+                0.05,
+                1.0,
+                description="MPL annealing: saturation power (small: ~log)",
+            ),
+        ]
+
+    @property
+    def needs_history(self) -> bool:
+        return True
+
+    @staticmethod
+    def _pairs(areas: Areas):
+        if areas.history is None:
+            raise ValueError("the 'mpl' annealing needs the drop history (Areas.history)")
+        return areas.history
+
+    @staticmethod
+    def _sum(history, contribution: np.ndarray, select: np.ndarray) -> np.ndarray:
+        """Per-point sums of ``contribution`` (``(..., m)``) over the selected pairs."""
+        lead = contribution.shape[:-1]
+        n = history.n_points
+        if not select.any():
+            sums = np.zeros((*lead, n))
+        else:
+            flat = contribution[..., select].reshape(-1, int(select.sum()))
+            rows = flat.shape[0]
+            index = history.point[select][None, :] + n * np.arange(rows)[:, None]
+            sums = np.bincount(index.ravel(), flat.ravel(), minlength=rows * n)
+            sums = sums.reshape(*lead, n)
+        if history.index is not None:
+            sums = sums[..., history.index]
+        return sums
+
+    def _kernel(self, shape: dict[str, np.ndarray], history) -> tuple[np.ndarray, np.ndarray]:
+        """``x = rate * lr^-gamma * area`` and ``g(zeta, x)`` per pair, ``(..., m)``."""
+        x = shape["rate"] * np.exp(-shape["gamma"] * np.log(history.lr)) * history.area
+        return x, _shift_g(shape["zeta"], x)
+
+    def annealing_amounts(
+        self, shape: dict[str, np.ndarray], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray]:
+        history = self._pairs(areas)
+        _, g = self._kernel(shape, history)
+        contribution = history.drop * g
+        return (
+            self._sum(history, contribution, ~history.cpt),
+            self._sum(history, contribution, history.cpt),
+        )
+
+    def annealing_derivatives(
+        self, named: dict[str, float], areas: Areas
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        history = self._pairs(areas)
+        x, g = self._kernel(named, history)
+        zeta = named["zeta"]
+        log_term = np.log1p(x)
+        dg_dx = np.exp(-(zeta + 1.0) * log_term)  # (1 + x)^-(zeta + 1)
+        per_pair = {
+            "rate": history.drop * dg_dx * x / named["rate"],
+            "gamma": -history.drop * dg_dx * x * np.log(history.lr),
+            "zeta": history.drop * (log_term * np.exp(-zeta * log_term) - g) / zeta,
+        }
+        return {
+            name: (
+                self._sum(history, values, ~history.cpt),
+                self._sum(history, values, history.cpt),
+            )
+            for name, values in per_pair.items()
+        }
+
+
 #: Law forms by name (``--law``).
 FORMS: dict[str, type[CptLaw]] = {
     "paper": CptLaw,
@@ -358,12 +516,51 @@ FORMS: dict[str, type[CptLaw]] = {
 }
 
 
-def make_law(form: str, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> CptLaw:
-    """Instantiate a law form by name."""
-    forms = FORMS
-    if form not in forms:
-        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(forms)}")
-    return forms[form](validation_set, replay_terms, checkpoint_known)
+class PaperMultiPowerLaw(MultiPowerAnnealing, CptLaw):
+    """Eq. 4 / Eq. 8 with the multi-power annealing memory."""
+
+
+class ExpMultiPowerLaw(MultiPowerAnnealing, ExpReplayLaw):
+    """The ``exp`` replay form with the multi-power annealing memory."""
+
+
+class ShareMultiPowerLaw(MultiPowerAnnealing, ShareReplayLaw):
+    """The ``share`` replay form with the multi-power annealing memory."""
+
+
+class MixMultiPowerLaw(MultiPowerAnnealing, MixAreaLaw):
+    """The ``mix`` replay form with the multi-power annealing memory."""
+
+
+#: The same forms with the multi-power annealing (``annealing="mpl"``).
+MPL_FORMS: dict[str, type[CptLaw]] = {
+    "paper": PaperMultiPowerLaw,
+    "exp": ExpMultiPowerLaw,
+    "share": ShareMultiPowerLaw,
+    "mix": MixMultiPowerLaw,
+}
+#: Annealing memories by name: "s2" (the m-recursion, with its lambda) or "mpl".
+ANNEALINGS = ("s2", "mpl")
+
+
+def law_class(form: str, annealing: str = "s2") -> type[CptLaw]:
+    """The class of a replay form with an annealing memory."""
+    if form not in FORMS:
+        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(FORMS)}")
+    if annealing not in ANNEALINGS:
+        raise ValueError(f"unknown annealing '{annealing}'; choose from {', '.join(ANNEALINGS)}")
+    return FORMS[form] if annealing == "s2" else MPL_FORMS[form]
+
+
+def make_law(
+    form: str,
+    validation_set: str,
+    replay_terms: bool,
+    checkpoint_known: bool,
+    annealing: str = "s2",
+) -> CptLaw:
+    """Instantiate a law form by name, with the S2 (default) or multi-power annealing."""
+    return law_class(form, annealing)(validation_set, replay_terms, checkpoint_known)
 
 
 def published_coefficients() -> dict[str, dict[str, float]]:

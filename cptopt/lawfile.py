@@ -1,15 +1,17 @@
 """The fitted-law file: versioned JSON, written atomically, validated on load.
 
 It holds everything ``predict``, ``recommend`` and ``check`` need without the pilot logs:
-the law form and annealing memory ``lam``, both parameter sets with their leave-one-pilot-out
-(jackknife) replicas, the PT history needed to continue the areas, what the pilots covered
-(to flag extrapolation), the fit-quality report, and the inputs' SHA-256.
+the law form and annealing memory (``annealing``, and ``lam`` for S2), both parameter sets
+with their leave-one-pilot-out (jackknife) replicas, the PT history needed to continue the
+areas, what the pilots covered (to flag extrapolation), the fit-quality report, and the
+inputs' SHA-256.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,8 +24,8 @@ from cptopt.exceptions import InputError, SchemaVersionError
 from cptopt.law import CptLaw, Parameter, make_law
 from cptopt.runs import PretrainHistory
 
-#: Bump when the file layout changes incompatibly.
-SCHEMA_VERSION = 1
+#: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional).
+SCHEMA_VERSION = 2
 #: Where ``cptopt fit`` writes and later commands look by default.
 DEFAULT_LAW_PATH = "cptopt-law.json"
 
@@ -127,7 +129,8 @@ class FittedLaw(BaseModel):
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
     form: str
-    lam: float
+    annealing: Literal["s2", "mpl"] = "s2"
+    lam: float | None = Field(description="S2 memory factor (None with the mpl annealing)")
     huber_delta: float
     seed: int
     replay_terms: bool
@@ -145,7 +148,21 @@ class FittedLaw(BaseModel):
         return self.general if validation_set == "general" else self.domain
 
     def law(self, validation_set: str) -> CptLaw:
-        return make_law(self.form, validation_set, self.replay_terms, self.pretrain.known)
+        return make_law(
+            self.form, validation_set, self.replay_terms, self.pretrain.known, self.annealing
+        )
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether predictions need the drop history (the multi-power annealing)."""
+        return self.annealing == "mpl"
+
+    @property
+    def memory(self) -> str:
+        """The annealing memory in words, for reports."""
+        if self.annealing == "mpl":
+            return "multi-power annealing"
+        return f"lambda = {self.lam:g}"
 
     def checkpoint_state(self, checkpoint: str | None) -> tuple[str, CheckpointState]:
         """Resolve a checkpoint name (None = the only/first one) to its area state."""

@@ -110,7 +110,9 @@ def _umask() -> int:
 def fitted_curve(law: FittedLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
     """The law's loss for pilot ``run`` at CPT ``steps`` (shape ``(n,)``)."""
     _, state = law.checkpoint_state(run.checkpoint)
-    areas = cpt_point_areas(run.cpt_lr, np.asarray(steps), law.lam, state, run.replay_ratio)
+    areas = cpt_point_areas(
+        run.cpt_lr, np.asarray(steps), law.lam, state, run.replay_ratio, history=law.needs_history
+    )
     values = np.asarray(law.set_fit(validation_set).values, dtype=float)
     curve = law.law(validation_set).evaluate(values[None, :], areas)
     return np.atleast_2d(curve)[0]
@@ -139,7 +141,7 @@ def plot_fit(
     else:
         _draw_fit_curves(figure, law, pilots)
     figure.suptitle(
-        f"cptopt law '{law.form}' (lambda {law.lam:g}): "
+        f"cptopt law '{law.form}' ({law.memory}): "
         + ("fit over the pilot curves" if pilots is not None else "per-pilot fit error"),
         fontsize="medium",
     )

@@ -13,12 +13,13 @@ residuals) stands in for ``cv_rms``, and the interval is then too narrow: the re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import NormalDist
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt.areas import cpt_point_areas
+from cptopt.areas import CheckpointState, cpt_point_areas
 from cptopt.exceptions import InputError
 from cptopt.lawfile import FittedLaw
 from cptopt.schedules import Schedule
@@ -103,13 +104,19 @@ def coverage_flags(
 
 
 def _forecast(
-    law: FittedLaw, validation_set: str, areas, report_index: np.ndarray, z: float
+    law: FittedLaw,
+    validation_set: str,
+    areas,
+    report_index: np.ndarray,
+    z: float,
+    require_positive: bool = True,
 ) -> tuple[LossForecast, np.ndarray]:
     fit = law.set_fit(validation_set)
     form = law.law(validation_set)
     parameter_sets = np.array([fit.values, *fit.jackknife])
     curves = form.evaluate(parameter_sets, areas)
-    if (curves[0] <= 0).any() or not np.isfinite(curves[0]).all():
+    valid = (curves[0] > 0).all() and np.isfinite(curves[0]).all()
+    if require_positive and not valid:
         raise InputError(
             f"the {validation_set} law predicts a non-positive loss for this schedule: "
             "it is far outside what the pilots covered"
@@ -152,6 +159,32 @@ def _turning_step(general_curve: np.ndarray) -> int | None:
     return int(peak + recovered[0]) if recovered.size else None
 
 
+#: Laws that sum over the drop history predict a long run's curve on about this many
+#: evenly spaced steps (plus the requested ones), then every step only where the turning
+#: length is decided; S2 laws and shorter runs get every step directly.
+CURVE_SAMPLES = 256
+
+
+def _curve_steps(law: FittedLaw, total: int, report: np.ndarray) -> np.ndarray:
+    if not law.needs_history or total <= 2 * CURVE_SAMPLES:
+        return np.arange(total + 1)
+    grid = np.linspace(0, total, CURVE_SAMPLES + 1).round().astype(int)
+    return np.union1d(grid, report)
+
+
+def _sampled_turning_step(
+    steps: np.ndarray, general_curve: np.ndarray, curve_at: Callable[[np.ndarray], np.ndarray]
+) -> int | None:
+    """:func:`_turning_step` from a curve sampled at ``steps``, made exact by evaluating
+    every step (``curve_at``) between the samples around the recovery."""
+    coarse = _turning_step(general_curve)
+    if coarse is None or coarse == 0 or steps[coarse] - steps[coarse - 1] <= 1:
+        return None if coarse is None else int(steps[coarse])
+    between = np.arange(steps[coarse - 1] + 1, steps[coarse] + 1)
+    inside = np.flatnonzero(curve_at(between) <= general_curve[0])
+    return int(between[inside[0]]) if inside.size else int(steps[coarse])
+
+
 def predict(
     law: FittedLaw,
     schedule: Schedule,
@@ -173,47 +206,83 @@ def predict(
     steps : CPT steps to report (default: 0, 10 evenly spaced steps, and the last).
     level : central probability of the intervals (default 0.9).
     """
+    name, state = law.checkpoint_state(checkpoint)
+    return predict_from_state(
+        law,
+        schedule,
+        replay_ratio,
+        name,
+        state,
+        steps=steps,
+        tokens_per_step=tokens_per_step,
+        level=level,
+    )
+
+
+def predict_from_state(
+    law: FittedLaw,
+    schedule: Schedule,
+    replay_ratio: float,
+    checkpoint: str,
+    state: CheckpointState,
+    *,
+    steps: list[int] | np.ndarray | None = None,
+    tokens_per_step: int | None = None,
+    level: float = 0.9,
+    require_positive: bool = True,
+) -> Prediction:
+    """:func:`predict` from a checkpoint's area state (e.g. a PT step no pilot started from).
+
+    ``require_positive`` False returns predictions whose loss is not positive (far outside
+    what the law can predict) instead of raising, for callers that mark them themselves.
+    """
     if not 0.0 <= replay_ratio <= 1.0:
         raise InputError(f"replay_ratio == {replay_ratio!r}, must be in [0, 1]")
     if not 0.0 < level < 1.0:
         raise InputError(f"level == {level!r}, must be in (0, 1)")
     lr = schedule.lr_array()
     total = lr.size
-    name, state = law.checkpoint_state(checkpoint)
-    all_steps = np.arange(total + 1)
     if steps is None:
         report = np.unique(np.linspace(0, total, 11).round().astype(int))
     else:
         report = np.unique(np.asarray(steps, dtype=int))
         if report.size == 0 or report.min() < 0 or report.max() > total:
             raise InputError(f"report steps must lie in 0..{total}")
-    areas = cpt_point_areas(lr, all_steps, law.lam, state, replay_ratio)
+    curve_steps = _curve_steps(law, total, report)
+    history = law.needs_history
+    areas = cpt_point_areas(lr, curve_steps, law.lam, state, replay_ratio, history=history)
     z = NormalDist().inv_cdf(0.5 + level / 2)
-    general, general_curve = _forecast(law, "general", areas, report, z)
-    domain, _ = _forecast(law, "domain", areas, report, z)
+    report_index = np.searchsorted(curve_steps, report)
+    general, general_curve = _forecast(law, "general", areas, report_index, z, require_positive)
+    domain, _ = _forecast(law, "domain", areas, report_index, z, require_positive)
     general.steps = domain.steps = report.tolist()
-    turning_step = _turning_step(general_curve)
+    general_law, general_values = law.law("general"), np.asarray(law.general.values)
+
+    def general_at(steps: np.ndarray) -> np.ndarray:
+        points = cpt_point_areas(lr, steps, law.lam, state, replay_ratio, history=history)
+        return general_law.evaluate(general_values, points)
+
+    turning_step = _sampled_turning_step(curve_steps, general_curve, general_at)
     flags = coverage_flags(
         law,
         peak_lr=schedule.peak,
         replay_ratio=replay_ratio,
         steps=total,
-        checkpoint=name,
+        checkpoint=checkpoint,
         tokens_per_step=tokens_per_step,
     )
-    notes = list(law.notes)
     return Prediction(
         schedule=schedule.describe(),
         peak_lr=schedule.peak,
         steps=total,
         replay_ratio=replay_ratio,
-        checkpoint=name,
+        checkpoint=checkpoint,
         level=level,
         general=general,
         domain=domain,
         in_range=not flags,
         flags=flags,
-        notes=notes,
+        notes=list(law.notes),
         general_turning_step=turning_step,
         general_rise=float(general_curve[-1] - general_curve[0]),
     )

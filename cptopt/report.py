@@ -112,7 +112,7 @@ def _summary_table(law: FittedLaw) -> Table:
 def fit_report(law: FittedLaw) -> RenderableType:
     """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
     header = Text(
-        f"law '{law.form}', lambda = {law.lam:g}, replay terms: "
+        f"law '{law.form}', {law.memory}, replay terms: "
         f"{'yes' if law.replay_terms else 'no (replay fixed)'}, "
         f"PT history: {'known' if law.pretrain.known else 'unknown (black-box)'}"
     )
@@ -133,13 +133,13 @@ def fit_report(law: FittedLaw) -> RenderableType:
 
 def selection_table(law: FittedLaw) -> Table:
     table = Table(title="law variants (chosen by leave-one-pilot-out CV)", title_justify="left")
-    for column in ("variant", "lambda", "params", "CV general", "CV domain", "CV mean"):
+    for column in ("variant", "memory", "params", "CV general", "CV domain", "CV mean"):
         table.add_column(column, justify="right" if column != "variant" else "left")
     for row in law.selection:
         mark = " ✓" if row.get("chosen") else ""
         table.add_row(
             f"{row['form']}{mark}",
-            f"{row['lam']:g}",
+            "mpl" if row.get("annealing") == "mpl" else f"λ {row['lam']:g}",
             str(row["n_params"]),
             _percent(row.get("cv_general")),
             _percent(row.get("cv_domain")),

@@ -70,7 +70,7 @@ from cptopt._version import __version__
 from cptopt.areas import cpt_point_areas
 from cptopt.exceptions import InfeasibleError, InputError
 from cptopt.lawfile import FittedLaw
-from cptopt.predict import RANGE_TOLERANCE, coverage_flags, predict
+from cptopt.predict import RANGE_TOLERANCE, coverage_flags, predict_from_state
 from cptopt.schedules import Schedule
 
 SamplerName = Literal["tpe", "cmaes", "gp", "qmc"]
@@ -817,26 +817,21 @@ def _assess(
 ) -> Assessment:
     z = _z(level)
     steps = schedule.n_steps
-    named = not law.pretrain.known or checkpoint.label in law.pretrain.checkpoints
-    prediction = None
-    invalid: list[str] = []
-    if named:
-        try:
-            prediction = predict(
-                law,
-                schedule,
-                replay_ratio,
-                checkpoint=checkpoint.label if law.pretrain.known else None,
-                steps=[0, steps],
-                tokens_per_step=tokens_per_step,
-                level=level,
-            )
-        except InputError:
-            invalid = ["the law predicts a non-positive loss here: far outside what it can predict"]
-    if prediction is None:
-        prediction = _predict_from_state(law, schedule, replay_ratio, checkpoint, level)
-        if min(prediction.general.final, prediction.domain.final) <= 0:
-            invalid = ["the law predicts a non-positive loss here: far outside what it can predict"]
+    prediction = predict_from_state(
+        law,
+        schedule,
+        replay_ratio,
+        checkpoint.label,
+        checkpoint.state,
+        steps=[0, steps],
+        tokens_per_step=tokens_per_step,
+        level=level,
+        require_positive=False,
+    )
+    finals = (prediction.general.final, prediction.domain.final)
+    invalid = []
+    if not (np.isfinite(finals).all() and min(finals) > 0):
+        invalid = ["the law predicts a non-positive loss here: far outside what it can predict"]
     flags = invalid + coverage_flags(
         law,
         peak_lr=schedule.peak,
@@ -876,59 +871,6 @@ def _assess(
         violations=violations,
         in_range=not flags,
         flags=flags,
-    )
-
-
-def _predict_from_state(
-    law: FittedLaw,
-    schedule: Schedule,
-    replay_ratio: float,
-    checkpoint: CheckpointChoice,
-    level: float,
-) -> Any:
-    """Like :func:`predict` for a checkpoint given by PT step (not named in the law file)."""
-    from cptopt.predict import LossForecast, Prediction, _turning_step
-
-    z = _z(level)
-    lr = schedule.lr_array()
-    all_steps = np.arange(lr.size + 1)
-    areas = cpt_point_areas(lr, all_steps, law.lam, checkpoint.state, replay_ratio)
-    forecasts = {}
-    curves = {}
-    for vs in ("general", "domain"):
-        fit = law.set_fit(vs)
-        values = np.array([fit.values, *fit.jackknife])
-        curve = law.law(vs).evaluate(values, areas)
-        mean = curve[0]
-        logs = np.log(np.maximum(curve[1:], 1e-12))
-        n = logs.shape[0]
-        var = (n - 1) / n * ((logs - logs.mean(axis=0)) ** 2).sum(axis=0) if n >= 2 else 0 * mean
-        half = z * np.sqrt(var + fit.noise**2)
-        forecasts[vs] = LossForecast(
-            steps=[0, lr.size],
-            mean=[float(mean[0]), float(mean[-1])],
-            lower=[float(mean[0] * np.exp(-half[0])), float(mean[-1] * np.exp(-half[-1]))],
-            upper=[float(mean[0] * np.exp(half[0])), float(mean[-1] * np.exp(half[-1]))],
-            initial=float(mean[0]),
-            final=float(mean[-1]),
-            final_lower=float(mean[-1] * np.exp(-half[-1])),
-            final_upper=float(mean[-1] * np.exp(half[-1])),
-        )
-        curves[vs] = mean
-    return Prediction(
-        schedule=schedule.describe(),
-        peak_lr=schedule.peak,
-        steps=int(lr.size),
-        replay_ratio=replay_ratio,
-        checkpoint=checkpoint.label,
-        level=level,
-        general=forecasts["general"],
-        domain=forecasts["domain"],
-        in_range=True,
-        flags=[],
-        notes=[],
-        general_turning_step=_turning_step(curves["general"]),
-        general_rise=float(curves["general"][-1] - curves["general"][0]),
     )
 
 
@@ -1791,7 +1733,14 @@ def rank_candidates(
         choices.append(choice)
         lr = candidate.schedule.lr_array()
         finals.append(
-            cpt_point_areas(lr, np.array([lr.size]), law.lam, state, candidate.replay_ratio)
+            cpt_point_areas(
+                lr,
+                np.array([lr.size]),
+                law.lam,
+                state,
+                candidate.replay_ratio,
+                history=law.needs_history,
+            )
         )
     from cptopt.areas import Areas
 
@@ -1893,7 +1842,12 @@ def _candidate_violations(
             out.append(_violation_text("max_epochs", epochs - constraints.max_epochs, constraints))
     if constraints.max_general_rise is not None:
         start = cpt_point_areas(
-            np.zeros(1), np.array([0]), law.lam, choice.state, candidate.replay_ratio
+            np.zeros(1),
+            np.array([0]),
+            law.lam,
+            choice.state,
+            candidate.replay_ratio,
+            history=law.needs_history,
         )
         initial = float(law.law("general").evaluate(np.asarray(law.general.values), start)[0])
         excess = general_final - initial - constraints.max_general_rise

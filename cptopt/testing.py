@@ -26,7 +26,8 @@ def synthetic_pilots(
     form: str,
     values: dict[str, dict[str, float]],
     *,
-    lam: float = 0.999,
+    lam: float | None = 0.999,
+    annealing: str = "s2",
     configs: list[tuple[Schedule, float]] | None = None,
     pretrain: PretrainHistory | None = None,
     checkpoint_step: int = 3200,
@@ -36,7 +37,10 @@ def synthetic_pilots(
     """Pilot runs whose losses are the law ``form`` with ``values`` (per validation set).
 
     ``configs`` lists ``(schedule, replay_ratio)``; ``noise`` is a relative (log-normal) SD.
+    ``annealing="mpl"`` uses the multi-power annealing (``lam`` is then ignored).
     """
+    if annealing == "mpl":
+        lam = None
     if pretrain is None:
         pt_schedule = Schedule(
             family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80, decay_start_step=3200
@@ -60,10 +64,10 @@ def synthetic_pilots(
         lr = schedule.lr_array()
         steps = eval_steps(lr.size)
         state = pretrain.checkpoint_state(checkpoint, lam)
-        areas = cpt_point_areas(lr, steps, lam, state, replay)
+        areas = cpt_point_areas(lr, steps, lam, state, replay, history=annealing == "mpl")
         curves = {}
         for validation_set in ("general", "domain"):
-            law = make_law(form, validation_set, replay_terms, pretrain.known)
+            law = make_law(form, validation_set, replay_terms, pretrain.known, annealing)
             vector = np.array([values[validation_set][name] for name in law.names])
             loss = law.evaluate(vector, areas)
             if noise:

@@ -35,7 +35,7 @@ def test_fit_report_mentions_every_parameter_and_pilot(fitted_law):
         assert name in text
     for run in fitted_law.general.runs:
         assert run.name in text
-    assert f"lambda = {fitted_law.lam:g}" in text
+    assert fitted_law.memory in text
     chosen = next(row for row in fitted_law.selection if row["chosen"])
     assert f"{chosen['form']} ✓" in text
 

@@ -19,7 +19,7 @@ from cptopt.cli._common import (
 )
 from cptopt.exceptions import InputError
 from cptopt.fit import LawFitter
-from cptopt.law import FORMS, PAPER_LAMBDA
+from cptopt.law import ANNEALINGS, FORMS, PAPER_LAMBDA
 from cptopt.lawfile import DEFAULT_LAW_PATH
 from cptopt.report import fit_report
 from cptopt.runs import load_manifest
@@ -43,18 +43,29 @@ def fit_command(
         str,
         typer.Option(
             "--law",
-            help="Law form: 'auto' (choose form and lambda by leave-one-pilot-out CV on the "
-            "pilots), 'paper' (Eq. 4/Eq. 8 exactly, lambda 0.999 unless --lam), 'exp' "
+            help="Law form: 'auto' (choose the replay form and the annealing memory by "
+            "leave-one-pilot-out CV on the pilots), 'paper' (the paper's Eq. 4/Eq. 8 exactly: "
+            "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
             "(exponential replay terms), 'share' (annealing credit ~ own data share) or "
             "'mix' (share, and CPT steps count for the general power law by their data mix).",
+        ),
+    ] = "auto",
+    annealing: Annotated[
+        str,
+        typer.Option(
+            "--annealing",
+            help="Annealing memory: 's2' (the paper's m-recursion with factor lambda), 'mpl' "
+            "(multi-power: a drop's credit grows with the LR area trained since it) or "
+            "'auto' (both are candidates; CV decides).",
         ),
     ] = "auto",
     lam: Annotated[
         str | None,
         typer.Option(
             "--lam",
-            help="Annealing memory of the m-recursion, in (0, 1), or 'auto' (CV over "
-            "0.98/0.99/0.995/0.999). Default: auto, or 0.999 with --law paper.",
+            help="Lambda of the S2 memory, in (0, 1), or 'auto' (CV over "
+            "0.98/0.99/0.995/0.999). A number implies --annealing s2. Default: auto, or "
+            "0.999 with --law paper.",
             show_default=False,
         ),
     ] = None,
@@ -75,16 +86,20 @@ def fit_command(
     """Fit the CPT law to pilot runs and write it to a law file.
 
     Both validation sets (general and domain) get their own parameters. With --law auto
-    (the default) every variant is fitted and the one with the lowest leave-one-pilot-out
-    cross-validated error wins; the report shows that table. It then shows every parameter
+    (the default) the annealing memory (S2 at each lambda, or multi-power) and then the
+    replay form are chosen by leave-one-pilot-out cross-validated error on the pilots; the
+    report shows that table. It then shows every parameter
     with its jackknife standard error, the fit error of each pilot and its cross-validated
     error, and warnings (parameters at a bound, weakly identified terms, a single replay
     ratio). The law file is written atomically.
     """
     if law_form not in ("auto", *FORMS):
         raise InputError(f"--law == {law_form!r}, must be one of auto, {', '.join(FORMS)}")
+    if annealing not in ("auto", *ANNEALINGS):
+        raise InputError(f"--annealing == {annealing!r}, must be one of auto, s2, mpl")
     if lam is None:
-        lam_setting: float | str = PAPER_LAMBDA if law_form == "paper" else "auto"
+        paper_reference = law_form == "paper" and annealing in ("auto", "s2")
+        lam_setting: float | str = PAPER_LAMBDA if paper_reference else "auto"
     elif lam == "auto":
         lam_setting = "auto"
     else:
@@ -94,7 +109,12 @@ def fit_command(
             raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
     pilots = load_manifest(manifest)
     fitter = LawFitter(
-        form=law_form, lam=lam_setting, seed=seed, n_starts=starts, jackknife=jackknife
+        form=law_form,
+        lam=lam_setting,
+        annealing=annealing,
+        seed=seed,
+        n_starts=starts,
+        jackknife=jackknife,
     )
     with status(f"fitting {len(pilots.runs)} pilot runs"):
         law = fitter.fit(pilots).law_
