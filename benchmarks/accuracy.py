@@ -142,33 +142,43 @@ def summarise(per_run: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 
 def decision_scores(law, grid: list[str], manifest: dict, runs: dict, weights) -> list[dict]:
-    try:
-        predicted = {rid: predict_run(law, runs[rid], manifest[rid]) for rid in grid}
-    except cptopt.CptoptError as exc:
-        return [{"weights": list(w), "error": str(exc)} for w in weights]
+    """Rank the grid as ``cptopt recommend --candidates`` does, and score the ranking."""
+    from cptopt.search import Candidate, rank_candidates
+
+    candidates = [
+        Candidate(
+            name=rid,
+            schedule=cptopt.Schedule(family="custom", lr=tuple(runs[rid]["lr"].tolist())),
+            replay_ratio=float(manifest[rid]["replay_ratio"]),
+            checkpoint=manifest[rid]["start_checkpoint"] if law.pretrain.known else None,
+        )
+        for rid in grid
+    ]
     real = {rid: {loss: runs[rid]["curves"][loss][1][-1] for loss in LOSSES} for rid in grid}
     scores = []
     for w_general, w_domain in weights:
-        pred_obj = np.array(
-            [
-                w_general * predicted[r].general.final + w_domain * predicted[r].domain.final
-                for r in grid
-            ]
-        )
+        try:
+            ranking = rank_candidates(law, candidates, (w_general, w_domain))
+        except cptopt.CptoptError as exc:
+            scores.append({"weights": [w_general, w_domain], "error": str(exc)})
+            continue
+        by_name = {score.name: score for score in ranking.candidates}
+        pred_obj = np.array([by_name[rid].assessment.objective for rid in grid])
         real_obj = np.array(
             [w_general * real[r]["general"] + w_domain * real[r]["domain"] for r in grid]
         )
-        chosen = int(np.argmin(pred_obj))
-        regret = float(real_obj[chosen] - real_obj.min())
-        tau = float(kendalltau(pred_obj, real_obj).statistic)
+        chosen = ranking.candidates[0].name
+        best = grid[int(np.argmin(real_obj))]
+        regret = float(real_obj[grid.index(chosen)] - real_obj.min())
         scores.append(
             {
                 "weights": [w_general, w_domain],
-                "predicted_best": grid[chosen],
-                "real_best": grid[int(np.argmin(real_obj))],
+                "predicted_best": chosen,
+                "real_best": best,
                 "regret": regret,
                 "regret_rel": regret / float(real_obj.min()),
-                "kendall_tau": tau,
+                "kendall_tau": float(kendalltau(pred_obj, real_obj).statistic),
+                "p_best_of_real_best": by_name[best].probability_best,
             }
         )
     return scores

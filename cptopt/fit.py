@@ -385,12 +385,12 @@ class SetResult:
         """Mean |relative error| of each pilot's curve when it is left out."""
         return {run: float(np.abs(errors).mean()) for run, errors in self.held_out.items()}
 
-    @property
-    def cv_rms(self) -> float | None:
-        """Root mean square of the log errors of every left-out point."""
-        if not self.held_out:
+    def cv_rms(self, runs: list[int] | None = None) -> float | None:
+        """Root mean square of the log errors of the left-out points (of ``runs``, or all)."""
+        held = [errors for run, errors in self.held_out.items() if runs is None or run in runs]
+        if not held:
             return None
-        errors = np.log1p(np.concatenate(list(self.held_out.values())))
+        errors = np.log1p(np.concatenate(held))
         return float(np.sqrt(np.mean(errors**2)))
 
 
@@ -967,7 +967,10 @@ def _set_fit(result: SetResult, pilots: PilotSet, with_jackknife: bool):
         mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
         huber_cost=best.cost,
         cv_error=result.cv_error,
-        cv_rms=result.cv_rms,
+        # The interval scale: held-out error where a prediction stays inside the pilots'
+        # replay range (as a decision's candidates do); leaving out the only pilot at a
+        # replay ratio measures replay extrapolation, which the jackknife spread covers.
+        cv_rms=result.cv_rms(memory_folds(pilots) or None),
         runs=run_fits,
         at_bound=bound_names,
         weakly_identified=weak,

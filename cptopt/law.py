@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from cptopt.areas import Areas
+from cptopt.areas import Areas, DropHistory
 
 #: The paper's annealing-memory factor (cpt-law.md §1).
 PAPER_LAMBDA = 0.999
@@ -447,64 +447,41 @@ class MultiPowerAnnealing:
         return True
 
     @staticmethod
-    def _pairs(areas: Areas):
+    def _pairs(areas: Areas) -> DropHistory:
         if areas.history is None:
             raise ValueError("the 'mpl' annealing needs the drop history (Areas.history)")
-        return areas.history
+        return areas.history.by_phase
 
     @staticmethod
-    def _sum(history, contribution: np.ndarray, select: np.ndarray) -> np.ndarray:
-        """Per-point sums of ``contribution`` (``(..., m)``) over the selected pairs."""
-        lead = contribution.shape[:-1]
-        n = history.n_points
-        if not select.any():
-            sums = np.zeros((*lead, n))
-        else:
-            flat = contribution[..., select].reshape(-1, int(select.sum()))
-            rows = flat.shape[0]
-            index = history.point[select][None, :] + n * np.arange(rows)[:, None]
-            sums = np.bincount(index.ravel(), flat.ravel(), minlength=rows * n)
-            sums = sums.reshape(*lead, n)
-        if history.index is not None:
-            sums = sums[..., history.index]
-        return sums
-
-    def _kernel(self, shape: dict[str, np.ndarray], history) -> tuple[np.ndarray, np.ndarray]:
-        """``x = rate * lr^-gamma * area`` and ``g(zeta, x)`` per pair, ``(..., m)``."""
-        x = shape["rate"] * np.exp(-shape["gamma"] * np.log(history.lr)) * history.area
-        return x, _shift_g(shape["zeta"], x)
+    def _kernel(shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
+        """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair."""
+        x = shape["rate"] * np.exp(-shape["gamma"] * history.log_lr) * history.area
+        log_term = np.log1p(x)
+        return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
 
     def annealing_amounts(
         self, shape: dict[str, np.ndarray], areas: Areas
     ) -> tuple[np.ndarray, np.ndarray]:
         history = self._pairs(areas)
-        _, g = self._kernel(shape, history)
-        contribution = history.drop * g
-        return (
-            self._sum(history, contribution, ~history.cpt),
-            self._sum(history, contribution, history.cpt),
-        )
+        _, _, g = self._kernel(shape, history)
+        return history.phase_sums(history.drop * g)
 
     def annealing_derivatives(
         self, named: dict[str, float], areas: Areas
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         history = self._pairs(areas)
-        x, g = self._kernel(named, history)
+        x, log_term, g = self._kernel(named, history)
         zeta = named["zeta"]
-        log_term = np.log1p(x)
         dg_dx = np.exp(-(zeta + 1.0) * log_term)  # (1 + x)^-(zeta + 1)
-        per_pair = {
-            "rate": history.drop * dg_dx * x / named["rate"],
-            "gamma": -history.drop * dg_dx * x * np.log(history.lr),
-            "zeta": history.drop * (log_term * np.exp(-zeta * log_term) - g) / zeta,
-        }
-        return {
-            name: (
-                self._sum(history, values, ~history.cpt),
-                self._sum(history, values, history.cpt),
-            )
-            for name, values in per_pair.items()
-        }
+        per_pair = np.stack(
+            [
+                history.drop * dg_dx * x / named["rate"],
+                -history.drop * dg_dx * x * history.log_lr,
+                history.drop * (log_term * np.exp(-zeta * log_term) - g) / zeta,
+            ]
+        )
+        pt, cpt = history.phase_sums(per_pair)
+        return {name: (pt[i], cpt[i]) for i, name in enumerate(("rate", "gamma", "zeta"))}
 
 
 #: Law forms by name (``--law``).

@@ -70,7 +70,8 @@ class SetFit(BaseModel):
     )
     cv_rms: float | None = Field(
         default=None,
-        description="RMS log error of every left-out curve point (sets the interval scale)",
+        description="RMS log error of the left-out curve points of the pilots whose replay "
+        "ratio another pilot shares, or of all pilots (sets the interval scale)",
     )
     runs: list[RunFit]
     at_bound: list[str]

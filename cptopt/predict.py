@@ -2,8 +2,10 @@
 
 Intervals combine two computed sources of error (nothing is assumed):
 - how wrong the law is on a run it has not seen: the RMS log error of the pilots' curves
-  when each is left out of the fit (``cv_rms``, from the fit). It holds the eval noise, the
-  law's misfit and the parameter uncertainty at configurations like the pilots';
+  when each is left out of the fit (``cv_rms``, from the fit), over the pilots whose replay
+  ratio another pilot shares (leaving out the only pilot at a ratio is an extrapolation in
+  replay, covered by the next term). It holds the eval noise, the law's misfit and the
+  parameter uncertainty at configurations like the pilots';
 - how much less the fit knows here than at the pilots: the jackknife spread of this
   prediction over the laws refitted with one pilot left out, which grows away from them.
 Both are on the log scale; the interval is ``pred * exp(+-z * sqrt(cv_rms^2 + jackknife^2))``.

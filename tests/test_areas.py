@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cptopt.areas import (
+    Areas,
     annealing_momentum,
     cpt_areas,
     cpt_point_areas,
@@ -124,3 +125,127 @@ def test_filter_batches_along_the_last_axis():
     batched = first_order_filter(drive, 0.9, np.array([0.0, 1.0, 2.0]))
     for row in range(3):
         np.testing.assert_allclose(batched[row], first_order_filter(drive[row], 0.9, float(row)))
+
+
+# --------------------------------------------------------------------- drop history (mpl)
+
+
+def reference_drop_sums(pt_lr, pt_warmup, checkpoint, cpt_lr, steps, kernel):
+    """Plain loops: sum over every earlier drop d_k of d_k * kernel(lr_k, area since k).
+
+    Drops as for the m-recursion: from the end of the PT warmup, the PT->CPT boundary is
+    one more drop (``eta_ckpt - eta_1``), CPT re-warmup steps are negative drops.
+    """
+    history = list(pt_lr[:checkpoint]) + list(cpt_lr)
+    drops = [0.0] * len(history)
+    for i in range(pt_warmup + 1, len(history)):
+        drops[i] = history[i - 1] - history[i]
+    if checkpoint == 0 and cpt_lr:
+        drops[0] = 0.0  # black-box mode: no PT history (the caller adds the boundary drop)
+    out_pt, out_cpt = [], []
+    for step in steps:
+        t = checkpoint + step
+        pt_sum = cpt_sum = 0.0
+        for k in range(t):
+            if drops[k] == 0.0:
+                continue
+            area = sum(history[k:t])
+            value = drops[k] * kernel(history[k], area)
+            if k >= checkpoint:
+                cpt_sum += value
+            else:
+                pt_sum += value
+        out_pt.append(pt_sum)
+        out_cpt.append(cpt_sum)
+    return np.array(out_pt), np.array(out_cpt)
+
+
+def kernel_sums(history, kernel):
+    per_pair = history.drop * kernel(history.lr, history.area)
+    return history.phase_sums(per_pair)
+
+
+def power_kernel(lr, area, rate=40.0, gamma=0.4, zeta=0.3):
+    x = rate * np.power(lr, -gamma) * area
+    return (1 - (1 + x) ** -zeta) / zeta
+
+
+@pytest.mark.parametrize(
+    ("pt", "warmup", "checkpoint", "cpt"),
+    [
+        # unannealed checkpoint, re-warmup from 0, WSD decay
+        ([0.5, 1.0] + [1.0] * 6, 2, 8, [0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.05, 0.2]),
+        # annealed checkpoint (PT decayed to 0): the re-warmup gives negative drops
+        ([0.5, 1.0] + [1.0] * 4 + [0.75, 0.5, 0.25, 0.1], 2, 10, [0.5, 1.0, 1.0, 0.7]),
+        # checkpoint in the middle of the PT decay
+        ([0.5, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.1], 2, 6, [0.3, 0.3, 0.15]),
+    ],
+)
+def test_drop_history_is_the_plain_loop_sum_for_short_histories(pt, warmup, checkpoint, cpt):
+    """Fewer than HISTORY_EXACT_AGE updates: every drop is its own pair, sums are exact."""
+    state = pretrain_areas(np.array(pt), warmup, None).state_at(checkpoint)
+    steps = np.arange(len(cpt) + 1)
+    areas = cpt_point_areas(np.array(cpt), steps, None, state, 0.25, history=True)
+    pt_sum, cpt_sum = kernel_sums(areas.history, power_kernel)
+    ref_pt, ref_cpt = reference_drop_sums(pt, warmup, checkpoint, cpt, steps, power_kernel)
+    np.testing.assert_allclose(pt_sum, ref_pt, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(cpt_sum, ref_cpt, rtol=1e-12, atol=1e-15)
+    assert areas.s2_cpt.tolist() == [0.0] * steps.size  # lam None: no m-recursion
+
+
+def test_drop_history_of_an_unknown_pt_history_starts_at_the_boundary():
+    cpt = np.array([0.5, 1.0, 1.0, 0.5])
+    state = unknown_checkpoint(final_lr=0.2)
+    history = cpt_point_areas(cpt, np.array([0, 2, 4]), None, state, 0.0, history=True).history
+    pt_sum, cpt_sum = kernel_sums(history, power_kernel)
+    assert pt_sum.tolist() == [0.0, 0.0, 0.0]
+    boundary = 0.2 - 0.5  # the PT's final LR to the first CPT LR: a rise
+    expected_2 = boundary * power_kernel(0.5, 1.5) + (0.5 - 1.0) * power_kernel(1.0, 1.0)
+    assert cpt_sum[1] == pytest.approx(expected_2, rel=1e-12)
+
+
+def test_binned_history_of_long_runs_stays_within_1e4_of_the_exact_sum():
+    """A 4,000-step PT (WSD, decay to 0) then a 2,000-step cosine CPT: bins vs every drop."""
+    from cptopt.schedules import Schedule
+
+    pt = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80, decay_start_step=3200)
+    cpt = Schedule(family="cosine", peak_lr=2e-3, steps=2000, warmup_steps=40).lr_array()
+    pt_lr = pt.lr_array()
+    state = pretrain_areas(pt_lr, 80, None).state_at(4000)
+    steps = np.array([0, 10, 40, 100, 500, 1000, 1500, 1990, 2000])
+    history = cpt_point_areas(cpt, steps, None, state, 0.25, history=True).history
+    full = np.concatenate([pt_lr, cpt])
+    drops = np.zeros_like(full)
+    drops[81:] = full[80:-1] - full[81:]
+    cum = np.concatenate([[0.0], np.cumsum(full)])
+    assert history.point.size < 0.2 * sum(int((drops[: 4000 + s] != 0).sum()) for s in steps)
+    for rate, gamma, zeta in [(300.0, 0.0, 0.05), (36.0, 0.4, 0.05), (7.5, 0.46, 0.17)]:
+
+        def kernel(lr, area, rate=rate, gamma=gamma, zeta=zeta):
+            return power_kernel(lr, area, rate, gamma, zeta)
+
+        binned = np.add(*kernel_sums(history, kernel))
+        exact = []
+        for s in steps:
+            t = 4000 + s
+            k = np.flatnonzero(drops[:t])
+            exact.append(
+                float((drops[k] * kernel(np.maximum(full[k], 2e-9), cum[t] - cum[k])).sum())
+            )
+        exact = np.array(exact)
+        assert np.abs(binned - exact).max() <= 1e-4 * np.abs(exact).max()
+
+
+def test_history_follows_take_and_concatenate():
+    pt = np.array([0.5, 1.0, 1.0, 1.0, 0.5, 0.25])
+    state = pretrain_areas(pt, 2, None).state_at(6)
+    one = cpt_point_areas(np.array([0.5, 1.0, 0.5]), np.arange(4), None, state, 0.0, history=True)
+    two = cpt_point_areas(np.array([1.0, 0.2]), np.arange(3), None, state, 0.5, history=True)
+    both = Areas.concatenate([one, two])
+    sums = np.add(*kernel_sums(both.history, power_kernel))
+    separate = np.concatenate([np.add(*kernel_sums(a.history, power_kernel)) for a in (one, two)])
+    np.testing.assert_allclose(sums, separate, rtol=1e-12)
+    picked = both.take(np.array([1, 4, 6]))
+    np.testing.assert_allclose(
+        np.add(*kernel_sums(picked.history, power_kernel)), separate[[1, 4, 6]], rtol=1e-12
+    )

@@ -224,6 +224,10 @@ def test_bad_options(workspace):
     assert_one_line_error(invoke("fit", manifest, "--law", "magic"), "--law")
     assert_one_line_error(invoke("fit", manifest, "--lam", "1.5", "--law", "exp"), "lam")
     assert_one_line_error(invoke("fit", manifest, "--lam", "soon"), "--lam")
+    assert_one_line_error(invoke("fit", manifest, "--annealing", "magic"), "--annealing")
+    assert_one_line_error(
+        invoke("fit", manifest, "--annealing", "mpl", "--lam", "0.99"), "lam", "mpl"
+    )
 
 
 def test_law_file_of_another_schema_version(tmp_path, law_file):

@@ -66,6 +66,40 @@ def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
     np.testing.assert_allclose(prediction.domain.mean, truth.runs[0].domain.values, rtol=1e-4)
 
 
+TRUE_MPL = {
+    "general": {
+        **{k: v for k, v in TRUE["general"].items() if k not in ("C1", "C2")},
+        "C1": 20.0,
+        "C2": 30.0,
+        "rate": 300.0,
+        "gamma": 0.2,
+        "zeta": 0.3,
+    },
+    "domain": {
+        **{k: v for k, v in TRUE["domain"].items() if k not in ("C1", "C2")},
+        "C1": 15.0,
+        "C2": 20.0,
+        "rate": 40.0,
+        "gamma": 0.6,
+        "zeta": 0.2,
+    },
+}
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_recovers_a_multi_power_law_from_two_starts(seed):
+    """Checkpoint in the PT decay, so the PT credit (C1) is identified too."""
+    pilots = synthetic_pilots("exp", TRUE_MPL, annealing="mpl", checkpoint_step=3600)
+    law = LawFitter(form="exp", annealing="mpl", seed=seed, jackknife=False).fit(pilots).law_
+    assert law.annealing == "mpl" and law.lam is None
+    for validation_set in ("general", "domain"):
+        fitted = law.set_fit(validation_set)
+        recovered = dict(zip(fitted.parameter_names, fitted.values, strict=True))
+        assert set(recovered) == set(TRUE_MPL[validation_set])
+        for name, truth in TRUE_MPL[validation_set].items():
+            assert recovered[name] == pytest.approx(truth, rel=1e-4), name
+
+
 def test_same_seed_same_law(synthetic):
     noisy = synthetic_pilots("exp", TRUE, lam=0.99, noise=0.004, seed=1)
     first = LawFitter(form="exp", lam=0.99, seed=3).fit(noisy).law_
@@ -112,6 +146,26 @@ def test_invalid_settings_are_input_errors(synthetic):
         LawFitter(form="nonsense", lam=0.99).fit(synthetic)
 
 
+def test_memory_folds_are_the_pilots_sharing_a_replay_ratio(synthetic):
+    from cptopt.fit import memory_folds
+
+    # replay ratios 0.25, 0.25, 0.25, 0.0, 0.5: leaving out 0.0 or 0.5 is a replay extrapolation
+    assert memory_folds(synthetic) == [0, 1, 2]
+    distinct = synthetic.subset([run.name for run in synthetic.runs][2:])
+    assert memory_folds(distinct) == []  # fewer than 2 qualify: every fold counts
+
+
+def test_auto_compares_every_memory_then_the_forms(unannealed_manifest):
+    law = fit(unannealed_manifest, n_starts=2)
+    memories = {(row["annealing"], row["lam"]) for row in law.selection if row["form"] == "exp"}
+    assert memories == {("s2", 0.98), ("s2", 0.99), ("s2", 0.995), ("s2", 0.999), ("mpl", None)}
+    stage_one = [row for row in law.selection if row["form"] == "exp"]
+    best = min(stage_one, key=lambda row: row["cv_memory"])
+    chosen = next(row for row in law.selection if row["chosen"])
+    assert (chosen["annealing"], chosen["lam"]) == (best["annealing"], best["lam"])
+    assert (law.annealing, law.lam) == (best["annealing"], best["lam"])
+
+
 def test_cv_folds_group_beyond_the_maximum():
     assert cv_folds([0, 1, 2]) == [[0], [1], [2]]
     folds = cv_folds(list(range(25)), max_folds=10)
@@ -142,17 +196,29 @@ def test_real_pilots_fit_quality(fitted_law):
     chosen = [row for row in fitted_law.selection if row["chosen"]]
     assert len(chosen) == 1 and chosen[0]["form"] == fitted_law.form
     assert {row["form"] for row in fitted_law.selection} == {"paper", "exp", "share", "mix"}
+    # The multi-power memory fits the cosine and the WSD pilots at once (S2: ~2-3 % off on
+    # the cosine pilot's final loss); measured mean in-sample error 0.54 % / 0.49 %.
+    if fitted_law.annealing == "mpl":
+        for fitted in (fitted_law.general, fitted_law.domain):
+            assert fitted.mean_abs_error < 0.007
+            assert all(abs(run.final_error) < 0.02 for run in fitted.runs)
 
 
 def test_real_held_out_targets(fitted_law, data_dir):
-    """Held-out runs of the unannealed scenario (1,000 steps, inside the pilots' LR range)."""
+    """Held-out runs of the unannealed scenario: other LR x replay cells, 2,000-step runs and
+    other schedules, inside the pilots' LR range. Measured (python benchmarks/accuracy.py):
+    mean curve error 0.79 % (general) and 0.58 % (domain); the bound leaves room for noise."""
     import csv
 
     errors = []
     for run_id in (
+        "code_U_lr0.3x_r00_wsd_1000",
         "code_U_lr0.3x_r10_wsd_1000",
+        "code_U_lr0.3x_r50_wsd_1000",
         "code_U_lr1x_r10_wsd_1000",
         "code_U_lr1x_r25_wsd_1000",
+        "code_U_lr1x_r25_cos_2000",
+        "code_U_lr1x_r25_const_2000",
     ):
         with (data_dir / "runs" / f"{run_id}.csv").open() as handle:
             rows = list(csv.DictReader(handle))
@@ -166,10 +232,12 @@ def test_real_held_out_targets(fitted_law, data_dir):
         prediction = predict(
             fitted_law, Schedule(family="custom", lr=lr), replay, steps=[s for s, _, _ in evals]
         )
-        assert prediction.in_range
+        assert prediction.in_range == (len(lr) <= 1000)  # 2,000 steps: beyond the pilots
         for forecast, column in ((prediction.domain, 1), (prediction.general, 2)):
             errors += [abs(p / e[column] - 1) for p, e in zip(forecast.mean, evals, strict=True)]
-    assert np.mean(errors) < 0.025
+            final = forecast.final / evals[-1][column] - 1
+            assert abs(final) < 0.025, run_id
+    assert np.mean(errors) < 0.012
 
 
 def test_fit_accepts_a_manifest_path(unannealed_manifest):

@@ -147,3 +147,87 @@ def test_evaluate_is_vectorised_over_parameter_sets():
     assert together.shape == (2, 3)
     np.testing.assert_allclose(together[1], law.evaluate(base * 1.01, areas))
     assert math.isfinite(float(together.sum()))
+
+
+# ----------------------------------------------------------------- multi-power annealing
+
+
+def mpl_areas(known: bool = True) -> Areas:
+    """Points of three real-shaped runs, with their drop histories."""
+    from cptopt.areas import cpt_point_areas, pretrain_areas, unknown_checkpoint
+    from cptopt.schedules import Schedule
+
+    pt = Schedule(family="wsd", peak_lr=2e-3, steps=600, warmup_steps=20, decay_start_step=400)
+    history = pretrain_areas(pt.lr_array(), 20, None)
+    runs = [
+        (Schedule(family="cosine", peak_lr=2e-3, steps=300, warmup_steps=6), 600, 0.25),
+        (Schedule(family="wsd", peak_lr=6e-4, steps=300, warmup_steps=6), 400, 0.0),
+        (Schedule(family="constant", peak_lr=3e-3, steps=200, warmup_steps=4), 400, 0.5),
+    ]
+    parts = []
+    for schedule, checkpoint, replay in runs:
+        state = history.state_at(checkpoint) if known else unknown_checkpoint()
+        steps = np.arange(0, schedule.n_steps + 1, 20)
+        parts.append(cpt_point_areas(schedule.lr_array(), steps, None, state, replay, history=True))
+    return Areas.concatenate(parts)
+
+
+MPL_VALUES = {
+    "L0": 1.5, "A": 1.6, "alpha": 1.0, "C1": 30.0, "C2": 40.0, "rate": 50.0, "gamma": 0.3,
+    "zeta": 0.2, "E": 1000.0, "beta": 0.2, "a1": 0.5, "a2": 3.0, "kappa": 0.4, "S1pt": 5.0,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("validation_set", ["general", "domain"])
+@pytest.mark.parametrize("known", [True, False])
+def test_mpl_jacobian_matches_finite_differences(form, validation_set, known):
+    law = make_law(form, validation_set, True, known, annealing="mpl")
+    assert law.needs_history and {"rate", "gamma", "zeta"} <= set(law.names)
+    areas = mpl_areas(known)
+    bbeta = 0.05 if validation_set == "general" else -0.1
+    values = np.array([{**MPL_VALUES, "Bbeta": bbeta}[name] for name in law.names])
+    prediction, jac = law.jacobian(values, areas)
+    np.testing.assert_allclose(prediction, law.evaluate(values, areas), rtol=1e-12)
+    for column in range(values.size):
+        step = 1e-6 * max(abs(values[column]), 1e-3)
+        up, down = values.copy(), values.copy()
+        up[column] += step
+        down[column] -= step
+        numeric = (law.evaluate(up, areas) - law.evaluate(down, areas)) / (2 * step)
+        np.testing.assert_allclose(
+            jac[:, column], numeric, rtol=1e-5, atol=1e-8, err_msg=law.names[column]
+        )
+
+
+def test_mpl_credit_by_hand_for_one_drop():
+    """One LR drop, then constant: C2 * drop * g(zeta, rate * lr^-gamma * area since)."""
+    from cptopt.areas import cpt_point_areas, unknown_checkpoint
+
+    law = make_law("exp", "domain", False, False, annealing="mpl")
+    lr = np.array([1e-3, 1e-3, 5e-4, 5e-4, 5e-4])  # drops 5e-4 at step 3
+    areas = cpt_point_areas(lr, np.array([5]), None, unknown_checkpoint(1e-3), 0.0, history=True)
+    named = {"rate": 100.0, "gamma": 0.5, "zeta": 0.3}
+    shape = {name: np.array([value]) for name, value in named.items()}
+    _, amount = law.annealing_amounts(shape, areas)
+    x = 100.0 * (5e-4) ** -0.5 * (3 * 5e-4)
+    assert float(amount[0]) == pytest.approx(5e-4 * (1 - (1 + x) ** -0.3) / 0.3, rel=1e-12)
+
+
+def test_mpl_saturation_power_is_smooth_at_zero():
+    """zeta -> 0 gives the log kernel: the reparametrised g has no 0/0 there."""
+    from cptopt.law import _shift_g
+
+    x = np.array([1e-3, 0.5, 40.0])
+    np.testing.assert_allclose(_shift_g(np.array(1e-9), x), np.log1p(x), rtol=1e-7)
+
+
+def test_share_credit_is_continuous_in_a1_at_zero_replay():
+    """The general credit at r = 0 tends to its a1 = 0 value: no jump as a1 leaves 0."""
+    law = make_law("share", "general", True, True)
+    replay = np.array([0.0, 0.1, 0.5])
+    at_zero, _ = law.replay_multipliers({"a1": np.array(0.0), "a2": np.array(1.0)}, replay)
+    tiny, _ = law.replay_multipliers({"a1": np.array(1e-9), "a2": np.array(1.0)}, replay)
+    np.testing.assert_allclose(tiny, at_zero, rtol=1e-8)
+    one, _ = law.replay_multipliers({"a1": np.array(1.0), "a2": np.array(1.0)}, replay)
+    assert one[0] < 0.03 < one[1]  # a little replay restores most of the credit

@@ -57,7 +57,19 @@ def test_unit_shape_is_exactly_the_schedule_array() -> None:
         )
 
 
-def test_vectorised_final_losses_match_predict(fitted_law) -> None:
+@pytest.fixture(scope="module", params=["s2", "mpl"])
+def law_per_memory(request, unannealed_manifest):
+    """The real pilots under each annealing memory (the two search paths)."""
+    from cptopt import fit
+
+    law = fit(unannealed_manifest, form="exp", annealing=request.param, n_starts=2)
+    assert law.annealing == request.param
+    return law
+
+
+def test_vectorised_final_losses_match_predict(law_per_memory) -> None:
+    """Both search paths (S2 closed form, scaled multi-power history) equal ``predict``."""
+    fitted_law = law_per_memory
     name, state = fitted_law.checkpoint_state(None)
     evaluator = Evaluator(fitted_law, [CheckpointChoice(name, state, None, None, True)], 0.4, 0.6)
     rng = np.random.default_rng(0)
