@@ -17,6 +17,7 @@ so the same script scores any folder in the layout of ``examples/data/cpt-code``
 
     python benchmarks/accuracy.py                       # bundled data, --law paper and auto
     python benchmarks/accuracy.py --data DIR --law auto --format json
+    python benchmarks/accuracy.py --format markdown     # the README's tables
 """
 
 from __future__ import annotations
@@ -324,6 +325,57 @@ def print_table(results: list[dict], floor: dict) -> None:
     )
 
 
+def print_markdown(results: list[dict], floor: dict) -> None:
+    """The same numbers as :func:`print_table`, as Markdown tables (for the README)."""
+    print(
+        "| scenario | law | chosen | loss | curve mean | curve worst | final mean | final worst "
+        "| 90 % cover | extrap. final mean | extrap. final worst |"
+    )
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for result in results:
+        for loss in LOSSES:
+            t, e = result["targets"][loss], result["extrapolation"].get(loss)
+            cells = [
+                result["scenario"],
+                result["law"],
+                _variant(result["chosen"]),
+                loss,
+                pct(t["curve_mean"]),
+                pct(t["curve_worst"]),
+                pct(t["final_mean"]),
+                pct(t["final_worst"]),
+                pct(t["coverage_90"]),
+                pct(e["final_mean"]) if e else "-",
+                pct(e["final_worst"]) if e else "-",
+            ]
+            print("| " + " | ".join(cells) + " |")
+    print()
+    print("| scenario | law | weights | predicted best | real best | regret | Kendall tau |")
+    print("|---|---|---|---|---|---:|---:|")
+    for result in results:
+        for row in result["decision"]:
+            weights = ",".join(f"{w:g}" for w in row["weights"])
+            if "error" in row:
+                print(f"| {result['scenario']} | {result['law']} | {weights} | failed | | | |")
+                continue
+            print(
+                f"| {result['scenario']} | {result['law']} | {weights} | {row['predicted_best']} "
+                f"| {row['real_best']} | {row['regret']:.4f} ({pct(row['regret_rel'])}) "
+                f"| {row['kendall_tau']:.3f} |"
+            )
+    print()
+    print(
+        "Noise floor (seed replicate): "
+        + "; ".join(
+            f"{loss} curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
+            for loss in LOSSES
+        )
+        + ". Extrapolation targets flagged out of range: "
+        + ", ".join(f"{r['scenario']}/{r['law']} {r['extrapolation_flagged']}" for r in results)
+        + "."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -338,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario", action="append", help="scenario(s) of protocol.json (default: all)"
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     args = parser.parse_args(argv)
     data = args.data
     protocol = json.loads((data / "protocol.json").read_text())
@@ -360,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             {"data": str(data), "results": results, "noise_floor": floor}, sys.stdout, indent=1
         )
         sys.stdout.write("\n")
+    elif args.format == "markdown":
+        print_markdown(results, floor)
     else:
         print_table(results, floor)
     return 0

@@ -1,6 +1,7 @@
 """Speed of ``cptopt.fit`` against a plain scipy baseline, measured in the same run.
 
-Fits the same law (same form, lambda, data and Huber objective on log residuals) two ways:
+Fits the same law (same form, annealing memory, data and Huber objective on log residuals)
+two ways, for each memory (S2 with lambda 0.995, and the multi-power memory):
 - cptopt: ``LawFitter`` (variable-projection screening, TRF with the analytic Jacobian);
 - baseline: ``scipy.optimize.minimize(method="L-BFGS-B")`` with numerical gradients from
   the same number of random starts (uniform in the bounds; log-uniform for scale
@@ -36,7 +37,9 @@ fit_module = importlib.import_module("cptopt.fit")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data" / "cpt-code"
-FORM, LAM, STARTS = "exp", 0.995, 3
+FORM, STARTS = "exp", 3
+#: The memories compared: (label, LawFitter settings).
+MEMORIES = (("S2 lambda 0.995", {"lam": 0.995}), ("multi-power", {"annealing": "mpl"}))
 
 
 def all_runs_manifest(folder: Path) -> Path:
@@ -61,13 +64,16 @@ def all_runs_manifest(folder: Path) -> Path:
     return path
 
 
-def baseline_fit(pilots, seed: int = 0) -> tuple[float, float]:
+def baseline_fit(pilots, memory: dict, seed: int = 0) -> tuple[float, float]:
     """Plain multi-start L-BFGS-B with numerical gradients; returns (seconds, total cost)."""
     started = time.perf_counter()
     total = 0.0
+    annealing = memory.get("annealing", "s2")
     for offset, validation_set in enumerate(("general", "domain")):
-        law = fit_module.make_law_for(FORM, validation_set, pilots, replay_terms=True)
-        data = fit_module.collect_points(pilots, validation_set, LAM)
+        law = fit_module.make_law_for(FORM, validation_set, pilots, True, annealing)
+        data = fit_module.collect_points(
+            pilots, validation_set, memory.get("lam"), history=law.needs_history
+        )
         problem = fit_module._Problem(law, data, 1e-3)
         rng = np.random.default_rng([seed, offset])
         best = np.inf
@@ -109,30 +115,32 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label, manifest in cases.items():
             pilots = cptopt.load_manifest(manifest)
-            with threadpool_limits(limits=1):
-                base_seconds, base_cost = best_of(args.repeat, baseline_fit, pilots)
-            ours_seconds, ours_cost, _ = best_of(
-                args.repeat,
-                cptopt_fit,
-                pilots,
-                form=FORM,
-                lam=LAM,
-                n_starts=STARTS,
-                jackknife=False,
-            )
             full_seconds, _, law = best_of(args.repeat, cptopt_fit, pilots)
-            rows.append(
-                {
-                    "case": label,
-                    "baseline_s": base_seconds,
-                    "cptopt_s": ours_seconds,
-                    "ratio": ours_seconds / base_seconds,
-                    "baseline_cost": base_cost,
-                    "cptopt_cost": ours_cost,
-                    "default_fit_s": full_seconds,
-                    "default_fit_variant": f"{law.form} lambda={law.lam:g}",
-                }
-            )
+            for memory_label, memory in MEMORIES:
+                with threadpool_limits(limits=1):
+                    base_seconds, base_cost = best_of(args.repeat, baseline_fit, pilots, memory)
+                ours_seconds, ours_cost, _ = best_of(
+                    args.repeat,
+                    cptopt_fit,
+                    pilots,
+                    form=FORM,
+                    n_starts=STARTS,
+                    jackknife=False,
+                    **memory,
+                )
+                rows.append(
+                    {
+                        "case": label,
+                        "memory": memory_label,
+                        "baseline_s": base_seconds,
+                        "cptopt_s": ours_seconds,
+                        "ratio": ours_seconds / base_seconds,
+                        "baseline_cost": base_cost,
+                        "cptopt_cost": ours_cost,
+                        "default_fit_s": full_seconds,
+                        "default_fit_variant": f"{law.form}, {law.memory}",
+                    }
+                )
     if args.format == "json":
         json.dump({"cores": os.cpu_count(), "rows": rows}, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -142,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(
         title=f"fit time, best of {args.repeat} ({os.cpu_count()} cores); law {FORM}, "
-        f"lambda {LAM}, {STARTS} starts, both validation sets",
+        f"{STARTS} starts, both validation sets",
         title_justify="left",
     )
     for column in (
         "case",
+        "memory",
         "scipy L-BFGS-B",
         "cptopt",
         "ratio",
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         table.add_row(
             row["case"],
+            row["memory"],
             f"{row['baseline_s']:.2f} s",
             f"{row['cptopt_s']:.2f} s",
             f"{row['ratio']:.2f}",

@@ -383,6 +383,8 @@ def drop_history(
     band = np.floor(relative / HISTORY_LOG_LR_BAND)
     sign = np.sign(drops)
     band_starts = np.flatnonzero((np.diff(band) != 0) | (np.diff(sign) != 0)) + 1
+    # A break between two zero drops separates nothing (constant phases, the PT warmup).
+    band_starts = band_starts[(drops[band_starts] != 0) | (drops[band_starts - 1] != 0)]
     extra = [0] if cpt_from is None else [0, cpt_from, cpt_from + 1]
     band_starts = np.concatenate([band_starts, extra])
     # Breakpoints per point: band starts before it, and the age-bin edges t - age + 1.
@@ -393,7 +395,8 @@ def drop_history(
     band_keys = np.broadcast_to(band_starts[None, :], (at.size, band_starts.size))
     keys = np.concatenate([edge_keys, band_keys], axis=1)
     keys = np.minimum(keys, np.minimum(at, n)[:, None])  # nothing at or after the point
-    keys = np.unique((point_of[:, None] * width + keys).ravel())
+    keys = np.sort((point_of[:, None] * width + keys).ravel())
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
     point = keys // width
     start = keys % width
     last = np.append(point[1:] != point[:-1], True)

@@ -159,11 +159,12 @@ class CptLaw:
         """``(PT, CPT)`` annealing amounts that ``C1`` and ``C2`` multiply (here S2pt, S2cpt)."""
         return areas.s2_pt, areas.s2_cpt
 
-    def annealing_derivatives(
+    def annealing_with_derivatives(
         self, named: dict[str, float], areas: Areas
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """d(PT, CPT amounts)/d(annealing parameter), for each annealing shape parameter."""
-        return {}
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The ``(PT, CPT)`` amounts at one parameter vector, and their derivatives by each
+        annealing shape parameter (none for S2)."""
+        return areas.s2_pt, areas.s2_cpt, {}
 
     def _replay_specs(self) -> list[ParamSpec]:
         # Eq. 8's natural signs: more data of a kind gives more annealing credit for it.
@@ -246,10 +247,7 @@ class CptLaw:
             d_anneal, d_shift = self.replay_derivatives(shape, areas.replay)
         else:
             anneal_mult = shift_mult = np.ones_like(forward)
-        amount_pt, amount_cpt = self.annealing_amounts(
-            {name: np.asarray([value]) for name, value in named.items()}, areas
-        )
-        amount_pt, amount_cpt = np.ravel(amount_pt), np.ravel(amount_cpt)
+        amount_pt, amount_cpt, amount_derivatives = self.annealing_with_derivatives(named, areas)
         columns = {
             "L0": np.ones_like(forward),
             "A": forward,
@@ -263,7 +261,7 @@ class CptLaw:
             columns["C1"] = -amount_pt
         else:
             columns["S1pt"] = -named["A"] * named["alpha"] * forward / total_s1
-        for name, (d_pt, d_cpt) in self.annealing_derivatives(named, areas).items():
+        for name, (d_pt, d_cpt) in amount_derivatives.items():
             column = -named["C2"] * d_cpt * anneal_mult
             if self.checkpoint_known:
                 column = column - named["C1"] * d_pt
@@ -455,7 +453,11 @@ class MultiPowerAnnealing:
     @staticmethod
     def _kernel(shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
         """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair."""
-        x = shape["rate"] * np.exp(-shape["gamma"] * history.log_lr) * history.area
+        gamma = shape["gamma"]
+        if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
+            x = shape["rate"] * history.area
+        else:
+            x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
         log_term = np.log1p(x)
         return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
 
@@ -466,22 +468,22 @@ class MultiPowerAnnealing:
         _, _, g = self._kernel(shape, history)
         return history.phase_sums(history.drop * g)
 
-    def annealing_derivatives(
+    def annealing_with_derivatives(
         self, named: dict[str, float], areas: Areas
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
         history = self._pairs(areas)
         x, log_term, g = self._kernel(named, history)
         zeta = named["zeta"]
-        dg_dx = np.exp(-(zeta + 1.0) * log_term)  # (1 + x)^-(zeta + 1)
-        per_pair = np.stack(
-            [
-                history.drop * dg_dx * x / named["rate"],
-                -history.drop * dg_dx * x * history.log_lr,
-                history.drop * (log_term * np.exp(-zeta * log_term) - g) / zeta,
-            ]
-        )
+        power = 1.0 - zeta * g  # (1 + x)^-zeta, from g without another exp
+        per_pair = np.empty((4, g.size))
+        np.multiply(history.drop, g, out=per_pair[0])
+        np.multiply(history.drop * power / (1.0 + x), x, out=per_pair[1])  # d/d(log rate)
+        np.multiply(per_pair[1], -history.log_lr, out=per_pair[2])
+        per_pair[1] /= named["rate"]
+        np.multiply(history.drop, (log_term * power - g) / zeta, out=per_pair[3])
         pt, cpt = history.phase_sums(per_pair)
-        return {name: (pt[i], cpt[i]) for i, name in enumerate(("rate", "gamma", "zeta"))}
+        names = ("rate", "gamma", "zeta")
+        return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
 
 
 #: Law forms by name (``--law``).

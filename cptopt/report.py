@@ -132,8 +132,14 @@ def fit_report(law: FittedLaw) -> RenderableType:
 
 
 def selection_table(law: FittedLaw) -> Table:
-    table = Table(title="law variants (chosen by leave-one-pilot-out CV)", title_justify="left")
-    for column in ("variant", "memory", "params", "CV general", "CV domain", "CV mean"):
+    """The variants ``--law auto`` compared, with the CV errors each stage used."""
+    table = Table(
+        title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
+        "folds, then the replay form on all folds)",
+        title_justify="left",
+    )
+    columns = ("variant", "memory", "params", "CV general", "CV domain", "CV mean")
+    for column in (*columns, "CV shared-replay"):
         table.add_column(column, justify="right" if column != "variant" else "left")
     for row in law.selection:
         mark = " ✓" if row.get("chosen") else ""
@@ -144,6 +150,7 @@ def selection_table(law: FittedLaw) -> Table:
             _percent(row.get("cv_general")),
             _percent(row.get("cv_domain")),
             _percent(row.get("cv_mean")),
+            _percent(row.get("cv_memory")),
         )
     return table
 
