@@ -245,135 +245,111 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
+ERROR_COLUMNS = (
+    "scenario",
+    "law",
+    "chosen",
+    "loss",
+    "curve mean",
+    "curve worst",
+    "final mean",
+    "final worst",
+    "90% cover",
+    "extrap. final mean",
+    "extrap. final worst",
+)
+DECISION_COLUMNS = ("scenario", "law", "weights", "predicted best", "real best", "regret", "tau")
+#: Columns holding names (left-aligned); the others hold numbers.
+TEXT_COLUMNS = {"scenario", "law", "chosen", "loss", "weights", "predicted best", "real best"}
+
+
+def error_rows(results: list[dict]) -> list[list[str]]:
+    """One row of :data:`ERROR_COLUMNS` per scenario, law and loss."""
+    rows = []
+    for result in results:
+        for loss in LOSSES:
+            t, e = result["targets"][loss], result["extrapolation"].get(loss)
+            rows.append(
+                [
+                    result["scenario"],
+                    result["law"],
+                    _variant(result["chosen"]),
+                    loss,
+                    *(pct(t[key]) for key in ("curve_mean", "curve_worst", "final_mean")),
+                    *(pct(t[key]) for key in ("final_worst", "coverage_90")),
+                    pct(e["final_mean"]) if e else "-",
+                    pct(e["final_worst"]) if e else "-",
+                ]
+            )
+    return rows
+
+
+def decision_rows(results: list[dict]) -> list[list[str]]:
+    """One row of :data:`DECISION_COLUMNS` per scenario, law and weight pair."""
+    rows = []
+    for result in results:
+        for row in result["decision"]:
+            head = [result["scenario"], result["law"], ",".join(f"{w:g}" for w in row["weights"])]
+            if "error" in row:
+                rows.append([*head, "prediction failed", "", "", ""])
+                continue
+            rows.append(
+                [
+                    *head,
+                    row["predicted_best"],
+                    row["real_best"],
+                    f"{row['regret']:.4f} ({pct(row['regret_rel'])})",
+                    f"{row['kendall_tau']:.3f}",
+                ]
+            )
+    return rows
+
+
+def footer(results: list[dict], floor: dict) -> str:
+    return (
+        "noise floor (seed replicate): "
+        + "; ".join(
+            f"{loss} curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
+            for loss in LOSSES
+        )
+        + ". Fit time: "
+        + ", ".join(f"{r['scenario']}/{r['law']} {r['fit_seconds']:.1f}s" for r in results)
+        + ". Extrapolation targets flagged out of range: "
+        + ", ".join(f"{r['scenario']}/{r['law']} {r['extrapolation_flagged']}" for r in results)
+        + "."
+    )
+
+
 def print_table(results: list[dict], floor: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=160)
-    table = Table(title="held-out error (fit on pilots only)", title_justify="left")
-    for column in (
-        "scenario",
-        "law",
-        "chosen",
-        "loss",
-        "curve mean",
-        "curve worst",
-        "final mean",
-        "final worst",
-        "90% cover",
-        "extrap. final mean",
-        "extrap. final worst",
+    for title, columns, rows in (
+        ("held-out error (fit on pilots only)", ERROR_COLUMNS, error_rows(results)),
+        ("decision grid: regret and Kendall tau", DECISION_COLUMNS, decision_rows(results)),
     ):
-        table.add_column(
-            column, justify="left" if column in ("scenario", "law", "chosen", "loss") else "right"
-        )
-    for result in results:
-        for loss in LOSSES:
-            t, e = result["targets"][loss], result["extrapolation"].get(loss)
-            table.add_row(
-                result["scenario"],
-                result["law"],
-                _variant(result["chosen"]),
-                loss,
-                pct(t["curve_mean"]),
-                pct(t["curve_worst"]),
-                pct(t["final_mean"]),
-                pct(t["final_worst"]),
-                pct(t["coverage_90"]),
-                pct(e["final_mean"]) if e else "-",
-                pct(e["final_worst"]) if e else "-",
-            )
-    console.print(table)
-    decisions = Table(title="decision grid: regret and Kendall tau", title_justify="left")
-    for column in ("scenario", "law", "weights", "predicted best", "real best", "regret", "tau"):
-        decisions.add_column(column)
-    for result in results:
-        for row in result["decision"]:
-            if "error" in row:
-                decisions.add_row(
-                    result["scenario"],
-                    result["law"],
-                    ",".join(f"{w:g}" for w in row["weights"]),
-                    "prediction failed",
-                    "",
-                    "",
-                    "",
-                )
-                continue
-            decisions.add_row(
-                result["scenario"],
-                result["law"],
-                ",".join(f"{w:g}" for w in row["weights"]),
-                row["predicted_best"],
-                row["real_best"],
-                f"{row['regret']:.4f} ({pct(row['regret_rel'])})",
-                f"{row['kendall_tau']:.3f}",
-            )
-    console.print(decisions)
-    console.print(
-        "noise floor (seed replicate): "
-        + ", ".join(
-            f"{loss}: curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
-            for loss in LOSSES
-        )
-    )
-    console.print(
-        "fit time: "
-        + ", ".join(f"{r['scenario']}/{r['law']} {r['fit_seconds']:.1f}s" for r in results)
-        + "; extrapolation targets flagged out of range: "
-        + ", ".join(f"{r['scenario']}/{r['law']} {r['extrapolation_flagged']}" for r in results)
-    )
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column, justify="left" if column in TEXT_COLUMNS else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(footer(results, floor))
 
 
 def print_markdown(results: list[dict], floor: dict) -> None:
     """The same numbers as :func:`print_table`, as Markdown tables (for the README)."""
-    print(
-        "| scenario | law | chosen | loss | curve mean | curve worst | final mean | final worst "
-        "| 90 % cover | extrap. final mean | extrap. final worst |"
-    )
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for result in results:
-        for loss in LOSSES:
-            t, e = result["targets"][loss], result["extrapolation"].get(loss)
-            cells = [
-                result["scenario"],
-                result["law"],
-                _variant(result["chosen"]),
-                loss,
-                pct(t["curve_mean"]),
-                pct(t["curve_worst"]),
-                pct(t["final_mean"]),
-                pct(t["final_worst"]),
-                pct(t["coverage_90"]),
-                pct(e["final_mean"]) if e else "-",
-                pct(e["final_worst"]) if e else "-",
-            ]
-            print("| " + " | ".join(cells) + " |")
-    print()
-    print("| scenario | law | weights | predicted best | real best | regret | Kendall tau |")
-    print("|---|---|---|---|---|---:|---:|")
-    for result in results:
-        for row in result["decision"]:
-            weights = ",".join(f"{w:g}" for w in row["weights"])
-            if "error" in row:
-                print(f"| {result['scenario']} | {result['law']} | {weights} | failed | | | |")
-                continue
-            print(
-                f"| {result['scenario']} | {result['law']} | {weights} | {row['predicted_best']} "
-                f"| {row['real_best']} | {row['regret']:.4f} ({pct(row['regret_rel'])}) "
-                f"| {row['kendall_tau']:.3f} |"
-            )
-    print()
-    print(
-        "Noise floor (seed replicate): "
-        + "; ".join(
-            f"{loss} curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
-            for loss in LOSSES
-        )
-        + ". Extrapolation targets flagged out of range: "
-        + ", ".join(f"{r['scenario']}/{r['law']} {r['extrapolation_flagged']}" for r in results)
-        + "."
-    )
+    for columns, rows in (
+        (ERROR_COLUMNS, error_rows(results)),
+        (DECISION_COLUMNS, decision_rows(results)),
+    ):
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in columns) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        print()
+    print(footer(results, floor))
 
 
 def main(argv: list[str] | None = None) -> int:
