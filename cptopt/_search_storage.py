@@ -11,12 +11,13 @@ Storage URLs
 Several processes on one study
 ------------------------------
 Each process asks trials in batches. To finish exactly the requested number of trials, the
-"how many are left, ask that many" step runs under a lock: a file lock next to the journal
-or SQLite file, a PostgreSQL advisory lock for PostgreSQL. (Other RDBs have no lock: two
-processes may then overshoot the total by up to one batch.) Trials record which process
-runs them (``cptopt_worker`` = host and pid); a RUNNING trial whose process is gone (killed
-with SIGKILL, say) is marked FAIL when the next process looks, so a rerun of the same
-command finishes the study with the completed trials intact.
+"how many are left, ask that many" step (and the creation of an RDB storage's tables, which
+two processes opening a fresh database would both attempt) runs under a lock: a file lock
+next to the journal or SQLite file, a PostgreSQL advisory lock for PostgreSQL. (Other RDBs
+have no lock: two processes may then overshoot the total by up to one batch.) Trials record
+which process runs them (``cptopt_worker`` = host and pid); a RUNNING trial whose process
+is gone (killed with SIGKILL, say) is marked FAIL when the next process looks, so a rerun
+of the same command finishes the study with the completed trials intact.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from cptopt.exceptions import InputError
 
 #: Study attribute holding the settings a study was created with.
 CONFIG_ATTR = "cptopt_config"
+#: Lock name under which a storage's tables are created (see :func:`open_storage`).
+SCHEMA_LOCK = "cptopt-storage-schema"
 #: Trial attribute naming the process that runs a trial.
 WORKER_ATTR = "cptopt_worker"
 #: A RUNNING trial this old is taken as abandoned (a batch of trials takes milliseconds).
@@ -122,7 +125,12 @@ def open_storage(url: str) -> Any:
         if path is not None and path.parent and not path.parent.is_dir():
             raise InputError(f"--storage {url}: folder {path.parent} does not exist")
     try:
-        return optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme))
+        # Optuna creates its tables when a storage is first opened; two processes opening a
+        # fresh database at once both try (PostgreSQL: "relation studies already exists").
+        with study_lock(url, SCHEMA_LOCK):
+            return optuna.storages.RDBStorage(
+                sqlalchemy_url(url), engine_kwargs=_engine_kwargs(scheme)
+            )
     except ImportError as exc:
         hint = " (pip install 'cptopt[postgres]')" if scheme.startswith("postgres") else ""
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"

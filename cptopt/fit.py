@@ -515,11 +515,6 @@ class Variant:
     lam: float | None
     annealing: str = "s2"
 
-    @property
-    def memory(self) -> str:
-        """The annealing memory as shown in reports: ``0.99`` or ``mpl``."""
-        return "mpl" if self.annealing == "mpl" else f"{self.lam:g}"
-
 
 #: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots.
 AUTO_FORMS = ("paper", "exp", "share", "mix")
