@@ -37,7 +37,11 @@ import cptopt
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "examples" / "data" / "cpt-code"
-LAW_SETTINGS = {"paper": {"form": "paper", "lam": 0.999}, "auto": {"form": "auto"}}
+LAW_SETTINGS = {
+    "paper": {"form": "paper", "lam": 0.999},
+    "auto": {"form": "auto"},
+    "auto-tie": {"form": "auto", "tie": "auto"},
+}
 LOSSES = ("general", "domain")
 
 
@@ -225,7 +229,12 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
     return {
         "scenario": name,
         "law": law_name,
-        "chosen": {"form": law.form, "annealing": law.annealing, "lam": law.lam},
+        "chosen": {
+            "form": law.form,
+            "annealing": law.annealing,
+            "lam": law.lam,
+            "tied": law.tied,
+        },
         "fit_seconds": fit_seconds,
         "cv_error": {"general": law.general.cv_error, "domain": law.domain.cv_error},
         "targets": summarise(targets),
@@ -238,6 +247,8 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
 
 def _variant(chosen: dict) -> str:
     memory = "mpl" if chosen["annealing"] == "mpl" else f"λ={chosen['lam']:g}"
+    if chosen.get("tied"):
+        memory += " tied"
     return f"{chosen['form']} {memory}"
 
 

@@ -132,6 +132,9 @@ class FittedLaw(BaseModel):
     form: str
     annealing: Literal["s2", "mpl"] = "s2"
     lam: float | None = Field(description="S2 memory factor (None with the mpl annealing)")
+    tied: list[str] = Field(
+        default_factory=list, description="parameters the general and domain laws share"
+    )
     huber_delta: float
     seed: int
     replay_terms: bool
@@ -162,7 +165,7 @@ class FittedLaw(BaseModel):
     def memory(self) -> str:
         """The annealing memory in words, for reports."""
         if self.annealing == "mpl":
-            return "multi-power annealing"
+            return "multi-power annealing" + (" (tied)" if self.tied else "")
         return f"lambda = {self.lam:g}"
 
     def checkpoint_state(self, checkpoint: str | None) -> tuple[str, CheckpointState]:

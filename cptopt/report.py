@@ -145,7 +145,9 @@ def selection_table(law: FittedLaw) -> Table:
         mark = " ✓" if row.get("chosen") else ""
         table.add_row(
             f"{row['form']}{mark}",
-            "mpl" if row.get("annealing") == "mpl" else f"λ {row['lam']:g}",
+            ("mpl tied" if row.get("tied") else "mpl")
+            if row.get("annealing") == "mpl"
+            else f"λ {row['lam']:g}",
             str(row["n_params"]),
             _percent(row.get("cv_general")),
             _percent(row.get("cv_domain")),

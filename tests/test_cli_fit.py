@@ -225,6 +225,7 @@ def test_bad_options(workspace):
     assert_one_line_error(invoke("fit", manifest, "--lam", "1.5", "--law", "exp"), "lam")
     assert_one_line_error(invoke("fit", manifest, "--lam", "soon"), "--lam")
     assert_one_line_error(invoke("fit", manifest, "--annealing", "magic"), "--annealing")
+    assert_one_line_error(invoke("fit", manifest, "--tie", "maybe"), "--tie")
     assert_one_line_error(
         invoke("fit", manifest, "--annealing", "mpl", "--lam", "0.99"), "lam", "mpl"
     )

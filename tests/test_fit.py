@@ -275,3 +275,74 @@ def test_process_pool_gives_the_same_law(unannealed_manifest):
     two = LawFitter(form="exp", lam=0.99, n_jobs=2).fit(pilots).law_
     assert one.general.values == two.general.values
     assert one.domain.jackknife == two.domain.jackknife
+
+
+# ------------------------------------------------------------------------ tied memories
+
+TRUE_TIED = {
+    "general": dict(TRUE_MPL["general"]),
+    "domain": {**TRUE_MPL["domain"], "rate": 300.0, "gamma": 0.2, "zeta": 0.3},
+}
+
+
+def test_tied_jacobian_matches_finite_differences():
+    from cptopt.fit import TIED_PARAMETERS, _JointProblem, _Problem, collect_points, make_law_for
+
+    pilots = synthetic_pilots("exp", TRUE_TIED, annealing="mpl", checkpoint_step=3600)
+    parts = []
+    for name in ("general", "domain"):
+        law = make_law_for("exp", name, pilots, True, "mpl")
+        parts.append(_Problem(law, collect_points(pilots, name, None, history=True), 1e-3))
+    problem = _JointProblem(parts[0], parts[1], TIED_PARAMETERS)
+    general = np.array([TRUE_TIED["general"][n] for n in parts[0].law.names])
+    domain = np.array([TRUE_TIED["domain"][n] for n in parts[1].law.names])
+    x = problem.to_internal(problem.join(general, domain))
+    assert x.size == general.size + domain.size - len(TIED_PARAMETERS)
+    np.testing.assert_allclose(parts[1].to_values(problem.split(x)[1]), domain, rtol=1e-12)
+    jac = problem.jacobian(x)
+    for column in range(x.size):
+        step = 1e-6 * max(abs(x[column]), 1e-3)
+        up, down = x.copy(), x.copy()
+        up[column] += step
+        down[column] -= step
+        numeric = (problem.residuals(up) - problem.residuals(down)) / (2 * step)
+        np.testing.assert_allclose(jac[:, column], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_recovers_a_tied_law_and_stores_it_tied():
+    pilots = synthetic_pilots("exp", TRUE_TIED, annealing="mpl", checkpoint_step=3600)
+    law = LawFitter(form="exp", annealing="mpl", tie=True, jackknife=False).fit(pilots).law_
+    assert law.tied == ["rate", "gamma", "zeta"] and "(tied)" in law.memory
+    for validation_set in ("general", "domain"):
+        fitted = law.set_fit(validation_set)
+        recovered = dict(zip(fitted.parameter_names, fitted.values, strict=True))
+        for name, truth in TRUE_TIED[validation_set].items():
+            assert recovered[name] == pytest.approx(truth, rel=1e-4), name
+    shared = [law.general.parameter_names.index(n) for n in law.tied]
+    domain_shared = [law.domain.parameter_names.index(n) for n in law.tied]
+    assert [law.general.values[i] for i in shared] == [law.domain.values[i] for i in domain_shared]
+
+
+def test_tie_auto_compares_the_tied_memory_by_the_one_se_rule(unannealed_manifest):
+    law = fit(unannealed_manifest, tie="auto", n_starts=2)
+    tied = [row for row in law.selection if row["tied"]]
+    assert len(tied) == 1
+    untied = next(
+        r
+        for r in law.selection
+        if (r["form"], r["annealing"], r["tied"]) == (tied[0]["form"], "mpl", False)
+    )
+    assert tied[0]["n_params"] == untied["n_params"] - 3
+    expected = one_standard_error_choice(
+        [untied, tied[0]], preference=lambda r: (r["n_params"], r["cv_mean"])
+    )
+    assert bool(law.tied) == expected["tied"]
+
+
+def test_invalid_tie_settings_are_input_errors(synthetic):
+    with pytest.raises(InputError, match="tie"):
+        LawFitter(tie="sometimes").fit(synthetic)
+    with pytest.raises(InputError, match="multi-power"):
+        LawFitter(form="exp", annealing="s2", tie=True).fit(synthetic)
+    with pytest.raises(InputError, match="drop lam"):
+        LawFitter(form="exp", lam=0.99, tie=True).fit(synthetic)
