@@ -888,7 +888,7 @@ class LawFitter:
                 shared=variant.shared,
                 seed=self.seed,
                 huber_delta=self.huber_delta,
-                n_starts=n_starts or (1 if warm_ok else self.n_starts),
+                n_starts=n_starts or ((1 if n_polish == 1 else 2) if warm_ok else self.n_starts),
                 n_screen=self.n_screen,
                 warm_start=start if warm_ok else None,
                 n_polish=n_polish,
@@ -934,7 +934,7 @@ class LawFitter:
         variants: list[Variant],
         pool: ProcessPoolExecutor | None,
     ) -> tuple[Variant, list[dict], dict[str, SetResult]]:
-        """Choose a variant by leave-one-pilot-out CV error, in two stages.
+        """Choose a variant by leave-one-pilot-out CV error, in two (or three) stages.
 
         Stage 1 chooses the annealing memory (each lambda of S2, and the multi-power form)
         with the ``exp`` replay form: the memory is a property of the optimiser and the
@@ -945,8 +945,10 @@ class LawFitter:
         other folds' error for every memory). Stage 2 compares the replay forms with that memory
         by the one-standard-error rule on parameter count: a form with more parameters must
         beat a smaller one by more than the paired standard error; among equal counts the
-        lowest CV wins. Selection fits use a small refit budget; the winner is refitted with
-        the full budget and two polished starts.
+        lowest CV wins. With ``tie="auto"`` and the multi-power memory, stage 3 compares the
+        chosen form with its memory tied between the two sets, by the same rule. Selection
+        fits use a small refit budget; the winner is refitted with the full budget and two
+        polished starts.
         """
         forms = list(dict.fromkeys(v.form for v in variants))
         memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
