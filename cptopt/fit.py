@@ -120,8 +120,43 @@ def collect_points(
 # ----------------------------------------------------------------------------- optimiser
 
 
+class _Coordinates:
+    """Optimiser coordinates: log for scale parameters (``is_log``), bounded TRF solves."""
+
+    is_log: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def to_values(self, internal: np.ndarray) -> np.ndarray:
+        values = np.array(internal, dtype=float)
+        values[..., self.is_log] = np.exp(values[..., self.is_log])
+        return values
+
+    def to_internal(self, values: np.ndarray) -> np.ndarray:
+        return np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
+
+    def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
+        """Bounded TRF with the Huber loss from ``x0``: (internal x, cost, evaluations)."""
+        from scipy.optimize import least_squares  # ~0.4 s to import: only when fitting
+
+        x0 = np.clip(x0, self.lower + 1e-10, self.upper - 1e-10)
+        result = least_squares(
+            self.residuals,  # type: ignore[attr-defined]
+            x0,
+            jac=self.jacobian,  # type: ignore[attr-defined]
+            bounds=(self.lower, self.upper),
+            method="trf",
+            loss="huber",
+            f_scale=self.delta,  # type: ignore[attr-defined]
+            x_scale="jac",
+            ftol=FTOL,
+            max_nfev=max_nfev,
+        )
+        return result.x, float(result.cost), int(result.nfev)
+
+
 @dataclass
-class _Problem:
+class _Problem(_Coordinates):
     """One least-squares problem: a law form and the data, in the optimiser's coordinates."""
 
     law: CptLaw
@@ -137,14 +172,6 @@ class _Problem:
         self.lower = np.array([np.log(s.lower) if s.log else s.lower for s in specs])
         self.upper = np.array([np.log(s.upper) if s.log else s.upper for s in specs])
         self.log_loss = np.log(self.data.loss)
-
-    def to_values(self, internal: np.ndarray) -> np.ndarray:
-        values = np.array(internal, dtype=float)
-        values[..., self.is_log] = np.exp(values[..., self.is_log])
-        return values
-
-    def to_internal(self, values: np.ndarray) -> np.ndarray:
-        return np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
 
     def residuals(self, internal: np.ndarray) -> np.ndarray:
         predicted = self.law.evaluate(self.to_values(internal), self.data.areas)
@@ -163,38 +190,13 @@ class _Problem:
         rho = np.where(z <= 1, z, 2 * np.sqrt(z) - 1)
         return 0.5 * self.delta**2 * float(rho.sum())
 
-    def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
-        return _solve_least_squares(self, x0, max_nfev)
-
     def screen(self, rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, float]]:
         """``count`` random shapes completed by linear least squares: (values, cost)."""
         return [_linear_completion(self, shape) for shape in _random_shapes(self.law, rng, count)]
 
 
-def _solve_least_squares(
-    problem: _Problem | _JointProblem, x0: np.ndarray, max_nfev: int | None
-) -> tuple[np.ndarray, float, int]:
-    """Bounded TRF with the Huber loss from ``x0``: (internal x, cost, evaluations)."""
-    from scipy.optimize import least_squares  # ~1 s to import: only when fitting
-
-    x0 = np.clip(x0, problem.lower + 1e-10, problem.upper - 1e-10)
-    result = least_squares(
-        problem.residuals,
-        x0,
-        jac=problem.jacobian,
-        bounds=(problem.lower, problem.upper),
-        method="trf",
-        loss="huber",
-        f_scale=problem.delta,
-        x_scale="jac",
-        ftol=FTOL,
-        max_nfev=max_nfev,
-    )
-    return result.x, float(result.cost), int(result.nfev)
-
-
 @dataclass
-class _JointProblem:
+class _JointProblem(_Coordinates):
     """Both validation sets in one least-squares problem, the ``shared`` parameters tied.
 
     The joint vector is the general law's parameters followed by the domain law's own ones;
@@ -230,14 +232,6 @@ class _JointProblem:
         """(general, domain) vectors -> joint vector (the domain's tied values are dropped)."""
         return np.concatenate([np.asarray(general, float), np.asarray(domain, float)[self.d_own]])
 
-    def to_values(self, internal: np.ndarray) -> np.ndarray:
-        values = np.array(internal, dtype=float)
-        values[..., self.is_log] = np.exp(values[..., self.is_log])
-        return values
-
-    def to_internal(self, values: np.ndarray) -> np.ndarray:
-        return np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
-
     def residuals(self, internal: np.ndarray) -> np.ndarray:
         general, domain = self.split(internal)
         return np.concatenate([self.general.residuals(general), self.domain.residuals(domain)])
@@ -250,9 +244,6 @@ class _JointProblem:
         jac[jac_g.shape[0] :, self.n_general :] = jac_d[:, self.d_own]
         jac[jac_g.shape[0] :, self.g_tied] += jac_d[:, self.d_tied]
         return jac
-
-    def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
-        return _solve_least_squares(self, x0, max_nfev)
 
     def screen(self, rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, float]]:
         """Random shapes for both sets (tied ones drawn once), each set completed linearly."""
