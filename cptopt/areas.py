@@ -280,11 +280,9 @@ class DropHistory:
         order = np.argsort(self.point, kind="stable")
         starts = np.searchsorted(self.point[order], np.arange(self.n_points + 1))
         counts = np.diff(starts)[index]
-        rows = (
-            np.concatenate([order[starts[i] : starts[i + 1]] for i in index])
-            if index.size
-            else np.zeros(0, dtype=int)
-        )
+        # Every pair of history point index[j], in order: its run's start plus 0..count-1.
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = order[np.repeat(starts[index], counts) + within]
         point = np.repeat(np.arange(index.size), counts)
         return DropHistory(
             point, self.drop[rows], self.lr[rows], self.area[rows], self.cpt[rows], index.size
