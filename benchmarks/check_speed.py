@@ -68,7 +68,7 @@ def main() -> None:
 
     from cptopt import check, fit, load_config, load_law
     from cptopt.cli import app
-    from cptopt.predict import predict
+    from cptopt.prediction import predict
 
     work = Path(tempfile.mkdtemp(prefix="cptopt-check-bench-"))
     try:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from cptopt import fit, load_law  # noqa: E402
-from cptopt.search import (  # noqa: E402
+from cptopt.search.recommendation import (  # noqa: E402
     SEARCH_FAMILIES,
     Constraints,
     SearchSettings,

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 import cptopt
 
-fit_module = importlib.import_module("cptopt.fit")
+fit_module = importlib.import_module("cptopt.fitting.estimator")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data" / "cpt-code"

@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cptopt._version import __version__
-from cptopt.check import CheckReport, check
-from cptopt.config import TrainingConfig, load_config
 from cptopt.exceptions import (
     CptoptError,
     FitError,
@@ -24,14 +22,16 @@ from cptopt.exceptions import (
     NotFittedError,
     SchemaVersionError,
 )
-from cptopt.fit import LawFitter
-from cptopt.lawfile import DEFAULT_LAW_PATH, FittedLaw, load_law
-from cptopt.logs import read_log
-from cptopt.predict import Prediction
-from cptopt.predict import predict as _predict
-from cptopt.runs import PilotSet, Run, load_manifest
+from cptopt.fitting.estimator import LawFitter
+from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.limits import CheckReport, check
+from cptopt.pilots.logs import read_log
+from cptopt.pilots.runs import PilotSet, Run, load_manifest
+from cptopt.plan import TrainingConfig, load_config
+from cptopt.prediction import Prediction
+from cptopt.prediction import predict as _predict
 from cptopt.schedules import Schedule
-from cptopt.search import Recommendation
+from cptopt.search.recommendation import Recommendation
 
 __all__ = [
     "DEFAULT_LAW_PATH",
@@ -109,7 +109,7 @@ def recommend(
     (``space``, ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``, ``level``,
     ``pareto``).
     """
-    from cptopt.search import recommend as _recommend
+    from cptopt.search.recommendation import recommend as _recommend
 
     if not isinstance(law, FittedLaw):
         law = load_law(law)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.areas import cpt_point_areas
-from cptopt.law import make_law
-from cptopt.logs import Series
-from cptopt.runs import PilotSet, PretrainHistory, Run
+from cptopt.law.areas import cpt_point_areas
+from cptopt.law.forms import make_law
+from cptopt.pilots.logs import Series
+from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
 from cptopt.schedules import Schedule
 
 

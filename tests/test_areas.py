@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cptopt.areas import (
+from cptopt.law.areas import (
     Areas,
     annealing_momentum,
     cpt_areas,
@@ -110,7 +110,7 @@ def test_point_areas_at_step_zero_are_the_checkpoint():
 def test_closed_form_filter_matches_scipy_lfilter(lam, n):
     from scipy.signal import lfilter
 
-    from cptopt.areas import first_order_filter
+    from cptopt.law.areas import first_order_filter
 
     drive = np.random.default_rng(n).normal(size=n) * 1e-3
     expected, _ = lfilter([1.0], [1.0, -lam], drive, zi=[lam * 0.4])
@@ -119,7 +119,7 @@ def test_closed_form_filter_matches_scipy_lfilter(lam, n):
 
 
 def test_filter_batches_along_the_last_axis():
-    from cptopt.areas import first_order_filter
+    from cptopt.law.areas import first_order_filter
 
     drive = np.random.default_rng(1).normal(size=(3, 50))
     batched = first_order_filter(drive, 0.9, np.array([0.0, 1.0, 2.0]))

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cptopt.check import (
+from cptopt.cli import app
+from cptopt.exceptions import InputError
+from cptopt.limits import (
     CheckReport,
     Limits,
     check,
@@ -23,10 +25,8 @@ from cptopt.check import (
     key_line,
     load_limits_file,
 )
-from cptopt.cli import app
-from cptopt.config import load_config
-from cptopt.exceptions import InputError
-from cptopt.predict import predict
+from cptopt.plan import load_config
+from cptopt.prediction import predict
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "examples" / "configs"

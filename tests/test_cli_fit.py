@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.lawfile import SCHEMA_VERSION, load_law
+from cptopt.law.fitted import SCHEMA_VERSION, load_law
 
 runner = CliRunner()
 

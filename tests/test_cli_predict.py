@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.predict import Prediction
+from cptopt.prediction import Prediction
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "examples" / "configs"

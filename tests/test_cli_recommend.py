@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.search import CandidateRanking, Recommendation
+from cptopt.search.recommendation import CandidateRanking, Recommendation
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "examples" / "configs"

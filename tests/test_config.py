@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cptopt.config import TrainingConfig, config_from_mapping, load_config
 from cptopt.exceptions import InputError
+from cptopt.plan import TrainingConfig, config_from_mapping, load_config
 from cptopt.schedules import Schedule
 
 CONFIGS = Path(__file__).resolve().parent.parent / "examples" / "configs"

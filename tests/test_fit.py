@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cptopt import InputError, fit, predict
-from cptopt.fit import LawFitter, cv_folds, one_standard_error_choice
+from cptopt.fitting.estimator import LawFitter, cv_folds, one_standard_error_choice
 from cptopt.schedules import Schedule
 from cptopt.testing import synthetic_pilots
 
@@ -147,7 +147,7 @@ def test_invalid_settings_are_input_errors(synthetic):
 
 
 def test_memory_folds_are_the_pilots_sharing_a_replay_ratio(synthetic):
-    from cptopt.fit import memory_folds
+    from cptopt.fitting.estimator import memory_folds
 
     # replay ratios 0.25, 0.25, 0.25, 0.0, 0.5: leaving out 0.0 or 0.5 is a replay extrapolation
     assert memory_folds(synthetic) == [0, 1, 2]
@@ -250,7 +250,7 @@ def test_fit_accepts_a_manifest_path(unannealed_manifest):
 
 def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
     """share at a1 = 0 is exp at a1 = 0: the translated start must give the same curve."""
-    from cptopt.fit import collect_points, make_law_for, translate_start
+    from cptopt.fitting.estimator import collect_points, make_law_for, translate_start
 
     exp_law = make_law_for("exp", "general", synthetic, True)
     share_law = make_law_for("share", "general", synthetic, True)
@@ -286,7 +286,13 @@ TRUE_TIED = {
 
 
 def test_tied_jacobian_matches_finite_differences():
-    from cptopt.fit import TIED_PARAMETERS, _JointProblem, _Problem, collect_points, make_law_for
+    from cptopt.fitting.estimator import (
+        TIED_PARAMETERS,
+        _JointProblem,
+        _Problem,
+        collect_points,
+        make_law_for,
+    )
 
     pilots = synthetic_pilots("exp", TRUE_TIED, annealing="mpl", checkpoint_step=3600)
     parts = []

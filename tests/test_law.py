@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cptopt.areas import Areas
-from cptopt.law import FORMS, make_law, published_coefficients
+from cptopt.law.areas import Areas
+from cptopt.law.forms import FORMS, make_law, published_coefficients
 
 
 def published_general(s1_pt, s1_cpt, s2_pt, s2_cpt):
@@ -84,7 +84,7 @@ def test_published_signs_general_rises_domain_falls():
 
 
 def test_shift_term_is_smooth_as_beta_vanishes():
-    from cptopt.law import _shift_g
+    from cptopt.law.forms import _shift_g
 
     x = np.array([0.5, 10.0, 1e4])
     np.testing.assert_allclose(_shift_g(np.array(1e-10), x), np.log1p(x), rtol=1e-8)
@@ -154,7 +154,7 @@ def test_evaluate_is_vectorised_over_parameter_sets():
 
 def mpl_areas(known: bool = True) -> Areas:
     """Points of three real-shaped runs, with their drop histories."""
-    from cptopt.areas import cpt_point_areas, pretrain_areas, unknown_checkpoint
+    from cptopt.law.areas import cpt_point_areas, pretrain_areas, unknown_checkpoint
     from cptopt.schedules import Schedule
 
     pt = Schedule(family="wsd", peak_lr=2e-3, steps=600, warmup_steps=20, decay_start_step=400)
@@ -202,7 +202,7 @@ def test_mpl_jacobian_matches_finite_differences(form, validation_set, known):
 
 def test_mpl_credit_by_hand_for_one_drop():
     """One LR drop, then constant: C2 * drop * g(zeta, rate * lr^-gamma * area since)."""
-    from cptopt.areas import cpt_point_areas, unknown_checkpoint
+    from cptopt.law.areas import cpt_point_areas, unknown_checkpoint
 
     law = make_law("exp", "domain", False, False, annealing="mpl")
     lr = np.array([1e-3, 1e-3, 5e-4, 5e-4, 5e-4])  # drops 5e-4 at step 3
@@ -216,7 +216,7 @@ def test_mpl_credit_by_hand_for_one_drop():
 
 def test_mpl_saturation_power_is_smooth_at_zero():
     """zeta -> 0 gives the log kernel: the reparametrised g has no 0/0 there."""
-    from cptopt.law import _shift_g
+    from cptopt.law.forms import _shift_g
 
     x = np.array([1e-3, 0.5, 40.0])
     np.testing.assert_allclose(_shift_g(np.array(1e-9), x), np.log1p(x), rtol=1e-7)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cptopt.exceptions import InputError
-from cptopt.logs import (
+from cptopt.pilots.logs import (
     ColumnMap,
     LogData,
     Series,

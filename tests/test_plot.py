@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.config import load_config
 from cptopt.exceptions import InputError
-from cptopt.plot import dense_steps, fitted_curve, parse_size, plot_fit, plot_prediction
-from cptopt.predict import predict
-from cptopt.runs import load_manifest
+from cptopt.pilots.runs import load_manifest
+from cptopt.plan import load_config
+from cptopt.prediction import predict
+from cptopt.report.plot import dense_steps, fitted_curve, parse_size, plot_fit, plot_prediction
 
 pytest.importorskip("matplotlib")
 

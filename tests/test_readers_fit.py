@@ -11,10 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cptopt.fit import LawFitter
-from cptopt.logs import ColumnMap, read_csv_log, read_log
-from cptopt.predict import predict
-from cptopt.runs import PilotSet, PretrainHistory, ScheduleSpec, cpt_lr_from_log, run_from_log
+from cptopt.fitting.estimator import LawFitter
+from cptopt.pilots.logs import ColumnMap, read_csv_log, read_log
+from cptopt.pilots.runs import (
+    PilotSet,
+    PretrainHistory,
+    ScheduleSpec,
+    cpt_lr_from_log,
+    run_from_log,
+)
+from cptopt.prediction import predict
 from cptopt.schedules import Schedule
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "logs"
@@ -123,7 +129,7 @@ def test_wandb_history_step_is_the_trainer_step():
 
 def test_schedule_accepts_lr_logged_one_step_early_or_late():
     """HF logs the LR after the scheduler step, Lightning before the update: both pass."""
-    from cptopt.logs import LogData, Series
+    from cptopt.pilots.logs import LogData, Series
 
     per_step = SCHEDULE.lr_array()
     steps = np.arange(0, 1001, 10)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cptopt.exceptions import InputError
-from cptopt.runs import load_manifest
+from cptopt.pilots.runs import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "logs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from cptopt.report import fit_report, pdg_format, prediction_report
+from cptopt.report.fit import fit_report, pdg_format, prediction_report
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from cptopt import predict
-from cptopt._search_eval import SEARCH_FAMILIES, CheckpointChoice, Evaluator, make_batch, unit_shape
 from cptopt.exceptions import InfeasibleError, InputError
-from cptopt.search import (
+from cptopt.search.evaluate import (
+    SEARCH_FAMILIES,
+    CheckpointChoice,
+    Evaluator,
+    make_batch,
+    unit_shape,
+)
+from cptopt.search.recommendation import (
     Candidate,
     Constraints,
     SearchConfig,
@@ -175,7 +181,7 @@ def test_replay_is_fixed_with_a_reason_when_not_identifiable(fitted_law) -> None
             "coverage": fitted_law.coverage.model_copy(update={"replay_ratios": [ratios[1]]}),
         }
     )
-    from cptopt.search import _Space
+    from cptopt.search.recommendation import _Space
 
     space = _Space(single, SearchSpace(), Constraints(), False)
     assert space.replay == (ratios[1], ratios[1])

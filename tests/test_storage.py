@@ -22,7 +22,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cptopt._search_storage import open_storage
+from cptopt.search.storage import open_storage
 
 ENTRY = "from cptopt.cli import main; main()"
 
@@ -170,7 +170,7 @@ def test_stale_running_trials_are_recognised() -> None:
     from datetime import datetime, timedelta
     from types import SimpleNamespace
 
-    from cptopt._search_storage import WORKER_ATTR, is_stale, worker_id
+    from cptopt.search.storage import WORKER_ATTR, is_stale, worker_id
 
     now = datetime.now()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from cptopt._io import atomic_write_text
-from cptopt.check import check, format_github, format_text
 from cptopt.cli._common import app, handle_errors, stderr, stdout
+from cptopt.limits import check, format_github, format_text
 
 
 class CheckFormat(str, Enum):

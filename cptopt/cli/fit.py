@@ -18,11 +18,11 @@ from cptopt.cli._common import (
     stdout,
 )
 from cptopt.exceptions import InputError
-from cptopt.fit import LawFitter
-from cptopt.law import ANNEALINGS, FORMS, PAPER_LAMBDA
-from cptopt.lawfile import DEFAULT_LAW_PATH
-from cptopt.report import fit_report
-from cptopt.runs import load_manifest
+from cptopt.fitting.estimator import LawFitter
+from cptopt.law.fitted import DEFAULT_LAW_PATH
+from cptopt.law.forms import ANNEALINGS, FORMS, PAPER_LAMBDA
+from cptopt.pilots.runs import load_manifest
+from cptopt.report.fit import fit_report
 
 
 @app.command("fit")

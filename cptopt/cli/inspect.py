@@ -18,7 +18,7 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
-from cptopt.logs import FORMATS, ColumnMap, read_raw, summarize
+from cptopt.pilots.logs import FORMATS, ColumnMap, read_raw, summarize
 
 LOG_FORMAT_HELP = f"Log format: {', '.join(FORMATS)} ('auto' detects it from the file)."
 

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from cptopt.cli._common import app, handle_errors, stderr
-from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
-from cptopt.plot import DEFAULT_DPI, parse_size, plot_fit
-from cptopt.runs import load_manifest
+from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
+from cptopt.pilots.runs import load_manifest
+from cptopt.report.plot import DEFAULT_DPI, parse_size, plot_fit
 
 
 @app.command("plot")

@@ -16,13 +16,13 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
-from cptopt.config import load_config
 from cptopt.exceptions import InputError
-from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
-from cptopt.plot import dense_steps, parse_size, plot_prediction
-from cptopt.predict import predict
-from cptopt.report import prediction_report
-from cptopt.runs import load_manifest
+from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
+from cptopt.pilots.runs import load_manifest
+from cptopt.plan import load_config
+from cptopt.prediction import predict
+from cptopt.report.fit import prediction_report
+from cptopt.report.plot import dense_steps, parse_size, plot_prediction
 
 
 def parse_steps(text: str | None) -> list[int] | None:

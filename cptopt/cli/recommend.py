@@ -21,8 +21,8 @@ from cptopt.cli._common import (
     stdout,
 )
 from cptopt.exceptions import InputError
-from cptopt.lawfile import DEFAULT_LAW_PATH, load_law
-from cptopt.search import (
+from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
+from cptopt.search.recommendation import (
     Constraints,
     SearchConfig,
     SearchSettings,
@@ -364,7 +364,7 @@ def recommend_command(
         if output_format is OutputFormat.json:
             print_json(ranking)
         else:
-            from cptopt._search_report import ranking_report
+            from cptopt.report.search import ranking_report
 
             _show(ranking_report(ranking))
         return
@@ -385,7 +385,7 @@ def recommend_command(
     if output_format is OutputFormat.json:
         print_json(result)
     else:
-        from cptopt._search_report import recommendation_report
+        from cptopt.report.search import recommendation_report
 
         _show(recommendation_report(result))
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cptopt.areas import Areas, CheckpointState, DropHistory, drop_history
-from cptopt.lawfile import FittedLaw
+from cptopt.law.areas import Areas, CheckpointState, DropHistory, drop_history
+from cptopt.law.fitted import FittedLaw
 from cptopt.schedules import Schedule
 
 #: Families searched (all warm up from 0 and decay to 0: LR array = peak * shape).

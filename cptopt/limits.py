@@ -35,10 +35,10 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cptopt._version import __version__
-from cptopt.config import TrainingConfig, load_config
 from cptopt.exceptions import CptoptError, InputError
-from cptopt.lawfile import DEFAULT_LAW_PATH, FittedLaw, load_law
-from cptopt.predict import Prediction, predict
+from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.plan import TrainingConfig, load_config
+from cptopt.prediction import Prediction, predict
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,9 +21,9 @@ from statistics import NormalDist
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt.areas import CheckpointState, cpt_point_areas
 from cptopt.exceptions import InputError
-from cptopt.lawfile import FittedLaw
+from cptopt.law.areas import CheckpointState, cpt_point_areas
+from cptopt.law.fitted import FittedLaw
 from cptopt.schedules import Schedule
 
 #: Relative slack before a peak LR counts as outside the pilots' range.

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from cptopt.exceptions import InputError
-from cptopt.logs._base import RawLog, build_series, file_sha256, require_file, to_float
+from cptopt.pilots.logs._base import RawLog, build_series, file_sha256, require_file, to_float
 
 #: Keys of the final summary row (``Trainer.train`` appends it once training ends).
 SUMMARY_KEYS = ("train_runtime", "total_flos", "train_samples_per_second")

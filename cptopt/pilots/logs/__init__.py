@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.logs._base import (
+from cptopt.pilots.logs._base import (
     ColumnMap,
     LogData,
     RawLog,
@@ -38,8 +38,8 @@ from cptopt.logs._base import (
     select,
     series_problems,
 )
-from cptopt.logs._hf import find_trainer_state, read_trainer_state
-from cptopt.logs._tabular import (
+from cptopt.pilots.logs._hf import find_trainer_state, read_trainer_state
+from cptopt.pilots.logs._tabular import (
     WANDB_EXTREMA,
     read_jsonl,
     read_lightning_csv,
@@ -47,7 +47,7 @@ from cptopt.logs._tabular import (
     read_wandb_export,
     read_wandb_history,
 )
-from cptopt.logs._tensorboard import event_files, is_event_file, read_tensorboard
+from cptopt.pilots.logs._tensorboard import event_files, is_event_file, read_tensorboard
 
 LogFormat = Literal[
     "auto", "csv", "jsonl", "hf", "tensorboard", "lightning", "wandb", "wandb-history"

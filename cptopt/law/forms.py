@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from cptopt.areas import Areas, DropHistory
+from cptopt.law.areas import Areas, DropHistory
 
 #: The paper's annealing-memory factor (cpt-law.md §1).
 PAPER_LAMBDA = 0.999

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from cptopt.areas import cpt_point_areas
 from cptopt.exceptions import InputError
-from cptopt.lawfile import FittedLaw
-from cptopt.predict import Prediction
-from cptopt.runs import PilotSet, Run
+from cptopt.law.areas import cpt_point_areas
+from cptopt.law.fitted import FittedLaw
+from cptopt.pilots.runs import PilotSet, Run
+from cptopt.prediction import Prediction
 
 #: Default picture size in pixels (width, height) and resolution.
 DEFAULT_SIZE = (1200, 800)

@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.search import Assessment, CandidateRanking, Recommendation
+from cptopt.search.recommendation import Assessment, CandidateRanking, Recommendation
 
 
 def _lr(value: float) -> str:

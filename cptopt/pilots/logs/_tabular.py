@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from cptopt.exceptions import InputError
-from cptopt.logs._base import (
+from cptopt.pilots.logs._base import (
     ColumnMap,
     RawLog,
     numeric_table_to_raw,

@@ -13,8 +13,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.lawfile import FittedLaw, SetFit
-from cptopt.predict import Prediction
+from cptopt.law.fitted import FittedLaw, SetFit
+from cptopt.prediction import Prediction
 
 
 def pdg_format(value: float, error: float | None) -> str:

@@ -42,9 +42,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cptopt._validation import load_yaml_mapping, pydantic_error_line
-from cptopt.areas import CheckpointState, PretrainAreas, pretrain_areas, unknown_checkpoint
 from cptopt.exceptions import InputError
-from cptopt.logs import FORMATS, ColumnMap, LogData, LogFormat, Series, read_log
+from cptopt.law.areas import CheckpointState, PretrainAreas, pretrain_areas, unknown_checkpoint
+from cptopt.pilots.logs import FORMATS, ColumnMap, LogData, LogFormat, Series, read_log
 from cptopt.schedules import Schedule
 
 VALIDATION_SETS = ("general", "domain")

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cptopt.areas import Areas, cpt_point_areas
 from cptopt.exceptions import FitError, InputError
-from cptopt.law import CptLaw, make_law
-from cptopt.runs import VALIDATION_SETS, PilotSet
+from cptopt.law.areas import Areas, cpt_point_areas
+from cptopt.law.forms import CptLaw, make_law
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 
 #: A parameter is "at a bound" when within this share of its range from it.
 BOUND_TOLERANCE = 1e-4
@@ -1035,7 +1035,7 @@ class LawFitter:
         """Fit both validation sets (choosing the variant by CV if asked); returns ``self``."""
         from threadpoolctl import threadpool_limits
 
-        from cptopt.lawfile import FittedLaw
+        from cptopt.law.fitted import FittedLaw
 
         variants = self._variants()
         replay_ratios = sorted({run.replay_ratio for run in pilots.runs})
@@ -1198,8 +1198,8 @@ def one_standard_error_choice(rows: list[dict], preference) -> dict:
 
 
 def _set_fit(result: SetResult, pilots: PilotSet, with_jackknife: bool):
-    from cptopt.law import Parameter
-    from cptopt.lawfile import RunFit, SetFit
+    from cptopt.law.fitted import RunFit, SetFit
+    from cptopt.law.forms import Parameter
 
     law, data, best = result.law, result.data, result.best
     residuals = relative_residuals(law, best.values, data)
@@ -1274,7 +1274,7 @@ def _set_fit(result: SetResult, pilots: PilotSet, with_jackknife: bool):
 
 
 def _pretrain_record(pilots: PilotSet):
-    from cptopt.lawfile import PretrainRecord
+    from cptopt.law.fitted import PretrainRecord
 
     history = pilots.pretrain
     return PretrainRecord(
@@ -1287,7 +1287,7 @@ def _pretrain_record(pilots: PilotSet):
 
 
 def _coverage(pilots: PilotSet):
-    from cptopt.lawfile import Coverage
+    from cptopt.law.fitted import Coverage
 
     peaks = [run.peak_lr for run in pilots.runs]
     steps = [run.steps for run in pilots.runs]
@@ -1303,7 +1303,7 @@ def _coverage(pilots: PilotSet):
 
 
 def _inputs(pilots: PilotSet):
-    from cptopt.lawfile import InputRecord
+    from cptopt.law.fitted import InputRecord
 
     records = [
         InputRecord(name=run.name, source=run.source, sha256=run.sha256) for run in pilots.runs

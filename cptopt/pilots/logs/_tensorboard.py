@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.logs._base import RawLog, build_series, file_sha256, require_file
+from cptopt.pilots.logs._base import RawLog, build_series, file_sha256, require_file
 
 EVENT_FILE_MARK = "tfevents"
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cptopt._io import atomic_write_text
 from cptopt._validation import pydantic_error_line
 from cptopt._version import __version__
-from cptopt.areas import CheckpointState, unknown_checkpoint
 from cptopt.exceptions import InputError, SchemaVersionError
-from cptopt.law import CptLaw, Parameter, make_law
-from cptopt.runs import PretrainHistory
+from cptopt.law.areas import CheckpointState, unknown_checkpoint
+from cptopt.law.forms import CptLaw, Parameter, make_law
+from cptopt.pilots.runs import PretrainHistory
 
 #: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional).
 SCHEMA_VERSION = 2

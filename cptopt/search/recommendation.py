@@ -45,7 +45,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cptopt._search_eval import (
+from cptopt._validation import load_yaml_mapping, parse_weights, pydantic_error_line
+from cptopt._version import __version__
+from cptopt.exceptions import InfeasibleError, InputError
+from cptopt.law.areas import cpt_point_areas
+from cptopt.law.fitted import FittedLaw
+from cptopt.prediction import RANGE_TOLERANCE, coverage_flags, predict_from_state
+from cptopt.schedules import Schedule
+from cptopt.search.evaluate import (
     SEARCH_FAMILIES,
     Batch,
     CheckpointChoice,
@@ -54,7 +61,7 @@ from cptopt._search_eval import (
     make_batch,
     shape_schedule,
 )
-from cptopt._search_storage import (
+from cptopt.search.storage import (
     CONFIG_ATTR,
     WORKER_ATTR,
     fail_stale_trials,
@@ -65,13 +72,6 @@ from cptopt._search_storage import (
     wait_briefly,
     worker_id,
 )
-from cptopt._validation import load_yaml_mapping, parse_weights, pydantic_error_line
-from cptopt._version import __version__
-from cptopt.areas import cpt_point_areas
-from cptopt.exceptions import InfeasibleError, InputError
-from cptopt.lawfile import FittedLaw
-from cptopt.predict import RANGE_TOLERANCE, coverage_flags, predict_from_state
-from cptopt.schedules import Schedule
 
 SamplerName = Literal["tpe", "cmaes", "gp", "qmc"]
 FamilyName = Literal["cosine", "wsd", "linear", "constant"]
@@ -1742,7 +1742,7 @@ def rank_candidates(
                 history=law.needs_history,
             )
         )
-    from cptopt.areas import Areas
+    from cptopt.law.areas import Areas
 
     areas = Areas.concatenate(finals)
     objective_rows = []
