@@ -148,7 +148,7 @@ def summarise(per_run: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 def decision_scores(law, grid: list[str], manifest: dict, runs: dict, weights) -> list[dict]:
     """Rank the grid as ``cptopt recommend --candidates`` does, and score the ranking."""
-    from cptopt.search.recommendation import Candidate, rank_candidates
+    from cptopt.search import Candidate, rank_candidates
 
     candidates = [
         Candidate(

@@ -36,27 +36,29 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 
 from cptopt import fit, load_law  # noqa: E402
-from cptopt.search.recommendation import (  # noqa: E402
-    SEARCH_FAMILIES,
+from cptopt.search import (  # noqa: E402
     Constraints,
     SearchSettings,
     SearchSpace,
-    _make_evaluator,
-    _run_study,
-    _seed_study,
-    _Space,
     dense_optimum,
-    make_sampler,
     recommend,
 )
+from cptopt.search.evaluate import Evaluator  # noqa: E402
+from cptopt.search.models import SEARCH_FAMILIES  # noqa: E402
+from cptopt.search.space import resolve_space  # noqa: E402
+from cptopt.search.study import _run_study, _seed_study, make_sampler  # noqa: E402
+
+
+def _space_and_evaluator(law):
+    space = resolve_space(law, SearchSpace(), Constraints(), False)
+    return space, Evaluator(law, space.checkpoints, 0.5, 0.5, space.tokens_per_step)
 
 WEIGHTS = [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)]
 
 
 def plain_loop(law, sampler_name: str, trials: int, seed: int) -> float:
     """trials/s of ``study.optimize`` with a define-by-run objective, one setting per call."""
-    space = _Space(law, SearchSpace(), Constraints(), False)
-    evaluator = _make_evaluator(law, space, Constraints(), 0.5, 0.5)
+    space, evaluator = _space_and_evaluator(law)
     distributions = space.distributions()
 
     def suggest(trial: optuna.Trial, name: str, dist) -> object:
@@ -82,8 +84,7 @@ def plain_loop(law, sampler_name: str, trials: int, seed: int) -> float:
 
 def cptopt_loop(law, sampler_name: str, trials: int, seed: int) -> float:
     """trials/s of cptopt's loop: seed batch via add_trials, then batched ask/tell."""
-    space = _Space(law, SearchSpace(), Constraints(), False)
-    evaluator = _make_evaluator(law, space, Constraints(), 0.5, 0.5)
+    space, evaluator = _space_and_evaluator(law)
     settings = SearchSettings()
     study = optuna.create_study(sampler=make_sampler(sampler_name, seed))
     start = time.perf_counter()

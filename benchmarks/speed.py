@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import os
 import sys
@@ -32,8 +31,10 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 import cptopt
-
-fit_module = importlib.import_module("cptopt.fitting.estimator")
+from cptopt.fitting import LawFitter
+from cptopt.fitting.data import collect_points
+from cptopt.fitting.optimise import Problem
+from cptopt.law.forms import make_law
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data" / "cpt-code"
@@ -70,11 +71,9 @@ def baseline_fit(pilots, memory: dict, seed: int = 0) -> tuple[float, float]:
     total = 0.0
     annealing = memory.get("annealing", "s2")
     for offset, validation_set in enumerate(("general", "domain")):
-        law = fit_module.make_law_for(FORM, validation_set, pilots, True, annealing)
-        data = fit_module.collect_points(
-            pilots, validation_set, memory.get("lam"), history=law.needs_history
-        )
-        problem = fit_module._Problem(law, data, 1e-3)
+        law = make_law(FORM, validation_set, True, pilots.pretrain.known, annealing)
+        data = collect_points(pilots, validation_set, memory.get("lam"), history=law.needs_history)
+        problem = Problem(law, data, 1e-3)
         rng = np.random.default_rng([seed, offset])
         best = np.inf
         for _ in range(STARTS):
@@ -92,7 +91,7 @@ def baseline_fit(pilots, memory: dict, seed: int = 0) -> tuple[float, float]:
 
 def cptopt_fit(pilots, **settings) -> tuple[float, float, object]:
     started = time.perf_counter()
-    law = fit_module.LawFitter(**settings).fit(pilots).law_
+    law = LawFitter(**settings).fit(pilots).law_
     seconds = time.perf_counter() - started
     return seconds, law.general.huber_cost + law.domain.huber_cost, law
 
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                         "baseline_cost": base_cost,
                         "cptopt_cost": ours_cost,
                         "default_fit_s": full_seconds,
-                        "default_fit_variant": f"{law.form}, {law.memory}",
+                        "default_fit_variant": f"{law.form}, {law.annealing_description}",
                     }
                 )
     if args.format == "json":

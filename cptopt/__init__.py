@@ -25,8 +25,8 @@ from cptopt.exceptions import (
 from cptopt.fitting.estimator import LawFitter
 from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
 from cptopt.limits import CheckReport, check
+from cptopt.pilots import PilotSet, Run, load_manifest
 from cptopt.pilots.logs import read_log
-from cptopt.pilots.runs import PilotSet, Run, load_manifest
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.prediction import Prediction
 from cptopt.prediction import predict as _predict

@@ -1,98 +1,96 @@
-"""Input checks that return the cleaned value or raise a one-line ``InputError``."""
+"""Input validation shared by every stage: pydantic errors and YAML files to one-line errors.
+
+Every record a user writes (manifest, training config, search config, limits, candidates,
+law file) is a pydantic model. :func:`validate` is the one place where a pydantic
+``ValidationError`` becomes the user's one line: ``file: key.path: problem (got value)``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
-import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from cptopt.exceptions import InputError
 
-
-def check_finite_positive(values: np.ndarray, name: str, where: str) -> np.ndarray:
-    """Return ``values`` as float64 if all are finite and > 0, else name the first bad one."""
-    array = np.asarray(values, dtype=float)
-    bad = ~np.isfinite(array) | (array <= 0)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{name} must be finite and > 0, got {array[index]!r} at row {index} ({where})"
-        )
-    return array
+Model = TypeVar("Model", bound=BaseModel)
 
 
-def check_increasing(steps: np.ndarray, name: str, where: str) -> np.ndarray:
-    """Return ``steps`` if strictly increasing, else raise naming the first offending pair."""
-    array = np.asarray(steps)
-    if array.size > 1:
-        diffs = np.diff(array)
-        if (diffs <= 0).any():
-            index = int(np.flatnonzero(diffs <= 0)[0])
-            raise InputError(
-                f"{name} must be strictly increasing, got {array[index]!r} then "
-                f"{array[index + 1]!r} ({where})"
-            )
-    return array
+def validate(
+    model: type[Model],
+    data: Any,
+    source: str,
+    prefix: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
+) -> Model:
+    """``model.model_validate(data)``, or an :class:`InputError` of one line.
 
-
-def check_fraction(value: float, name: str, where: str = "") -> float:
-    """Return ``value`` if it lies in [0, 1]."""
-    if not (np.isfinite(value) and 0.0 <= value <= 1.0):
-        suffix = f" ({where})" if where else ""
-        raise InputError(f"{name} == {value!r}, must be in [0, 1]{suffix}")
-    return float(value)
-
-
-def parse_weights(text: str | Sequence[float]) -> tuple[float, float, bool]:
-    """Parse ``"0.3,0.7"`` (general, domain) into normalised weights.
-
-    Returns ``(w_general, w_domain, normalised)`` where ``normalised`` says whether the
-    input did not already sum to 1.
+    ``source`` names where the data came from (a file; empty for command-line options);
+    ``prefix`` is the key path of ``data`` inside that source (e.g.
+    ``("tool", "cptopt", "check")``); ``aliases`` rename dotted key paths in the message
+    (``{"space.peak_lr": "--peak-lr"}``).
     """
-    if isinstance(text, str):
-        parts = [p.strip() for p in text.split(",")]
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            raise InputError(
-                f"--weights == {text!r}, must be two numbers 'general,domain' such as 0.3,0.7"
-            ) from None
-    else:
-        values = [float(v) for v in text]
-    if len(values) != 2:
-        raise InputError(f"--weights needs exactly two numbers (general,domain), got {len(values)}")
-    if any(not np.isfinite(v) or v < 0 for v in values):
-        raise InputError(f"--weights == {values}, must be finite and >= 0")
-    total = sum(values)
-    if total <= 0:
-        raise InputError("--weights sum to 0; at least one weight must be > 0")
-    normalised = abs(total - 1.0) > 1e-9
-    return values[0] / total, values[1] / total, normalised
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(error_line(source, exc, model, prefix, aliases)) from None
 
 
-def pydantic_error_line(source: str, error: Exception) -> str:
-    """One line for a pydantic ``ValidationError``: file, key path, message (+ how many more)."""
-    errors = getattr(error, "errors", None)
-    if not callable(errors):
-        return f"{source}: {error}"
-    details = errors()
+def error_line(
+    source: str,
+    error: ValidationError,
+    model: type[BaseModel] | None = None,
+    prefix: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
+) -> str:
+    """``source: key.path: message (got value) [+N more]`` for the first error of ``error``."""
+    details = error.errors()
     if not details:
         return f"{source}: invalid"
     first = details[0]
-    location = ".".join(str(part) for part in first.get("loc", ())) or "<top level>"
-    message = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        message = "unknown key (not allowed here)"
+    loc = tuple(first.get("loc", ()))
+    location = ".".join(str(part) for part in (*prefix, *loc)) or "<top level>"
+    location = (aliases or {}).get(location, location)
+    kind = first.get("type")
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        message = f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
+    shown = ""
     value = first.get("input")
-    shown = "" if first.get("type") in ("extra_forbidden", "missing") else f" (got {value!r:.60})"
+    if kind not in ("extra_forbidden", "missing") and not isinstance(value, dict):
+        shown = f" (got {value!r:.60})"
     more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
-    return f"{source}: {location}: {message}{shown}{more}"
+    where = f"{source}: " if source else ""
+    return f"{where}{location}: {message}{shown}{more}"
 
 
-def load_yaml_mapping(path: str) -> dict:
+def _allowed_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
+    """Field names of the model found at ``path`` inside ``model`` (empty if unknown)."""
+    for part in path:
+        if model is None or isinstance(part, int):
+            continue  # list indices keep the item model
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        model = _model_in(annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation such as ``Model``, ``list[Model]``, ``Model | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def load_yaml_mapping(path: str | Path) -> dict:
     """Read a YAML file that must hold a mapping; one-line ``InputError`` otherwise."""
-    from pathlib import Path
-
     import yaml
 
     file = Path(path)

@@ -2,8 +2,8 @@
 
 A config passes when the law's prediction for it keeps every limit that is set and, unless
 ``allow_extrapolation`` is on, stays inside what the pilots covered. Nothing here prints or
-exits: :func:`check` returns a :class:`CheckReport`, and :func:`format_text` /
-:func:`format_github` render it as text.
+exits: :func:`check` returns a :class:`CheckReport`; :mod:`cptopt.report.check` renders it
+as text or GitHub annotations.
 
 Limits (all optional; losses in nats per token)
 -----------------------------------------------
@@ -26,14 +26,14 @@ searched from each config's folder upwards. The law: the ``law`` argument, else 
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InputError
 from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
@@ -181,21 +181,10 @@ def load_limits_file(path: str | Path) -> Limits:
     prefix, table = found
     if not isinstance(table, dict):
         raise InputError(f"{path}: {'.'.join(prefix)}: must be a table")
-    try:
-        limits = Limits.model_validate(table)
-    except ValidationError as exc:
-        raise InputError(_limits_error(str(path), exc, prefix)) from None
+    limits = validate(Limits, table, str(path), prefix)
     if limits.law is not None:
         limits = limits.model_copy(update={"law": str(path.parent / limits.law)})
     return limits
-
-
-def _limits_error(source: str, exc: ValidationError, prefix: tuple[str, ...]) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in (*prefix, *first.get("loc", ())))
-    if first.get("type") == "extra_forbidden":
-        return f"{source}: {key}: unknown key (allowed: {', '.join(Limits.model_fields)})"
-    return f"{source}: {key}: {first.get('msg')} (got {first.get('input')!r:.60})"
 
 
 def find_limits_file(start: str | Path) -> Path | None:
@@ -205,12 +194,13 @@ def find_limits_file(start: str | Path) -> Path | None:
     """
     folder = Path(start).resolve()
     for directory in (folder, *folder.parents):
-        candidate = directory / "cptopt.toml"
-        if candidate.is_file():
-            return candidate
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file() and _check_table(candidate, _read_toml(candidate)) is not None:
-            return candidate
+        for name in LIMITS_FILES:
+            candidate = directory / name
+            # a pyproject.toml counts only with a [tool.cptopt.check] table
+            if candidate.is_file() and (
+                name == "cptopt.toml" or _check_table(candidate, _read_toml(candidate)) is not None
+            ):
+                return candidate
     return None
 
 
@@ -222,13 +212,18 @@ def resolve_limits(
     """Limits from a file, with ``overrides`` (None values ignored) taking precedence."""
     base = (file_limits or Limits()).model_dump(exclude_unset=True)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    try:
-        return Limits.model_validate({**base, **given})
-    except ValidationError as exc:
-        raise InputError(_limits_error(source, exc, ())) from None
+    return validate(Limits, {**base, **given}, source)
 
 
 # --------------------------------------------------------------------------------- verdicts
+
+
+def _limit_check(
+    name: str, limits: Limits, value: float, passed: bool, message: str
+) -> LimitCheck:
+    limit = float(getattr(limits, name))
+    text = f"{message}, limit {name} = {limit:g}"
+    return LimitCheck(name=name, limit=limit, value=value, passed=passed, message=text)
 
 
 def judge(prediction: Prediction, limits: Limits) -> tuple[list[LimitCheck], list[str]]:
@@ -244,49 +239,23 @@ def judge(prediction: Prediction, limits: Limits) -> tuple[list[LimitCheck], lis
     if limits.max_general_rise is not None:
         rise = general_final - general.initial
         ok = rise <= limits.max_general_rise
-        checks.append(
-            LimitCheck(
-                name="max_general_rise",
-                limit=limits.max_general_rise,
-                value=rise,
-                passed=ok,
-                message=(
-                    f"{which}general loss {'changes' if ok else 'rises'} {rise:+.4f} nats "
-                    f"({general.initial:.4f} -> {general_final:.4f}), "
-                    f"limit max_general_rise = {limits.max_general_rise:g}"
-                ),
-            )
+        message = (
+            f"{which}general loss {'changes' if ok else 'rises'} {rise:+.4f} nats "
+            f"({general.initial:.4f} -> {general_final:.4f})"
         )
+        checks.append(_limit_check("max_general_rise", limits, rise, ok, message))
     if limits.max_final_domain_loss is not None:
         ok = domain_final <= limits.max_final_domain_loss
-        checks.append(
-            LimitCheck(
-                name="max_final_domain_loss",
-                limit=limits.max_final_domain_loss,
-                value=domain_final,
-                passed=ok,
-                message=(
-                    f"{which}final domain loss {domain_final:.4f}, "
-                    f"limit max_final_domain_loss = {limits.max_final_domain_loss:g}"
-                ),
-            )
-        )
+        message = f"{which}final domain loss {domain_final:.4f}"
+        checks.append(_limit_check("max_final_domain_loss", limits, domain_final, ok, message))
     if limits.min_domain_gain is not None:
         gain = domain.initial - domain_final
         ok = gain >= limits.min_domain_gain
-        checks.append(
-            LimitCheck(
-                name="min_domain_gain",
-                limit=limits.min_domain_gain,
-                value=gain,
-                passed=ok,
-                message=(
-                    f"{which}domain loss falls {gain:.4f} nats "
-                    f"({domain.initial:.4f} -> {domain_final:.4f}), "
-                    f"limit min_domain_gain = {limits.min_domain_gain:g}"
-                ),
-            )
+        message = (
+            f"{which}domain loss falls {gain:.4f} nats "
+            f"({domain.initial:.4f} -> {domain_final:.4f})"
         )
+        checks.append(_limit_check("min_domain_gain", limits, gain, ok, message))
     out_of_range = [f"outside the pilots: {flag}" for flag in prediction.flags]
     return checks, out_of_range
 
@@ -449,155 +418,3 @@ def _report(results: list[ConfigResult]) -> CheckReport:
         ),
         results=results,
     )
-
-
-# ------------------------------------------------------------------------------- rendering
-
-
-def format_text(report: CheckReport) -> str:
-    """People's format: one PASS/FAIL line per config, reasons indented, a summary line.
-
-    Configs in error are summarised only (their one-line errors belong on stderr).
-    """
-    lines: list[str] = []
-    for result in report.results:
-        if result.verdict == "error":
-            continue
-        prediction = result.prediction
-        head = f"{result.verdict.upper():4}  {result.path}"
-        if prediction is not None:
-            head += (
-                f"  general {prediction.general.initial:.4f} -> {prediction.general.final:.4f}"
-                f" ({prediction.general_rise:+.4f}), domain {prediction.domain.initial:.4f}"
-                f" -> {prediction.domain.final:.4f}"
-            )
-        lines.append(head)
-        lines += [f"      {message}" for message in result.findings]
-        lines += [f"      warning: {message}" for message in result.warnings]
-    summary = report.summary
-    noun = "config" if summary.configs == 1 else "configs"
-    lines.append(
-        f"{summary.configs} {noun} checked: {summary.passed} passed, {summary.failed} failed, "
-        f"{summary.errors} error{'s' if summary.errors != 1 else ''}"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-#: Which config key an out-of-range message is about (for annotation line numbers).
-_FLAG_KEYS = (
-    ("outside the pilots: peak LR", ("schedule.peak_lr", "learning_rate", "schedule.lr")),
-    ("outside the pilots: replay", ("replay_ratio",)),
-    ("outside the pilots: tokens per step", ("tokens_per_step",)),
-    ("outside the pilots: checkpoint", ("checkpoint",)),
-    ("outside the pilots:", ("schedule.steps", "max_steps", "schedule.lr")),
-)
-
-
-def key_line(path: str | Path, dotted_key: str) -> int | None:
-    """1-based line of ``dotted_key`` (e.g. ``schedule.peak_lr``) in a YAML file, or None."""
-    import yaml
-
-    try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    line = None
-    for part in dotted_key.split("."):
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        for key_node, value_node in node.value:
-            if key_node.value == part:
-                line, node = key_node.start_mark.line + 1, value_node
-                break
-        else:
-            return None
-    return line
-
-
-def _annotation(level: str, path: str, title: str, message: str, line: int | None) -> str:
-    where = f"file={_escape_property(path)}"
-    if line is not None:
-        where += f",line={line}"
-    return f"::{level} {where},title={_escape_property(title)}::{_escape_data(message)}"
-
-
-def _line_for(path: str, message: str) -> int | None:
-    keys: tuple[str, ...] = ()
-    if message.startswith("outside the pilots:"):
-        keys = next(k for prefix, k in _FLAG_KEYS if message.startswith(prefix))
-    else:
-        match = re.match(re.escape(path) + r": ([A-Za-z_][\w.]*):", message)
-        if match:
-            keys = (match.group(1),)
-    for key in keys:
-        line = key_line(path, key)
-        if line is not None:
-            return line
-    return None
-
-
-def format_github(report: CheckReport) -> str:
-    """GitHub Actions workflow commands: one annotation per finding, warning and error.
-
-    Each points at the config file (and at the offending key's line where one is known),
-    so the pull request shows it inline. A plain summary line follows.
-    """
-    lines: list[str] = []
-    for result in report.results:
-        name = result.name or Path(result.path).stem
-        if result.error is not None:
-            lines.append(
-                _annotation(
-                    "error",
-                    result.path,
-                    "cptopt check: invalid input",
-                    result.error,
-                    _line_for(result.path, result.error),
-                )
-            )
-        for check_item in result.checks:
-            if not check_item.passed:
-                lines.append(
-                    _annotation(
-                        "error",
-                        result.path,
-                        f"cptopt check {name}: {check_item.name}",
-                        check_item.message,
-                        None,
-                    )
-                )
-        for message in result.findings:
-            if message.startswith("outside the pilots:"):
-                lines.append(
-                    _annotation(
-                        "error",
-                        result.path,
-                        f"cptopt check {name}: extrapolation",
-                        message + " (set allow_extrapolation to accept)",
-                        _line_for(result.path, message),
-                    )
-                )
-        for message in result.warnings:
-            lines.append(
-                _annotation(
-                    "warning",
-                    result.path,
-                    f"cptopt check {name}: extrapolation",
-                    message,
-                    _line_for(result.path, message),
-                )
-            )
-    summary = report.summary
-    lines.append(
-        f"cptopt check: {summary.configs} configs, {summary.passed} passed, "
-        f"{summary.failed} failed, {summary.errors} errors"
-    )
-    return "\n".join(lines) + "\n"

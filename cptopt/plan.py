@@ -42,15 +42,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cptopt._validation import load_yaml_mapping
+from cptopt._validation import load_yaml_mapping, validate
 from cptopt.exceptions import InputError
 from cptopt.schedules import Family, Schedule
-
-M = TypeVar("M", bound=BaseModel)
 
 #: Top-level keys taken from a Hugging Face ``TrainingArguments``.
 TRAINER_KEYS = (
@@ -113,29 +111,43 @@ class _WsdKwargs(BaseModel):
     warmup_type: Literal["linear"] = "linear"
 
 
-def _error_line(source: str, error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
-    """One line for a pydantic error: ``file: key.path: message (got value) [+N more]``."""
-    details = error.errors()
-    first = details[0]
-    location = ".".join(str(part) for part in (*prefix, *first.get("loc", ()))) or "<top level>"
-    message = first.get("msg", "invalid")
-    kind = first.get("type")
-    if kind == "extra_forbidden":
-        message = "unknown key (not allowed here)"
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    shown = ""
-    if kind not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict):
-        shown = f" (got {first.get('input')!r:.60})"
-    more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
-    return f"{source}: {location}: {message}{shown}{more}"
+def _trainer_warmup(trainer: TrainerKeys, source: str) -> int:
+    """Warmup steps as HF computes them: a share below 1 or ``warmup_ratio``, rounded up."""
+    if trainer.warmup_steps and trainer.warmup_ratio:
+        raise InputError(f"{source}: warmup_steps: give warmup_steps or warmup_ratio, not both")
+    if 0 < trainer.warmup_steps < 1:
+        return math.ceil(trainer.warmup_steps * trainer.max_steps)
+    if trainer.warmup_steps != int(trainer.warmup_steps):
+        raise InputError(
+            f"{source}: warmup_steps: must be a whole number of steps or a share below 1 "
+            f"(got {trainer.warmup_steps!r})"
+        )
+    return int(trainer.warmup_steps) or math.ceil(trainer.warmup_ratio * trainer.max_steps)
 
 
-def _validate(model: type[M], data: Any, source: str, prefix: tuple[str, ...] = ()) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(_error_line(source, exc, prefix)) from None
+def _wsd_fields(
+    kwargs: dict[str, Any], steps: int, warmup: int, peak: float, source: str
+) -> dict[str, Any]:
+    """Schedule fields of HF's ``warmup_stable_decay`` from its ``lr_scheduler_kwargs``."""
+    options = validate(_WsdKwargs, kwargs, source, ("lr_scheduler_kwargs",))
+    if options.num_stable_steps is not None and (
+        warmup + options.num_stable_steps + options.num_decay_steps != steps
+    ):
+        raise InputError(
+            f"{source}: lr_scheduler_kwargs.num_stable_steps: warmup ({warmup}) + stable "
+            f"({options.num_stable_steps}) + decay ({options.num_decay_steps}) must equal "
+            f"max_steps ({steps})"
+        )
+    if options.num_decay_steps > steps - warmup:
+        raise InputError(
+            f"{source}: lr_scheduler_kwargs.num_decay_steps: {options.num_decay_steps} "
+            f"decay steps do not fit in max_steps ({steps}) after warmup ({warmup})"
+        )
+    return {
+        "decay_start_step": steps - options.num_decay_steps,
+        "decay_shape": options.decay_type,
+        "min_lr": options.min_lr_ratio * peak,
+    }
 
 
 def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Schedule:
@@ -148,19 +160,9 @@ def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Sch
         raise InputError(
             f"{source}: {missing}: required with trainer keys (or give a 'schedule:' block)"
         )
-    trainer = _validate(TrainerKeys, keys, source)
+    trainer = validate(TrainerKeys, keys, source)
     steps, peak = trainer.max_steps, trainer.learning_rate
-    if trainer.warmup_steps and trainer.warmup_ratio:
-        raise InputError(f"{source}: warmup_steps: give warmup_steps or warmup_ratio, not both")
-    if 0 < trainer.warmup_steps < 1:
-        warmup = math.ceil(trainer.warmup_steps * steps)
-    elif trainer.warmup_steps != int(trainer.warmup_steps):
-        raise InputError(
-            f"{source}: warmup_steps: must be a whole number of steps or a share below 1 "
-            f"(got {trainer.warmup_steps!r})"
-        )
-    else:
-        warmup = int(trainer.warmup_steps) or math.ceil(trainer.warmup_ratio * steps)
+    warmup = _trainer_warmup(trainer, source)
     kind = trainer.lr_scheduler_type
     kwargs = trainer.lr_scheduler_kwargs
     fields: dict[str, Any] = {"peak_lr": peak, "steps": steps, "warmup_steps": warmup}
@@ -177,7 +179,7 @@ def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Sch
     elif kind == "constant_with_warmup":
         family = "constant"
     elif kind == "cosine_with_min_lr":
-        cosine = _validate(_CosineMinLrKwargs, kwargs, source, ("lr_scheduler_kwargs",))
+        cosine = validate(_CosineMinLrKwargs, kwargs, source, ("lr_scheduler_kwargs",))
         if cosine.min_lr is not None and cosine.min_lr_rate is None:
             fields["min_lr"] = cosine.min_lr
         elif cosine.min_lr_rate is not None and cosine.min_lr is None:
@@ -189,26 +191,8 @@ def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Sch
             )
         family = "cosine"
     else:  # warmup_stable_decay
-        options = _validate(_WsdKwargs, kwargs, source, ("lr_scheduler_kwargs",))
-        if options.num_stable_steps is not None and (
-            warmup + options.num_stable_steps + options.num_decay_steps != steps
-        ):
-            raise InputError(
-                f"{source}: lr_scheduler_kwargs.num_stable_steps: warmup ({warmup}) + stable "
-                f"({options.num_stable_steps}) + decay ({options.num_decay_steps}) must equal "
-                f"max_steps ({steps})"
-            )
-        if options.num_decay_steps > steps - warmup:
-            raise InputError(
-                f"{source}: lr_scheduler_kwargs.num_decay_steps: {options.num_decay_steps} "
-                f"decay steps do not fit in max_steps ({steps}) after warmup ({warmup})"
-            )
         family = "wsd"
-        fields.update(
-            decay_start_step=steps - options.num_decay_steps,
-            decay_shape=options.decay_type,
-            min_lr=options.min_lr_ratio * peak,
-        )
+        fields.update(_wsd_fields(kwargs, steps, warmup, peak, source))
     if kind not in ("cosine_with_min_lr", "warmup_stable_decay") and kwargs:
         raise InputError(
             f"{source}: lr_scheduler_kwargs: not used by lr_scheduler_type '{kind}' "
@@ -252,7 +236,7 @@ def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Train
                 f"({', '.join(TRAINER_KEYS)}), not both"
             )
         data["schedule"] = schedule_from_trainer(trainer, source)
-    return _validate(TrainingConfig, data, source)
+    return validate(TrainingConfig, data, source)
 
 
 def load_config(path: str | Path) -> TrainingConfig:

@@ -16,7 +16,6 @@ residuals) stands in for ``cv_rms``, and the interval is then too narrow: the re
 from __future__ import annotations
 
 from collections.abc import Callable
-from statistics import NormalDist
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cptopt.exceptions import InputError
 from cptopt.law.areas import CheckpointState, cpt_point_areas
 from cptopt.law.fitted import FittedLaw
+from cptopt.law.uncertainty import jackknife_variance, z_value
 from cptopt.schedules import Schedule
 
 #: Relative slack before a peak LR counts as outside the pilots' range.
@@ -114,7 +114,7 @@ def _forecast(
     require_positive: bool = True,
 ) -> tuple[LossForecast, np.ndarray]:
     fit = law.set_fit(validation_set)
-    form = law.law(validation_set)
+    form = law.form_for(validation_set)
     parameter_sets = np.array([fit.values, *fit.jackknife])
     curves = form.evaluate(parameter_sets, areas)
     valid = (curves[0] > 0).all() and np.isfinite(curves[0]).all()
@@ -124,13 +124,7 @@ def _forecast(
             "it is far outside what the pilots covered"
         )
     mean = curves[0]
-    log_curves = np.log(np.maximum(curves, 1e-12))
-    if len(fit.jackknife) >= 2:
-        replicas = log_curves[1:]
-        n = replicas.shape[0]
-        fit_var = (n - 1) / n * ((replicas - replicas.mean(axis=0)) ** 2).sum(axis=0)
-    else:
-        fit_var = np.zeros_like(mean)
+    fit_var = jackknife_variance(np.log(np.maximum(curves[1:], 1e-12)))
     scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
     half = z * np.sqrt(fit_var + scale**2)
     lower, upper = mean * np.exp(-half), mean * np.exp(half)
@@ -253,12 +247,12 @@ def predict_from_state(
     curve_steps = _curve_steps(law, total, report)
     history = law.needs_history
     areas = cpt_point_areas(lr, curve_steps, law.lam, state, replay_ratio, history=history)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+    z = z_value(level)
     report_index = np.searchsorted(curve_steps, report)
     general, general_curve = _forecast(law, "general", areas, report_index, z, require_positive)
     domain, _ = _forecast(law, "domain", areas, report_index, z, require_positive)
     general.steps = domain.steps = report.tolist()
-    general_law, general_values = law.law("general"), np.asarray(law.general.values)
+    general_law, general_values = law.form_for("general"), np.asarray(law.general.values)
 
     def general_at(steps: np.ndarray) -> np.ndarray:
         points = cpt_point_areas(lr, steps, law.lam, state, replay_ratio, history=history)

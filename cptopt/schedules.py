@@ -133,7 +133,7 @@ class Schedule(BaseModel):
         """Per-step LR, shape ``(steps,)``; entry ``s - 1`` is the LR of update ``s``."""
         if self.family == "custom":
             return np.asarray(self.lr, dtype=float)
-        return _lr_array(
+        return family_lr_array(
             family=self.family,
             peak_lr=self.peak,
             steps=self.n_steps,
@@ -167,7 +167,7 @@ def _decay_profile(progress: np.ndarray, shape: str, peak_lr: float, min_lr: flo
     return peak_lr * (floor / peak_lr) ** progress
 
 
-def _lr_array(
+def family_lr_array(
     *,
     family: str,
     peak_lr: float,
@@ -178,6 +178,11 @@ def _lr_array(
     decay_shape: str,
     min_lr: float,
 ) -> np.ndarray:
+    """Per-step LR of a non-custom schedule, shape ``(steps,)`` (see the module docstring).
+
+    ``decay_start`` is the last step at the peak (WSD only). No validation: callers that
+    build thousands of shapes (the search) come here directly, :class:`Schedule` checks.
+    """
     step = np.arange(1, steps + 1, dtype=float)
     lr = np.full(steps, peak_lr, dtype=float)
     if family in ("cosine", "linear"):

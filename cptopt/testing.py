@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.law.areas import cpt_point_areas
+from cptopt.law.areas import checkpoint_state, cpt_point_areas
 from cptopt.law.forms import make_law
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
@@ -63,7 +63,7 @@ def synthetic_pilots(
     for index, (schedule, replay) in enumerate(configs):
         lr = schedule.lr_array()
         steps = eval_steps(lr.size)
-        state = pretrain.checkpoint_state(checkpoint, lam)
+        state = checkpoint_state(pretrain, checkpoint, lam)
         areas = cpt_point_areas(lr, steps, lam, state, replay, history=annealing == "mpl")
         curves = {}
         for validation_set in ("general", "domain"):

@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 # Fit both validation sets to the five unannealed pilots (law variant chosen by pilot CV).
 law = fit(HERE / "pilots" / "unannealed.yaml")
-print(f"law: {law.form}, {law.memory}")
+print(f"law: {law.form}, {law.annealing_description}")
 
 # Predict a planned run: WSD, 1,000 steps, peak LR 1e-3, 25 % replay.
 schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_fraction=0.02)

@@ -14,6 +14,7 @@ from cptopt import Schedule, predict
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
 
 
+@pytest.mark.slow
 def test_quickstart_prints_the_prediction_and_a_recommendation_no_worse_than_baselines(
     fitted_law,
 ):
@@ -21,7 +22,7 @@ def test_quickstart_prints_the_prediction_and_a_recommendation_no_worse_than_bas
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, check=True, timeout=120
     )
     out = result.stdout
-    assert f"law: {fitted_law.form}, {fitted_law.memory}" in out
+    assert f"law: {fitted_law.form}, {fitted_law.annealing_description}" in out
     domain = float(re.search(r"domain loss: ([0-9.]+)", out).group(1))
     schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_fraction=0.02)
     expected = predict(fitted_law, schedule, replay_ratio=0.25).domain.final

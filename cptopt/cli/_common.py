@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -41,7 +41,7 @@ stdout = Console(soft_wrap=False)
 # Diagnostics are single lines whatever the terminal width (CI logs, grep).
 stderr = Console(stderr=True, soft_wrap=True)
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_FINDINGS, EXIT_ERROR = 1, 2
 
 
 class OutputFormat(str, Enum):
@@ -50,6 +50,8 @@ class OutputFormat(str, Enum):
 
 
 FORMAT_HELP = "Output format: 'table' (rich, for people) or 'json' (for scripts)."
+#: The ``--format table|json`` option every result-printing command takes.
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,6 +95,25 @@ def handle_errors(command: F) -> F:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def emit(
+    result: BaseModel | dict,
+    output_format: OutputFormat,
+    render: Callable[[], Any],
+    width: int | None = None,
+) -> None:
+    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people.
+
+    ``width`` is the width to render at when stdout is not a terminal (rich's default, 80
+    columns, would wrap wide tables in files and CI logs).
+    """
+    if output_format is OutputFormat.json:
+        print_json(result)
+    elif width is None or stdout.is_terminal:
+        stdout.print(render())
+    else:
+        Console(soft_wrap=False, width=width).print(render())
 
 
 def print_json(payload: BaseModel | dict | list) -> None:

@@ -10,7 +10,8 @@ import typer
 
 from cptopt._io import atomic_write_text
 from cptopt.cli._common import app, handle_errors, stderr, stdout
-from cptopt.limits import check, format_github, format_text
+from cptopt.limits import check
+from cptopt.report.check import format_github, format_text
 
 
 class CheckFormat(str, Enum):

@@ -8,20 +8,17 @@ from typing import Annotated
 import typer
 
 from cptopt.cli._common import (
-    FORMAT_HELP,
+    FormatOption,
     OutputFormat,
     app,
+    emit,
     handle_errors,
-    print_json,
     status,
     stderr,
-    stdout,
 )
-from cptopt.exceptions import InputError
 from cptopt.fitting.estimator import LawFitter
 from cptopt.law.fitted import DEFAULT_LAW_PATH
-from cptopt.law.forms import ANNEALINGS, FORMS, PAPER_LAMBDA
-from cptopt.pilots.runs import load_manifest
+from cptopt.pilots.manifest import load_manifest
 from cptopt.report.fit import fit_report
 
 
@@ -88,9 +85,7 @@ def fit_command(
             help="Refit leaving each pilot out: cross-validated error and uncertainties.",
         ),
     ] = True,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Fit the CPT law to pilot runs and write it to a law file.
 
@@ -102,38 +97,19 @@ def fit_command(
     error, and warnings (parameters at a bound, weakly identified terms, a single replay
     ratio). The law file is written atomically.
     """
-    if law_form not in ("auto", *FORMS):
-        raise InputError(f"--law == {law_form!r}, must be one of auto, {', '.join(FORMS)}")
-    if annealing not in ("auto", *ANNEALINGS):
-        raise InputError(f"--annealing == {annealing!r}, must be one of auto, s2, mpl")
-    ties = {"no": False, "yes": True, "auto": "auto"}
-    if tie not in ties:
-        raise InputError(f"--tie == {tie!r}, must be one of no, yes, auto")
-    if lam is None:
-        paper_reference = law_form == "paper" and annealing in ("auto", "s2")
-        lam_setting: float | str = PAPER_LAMBDA if paper_reference else "auto"
-    elif lam == "auto":
-        lam_setting = "auto"
-    else:
-        try:
-            lam_setting = float(lam)
-        except ValueError:
-            raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
-    pilots = load_manifest(manifest)
     fitter = LawFitter(
         form=law_form,
-        lam=lam_setting,
+        lam=lam,
         annealing=annealing,
-        tie=ties[tie],
+        tie=tie,
         seed=seed,
         n_starts=starts,
         jackknife=jackknife,
     )
+    fitter.check_settings()  # before reading logs, which can take a while
+    pilots = load_manifest(manifest)
     with status(f"fitting {len(pilots.runs)} pilot runs"):
         law = fitter.fit(pilots).law_
     law.save(output)
-    if output_format is OutputFormat.json:
-        print_json(law)
-    else:
-        stdout.print(fit_report(law))
+    emit(law, output_format, lambda: fit_report(law))
     stderr.print(f"law written to {output}", highlight=False)

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cptopt.cli._common import (
     EXIT_ERROR,
-    FORMAT_HELP,
+    FormatOption,
     OutputFormat,
     app,
     handle_errors,
@@ -19,6 +18,7 @@ from cptopt.cli._common import (
     stdout,
 )
 from cptopt.pilots.logs import FORMATS, ColumnMap, read_raw, summarize
+from cptopt.report.inspect import inspect_table
 
 LOG_FORMAT_HELP = f"Log format: {', '.join(FORMATS)} ('auto' detects it from the file)."
 
@@ -34,40 +34,6 @@ def _column_map(
             continue
         values[role] = None if name.lower() in ("none", "null", "-") and role != "step" else name
     return ColumnMap(**values)
-
-
-def _table(summary: dict) -> Table:
-    coverage = summary["lr_coverage"]
-    if coverage is None:
-        lr_text = "no LR series: the run needs a schedule"
-    elif coverage["per_step"]:
-        lr_text = f"LR at every step 1..{coverage['steps']}"
-    else:
-        lr_text = (
-            f"LR at {coverage['points']} of {coverage['steps']} steps (largest gap "
-            f"{coverage['largest_gap']}): interpolated unless a schedule is given"
-        )
-    table = Table(
-        title=f"{summary['source']} ({summary['format']}, step = '{summary['step']}')",
-        caption=lr_text,
-        title_justify="left",
-        caption_justify="left",
-    )
-    table.add_column("series")
-    table.add_column("role")
-    table.add_column("steps", justify="right")
-    table.add_column("points", justify="right")
-    table.add_column("problems")
-    for row in summary["series"]:
-        span = f"{row['first_step']}..{row['last_step']}" if row["points"] else "-"
-        table.add_row(
-            row["name"],
-            row["role"] or "",
-            span,
-            str(row["points"]),
-            "; ".join(row["problems"]),
-        )
-    return table
 
 
 @app.command("inspect")
@@ -88,9 +54,7 @@ def inspect_command(
     ] = None,
     general: Annotated[str | None, typer.Option(help="Series of the general loss.")] = None,
     domain: Annotated[str | None, typer.Option(help="Series of the domain loss.")] = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Show the series each log holds, the mapping cptopt would use and the LR coverage.
 
@@ -103,7 +67,7 @@ def inspect_command(
         print_json({"logs": summaries})
     else:
         for summary in summaries:
-            stdout.print(_table(summary))
+            stdout.print(inspect_table(summary))
             for note in summary["notes"]:
                 stdout.print(f"note: {note}", highlight=False)
     failed = [summary for summary in summaries if summary["error"]]

@@ -9,7 +9,7 @@ import typer
 
 from cptopt.cli._common import app, handle_errors, stderr
 from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
-from cptopt.pilots.runs import load_manifest
+from cptopt.pilots.manifest import load_manifest
 from cptopt.report.plot import DEFAULT_DPI, parse_size, plot_fit
 
 

@@ -8,21 +8,20 @@ from typing import Annotated
 import typer
 
 from cptopt.cli._common import (
-    FORMAT_HELP,
+    FormatOption,
     OutputFormat,
     app,
+    emit,
     handle_errors,
-    print_json,
     stderr,
-    stdout,
 )
 from cptopt.exceptions import InputError
 from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
-from cptopt.pilots.runs import load_manifest
+from cptopt.pilots.manifest import load_manifest
 from cptopt.plan import load_config
 from cptopt.prediction import predict
-from cptopt.report.fit import prediction_report
 from cptopt.report.plot import dense_steps, parse_size, plot_prediction
+from cptopt.report.prediction import prediction_report
 
 
 def parse_steps(text: str | None) -> list[int] | None:
@@ -61,9 +60,7 @@ def predict_command(
     level: Annotated[
         float, typer.Option(help="Central probability of the intervals.", min=0.5, max=0.999)
     ] = 0.9,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -106,10 +103,7 @@ def predict_command(
         tokens_per_step=training.tokens_per_step,
         level=level,
     )
-    if output_format is OutputFormat.json:
-        print_json(prediction)
-    else:
-        stdout.print(prediction_report(prediction))
+    emit(prediction, output_format, lambda: prediction_report(prediction))
     if plot is not None and size is not None:
         dense = predict(
             law,

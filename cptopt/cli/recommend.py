@@ -8,76 +8,54 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from cptopt._validation import parse_weights
 from cptopt.cli._common import (
-    FORMAT_HELP,
+    FormatOption,
     OutputFormat,
     app,
+    emit,
     handle_errors,
-    print_json,
     stderr,
-    stdout,
 )
 from cptopt.exceptions import InputError
 from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
-from cptopt.search.recommendation import (
-    Constraints,
+from cptopt.report.search import ranking_report, recommendation_report
+from cptopt.search import (
     SearchConfig,
-    SearchSettings,
-    SearchSpace,
     load_candidates,
     load_search_config,
+    parse_weights,
     rank_candidates,
     recommend,
 )
 
 RANGE_HELP = "'LOW,HIGH' or one value to fix it"
-
-
-def _range(text: str | None, option: str) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        values = [float(p) for p in parts if p]
-    except ValueError:
-        raise InputError(f"{option} == {text!r}, must be 'LOW,HIGH' or one number") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise InputError(f"{option} == {text!r}, must be 'LOW,HIGH' or one number")
-    return values[0], values[1]
-
-
-def _list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = [p.strip() for p in text.split(",") if p.strip()]
-    return items or None
-
-
-def _merge(config: SearchConfig, updates: dict[str, dict[str, Any]], top: dict) -> SearchConfig:
-    """CLI flags (not None) override the config file; the result is validated again."""
-    data = config.model_dump()
-    for section, values in updates.items():
-        for key, value in values.items():
-            if value is not None:
-                data[section][key] = value
-    for key, value in top.items():
-        if value is not None:
-            data[key] = value
-    from pydantic import ValidationError
-
-    from cptopt._validation import pydantic_error_line
-
-    try:
-        return SearchConfig.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(
-            pydantic_error_line("options", exc).replace("options: ", "--", 1)
-        ) from None
+#: Which option sets which key of the search config (for error messages).
+OPTION_KEYS = {
+    "space.peak_lr": "--peak-lr",
+    "space.replay_ratio": "--replay",
+    "space.steps": "--steps",
+    "space.families": "--families",
+    "space.warmup_fraction": "--warmup-fraction",
+    "space.decay_fraction": "--decay-fraction",
+    "space.checkpoints": "--checkpoints",
+    "constraints.max_steps": "--max-steps",
+    "constraints.tokens_per_step": "--tokens-per-step",
+    "constraints.max_tokens": "--max-tokens",
+    "constraints.domain_tokens": "--domain-tokens",
+    "constraints.max_epochs": "--max-epochs",
+    "constraints.max_general_rise": "--max-general-rise",
+    "search.sampler": "--sampler",
+    "search.trials": "--trials",
+    "search.seed": "--seed",
+    "search.storage": "--storage",
+    "search.study_name": "--study-name",
+    "weights": "--weights",
+    "allow_extrapolation": "--allow-extrapolation",
+    "top_k": "--top-k",
+    "level": "--level",
+    "pareto": "--pareto",
+}
 
 
 @contextlib.contextmanager
@@ -102,14 +80,6 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
             progress.update(task, completed=done, total=total)
 
         yield update
-
-
-def _show(renderable: Any) -> None:
-    """Print to stdout: the terminal's width, or 120 columns when stdout is not a terminal."""
-    if stdout.is_terminal:
-        stdout.print(renderable)
-    else:
-        Console(soft_wrap=False, width=120).print(renderable)
 
 
 @app.command("recommend")
@@ -292,9 +262,7 @@ def recommend_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Optuna's log lines.")
     ] = False,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help=FORMAT_HELP)
-    ] = OutputFormat.table,
+    output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Recommend peak LR, replay ratio, steps and schedule shape for a CPT run.
 
@@ -303,42 +271,32 @@ def recommend_command(
     The space defaults to what the pilots covered; settings outside it are flagged.
     """
     base = load_search_config(config) if config is not None else SearchConfig()
-    merged = _merge(
-        base,
-        {
-            "space": {
-                "peak_lr": _range(peak_lr, "--peak-lr"),
-                "replay_ratio": _range(replay, "--replay"),
-                "steps": _range(steps, "--steps"),
-                "families": _list(families),
-                "warmup_fraction": _range(warmup_fraction, "--warmup-fraction"),
-                "decay_fraction": _range(decay_fraction, "--decay-fraction"),
-                "checkpoints": _list(checkpoints),
-            },
-            "constraints": {
-                "max_steps": max_steps,
-                "tokens_per_step": tokens_per_step,
-                "max_tokens": max_tokens,
-                "domain_tokens": domain_tokens,
-                "max_epochs": max_epochs,
-                "max_general_rise": max_general_rise,
-            },
-            "search": {
-                "sampler": sampler,
-                "trials": trials,
-                "seed": seed,
-                "storage": storage,
-                "study_name": study_name,
-            },
-        },
-        {
-            "weights": weights,
-            "allow_extrapolation": allow_extrapolation,
-            "top_k": top_k,
-            "level": level,
-            "pareto": pareto,
-        },
-    )
+    flags = {
+        "space.peak_lr": peak_lr,
+        "space.replay_ratio": replay,
+        "space.steps": steps,
+        "space.families": families,
+        "space.warmup_fraction": warmup_fraction,
+        "space.decay_fraction": decay_fraction,
+        "space.checkpoints": checkpoints,
+        "constraints.max_steps": max_steps,
+        "constraints.tokens_per_step": tokens_per_step,
+        "constraints.max_tokens": max_tokens,
+        "constraints.domain_tokens": domain_tokens,
+        "constraints.max_epochs": max_epochs,
+        "constraints.max_general_rise": max_general_rise,
+        "search.sampler": sampler,
+        "search.trials": trials,
+        "search.seed": seed,
+        "search.storage": storage,
+        "search.study_name": study_name,
+        "weights": weights,
+        "allow_extrapolation": allow_extrapolation,
+        "top_k": top_k,
+        "level": level,
+        "pareto": pareto,
+    }
+    merged = base.with_overrides(flags, aliases=OPTION_KEYS)
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -361,12 +319,7 @@ def recommend_command(
             level=merged.level,
             seed=merged.search.seed,
         )
-        if output_format is OutputFormat.json:
-            print_json(ranking)
-        else:
-            from cptopt.report.search import ranking_report
-
-            _show(ranking_report(ranking))
+        emit(ranking, output_format, lambda: ranking_report(ranking), width=120)
         return
     with _progress_bar(True) as progress:
         result = recommend(
@@ -382,12 +335,4 @@ def recommend_command(
             verbose=verbose,
             progress=progress,
         )
-    if output_format is OutputFormat.json:
-        print_json(result)
-    else:
-        from cptopt.report.search import recommendation_report
-
-        _show(recommendation_report(result))
-
-
-__all__ = ["recommend_command", "SearchSpace", "SearchSettings", "Constraints"]
+    emit(result, output_format, lambda: recommendation_report(result), width=120)

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._io import atomic_write_text
-from cptopt._validation import pydantic_error_line
+from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError
-from cptopt.law.areas import CheckpointState, unknown_checkpoint
-from cptopt.law.forms import CptLaw, Parameter, make_law
+from cptopt.law.areas import CheckpointState, checkpoint_state, unknown_checkpoint
+from cptopt.law.forms import LawForm, make_law
+from cptopt.law.parameters import Parameter
 from cptopt.pilots.runs import PretrainHistory
 
 #: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional).
@@ -122,6 +123,36 @@ class InputRecord(BaseModel):
     sha256: str
 
 
+class SelectionRow(BaseModel):
+    """One law variant compared while choosing the law: its cross-validated errors.
+
+    CV errors are the mean |relative error| of a pilot's curve when the law is refitted
+    without it, averaged over pilots (``cv_per_pilot`` by pilot index).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    form: str
+    annealing: str
+    lam: float | None
+    tied: bool
+    n_params: int
+    cv_general: float | None
+    cv_domain: float | None
+    cv_mean: float
+    cv_memory: float = Field(
+        description="CV error over the pilots whose replay ratio another pilot shares: the "
+        "folds that test the annealing memory rather than the replay form"
+    )
+    cv_per_pilot: dict[str, float]
+    chosen: bool = False
+    cv_gap_se: float | None = Field(
+        default=None,
+        description="paired standard error of this row's CV gap to the best row (the "
+        "one-standard-error rule); None when the row was not in that comparison",
+    )
+
+
 class FittedLaw(BaseModel):
     """A fitted CPT law (both validation sets). Load with :func:`load_law`."""
 
@@ -144,14 +175,15 @@ class FittedLaw(BaseModel):
     general: SetFit
     domain: SetFit
     inputs: list[InputRecord] = Field(default_factory=list)
-    selection: list[dict] = Field(
+    selection: list[SelectionRow] = Field(
         default_factory=list, description="candidate law variants and their CV errors"
     )
 
     def set_fit(self, validation_set: str) -> SetFit:
         return self.general if validation_set == "general" else self.domain
 
-    def law(self, validation_set: str) -> CptLaw:
+    def form_for(self, validation_set: str) -> LawForm:
+        """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
         return make_law(
             self.form, validation_set, self.replay_terms, self.pretrain.known, self.annealing
         )
@@ -162,7 +194,7 @@ class FittedLaw(BaseModel):
         return self.annealing == "mpl"
 
     @property
-    def memory(self) -> str:
+    def annealing_description(self) -> str:
         """The annealing memory in words, for reports."""
         if self.annealing == "mpl":
             return "multi-power annealing" + (" (tied)" if self.tied else "")
@@ -180,7 +212,7 @@ class FittedLaw(BaseModel):
                     "with 'checkpoint'"
                 )
             checkpoint = self.coverage.checkpoints[0]
-        return checkpoint, self.pretrain.history().checkpoint_state(checkpoint, self.lam)
+        return checkpoint, checkpoint_state(self.pretrain.history(), checkpoint, self.lam)
 
     def save(self, path: str | Path) -> Path:
         """Write the law as JSON, atomically."""
@@ -203,7 +235,4 @@ def load_law(path: str | Path) -> FittedLaw:
             f"{path}: law file schema version {data['schema_version']!r}, this cptopt reads "
             f"version {SCHEMA_VERSION}; refit with 'cptopt fit'"
         )
-    try:
-        return FittedLaw.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(pydantic_error_line(str(path), exc)) from None
+    return validate(FittedLaw, data, str(path))

@@ -12,24 +12,14 @@ and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio.
 
 Parametrisation. The shift term is written ``Bbeta * g(beta, E*S1cpt)`` with
 ``g = (1 - (1 + x)^-beta) / beta``, so ``Bbeta = B*beta``: for small beta only that product
-is identified (cpt-law.md §5), and ``g -> log(1 + x)`` smoothly as ``beta -> 0``.
+is identified (docs/law.md), and ``g -> log(1 + x)`` smoothly as ``beta -> 0``.
 ``B = Bbeta / beta`` is reported as a derived quantity.
 
 In black-box mode (PT history unknown, paper Sec. 6) ``S1pt`` is a fitted parameter and
 ``S2pt`` is folded into ``L0`` (no ``C1``).
 
-Annealing memory. ``S2`` (the m-recursion with factor ``lam``) credits each LR drop
-``d_k`` with ``d_k (1 - lam^(t-k+1)) / (1 - lam)``: a memory counted in steps. The
-multi-power annealing (``annealing="mpl"``, after Luo et al., arXiv 2503.12811) replaces
-``S2pt`` and ``S2cpt`` by
-
-    LD(t) = sum_k d_k * g(zeta, rate * eta_k^-gamma * (S1(t) - S1(k-1))),
-    g(zeta, x) = (1 - (1 + x)^-zeta) / zeta        (-> log(1 + x) as zeta -> 0),
-
-summed over the PT drops (``C1``) and the CPT drops (``C2``, with the replay multiplier):
-a drop's credit grows with the LR area trained since it, faster at a lower LR when
-``gamma > 0``, and saturates as a power law. That is what tells a WSD decay from a cosine
-of the same length, which one ``lam`` cannot (see the README's accuracy section).
+The annealing amounts that ``C1`` and ``C2`` multiply come from the law's annealing
+memory (:mod:`cptopt.law.annealing`): the paper's S2, or the multi-power memory.
 
 The loss is linear in ``L0, A, C1, C2, Bbeta`` given the other ("shape") parameters; fits use
 that to start from the best linear solution for random shapes (variable projection).
@@ -37,54 +27,14 @@ that to start from the best linear solution for random shapes (variable projecti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from cptopt.law.areas import Areas, DropHistory
+from cptopt.law.annealing import ANNEALINGS, S2Annealing
+from cptopt.law.areas import Areas
+from cptopt.law.parameters import ParamSpec
 
-#: The paper's annealing-memory factor (cpt-law.md §1).
+#: The paper's annealing-memory factor lambda (docs/law.md).
 PAPER_LAMBDA = 0.999
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """A coefficient of a law form: bounds, start range and how the optimiser sees it.
-
-    ``log``: the optimiser works on ``log(value)`` (scale parameters spanning decades);
-    ``linear``: the loss is linear in it given the shape parameters.
-    """
-
-    name: str
-    lower: float
-    upper: float
-    start_low: float
-    start_high: float
-    log: bool = False
-    linear: bool = False
-    description: str = ""
-
-
-class Parameter(BaseModel):
-    """A fitted coefficient (lmfit-style): value, bounds, and its standard error."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    value: float
-    min: float
-    max: float
-    vary: bool = True
-    stderr: float | None = None
-    at_bound: bool = False
-    description: str = ""
-
-    @property
-    def relative_stderr(self) -> float | None:
-        if self.stderr is None or self.value == 0:
-            return None
-        return abs(self.stderr / self.value)
 
 
 def _shift_g(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -93,26 +43,31 @@ def _shift_g(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
     return -np.expm1(-beta * log_term) / beta
 
 
-class CptLaw:
-    """The paper's law for one validation set (see the module docstring).
+class LawForm:
+    """The law for one validation set (see the module docstring), with Eq. 8 replay terms.
 
     Parameters
     ----------
     validation_set : "general" or "domain"
     replay_terms : whether the Eq. 8 replay multipliers are included
     checkpoint_known : False for black-box mode (S1pt fitted, no C1)
+    annealing : the annealing memory (default: the paper's S2)
     """
 
-    name = "paper"
-    #: Replay multipliers: "paper" (Eq. 8) or "exp" (data-mixing-law style, see ExpReplayLaw).
+    #: Replay multipliers: "paper" (Eq. 8), "exp", "share" (see the subclasses).
     replay_form = "paper"
-    #: Annealing memory: "s2" (the m-recursion) or "mpl" (see MultiPowerAnnealing).
-    annealing = "s2"
 
-    def __init__(self, validation_set: str, replay_terms: bool, checkpoint_known: bool) -> None:
+    def __init__(
+        self,
+        validation_set: str,
+        replay_terms: bool,
+        checkpoint_known: bool,
+        annealing: S2Annealing | None = None,
+    ) -> None:
         self.validation_set = validation_set
         self.replay_terms = replay_terms
         self.checkpoint_known = checkpoint_known
+        self.annealing = annealing or S2Annealing()
         self.specs = self._specs()
         self.names = [spec.name for spec in self.specs]
         self.linear_names = [spec.name for spec in self.specs if spec.linear]
@@ -136,7 +91,7 @@ class CptLaw:
             )
         specs += [
             ParamSpec("C2", 0.0, 1e3, 0.0, 0.0, linear=True, description="CPT annealing gain"),
-            *self._annealing_specs(),
+            *self.annealing.specs(),
             ParamSpec("Bbeta", -1e3, 1e3, 0.0, 0.0, linear=True, description="shift scale B*beta"),
             ParamSpec("E", 1e-2, 1e6, 1.0, 1e4, log=True, description="shift rate"),
             ParamSpec("beta", 1e-4, 3.0, 0.01, 1.0, description="shift exponent"),
@@ -145,26 +100,10 @@ class CptLaw:
             specs += self._replay_specs()
         return specs
 
-    def _annealing_specs(self) -> list[ParamSpec]:
-        return []
-
     @property
     def needs_history(self) -> bool:
-        """Whether the law reads the drop history of :class:`~cptopt.areas.Areas`."""
-        return False
-
-    def annealing_amounts(
-        self, shape: dict[str, np.ndarray], areas: Areas
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(PT, CPT)`` annealing amounts that ``C1`` and ``C2`` multiply (here S2pt, S2cpt)."""
-        return areas.s2_pt, areas.s2_cpt
-
-    def annealing_with_derivatives(
-        self, named: dict[str, float], areas: Areas
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """The ``(PT, CPT)`` amounts at one parameter vector, and their derivatives by each
-        annealing shape parameter (none for S2)."""
-        return areas.s2_pt, areas.s2_cpt, {}
+        """Whether the law reads the drop history of :class:`~cptopt.law.areas.Areas`."""
+        return self.annealing.needs_history
 
     def _replay_specs(self) -> list[ParamSpec]:
         # Eq. 8's natural signs: more data of a kind gives more annealing credit for it.
@@ -203,14 +142,14 @@ class CptLaw:
         ``shape`` maps each shape-parameter name to an array broadcastable as ``(..., 1)``.
         """
         s1_pt = areas.s1_pt if self.checkpoint_known else shape["S1pt"]
-        weight = self.forward_weight(shape, areas.replay)
+        weight = self.forward_weight(shape, areas.replay_ratio)
         forward = (s1_pt + areas.s1_cpt * weight) ** (-shape["alpha"])
         if self.replay_terms:
-            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay)
+            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay_ratio)
         else:
             anneal_mult = shift_mult = 1.0
         shift = _shift_g(shape["beta"], shape["E"] * areas.s1_cpt) * shift_mult
-        amount_pt, amount_cpt = self.annealing_amounts(shape, areas)
+        amount_pt, amount_cpt = self.annealing.amounts(shape, areas)
         anneal_cpt = -amount_cpt * anneal_mult
         columns = [np.ones_like(forward), forward]
         if self.checkpoint_known:
@@ -234,7 +173,7 @@ class CptLaw:
         """Prediction ``(n,)`` and its derivatives ``(n, P)`` for one parameter vector ``(P,)``."""
         named = dict(zip(self.names, np.asarray(values, dtype=float), strict=True))
         s1_pt = areas.s1_pt if self.checkpoint_known else named["S1pt"]
-        total_s1 = s1_pt + areas.s1_cpt * self.forward_weight(named, areas.replay)
+        total_s1 = s1_pt + areas.s1_cpt * self.forward_weight(named, areas.replay_ratio)
         forward = total_s1 ** (-named["alpha"])
         x = named["E"] * areas.s1_cpt
         log_term = np.log1p(x)
@@ -243,11 +182,13 @@ class CptLaw:
         shift_g = -np.expm1(-beta * log_term) / beta
         if self.replay_terms:
             shape = {"a1": named["a1"], "a2": named["a2"]}
-            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay)
-            d_anneal, d_shift = self.replay_derivatives(shape, areas.replay)
+            anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay_ratio)
+            d_anneal, d_shift = self.replay_derivatives(shape, areas.replay_ratio)
         else:
             anneal_mult = shift_mult = np.ones_like(forward)
-        amount_pt, amount_cpt, amount_derivatives = self.annealing_with_derivatives(named, areas)
+        amount_pt, amount_cpt, amount_derivatives = self.annealing.amounts_with_derivatives(
+            named, areas
+        )
         columns = {
             "L0": np.ones_like(forward),
             "A": forward,
@@ -277,7 +218,7 @@ class CptLaw:
                 * forward
                 / total_s1
                 * areas.s1_cpt
-                * (1.0 - areas.replay)
+                * (1.0 - areas.replay_ratio)
             )
         prediction = (
             named["L0"]
@@ -297,7 +238,7 @@ class CptLaw:
         return {"B": values["Bbeta"] / values["beta"]}
 
 
-class ExpReplayLaw(CptLaw):
+class ExpReplayLaw(LawForm):
     """Eq. 4 with exponential replay multipliers (data-mixing laws, Ye et al. 2024).
 
         u(r) = exp(a1 * r),   v(r) = exp(-a2 * r)      (both validation sets)
@@ -309,7 +250,6 @@ class ExpReplayLaw(CptLaw):
     needed for the credit to be small: ``C2`` itself can be 0.
     """
 
-    name = "exp"
     replay_form = "exp"
 
     def _replay_specs(self) -> list[ParamSpec]:
@@ -338,7 +278,7 @@ class ExpReplayLaw(CptLaw):
 SHARE_FLOOR = 0.02
 
 
-class ShareReplayLaw(CptLaw):
+class ShareReplayLaw(LawForm):
     """Eq. 4 whose annealing credit scales with the share of the set's own data.
 
         u(r) = s^a1,   v(r) = exp(-a2 * r),
@@ -346,11 +286,10 @@ class ShareReplayLaw(CptLaw):
 
     LR decay consolidates what the batches train on: with no replay nothing in a CPT batch
     exercises the general distribution, and the general loss may get almost no annealing
-    credit (cpt-law.md §3, distant domains). ``a1 = 0`` gives Eq. 4's constant credit, so
+    credit (docs/law.md: distant domains). ``a1 = 0`` gives Eq. 4's constant credit, so
     the data decide; ``C2`` is the credit at share 1.
     """
 
-    name = "share"
     replay_form = "share"
 
     def _replay_specs(self) -> list[ParamSpec]:
@@ -386,7 +325,6 @@ class MixAreaLaw(ShareReplayLaw):
     domain law is the ``share`` form's: its PT-phase power law already describes transfer.
     """
 
-    name = "mix"
 
     def _specs(self) -> list[ParamSpec]:
         specs = super()._specs()
@@ -402,133 +340,13 @@ class MixAreaLaw(ShareReplayLaw):
         return replay + shape["kappa"] * (1.0 - replay)
 
 
-class MultiPowerAnnealing:
-    """Mixin: the multi-power annealing memory in place of S2 (see the module docstring).
-
-    Combined with any replay form by :func:`make_law` (``annealing="mpl"``). ``C1``/``C2``
-    multiply ``LD`` summed over the PT / CPT drops of :attr:`Areas.history`.
-    """
-
-    annealing = "mpl"
-
-    def _annealing_specs(self) -> list[ParamSpec]:
-        return [
-            ParamSpec(
-                "rate",
-                1e-3,
-                1e7,
-                1.0,
-                1e4,
-                log=True,
-                description="MPL annealing: credit rate per unit of LR area",
-            ),
-            ParamSpec(
-                "gamma",
-                0.0,
-                1.5,
-                0.0,
-                1.0,
-                description="MPL annealing: rate ~ LR^-gamma (faster at low LR)",
-            ),
-            ParamSpec(
-                "zeta",
-                1e-3,
-                3.0,
-                0.05,
-                1.0,
-                description="MPL annealing: saturation power (small: ~log)",
-            ),
-        ]
-
-    @property
-    def needs_history(self) -> bool:
-        return True
-
-    @staticmethod
-    def _pairs(areas: Areas) -> DropHistory:
-        if areas.history is None:
-            raise ValueError("the 'mpl' annealing needs the drop history (Areas.history)")
-        return areas.history.by_phase
-
-    @staticmethod
-    def _kernel(shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
-        """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair."""
-        gamma = shape["gamma"]
-        if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
-            x = shape["rate"] * history.area
-        else:
-            x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
-        log_term = np.log1p(x)
-        return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
-
-    def annealing_amounts(
-        self, shape: dict[str, np.ndarray], areas: Areas
-    ) -> tuple[np.ndarray, np.ndarray]:
-        history = self._pairs(areas)
-        _, _, g = self._kernel(shape, history)
-        return history.phase_sums(history.drop * g)
-
-    def annealing_with_derivatives(
-        self, named: dict[str, float], areas: Areas
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-        history = self._pairs(areas)
-        x, log_term, g = self._kernel(named, history)
-        zeta = named["zeta"]
-        power = 1.0 - zeta * g  # (1 + x)^-zeta, from g without another exp
-        per_pair = np.empty((4, g.size))
-        np.multiply(history.drop, g, out=per_pair[0])
-        np.multiply(history.drop * power / (1.0 + x), x, out=per_pair[1])  # d/d(log rate)
-        np.multiply(per_pair[1], -history.log_lr, out=per_pair[2])
-        per_pair[1] /= named["rate"]
-        np.multiply(history.drop, (log_term * power - g) / zeta, out=per_pair[3])
-        pt, cpt = history.phase_sums(per_pair)
-        names = ("rate", "gamma", "zeta")
-        return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
-
-
-#: Law forms by name (``--law``).
-FORMS: dict[str, type[CptLaw]] = {
-    "paper": CptLaw,
+#: Law forms by replay form name (``--law``).
+FORMS: dict[str, type[LawForm]] = {
+    "paper": LawForm,
     "exp": ExpReplayLaw,
     "share": ShareReplayLaw,
     "mix": MixAreaLaw,
 }
-
-
-class PaperMultiPowerLaw(MultiPowerAnnealing, CptLaw):
-    """Eq. 4 / Eq. 8 with the multi-power annealing memory."""
-
-
-class ExpMultiPowerLaw(MultiPowerAnnealing, ExpReplayLaw):
-    """The ``exp`` replay form with the multi-power annealing memory."""
-
-
-class ShareMultiPowerLaw(MultiPowerAnnealing, ShareReplayLaw):
-    """The ``share`` replay form with the multi-power annealing memory."""
-
-
-class MixMultiPowerLaw(MultiPowerAnnealing, MixAreaLaw):
-    """The ``mix`` replay form with the multi-power annealing memory."""
-
-
-#: The same forms with the multi-power annealing (``annealing="mpl"``).
-MPL_FORMS: dict[str, type[CptLaw]] = {
-    "paper": PaperMultiPowerLaw,
-    "exp": ExpMultiPowerLaw,
-    "share": ShareMultiPowerLaw,
-    "mix": MixMultiPowerLaw,
-}
-#: Annealing memories by name: "s2" (the m-recursion, with its lambda) or "mpl".
-ANNEALINGS = ("s2", "mpl")
-
-
-def law_class(form: str, annealing: str = "s2") -> type[CptLaw]:
-    """The class of a replay form with an annealing memory."""
-    if form not in FORMS:
-        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(FORMS)}")
-    if annealing not in ANNEALINGS:
-        raise ValueError(f"unknown annealing '{annealing}'; choose from {', '.join(ANNEALINGS)}")
-    return FORMS[form] if annealing == "s2" else MPL_FORMS[form]
 
 
 def make_law(
@@ -537,13 +355,17 @@ def make_law(
     replay_terms: bool,
     checkpoint_known: bool,
     annealing: str = "s2",
-) -> CptLaw:
-    """Instantiate a law form by name, with the S2 (default) or multi-power annealing."""
-    return law_class(form, annealing)(validation_set, replay_terms, checkpoint_known)
+) -> LawForm:
+    """A law form by name, with the S2 (default) or the multi-power (``"mpl"``) memory."""
+    if form not in FORMS:
+        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(FORMS)}")
+    if annealing not in ANNEALINGS:
+        raise ValueError(f"unknown annealing '{annealing}'; choose from {', '.join(ANNEALINGS)}")
+    return FORMS[form](validation_set, replay_terms, checkpoint_known, ANNEALINGS[annealing]())
 
 
 def published_coefficients() -> dict[str, dict[str, float]]:
-    """The paper's fit of the 106M model (cpt-law.md §2), in this module's parametrisation."""
+    """The paper's fit of the 106M model (docs/law.md), in this module's parametrisation."""
     general = {
         "L0": 3.057,
         "A": 0.490,

@@ -1,0 +1,26 @@
+"""Pilots: logs -> runs. Read pilot logs and manifests into validated runs.
+
+- :mod:`cptopt.pilots.logs`: one reader per log format (HF, TensorBoard, Lightning, W&B,
+  CSV, JSONL), all returning the same :class:`LogData`;
+- :mod:`cptopt.pilots.runs`: :class:`Run`, :class:`PretrainHistory`, :class:`PilotSet` and
+  the per-step LR rule;
+- :mod:`cptopt.pilots.manifest`: the pilot manifest (YAML) and :func:`load_manifest`.
+"""
+
+from cptopt.pilots.logs import ColumnMap, LogData, Series, read_log
+from cptopt.pilots.manifest import PilotManifest, load_manifest
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet, PretrainHistory, Run, run_from_log
+
+__all__ = [
+    "VALIDATION_SETS",
+    "ColumnMap",
+    "LogData",
+    "PilotManifest",
+    "PilotSet",
+    "PretrainHistory",
+    "Run",
+    "Series",
+    "load_manifest",
+    "read_log",
+    "run_from_log",
+]

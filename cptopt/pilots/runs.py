@@ -1,25 +1,10 @@
 """Pilot runs: validated per-step LR and loss curves, plus the checkpoint's PT history.
 
-A pilot manifest (YAML) lists the pilot logs and what the logs themselves do not hold:
-replay ratio, CPT schedule (or an LR column), and the PT history or ``unknown``.
-Paths in a manifest are relative to the manifest file. Example::
-
-    version: 1
-    tokens_per_step: 1024
-    columns: {step: step, lr: lr, general: loss_general, domain: loss_domain}
-    pretrain:
-      log: pretrain.csv            # PT LR per step (+ PT-phase losses where logged)
-      warmup_steps: 80
-      checkpoints: {unannealed: 3200}
-    runs:
-      - {log: runs/a.csv, replay_ratio: 0.25, checkpoint: unannealed}
-
-``pretrain: unknown`` (or ``{unknown: true, final_lr: 0.0}``) selects the black-box mode.
-
-Logs can be in any format :mod:`cptopt.logs` reads: ``format:`` (top level, per run or
-for ``pretrain``) names it, ``auto`` (the default) detects it. ``columns:`` maps series
-names (CSV columns, JSON keys, TensorBoard tags, ``eval_<name>_loss`` keys, W&B
-``<run> - <metric>`` columns) to roles; unset roles are inferred (see ``ColumnMap``).
+A :class:`Run` is one CPT pilot as the fit sees it: the LR of every CPT update, the general
+and domain loss curves, the replay ratio and the checkpoint it started from. A
+:class:`PretrainHistory` is the pre-training the checkpoints come from (or unknown: the
+black-box mode of docs/law.md). A :class:`PilotSet` is what a fit needs: both together.
+Manifests (:mod:`cptopt.pilots.manifest`) build them from logs.
 
 Per-step LR rule (the areas S1, S2 need the LR of every step):
 
@@ -34,17 +19,12 @@ Per-step LR rule (the areas S1, S2 need the LR of every step):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cptopt._validation import load_yaml_mapping, pydantic_error_line
 from cptopt.exceptions import InputError
-from cptopt.law.areas import CheckpointState, PretrainAreas, pretrain_areas, unknown_checkpoint
-from cptopt.pilots.logs import FORMATS, ColumnMap, LogData, LogFormat, Series, read_log
+from cptopt.pilots.logs import LogData, Series
 from cptopt.schedules import Schedule
 
 VALIDATION_SETS = ("general", "domain")
@@ -98,19 +78,12 @@ class PretrainHistory:
     def known(self) -> bool:
         return self.lr is not None
 
-    def areas(self, lam: float) -> PretrainAreas:
-        if self.lr is None:
-            raise InputError("the pre-training history is unknown: no PT areas to compute")
-        return pretrain_areas(self.lr, self.warmup_steps, lam)
-
-    def checkpoint_state(self, name: str, lam: float) -> CheckpointState:
-        """State at checkpoint ``name`` (black-box: the unknown state)."""
-        if self.lr is None:
-            return unknown_checkpoint(self.final_lr)
+    def checkpoint_step(self, name: str) -> int:
+        """The PT step of checkpoint ``name`` (an error names the known ones)."""
         if name not in self.checkpoints:
             known = ", ".join(self.checkpoints) or "none"
             raise InputError(f"unknown checkpoint '{name}'; the PT history defines: {known}")
-        return self.areas(lam).state_at(self.checkpoints[name])
+        return self.checkpoints[name]
 
     def curve(self, validation_set: str) -> Series | None:
         return self.general if validation_set == "general" else self.domain
@@ -235,222 +208,3 @@ def run_from_log(
     )
 
 
-# --------------------------------------------------------------------------- manifest
-
-
-class ScheduleSpec(BaseModel):
-    """A schedule that leaves ``peak_lr`` and/or ``steps`` to the log (see the module rule).
-
-    Same keys as :class:`~cptopt.schedules.Schedule`; :meth:`resolve` fills the missing
-    ones from the log's LR series and last logged step, then validates the schedule.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    family: str
-    peak_lr: float | None = None
-    steps: int | None = None
-    warmup_steps: int | None = None
-    warmup_fraction: float | None = None
-    warmup_start_lr: float = 0.0
-    decay_fraction: float | None = None
-    decay_start_step: int | None = None
-    decay_shape: str = "linear"
-    min_lr: float = 0.0
-    lr: tuple[float, ...] | None = None
-
-    def resolve(
-        self, log: LogData | None, where: str, label: str = ""
-    ) -> tuple[Schedule, tuple[str, ...]]:
-        """The full :class:`Schedule` and a note (prefixed ``label``) on what came from the log."""
-        values: dict[str, Any] = self.model_dump(exclude_unset=True)
-        taken = []
-        if self.family != "custom" and self.peak_lr is None:
-            if log is None or log.lr is None:
-                raise InputError(f"{where}: schedule has no 'peak_lr' and the log has no LR")
-            values["peak_lr"] = float(log.lr.values.max())
-            taken.append(f"peak_lr {values['peak_lr']:.4g}")
-        if self.family != "custom" and self.steps is None:
-            if log is None:
-                raise InputError(f"{where}: schedule has no 'steps' and there is no log")
-            series = [s for s in (log.lr, log.general, log.domain) if s is not None]
-            values["steps"] = int(max(int(s.steps[-1]) for s in series))
-            taken.append(f"steps {values['steps']}")
-        try:
-            schedule = Schedule.model_validate(values)
-        except ValidationError as exc:
-            raise InputError(pydantic_error_line(f"{where}: schedule", exc)) from None
-        notes = ()
-        if taken:
-            notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
-        return schedule, notes
-
-
-ScheduleField = Schedule | ScheduleSpec | None
-
-
-def _resolve_schedule(
-    schedule: Schedule | ScheduleSpec | None, log: LogData | None, where: str, label: str = ""
-) -> tuple[Schedule | None, tuple[str, ...]]:
-    if isinstance(schedule, ScheduleSpec):
-        return schedule.resolve(log, where, label)
-    return schedule, ()
-
-
-class PretrainSpec(BaseModel):
-    """The PT history: a log with a per-step LR column, a schedule, or ``unknown: true``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    unknown: bool = Field(default=False, description="Black-box mode (paper Sec. 6).")
-    final_lr: float = Field(default=0.0, ge=0, description="Unknown mode: PT's final LR.")
-    log: str | None = Field(default=None, description="PT log (per-step LR, PT-phase losses).")
-    format: LogFormat | None = Field(default=None, description="PT log format (default: auto).")
-    columns: ColumnMap | None = None
-    schedule: ScheduleField = Field(
-        default=None,
-        union_mode="left_to_right",
-        description="PT schedule (instead of a log LR).",
-    )
-    warmup_steps: int | None = Field(
-        default=None, ge=0, description="PT warmup; inferred as the steps before the peak LR."
-    )
-    checkpoints: dict[str, int] = Field(
-        default_factory=dict, description="Named checkpoints -> PT step."
-    )
-    use_points: bool = Field(default=True, description="Pool PT-phase loss points in the fit.")
-
-
-class RunSpec(BaseModel):
-    """One pilot run of a manifest."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    log: str
-    format: LogFormat | None = Field(default=None, description="Log format (default: auto).")
-    name: str | None = None
-    replay_ratio: float = Field(ge=0, le=1)
-    checkpoint: str | None = None
-    schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
-    columns: ColumnMap | None = None
-    tokens_per_step: int | None = Field(default=None, gt=0)
-
-
-class PilotManifest(BaseModel):
-    """A pilot manifest file (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: Literal[1] = 1
-    format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
-    columns: ColumnMap = Field(default_factory=ColumnMap)
-    tokens_per_step: int | None = Field(default=None, gt=0)
-    pretrain: PretrainSpec
-    runs: list[RunSpec] = Field(min_length=1)
-
-    @field_validator("pretrain", mode="before")
-    @classmethod
-    def _unknown_shorthand(cls, value: object) -> object:
-        return {"unknown": True} if value == "unknown" else value
-
-
-def _infer_warmup(lr: np.ndarray) -> int:
-    """Steps before the LR first reaches its maximum (0 if it starts there)."""
-    return int(np.argmax(lr >= lr.max()))
-
-
-def _load_pretrain(
-    spec: PretrainSpec, base: Path, default_columns: ColumnMap, default_format: str = "auto"
-) -> PretrainHistory:
-    if spec.unknown:
-        if spec.log or spec.schedule or spec.checkpoints:
-            raise InputError("pretrain: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
-        return PretrainHistory(lr=None, final_lr=spec.final_lr)
-    if spec.log is None and spec.schedule is None:
-        raise InputError("pretrain: give a 'log' with an LR column, a 'schedule', or 'unknown'")
-    if not spec.checkpoints:
-        raise InputError("pretrain: 'checkpoints' (name: PT step) is required when PT is known")
-    log = None
-    if spec.log:
-        log = read_log(
-            base / spec.log, spec.columns or default_columns, spec.format or default_format
-        )
-    schedule, _ = _resolve_schedule(spec.schedule, log, "pretrain")
-    if schedule is not None:
-        lr = schedule.lr_array()
-    else:
-        assert log is not None
-        last = max(int(s.steps[-1]) for s in (log.lr, log.general, log.domain) if s is not None)
-        lr, _ = cpt_lr_from_log(log.lr, None, last, log.source)
-    for name, step in spec.checkpoints.items():
-        if not 0 < step <= lr.size:
-            raise InputError(
-                f"pretrain: checkpoint '{name}' at step {step} is outside the PT schedule "
-                f"(1..{lr.size})"
-            )
-    warmup = spec.warmup_steps if spec.warmup_steps is not None else _infer_warmup(lr)
-    return PretrainHistory(
-        lr=lr,
-        warmup_steps=warmup,
-        checkpoints=dict(spec.checkpoints),
-        general=log.general if log else None,
-        domain=log.domain if log else None,
-        source=log.source if log else "",
-        sha256=log.sha256 if log else "",
-    )
-
-
-def _run_name(log: str) -> str:
-    """A run's default name: the log's stem, or its directory's name for generic file names."""
-    path = Path(log)
-    generic = {"trainer_state", "metrics", "history"}
-    if path.stem in generic or path.name.startswith("events.out.tfevents") or not path.suffix:
-        parent = path.parent if path.suffix else path
-        if parent.name.startswith("checkpoint-") or parent.name.startswith("version_"):
-            parent = parent.parent if parent.parent.name else parent
-        return parent.name or path.stem
-    return path.stem
-
-
-def load_manifest(path: str | Path) -> PilotSet:
-    """Read and validate a pilot manifest; every problem is a one-line ``InputError``."""
-    path = Path(path)
-    data = load_yaml_mapping(str(path))
-    try:
-        manifest = PilotManifest.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(pydantic_error_line(str(path), exc)) from None
-    base = path.parent
-    pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns, manifest.format)
-    runs = []
-    for spec in manifest.runs:
-        log = read_log(
-            base / spec.log, spec.columns or manifest.columns, spec.format or manifest.format
-        )
-        name = spec.name or _run_name(spec.log)
-        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, log.source, name)
-        checkpoint = spec.checkpoint
-        if checkpoint is None:
-            if pretrain.known and len(pretrain.checkpoints) != 1:
-                raise InputError(
-                    f"{path}: run '{spec.log}' needs 'checkpoint' (one of "
-                    f"{', '.join(pretrain.checkpoints)})"
-                )
-            checkpoint = next(iter(pretrain.checkpoints), "checkpoint")
-        elif pretrain.known and checkpoint not in pretrain.checkpoints:
-            raise InputError(
-                f"{path}: run '{spec.log}' names checkpoint '{checkpoint}'; defined: "
-                f"{', '.join(pretrain.checkpoints)}"
-            )
-        run = run_from_log(
-            log,
-            name=name,
-            replay_ratio=spec.replay_ratio,
-            checkpoint=checkpoint,
-            schedule=schedule,
-            tokens_per_step=spec.tokens_per_step or manifest.tokens_per_step,
-        )
-        if schedule_notes:
-            run = replace(run, notes=run.notes + schedule_notes)
-        runs.append(run)
-    return PilotSet(tuple(runs), pretrain, manifest.pretrain.use_points, str(path))

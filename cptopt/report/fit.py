@@ -1,4 +1,4 @@
-"""Render fits and predictions as rich renderables (the CLI prints them; nothing here prints).
+"""Render a fitted law as rich renderables (the CLI prints them; nothing here prints).
 
 Values with uncertainties follow the PDG rounding rule: the error keeps two significant
 digits when its three leading digits are 100-354, otherwise one, and the value is shown to
@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from cptopt.law.fitted import FittedLaw, SetFit
-from cptopt.prediction import Prediction
 
 
 def pdg_format(value: float, error: float | None) -> str:
@@ -112,7 +111,7 @@ def _summary_table(law: FittedLaw) -> Table:
 def fit_report(law: FittedLaw) -> RenderableType:
     """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
     header = Text(
-        f"law '{law.form}', {law.memory}, replay terms: "
+        f"law '{law.form}', {law.annealing_description}, replay terms: "
         f"{'yes' if law.replay_terms else 'no (replay fixed)'}, "
         f"PT history: {'known' if law.pretrain.known else 'unknown (black-box)'}"
     )
@@ -142,17 +141,16 @@ def selection_table(law: FittedLaw) -> Table:
     for column in (*columns, "CV shared-replay"):
         table.add_column(column, justify="right" if column != "variant" else "left")
     for row in law.selection:
-        mark = " ✓" if row.get("chosen") else ""
+        mark = " ✓" if row.chosen else ""
+        memory = f"λ {row.lam:g}" if row.annealing != "mpl" else "mpl tied" if row.tied else "mpl"
         table.add_row(
-            f"{row['form']}{mark}",
-            ("mpl tied" if row.get("tied") else "mpl")
-            if row.get("annealing") == "mpl"
-            else f"λ {row['lam']:g}",
-            str(row["n_params"]),
-            _percent(row.get("cv_general")),
-            _percent(row.get("cv_domain")),
-            _percent(row.get("cv_mean")),
-            _percent(row.get("cv_memory")),
+            f"{row.form}{mark}",
+            memory,
+            str(row.n_params),
+            _percent(row.cv_general),
+            _percent(row.cv_domain),
+            _percent(row.cv_mean),
+            _percent(row.cv_memory),
         )
     return table
 
@@ -179,53 +177,3 @@ def fit_warnings(law: FittedLaw) -> list[str]:
                 "from the fit's uncertainty"
             )
     return warnings
-
-
-def prediction_report(prediction: Prediction) -> RenderableType:
-    """Final losses with intervals, the curve at the reported steps, flags and notes."""
-    level = f"{100 * prediction.level:.0f} %"
-    summary = Table(
-        title=(
-            f"{prediction.schedule}, replay {prediction.replay_ratio:g}, "
-            f"from '{prediction.checkpoint}'"
-        ),
-        title_justify="left",
-    )
-    summary.add_column("loss")
-    summary.add_column("at step 0", justify="right")
-    summary.add_column(f"final (step {prediction.steps})", justify="right")
-    summary.add_column(f"{level} interval", justify="right")
-    summary.add_column("change", justify="right")
-    for name in ("general", "domain"):
-        forecast = getattr(prediction, name)
-        summary.add_row(
-            name,
-            f"{forecast.initial:.4f}",
-            f"{forecast.final:.4f}",
-            f"{forecast.final_lower:.4f} .. {forecast.final_upper:.4f}",
-            f"{forecast.final - forecast.initial:+.4f}",
-        )
-    curve = Table(title="predicted curve", title_justify="left")
-    for column in ("step", "general", f"general {level}", "domain", f"domain {level}"):
-        curve.add_column(column, justify="right")
-    for index, step in enumerate(prediction.general.steps):
-        g, d = prediction.general, prediction.domain
-        curve.add_row(
-            str(step),
-            f"{g.mean[index]:.4f}",
-            f"{g.lower[index]:.4f} .. {g.upper[index]:.4f}",
-            f"{d.mean[index]:.4f}",
-            f"{d.lower[index]:.4f} .. {d.upper[index]:.4f}",
-        )
-    turning = prediction.general_turning_step
-    lines = [
-        "general loss never rises above its start"
-        if turning == 0
-        else f"general loss back at its start at step {turning}"
-        if turning is not None
-        else f"general loss does not recover within {prediction.steps} steps "
-        f"(ends {prediction.general_rise:+.4f} above its start)"
-    ]
-    lines += [f"[yellow]outside the pilots:[/] {flag}" for flag in prediction.flags]
-    lines += [f"note: {note}" for note in prediction.notes]
-    return Group(summary, curve, Text.from_markup("\n".join(lines)))

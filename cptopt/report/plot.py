@@ -12,14 +12,12 @@ state) and written atomically. ``size`` is in pixels: the file is exactly that l
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cptopt._io import atomic_writer
 from cptopt.exceptions import InputError
 from cptopt.law.areas import cpt_point_areas
 from cptopt.law.fitted import FittedLaw
@@ -79,32 +77,13 @@ def _new_figure(size: tuple[int, int], dpi: int) -> tuple[Any, Any]:
 def _save(figure: Any, path: str | Path, dpi: int) -> Path:
     """Write the figure atomically (format from the suffix, PNG by default)."""
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
     suffix = target.suffix.lstrip(".").lower() or "png"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_writer(target, binary=True) as handle:
             figure.savefig(handle, format=suffix, dpi=dpi)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(tmp_name, target)
     except ValueError as exc:  # unknown image format
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
         raise InputError(f"{target}: cannot write this image format ({exc})") from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def fitted_curve(law: FittedLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
@@ -114,7 +93,7 @@ def fitted_curve(law: FittedLaw, run: Run, validation_set: str, steps: np.ndarra
         run.cpt_lr, np.asarray(steps), law.lam, state, run.replay_ratio, history=law.needs_history
     )
     values = np.asarray(law.set_fit(validation_set).values, dtype=float)
-    curve = law.law(validation_set).evaluate(values[None, :], areas)
+    curve = law.form_for(validation_set).evaluate(values[None, :], areas)
     return np.atleast_2d(curve)[0]
 
 
@@ -141,7 +120,7 @@ def plot_fit(
     else:
         _draw_fit_curves(figure, law, pilots)
     figure.suptitle(
-        f"cptopt law '{law.form}' ({law.memory}): "
+        f"cptopt law '{law.form}' ({law.annealing_description}): "
         + ("fit over the pilot curves" if pilots is not None else "per-pilot fit error"),
         fontsize="medium",
     )

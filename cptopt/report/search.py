@@ -1,4 +1,7 @@
-"""Render :mod:`cptopt.search` results as rich renderables (nothing here prints)."""
+"""Render search results (recommendation, candidate ranking) as rich renderables.
+
+Nothing here prints: the CLI does.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.search.recommendation import Assessment, CandidateRanking, Recommendation
+from cptopt.search.models import Assessment, CandidateRanking, Recommendation
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _lr(value: float) -> str:
@@ -37,7 +44,7 @@ def _assessment_table(
     title: str, items: list[Assessment], level: float, checkpoints: bool = False
 ) -> RenderableType:
     pct = f"{100 * level:.0f} %"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = _table(title)
     for column, justify in (
         ("", "left"),
         ("setting", "left"),
@@ -83,22 +90,15 @@ def _shape(item: Assessment) -> str:
     return text
 
 
-def recommendation_report(result: Recommendation) -> RenderableType:
-    """The recommended settings, alternatives, baselines, search statistics and notes."""
+def _main_table(result: Recommendation) -> Table:
     rec = result.recommended
-    pct = f"{100 * result.level:.0f} %"
-    w_g, w_d = result.weights
     setting = rec.setting
     assert setting is not None
-    main = Table(
-        title=f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    w_g, w_d = result.weights
+    main = _table(f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
     main.add_column("")
     main.add_column("value", justify="right")
-    main.add_column(f"{pct} interval", justify="right")
+    main.add_column(f"{100 * result.level:.0f} % interval", justify="right")
     main.add_column("at step 0", justify="right")
     rows: list[tuple[str, str, str, str]] = [
         ("schedule", _shape(rec), "", ""),
@@ -111,19 +111,16 @@ def recommendation_report(result: Recommendation) -> RenderableType:
         rows.append(("tokens", f"{rec.tokens:.4g}", "", ""))
     if rec.domain_epochs is not None:
         rows.append(("domain epochs", f"{rec.domain_epochs:.3g}", "", ""))
+    for name in ("general", "domain"):
+        rows.append(
+            (
+                f"{name} loss",
+                f"{getattr(rec, name):.4f}",
+                f"{getattr(rec, name + '_lower'):.4f}..{getattr(rec, name + '_upper'):.4f}",
+                f"{getattr(rec, name + '_initial'):.4f}",
+            )
+        )
     rows += [
-        (
-            "general loss",
-            f"{rec.general:.4f}",
-            f"{rec.general_lower:.4f}..{rec.general_upper:.4f}",
-            f"{rec.general_initial:.4f}",
-        ),
-        (
-            "domain loss",
-            f"{rec.domain:.4f}",
-            f"{rec.domain_lower:.4f}..{rec.domain_upper:.4f}",
-            f"{rec.domain_initial:.4f}",
-        ),
         (
             "objective",
             f"{rec.objective:.4f}",
@@ -135,52 +132,31 @@ def recommendation_report(result: Recommendation) -> RenderableType:
     ]
     for row in rows:
         main.add_row(*row)
-    parts: list[RenderableType] = [main]
-    flag_lines = [
-        "intervals: losses = fit uncertainty + eval noise; objective = fit uncertainty only"
-    ]
-    flag_lines += [f"[yellow]outside the pilots:[/] {f}" for f in rec.flags]
-    flag_lines += [f"[red]constraint:[/] {v}" for v in rec.violations]
-    if flag_lines:
-        parts.append(Text.from_markup("\n".join(flag_lines)))
-    many = len(result.space.checkpoints) > 1
-    if result.alternatives:
-        parts.append(_assessment_table("top alternatives", result.alternatives, result.level, many))
-    compare = [rec, *result.baselines]
-    parts.append(_assessment_table("compared on the same objective", compare, result.level, many))
-    parts.append(
-        Text(
-            "lr = peak LR, r = replay ratio, T = steps. pilot-like: the best of the pilots' "
-            "peak LRs x replay ratios x families at the "
-            "longest pilot's steps; thumb: replay 5 % / 10 %, the pilots' highest peak LR, "
-            "steps = budget, the recommended shape"
+    return main
+
+
+def _pareto_table(result: Recommendation, many: bool) -> Table:
+    front = _table("general-vs-domain Pareto front (best setting for each weight)")
+    for column in ("w_general", "setting", "general", "domain", ""):
+        front.add_column(column, justify="left" if column == "setting" else "right")
+    for point in result.pareto or []:
+        s = point.setting
+        text = s.family + (f" d{s.decay_fraction:.0%}" if s.decay_fraction else "")
+        text += f" lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
+        if many:
+            text += f" @{s.checkpoint}"
+        front.add_row(
+            f"{point.w_general:.1f}",
+            text,
+            f"{point.general:.4f}",
+            f"{point.domain:.4f}",
+            "" if point.in_range else "[yellow]![/]",
         )
-    )
-    if result.pareto:
-        front = Table(
-            title="general-vs-domain Pareto front (best setting for each weight)",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
-        for column in ("w_general", "setting", "general", "domain", ""):
-            front.add_column(column, justify="left" if column == "setting" else "right")
-        for point in result.pareto:
-            s = point.setting
-            text = s.family + (f" d{s.decay_fraction:.0%}" if s.decay_fraction else "")
-            text += f" lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
-            if many:
-                text += f" @{s.checkpoint}"
-            front.add_row(
-                f"{point.w_general:.1f}",
-                text,
-                f"{point.general:.4f}",
-                f"{point.domain:.4f}",
-                "" if point.in_range else "[yellow]![/]",
-            )
-        parts.append(front)
-    stats = result.search
-    space = result.space
+    return front
+
+
+def _search_lines(result: Recommendation) -> list[str]:
+    stats, space = result.search, result.space
     lines = [
         f"space: peak LR {space.peak_lr[0]:.3g}..{space.peak_lr[1]:.3g} (log), replay "
         f"{space.replay_ratio[0]:g}..{space.replay_ratio[1]:g}, steps {space.steps[0]}.."
@@ -196,8 +172,35 @@ def recommendation_report(result: Recommendation) -> RenderableType:
         f"(relative; study best {_gap(stats.study_gap)} before and "
         f"{_gap(stats.polished_gap)} after the local polish)",
     ]
-    lines += [f"note: {note}" for note in result.notes]
-    parts.append(Text("\n".join(lines)))
+    return lines + [f"note: {note}" for note in result.notes]
+
+
+def recommendation_report(result: Recommendation) -> RenderableType:
+    """The recommended settings, alternatives, baselines, search statistics and notes."""
+    rec = result.recommended
+    parts: list[RenderableType] = [_main_table(result)]
+    flag_lines = [
+        "intervals: losses = fit uncertainty + eval noise; objective = fit uncertainty only"
+    ]
+    flag_lines += [f"[yellow]outside the pilots:[/] {f}" for f in rec.flags]
+    flag_lines += [f"[red]constraint:[/] {v}" for v in rec.violations]
+    parts.append(Text.from_markup("\n".join(flag_lines)))
+    many = len(result.space.checkpoints) > 1
+    if result.alternatives:
+        parts.append(_assessment_table("top alternatives", result.alternatives, result.level, many))
+    compare = [rec, *result.baselines]
+    parts.append(_assessment_table("compared on the same objective", compare, result.level, many))
+    parts.append(
+        Text(
+            "lr = peak LR, r = replay ratio, T = steps. pilot-like: the best of the pilots' "
+            "peak LRs x replay ratios x families at the "
+            "longest pilot's steps; thumb: replay 5 % / 10 %, the pilots' highest peak LR, "
+            "steps = budget, the recommended shape"
+        )
+    )
+    if result.pareto:
+        parts.append(_pareto_table(result, many))
+    parts.append(Text("\n".join(_search_lines(result))))
     return Group(*parts)
 
 
@@ -209,12 +212,7 @@ def ranking_report(ranking: CandidateRanking) -> RenderableType:
     """Candidates ranked by the predicted objective, with P(best) and flags."""
     pct = f"{100 * ranking.level:.0f} %"
     w_g, w_d = ranking.weights
-    table = Table(
-        title=f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = _table(f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
     for column in (
         "rank",
         "name",

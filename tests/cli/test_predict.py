@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cptopt.cli import app
 from cptopt.prediction import Prediction
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
 EXAMPLES = sorted(
     name

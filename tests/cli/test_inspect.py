@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from cptopt.cli import app
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "logs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 NATIVE = (
-    Path(__file__).resolve().parent.parent
+    Path(__file__).resolve().parents[2]
     / "examples/data/cpt-code/runs/code_U_lr1x_r25_wsd_1000.csv"
 )
 
@@ -93,7 +93,7 @@ def test_readme_log_commands_run(monkeypatch):
     """Every ``cptopt inspect`` example of the README's logs section runs and exits 0."""
     import shlex
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     section = readme.split("<!-- section:logs -->")[1].split("<!-- /section:logs -->")[0]
     commands = [line for line in section.splitlines() if line.startswith("cptopt inspect ")]

@@ -13,18 +13,13 @@ import pytest
 
 from cptopt.fitting.estimator import LawFitter
 from cptopt.pilots.logs import ColumnMap, read_csv_log, read_log
-from cptopt.pilots.runs import (
-    PilotSet,
-    PretrainHistory,
-    ScheduleSpec,
-    cpt_lr_from_log,
-    run_from_log,
-)
+from cptopt.pilots.manifest import ScheduleSpec
+from cptopt.pilots.runs import PilotSet, PretrainHistory, cpt_lr_from_log, run_from_log
 from cptopt.prediction import predict
 from cptopt.schedules import Schedule
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "logs"
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "cpt-code"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "cpt-code"
 NATIVE = DATA / "runs" / "code_U_lr1x_r25_wsd_1000.csv"
 #: The native run's schedule (its runs/<id>.json: warmup 20, decay from step 800 to 0 at 1000).
 SCHEDULE = Schedule(family="wsd", peak_lr=2e-3, steps=1000, warmup_steps=20, decay_start_step=800)

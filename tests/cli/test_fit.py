@@ -236,7 +236,7 @@ def test_law_file_of_another_schema_version(tmp_path, law_file):
     data["schema_version"] = SCHEMA_VERSION + 1
     bad = tmp_path / "law.json"
     bad.write_text(json.dumps(data))
-    config = Path(__file__).parent.parent / "examples" / "configs" / "wsd-replay25.yaml"
+    config = Path(__file__).resolve().parents[2] / "examples" / "configs" / "wsd-replay25.yaml"
     result = invoke("predict", config, "--law", bad)
     assert_one_line_error(result, "schema version")
     missing = invoke("predict", config, "--law", tmp_path / "nope.json")

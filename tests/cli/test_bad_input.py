@@ -210,7 +210,7 @@ def test_fit_reports_bad_log_with_exit_2(tmp_path, reader):
     """The same errors reach ``cptopt fit`` through a manifest (with its format key)."""
     path, fmt = make(tmp_path, reader, NAN)
     manifest = tmp_path / "pilots.yaml"
-    pretrain = Path(__file__).resolve().parent.parent / "examples/data/cpt-code/pretrain.csv"
+    pretrain = Path(__file__).resolve().parents[2] / "examples/data/cpt-code/pretrain.csv"
     manifest.write_text(
         f"version: 1\nformat: {fmt}\n"
         f"pretrain: {{log: {pretrain}, format: csv, checkpoints: {{unannealed: 3200}}}}\n"

@@ -102,7 +102,7 @@ def test_point_areas_at_step_zero_are_the_checkpoint():
     points = cpt_point_areas(np.full(10, 1e-3), np.array([0, 5, 10]), 0.99, state, 0.1)
     assert points.s1_cpt[0] == 0 and points.s2_cpt[0] == 0
     assert points.s1_cpt[2] == pytest.approx(1e-2)
-    assert (points.replay == 0.1).all() and points.s1_pt[0] == pytest.approx(0.1)
+    assert (points.replay_ratio == 0.1).all() and points.s1_pt[0] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.98, 0.995, 0.999])

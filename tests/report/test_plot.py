@@ -12,14 +12,12 @@ from typer.testing import CliRunner
 
 from cptopt.cli import app
 from cptopt.exceptions import InputError
-from cptopt.pilots.runs import load_manifest
+from cptopt.pilots.manifest import load_manifest
 from cptopt.plan import load_config
 from cptopt.prediction import predict
 from cptopt.report.plot import dense_steps, fitted_curve, parse_size, plot_fit, plot_prediction
 
-pytest.importorskip("matplotlib")
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
 runner = CliRunner()
 

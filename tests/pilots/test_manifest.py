@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.runs import load_manifest
+from cptopt.pilots.manifest import load_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "logs"
 PRETRAIN = ROOT / "examples" / "data" / "cpt-code" / "pretrain.csv"
 

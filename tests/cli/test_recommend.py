@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.search.recommendation import CandidateRanking, Recommendation
+from cptopt.search import CandidateRanking, Recommendation
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
 runner = CliRunner(env={"COLUMNS": "3000"})  # one-line errors: no wrapping at 80
 
@@ -103,7 +103,7 @@ def test_infeasible_exits_1(in_project) -> None:
     [
         (["--sampler", "annealing"], "sampler"),
         (["--peak-lr", "abc"], "--peak-lr"),
-        (["--peak-lr", "2e-3,1e-3"], "peak_lr"),
+        (["--peak-lr", "2e-3,1e-3"], "--peak-lr: low 0.002 > high 0.001"),
         (["--replay", "0.1,1.5"], "replay"),
         (["--steps", "1,2,3"], "--steps"),
         (["--families", "cosine,triangle"], "families"),
@@ -187,12 +187,14 @@ def test_candidates_ranking(in_project, name: str) -> None:
     assert sum(c.probability_best for c in ranking.candidates) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_pareto_table(in_project) -> None:
     result = runner.invoke(app, ["recommend", "--weights", "0.5,0.5", "--pareto", *FAST])
     assert result.exit_code == 0, result.stderr
     assert "Pareto front" in result.stdout
 
 
+@pytest.mark.slow
 def test_optuna_log_lines_only_with_verbose(law_file, tmp_path) -> None:
     # a fresh process each: Optuna's log handler binds the stderr it first sees
     base = [sys.executable, "-c", "from cptopt.cli import main; main()", "recommend"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from cptopt.report.fit import fit_report, pdg_format, prediction_report
+from cptopt.report.fit import fit_report, pdg_format
 
 
 @pytest.mark.parametrize(
@@ -35,16 +35,6 @@ def test_fit_report_mentions_every_parameter_and_pilot(fitted_law):
         assert name in text
     for run in fitted_law.general.runs:
         assert run.name in text
-    assert fitted_law.memory in text
-    chosen = next(row for row in fitted_law.selection if row["chosen"])
-    assert f"{chosen['form']} ✓" in text
-
-
-def test_prediction_report_flags_extrapolation(fitted_law):
-    from cptopt import Schedule, predict
-
-    schedule = Schedule(family="wsd", peak_lr=6e-3, steps=3000, warmup_steps=60)
-    prediction = predict(fitted_law, schedule, 0.25)
-    text = render(prediction_report(prediction))
-    assert not prediction.in_range and len(prediction.flags) == 2
-    assert "outside the pilots" in text and "6e-03" in text.replace("0.006", "6e-03")
+    assert fitted_law.annealing_description in text
+    chosen = next(row for row in fitted_law.selection if row.chosen)
+    assert f"{chosen.form} ✓" in text

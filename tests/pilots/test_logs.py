@@ -20,8 +20,8 @@ from cptopt.pilots.logs import (
     summarize,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "logs"
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data" / "cpt-code"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+DATA = Path(__file__).resolve().parents[2] / "examples" / "data" / "cpt-code"
 NATIVE = DATA / "runs" / "code_U_lr1x_r25_wsd_1000.csv"
 
 DETECTED = {

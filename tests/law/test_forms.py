@@ -45,7 +45,7 @@ POINTS = [
 def test_paper_form_reproduces_published_fit(point):
     coefficients = published_coefficients()
     s1_pt, s1_cpt, s2_pt, s2_cpt = (np.array([value]) for value in point)
-    areas = Areas(s1_pt=s1_pt, s2_pt=s2_pt, s1_cpt=s1_cpt, s2_cpt=s2_cpt, replay=np.zeros(1))
+    areas = Areas(s1_pt=s1_pt, s2_pt=s2_pt, s1_cpt=s1_cpt, s2_cpt=s2_cpt, replay_ratio=np.zeros(1))
     for name, reference in (("general", published_general), ("domain", published_domain)):
         law = make_law("paper", name, replay_terms=False, checkpoint_known=True)
         values = np.array([coefficients[name][p] for p in law.names])
@@ -66,7 +66,7 @@ def test_hand_computed_value():
         s2_pt=np.array([0.5]),
         s1_cpt=np.array([2.0]),
         s2_cpt=np.array([0.3]),
-        replay=np.zeros(1),
+        replay_ratio=np.zeros(1),
     )
     values = np.array([coefficients[p] for p in law.names])
     assert law.evaluate(values, areas)[0] == pytest.approx(by_hand, abs=2e-6)
@@ -111,7 +111,7 @@ def test_analytic_jacobian_matches_finite_differences(form, validation_set, know
             areas.s2_pt * 0,
             areas.s1_cpt,
             areas.s2_cpt,
-            areas.replay,
+            areas.replay_ratio,
             np.zeros(n, dtype=bool),
         )
     values = []
@@ -209,7 +209,7 @@ def test_mpl_credit_by_hand_for_one_drop():
     areas = cpt_point_areas(lr, np.array([5]), None, unknown_checkpoint(1e-3), 0.0, history=True)
     named = {"rate": 100.0, "gamma": 0.5, "zeta": 0.3}
     shape = {name: np.array([value]) for name, value in named.items()}
-    _, amount = law.annealing_amounts(shape, areas)
+    _, amount = law.annealing.amounts(shape, areas)
     x = 100.0 * (5e-4) ** -0.5 * (3 * 5e-4)
     assert float(amount[0]) == pytest.approx(5e-4 * (1 - (1 + x) ** -0.3) / 0.3, rel=1e-12)
 

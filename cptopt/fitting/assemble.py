@@ -1,0 +1,132 @@
+"""Law-file assembly: turn the fit results into a :class:`~cptopt.law.fitted.FittedLaw`.
+
+The records of the law file (parameters with jackknife standard errors, per-pilot fit and
+CV errors, the interval scale, what the pilots covered, the PT history, input hashes) are
+computed here from a :class:`~cptopt.fitting.crossval.SetResult` per validation set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cptopt.fitting.crossval import SetResult, shared_replay_folds
+from cptopt.fitting.optimise import at_bound, relative_residuals
+from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, SetFit
+from cptopt.law.parameters import Parameter
+from cptopt.law.uncertainty import jackknife_variance, robust_sd
+from cptopt.pilots.runs import PilotSet
+
+
+def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) -> SetFit:
+    """The law-file record of one validation set's fit."""
+    law, data, best = result.law, result.data, result.best
+    residuals = relative_residuals(law, best.values, data)
+    cpt_points = (data.run_index >= 0) & (data.step > 0)
+    replica_array = np.array(result.replicas) if result.replicas and with_jackknife else None
+    stderr = np.sqrt(jackknife_variance(replica_array)) if replica_array is not None else None
+    run_fits = []
+    for index in sorted({int(i) for i in data.run_index if i >= 0}):
+        mask = (data.run_index == index) & (data.step > 0)
+        if not mask.any():
+            continue
+        errors = residuals[mask]
+        held = result.held_out.get(index)
+        run_fits.append(
+            RunFit(
+                name=pilots.runs[index].name,
+                n_points=int(mask.sum()),
+                mean_abs_error=float(np.abs(errors).mean()),
+                max_abs_error=float(np.abs(errors).max()),
+                final_error=float(errors[-1]),
+                cv_mean_abs_error=None if held is None else float(np.abs(held).mean()),
+                cv_final_error=None if held is None else float(held[-1]),
+            )
+        )
+    bound_names = at_bound(law, best.values)
+    parameters, weak = [], []
+    for i, spec in enumerate(law.specs):
+        se = None if stderr is None else float(stderr[i])
+        value = float(best.values[i])
+        if se is not None and (value == 0 or se > abs(value)):
+            weak.append(spec.name)
+        parameters.append(
+            Parameter(
+                name=spec.name,
+                value=value,
+                min=spec.lower,
+                max=spec.upper,
+                stderr=se,
+                at_bound=spec.name in bound_names,
+                description=spec.description,
+            )
+        )
+    named = dict(zip(law.names, best.values.tolist(), strict=True))
+    total = float(((data.loss - data.loss.mean()) ** 2).sum())
+    predicted = law.evaluate(best.values, data.areas)
+    r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
+    costs = sorted(best.start_costs)
+    agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
+    return SetFit(
+        validation_set=law.validation_set,
+        parameter_names=law.names,
+        values=best.values.tolist(),
+        parameters=parameters,
+        derived=law.derived(named),
+        jackknife=[] if replica_array is None else replica_array.tolist(),
+        noise=robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0,
+        n_points=int(data.loss.size),
+        n_pretrain_points=int((data.run_index < 0).sum()),
+        r2=r2,
+        mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
+        huber_cost=best.cost,
+        cv_error=result.cv_error,
+        # The interval scale: held-out error where a prediction stays inside the pilots'
+        # replay range (as a decision's candidates do); leaving out the only pilot at a
+        # replay ratio measures replay extrapolation, which the jackknife spread covers.
+        cv_rms=result.cv_rms(shared_replay_folds(pilots) or None),
+        runs=run_fits,
+        at_bound=bound_names,
+        weakly_identified=weak,
+        starts_agree=bool(agree),
+    )
+
+
+def pretrain_record(pilots: PilotSet) -> PretrainRecord:
+    """The PT history a law needs to continue the areas."""
+    history = pilots.pretrain
+    return PretrainRecord(
+        known=history.known,
+        warmup_steps=history.warmup_steps,
+        checkpoints=dict(history.checkpoints),
+        final_lr=history.final_lr,
+        lr=None if history.lr is None else history.lr.tolist(),
+    )
+
+
+def coverage(pilots: PilotSet) -> Coverage:
+    """What the pilots covered: predictions outside it are flagged."""
+    peaks = [run.peak_lr for run in pilots.runs]
+    steps = [run.steps for run in pilots.runs]
+    return Coverage(
+        peak_lr_min=min(peaks),
+        peak_lr_max=max(peaks),
+        replay_ratios=sorted({run.replay_ratio for run in pilots.runs}),
+        steps_min=min(steps),
+        steps_max=max(steps),
+        tokens_per_step=sorted({run.tokens_per_step for run in pilots.runs if run.tokens_per_step}),
+        checkpoints=list(dict.fromkeys(run.checkpoint for run in pilots.runs)),
+    )
+
+
+def input_records(pilots: PilotSet) -> list[InputRecord]:
+    """Every input log with its SHA-256, so that a law file is reproducible from itself."""
+    records = [
+        InputRecord(name=run.name, source=run.source, sha256=run.sha256) for run in pilots.runs
+    ]
+    if pilots.pretrain.source:
+        records.append(
+            InputRecord(
+                name="pretrain", source=pilots.pretrain.source, sha256=pilots.pretrain.sha256
+            )
+        )
+    return records

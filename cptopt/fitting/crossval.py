@@ -1,0 +1,178 @@
+"""Leave-one-pilot-out cross-validation: the fit, then a refit per left-out pilot.
+
+Each pilot (fold) is left out in turn and the law refitted, warm-started from the full fit.
+The refits give (i) the cross-validated error that selects law variants and sets the
+interval scale, and (ii) the jackknife replicas of every parameter and prediction
+(:mod:`cptopt.law.uncertainty`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cptopt.fitting.data import FitData
+from cptopt.fitting.optimise import (
+    JointProblem,
+    Problem,
+    SingleFit,
+    Starts,
+    check_enough_points,
+    optimise,
+    optimise_problem,
+    relative_residuals,
+)
+from cptopt.law.forms import LawForm
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
+
+#: At most this many cross-validation folds; with more pilots, folds group pilots.
+MAX_FOLDS = 10
+
+
+def cv_folds(run_ids: list[int], max_folds: int = MAX_FOLDS) -> list[list[int]]:
+    """Leave-one-pilot-out folds, grouped round-robin when there are more than ``max_folds``."""
+    if len(run_ids) <= max_folds:
+        return [[run_id] for run_id in run_ids]
+    return [run_ids[start::max_folds] for start in range(max_folds)]
+
+
+def shared_replay_folds(pilots: PilotSet) -> list[int]:
+    """Pilots (by index) whose replay ratio at least one other pilot shares.
+
+    Their leave-one-out folds interpolate in replay, so they test the annealing memory
+    rather than the replay form. Empty when fewer than 2 pilots qualify: then every fold
+    counts.
+    """
+    ratios = [run.replay_ratio for run in pilots.runs]
+    shared = [i for i, ratio in enumerate(ratios) if ratios.count(ratio) >= 2]
+    return shared if len(shared) >= 2 else []
+
+
+@dataclass
+class SetResult:
+    """Everything computed for one validation set under one law variant."""
+
+    law: LawForm
+    data: FitData
+    best: SingleFit
+    replicas: list[np.ndarray]
+    held_out: dict[int, np.ndarray]  # run index -> relative residuals of its left-out fit
+
+    @property
+    def cv_error(self) -> float | None:
+        """Mean over pilots of the mean |relative error| of its curve when left out."""
+        if not self.held_out:
+            return None
+        return float(np.mean([np.abs(errors).mean() for errors in self.held_out.values()]))
+
+    def cv_per_run(self) -> dict[int, float]:
+        """Mean |relative error| of each pilot's curve when it is left out."""
+        return {run: float(np.abs(errors).mean()) for run, errors in self.held_out.items()}
+
+    def cv_rms(self, runs: list[int] | None = None) -> float | None:
+        """Root mean square of the log errors of the left-out points (of ``runs``, or all)."""
+        held = [errors for run, errors in self.held_out.items() if runs is None or run in runs]
+        if not held:
+            return None
+        errors = np.log1p(np.concatenate(held))
+        return float(np.sqrt(np.mean(errors**2)))
+
+
+def _held_out_errors(
+    law: LawForm, values: np.ndarray, data: FitData, fold: list[int]
+) -> dict[int, np.ndarray]:
+    """Relative residuals of each left-out pilot's CPT points under the refit ``values``."""
+    errors = {}
+    for run_id in fold:
+        held = (data.run_index == run_id) & (data.step > 0)
+        if held.any():
+            errors[run_id] = relative_residuals(law, values, data.take(held))
+    return errors
+
+
+def _run_ids(*datas: FitData) -> list[int]:
+    return sorted({int(i) for data in datas for i in data.run_index if i >= 0})
+
+
+def fit_validation_set(
+    law: LawForm,
+    data: FitData,
+    *,
+    delta: float,
+    rng: np.random.Generator,
+    starts: Starts,
+    refit_budget: int,
+    jackknife: bool,
+    warm_start: np.ndarray | None = None,
+) -> SetResult:
+    """Fit one validation set, then refit leaving each pilot (fold) out, warm-started."""
+    check_enough_points(law, data)
+    best = optimise(law, data, delta=delta, rng=rng, starts=starts, warm_start=warm_start)
+    refit = Starts(n_starts=1, max_nfev=refit_budget)  # from the full fit's optimum
+    replicas: list[np.ndarray] = []
+    held_out: dict[int, np.ndarray] = {}
+    run_ids = _run_ids(data)
+    if jackknife and len(run_ids) >= 3:
+        for fold in cv_folds(run_ids):
+            kept = data.take(~np.isin(data.run_index, fold))
+            refitted = optimise(
+                law, kept, delta=delta, rng=rng, starts=refit, warm_start=best.values
+            )
+            replicas.append(refitted.values)
+            held_out.update(_held_out_errors(law, refitted.values, data, fold))
+    return SetResult(law, data, best, replicas, held_out)
+
+
+def fit_tied(
+    laws: dict[str, LawForm],
+    datas: dict[str, FitData],
+    shared: tuple[str, ...],
+    *,
+    delta: float,
+    rng: np.random.Generator,
+    starts: Starts,
+    refit_budget: int,
+    jackknife: bool,
+    warm_start: dict[str, np.ndarray] | None = None,
+) -> dict[str, SetResult]:
+    """:func:`fit_validation_set` for both sets at once, the ``shared`` parameters tied.
+
+    Leave-one-pilot-out refits leave the pilot out of both sets.
+    """
+    for name in VALIDATION_SETS:
+        check_enough_points(laws[name], datas[name])
+
+    def problem_for(masks: dict[str, np.ndarray] | None) -> JointProblem:
+        parts = {
+            name: Problem(
+                laws[name], datas[name] if masks is None else datas[name].take(masks[name]), delta
+            )
+            for name in VALIDATION_SETS
+        }
+        return JointProblem(parts["general"], parts["domain"], shared)
+
+    problem = problem_for(None)
+    start = None
+    if warm_start is not None:
+        start = problem.join(warm_start["general"], warm_start["domain"])
+    best = optimise_problem(problem, rng, starts, start, "the tied general and domain laws")
+    refits = Starts(n_starts=1, max_nfev=refit_budget)  # from the full fit's optimum
+    replicas: dict[str, list[np.ndarray]] = {name: [] for name in VALIDATION_SETS}
+    held_out: dict[str, dict[int, np.ndarray]] = {name: {} for name in VALIDATION_SETS}
+    run_ids = _run_ids(*datas.values())
+    if jackknife and len(run_ids) >= 3:
+        for fold in cv_folds(run_ids):
+            masks = {name: ~np.isin(datas[name].run_index, fold) for name in VALIDATION_SETS}
+            refit = optimise_problem(problem_for(masks), rng, refits, best.values)
+            for name, values in zip(VALIDATION_SETS, problem.split(refit.values), strict=True):
+                replicas[name].append(values)
+                held_out[name].update(_held_out_errors(laws[name], values, datas[name], fold))
+    out = {}
+    parts = {"general": problem.general, "domain": problem.domain}
+    for name, values in zip(VALIDATION_SETS, problem.split(best.values), strict=True):
+        single = SingleFit(
+            values, parts[name].cost(parts[name].to_internal(values)), best.nfev, best.start_costs
+        )
+        out[name] = SetResult(laws[name], datas[name], single, replicas[name], held_out[name])
+    return out

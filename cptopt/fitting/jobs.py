@@ -1,0 +1,201 @@
+"""Fit jobs: one law variant on one pilot set, run in-process or in a pool of two workers.
+
+A variant's general and domain fits are independent problems, so they run side by side in
+two forked processes (the machine's two cores). A tied variant is one joint problem. Each
+job seeds its own generator from the fitter's seed and the validation set, so results do
+not depend on the pool.
+
+How hard a job tries is its :class:`Stage`: while selecting among variants every candidate
+gets a cheap fit (one polished start with a capped budget, short leave-one-out refits);
+the chosen variant then gets the final fit (two polished starts to convergence).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from cptopt.fitting.crossval import SetResult, fit_tied, fit_validation_set
+from cptopt.fitting.data import collect_points
+from cptopt.fitting.optimise import Starts
+from cptopt.law.forms import make_law
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
+
+#: Tied variants share the multi-power memory between the general and the domain law: how
+#: fast an LR drop's credit arrives is a property of the optimiser and the schedule.
+TIED_PARAMETERS = ("rate", "gamma", "zeta")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A law variant that model selection can choose: replay form and annealing memory.
+
+    ``annealing`` "s2" uses the m-recursion with factor ``lam``; "mpl" the multi-power
+    memory (``lam`` None). ``tied``: the memory is shared by the general and domain laws.
+    """
+
+    form: str
+    lam: float | None
+    annealing: str = "s2"
+    tied: bool = False
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """Parameters the general and domain laws share (tied variants only)."""
+        return TIED_PARAMETERS if self.tied else ()
+
+    def untied(self) -> Variant:
+        return Variant(self.form, self.lam, self.annealing)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How hard a fit tries.
+
+    ``n_polish`` starts are optimised until converged or ``polish_budget`` evaluations
+    (None: no cap); each leave-one-pilot-out refit gets ``refit_budget`` evaluations; with
+    a warm start (a neighbouring variant's optimum) a fit uses ``warm_starts`` starts, the
+    warm one included.
+    """
+
+    name: str
+    n_polish: int
+    refit_budget: int
+    polish_budget: int | None
+    warm_starts: int
+
+
+#: Choosing among variants: slowly converging forms stop early, a warm start is trusted.
+SELECTING = Stage("selecting", n_polish=1, refit_budget=25, polish_budget=150, warm_starts=1)
+#: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check.
+FINAL = Stage("final", n_polish=2, refit_budget=60, polish_budget=None, warm_starts=2)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The fitter's settings every job needs."""
+
+    seed: int
+    huber_delta: float
+    n_starts: int
+    n_screen: int
+
+
+#: Warm starts by (form, annealing, validation set): a fitted parameter vector.
+WarmStarts = dict[tuple[str, str, str], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One picklable unit of work: ``validation_sets`` of ``pilots`` under ``variant``.
+
+    One set (an untied variant), or both at once for a tied variant (one joint problem).
+    """
+
+    pilots: PilotSet
+    replay_terms: bool
+    variant: Variant
+    validation_sets: tuple[str, ...]
+    settings: FitSettings
+    stage: Stage
+    n_starts: int
+    jackknife: bool
+    warm_start: dict[str, np.ndarray] | None
+
+    def __call__(self) -> dict[str, SetResult]:
+        from threadpoolctl import threadpool_limits
+
+        variant, settings, stage = self.variant, self.settings, self.stage
+        laws = {
+            name: make_law(
+                variant.form, name, self.replay_terms, self.pilots.pretrain.known, variant.annealing
+            )
+            for name in self.validation_sets
+        }
+        datas = {
+            name: collect_points(self.pilots, name, variant.lam, history=laws[name].needs_history)
+            for name in self.validation_sets
+        }
+        # One stream per set (tied: per pair), whatever the pool does.
+        stream = VALIDATION_SETS.index(self.validation_sets[0]) if not variant.tied else 2
+        rng = np.random.default_rng([settings.seed, stream])
+        starts = Starts(self.n_starts, settings.n_screen, stage.n_polish, stage.polish_budget)
+        budgets = {
+            "delta": settings.huber_delta,
+            "rng": rng,
+            "starts": starts,
+            "refit_budget": stage.refit_budget,
+            "jackknife": self.jackknife,
+        }
+        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
+        with threadpool_limits(limits=1):
+            if variant.tied:
+                return fit_tied(laws, datas, variant.shared, warm_start=self.warm_start, **budgets)
+            (name,) = self.validation_sets
+            warm = None if self.warm_start is None else self.warm_start[name]
+            return {name: fit_validation_set(laws[name], datas[name], warm_start=warm, **budgets)}
+
+
+@contextmanager
+def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
+    """Two forked workers when asked for (or by default on >= 2 cores), else None."""
+    if n_jobs is None:
+        n_jobs = min(2, os.cpu_count() or 1)
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with ProcessPoolExecutor(
+        max_workers=min(n_jobs, 2), mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        yield pool
+
+
+def fit_variant(
+    pilots: PilotSet,
+    replay_terms: bool,
+    variant: Variant,
+    warm: WarmStarts,
+    settings: FitSettings,
+    stage: Stage,
+    *,
+    jackknife: bool = True,
+    pool: ProcessPoolExecutor | None = None,
+    n_starts: int | None = None,
+) -> dict[str, SetResult]:
+    """Fit both validation sets under ``variant``, warm-started from ``warm`` where it has
+    this variant's (form, annealing); record the results in ``warm`` for the next variant.
+
+    ``n_starts`` overrides the stage's choice (``settings.n_starts`` without a warm start,
+    ``stage.warm_starts`` with one).
+    """
+    keys = {name: (variant.form, variant.annealing, name) for name in VALIDATION_SETS}
+    groups = [VALIDATION_SETS] if variant.tied else [(name,) for name in VALIDATION_SETS]
+    futures = []
+    for sets in groups:
+        # A tied variant starts from the untied optimum (tied values from the general law).
+        warm_ok = all(keys[name] in warm for name in sets)
+        job = FitJob(
+            pilots=pilots,
+            replay_terms=replay_terms,
+            variant=variant,
+            validation_sets=sets,
+            settings=settings,
+            stage=stage,
+            n_starts=n_starts or (stage.warm_starts if warm_ok else settings.n_starts),
+            jackknife=jackknife,
+            warm_start={name: warm[keys[name]] for name in sets} if warm_ok else None,
+        )
+        futures.append(pool.submit(job) if pool else job)
+    per_set: dict[str, SetResult] = {}
+    for future in futures:
+        per_set.update(future.result() if isinstance(future, Future) else future())
+    if not variant.tied:
+        for name, result in per_set.items():
+            warm[keys[name]] = result.best.values
+    return per_set

@@ -1,0 +1,129 @@
+"""Annealing memories: how a law credits each LR drop over time (docs/law.md).
+
+A law form multiplies two annealing *amounts* by its linear coefficients: the PT amount by
+``C1`` and the CPT amount by ``C2``. The memory decides what those amounts are:
+
+- :class:`S2Annealing` (``"s2"``): the paper's annealing areas ``S2pt`` and ``S2cpt``, the
+  m-recursion with factor ``lam`` (computed in :mod:`cptopt.law.areas`): a drop ``d_k`` is
+  credited ``d_k (1 - lam^(t-k+1)) / (1 - lam)`` at step t, a memory counted in steps.
+- :class:`MultiPowerAnnealing` (``"mpl"``, after Luo et al., arXiv 2503.12811)::
+
+      LD(t) = sum_k d_k * g(zeta, rate * eta_k^-gamma * (S1(t) - S1(k-1))),
+      g(zeta, x) = (1 - (1 + x)^-zeta) / zeta        (-> log(1 + x) as zeta -> 0),
+
+  summed over the PT and the CPT drops of :attr:`Areas.history`: a drop's credit grows with
+  the LR area trained since it, faster at a lower LR when ``gamma > 0``, and saturates as a
+  power law. That tells a WSD decay from a cosine of the same length, which one ``lam``
+  cannot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cptopt.law.areas import Areas
+from cptopt.law.drops import DropHistory
+from cptopt.law.parameters import ParamSpec
+
+Derivatives = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class S2Annealing:
+    """The paper's memory: the annealing areas S2 (no parameters of its own)."""
+
+    name = "s2"
+    #: Whether the law needs :attr:`Areas.history` (the per-drop memory does).
+    needs_history = False
+
+    def specs(self) -> list[ParamSpec]:
+        return []
+
+    def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        """``(PT, CPT)`` amounts that ``C1`` and ``C2`` multiply, at parameters ``shape``."""
+        return areas.s2_pt, areas.s2_cpt
+
+    def amounts_with_derivatives(
+        self, named: dict[str, float], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray, Derivatives]:
+        """The amounts at one parameter vector and their derivatives by this memory's own
+        parameters (``name -> (d PT, d CPT)``)."""
+        return areas.s2_pt, areas.s2_cpt, {}
+
+
+class MultiPowerAnnealing(S2Annealing):
+    """The multi-power memory (see the module docstring): parameters rate, gamma, zeta."""
+
+    name = "mpl"
+    needs_history = True
+
+    def specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec(
+                "rate",
+                1e-3,
+                1e7,
+                1.0,
+                1e4,
+                log=True,
+                description="MPL annealing: credit rate per unit of LR area",
+            ),
+            ParamSpec(
+                "gamma",
+                0.0,
+                1.5,
+                0.0,
+                1.0,
+                description="MPL annealing: rate ~ LR^-gamma (faster at low LR)",
+            ),
+            ParamSpec(
+                "zeta",
+                1e-3,
+                3.0,
+                0.05,
+                1.0,
+                description="MPL annealing: saturation power (small: ~log)",
+            ),
+        ]
+
+    @staticmethod
+    def _pairs(areas: Areas) -> DropHistory:
+        if areas.history is None:
+            raise ValueError("the 'mpl' annealing needs the drop history (Areas.history)")
+        return areas.history.by_phase
+
+    @staticmethod
+    def _kernel(shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
+        """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair."""
+        gamma = shape["gamma"]
+        if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
+            x = shape["rate"] * history.area
+        else:
+            x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
+        log_term = np.log1p(x)
+        return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
+
+    def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        history = self._pairs(areas)
+        _, _, g = self._kernel(shape, history)
+        return history.phase_sums(history.drop * g)
+
+    def amounts_with_derivatives(
+        self, named: dict[str, float], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray, Derivatives]:
+        history = self._pairs(areas)
+        x, log_term, g = self._kernel(named, history)
+        zeta = named["zeta"]
+        power = 1.0 - zeta * g  # (1 + x)^-zeta, from g without another exp
+        per_pair = np.empty((4, g.size))
+        np.multiply(history.drop, g, out=per_pair[0])
+        np.multiply(history.drop * power / (1.0 + x), x, out=per_pair[1])  # d/d(log rate)
+        np.multiply(per_pair[1], -history.log_lr, out=per_pair[2])
+        per_pair[1] /= named["rate"]
+        np.multiply(history.drop, (log_term * power - g) / zeta, out=per_pair[3])
+        pt, cpt = history.phase_sums(per_pair)
+        names = ("rate", "gamma", "zeta")
+        return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
+
+
+#: Annealing memories by name (``--annealing``).
+ANNEALINGS: dict[str, type[S2Annealing]] = {"s2": S2Annealing, "mpl": MultiPowerAnnealing}

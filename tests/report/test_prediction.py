@@ -1,0 +1,22 @@
+"""The prediction report: what it says about a prediction outside the pilots."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from cptopt import Schedule, predict
+from cptopt.report.prediction import prediction_report
+
+
+def render(renderable) -> str:
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_prediction_report_flags_extrapolation(fitted_law):
+    schedule = Schedule(family="wsd", peak_lr=6e-3, steps=3000, warmup_steps=60)
+    prediction = predict(fitted_law, schedule, 0.25)
+    text = render(prediction_report(prediction))
+    assert not prediction.in_range and len(prediction.flags) == 2
+    assert "outside the pilots" in text and "6e-03" in text.replace("0.006", "6e-03")

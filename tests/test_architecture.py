@@ -1,0 +1,92 @@
+"""The package layout is the data flow: each stage imports only from the stages before it.
+
+logs -> runs (pilots) -> areas -> law -> fit -> search -> report, with the CLI on top
+(docs/architecture.md). The test reads every module's imports (module level and inside
+functions) and fails on an import from a later stage or on an import cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cptopt"
+
+#: Stages in data-flow order; a module may import from its own stage and earlier ones.
+STAGES = [
+    ("cptopt._version", "cptopt.exceptions", "cptopt._io", "cptopt._validation"),
+    ("cptopt.schedules",),
+    ("cptopt.plan",),
+    ("cptopt.pilots",),
+    ("cptopt.law",),
+    ("cptopt.fitting",),
+    ("cptopt.prediction",),
+    ("cptopt.search",),
+    ("cptopt.limits",),
+    ("cptopt.report",),
+    ("cptopt.cli",),
+]
+#: Modules outside the flow: the public API on top, test helpers for users' tests.
+TOP = ("cptopt", "cptopt.testing")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _stage(module: str) -> int:
+    for index, prefixes in enumerate(STAGES):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    if module in TOP:
+        return len(STAGES)
+    raise AssertionError(f"{module} belongs to no stage: add it to STAGES")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name == "cptopt" or name.startswith("cptopt.")}
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_import_from_a_later_stage(module: str) -> None:
+    own = _stage(module)
+    later = sorted(name for name in _imports(MODULES[module]) if _stage(name) > own)
+    assert not later, f"{module} (stage {own}) imports from later stages: {later}"
+
+
+def test_no_import_cycles() -> None:
+    graph = {
+        module: {name for name in _imports(path) if name in MODULES and name != module}
+        for module, path in MODULES.items()
+    }
+    # A package's __init__ re-exports its modules: edges into it are edges into them.
+    state: dict[str, int] = {}
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for target in graph[module]:
+            if target.startswith(module + "."):
+                continue  # a package importing its own modules to re-export them
+            if state.get(target) == 1:
+                cycle = trail[trail.index(target) :] + [target] if target in trail else [target]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if target not in state:
+                visit(target, [*trail, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
