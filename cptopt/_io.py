@@ -1,13 +1,141 @@
-"""Atomic file writes: an interrupted run never leaves a half-written file behind."""
+"""Files in and out: checked reads, checked output paths, atomic writes.
+
+Every file cptopt reads as text goes through :func:`read_text`, and every file it writes
+through :func:`atomic_writer`, so that a bad path gets one line naming the file and the
+problem, a FIFO or device never blocks a run, and an interrupted run never leaves a
+half-written file (or, after the next run, a stray temporary file) behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from cptopt.exceptions import InputError
+
+#: Text inputs (manifests, configs, law files, logs) larger than this are refused.
+MAX_TEXT_BYTES = 2 * 1024**3
+
+#: What an OS error means to a user, by errno.
+_REASONS = {
+    errno.ENOENT: "not found",
+    errno.EISDIR: "is a directory",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ENOSPC: "no space left on the device",
+    errno.EEXIST: "already exists",
+    errno.ELOOP: "too many symbolic links",
+}
+
+
+def os_error_line(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """``FILE: problem`` for an OS error (the file from the error, else ``path``)."""
+    name = exc.filename if exc.filename is not None else path
+    reason = _REASONS.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
+    return f"{name}: {reason}" if name is not None else reason
+
+
+def check_input_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` if it is a readable regular file; a one-line InputError otherwise.
+
+    FIFOs, devices and sockets are refused before anything opens them (reading one could
+    block forever or never end).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise InputError(f"{what} not found: {path}") from None
+        raise InputError(os_error_line(exc, path)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a directory, expected a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket)")
+    if info.st_size > MAX_TEXT_BYTES:
+        raise InputError(f"{path}: {info.st_size} bytes, more than cptopt reads ({MAX_TEXT_BYTES})")
+    return path
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The UTF-8 text of a regular file (see :func:`check_input_file`), one-line errors."""
+    path = check_input_file(path, what)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(os_error_line(exc, path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` if a file can be written there; a one-line InputError otherwise.
+
+    Called before long work starts, so that a bad ``-o`` does not waste a fit. A missing
+    parent folder is fine (it is created) as long as it can be.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory, expected a file to write")
+    if len(target.name.encode()) > 255:
+        raise InputError(f"{target}: name too long")
+    folder = target.parent if str(target.parent) else Path(".")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{target}: a parent ({existing}) is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{target}: permission denied (cannot write in {existing})")
+    if target.exists() and not os.access(target, os.W_OK) and not os.access(folder, os.W_OK):
+        raise InputError(f"{target}: permission denied")
+    return target
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state not in ("Z", "X")
+
+
+def remove_stale_temps(target: Path) -> int:
+    """Remove temporary files of ``target`` left by writers that were killed; returns how
+    many. A temporary file is ``.NAME.PID.XXXX.tmp``; it is stale when PID is gone."""
+    removed = 0
+    folder = target.parent if str(target.parent) else Path(".")
+    for candidate in folder.glob(f"{_temp_prefix(target)}*.tmp"):
+        pid_text = candidate.name[len(_temp_prefix(target)) :].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not pid_alive(int(pid_text)):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed += 1
+    return removed
 
 
 def _current_umask() -> int:
@@ -22,12 +150,19 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = False) -> Iterato
 
     The temporary file is flushed, fsynced and renamed over ``path`` when the block ends
     without an exception (the rename is atomic on POSIX and Windows, so readers see the old
-    file or the complete new one, never a prefix); on any exception it is removed.
+    file or the complete new one, never a prefix); on any exception it is removed. Its name
+    carries the writer's process id, so that the temporary files of a writer that was killed
+    are removed by the next write of the same file.
     """
-    target = Path(path)
+    target = check_output_path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(target)
+        prefix = f"{_temp_prefix(target)}{os.getpid()}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(os_error_line(exc, target)) from None
     try:
         mode, encoding = ("wb", None) if binary else ("w", "utf-8")
         with os.fdopen(fd, mode, encoding=encoding) as handle:
@@ -37,9 +172,11 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = False) -> Iterato
         # mkstemp makes the file owner-only; give it the mode a plain open() would have.
         os.chmod(tmp_name, 0o666 & ~_current_umask())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise InputError(os_error_line(exc, target)) from None
         raise
 
 

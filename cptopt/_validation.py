@@ -13,9 +13,20 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from cptopt._io import read_text
 from cptopt.exceptions import InputError
 
 Model = TypeVar("Model", bound=BaseModel)
+
+#: The longest run cptopt plans or reads, in updates: ten times the pre-training of today's
+#: large models, and per-step arrays of at most 80 MB.
+MAX_STEPS = 10_000_000
+#: The largest batch, in tokens per update.
+MAX_TOKENS_PER_STEP = 1_000_000_000
+#: Seeds are 32-bit (Optuna's samplers pass them to numpy's legacy generator).
+MAX_SEED = 2**32 - 1
+#: Complete trials a study may be asked for.
+MAX_TRIALS = 1_000_000
 
 
 def validate(
@@ -89,16 +100,39 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _unique_key_loader() -> type:
+    """A safe YAML loader (libyaml's when installed) that refuses duplicate keys."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise ConstructorError(
+                        None, None, f"duplicate key '{key}'", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml_mapping(path: str | Path) -> dict:
-    """Read a YAML file that must hold a mapping; one-line ``InputError`` otherwise."""
+    """Read a YAML file that must hold a mapping; one-line ``InputError`` otherwise.
+
+    The file must be UTF-8 text (``_io.read_text``); a key given twice in a mapping is an
+    error (YAML would silently keep the last one).
+    """
     import yaml
 
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"file not found: {path}")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed
+    text = read_text(path)
     try:
-        data = yaml.load(file.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

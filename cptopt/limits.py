@@ -33,6 +33,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._io import read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InputError
@@ -56,7 +57,7 @@ Verdict = Literal["pass", "fail", "error"]
 class Limits(BaseModel):
     """What a config must satisfy (see the module docstring). ``None`` = not checked."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_general_rise: float | None = Field(
         default=None, description="nats: final general loss minus its pre-CPT value, at most"
@@ -145,12 +146,9 @@ class CheckReport(BaseModel):
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return tomllib.loads(read_text(path, "limits file"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def _check_table(path: Path, data: dict[str, Any]) -> tuple[tuple[str, ...], Any] | None:

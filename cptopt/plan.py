@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cptopt._validation import load_yaml_mapping, validate
+from cptopt._validation import MAX_STEPS, MAX_TOKENS_PER_STEP, load_yaml_mapping, validate
 from cptopt.exceptions import InputError
 from cptopt.schedules import Family, Schedule
 
@@ -64,12 +64,12 @@ TRAINER_KEYS = (
 class TrainingConfig(BaseModel):
     """A planned CPT run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     schedule: Schedule
     replay_ratio: float = Field(ge=0, le=1, description="share of general data per batch")
     checkpoint: str | None = Field(default=None, description="PT checkpoint CPT starts from")
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
     law: str | None = Field(default=None, description="law file, relative to the config")
     name: str | None = None
 
@@ -77,10 +77,12 @@ class TrainingConfig(BaseModel):
 class TrainerKeys(BaseModel):
     """The Hugging Face ``TrainingArguments`` keys cptopt understands (see module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     learning_rate: float = Field(gt=0, description="peak LR, raw units")
-    max_steps: int = Field(gt=0, description="number of updates (HF's -1 = epochs: unsupported)")
+    max_steps: int = Field(
+        gt=0, le=MAX_STEPS, description="number of updates (HF's -1 = epochs: unsupported)"
+    )
     lr_scheduler_type: Literal[
         "linear",
         "cosine",
@@ -95,14 +97,14 @@ class TrainerKeys(BaseModel):
 
 
 class _CosineMinLrKwargs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_lr: float | None = Field(default=None, ge=0)
     min_lr_rate: float | None = Field(default=None, ge=0, lt=1)
 
 
 class _WsdKwargs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_decay_steps: int = Field(gt=0)
     num_stable_steps: int | None = Field(default=None, ge=0)

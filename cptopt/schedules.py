@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cptopt._validation import MAX_STEPS
+
 Family = Literal["constant", "cosine", "wsd", "linear", "custom"]
 DecayShape = Literal["linear", "cosine", "exponential"]
 
@@ -35,14 +37,18 @@ EXPONENTIAL_FLOOR_RATIO = 0.01
 class Schedule(BaseModel):
     """A learning-rate schedule of ``steps`` updates. See the module docstring for families."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     family: Family = Field(description="Schedule family.")
     peak_lr: float | None = Field(
         default=None, gt=0, description="Peak LR in raw units (e.g. 2e-3). Not for custom."
     )
-    steps: int | None = Field(default=None, gt=0, description="Number of updates (steps).")
-    warmup_steps: int | None = Field(default=None, ge=0, description="Linear warmup length.")
+    steps: int | None = Field(
+        default=None, gt=0, le=MAX_STEPS, description="Number of updates (steps)."
+    )
+    warmup_steps: int | None = Field(
+        default=None, ge=0, le=MAX_STEPS, description="Linear warmup length."
+    )
     warmup_fraction: float | None = Field(
         default=None, ge=0, lt=1, description="Warmup length as a share of steps."
     )
@@ -64,6 +70,8 @@ class Schedule(BaseModel):
         if self.family == "custom":
             if self.lr is None or len(self.lr) == 0:
                 raise ValueError("family 'custom' needs a non-empty 'lr' list")
+            if len(self.lr) > MAX_STEPS:
+                raise ValueError(f"'lr' has {len(self.lr)} steps, more than {MAX_STEPS}")
             array = np.asarray(self.lr, dtype=float)
             if not np.isfinite(array).all() or (array < 0).any():
                 raise ValueError("custom 'lr' values must be finite and >= 0")

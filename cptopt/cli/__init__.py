@@ -5,18 +5,58 @@ Each command lives in its own module and registers itself on ``app`` when import
 
 from __future__ import annotations
 
+import sys
+
 from cptopt.cli import check as _check  # noqa: F401
 from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
 from cptopt.cli import inspect as _inspect  # noqa: F401
 from cptopt.cli import plot as _plot  # noqa: F401
 from cptopt.cli import predict as _predict  # noqa: F401
 from cptopt.cli import recommend as _recommend  # noqa: F401
-from cptopt.cli._common import app
+from cptopt.cli._common import EXIT_ERROR, app, stderr
+
+
+def _usage_error_class() -> type[Exception]:
+    """Click's ``UsageError`` as Typer raises it (Typer >= 0.22 ships its own click)."""
+    import typer
+
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Usage errors (an unknown option or command, a value out of range) become one line on
+    stderr and exit code 2, like every other error, instead of click's multi-line panel.
+    """
+    import typer
+
+    command = typer.main.get_command(app)
+    usage_error = _usage_error_class()
+    try:
+        result = command.main(args=argv, prog_name="cptopt", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        stderr.print("aborted", highlight=False)
+        return 130
+    except usage_error as exc:
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            stderr.print(context.get_help(), highlight=False, markup=False)
+            return EXIT_ERROR
+        hint = ""
+        if context is not None and context.parent is not None:
+            hint = f" (see 'cptopt {context.info_name} --help')"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        stderr.print(f"error: {message}{hint}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_ERROR
+    return result if isinstance(result, int) else 0
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    sys.exit(run())
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

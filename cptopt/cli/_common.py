@@ -18,6 +18,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from cptopt._io import os_error_line
 from cptopt.exceptions import CptoptError, InfeasibleError
 
 app = typer.Typer(
@@ -56,8 +57,26 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one stderr line and the exit code for an exception: the one place they are made.
+
+    cptopt's own errors carry their line; OS errors name the file and the problem; running
+    out of memory says so; anything else is a bug (``internal error``, exit 2).
+    """
+    if isinstance(exc, InfeasibleError):
+        return f"error: {_one_line(exc)}", EXIT_FINDINGS
+    if isinstance(exc, CptoptError):
+        return f"error: {_one_line(exc)}", EXIT_ERROR
+    if isinstance(exc, OSError):
+        return f"error: {os_error_line(exc)}", EXIT_ERROR
+    if isinstance(exc, MemoryError):
+        return "error: out of memory (the input is too large for this machine)", EXIT_ERROR
+    line = f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+    return line + "(set CPTOPT_DEBUG=1 for the traceback)", EXIT_ERROR
+
+
 def handle_errors(command: F) -> F:
-    """Turn cptopt errors into one stderr line and an exit code (never a traceback).
+    """Turn every exception into one stderr line and an exit code (never a traceback).
 
     ``CPTOPT_DEBUG=1`` re-raises instead, for bug reports.
     """
@@ -68,27 +87,12 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except InfeasibleError as exc:
-            if os.environ.get("CPTOPT_DEBUG"):
-                raise
-            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(EXIT_FINDINGS) from None
-        except CptoptError as exc:
-            if os.environ.get("CPTOPT_DEBUG"):
-                raise
-            stderr.print(f"error: {_one_line(exc)}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(EXIT_ERROR) from None
         except Exception as exc:  # noqa: BLE001 - the CLI must never show a traceback
             if os.environ.get("CPTOPT_DEBUG"):
                 raise
-            stderr.print(
-                f"internal error: {type(exc).__name__}: {_one_line(exc)} "
-                "(set CPTOPT_DEBUG=1 for the traceback)",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(EXIT_ERROR) from None
+            line, code = error_line(exc)
+            stderr.print(line, highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 

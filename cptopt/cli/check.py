@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import atomic_write_text
+from cptopt._io import atomic_write_text, check_output_path
 from cptopt.cli._common import app, handle_errors, stderr, stdout
 from cptopt.limits import check
 from cptopt.report.check import format_github, format_text
@@ -108,6 +108,8 @@ def check_command(
     allowed, a setting lies outside what the pilots covered. Limits come from these flags,
     else from \\[tool.cptopt.check] in pyproject.toml or \\[check] in cptopt.toml.
     """
+    if output is not None:
+        check_output_path(output)  # before any work
     report = check(
         configs,
         law_path,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
 from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
 from cptopt.pilots.manifest import load_manifest
@@ -41,6 +42,7 @@ def plot_command(
     Needs matplotlib: pip install 'cptopt[plot]'.
     """
     dimensions = parse_size(size)
+    check_output_path(output)
     law = load_law(law_path)
     pilot_set = load_manifest(pilots) if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cptopt._io import check_output_path
 from cptopt.cli._common import (
     FormatOption,
     OutputFormat,
@@ -89,6 +90,8 @@ def predict_command(
     flagged: the law has no "LR too large" regime, so trust such predictions less.
     """
     size = parse_size(plot_size) if plot is not None else None
+    if plot is not None:
+        check_output_path(plot)
     if pilots is not None and plot is None:
         raise InputError("--pilots is only used with --plot")
     training = load_config(config)

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt._io import atomic_write_text
+from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError
@@ -222,10 +222,10 @@ class FittedLaw(BaseModel):
 def load_law(path: str | Path) -> FittedLaw:
     """Read a law file; a missing file, bad JSON or another schema version is an InputError."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"law file not found: {path} (create it with 'cptopt fit')")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, "law file"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "schema_version" not in data:

@@ -61,7 +61,7 @@ def key_line(path: str | Path, dotted_key: str) -> int | None:
 
     try:
         node = yaml.compose(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     line = None
     for part in dotted_key.split("."):

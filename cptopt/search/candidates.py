@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cptopt._io import check_input_file, read_text
 from cptopt._validation import load_yaml_mapping, validate
 from cptopt.exceptions import InputError
 from cptopt.law.areas import Areas, cpt_point_areas
@@ -32,6 +33,14 @@ from cptopt.search.models import (
 PROBABILITY_DRAWS = 20_000
 
 
+def _unique_names(candidates: list[Candidate], path: Path) -> list[Candidate]:
+    names = [candidate.name for candidate in candidates if candidate.name is not None]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: candidate names must be unique, repeated: {', '.join(repeated)}")
+    return candidates
+
+
 def load_candidates(path: str | Path) -> list[Candidate]:
     """Read candidates from YAML (``candidates:`` list of configs) or CSV (one per row).
 
@@ -39,10 +48,9 @@ def load_candidates(path: str | Path) -> list[Candidate]:
     ``warmup_fraction, warmup_steps, decay_fraction, checkpoint, tokens_per_step``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"candidates file not found: {path}")
+    check_input_file(path, "candidates file")
     if path.suffix.lower() == ".csv":
-        return _candidates_from_csv(path)
+        return _unique_names(_candidates_from_csv(path), path)
     data = load_yaml_mapping(path)
     items = data.get("candidates")
     if set(data) - {"candidates"}:
@@ -53,11 +61,12 @@ def load_candidates(path: str | Path) -> list[Candidate]:
     out = []
     for i, item in enumerate(items):
         out.append(validate(Candidate, item, str(path), ("candidates", str(i))))
-    return out
+    return _unique_names(out, path)
 
 
 def _candidates_from_csv(path: Path) -> list[Candidate]:
     import csv
+    import io
 
     schedule_keys = {
         "family",
@@ -68,7 +77,7 @@ def _candidates_from_csv(path: Path) -> list[Candidate]:
         "decay_fraction",
     }
     other_keys = {"name", "replay_ratio", "checkpoint", "tokens_per_step"}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, "candidates file"), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
             raise InputError(f"{path}: empty CSV")

@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cptopt._validation import load_yaml_mapping, validate
+from cptopt._validation import (
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TOKENS_PER_STEP,
+    MAX_TRIALS,
+    load_yaml_mapping,
+    validate,
+)
 from cptopt._version import __version__
 from cptopt.exceptions import InputError
 from cptopt.schedules import Schedule
@@ -118,7 +125,7 @@ class SearchSpace(BaseModel):
     Ranges are ``(low, high)``; LRs in raw units, steps in updates.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     peak_lr: tuple[float, float] | None = Field(default=None, description="peak LR bounds")
     replay_ratio: tuple[float, float] | None = Field(default=None, description="replay bounds")
@@ -165,8 +172,8 @@ class SearchSpace(BaseModel):
     @field_validator("steps")
     @classmethod
     def _steps(cls, value: tuple | None) -> tuple | None:
-        if value is not None and value[0] < 10:
-            raise ValueError("steps must be >= 10")
+        if value is not None and not 10 <= value[0] <= value[1] <= MAX_STEPS:
+            raise ValueError(f"steps must lie in 10..{MAX_STEPS}")
         return value
 
     @field_validator("warmup_fraction")
@@ -194,11 +201,16 @@ class SearchSpace(BaseModel):
 class Constraints(BaseModel):
     """Limits a run must respect (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_steps: int | None = Field(default=None, gt=0, description="at most this many steps")
+    max_steps: int | None = Field(
+        default=None, gt=0, le=MAX_STEPS, description="at most this many steps"
+    )
     tokens_per_step: int | None = Field(
-        default=None, gt=0, description="tokens per step of the planned run (default: pilots')"
+        default=None,
+        gt=0,
+        le=MAX_TOKENS_PER_STEP,
+        description="tokens per step of the planned run (default: pilots')",
     )
     max_tokens: float | None = Field(default=None, gt=0, description="token budget")
     domain_tokens: float | None = Field(default=None, gt=0, description="domain data size")
@@ -211,11 +223,13 @@ class Constraints(BaseModel):
 class SearchSettings(BaseModel):
     """How to search: sampler, budget, seed and the Optuna storage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     sampler: SamplerName = "tpe"
-    trials: int = Field(default=DEFAULT_TRIALS, ge=1, description="complete trials in the study")
-    seed: int = Field(default=0, ge=0)
+    trials: int = Field(
+        default=DEFAULT_TRIALS, ge=1, le=MAX_TRIALS, description="complete trials in the study"
+    )
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     storage: str | None = Field(default=None, description="Optuna storage URL")
     study_name: str | None = None
     batch_size: int = Field(default=DEFAULT_BATCH, ge=1, le=256)
@@ -225,7 +239,7 @@ class SearchSettings(BaseModel):
 class SearchConfig(BaseModel):
     """A search config file (YAML): everything ``cptopt recommend`` takes. CLI flags win."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     law: str | None = None
     weights: str | list[float] | None = None
@@ -233,7 +247,7 @@ class SearchConfig(BaseModel):
     space: SearchSpace = Field(default_factory=SearchSpace)
     constraints: Constraints = Field(default_factory=Constraints)
     search: SearchSettings = Field(default_factory=SearchSettings)
-    top_k: int = Field(default=5, ge=0, le=50)
+    top_k: int = Field(default=5, ge=1, le=50)
     level: float = Field(default=0.9, gt=0, lt=1)
     pareto: bool = False
 
@@ -426,10 +440,10 @@ class CandidateRanking(BaseModel):
 class Candidate(BaseModel):
     """A user's configuration to rank (a schedule, replay ratio and checkpoint)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = None
     schedule: Schedule
     replay_ratio: float = Field(ge=0, le=1)
     checkpoint: str | None = None
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import socket
 import time
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cptopt._io import os_error_line, pid_alive
 from cptopt.exceptions import InputError
 
 #: Study attribute holding the settings a study was created with.
@@ -113,7 +115,16 @@ def open_storage(url: str) -> Any:
         path = journal_path(url)
         if path.parent and not path.parent.is_dir():
             raise InputError(f"--storage {url}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        if path.is_dir():
+            raise InputError(f"--storage {url}: {path} is a directory")
+        try:
+            _check_journal(path)
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockJournalLock(path)))
+        except OSError as exc:
+            raise InputError(f"--storage {url}: {os_error_line(exc, path)}") from None
+        except Exception as exc:  # noqa: BLE001 - Optuna raises plain errors for bad journals
+            message = " ".join(str(exc).split())[:200]
+            raise InputError(f"--storage {url}: not a readable journal ({message})") from None
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
         raise InputError(
@@ -142,6 +153,26 @@ def open_storage(url: str) -> Any:
         raise InputError(f"--storage {redact(url)}: cannot open ({message})") from None
 
 
+def _check_journal(path: Path) -> None:
+    """Raise unless every complete line of an existing journal is JSON.
+
+    Optuna skips a broken last line (another process may be writing it) and fails only on
+    a later read, deep inside a study; a file that is not a journal is refused here.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.endswith(b"\n"):
+                break  # a line being written
+            try:
+                json.loads(line)
+            except ValueError:
+                raise InputError(
+                    f"--storage journal:{path}: not a readable journal (line {number} is not JSON)"
+                ) from None
+
+
 def _engine_kwargs(scheme: str) -> dict[str, Any]:
     if scheme == "sqlite":
         # Concurrent writers wait for the lock instead of failing at once.
@@ -162,18 +193,73 @@ def study_lock(url: str | None, study_name: str) -> Iterator[None]:
         path = sqlite_path(url)
         lock_file = Path(f"{path}.cptopt-lock") if path is not None else None
     if lock_file is not None:
-        with open(lock_file, "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with FileLock(lock_file):
+            yield
         return
     if url.lower().startswith("postgres"):
         with _pg_advisory_lock(url, study_name):
             yield
         return
     yield
+
+
+class FileLock:
+    """An exclusive lock held with ``flock`` on a file that exists only while it is held.
+
+    The kernel releases a ``flock`` when its holder dies, so a killed process never leaves
+    a stale lock for the next run to wait out; the holder removes the file when it releases
+    it, so no lock file outlives a run. A waiter that wakes up holding the lock on a file
+    that has since been removed (and perhaps replaced) starts over.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as exc:
+                raise InputError(f"cannot lock: {os_error_line(exc, self.path)}") from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for people
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FlockJournalLock(FileLock):
+    """The journal file's write lock for Optuna (``JournalFileBackend(lock_obj=...)``).
+
+    Optuna's own locks are files created with ``O_EXCL``: when their holder is killed the
+    next process waits out a 30 s grace period, silently. This one is a :class:`FileLock`.
+    """
+
+    def __init__(self, journal: str | os.PathLike[str]) -> None:
+        super().__init__(f"{journal}.lock")
 
 
 _PG_ENGINES: dict[str, Any] = {}
@@ -201,16 +287,6 @@ def worker_id() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_stale(trial: Any, now: datetime | None = None) -> bool:
     """Whether a RUNNING trial was abandoned (its process is gone, or it is very old)."""
     now = now or datetime.now()
@@ -221,7 +297,7 @@ def is_stale(trial: Any, now: datetime | None = None) -> bool:
         return age > UNCLAIMED_AFTER
     if worker.get("host") == socket.gethostname():
         pid = int(worker.get("pid", -1))
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             return True
     return age > STALE_AFTER
 

@@ -1,0 +1,244 @@
+"""Hostile but realistic input, swept through every command: one line on stderr, exit 2.
+
+Each case is a row of :data:`CASES`: a name, the command line (``{law}``, ``{manifest}``,
+``{config}`` and ``{tmp}`` are filled in), the files it needs, the expected exit code and a
+pattern the one error line must match. Every case also checks that the command printed no
+traceback and no ``internal error``, wrote nothing to stdout, and left no new file in its
+working directory. Add a row for every new option or input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cptopt.cli import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "configs" / "wsd-lr1e-3-replay25.yaml"
+MANIFEST = ROOT / "examples" / "pilots" / "unannealed.yaml"
+GOOD_CONFIG = "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 500}\nreplay_ratio: 0.25\n"
+NON_UTF8 = b"replay_ratio: 0.25\nname: \xff\xfe\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    args: list[str]
+    pattern: str
+    files: dict[str, bytes | str | None] = field(default_factory=dict)  # None: a FIFO
+    code: int = 2
+
+
+CASES = [
+    # --- files that are not what they should be
+    Case(
+        "manifest not UTF-8", ["fit", "{tmp}/m.yaml"], r"m\.yaml: not UTF-8", {"m.yaml": NON_UTF8}
+    ),
+    Case("manifest is a directory", ["fit", "{tmp}"], r"is a directory"),
+    Case("manifest is a device", ["fit", "/dev/zero"], r"/dev/zero: not a regular file"),
+    Case("manifest is a FIFO", ["fit", "{tmp}/pipe"], r"pipe: not a regular file", {"pipe": None}),
+    Case("manifest empty", ["fit", "{tmp}/m.yaml"], r"m\.yaml: file is empty", {"m.yaml": ""}),
+    Case(
+        "manifest duplicate key",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: line 2 duplicate key 'version'",
+        {"m.yaml": "version: 1\nversion: 1\n"},
+    ),
+    Case("manifest not a mapping", ["fit", "{tmp}/m.yaml"], r"mapping", {"m.yaml": "- 1\n"}),
+    Case(
+        "config not UTF-8",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: not UTF-8",
+        {"c.yaml": NON_UTF8},
+    ),
+    Case(
+        "config is a FIFO",
+        ["predict", "{tmp}/c", "--law", "{law}"],
+        r"not a regular file",
+        {"c": None},
+    ),
+    Case(
+        "law not UTF-8",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: not UTF-8",
+        {"l.json": b"\xff{}"},
+    ),
+    Case("law is a directory", ["predict", "{config}", "--law", "{tmp}"], r"is a directory"),
+    Case(
+        "law not JSON",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"not valid JSON",
+        {"l.json": "{"},
+    ),
+    Case(
+        "candidates not UTF-8",
+        ["recommend", "--law", "{law}", "--candidates", "{tmp}/c.csv"],
+        r"c\.csv: not UTF-8",
+        {"c.csv": NON_UTF8},
+    ),
+    Case(
+        "candidates repeat a name",
+        ["recommend", "--law", "{law}", "--candidates", "{tmp}/c.csv"],
+        r"names must be unique, repeated: a",
+        {
+            "c.csv": "name,family,peak_lr,steps,replay_ratio\n"
+            "a,wsd,1e-3,500,0.25\na,wsd,2e-3,500,0.25\n"
+        },
+    ),
+    Case(
+        "limits not UTF-8",
+        ["check", "{config}", "--law", "{law}", "--limits", "{tmp}/cptopt.toml"],
+        r"not UTF-8",
+        {"cptopt.toml": NON_UTF8},
+    ),
+    # --- values out of range or not numbers
+    Case(
+        "config steps 1e12",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: schedule\.steps: .*less than or equal to 10000000",
+        {
+            "c.yaml": "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 1000000000000}\n"
+            "replay_ratio: 0.2\n"
+        },
+    ),
+    Case(
+        "config NaN peak LR",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"schedule\.peak_lr",
+        {"c.yaml": "schedule: {family: wsd, peak_lr: .nan, steps: 500}\nreplay_ratio: 0.2\n"},
+    ),
+    Case(
+        "config tokens per step 1e18",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"tokens_per_step",
+        {"c.yaml": GOOD_CONFIG + "tokens_per_step: 1000000000000000000\n"},
+    ),
+    Case("recommend top-k 0", ["recommend", "--law", "{law}", "--top-k", "0"], r"--top-k"),
+    Case("recommend no family", ["recommend", "--law", "{law}", "--families", ","], r"--families"),
+    Case("recommend seed 2**70", ["recommend", "--law", "{law}", "--seed", str(2**70)], r"--seed"),
+    Case(
+        "recommend trials 1e20",
+        ["recommend", "--law", "{law}", "--trials", str(10**20)],
+        r"--trials",
+    ),
+    Case("recommend steps 1e12", ["recommend", "--law", "{law}", "--steps", "1e12"], r"--steps"),
+    Case(
+        "recommend NaN rise",
+        ["recommend", "--law", "{law}", "--max-general-rise", "nan"],
+        r"--max-general-rise",
+    ),
+    Case(
+        "check NaN limit",
+        ["check", "{config}", "--law", "{law}", "--max-general-rise", "nan"],
+        r"max_general_rise",
+    ),
+    # --- usage errors are one line too
+    Case(
+        "predict level 1.5",
+        ["predict", "{config}", "--level", "1.5"],
+        r"--level.*\(see 'cptopt predict --help'\)",
+    ),
+    Case("fit starts 0", ["fit", "{manifest}", "--starts", "0"], r"--starts"),
+    Case("plot dpi 0", ["plot", "{law}", "--dpi", "0"], r"--dpi"),
+    Case("inspect format xml", ["inspect", "{config}", "--format", "xml"], r"--format"),
+    Case("unknown command", ["frobnicate"], r"No such command 'frobnicate'"),
+    Case("unknown option", ["fit", "{manifest}", "--nope"], r"No such option: --nope"),
+    # --- outputs that cannot be written, caught before the work
+    Case(
+        "check output is a directory",
+        ["check", "{config}", "--law", "{law}", "-o", "{tmp}"],
+        r"is a directory",
+    ),
+    Case(
+        "check output under a file",
+        ["check", "{config}", "--law", "{law}", "-o", "{config}/x.json"],
+        r"not a directory",
+    ),
+    Case("plot output is a directory", ["plot", "{law}", "-o", "{tmp}"], r"is a directory"),
+    Case(
+        "predict plot is a directory",
+        ["predict", "{config}", "--law", "{law}", "--plot", "{tmp}"],
+        r"is a directory",
+    ),
+    Case(
+        "output name too long",
+        ["check", "{config}", "--law", "{law}", "-o", "{tmp}/" + "x" * 300],
+        r"name too long",
+    ),
+    # --- storages
+    Case(
+        "journal is a directory",
+        ["recommend", "--law", "{law}", "--storage", "journal:{tmp}"],
+        r"is a directory",
+    ),
+    Case(
+        "journal holds junk",
+        ["recommend", "--law", "{law}", "--storage", "journal:{tmp}/j.log", "--trials", "5"],
+        r"not a readable journal",
+        {"j.log": "this is not a journal\n"},
+    ),
+    Case(
+        "storage not a URL",
+        ["recommend", "--law", "{law}", "--storage", "redis://x"],
+        r"not a storage URL",
+    ),
+]
+
+
+def _prepare(case: Case, folder: Path) -> None:
+    for name, content in case.files.items():
+        path = folder / name
+        if content is None:
+            os.mkfifo(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_hostile_input_is_one_line_and_leaves_nothing(
+    case: Case, law_file: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    _prepare(case, inputs)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    values = {
+        "law": str(law_file),
+        "manifest": str(MANIFEST),
+        "config": str(CONFIG),
+        "tmp": str(inputs),
+    }
+    before = sorted(inputs.iterdir())
+    code = run([arg.format(**values) for arg in case.args])
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == case.code, captured.err
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: "), lines[0]
+    assert re.search(case.pattern, lines[0]), lines[0]
+    assert "Traceback" not in captured.err and "internal error" not in captured.err
+    assert captured.out == ""
+    assert list(work.iterdir()) == []
+    assert sorted(inputs.iterdir()) == before
+
+
+def test_check_reports_the_good_configs_when_one_is_unreadable(law_file, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(NON_UTF8)
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD_CONFIG)
+    code = run(["check", str(good), str(bad), "--law", str(law_file), "--isolated"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out.splitlines()[0].startswith("PASS  ") and "good.yaml" in captured.out
+    assert captured.out.splitlines()[-1].endswith("1 passed, 0 failed, 1 error")
+    assert re.fullmatch(r"error: .*bad\.yaml: not UTF-8 .*", captured.err.strip())
