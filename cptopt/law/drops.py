@@ -232,8 +232,13 @@ def drop_history(
     # Bands: a new one wherever the drop's sign or the quantised log-LR changes; the CPT
     # boundary and its first drop are always bands of their own.
     band = np.floor(relative / HISTORY_LOG_LR_BAND)
+    # A zero drop (a constant LR, or a logged LR rounded to a few digits, which makes a slow
+    # decay a staircase of zero and positive drops) joins the band it sits in: only a fall
+    # followed by a rise, or the reverse, separates bands.
     sign = np.sign(drops)
-    band_starts = np.flatnonzero((np.diff(band) != 0) | (np.diff(sign) != 0)) + 1
+    last_nonzero = np.maximum.accumulate(np.where(sign != 0, np.arange(n), 0))
+    direction = sign[last_nonzero]
+    band_starts = np.flatnonzero((np.diff(band) != 0) | (np.diff(direction) != 0)) + 1
     # A break between two zero drops separates nothing (constant phases, the PT warmup).
     band_starts = band_starts[(drops[band_starts] != 0) | (drops[band_starts - 1] != 0)]
     extra = [0] if cpt_from is None else [0, cpt_from, cpt_from + 1]

@@ -236,6 +236,25 @@ def test_binned_history_of_long_runs_stays_within_1e4_of_the_exact_sum():
         assert np.abs(binned - exact).max() <= 1e-4 * np.abs(exact).max()
 
 
+def test_rounded_lr_logs_bin_like_the_smooth_schedule():
+    """A long cosine PT logged with 4 significant digits is a staircase of zero and positive
+    drops; the zeros must not split bins: as few pairs as the smooth schedule, same sums."""
+    from cptopt.schedules import Schedule
+
+    pt_lr = Schedule(family="cosine", peak_lr=3e-4, steps=200_000, warmup_steps=2000).lr_array()
+    rounded = np.array([float(f"{value:.4g}") for value in pt_lr])
+    cpt = Schedule(family="wsd", peak_lr=1e-4, steps=1000, warmup_steps=20).lr_array()
+    steps = np.array([0, 250, 500, 1000])
+    sums, sizes = [], []
+    for lr in (pt_lr, rounded):
+        state = pretrain_areas(lr, 2000, None).state_at(lr.size)
+        history = cpt_point_areas(cpt, steps, None, state, 0.25, history=True).history
+        sizes.append(history.point.size)
+        sums.append(np.add(*kernel_sums(history, power_kernel)))
+    assert sizes[1] <= 1.5 * sizes[0]
+    np.testing.assert_allclose(sums[1], sums[0], rtol=1e-3)
+
+
 def test_history_follows_take_and_concatenate():
     pt = np.array([0.5, 1.0, 1.0, 1.0, 0.5, 0.25])
     state = pretrain_areas(pt, 2, None).state_at(6)
