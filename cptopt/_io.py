@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from cptopt._processes import pid_alive
 from cptopt.exceptions import InputError
 
 #: Text inputs (manifests, configs, law files, logs) larger than this are refused.
@@ -107,21 +108,6 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
 
 def _temp_prefix(target: Path) -> str:
     return f".{target.name}."
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state not in ("Z", "X")
 
 
 def remove_stale_temps(target: Path) -> int:

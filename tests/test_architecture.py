@@ -16,7 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cptopt"
 
 #: Stages in data-flow order; a module may import from its own stage and earlier ones.
 STAGES = [
-    ("cptopt._version", "cptopt.exceptions", "cptopt._io", "cptopt._validation"),
+    (
+        "cptopt._version",
+        "cptopt.exceptions",
+        "cptopt._processes",
+        "cptopt._io",
+        "cptopt._validation",
+    ),
     ("cptopt.schedules",),
     ("cptopt.plan",),
     ("cptopt.pilots",),

@@ -5,7 +5,11 @@ Each command lives in its own module and registers itself on ``app`` when import
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from cptopt.cli import check as _check  # noqa: F401
 from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
@@ -23,6 +27,24 @@ def _usage_error_class() -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit (exit 143) while a command runs, so that workers are
+    stopped and temporary files removed as for any error (Python's default just dies)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
 
@@ -34,7 +56,8 @@ def run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     usage_error = _usage_error_class()
     try:
-        result = command.main(args=argv, prog_name="cptopt", standalone_mode=False)
+        with _terminate_as_exit():
+            result = command.main(args=argv, prog_name="cptopt", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

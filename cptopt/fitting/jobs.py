@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cptopt._processes import die_with_parent, stop_workers
 from cptopt.fitting.crossval import SetResult, fit_tied, fit_validation_set
 from cptopt.fitting.data import collect_points
 from cptopt.fitting.optimise import Starts
@@ -144,16 +145,27 @@ class FitJob:
 
 @contextmanager
 def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
-    """Two forked workers when asked for (or by default on >= 2 cores), else None."""
+    """Two forked workers when asked for (or by default on >= 2 cores), else None.
+
+    The workers end with the parent, however it ends (:mod:`cptopt._processes`).
+    """
     if n_jobs is None:
         n_jobs = min(2, os.cpu_count() or 1)
     if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield None
         return
-    with ProcessPoolExecutor(
-        max_workers=min(n_jobs, 2), mp_context=multiprocessing.get_context("fork")
-    ) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=min(n_jobs, 2),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
         yield pool
+    except BaseException:
+        stop_workers(pool)  # an error or a signal: no waiting for the running fits
+        raise
+    pool.shutdown(wait=True)
 
 
 def fit_variant(

@@ -34,7 +34,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cptopt._io import os_error_line, pid_alive
+from cptopt._io import os_error_line
+from cptopt._processes import pid_alive
 from cptopt.exceptions import InputError
 
 #: Study attribute holding the settings a study was created with.

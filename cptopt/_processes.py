@@ -1,0 +1,72 @@
+"""Processes: which are alive, and worker processes that never outlive their parent.
+
+cptopt runs its general and domain fits in two forked workers. If the parent is killed
+(SIGKILL, SIGTERM, a CI job's timeout), orphaned workers would keep computing, holding
+memory and the parent's stdout (a CI step that pipes the output would hang). Workers
+therefore ask the kernel to kill them when their parent dies (Linux ``PR_SET_PDEATHSIG``),
+and watch the parent's pid as well (every system); a parent that leaves by an exception
+terminates its workers at once instead of waiting for them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+#: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: How often a worker checks that its parent is still there, in seconds.
+WATCH_INTERVAL = 0.5
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state not in ("Z", "X")
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(WATCH_INTERVAL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when process ``parent`` ends."""
+    library = ctypes.util.find_library("c")
+    if library is not None:
+        try:
+            prctl = ctypes.CDLL(library, use_errno=True).prctl
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # not Linux: the watcher below does it
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate a pool's workers now (on an error or a signal in the parent)."""
+    workers = list(getattr(pool, "_processes", {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
