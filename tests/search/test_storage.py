@@ -193,3 +193,42 @@ def test_stale_running_trials_are_recognised() -> None:
     assert is_stale(trial(1, {**me, "pid": dead.pid}), now)  # its process is gone
     assert not is_stale(trial(60, {"host": "elsewhere", "pid": 1}), now)  # another machine
     assert is_stale(trial(3600, {"host": "elsewhere", "pid": 1}), now)  # ... for an hour
+
+
+def test_a_zombie_counts_as_dead() -> None:
+    from cptopt._processes import pid_alive
+
+    child = os.fork()
+    if child == 0:  # the child exits at once; nobody reaps it yet: a zombie
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pid_alive(child)
+        assert pid_alive(os.getpid())
+    finally:
+        os.waitpid(child, 0)
+
+
+def test_a_lock_held_by_a_killed_process_is_free_at_once(tmp_path) -> None:
+    from cptopt.search.storage import FileLock
+
+    lock_path = tmp_path / "study.log.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cptopt.search.storage import FileLock; "
+            f"FileLock({str(lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    with FileLock(lock_path):
+        assert time.monotonic() - started < 1.0
+    assert not lock_path.exists()  # released locks leave no file
