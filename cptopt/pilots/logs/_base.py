@@ -76,6 +76,8 @@ class LogData:
     format: str = "csv"
     names: dict[str, str | None] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Schedule hints the log records (``max_steps`` from HF), see :class:`RawLog`.
+    meta: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,30 @@ class RawLog:
     aliases: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     bad: dict[str, str] = field(default_factory=dict)
+    #: Added to the file's step so that a point sits at the update it belongs to (1 for
+    #: Lightning's 0-based ``step``); 0 when the file already counts updates done.
+    step_offset: int = 0
+    #: Runs the log holds when it holds several (TensorBoard sub-folders); their series
+    #: are named ``<run>/<tag>``.
+    runs: tuple[str, ...] = ()
+    #: Hints about the schedule the log itself records (``max_steps`` from HF).
+    meta: dict[str, float] = field(default_factory=dict)
+    #: Ambiguous short names: alias -> the series it could mean (error messages).
+    ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def names(self) -> str:
         """The series names, for error messages."""
         return ", ".join(self.series) or "none"
+
+    def runs_hint(self) -> str:
+        """How to pick one run when the log holds several ('' when it holds one)."""
+        if len(self.runs) < 2:
+            return ""
+        example = f"{self.source.rstrip('/')}/{self.runs[-1]}"
+        return (
+            f"; {self.source} holds {len(self.runs)} runs ({', '.join(self.runs)}): give one "
+            f"run's folder as the log (e.g. {example}) or prefix the name with its run"
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -145,6 +167,28 @@ def _candidates(raw: RawLog, role: str) -> list[str]:
     return losses or matches
 
 
+_LOADER_INDEX = re.compile(r"^(?P<base>.+)/dataloader_idx_(?P<index>\d+)$")
+
+
+def suggest_loader_mapping(raw: RawLog) -> str:
+    """A ``columns:`` mapping for Lightning's ``<name>/dataloader_idx_<N>`` losses ('' if none).
+
+    Lightning appends ``/dataloader_idx_<N>`` to a name logged from several validation
+    dataloaders; which index is general and which domain only the user's code knows, so the
+    suggestion takes index 0 as general and 1 as domain and says so.
+    """
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name in raw.series:
+        match = _LOADER_INDEX.match(name)
+        if match and not _is_lr_name(name) and "train" not in name.lower():
+            groups.setdefault(match.group("base"), []).append((int(match.group("index")), name))
+    losses = [base for base in groups if "loss" in base.lower()] or list(groups)
+    if len(losses) != 1 or len(groups[losses[0]]) < 2:
+        return ""
+    ordered = [name for _, name in sorted(groups[losses[0]])]
+    return f"columns: {{general: {ordered[0]}, domain: {ordered[1]}}}"
+
+
 def _lookup(raw: RawLog, name: str) -> str | None:
     if name in raw.series:
         return name
@@ -166,9 +210,14 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
                 continue
             found = _lookup(raw, wanted)
             if found is None:
+                if wanted in raw.ambiguous:
+                    raise InputError(
+                        f"{raw.source}: '{wanted}' for the {ROLE_LABELS[role]} is in several "
+                        f"runs ({', '.join(raw.ambiguous[wanted])}){raw.runs_hint()}"
+                    )
                 raise InputError(
                     f"{raw.source}: no series '{wanted}' for the {ROLE_LABELS[role]}; "
-                    f"series present: {raw.names()}"
+                    f"series present: {raw.names()}{raw.runs_hint()}"
                 )
             chosen[role] = found
             continue
@@ -178,16 +227,28 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
             continue
         candidates = _candidates(raw, role)
         if len(candidates) > 1:
+            if raw.runs_hint():
+                raise InputError(
+                    f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} "
+                    f"all match{raw.runs_hint()}"
+                )
             raise InputError(
                 f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} all "
                 f"match; name one (--{role} / columns.{role}); series present: {raw.names()}"
             )
         chosen[role] = candidates[0] if candidates else None
     if chosen["general"] is None and chosen["domain"] is None:
+        suggestion = suggest_loader_mapping(raw)
+        if suggestion:
+            raise InputError(
+                f"{raw.source}: cannot tell which series is the general or the domain loss: "
+                f"Lightning names the losses of several val dataloaders by index; map them in "
+                f"the order of your val_dataloaders, e.g. {suggestion} (or --general/--domain)"
+            )
         raise InputError(
             f"{raw.source}: cannot tell which series is the general or the domain loss; name "
             f"them (--general/--domain or columns.general/domain); series present: "
-            f"{raw.names()}"
+            f"{raw.names()}{raw.runs_hint()}"
         )
     taken = [name for name in chosen.values() if name is not None]
     if len(taken) != len(set(taken)):
@@ -259,10 +320,17 @@ def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True)
         format=raw.format,
         names=names,
         notes=raw.notes,
+        meta=dict(raw.meta),
     )
 
 
 # --------------------------------------------------------------------------- helpers for readers
+
+
+def is_training_name(name: str) -> bool:
+    """A series Lightning logs during training (``lr-<Optimizer>``, a training loss)."""
+    lowered = name.lower()
+    return lowered.startswith("lr-") or "train" in lowered
 
 
 def require_file(path: Path) -> None:
@@ -369,3 +437,28 @@ def pick_step_column(
         f"{path}: no step column (tried {', '.join(dict.fromkeys((columns.step, *defaults)))}); "
         f"name it with --step / columns.step; columns present: {', '.join(header)}"
     )
+
+
+def read_text(path: Path, what: str = "log") -> str:
+    """A text file's content (UTF-8, BOM dropped); a binary or undecodable file is one error line.
+
+    Text readers (CSV, JSON, JSON lines) go through here so that a binary file given to them
+    (an event file, a ``.wandb`` file, a parquet file read as CSV) fails with a one-line
+    ``InputError`` instead of a ``UnicodeDecodeError``.
+    """
+    require_file(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a {what} file")
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise InputError(
+            f"{path}: binary file, not a text {what}: give its format (--log-format / format:) "
+            "or the right file"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {exc.start}): not a text {what}; give its format "
+            "(--log-format / format:) or the right file"
+        ) from None
