@@ -44,16 +44,15 @@ from cptopt._validation import error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs import (
     FORMATS,
-    START_EVAL_HOWTO,
     ColumnMap,
     LogData,
     LogFormat,
     default_run_names,
     read_log,
+    start_loss_remark,
     torch_convention,
 )
 from cptopt.pilots.runs import (
-    VALIDATION_SETS,
     PilotSet,
     PretrainHistory,
     Run,
@@ -99,20 +98,13 @@ class ScheduleSpec(BaseModel):
         if self.family != "custom" and self.steps is None:
             if log is None:
                 raise InputError(f"{where}: schedule has no 'steps' and there is no log")
-            series = [s for s in (log.lr, log.general, log.domain) if s is not None]
-            values["steps"] = int(max(int(s.steps[-1]) for s in series))
+            values["steps"] = log.max_steps or log.last_step
             taken.append(f"steps {values['steps']}")
         schedule = validate(Schedule, values, where, ("schedule",))
         notes = ()
         if taken:
             notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
         return schedule, notes
-
-
-def _log_length(log: LogData) -> int:
-    """The schedule length a log implies: the ``max_steps`` it records, else its last step."""
-    series = [s for s in (log.lr, log.general, log.domain) if s is not None]
-    return int(log.meta.get("max_steps") or max(int(s.steps[-1]) for s in series))
 
 
 class TrainerScheduleSpec(BaseModel):
@@ -137,7 +129,7 @@ class TrainerScheduleSpec(BaseModel):
             keys["learning_rate"] = float(log.lr.values.max())
             taken.append(f"learning_rate {keys['learning_rate']:.4g}")
         if "max_steps" not in keys and log is not None:
-            keys["max_steps"] = _log_length(log)
+            keys["max_steps"] = log.max_steps or log.last_step
             taken.append(f"max_steps {keys['max_steps']}")
         schedule = schedule_from_trainer(keys, f"{where}: schedule")
         start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
@@ -271,11 +263,7 @@ def _load_pretrain(
         lr = schedule.lr_array() if isinstance(schedule, Schedule) else schedule
     else:
         assert log is not None
-        last = max(int(s.steps[-1]) for s in (log.lr, log.general, log.domain) if s is not None)
-        max_steps = log.meta.get("max_steps")
-        lr, _, _ = cpt_lr_from_log(
-            log.lr, None, last, log.source, int(max_steps) if max_steps else None
-        )
+        lr, _, _ = cpt_lr_from_log(log.lr, None, log.last_step, log.source, log.max_steps)
     for name, step in spec.checkpoints.items():
         if not 0 < step <= lr.size:
             raise InputError(
@@ -296,17 +284,8 @@ def _load_pretrain(
 
 def _start_loss_notes(run: Run) -> tuple[str, ...]:
     """Black-box mode: a note when a loss has no point at step 0 (its start is extrapolated)."""
-    missing = [
-        name
-        for name in VALIDATION_SETS
-        if (curve := run.curve(name)) is not None and not (curve.steps == 0).any()
-    ]
-    if not missing:
-        return ()
-    return (
-        f"{run.name}: no {' and '.join(missing)} loss at step 0: the start loss is "
-        f"extrapolated (pretrain: unknown); {START_EVAL_HOWTO}",
-    )
+    remark = start_loss_remark(run.general, run.domain)
+    return (f"{run.name}: {remark}",) if remark else ()
 
 
 def load_manifest(path: str | Path) -> PilotSet:

@@ -200,10 +200,7 @@ def run_from_log(
     last_eval = max(
         int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
     )
-    max_steps = log.meta.get("max_steps")
-    cpt_lr, notes, info = cpt_lr_from_log(
-        log.lr, schedule, last_eval, log.source, int(max_steps) if max_steps else None
-    )
+    cpt_lr, notes, info = cpt_lr_from_log(log.lr, schedule, last_eval, log.source, log.max_steps)
     if last_eval > cpt_lr.size:
         raise InputError(
             f"{log.source}: losses are logged up to step {last_eval} but the schedule has "

@@ -136,17 +136,15 @@ def test_json_reports_the_per_step_lr_of_real_logs():
     assert not summaries[1]["notes"]  # hf-C evaluates at step 0
 
 
+def _inspect_l5(*options: str):
+    """Lightning run L5 (two val dataloaders, LR every 50 steps), its losses named."""
+    general, domain = "val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1"
+    log = str(REAL / "pl/L5/version_0")
+    return invoke("inspect", log, "--general", general, "--domain", domain, *options)
+
+
 def test_json_bound_for_an_lr_the_points_cannot_pin_down():
-    result = invoke(
-        "inspect",
-        str(REAL / "pl/L5/version_0"),
-        "--general",
-        "val_loss/dataloader_idx_0",
-        "--domain",
-        "val_loss/dataloader_idx_1",
-        "--format",
-        "json",
-    )
+    result = _inspect_l5("--format", "json")
     assert result.exit_code == 0, result.stderr
     (summary,) = json.loads(result.stdout)["logs"]
     assert summary["lr_source"] == "interpolated"
@@ -160,15 +158,7 @@ def test_table_says_how_the_lr_was_found_and_the_lightning_offset():
     text = " ".join(result.stdout.split())
     assert "(lightning, step = 'step' + 1 (0-based in the file))" in text
     assert "LR at 20 of 200 steps (largest gap 10): they pin down cosine (PyTorch/HF" in text
-    result = invoke(
-        "inspect",
-        str(REAL / "pl/L5/version_0"),
-        "--general",
-        "val_loss/dataloader_idx_0",
-        "--domain",
-        "val_loss/dataloader_idx_1",
-    )
-    text = " ".join(result.stdout.split())
+    text = " ".join(_inspect_l5().stdout.split())
     assert "interpolated, S1 error up to 14 %; describe the schedule (schedule:)" in text
 
 

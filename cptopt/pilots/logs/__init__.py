@@ -35,7 +35,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -76,21 +76,10 @@ LogFormat = Literal[
     "wandb-history",
     "wandb-run",
 ]
-FORMATS: tuple[str, ...] = (
-    "auto",
-    "csv",
-    "jsonl",
-    "hf",
-    "tensorboard",
-    "lightning",
-    "wandb",
-    "wandb-history",
-    "wandb-run",
-)
+FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 __all__ = [
     "FORMATS",
-    "START_EVAL_HOWTO",
     "ColumnMap",
     "LogData",
     "LogFormat",
@@ -106,6 +95,7 @@ __all__ = [
     "read_csv_log",
     "read_log",
     "read_raw",
+    "start_loss_remark",
     "summarize",
     "torch_convention",
 ]
@@ -266,9 +256,14 @@ def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
         "mapping": mapping,
         **_lr_summary(log),
         "suggested_columns": suggestion or None,
-        "notes": list(raw.notes) + ([] if log is None else start_remarks(log)),
+        "notes": list(raw.notes) + _remarks(log),
         "error": error,
     }
+
+
+def _remarks(log: LogData | None) -> list[str]:
+    remark = None if log is None else start_loss_remark(log.general, log.domain)
+    return [remark] if remark else []
 
 
 def _series_rows(raw: RawLog, mapping: dict[str, str | None]) -> list[dict]:
@@ -299,7 +294,7 @@ def _lr_summary(log: LogData | None) -> dict:
     if log is None or log.lr is None:
         return dict.fromkeys(keys)
     updates = log.lr.steps[log.lr.steps >= 1]
-    total = _last_step(log)
+    total = log.last_step
     gaps = np.diff(np.concatenate(([0], updates))) if updates.size else np.array([total])
     coverage = {
         "points": int(updates.size),
@@ -320,12 +315,6 @@ def _lr_summary(log: LogData | None) -> dict:
     }
 
 
-def _last_step(log: LogData) -> int:
-    """The last step any of the log's mapped series reaches."""
-    series = [s for s in (log.lr, log.general, log.domain) if s is not None]
-    return int(max(int(s.steps[-1]) for s in series))
-
-
 def log_lr(log: LogData, schedule_steps: int | None = None) -> LrEstimate:
     """The per-update LR of a log's LR series up to its last logged step (see ``lr_per_step``).
 
@@ -334,9 +323,8 @@ def log_lr(log: LogData, schedule_steps: int | None = None) -> LrEstimate:
     """
     if log.lr is None:
         raise InputError(f"{log.source}: no LR series")
-    if schedule_steps is None and "max_steps" in log.meta:
-        schedule_steps = int(log.meta["max_steps"])
-    return lr_per_step(log.lr, _last_step(log), schedule_steps=schedule_steps)
+    steps = schedule_steps or log.max_steps
+    return lr_per_step(log.lr, log.last_step, schedule_steps=steps)
 
 
 #: How to log the losses before the first update, per format (for the step-0 remark).
@@ -347,17 +335,19 @@ START_EVAL_HOWTO = (
 )
 
 
-def start_remarks(log: LogData) -> list[str]:
-    """A remark when a loss has no point at step 0 (with an unknown PT, its start loss is
-    extrapolated), saying how to log one."""
+def start_loss_remark(general: Series | None, domain: Series | None) -> str | None:
+    """A remark when a loss has no point at step 0, saying how to log one (else ``None``).
+
+    With an unknown PT history the start loss is then extrapolated.
+    """
     missing = [
         role
-        for role in ("general", "domain")
-        if (series := getattr(log, role)) is not None and not (series.steps == 0).any()
+        for role, series in (("general", general), ("domain", domain))
+        if series is not None and not (series.steps == 0).any()
     ]
     if not missing:
-        return []
-    return [
+        return None
+    return (
         f"no {' and '.join(missing)} loss at step 0: with 'pretrain: unknown' the start loss "
         f"is extrapolated; {START_EVAL_HOWTO}"
-    ]
+    )

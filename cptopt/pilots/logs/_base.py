@@ -79,6 +79,18 @@ class LogData:
     #: Schedule hints the log records (``max_steps`` from HF), see :class:`RawLog`.
     meta: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def last_step(self) -> int:
+        """The last step any of the mapped series reaches."""
+        series = [s for s in (self.lr, self.general, self.domain) if s is not None]
+        return int(max(int(s.steps[-1]) for s in series))
+
+    @property
+    def max_steps(self) -> int | None:
+        """The schedule's length the log records (HF's ``max_steps``), if it does."""
+        value = self.meta.get("max_steps")
+        return int(value) if value else None
+
 
 @dataclass(frozen=True)
 class RawLog:

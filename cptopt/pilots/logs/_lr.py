@@ -217,6 +217,37 @@ def _grid(
 _PAIRS = 4096
 
 
+def _fit_rows(
+    family: str,
+    x: np.ndarray,
+    values: np.ndarray,
+    warmups: np.ndarray,
+    decays: np.ndarray | int,
+    horizon: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per candidate (row): least-squares peak and floor, and whether every point fits.
+
+    A decay to a floor within 0.1 % of the peak is the constant family in disguise: no fit.
+    """
+    decays = np.broadcast_to(np.asarray(decays), warmups.shape)
+    peaks, floors, fits = [], [], []
+    rows = max(1, _CHUNK // max(x.size, 1))
+    for start in range(0, warmups.shape[0], rows):
+        w, d = warmups[start : start + rows], decays[start : start + rows]
+        a, b = _basis(family, x[None, :], w, d, horizon)
+        peak, floor = _least_squares(a, b, values)
+        floor = np.where(floor < 1e-9 * np.abs(peak), 0.0, floor)  # rounding, not a floor
+        fitted = peak[:, None] * a + (0.0 if b is None else floor[:, None] * b)
+        error = np.abs(fitted - values).max(axis=1)
+        peaks.append(peak)
+        floors.append(floor)
+        fits.append((peak > 0) & (floor < peak * (1 - 1e-3)) & (error <= MATCH_TOLERANCE * peak))
+    if not fits:
+        empty = np.zeros(0)
+        return empty, empty, np.zeros(0, dtype=bool)
+    return np.concatenate(peaks), np.concatenate(floors), np.concatenate(fits)
+
+
 def _fitting(
     family: str,
     x: np.ndarray,
@@ -226,17 +257,7 @@ def _fitting(
     horizon: int,
 ) -> np.ndarray:
     """Which candidates (rows) fit the points ``x, values`` (a boolean mask)."""
-    decays = np.broadcast_to(np.asarray(decays), warmups.shape)
-    masks = []
-    rows = max(1, _CHUNK // max(x.size, 1))
-    for start in range(0, warmups.shape[0], rows):
-        w, d = warmups[start : start + rows], decays[start : start + rows]
-        a, b = _basis(family, x[None, :], w, d, horizon)
-        peak, floor = _least_squares(a, b, values)
-        fitted = peak[:, None] * a + (0.0 if b is None else floor[:, None] * b)
-        error = np.abs(fitted - values).max(axis=1)
-        masks.append((peak > 0) & (error <= MATCH_TOLERANCE * peak))
-    return np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    return _fit_rows(family, x, values, warmups, decays, horizon)[2]
 
 
 def _match(
@@ -252,32 +273,10 @@ def _match(
     warmups, decays = _grid(family, x, values, horizon, total - convention)
     if warmups.size == 0:
         return None
-    kept_w, kept_d, peaks, floors = [], [], [], []
-    rows = max(1, _CHUNK // max(x.size, 1))
-    for start in range(0, warmups.shape[0], rows):
-        w, d = warmups[start : start + rows], decays[start : start + rows]
-        a, b = _basis(family, x[None, :], w, d, horizon)
-        peak, floor = _least_squares(a, b, values)
-        floor = np.where(floor < 1e-9 * np.abs(peak), 0.0, floor)  # rounding, not a floor
-        fitted = peak[:, None] * a + (0.0 if b is None else floor[:, None] * b)
-        error = np.abs(fitted - values).max(axis=1)
-        # A decay to a floor within 0.1 % of the peak is the constant family in disguise.
-        ok = (peak > 0) & (floor < peak * (1 - 1e-3)) & (error <= MATCH_TOLERANCE * peak)
-        kept_w.append(w[ok, 0])
-        kept_d.append(d[ok, 0])
-        peaks.append(peak[ok])
-        floors.append(floor[ok])
-    warm = np.concatenate(kept_w)
-    if warm.size == 0:
+    peak, floor, ok = _fit_rows(family, x, values, warmups, decays, horizon)
+    if not ok.any():
         return None
-    return _Fit(
-        family,
-        convention,
-        warm,
-        np.concatenate(kept_d),
-        np.concatenate(peaks),
-        np.concatenate(floors),
-    )
+    return _Fit(family, convention, warmups[ok, 0], decays[ok, 0], peak[ok], floor[ok])
 
 
 def _least_squares(
