@@ -67,7 +67,8 @@ class ScheduleSpec(BaseModel):
     """A schedule that leaves ``peak_lr`` and/or ``steps`` to the log (see the module rule).
 
     Same keys as :class:`~cptopt.schedules.Schedule`; :meth:`resolve` fills the missing
-    ones from the log's LR series and last logged step, then validates the schedule.
+    ones from the log (its largest LR; the ``max_steps`` it records, else its last step),
+    then validates the schedule.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -46,6 +46,7 @@ from cptopt.pilots.logs._base import (
     RawLog,
     Series,
     file_sha256,
+    reject_binary,
     resolve,
     select,
     series_problems,
@@ -139,14 +140,10 @@ def detect_format(path: str | Path) -> str:
 
 
 def _head(path: Path) -> str:
-    """The first 4 KiB of a text log, for detection; a binary file is a one-line error."""
+    """The first 64 KiB of a text log, for detection; a binary file is a one-line error."""
     with path.open("rb") as handle:
         data = handle.read(1 << 16)
-    if b"\x00" in data[:4096]:
-        raise InputError(
-            f"{path}: binary file, not a text log: give its format (--log-format / format:) "
-            "or the right file"
-        )
+    reject_binary(path, data)
     return data.decode("utf-8-sig", errors="replace")
 
 

@@ -451,6 +451,15 @@ def pick_step_column(
     )
 
 
+def reject_binary(path: Path, head: bytes, what: str = "log") -> None:
+    """A one-line error when a file's first bytes hold a NUL byte (no text log does)."""
+    if b"\x00" in head[:8192]:
+        raise InputError(
+            f"{path}: binary file, not a text {what}: give its format (--log-format / format:) "
+            "or the right file"
+        )
+
+
 def read_text(path: Path, what: str = "log") -> str:
     """A text file's content (UTF-8, BOM dropped); a binary or undecodable file is one error line.
 
@@ -462,11 +471,7 @@ def read_text(path: Path, what: str = "log") -> str:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a {what} file")
     data = path.read_bytes()
-    if b"\x00" in data[:8192]:
-        raise InputError(
-            f"{path}: binary file, not a text {what}: give its format (--log-format / format:) "
-            "or the right file"
-        )
+    reject_binary(path, data, what)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
