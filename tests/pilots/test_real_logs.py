@@ -242,7 +242,8 @@ def test_wandb_lightning_history_is_one_based_like_the_csv():
 
 def test_hf_tensorboard_and_trainer_state_agree():
     state, board = read_log(REAL / "hf-C"), read_log(REAL / "hf-C/runs")
-    assert board.meta == {} and state.meta == {"max_steps": 200}
+    # the schedule's length: trainer_state's max_steps, the TrainingArguments TensorBoard holds
+    assert board.max_steps == state.max_steps == 200
     for role in ("lr", "general", "domain"):
         mine, theirs = getattr(board, role), getattr(state, role)
         np.testing.assert_array_equal(mine.steps, theirs.steps)
@@ -314,6 +315,31 @@ def test_wandb_run_reads_like_wandbs_own_history():
     for name in ("lr-AdamW", "train_loss", "val_loss_general", "val_loss_domain"):
         np.testing.assert_array_equal(run.series[name][0], export.series[name][0])
         np.testing.assert_array_equal(run.series[name][1], export.series[name][1])
+
+
+def test_wandb_run_config_gives_the_schedules_length(tmp_path):
+    """HF's WandbCallback logs its TrainingArguments as the run's config: max_steps is read."""
+    pytest.importorskip("wandb")
+    import struct
+    import zlib
+
+    from wandb.proto import wandb_internal_pb2
+
+    record = wandb_internal_pb2.Record()
+    item = record.config.update.add()
+    item.key, item.value_json = "max_steps", "1000"
+    data = record.SerializeToString()
+    crc = zlib.crc32(data, zlib.crc32(bytes([1]))) & 0xFFFFFFFF  # one FULL chunk
+    original = WANDB_FILE.read_bytes()
+    assert len(original) % 32768 + 7 + len(data) <= 32768  # fits in the last block
+    path = tmp_path / WANDB_FILE.name
+    path.write_bytes(original + struct.pack("<IHB", crc, len(data), 1) + data)
+    assert read_raw(WANDB_FILE).meta == {}  # Lightning's run logs no TrainingArguments
+    log = read_log(path)
+    assert log.max_steps == 1000
+    # L1's cosine ends at update 200: no cosine ending at 1000 fits its points
+    assert log_lr(read_log(WANDB_FILE)).source == "matched"
+    assert log_lr(log).source == "interpolated"
 
 
 def test_wandb_missing_is_one_line(monkeypatch):

@@ -9,6 +9,7 @@ rules and the same one-line errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,6 +344,21 @@ def is_training_name(name: str) -> bool:
     """A series Lightning logs during training (``lr-<Optimizer>``, a training loss)."""
     lowered = name.lower()
     return lowered.startswith("lr-") or "train" in lowered
+
+
+def hf_max_steps(value: object) -> int | None:
+    """``max_steps`` of a run's HF ``TrainingArguments`` (a mapping or its JSON), if > 0."""
+    if isinstance(value, bytes | str):
+        try:
+            value = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    steps = value.get("max_steps") if isinstance(value, dict) else None
+    if isinstance(steps, dict):  # W&B config items may be {"value": ...}
+        steps = steps.get("value")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return steps
+    return None
 
 
 def require_file(path: Path) -> None:

@@ -25,6 +25,7 @@ from cptopt.pilots.logs._base import (
     RawLog,
     build_series,
     file_sha256,
+    hf_max_steps,
     read_text,
     require_file,
     to_float,
@@ -101,10 +102,8 @@ def read_trainer_state(path: Path) -> RawLog:
         match = _EVAL_LOSS.match(key)
         if match:
             aliases[match.group("name")] = key
-    meta = {}
-    max_steps = state.get("max_steps")
-    if isinstance(max_steps, int) and not isinstance(max_steps, bool) and max_steps > 0:
-        meta["max_steps"] = float(max_steps)
+    max_steps = hf_max_steps(state)
+    meta = {"max_steps": float(max_steps)} if max_steps else {}
     return RawLog(
         source=str(file),
         sha256=file_sha256(file),

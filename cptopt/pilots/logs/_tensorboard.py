@@ -14,9 +14,11 @@ found in one run only may be named alone, and a tag found in several is an error
 runs and how to pick one (give that run's folder).
 
 Steps are the writer's: HF's TensorBoard callback logs at ``global_step`` (updates done), as
-``trainer_state.json`` does. Lightning's ``TensorBoardLogger`` (recognised by the
-``hparams.yaml`` it writes next to its event files) logs Lightning's 0-based step: read as
-``step + 1`` (see the ``lightning`` reader).
+``trainer_state.json`` does; the ``max_steps`` of the ``TrainingArguments`` it logs
+(``args/text_summary``) is kept as the schedule's length. Lightning's ``TensorBoardLogger``
+(recognised by the ``hparams.yaml`` it writes next to its event files) logs Lightning's
+0-based step: read as ``step + 1`` (see the ``lightning`` reader); points at step 0 logged
+before the first training event (by wall time, from ``trainer.validate()``) stay at 0.
 
 TensorBoard stores float32: each value is read back as the shortest decimal that rounds
 to that float32 (``0.002`` stays ``0.002``, not ``0.0020000000949949026``).
@@ -33,6 +35,7 @@ from cptopt.pilots.logs._base import (
     RawLog,
     build_series,
     file_sha256,
+    hf_max_steps,
     is_training_name,
     require_file,
 )
@@ -40,6 +43,8 @@ from cptopt.pilots.logs._base import (
 EVENT_FILE_MARK = "tfevents"
 #: Lightning's ``TensorBoardLogger`` writes this file next to its event files.
 LIGHTNING_MARK = "hparams.yaml"
+#: HF's TensorBoard callback logs its ``TrainingArguments`` (JSON) as this text summary.
+HF_ARGS_TAG = "args/text_summary"
 
 
 def is_event_file(path: Path) -> bool:
@@ -75,10 +80,13 @@ def read_tensorboard(path: Path) -> RawLog:
     if not files:
         raise InputError(f"{path}: no TensorBoard event files (*tfevents*) found")
     runs: dict[Path, list[tuple[str, list, list, list]]] = {}
+    max_steps: set[int] = set()
     for file in files:
         if file.stat().st_size == 0:
             raise InputError(f"{file}: file is empty")
-        runs.setdefault(file.parent, []).extend(_scalars(file, EventAccumulator, tensor_util))
+        found, length = _scalars(file, EventAccumulator, tensor_util)
+        runs.setdefault(file.parent, []).extend(found)
+        max_steps |= {length} if length else set()
     labels = {
         folder: (folder.relative_to(path).as_posix() if path.is_dir() else "") or "."
         for folder in runs
@@ -110,6 +118,7 @@ def read_tensorboard(path: Path) -> RawLog:
         step_offset=1 if shifted else 0,
         runs=tuple(labels.values()) if several else (),
         ambiguous=ambiguous,
+        meta={"max_steps": float(max_steps.pop())} if len(max_steps) == 1 else {},
     )
 
 
@@ -165,8 +174,11 @@ def shift_lightning_scalars(scalars: _Scalars) -> _Scalars:
     }
 
 
-def _scalars(file: Path, accumulator_class, tensor_util) -> list[tuple[str, list, list, list]]:
-    """``(tag, steps, values, wall times)`` of every scalar tag of one event file."""
+def _scalars(
+    file: Path, accumulator_class, tensor_util
+) -> tuple[list[tuple[str, list, list, list]], int | None]:
+    """``(tag, steps, values, wall times)`` of every scalar tag of one event file, and the
+    ``max_steps`` of the HF ``TrainingArguments`` the file records (``args/text_summary``)."""
     accumulator = accumulator_class(str(file), size_guidance={"scalars": 0, "tensors": 0})
     try:
         accumulator.Reload()
@@ -184,9 +196,12 @@ def _scalars(file: Path, accumulator_class, tensor_util) -> list[tuple[str, list
                 [event.wall_time for event in events],
             )
         )
+    max_steps = None
     for tag in tags.get("tensors", []):
         events = accumulator.Tensors(tag)
         arrays = [tensor_util.make_ndarray(event.tensor_proto) for event in events]
+        if tag == HF_ARGS_TAG and arrays:
+            max_steps = hf_max_steps(arrays[-1].reshape(-1)[0])
         if not arrays or any(a.size != 1 or a.dtype.kind not in "fiu" for a in arrays):
             continue
         numbers = [float(a.reshape(())) for a in arrays]
@@ -196,4 +211,4 @@ def _scalars(file: Path, accumulator_class, tensor_util) -> list[tuple[str, list
         ]
         walls = [event.wall_time for event in events]
         found.append((tag, [float(event.step) for event in events], values, walls))
-    return found
+    return found, max_steps

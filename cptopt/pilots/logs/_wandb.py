@@ -11,7 +11,8 @@ checked record by record against its CRC).
 
 The history then reads as a W&B run history (``wandb-history``): the step is the trainer's
 (``trainer/global_step`` from Lightning, read 1-based; ``train/global_step`` from HF), else
-``_step``. Nested keys are joined with ``/``.
+``_step``. Nested keys are joined with ``/``. ``max_steps`` of the run's config (the
+``TrainingArguments`` HF's ``WandbCallback`` logs) is kept as the schedule's length.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs._base import ColumnMap, RawLog, pick_step_column, require_file
+from cptopt.pilots.logs._base import (
+    ColumnMap,
+    RawLog,
+    hf_max_steps,
+    pick_step_column,
+    require_file,
+)
 from cptopt.pilots.logs._tabular import WANDB_HISTORY_STEPS, wandb_history_to_raw
 
 WANDB_SUFFIX = ".wandb"
@@ -85,8 +92,22 @@ def _records(file: Path) -> list[bytes]:
     return records
 
 
-def _history_rows(file: Path) -> tuple[list[str], list[list[object]]]:
-    """Header and rows of the run's history (one row per ``wandb.log`` call)."""
+def _items(items) -> dict[str, object]:
+    """``key -> value`` of W&B history or config items (nested keys joined with ``/``)."""
+    found: dict[str, object] = {}
+    for item in items:
+        key = "/".join(item.nested_key) if item.nested_key else item.key
+        try:
+            found[key] = json.loads(item.value_json)
+        except json.JSONDecodeError:
+            continue
+    return found
+
+
+def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, float]]:
+    """Header and rows of the run's history (one row per ``wandb.log`` call), and ``meta``:
+    the ``max_steps`` of the run's config (HF's ``WandbCallback`` logs its
+    ``TrainingArguments`` there)."""
     try:
         from wandb.proto import wandb_internal_pb2
     except ImportError:
@@ -94,26 +115,26 @@ def _history_rows(file: Path) -> tuple[list[str], list[list[object]]]:
             f"{file}: reading W&B run files needs wandb: pip install 'cptopt[wandb]'"
         ) from None
     rows: list[dict[str, object]] = []
+    config: dict[str, object] = {}
     for blob in _records(file):
         record = wandb_internal_pb2.Record()
         try:
             record.ParseFromString(blob)
         except Exception:  # noqa: BLE001 - protobuf's DecodeError
             raise InputError(f"{file}: a record is not a W&B protobuf record") from None
-        if record.WhichOneof("record_type") != "history":
-            continue
-        row: dict[str, object] = {}
-        for item in record.history.item:
-            key = "/".join(item.nested_key) if item.nested_key else item.key
-            try:
-                row[key] = json.loads(item.value_json)
-            except json.JSONDecodeError:
-                continue
-        rows.append(row)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            rows.append(_items(record.history.item))
+        elif kind == "config":
+            config.update(_items(record.config.update))
+        elif kind == "run":
+            config.update(_items(record.run.config.update))
     if not rows:
         raise InputError(f"{file}: the W&B run file holds no history (nothing was logged)")
     header = list(dict.fromkeys(key for row in rows for key in row))
-    return header, [[row.get(key) for key in header] for row in rows]
+    max_steps = hf_max_steps(config)
+    meta = {"max_steps": float(max_steps)} if max_steps else {}
+    return header, [[row.get(key) for key in header] for row in rows], meta
 
 
 def read_wandb_run(path: Path, columns: ColumnMap) -> RawLog:
@@ -128,7 +149,7 @@ def read_wandb_run(path: Path, columns: ColumnMap) -> RawLog:
             f"{path}: holds {len(files)} W&B runs ({runs}): give one run's folder as the log "
             f"(e.g. {files[-1].parent})"
         )
-    header, rows = _history_rows(files[0])
+    header, rows, meta = _history_rows(files[0])
     step = pick_step_column(files[0], header, columns, WANDB_HISTORY_STEPS)
     raw = wandb_history_to_raw(files[0], header, rows, step, first_line=0)
-    return replace(raw, format="wandb-run")
+    return replace(raw, format="wandb-run", meta=meta)
