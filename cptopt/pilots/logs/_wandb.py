@@ -5,9 +5,9 @@ A run folder (``wandb/offline-run-<date>-<id>/`` or ``run-<date>-<id>/``) holds 
 framing (32 KiB blocks, each record chunk behind a 7-byte header: CRC-32, length, type),
 after a 7-byte file header ``:W&B`` + magic ``0xBEE1`` + version. Each ``history`` record
 is one ``wandb.log`` call. The records are decoded with wandb's own protobuf classes
-(``wandb.proto.wandb_internal_pb2.Record``), so ``pip install 'cptopt[wandb]'`` is needed;
-wandb >= 0.2x no longer ships a Python reader for the framing, which is read here (and
-checked record by record against its CRC).
+(``wandb.proto.wandb_internal_pb2.Record``), so ``pip install 'cptopt[wandb]'`` is needed.
+wandb 0.31 no longer ships ``wandb.sdk.internal.datastore``, its Python reader of the
+framing, so the framing is read here (each chunk checked against its CRC-32).
 
 The history then reads as a W&B run history (``wandb-history``): the step is the trainer's
 (``trainer/global_step`` from Lightning, read 1-based; ``train/global_step`` from HF), else
