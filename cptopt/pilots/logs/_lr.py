@@ -29,7 +29,7 @@ Everything is vectorised over candidates and steps (numpy; no Python loop over s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,8 +61,8 @@ _INVERSE_SQRT_TIMESCALE = 10_000
 class LrEstimate:
     """The per-update LR cptopt uses for a run and how it was obtained.
 
-    ``per_step[s - 1]`` is the LR of update ``s``; ``source`` is ``logged``, ``matched``,
-    ``interpolated`` or ``schedule``; ``s1_bound`` the largest relative error of
+    ``per_step[s - 1]`` is the LR of update ``s``; ``source`` is ``logged``, ``matched`` or
+    ``interpolated``; ``s1_bound`` the largest relative error of
     ``per_step.sum()`` the logged points allow (0 when pinned down); ``description`` one
     line for reports.
     """
@@ -71,7 +71,6 @@ class LrEstimate:
     source: str
     s1_bound: float
     description: str
-    notes: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
