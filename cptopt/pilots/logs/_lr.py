@@ -194,12 +194,10 @@ def _grid(
     if warmups.size == 0 or decays.size == 0:
         return np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.int64)
     head, tail = slice(0, last + 1), slice(first, None)
-    warmups = warmups[_fitting("constant", x[head], values[head], warmups[:, None], 0, horizon)]
-    decays = decays[
-        _fitting(
-            family, x[tail], values[tail], np.zeros((decays.size, 1)), decays[:, None], horizon
-        )
-    ]
+    _, _, warm_fits = _fit_rows("constant", x[head], values[head], warmups[:, None], 0, horizon)
+    zeros = np.zeros((decays.size, 1))
+    _, _, decay_fits = _fit_rows(family, x[tail], values[tail], zeros, decays[:, None], horizon)
+    warmups, decays = warmups[warm_fits], decays[decay_fits]
     if warmups.size == 0 or decays.size == 0:
         return np.zeros((0, 1), dtype=np.int64), np.zeros((0, 1), dtype=np.int64)
     if warmups.size * decays.size > _PAIRS:  # keep every warmup and decay start, not all pairs
@@ -245,18 +243,6 @@ def _fit_rows(
         empty = np.zeros(0)
         return empty, empty, np.zeros(0, dtype=bool)
     return np.concatenate(peaks), np.concatenate(floors), np.concatenate(fits)
-
-
-def _fitting(
-    family: str,
-    x: np.ndarray,
-    values: np.ndarray,
-    warmups: np.ndarray,
-    decays: np.ndarray | int,
-    horizon: int,
-) -> np.ndarray:
-    """Which candidates (rows) fit the points ``x, values`` (a boolean mask)."""
-    return _fit_rows(family, x, values, warmups, decays, horizon)[2]
 
 
 def _match(
