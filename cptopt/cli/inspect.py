@@ -43,7 +43,8 @@ def inspect_command(
         list[Path],
         typer.Argument(
             help="Training logs: trainer_state.json, TensorBoard event files or run dirs, "
-            "Lightning metrics.csv, W&B CSV export or history (CSV/parquet), CSV, JSONL.",
+            "Lightning metrics.csv, W&B CSV export or history (CSV/parquet), W&B run folders "
+            "or .wandb files, CSV, JSONL.",
             show_default=False,
         ),
     ],
@@ -70,6 +71,12 @@ def inspect_command(
             stdout.print(inspect_table(summary))
             for note in summary["notes"]:
                 stdout.print(f"note: {note}", highlight=False)
+            if summary["suggested_columns"]:
+                stdout.print(
+                    f"suggested mapping (val_dataloaders order): {summary['suggested_columns']}",
+                    highlight=False,
+                    markup=False,
+                )
     failed = [summary for summary in summaries if summary["error"]]
     for summary in failed:
         stderr.print(f"error: {summary['error']}", highlight=False, markup=False, soft_wrap=True)

@@ -14,7 +14,15 @@ relative to the manifest file. Example::
     runs:
       - {log: runs/a.csv, replay_ratio: 0.25, checkpoint: unannealed}
 
-``pretrain: unknown`` (or ``{unknown: true, final_lr: 0.0}``) selects the black-box mode.
+``pretrain: unknown`` (or ``{unknown: true, final_lr: 0.0}``) selects the black-box mode;
+a run without a loss at step 0 then gets a warning (its start loss is extrapolated).
+
+``schedule:`` takes cptopt's keys (:class:`~cptopt.schedules.Schedule`, ``peak_lr`` and
+``steps`` may be left to the log) or a Hugging Face ``TrainingArguments``' keys
+(:data:`cptopt.plan.TRAINER_KEYS`, ``learning_rate`` and ``max_steps`` may be left to the
+log), run as the Trainer runs them::
+
+    schedule: {learning_rate: 3.0e-3, lr_scheduler_type: constant_with_warmup, warmup_steps: 10}
 
 Logs can be in any format :mod:`cptopt.pilots.logs` reads: ``format:`` (top level, per run
 or for ``pretrain``) names it, ``auto`` (the default) detects it. ``columns:`` maps series
@@ -30,12 +38,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cptopt._validation import load_yaml_mapping, validate
+from cptopt._validation import error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs import FORMATS, ColumnMap, LogData, LogFormat, read_log
-from cptopt.pilots.runs import PilotSet, PretrainHistory, cpt_lr_from_log, run_from_log
+from cptopt.pilots.logs import (
+    FORMATS,
+    ColumnMap,
+    LogData,
+    LogFormat,
+    default_run_names,
+    read_log,
+    start_loss_remark,
+    torch_convention,
+)
+from cptopt.pilots.runs import (
+    PilotSet,
+    PretrainHistory,
+    Run,
+    cpt_lr_from_log,
+    run_from_log,
+)
+from cptopt.plan import TRAINER_KEYS, schedule_from_trainer
 from cptopt.schedules import Schedule
 
 
@@ -43,7 +67,8 @@ class ScheduleSpec(BaseModel):
     """A schedule that leaves ``peak_lr`` and/or ``steps`` to the log (see the module rule).
 
     Same keys as :class:`~cptopt.schedules.Schedule`; :meth:`resolve` fills the missing
-    ones from the log's LR series and last logged step, then validates the schedule.
+    ones from the log (its largest LR; the ``max_steps`` it records, else its last step),
+    then validates the schedule.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,8 +99,7 @@ class ScheduleSpec(BaseModel):
         if self.family != "custom" and self.steps is None:
             if log is None:
                 raise InputError(f"{where}: schedule has no 'steps' and there is no log")
-            series = [s for s in (log.lr, log.general, log.domain) if s is not None]
-            values["steps"] = int(max(int(s.steps[-1]) for s in series))
+            values["steps"] = log.max_steps or log.last_step
             taken.append(f"steps {values['steps']}")
         schedule = validate(Schedule, values, where, ("schedule",))
         notes = ()
@@ -84,13 +108,71 @@ class ScheduleSpec(BaseModel):
         return schedule, notes
 
 
-ScheduleField = Schedule | ScheduleSpec | None
+class TrainerScheduleSpec(BaseModel):
+    """A schedule given with Hugging Face ``TrainingArguments`` keys (``plan.TRAINER_KEYS``).
+
+    Mapped by :func:`cptopt.plan.schedule_from_trainer` (the keys training configs take) and
+    run in PyTorch's step convention, as the Trainer's ``LambdaLR`` does: update ``s`` gets
+    the scheduler's value at step ``s - 1`` (the first warmup update runs at LR 0).
+    ``learning_rate`` and ``max_steps`` may be left to the log.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    keys: dict[str, Any]
+
+    def resolve(
+        self, log: LogData | None, where: str, label: str = ""
+    ) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The per-update LR (PyTorch convention) and a note on what came from the log."""
+        keys, taken = dict(self.keys), []
+        if "learning_rate" not in keys and log is not None and log.lr is not None:
+            keys["learning_rate"] = float(log.lr.values.max())
+            taken.append(f"learning_rate {keys['learning_rate']:.4g}")
+        if "max_steps" not in keys and log is not None:
+            keys["max_steps"] = log.max_steps or log.last_step
+            taken.append(f"max_steps {keys['max_steps']}")
+        schedule = schedule_from_trainer(keys, f"{where}: schedule")
+        start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
+        per_step = torch_convention(schedule.lr_array(), start)
+        notes = ()
+        if taken:
+            notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
+        return per_step, notes
+
+
+def _schedule_field(value: object) -> object:
+    """Route a ``schedule:`` mapping to one model, so errors name the key, not the union."""
+    if not isinstance(value, dict):
+        return value
+    # warmup_steps is a key of both; the others say which one the user means.
+    trainer = [key for key in value if key in TRAINER_KEYS and key != "warmup_steps"]
+    if trainer or ("warmup_steps" in value and "family" not in value):
+        if "family" in value:
+            raise ValueError(
+                f"give cptopt's keys (family, peak_lr, ...) or the trainer's "
+                f"({', '.join(TRAINER_KEYS)}), not both (got family and {trainer[0]})"
+            )
+        return TrainerScheduleSpec(keys=value)
+    if "family" not in value:
+        raise ValueError(
+            "needs 'family' (cptopt's schedule keys) or Hugging Face TrainingArguments keys "
+            f"({', '.join(TRAINER_KEYS)})"
+        )
+    model: type[BaseModel] = Schedule if "peak_lr" in value and "steps" in value else ScheduleSpec
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise ValueError(error_line("", exc, model)) from None
+
+
+ScheduleField = Schedule | ScheduleSpec | TrainerScheduleSpec | None
 
 
 def _resolve_schedule(
-    schedule: Schedule | ScheduleSpec | None, log: LogData | None, where: str, label: str = ""
-) -> tuple[Schedule | None, tuple[str, ...]]:
-    if isinstance(schedule, ScheduleSpec):
+    schedule: ScheduleField, log: LogData | None, where: str, label: str = ""
+) -> tuple[Schedule | np.ndarray | None, tuple[str, ...]]:
+    if isinstance(schedule, (ScheduleSpec, TrainerScheduleSpec)):
         return schedule.resolve(log, where, label)
     return schedule, ()
 
@@ -118,6 +200,8 @@ class PretrainSpec(BaseModel):
     )
     use_points: bool = Field(default=True, description="Pool PT-phase loss points in the fit.")
 
+    _schedule = field_validator("schedule", mode="before")(_schedule_field)
+
 
 class RunSpec(BaseModel):
     """One pilot run of a manifest."""
@@ -132,6 +216,8 @@ class RunSpec(BaseModel):
     schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
     tokens_per_step: int | None = Field(default=None, gt=0)
+
+    _schedule = field_validator("schedule", mode="before")(_schedule_field)
 
 
 class PilotManifest(BaseModel):
@@ -175,11 +261,10 @@ def _load_pretrain(
         )
     schedule, _ = _resolve_schedule(spec.schedule, log, "pretrain")
     if schedule is not None:
-        lr = schedule.lr_array()
+        lr = schedule.lr_array() if isinstance(schedule, Schedule) else schedule
     else:
         assert log is not None
-        last = max(int(s.steps[-1]) for s in (log.lr, log.general, log.domain) if s is not None)
-        lr, _ = cpt_lr_from_log(log.lr, None, last, log.source)
+        lr, _, _ = cpt_lr_from_log(log.lr, None, log.last_step, log.source, log.max_steps)
     for name, step in spec.checkpoints.items():
         if not 0 < step <= lr.size:
             raise InputError(
@@ -198,16 +283,10 @@ def _load_pretrain(
     )
 
 
-def _run_name(log: str) -> str:
-    """A run's default name: the log's stem, or its directory's name for generic file names."""
-    path = Path(log)
-    generic = {"trainer_state", "metrics", "history"}
-    if path.stem in generic or path.name.startswith("events.out.tfevents") or not path.suffix:
-        parent = path.parent if path.suffix else path
-        if parent.name.startswith("checkpoint-") or parent.name.startswith("version_"):
-            parent = parent.parent if parent.parent.name else parent
-        return parent.name or path.stem
-    return path.stem
+def _start_loss_notes(run: Run) -> tuple[str, ...]:
+    """Black-box mode: a note when a loss has no point at step 0 (its start is extrapolated)."""
+    remark = start_loss_remark(run.general, run.domain)
+    return (f"{run.name}: {remark}",) if remark else ()
 
 
 def load_manifest(path: str | Path) -> PilotSet:
@@ -217,12 +296,14 @@ def load_manifest(path: str | Path) -> PilotSet:
     base = path.parent
     pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns, manifest.format)
     runs = []
-    for spec in manifest.runs:
+    names = default_run_names([spec.log for spec in manifest.runs])
+    for spec, default_name in zip(manifest.runs, names, strict=True):
         log = read_log(
             base / spec.log, spec.columns or manifest.columns, spec.format or manifest.format
         )
-        name = spec.name or _run_name(spec.log)
-        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, log.source, name)
+        name = spec.name or default_name
+        where = f"{path}: run '{spec.log}'"
+        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
         checkpoint = spec.checkpoint
         if checkpoint is None:
             if pretrain.known and len(pretrain.checkpoints) != 1:
@@ -246,5 +327,7 @@ def load_manifest(path: str | Path) -> PilotSet:
         )
         if schedule_notes:
             run = replace(run, notes=run.notes + schedule_notes)
+        if not pretrain.known:
+            run = replace(run, notes=run.notes + _start_loss_notes(run))
         runs.append(run)
     return PilotSet(tuple(runs), pretrain, manifest.pretrain.use_points, str(path))

@@ -6,15 +6,22 @@ and domain loss curves, the replay ratio and the checkpoint it started from. A
 black-box mode of docs/law.md). A :class:`PilotSet` is what a fit needs: both together.
 Manifests (:mod:`cptopt.pilots.manifest`) build them from logs.
 
-Per-step LR rule (the areas S1, S2 need the LR of every step):
+Per-step LR rule (the areas S1, S2 need the LR of every update):
 
-1. A ``schedule`` in the manifest wins. It may leave out ``peak_lr`` and ``steps``: they
-   are then taken from the log (largest logged LR; last logged step). Logged LR points must
-   agree with it (within 1 % of the peak, allowing a one-step offset, since frameworks log
-   the LR before or after the scheduler step); otherwise it is an error.
-2. Otherwise the log's LR series is used; where it skips steps, the LR is interpolated
-   linearly between logged steps (held constant before the first and after the last
-   logged point), and the run carries a note saying so, shown in the fit report.
+1. A ``schedule`` in the manifest wins (:mod:`cptopt.pilots.manifest`): cptopt's keys
+   (``family``, ...) or a Hugging Face ``TrainingArguments``' (``learning_rate``,
+   ``lr_scheduler_type``, ``warmup_steps`` / ``warmup_ratio``, ``max_steps``,
+   ``lr_scheduler_kwargs``), mapped by :func:`cptopt.plan.schedule_from_trainer` and
+   applied in PyTorch's step convention (update ``s`` at the scheduler's step ``s - 1``, as
+   the Trainer runs it). Either may leave out the peak LR and the length: they are then
+   taken from the log (largest logged LR; ``max_steps`` the log records, else its last
+   logged step). Logged LR points must agree with it (within 1 % of the peak, allowing a
+   one-step offset); otherwise it is an error.
+2. Otherwise the log's LR series is used (:func:`cptopt.pilots.logs.lr_per_step`): as
+   logged when every update has a point; else matched against known schedule families
+   (used when the points pin one down: the run's ``info`` says which); else interpolated
+   linearly, with a note (a warning in the fit report) giving the largest S1 error the
+   points allow.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs import LogData, Series
+from cptopt.pilots.logs import LogData, Series, lr_per_step
 from cptopt.schedules import Schedule
 
 VALIDATION_SETS = ("general", "domain")
@@ -47,7 +54,10 @@ class Run:
     tokens_per_step: int | None = None
     source: str = ""
     sha256: str = ""
+    #: Warnings about the run (the fit report shows them as warnings).
     notes: tuple[str, ...] = ()
+    #: Information about how the run was read (e.g. the schedule its LR points pin down).
+    info: tuple[str, ...] = ()
 
     @property
     def steps(self) -> int:
@@ -120,32 +130,34 @@ class PilotSet:
 
 
 def cpt_lr_from_log(
-    lr: Series | None, schedule: Schedule | None, last_eval_step: int, where: str
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Per-step CPT LR of a run (see the module docstring for the rule) and notes."""
+    lr: Series | None,
+    schedule: Schedule | np.ndarray | None,
+    last_eval_step: int,
+    where: str,
+    schedule_steps: int | None = None,
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Per-step CPT LR of a run (see the module docstring for the rule), notes and info.
+
+    ``schedule`` is a :class:`Schedule` or an already resolved per-update array;
+    ``schedule_steps`` is the schedule's length when the log records it (HF ``max_steps``).
+    Notes are warnings (the LR was interpolated), info says how it was pinned down.
+    """
     if schedule is not None:
-        per_step = schedule.lr_array()
+        per_step = schedule.lr_array() if isinstance(schedule, Schedule) else schedule
         if lr is not None:
             check_schedule_matches_log(per_step, lr, where)
-        return per_step, ()
+        return per_step, (), ()
     if lr is None:
         raise InputError(f"{where}: no LR column and no 'schedule': cannot compute the areas")
-    steps, values = lr.steps, lr.values
-    keep = steps >= 1
-    steps, values = steps[keep], values[keep]
-    if steps.size == 0:
+    if not (lr.steps >= 1).any():
         raise InputError(f"{where}: the LR column has no value at steps >= 1")
-    total = int(max(steps[-1], last_eval_step))
-    notes: tuple[str, ...] = ()
-    if steps.size == total and steps[0] == 1:
-        per_step = values
-    else:
-        grid = np.arange(1, total + 1)
-        per_step = np.interp(grid, steps, values)
-        notes = (f"LR logged at {steps.size} of {total} steps: interpolated linearly",)
-    if per_step.max() <= 0:
+    estimate = lr_per_step(lr, last_eval_step, schedule_steps=schedule_steps)
+    if estimate.per_step.max() <= 0:
         raise InputError(f"{where}: LR <= 0 at every step: the peak LR must be > 0")
-    return per_step, notes
+    line = (f"{where}: {estimate.description}",)
+    if estimate.source == "interpolated":
+        return estimate.per_step, line, ()
+    return estimate.per_step, (), line if estimate.source == "matched" else ()
 
 
 #: Logged LR and schedule agree when within this share of the peak LR.
@@ -181,14 +193,14 @@ def run_from_log(
     name: str,
     replay_ratio: float,
     checkpoint: str = "checkpoint",
-    schedule: Schedule | None = None,
+    schedule: Schedule | np.ndarray | None = None,
     tokens_per_step: int | None = None,
 ) -> Run:
     """Build a :class:`Run` from reader output plus the metadata logs do not hold."""
     last_eval = max(
         int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
     )
-    cpt_lr, notes = cpt_lr_from_log(log.lr, schedule, last_eval, log.source)
+    cpt_lr, notes, info = cpt_lr_from_log(log.lr, schedule, last_eval, log.source, log.max_steps)
     if last_eval > cpt_lr.size:
         raise InputError(
             f"{log.source}: losses are logged up to step {last_eval} but the schedule has "
@@ -205,6 +217,5 @@ def run_from_log(
         source=log.source,
         sha256=log.sha256,
         notes=tuple(log.notes) + notes,
+        info=info,
     )
-
-

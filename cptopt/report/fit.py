@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cptopt.law.fitted import FittedLaw, SetFit
+from cptopt.report.names import short_names
 
 
 def pdg_format(value: float, error: float | None) -> str:
@@ -64,19 +65,22 @@ def _parameter_table(fit: SetFit) -> Table:
 
 
 def _run_table(law: FittedLaw) -> Table:
+    names, legend = short_names([run.name for run in law.general.runs])
     table = Table(
         title="fit error per pilot (|pred/obs - 1|; CV = law refitted without that pilot)",
         title_justify="left",
+        caption="\n".join(legend) or None,
+        caption_justify="left",
     )
-    table.add_column("pilot")
+    table.add_column("pilot", no_wrap=True, min_width=max(map(len, names), default=5))
     for validation_set in ("general", "domain"):
         table.add_column(f"{validation_set} mean", justify="right")
         table.add_column(f"{validation_set} final", justify="right")
         table.add_column(f"{validation_set} CV mean", justify="right")
     domain_runs = {run.name: run for run in law.domain.runs}
-    for run in law.general.runs:
+    for run, short in zip(law.general.runs, names, strict=True):
         other = domain_runs.get(run.name)
-        cells = [run.name]
+        cells = [short]
         for item in (run, other):
             if item is None:
                 cells += ["-", "-", "-"]

@@ -15,10 +15,20 @@ def inspect_table(summary: dict) -> Table:
     else:
         lr_text = (
             f"LR at {coverage['points']} of {coverage['steps']} steps (largest gap "
-            f"{coverage['largest_gap']}): interpolated unless a schedule is given"
+            f"{coverage['largest_gap']})"
         )
+        if summary.get("lr_source") == "matched":
+            matched = summary["lr_description"].split("they pin down ", 1)[-1]
+            lr_text += f": they pin down {matched}"
+        elif summary.get("lr_source") == "interpolated":
+            bound = summary.get("lr_s1_bound")
+            size = f"up to {100 * bound:.2g} %" if bound is not None else "unbounded"
+            lr_text += f": interpolated, S1 error {size}; describe the schedule (schedule:)"
+    step = f"step = '{summary['step']}'"
+    if summary.get("step_offset"):
+        step += f" + {summary['step_offset']} (0-based in the file)"
     table = Table(
-        title=f"{summary['source']} ({summary['format']}, step = '{summary['step']}')",
+        title=f"{summary['source']} ({summary['format']}, {step})",
         caption=lr_text,
         title_justify="left",
         caption_justify="left",

@@ -37,8 +37,11 @@ def write_csv(path: Path, rows: Rows) -> Path:
 def write_lightning(path: Path, rows: Rows) -> Path:
     path = path.parent / "metrics.csv"
     lines = ["epoch,lr-AdamW,step,val_loss_domain,val_loss_general"]
-    for s, lr, v in rows:
-        lines += [f",{_num(lr)},{s},,", f"0,,{s},{_num(v * 1.1)},{_num(v)}"]
+    for s, lr, v in rows:  # as Lightning writes them: 0-based step, start eval from validate()
+        if s == 0:
+            lines.append(f"0,,0,{_num(v * 1.1)},{_num(v)}")
+        else:
+            lines += [f",{_num(lr)},{s - 1},,", f"0,,{s - 1},{_num(v * 1.1)},{_num(v)}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -112,6 +115,33 @@ def write_tensorboard(path: Path, rows: Rows) -> Path:
     return path
 
 
+def write_wandb_run(path: Path, rows: Rows) -> Path:
+    """A ``run-<id>.wandb`` file as wandb writes it: history records in LevelDB log framing."""
+    pytest.importorskip("wandb")
+    import struct
+    import zlib
+
+    from wandb.proto import wandb_internal_pb2
+
+    chunks = [struct.pack("<4sHB", b":W&B", 0xBEE1, 0)]
+    for s, lr, v in rows:
+        record = wandb_internal_pb2.Record()
+        for key, value in (
+            ("train/global_step", s),
+            ("train/learning_rate", lr),
+            ("eval/general_loss", v),
+            ("eval/domain_loss", v * 1.1),
+        ):
+            item = record.history.item.add()
+            item.nested_key.extend(key.split("/"))
+            item.value_json = json.dumps(value)
+        data = record.SerializeToString()
+        crc = zlib.crc32(data, zlib.crc32(bytes([1]))) & 0xFFFFFFFF  # one FULL chunk
+        chunks.append(struct.pack("<IHB", crc, len(data), 1) + data)
+    path.write_bytes(b"".join(chunks))
+    return path
+
+
 # name: (file name, writer, log format)
 READERS: dict[str, tuple[str, Callable[[Path, Rows], Path], str]] = {
     "csv": ("log.csv", write_csv, "csv"),
@@ -121,6 +151,7 @@ READERS: dict[str, tuple[str, Callable[[Path, Rows], Path], str]] = {
     "wandb": ("export.csv", write_wandb, "wandb"),
     "wandb-history": ("history.parquet", write_parquet, "wandb-history"),
     "tensorboard": ("run", write_tensorboard, "tensorboard"),
+    "wandb-run": ("run-test.wandb", write_wandb_run, "wandb-run"),
 }
 JSON_READERS = ("jsonl", "hf")
 
@@ -248,3 +279,34 @@ def test_not_a_trainer_state(tmp_path):
 
 def test_directory_without_any_log(tmp_path):
     assert_one_line_error(invoke("inspect", str(tmp_path)), "give the log file itself")
+
+
+BINARY = [  # (format asked for, file given)
+    ("csv", "wandb"),
+    ("jsonl", "wandb"),
+    ("hf", "wandb"),
+    ("lightning", "wandb"),
+    ("wandb", "wandb"),
+    ("wandb-history", "wandb"),
+    ("auto", "wandb-as-csv"),
+    ("auto", "latin-1"),
+    ("wandb-run", "latin-1"),
+    ("tensorboard", "latin-1"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "given"), BINARY)
+def test_binary_or_undecodable_file_is_one_line_and_exit_2(tmp_path, fmt, given):
+    """A binary (``.wandb``) or non-UTF-8 file given as any format: one line, exit 2."""
+    wandb_file = write_wandb_run(tmp_path / "run-test.wandb", GOOD)
+    if given == "wandb":
+        path = wandb_file
+    elif given == "wandb-as-csv":
+        path = tmp_path / "run.csv"
+        path.write_bytes(wandb_file.read_bytes())
+    else:
+        path = tmp_path / "metrics.csv"
+        path.write_bytes(b"step,lr\n1,\xff\xfe\n")
+    result = invoke("inspect", str(path), "--log-format", fmt)
+    assert_one_line_error(result, str(path))
+    assert "internal error" not in result.stderr and "UnicodeDecodeError" not in result.stderr

@@ -1,4 +1,4 @@
-"""Mapping, inference and format detection of cptopt.logs (all formats share them)."""
+"""Mapping, inference and format detection of cptopt.pilots.logs (all formats share them)."""
 
 from __future__ import annotations
 

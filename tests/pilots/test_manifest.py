@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cptopt.exceptions import InputError
@@ -102,3 +103,38 @@ def test_no_lr_and_no_schedule(tmp_path):
 def test_replay_ratio_validated(tmp_path):
     with pytest.raises(InputError, match="replay_ratio"):
         load_manifest(write(tmp_path, f"  - {{log: {FIXTURES / 'hf'}, replay_ratio: 1.3}}\n"))
+
+
+@pytest.mark.parametrize(
+    ("keys", "first", "expected"),
+    [
+        # cosine without warmup: HF's LambdaLR gives update 1 the full peak
+        ("lr_scheduler_type: cosine", 1e-3, lambda x: 0.5 * (1 + np.cos(np.pi * x / 1000))),
+        # warmup_ratio 0.02 of 1000 = 20 steps; update 1 runs at 0, update 21 at the peak
+        (
+            "lr_scheduler_type: linear, warmup_ratio: 0.02",
+            0.0,
+            lambda x: np.where(x < 20, x / 20, (1000 - x) / 980),
+        ),
+    ],
+)
+def test_trainer_keys_schedule_runs_as_the_trainer(tmp_path, keys, first, expected):
+    """HF keys on a log without LR: update s gets the lambda at step s - 1 (LambdaLR)."""
+    runs = (
+        f"  - {{log: {FIXTURES / 'hf'}, replay_ratio: 0.25, columns: {{lr: null}},"
+        f" schedule: {{learning_rate: 1.0e-3, max_steps: 1000, {keys}}}}}\n"
+    )
+    (run,) = load_manifest(write(tmp_path, runs)).runs
+    assert run.cpt_lr[0] == pytest.approx(first)
+    np.testing.assert_allclose(run.cpt_lr, 1e-3 * expected(np.arange(1000.0)), atol=1e-15)
+    assert run.notes == ()  # nothing was taken from the log
+
+
+def test_trainer_keys_need_a_learning_rate_somewhere(tmp_path):
+    runs = (
+        f"  - {{log: {FIXTURES / 'hf'}, replay_ratio: 0.25, columns: {{lr: null}},"
+        " schedule: {lr_scheduler_type: cosine, warmup_steps: 10}}\n"
+    )
+    path = write(tmp_path, runs)
+    with pytest.raises(InputError, match=r"run '.*': schedule: learning_rate: required"):
+        load_manifest(path)

@@ -6,13 +6,14 @@ Every fixture in ``tests/fixtures/logs`` carries the curve of the bundled real r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cptopt.fitting.estimator import LawFitter
-from cptopt.pilots.logs import ColumnMap, read_csv_log, read_log
+from cptopt.pilots.logs import ColumnMap, Series, read_csv_log, read_log
 from cptopt.pilots.manifest import ScheduleSpec
 from cptopt.pilots.runs import PilotSet, PretrainHistory, cpt_lr_from_log, run_from_log
 from cptopt.prediction import predict
@@ -97,10 +98,28 @@ def test_coarse_lr_with_schedule_matches_per_step_fit(relative, partial, pretrai
         assert np.max(np.abs(mine / reference - 1)) < 1e-3
 
 
-def test_coarse_lr_without_schedule_is_interpolated_and_says_so(pretrain, native_law):
+def test_coarse_lr_without_schedule_is_matched_and_says_so(pretrain, native_law):
+    """LR every 50 steps plus update 1: the points pin down the WSD schedule (issue #14)."""
     law, run = _fit(read_log(FIXTURES / "lightning-every50"), pretrain)
-    assert run.notes == ("LR logged at 21 of 1000 steps: interpolated linearly",)
-    assert "LR logged at 21 of 1000 steps: interpolated linearly" in law.notes
+    assert run.notes == ()  # information, not a warning
+    (info,) = run.info
+    assert "LR logged at 21 of 1000 updates; they pin down WSD linear decay" in info
+    assert "warmup 20" in info and "decay from step 800" in info
+    assert info not in law.notes
+    for mine, reference in zip(_curves(law), _curves(native_law), strict=True):
+        assert np.max(np.abs(mine / reference - 1)) < 1e-3
+
+
+def test_coarse_lr_that_cannot_be_pinned_is_interpolated_and_says_so(pretrain, native_law):
+    """Without the point at update 1 the 20-step warmup hides between two points."""
+    log = read_log(FIXTURES / "lightning-every50")
+    keep = log.lr.steps != 1
+    log = replace(log, lr=Series(log.lr.steps[keep], log.lr.values[keep]))
+    law, run = _fit(log, pretrain)
+    (note,) = run.notes
+    assert "LR logged at 20 of 1000 updates: interpolated linearly" in note
+    assert "S1 may be off by up to" in note
+    assert note in law.notes
     # Logged every 50 steps, the 20-step warmup is smeared over 50 steps: a visibly
     # different law, which is why the schedule matters.
     general, _ = _curves(law)
@@ -124,14 +143,14 @@ def test_wandb_history_step_is_the_trainer_step():
 
 def test_schedule_accepts_lr_logged_one_step_early_or_late():
     """HF logs the LR after the scheduler step, Lightning before the update: both pass."""
-    from cptopt.pilots.logs import LogData, Series
+    from cptopt.pilots.logs import LogData
 
     per_step = SCHEDULE.lr_array()
     steps = np.arange(0, 1001, 10)
     for shift in (-1, 1):
         index = np.clip(steps + shift, 1, 1000) - 1
         log = LogData("shifted", "", Series(steps, per_step[index]), None, None)
-        lr, notes = cpt_lr_from_log(log.lr, SCHEDULE, 1000, "shifted")
+        lr, notes, _ = cpt_lr_from_log(log.lr, SCHEDULE, 1000, "shifted")
         np.testing.assert_array_equal(lr, per_step)
     too_far = Series(steps, per_step[np.clip(steps + 5, 1, 1000) - 1])
     from cptopt.exceptions import InputError

@@ -16,14 +16,26 @@ Formats (``format=``; ``auto`` detects it from the path and content):
 ``lightning``             PyTorch Lightning ``CSVLogger`` ``metrics.csv``
 ``wandb``                 W&B chart "Export CSV" (``Step``, ``<run> - <metric>``)
 ``wandb-history``         W&B run history as CSV or parquet (parquet needs ``cptopt[parquet]``)
+``wandb-run``             W&B run folder or its ``run-<id>.wandb`` file (needs ``cptopt[wandb]``)
 ========================  =====================================================================
+
+Steps: every reader returns points at the update they belong to: a loss at step ``s`` was
+measured after ``s`` updates, an LR at step ``s`` is the LR of update ``s``. HF
+(``trainer_state.json``, its TensorBoard and W&B callbacks) already counts so; Lightning's
+``step`` (CSV, ``TensorBoardLogger``, ``WandbLogger``'s ``trainer/global_step``) counts from
+0 and is read as ``step + 1`` (``RawLog.step_offset``).
+
+The per-step LR (:func:`lr_per_step`) comes from the LR points: used as logged when every
+update has one, else matched against known schedule families, else interpolated with a
+bound on the S1 error (see :mod:`cptopt.pilots.logs._lr`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -34,11 +46,15 @@ from cptopt.pilots.logs._base import (
     RawLog,
     Series,
     file_sha256,
+    reject_binary,
     resolve,
     select,
     series_problems,
+    suggest_loader_mapping,
 )
 from cptopt.pilots.logs._hf import find_trainer_state, read_trainer_state
+from cptopt.pilots.logs._lr import LrEstimate, lr_per_step, torch_convention
+from cptopt.pilots.logs._names import default_run_name, default_run_names
 from cptopt.pilots.logs._tabular import (
     WANDB_EXTREMA,
     read_jsonl,
@@ -48,11 +64,9 @@ from cptopt.pilots.logs._tabular import (
     read_wandb_history,
 )
 from cptopt.pilots.logs._tensorboard import event_files, is_event_file, read_tensorboard
+from cptopt.pilots.logs._wandb import WANDB_SUFFIX, read_wandb_run, wandb_files
 
 LogFormat = Literal[
-    "auto", "csv", "jsonl", "hf", "tensorboard", "lightning", "wandb", "wandb-history"
-]
-FORMATS: tuple[str, ...] = (
     "auto",
     "csv",
     "jsonl",
@@ -61,21 +75,30 @@ FORMATS: tuple[str, ...] = (
     "lightning",
     "wandb",
     "wandb-history",
-)
+    "wandb-run",
+]
+FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 __all__ = [
     "FORMATS",
     "ColumnMap",
     "LogData",
     "LogFormat",
+    "LrEstimate",
     "RawLog",
     "Series",
+    "default_run_name",
+    "default_run_names",
     "detect_format",
     "file_sha256",
+    "lr_per_step",
+    "log_lr",
     "read_csv_log",
     "read_log",
     "read_raw",
+    "start_loss_remark",
     "summarize",
+    "torch_convention",
 ]
 
 
@@ -91,13 +114,17 @@ def detect_format(path: str | Path) -> str:
             return "tensorboard"
         if (path / "metrics.csv").is_file():
             return "lightning"
+        if wandb_files(path):
+            return "wandb-run"
         raise InputError(
-            f"{path}: a directory without trainer_state.json, TensorBoard event files or "
-            "metrics.csv; give the log file itself"
+            f"{path}: a directory without trainer_state.json, TensorBoard event files, "
+            "metrics.csv or a W&B run file; give the log file itself"
         )
     if is_event_file(path):
         return "tensorboard"
     suffix = path.suffix.lower()
+    if suffix == WANDB_SUFFIX:
+        return "wandb-run"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".parquet":
@@ -112,9 +139,16 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+def _head(path: Path) -> str:
+    """The first 64 KiB of a text log, for detection; a binary file is a one-line error."""
+    with path.open("rb") as handle:
+        data = handle.read(1 << 16)
+    reject_binary(path, data)
+    return data.decode("utf-8-sig", errors="replace")
+
+
 def _detect_json(path: Path) -> str:
-    with path.open(encoding="utf-8") as handle:
-        head = handle.read(4096)
+    head = _head(path)
     if '"log_history"' in head or path.name == "trainer_state.json":
         return "hf"
     first = head.lstrip().splitlines()[0] if head.strip() else ""
@@ -124,11 +158,10 @@ def _detect_json(path: Path) -> str:
 
 
 def _detect_csv(path: Path) -> str:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        try:
-            header = [name.strip() for name in next(csv.reader(handle))]
-        except (StopIteration, csv.Error):
-            return "csv"
+    try:
+        header = [name.strip() for name in next(csv.reader(io.StringIO(_head(path))))]
+    except (StopIteration, csv.Error):
+        return "csv"
     if "Step" in header and any(" - " in name for name in header):
         return "wandb"
     if any(name.endswith(WANDB_EXTREMA) for name in header):
@@ -155,6 +188,8 @@ def read_raw(path: str | Path, format: str = "auto", columns: ColumnMap | None =
         return read_trainer_state(path)
     if fmt == "tensorboard":
         return read_tensorboard(path)
+    if fmt == "wandb-run":
+        return read_wandb_run(path, columns)
     if fmt == "lightning" and path.is_dir():
         path = path / "metrics.csv"
     readers = {
@@ -188,20 +223,48 @@ def read_csv_log(path: str | Path, columns: ColumnMap | None = None) -> LogData:
 
 
 def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
-    """What ``cptopt inspect`` reports on one log: its series, the mapping and LR coverage.
+    """What ``cptopt inspect`` reports on one log: its series, the mapping and the LR.
 
-    Returns plain types (JSON-ready): ``source``, ``format``, ``sha256``, ``series`` (name,
-    role, first/last step, points, problems), ``mapping`` (role -> series) or ``error``, and
-    ``lr_coverage`` (points, steps covered, largest gap) when an LR series is mapped.
+    Returns plain types (JSON-ready): ``source``, ``format``, ``sha256``, ``step`` and
+    ``step_offset`` (added to the file's step), ``runs`` (when the log holds several),
+    ``series`` (name, role, first/last step, points, problems), ``mapping`` (role -> series)
+    or ``error``, ``lr_coverage`` (points, steps covered, largest gap), the per-update LR
+    cptopt would use (``lr_per_step``, update 1 first; ``lr_source``: logged, matched or
+    interpolated; ``lr_s1_bound``: the largest relative S1 error the points allow, 0 when
+    pinned down; ``lr_description``), ``suggested_columns`` and ``notes``.
     """
     columns = columns or ColumnMap()
     mapping: dict[str, str | None] = {}
-    error = None
+    log, error = None, None
     try:
         mapping = resolve(raw, columns)
-        select(raw, columns)
+        log = select(raw, columns)
     except InputError as exc:
         error = " ".join(str(exc).split())
+    suggestion = suggest_loader_mapping(raw)
+    return {
+        "source": raw.source,
+        "format": raw.format,
+        "sha256": raw.sha256,
+        "step": raw.step_name,
+        "step_offset": raw.step_offset,
+        "runs": list(raw.runs),
+        "series": _series_rows(raw, mapping),
+        "mapping": mapping,
+        **_lr_summary(log),
+        "suggested_columns": suggestion or None,
+        "notes": list(raw.notes) + _remarks(log),
+        "error": error,
+    }
+
+
+def _remarks(log: LogData | None) -> list[str]:
+    remark = None if log is None else start_loss_remark(log.general, log.domain)
+    return [remark] if remark else []
+
+
+def _series_rows(raw: RawLog, mapping: dict[str, str | None]) -> list[dict]:
+    """One row per series of the log: the role it was given, its steps and its problems."""
     roles = {name: role for role, name in mapping.items() if name is not None}
     rows = []
     for name, (steps, values) in raw.series.items():
@@ -219,32 +282,69 @@ def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
                 "problems": problems,
             }
         )
-    coverage = None
-    lr_name = mapping.get("lr")
-    if lr_name is not None and not error:
-        lr_steps = raw.series[lr_name][0]
-        loss_last = [
-            int(raw.series[mapping[role]][0].max())  # type: ignore[index]
-            for role in ("general", "domain")
-            if mapping.get(role)
-        ]
-        total = int(max(lr_steps.max(), *loss_last))
-        updates = lr_steps[lr_steps >= 1]
-        gaps = np.diff(np.concatenate(([0.0], updates))) if updates.size else np.array([total])
-        coverage = {
-            "points": int(updates.size),
-            "steps": total,
-            "largest_gap": int(gaps.max()) if gaps.size else total,
-            "per_step": bool(updates.size == total and updates.size and updates[0] == 1),
-        }
-    return {
-        "source": raw.source,
-        "format": raw.format,
-        "sha256": raw.sha256,
-        "step": raw.step_name,
-        "series": rows,
-        "mapping": mapping,
-        "lr_coverage": coverage,
-        "notes": list(raw.notes),
-        "error": error,
+    return rows
+
+
+def _lr_summary(log: LogData | None) -> dict:
+    """The LR entries of :func:`summarize` (``None`` without a mapped LR series)."""
+    keys = ("lr_coverage", "lr_per_step", "lr_source", "lr_s1_bound", "lr_description")
+    if log is None or log.lr is None:
+        return dict.fromkeys(keys)
+    updates = log.lr.steps[log.lr.steps >= 1]
+    total = log.last_step
+    gaps = np.diff(np.concatenate(([0], updates))) if updates.size else np.array([total])
+    coverage = {
+        "points": int(updates.size),
+        "steps": total,
+        "largest_gap": int(gaps.max()),
+        "per_step": bool(updates.size == total and updates[0] == 1),
     }
+    if not updates.size:
+        return {**dict.fromkeys(keys), "lr_coverage": coverage}
+    estimate = log_lr(log)
+    bound = estimate.s1_bound
+    return {
+        "lr_coverage": coverage,
+        "lr_per_step": [float(v) for v in estimate.per_step],
+        "lr_source": estimate.source,
+        "lr_s1_bound": float(bound) if np.isfinite(bound) else None,
+        "lr_description": estimate.description,
+    }
+
+
+def log_lr(log: LogData, schedule_steps: int | None = None) -> LrEstimate:
+    """The per-update LR of a log's LR series up to its last logged step (see ``lr_per_step``).
+
+    ``schedule_steps`` (the schedule's length, where the decay ends) defaults to the
+    ``max_steps`` the log records, else its last step.
+    """
+    if log.lr is None:
+        raise InputError(f"{log.source}: no LR series")
+    steps = schedule_steps or log.max_steps
+    return lr_per_step(log.lr, log.last_step, schedule_steps=steps)
+
+
+#: How to log the losses before the first update, per format (for the step-0 remark).
+START_EVAL_HOWTO = (
+    "log an evaluation before the first update (HF Trainer: eval_on_start=True; Lightning: "
+    "trainer.validate(model, val_dataloaders) before trainer.fit, as the sanity check is "
+    "not logged)"
+)
+
+
+def start_loss_remark(general: Series | None, domain: Series | None) -> str | None:
+    """A remark when a loss has no point at step 0, saying how to log one (else ``None``).
+
+    With an unknown PT history the start loss is then extrapolated.
+    """
+    missing = [
+        role
+        for role, series in (("general", general), ("domain", domain))
+        if series is not None and not (series.steps == 0).any()
+    ]
+    if not missing:
+        return None
+    return (
+        f"no {' and '.join(missing)} loss at step 0: with 'pretrain: unknown' the start loss "
+        f"is extrapolated; {START_EVAL_HOWTO}"
+    )

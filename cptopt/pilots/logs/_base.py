@@ -9,6 +9,7 @@ rules and the same one-line errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,20 @@ class LogData:
     format: str = "csv"
     names: dict[str, str | None] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Schedule hints the log records (``max_steps`` from HF), see :class:`RawLog`.
+    meta: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def last_step(self) -> int:
+        """The last step any of the mapped series reaches."""
+        series = [s for s in (self.lr, self.general, self.domain) if s is not None]
+        return int(max(int(s.steps[-1]) for s in series))
+
+    @property
+    def max_steps(self) -> int | None:
+        """The schedule's length the log records (HF's ``max_steps``), if it does."""
+        value = self.meta.get("max_steps")
+        return int(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -97,10 +112,30 @@ class RawLog:
     aliases: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     bad: dict[str, str] = field(default_factory=dict)
+    #: Added to the file's step so that a point sits at the update it belongs to (1 for
+    #: Lightning's 0-based ``step``); 0 when the file already counts updates done.
+    step_offset: int = 0
+    #: Runs the log holds when it holds several (TensorBoard sub-folders); their series
+    #: are named ``<run>/<tag>``.
+    runs: tuple[str, ...] = ()
+    #: Hints about the schedule the log itself records (``max_steps`` from HF).
+    meta: dict[str, float] = field(default_factory=dict)
+    #: Ambiguous short names: alias -> the series it could mean (error messages).
+    ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def names(self) -> str:
         """The series names, for error messages."""
         return ", ".join(self.series) or "none"
+
+    def runs_hint(self) -> str:
+        """How to pick one run when the log holds several ('' when it holds one)."""
+        if len(self.runs) < 2:
+            return ""
+        example = f"{self.source.rstrip('/')}/{self.runs[-1]}"
+        return (
+            f"; {self.source} holds {len(self.runs)} runs ({', '.join(self.runs)}): give one "
+            f"run's folder as the log (e.g. {example}) or prefix the name with its run"
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -145,6 +180,28 @@ def _candidates(raw: RawLog, role: str) -> list[str]:
     return losses or matches
 
 
+_LOADER_INDEX = re.compile(r"^(?P<base>.+)/dataloader_idx_(?P<index>\d+)$")
+
+
+def suggest_loader_mapping(raw: RawLog) -> str:
+    """A ``columns:`` mapping for Lightning's ``<name>/dataloader_idx_<N>`` losses ('' if none).
+
+    Lightning appends ``/dataloader_idx_<N>`` to a name logged from several validation
+    dataloaders; which index is general and which domain only the user's code knows, so the
+    suggestion takes index 0 as general and 1 as domain and says so.
+    """
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name in raw.series:
+        match = _LOADER_INDEX.match(name)
+        if match and not _is_lr_name(name) and "train" not in name.lower():
+            groups.setdefault(match.group("base"), []).append((int(match.group("index")), name))
+    losses = [base for base in groups if "loss" in base.lower()] or list(groups)
+    if len(losses) != 1 or len(groups[losses[0]]) < 2:
+        return ""
+    ordered = [name for _, name in sorted(groups[losses[0]])]
+    return f"columns: {{general: {ordered[0]}, domain: {ordered[1]}}}"
+
+
 def _lookup(raw: RawLog, name: str) -> str | None:
     if name in raw.series:
         return name
@@ -166,9 +223,14 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
                 continue
             found = _lookup(raw, wanted)
             if found is None:
+                if wanted in raw.ambiguous:
+                    raise InputError(
+                        f"{raw.source}: '{wanted}' for the {ROLE_LABELS[role]} is in several "
+                        f"runs ({', '.join(raw.ambiguous[wanted])}){raw.runs_hint()}"
+                    )
                 raise InputError(
                     f"{raw.source}: no series '{wanted}' for the {ROLE_LABELS[role]}; "
-                    f"series present: {raw.names()}"
+                    f"series present: {raw.names()}{raw.runs_hint()}"
                 )
             chosen[role] = found
             continue
@@ -178,16 +240,28 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
             continue
         candidates = _candidates(raw, role)
         if len(candidates) > 1:
+            if raw.runs_hint():
+                raise InputError(
+                    f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} "
+                    f"all match{raw.runs_hint()}"
+                )
             raise InputError(
                 f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} all "
                 f"match; name one (--{role} / columns.{role}); series present: {raw.names()}"
             )
         chosen[role] = candidates[0] if candidates else None
     if chosen["general"] is None and chosen["domain"] is None:
+        suggestion = suggest_loader_mapping(raw)
+        if suggestion:
+            raise InputError(
+                f"{raw.source}: cannot tell which series is the general or the domain loss: "
+                f"Lightning names the losses of several val dataloaders by index; map them in "
+                f"the order of your val_dataloaders, e.g. {suggestion} (or --general/--domain)"
+            )
         raise InputError(
             f"{raw.source}: cannot tell which series is the general or the domain loss; name "
             f"them (--general/--domain or columns.general/domain); series present: "
-            f"{raw.names()}"
+            f"{raw.names()}{raw.runs_hint()}"
         )
     taken = [name for name in chosen.values() if name is not None]
     if len(taken) != len(set(taken)):
@@ -259,10 +333,32 @@ def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True)
         format=raw.format,
         names=names,
         notes=raw.notes,
+        meta=dict(raw.meta),
     )
 
 
 # --------------------------------------------------------------------------- helpers for readers
+
+
+def is_training_name(name: str) -> bool:
+    """A series Lightning logs during training (``lr-<Optimizer>``, a training loss)."""
+    lowered = name.lower()
+    return lowered.startswith("lr-") or "train" in lowered
+
+
+def hf_max_steps(value: object) -> int | None:
+    """``max_steps`` of a run's HF ``TrainingArguments`` (a mapping or its JSON), if > 0."""
+    if isinstance(value, bytes | str):
+        try:
+            value = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+    steps = value.get("max_steps") if isinstance(value, dict) else None
+    if isinstance(steps, dict):  # W&B config items may be {"value": ...}
+        steps = steps.get("value")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return steps
+    return None
 
 
 def require_file(path: Path) -> None:
@@ -369,3 +465,33 @@ def pick_step_column(
         f"{path}: no step column (tried {', '.join(dict.fromkeys((columns.step, *defaults)))}); "
         f"name it with --step / columns.step; columns present: {', '.join(header)}"
     )
+
+
+def reject_binary(path: Path, head: bytes, what: str = "log") -> None:
+    """A one-line error when a file's first bytes hold a NUL byte (no text log does)."""
+    if b"\x00" in head[:8192]:
+        raise InputError(
+            f"{path}: binary file, not a text {what}: give its format (--log-format / format:) "
+            "or the right file"
+        )
+
+
+def read_text(path: Path, what: str = "log") -> str:
+    """A text file's content (UTF-8, BOM dropped); a binary or undecodable file is one error line.
+
+    Text readers (CSV, JSON, JSON lines) go through here so that a binary file given to them
+    (an event file, a ``.wandb`` file, a parquet file read as CSV) fails with a one-line
+    ``InputError`` instead of a ``UnicodeDecodeError``.
+    """
+    require_file(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a {what} file")
+    data = path.read_bytes()
+    reject_binary(path, data, what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {exc.start}): not a text {what}; give its format "
+            "(--log-format / format:) or the right file"
+        ) from None

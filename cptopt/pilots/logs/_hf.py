@@ -6,10 +6,12 @@
 (``train_runtime``, ``total_flos``, ``train_loss``): it is not a logged point and is skipped,
 as are rows without ``step``. ``eval_<name>_loss`` may be named ``<name>`` in a mapping.
 
-LR convention: the value at step ``s`` is taken as the LR of update ``s``, which is what the
-Trainer logs since huggingface/transformers PR #36973 (March 2025); older releases logged
-it after the scheduler step, i.e. the LR of update ``s + 1`` (one step of schedule off).
-Describe the ``schedule:`` when that matters; the schedule check allows that offset.
+Step convention: ``step`` is ``global_step``, the updates done, so a loss at step ``s`` was
+measured after ``s`` updates and the LR at step ``s`` is the LR of update ``s`` (checked
+against the LR each update used with transformers 5.24; older releases, before
+huggingface/transformers PR #36973 of March 2025, logged the LR after the scheduler step,
+i.e. that of update ``s + 1``; the schedule check allows that offset). ``max_steps`` of the
+state is kept as a hint for matching the logged LR points to a schedule.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import re
 from pathlib import Path
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs._base import RawLog, build_series, file_sha256, require_file, to_float
+from cptopt.pilots.logs._base import (
+    RawLog,
+    build_series,
+    file_sha256,
+    hf_max_steps,
+    read_text,
+    require_file,
+    to_float,
+)
 
 #: Keys of the final summary row (``Trainer.train`` appends it once training ends).
 SUMMARY_KEYS = ("train_runtime", "total_flos", "train_samples_per_second")
@@ -50,7 +60,7 @@ def read_trainer_state(path: Path) -> RawLog:
     file = find_trainer_state(path)
     if file is None:
         raise InputError(f"{path}: no trainer_state.json (nor checkpoint-*/trainer_state.json)")
-    text = file.read_text(encoding="utf-8")
+    text = read_text(file, "trainer_state.json")
     if not text.strip():
         raise InputError(f"{file}: file is empty")
     try:
@@ -92,6 +102,8 @@ def read_trainer_state(path: Path) -> RawLog:
         match = _EVAL_LOSS.match(key)
         if match:
             aliases[match.group("name")] = key
+    max_steps = hf_max_steps(state)
+    meta = {"max_steps": float(max_steps)} if max_steps else {}
     return RawLog(
         source=str(file),
         sha256=file_sha256(file),
@@ -100,4 +112,5 @@ def read_trainer_state(path: Path) -> RawLog:
         step_name="step",
         aliases=aliases,
         notes=tuple(notes),
+        meta=meta,
     )

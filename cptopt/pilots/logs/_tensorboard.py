@@ -6,6 +6,20 @@ switched off with ``size_guidance={"scalars": 0, "tensors": 0}``. Scalars writte
 (``tf.summary.scalar``) are both read. A directory is searched recursively; a tag from a
 sub-directory is named ``<subdir>/<tag>``; files of one directory (a resumed run) are merged.
 
+Run folders: every directory holding event files is one run (HF's Trainer writes
+``<output_dir>/runs/<date>_<host>/``, one per ``train()`` call). When the path holds one run,
+its tags keep their own names (``eval/general_loss``; ``<subdir>/<tag>`` is accepted too).
+When it holds several (a re-run into the same output dir), names are ``<run>/<tag>``, a tag
+found in one run only may be named alone, and a tag found in several is an error listing the
+runs and how to pick one (give that run's folder).
+
+Steps are the writer's: HF's TensorBoard callback logs at ``global_step`` (updates done), as
+``trainer_state.json`` does; the ``max_steps`` of the ``TrainingArguments`` it logs
+(``args/text_summary``) is kept as the schedule's length. Lightning's ``TensorBoardLogger``
+(recognised by the ``hparams.yaml`` it writes next to its event files) logs Lightning's
+0-based step: read as ``step + 1`` (see the ``lightning`` reader); points at step 0 logged
+before the first training event (by wall time, from ``trainer.validate()``) stay at 0.
+
 TensorBoard stores float32: each value is read back as the shortest decimal that rounds
 to that float32 (``0.002`` stays ``0.002``, not ``0.0020000000949949026``).
 """
@@ -17,9 +31,20 @@ from pathlib import Path
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs._base import RawLog, build_series, file_sha256, require_file
+from cptopt.pilots.logs._base import (
+    RawLog,
+    build_series,
+    file_sha256,
+    hf_max_steps,
+    is_training_name,
+    require_file,
+)
 
 EVENT_FILE_MARK = "tfevents"
+#: Lightning's ``TensorBoardLogger`` writes this file next to its event files.
+LIGHTNING_MARK = "hparams.yaml"
+#: HF's TensorBoard callback logs its ``TrainingArguments`` (JSON) as this text summary.
+HF_ARGS_TAG = "args/text_summary"
 
 
 def is_event_file(path: Path) -> bool:
@@ -37,8 +62,12 @@ def _shortest_float32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+#: One run folder's scalars: tag -> (steps, values, wall times).
+_Scalars = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def read_tensorboard(path: Path) -> RawLog:
-    """Every scalar tag of the event file(s) as a series over the event step."""
+    """Every scalar tag of the event file(s) as a series over the update it belongs to."""
     require_file(path)
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -50,41 +79,136 @@ def read_tensorboard(path: Path) -> RawLog:
     files = event_files(path)
     if not files:
         raise InputError(f"{path}: no TensorBoard event files (*tfevents*) found")
-    points: dict[str, tuple[list[float], list[float]]] = {}
+    runs: dict[Path, list[tuple[str, list, list, list]]] = {}
+    max_steps: set[int] = set()
     for file in files:
         if file.stat().st_size == 0:
             raise InputError(f"{file}: file is empty")
-        prefix = ""
-        if path.is_dir() and file.parent != path:
-            prefix = file.parent.relative_to(path).as_posix() + "/"
-        accumulator = EventAccumulator(str(file), size_guidance={"scalars": 0, "tensors": 0})
-        try:
-            accumulator.Reload()
-        except Exception as exc:  # noqa: BLE001 - corrupt records raise assorted errors
-            raise InputError(f"{file}: not a readable TensorBoard event file ({exc})") from None
-        tags = accumulator.Tags()
-        for tag in tags.get("scalars", []):
-            steps, values = points.setdefault(prefix + tag, ([], []))
-            for event in accumulator.Scalars(tag):
-                steps.append(float(event.step))
-                values.append(_shortest_float32(event.value))
-        for tag in tags.get("tensors", []):
-            events = accumulator.Tensors(tag)
-            arrays = [tensor_util.make_ndarray(event.tensor_proto) for event in events]
-            if not arrays or any(a.size != 1 or a.dtype.kind not in "fiu" for a in arrays):
-                continue
-            steps, values = points.setdefault(prefix + tag, ([], []))
-            for event, array in zip(events, arrays, strict=True):
-                steps.append(float(event.step))
-                number = float(array.reshape(()))
-                values.append(_shortest_float32(number) if array.dtype == np.float32 else number)
+        found, length = _scalars(file, EventAccumulator, tensor_util)
+        runs.setdefault(file.parent, []).extend(found)
+        max_steps |= {length} if length else set()
+    labels = {
+        folder: (folder.relative_to(path).as_posix() if path.is_dir() else "") or "."
+        for folder in runs
+    }
+    several = len(runs) > 1
+    points: dict[str, tuple[list[float], list[float]]] = {}
+    tag_runs: dict[str, list[str]] = {}
+    shifted = []
+    for folder, found in runs.items():
+        scalars = _merge(found)
+        if (folder / LIGHTNING_MARK).is_file():
+            scalars = shift_lightning_scalars(scalars)
+            shifted.append(folder)
+        prefix = f"{labels[folder]}/" if several and labels[folder] != "." else ""
+        for tag, (steps, values, _) in scalars.items():
+            points[prefix + tag] = (list(steps), list(values))
+            tag_runs.setdefault(tag, []).append(labels[folder])
     series = build_series(points)
     if not series:
         raise InputError(f"{path}: the event files hold no scalars")
+    aliases, ambiguous = _run_aliases(tag_runs, labels[next(iter(runs))], several, series)
     return RawLog(
         source=str(path),
         sha256=file_sha256(path),
         format="tensorboard",
         series=series,
         step_name="step",
+        aliases=aliases,
+        step_offset=1 if shifted else 0,
+        runs=tuple(labels.values()) if several else (),
+        ambiguous=ambiguous,
+        meta={"max_steps": float(max_steps.pop())} if len(max_steps) == 1 else {},
     )
+
+
+def _merge(found: list[tuple[str, list, list, list]]) -> _Scalars:
+    """One run folder's ``(tag, steps, values, walls)`` (several files: a resumed run) merged."""
+    merged: dict[str, tuple[list, list, list]] = {}
+    for tag, steps, values, walls in found:
+        into = merged.setdefault(tag, ([], [], []))
+        for target, extra in zip(into, (steps, values, walls), strict=True):
+            target.extend(extra)
+    return {
+        tag: (np.asarray(s, dtype=float), np.asarray(v, dtype=float), np.asarray(w, dtype=float))
+        for tag, (s, v, w) in merged.items()
+    }
+
+
+def _run_aliases(
+    tag_runs: dict[str, list[str]], first: str, several: bool, series: dict
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Other names a series may be given by, and tags found in several runs (ambiguous).
+
+    One run: ``<run>/<tag>`` names ``<tag>``. Several: ``<tag>`` names ``<run>/<tag>`` when
+    one run logs it, and is ambiguous when several do.
+    """
+    aliases: dict[str, str] = {}
+    ambiguous: dict[str, tuple[str, ...]] = {}
+    if several:
+        for tag, runs in tag_runs.items():
+            if len(runs) == 1:
+                aliases[tag] = f"{runs[0]}/{tag}" if runs[0] != "." else tag
+            else:
+                ambiguous[tag] = tuple(runs)
+    elif first != ".":
+        aliases = {f"{first}/{tag}": tag for tag in series}
+    return {alias: name for alias, name in aliases.items() if alias not in series}, ambiguous
+
+
+def shift_lightning_scalars(scalars: _Scalars) -> _Scalars:
+    """Lightning's 0-based steps made 1-based, as :func:`~._tabular.shift_lightning_rows`.
+
+    Points at step 0 written before the first training value (LR, training loss) or the first
+    step above 0 come from ``trainer.validate()`` before ``trainer.fit()`` and stay at 0; the
+    event wall times give that order.
+    """
+    starts = [
+        walls[(steps > 0) | is_training_name(tag)].min(initial=np.inf)
+        for tag, (steps, _, walls) in scalars.items()
+    ]
+    start = min(starts, default=np.inf)
+    return {
+        tag: (np.where((steps == 0) & (walls < start), steps, steps + 1), values, walls)
+        for tag, (steps, values, walls) in scalars.items()
+    }
+
+
+def _scalars(
+    file: Path, accumulator_class, tensor_util
+) -> tuple[list[tuple[str, list, list, list]], int | None]:
+    """``(tag, steps, values, wall times)`` of every scalar tag of one event file, and the
+    ``max_steps`` of the HF ``TrainingArguments`` the file records (``args/text_summary``)."""
+    accumulator = accumulator_class(str(file), size_guidance={"scalars": 0, "tensors": 0})
+    try:
+        accumulator.Reload()
+    except Exception as exc:  # noqa: BLE001 - corrupt records raise assorted errors
+        raise InputError(f"{file}: not a readable TensorBoard event file ({exc})") from None
+    tags = accumulator.Tags()
+    found = []
+    for tag in tags.get("scalars", []):
+        events = accumulator.Scalars(tag)
+        found.append(
+            (
+                tag,
+                [float(event.step) for event in events],
+                [_shortest_float32(event.value) for event in events],
+                [event.wall_time for event in events],
+            )
+        )
+    max_steps = None
+    for tag in tags.get("tensors", []):
+        events = accumulator.Tensors(tag)
+        arrays = [tensor_util.make_ndarray(event.tensor_proto) for event in events]
+        if tag == HF_ARGS_TAG and arrays:
+            max_steps = hf_max_steps(arrays[-1].reshape(-1)[0])
+        if not arrays or any(a.size != 1 or a.dtype.kind not in "fiu" for a in arrays):
+            continue
+        numbers = [float(a.reshape(())) for a in arrays]
+        values = [
+            _shortest_float32(n) if a.dtype == np.float32 else n
+            for a, n in zip(arrays, numbers, strict=True)
+        ]
+        walls = [event.wall_time for event in events]
+        found.append((tag, [float(event.step) for event in events], values, walls))
+    return found, max_steps
