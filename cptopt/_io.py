@@ -67,19 +67,27 @@ def check_input_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     return path
 
 
-def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
-    """The UTF-8 text of a regular file (see :func:`check_input_file`), one-line errors."""
+def read_bytes(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """The bytes of a regular file (see :func:`check_input_file`), one-line errors."""
     path = check_input_file(path, what)
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise InputError(os_error_line(exc, path)) from None
+
+
+def decode_text(path: str | os.PathLike[str], data: bytes, hint: str = "") -> str:
+    """``data`` as UTF-8 text (a leading BOM dropped), or one line naming the bad byte."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+        where = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise InputError(f"{path}: not UTF-8 text ({where}){hint}") from None
+
+
+def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The UTF-8 text of a regular file: :func:`read_bytes` then :func:`decode_text`."""
+    return decode_text(path, read_bytes(path, what))
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:

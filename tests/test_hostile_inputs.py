@@ -96,6 +96,26 @@ CASES = [
         r"not UTF-8",
         {"cptopt.toml": NON_UTF8},
     ),
+    Case(
+        "log is a FIFO",
+        ["inspect", "{tmp}/log.csv"],
+        r"log\.csv: not a regular file",
+        {"log.csv": None},
+    ),
+    Case("log is a device", ["inspect", "/dev/zero", "--log-format", "csv"], r"not a regular file"),
+    Case(
+        "log binary, forced CSV",
+        ["inspect", "{tmp}/x.csv", "--log-format", "csv"],
+        r"x\.csv: binary file",
+        {"x.csv": b"step,lr\n\x00\x01\x02"},
+    ),
+    Case(
+        "log not UTF-8",
+        ["inspect", "{tmp}/x.csv"],
+        r"x\.csv: not UTF-8",
+        {"x.csv": b"step,loss_general\n0,\xff\n"},
+    ),
+    Case("log missing", ["inspect", "{tmp}/nope.csv"], r"log file not found: .*nope\.csv"),
     # --- values out of range or not numbers
     Case(
         "config steps 1e12",

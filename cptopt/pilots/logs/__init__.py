@@ -39,6 +39,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from cptopt._io import check_input_file
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import (
     ColumnMap,
@@ -105,8 +106,6 @@ __all__ = [
 def detect_format(path: str | Path) -> str:
     """The format of a log, from its path and first bytes (see the module docstring)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"log file not found: {path}")
     if path.is_dir():
         if find_trainer_state(path) is not None:
             return "hf"
@@ -120,6 +119,7 @@ def detect_format(path: str | Path) -> str:
             f"{path}: a directory without trainer_state.json, TensorBoard event files, "
             "metrics.csv or a W&B run file; give the log file itself"
         )
+    check_input_file(path, "log file")  # not found, a FIFO or a device: one line
     if is_event_file(path):
         return "tensorboard"
     suffix = path.suffix.lower()
@@ -181,9 +181,9 @@ def read_raw(path: str | Path, format: str = "auto", columns: ColumnMap | None =
     columns = columns or ColumnMap()
     if format not in FORMATS:
         raise InputError(f"log format == {format!r}, must be one of {', '.join(FORMATS)}")
+    if not path.is_dir():
+        check_input_file(path, "log file")  # no FIFO or device is ever opened
     fmt = detect_format(path) if format == "auto" else format
-    if not path.exists():
-        raise InputError(f"log file not found: {path}")
     if fmt == "hf":
         return read_trainer_state(path)
     if fmt == "tensorboard":

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._io import decode_text, read_bytes
 from cptopt.exceptions import InputError
 
 #: Roles a series can play in a pilot run.
@@ -483,15 +484,7 @@ def read_text(path: Path, what: str = "log") -> str:
     (an event file, a ``.wandb`` file, a parquet file read as CSV) fails with a one-line
     ``InputError`` instead of a ``UnicodeDecodeError``.
     """
-    require_file(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a {what} file")
-    data = path.read_bytes()
+    data = read_bytes(path, f"{what} file")
     reject_binary(path, data, what)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: not UTF-8 text (byte {exc.start}): not a text {what}; give its format "
-            "(--log-format / format:) or the right file"
-        ) from None
+    hint = f": not a text {what}; give its format (--log-format / format:) or the right file"
+    return decode_text(path, data, hint)
