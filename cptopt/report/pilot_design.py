@@ -75,15 +75,3 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
     lines.append(f"method: {result.method}")
     lines += [f"note: {note}" for note in result.notes]
     return Group(Text.from_markup("\n".join(head)), table, Text.from_markup("\n".join(lines)))
-
-
-def next_pilot_line(result: NextPilot) -> str | None:
-    """One line pointing to the best next pilot, or None when the decision is settled."""
-    best = result.best
-    if result.settled or best is None:
-        return None
-    return (
-        f"next pilot: {best.name} ({best.steps} steps) is expected to cut the regret of this "
-        f"decision from {_share(result.expected_regret, result.objective)} to "
-        f"{_share(best.expected_regret_after, result.objective)} (cptopt next-pilot ranks them)"
-    )

@@ -28,7 +28,7 @@ from cptopt.search.models import (
     load_search_config,
     parse_weights,
 )
-from cptopt.search.pilot_design import NextPilot, PilotScore, next_pilot
+from cptopt.search.pilot_design import NextPilot, PilotScore, next_pilot, next_pilot_hint
 from cptopt.search.recommendation import dense_optimum, recommend
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "load_candidates",
     "load_search_config",
     "next_pilot",
+    "next_pilot_hint",
     "parse_weights",
     "rank_candidates",
     "recommend",

@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._version import __version__
-from cptopt.exceptions import InputError
+from cptopt.exceptions import CptoptError, InputError
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import PilotSet
 from cptopt.prediction import coverage_flags
@@ -354,6 +354,31 @@ def next_pilot(
         notes=notes,
         seconds=time.perf_counter() - started,
     )
+
+
+def next_pilot_hint(
+    law: FittedLaw,
+    weights: Sequence[float],
+    *,
+    space: SearchSpace | None = None,
+    constraints: Constraints | None = None,
+    allow_extrapolation: bool = False,
+    options: Sequence[Candidate] | None = None,
+) -> NextPilot | None:
+    """:func:`next_pilot` reporting the best candidate only, or None when it cannot answer
+    (a law without refits, a space it cannot grid): the hint ``recommend`` prints."""
+    try:
+        return next_pilot(
+            law,
+            weights,
+            space=space,
+            constraints=constraints,
+            allow_extrapolation=allow_extrapolation,
+            options=options,
+            top_k=1,
+        )
+    except CptoptError:
+        return None
 
 
 def _scores(
