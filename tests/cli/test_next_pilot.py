@@ -97,3 +97,33 @@ def test_missing_law_file(tmp_path) -> None:
     result = runner.invoke(app, ["next-pilot", "--law", str(tmp_path / "nope.json")])
     assert result.exit_code == 2
     assert "law file not found" in _one_line(result)
+
+
+def test_recommend_points_to_the_next_pilot_when_not_settled(law_file, fitted_law) -> None:
+    from cptopt.search import load_candidates, next_pilot_hint
+
+    options = load_candidates(CONFIGS / "candidates.csv")
+    expected = next_pilot_hint(fitted_law, (0.3, 0.7), options=options)
+    assert expected is not None
+    args = ["recommend", "--law", str(law_file), "--weights", "0.3,0.7"]
+    ranked = runner.invoke(app, [*args, "--candidates", str(CONFIGS / "candidates.csv")])
+    assert ranked.exit_code == 0, ranked.stderr
+    hints = [line for line in ranked.stdout.splitlines() if line.startswith("next pilot:")]
+    if expected.settled:
+        assert hints == []
+    else:
+        assert len(hints) == 1 and expected.candidates[0].name in hints[0]
+    as_json = runner.invoke(app, [*args, "--candidates", str(CONFIGS / "candidates.csv"),
+                                  "--format", "json"])  # fmt: skip
+    json.loads(as_json.stdout)  # the hint never pollutes JSON
+    # a law with no uncertainty left: the decision is settled, no hint
+    certain = fitted_law.model_copy(
+        update={
+            vs: fitted_law.set_fit(vs).model_copy(
+                update={"jackknife": [fitted_law.set_fit(vs).values] * 5}
+            )
+            for vs in ("general", "domain")
+        }
+    )
+    settled = next_pilot_hint(certain, (0.3, 0.7), options=options)
+    assert settled is not None and settled.settled and settled.expected_regret == 0.0
