@@ -56,6 +56,8 @@ from cptopt.search import Candidate, rank_candidates
 ROOT = Path(__file__).resolve().parent.parent
 DATA = [ROOT / "examples" / "data" / "cpt-code", ROOT / "examples" / "data" / "cpt-cyr"]
 STRATEGIES = ("cptopt", "random", "max_variance", "recommendation")
+#: cptopt's picks, no more once its stopping rule says the decision is settled.
+STOPPING = "cptopt, stopping when settled"
 LOSSES = ("general", "domain")
 
 
@@ -153,7 +155,9 @@ def pick_recommendation(domain: Domain, added: tuple[str, ...], weights) -> str:
 
 def run_paths(domain: Domain, rounds: int) -> dict:
     """Regret per round of the weight-dependent strategies, and cptopt's stop verdicts."""
-    regret = {name: np.zeros(rounds + 1) for name in ("cptopt", "max_variance", "recommendation")}
+    names = ("cptopt", "max_variance", "recommendation", STOPPING)
+    regret = {name: np.zeros(rounds + 1) for name in names}
+    per_weight: dict[str, list] = {name: [] for name in regret}
     errors = {name: np.zeros((rounds + 1, 2)) for name in regret}
     picks: dict[str, list] = {name: [] for name in regret}
     verdicts = []
@@ -163,12 +167,18 @@ def run_paths(domain: Domain, rounds: int) -> dict:
     picks["max_variance"] = [list(shared)]
     n = len(domain.weights)
     for w_index, weights in enumerate(domain.weights):
-        paths = {"cptopt": (), "recommendation": (), "max_variance": ()}
+        paths = {"cptopt": (), "recommendation": (), "max_variance": (), STOPPING: ()}
+        stopped = False
+        for name in per_weight:
+            per_weight[name].append([])
         for r in range(rounds + 1):
             paths["max_variance"] = shared[:r]
+            if not stopped:
+                paths[STOPPING] = paths["cptopt"]
             for name, added in paths.items():
                 regrets, final = domain.scores(added)
                 regret[name][r] += regrets[w_index] / n
+                per_weight[name][-1].append(regrets[w_index])
                 errors[name][r] += np.array([final[k] for k in LOSSES]) / n
             if r == rounds:
                 break
@@ -185,13 +195,21 @@ def run_paths(domain: Domain, rounds: int) -> dict:
                     "seconds": answer.seconds,
                 }
             )
+            stopped = stopped or answer.settled
             paths["cptopt"] += (answer.best.name,)
             paths["recommendation"] += (
                 pick_recommendation(domain, paths["recommendation"], weights),
             )
         picks["cptopt"].append(list(paths["cptopt"]))
+        picks[STOPPING].append(list(paths[STOPPING]))
         picks["recommendation"].append(list(paths["recommendation"]))
-    return {"regret": regret, "errors": errors, "picks": picks, "verdicts": verdicts}
+    return {
+        "regret": regret,
+        "per_weight": per_weight,
+        "errors": errors,
+        "picks": picks,
+        "verdicts": verdicts,
+    }
 
 
 def run_random(domain: Domain, rounds: int, limit: int, seed: int) -> tuple[list, list, list]:
@@ -245,8 +263,10 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
         "scenario": args.scenario,
         "candidates": domain.pool,
         "strategies": {name: strategies[name] for name in STRATEGIES},
-        "final_errors": {name: errors[name] for name in STRATEGIES},
+        "with_stopping_rule": strategies[STOPPING],
+        "final_errors": {name: errors[name] for name in (*STRATEGIES, STOPPING)},
         "picks": paths["picks"],
+        "regret_per_weight": paths["per_weight"],
         "stop_rule": paths["verdicts"],
         "random_subsets": subsets,
         "refits": domain.fits,
@@ -266,11 +286,12 @@ def pct(value: float) -> str:
 def regret_rows(result: dict, rounds: int) -> list[list[str]]:
     name = Path(result["data"]).name
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in (*STRATEGIES, STOPPING):
         errors = result["final_errors"][strategy]
+        regrets = result["strategies"].get(strategy, result["with_stopping_rule"])
         rows.append(
             [name, strategy]
-            + [pct(v) for v in result["strategies"][strategy]]
+            + [pct(v) for v in regrets]
             + [f"{100 * errors[-1][0]:.2f}% / {100 * errors[-1][1]:.2f}%"]
         )
     return rows

@@ -130,20 +130,15 @@ class PilotRun:
     state: CheckpointState
     schedule: str
     tokens_per_step: int | None = None
-    eval_at: dict[str, np.ndarray] | None = None  # logged eval steps (pilots), per set
 
     def points(self, law: FittedLaw, every: int) -> dict[str, Areas]:
-        """Areas at the eval steps of each set (step 0 excluded: it is known already):
-        the logged ones for a pilot, every ``every`` steps for a candidate."""
-        steps = self.eval_at or {vs: eval_steps(self.lr.size, every) for vs in VALIDATION_SETS}
-        out = {}
-        for vs, at in steps.items():
-            at = np.asarray(at, dtype=int)
-            at = at[(at > 0) & (at <= self.lr.size)]
-            out[vs] = cpt_point_areas(
-                self.lr, at, law.lam, self.state, self.replay_ratio, history=law.needs_history
-            )
-        return out
+        """Areas at its eval steps, every ``every`` steps (step 0 excluded: it is known
+        already), for each validation set."""
+        steps = eval_steps(self.lr.size, every)
+        areas = cpt_point_areas(
+            self.lr, steps, law.lam, self.state, self.replay_ratio, history=law.needs_history
+        )
+        return dict.fromkeys(VALIDATION_SETS, areas)
 
     def repeats(self, other: PilotRun) -> bool:
         """Whether this run would log a prefix of ``other``'s curves (same LR, replay, start)."""
@@ -188,12 +183,7 @@ def pilot_runs(law: FittedLaw, pilots: PilotSet) -> list[PilotRun]:
     out = []
     for run in pilots.runs:
         label, state = law.checkpoint_state(run.checkpoint if law.pretrain.known else None)
-        logged = {
-            vs: series.steps for vs in VALIDATION_SETS if (series := run.curve(vs)) is not None
-        }
-        out.append(
-            PilotRun(run.name, run.cpt_lr, run.replay_ratio, label, state, run.name, None, logged)
-        )
+        out.append(PilotRun(run.name, run.cpt_lr, run.replay_ratio, label, state, run.name))
     return out
 
 
