@@ -269,6 +269,7 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
         "regret_per_weight": paths["per_weight"],
         "stop_rule": paths["verdicts"],
         "random_subsets": subsets,
+        "pilot_sets": len(domain._laws),
         "refits": domain.fits,
         "refit_seconds": domain.fit_seconds,
         "seconds": time.perf_counter() - started,
@@ -325,8 +326,8 @@ def footer(results: list[dict]) -> str:
     for result in results:
         cli = result["cli_seconds"]
         parts.append(
-            f"{Path(result['data']).name}: {result['refits']} refits "
-            f"({result['refit_seconds']:.0f} s), "
+            f"{Path(result['data']).name}: {result['pilot_sets']} pilot sets fitted "
+            f"({result['refits']} not cached, {result['refit_seconds']:.0f} s), "
             f"random over {'/'.join(map(str, result['random_subsets']))} subsets per round, "
             f"total {result['seconds']:.0f} s"
             + (f", `cptopt next-pilot` {cli:.2f} s (median of 3, fresh process)" if cli else "")
