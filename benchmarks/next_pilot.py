@@ -88,7 +88,7 @@ class Domain:
             checkpoint=self.manifest[rid]["start_checkpoint"],
         )
 
-    def law(self, added: tuple[str, ...]):
+    def law(self, added: tuple[str, ...]) -> tuple[cptopt.FittedLaw, cptopt.PilotSet]:
         """The law fitted to the protocol's pilots plus ``added``, and its pilot set."""
         key = frozenset(added)
         if key not in self._laws:
@@ -126,7 +126,9 @@ class Domain:
 # -- strategies ----------------------------------------------------------------------
 
 
-def ask_cptopt(domain: Domain, added: tuple[str, ...], weights) -> cptopt.NextPilot:
+def ask_cptopt(
+    domain: Domain, added: tuple[str, ...], weights: tuple[float, float]
+) -> cptopt.NextPilot:
     law, pilots = domain.law(added)
     return cptopt.next_pilot(
         law,
@@ -143,7 +145,9 @@ def pick_max_variance(domain: Domain, added: tuple[str, ...]) -> str:
     return max(result.candidates, key=lambda c: c.predictive_sd).name
 
 
-def pick_recommendation(domain: Domain, added: tuple[str, ...], weights) -> str:
+def pick_recommendation(
+    domain: Domain, added: tuple[str, ...], weights: tuple[float, float]
+) -> str:
     law, _ = domain.law(added)
     ranking = rank_candidates(law, [domain.candidate(r) for r in domain.grid], weights)
     left = domain.remaining(added)

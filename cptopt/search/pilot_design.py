@@ -219,7 +219,12 @@ def _check_settings(
     top_k: int | None,
     draws: int,
     pilot_steps: int | None,
+    candidates: Sequence[Candidate] | None,
 ) -> None:
+    if candidates is not None and not candidates:
+        raise InputError("no candidate pilots given")
+    if candidates is not None and pilot_steps is not None:
+        raise InputError("--pilot-steps sets the grid's length; candidates give their own")
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise InputError(f"tolerance == {tolerance!r}, must be a finite number >= 0")
     if not 0 < p_best_threshold <= 1:
@@ -258,6 +263,21 @@ def _options(
     )
 
 
+def _updates(
+    model: LatentModel,
+    prior: np.ndarray,
+    runs: list[PilotRun],
+    existing: list[PilotRun],
+    every: int,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[str | None]]:
+    """Per candidate: the covariance it leaves, its log-loss sensitivities, its points the
+    law cannot predict, and the pilot it repeats (a repeat adds nothing)."""
+    info, stacked, bad = informations(model, runs, every)
+    repeats = [next((p.name for p in existing if run.repeats(p)), None) for run in runs]
+    info[[i for i, r in enumerate(repeats) if r is not None]] = 0.0
+    return posterior_covariance(prior, info), stacked, bad, repeats
+
+
 def next_pilot(
     law: FittedLaw,
     weights: str | Sequence[float] = (0.5, 0.5),
@@ -278,27 +298,18 @@ def next_pilot(
 ) -> NextPilot:
     """Rank candidate pilot runs by the expected regret of the recommendation after each.
 
-    Parameters
-    ----------
-    law : the fitted law (with its leave-one-pilot-out refits).
-    weights : ``(w_general, w_domain)`` or ``"0.3,0.7"``.
-    pilots : the pilots the law was fitted to; their curves narrow the prior (recommended:
-        without them a run like a pilot looks more informative than it is).
-    candidates : the pilot runs to rank (default: peak LRs x replay ratios x families of the
-        search space, ``pilot_steps`` long).
-    options : the settings the decision chooses between (default: a grid of the space).
-    space, constraints, allow_extrapolation : the space and limits, as for ``recommend``.
-    pilot_steps : length of the grid's candidates (default: the longest pilot).
-    top_k : candidates reported (None: all).
-    tolerance : a regret below this share of the objective is noise (stopping rule).
-    p_best_threshold : P(best) at which the decision counts as settled.
-    linearisation : "ensemble" (secants over the refits) or "jacobian".
-    draws, seed : Monte Carlo draws and their seed.
+    ``weights``: ``(w_general, w_domain)`` or ``"0.3,0.7"``. ``pilots``: the pilots the law
+    was fitted to (recommended: a candidate that repeats one adds nothing; candidates log at
+    their eval spacing). ``candidates``: the pilot runs to rank (default: peak LRs x replay
+    ratios x families of the search space, ``pilot_steps`` long, default the longest pilot).
+    ``options``: the settings the decision chooses between (default: a grid of the space).
+    ``space``, ``constraints``, ``allow_extrapolation``: as for ``recommend``. ``top_k``:
+    candidates reported (None: all). ``tolerance`` (a share of the objective) and
+    ``p_best_threshold``: the stopping rule. ``linearisation``: "ensemble" (secants over the
+    refits) or "jacobian". ``draws``, ``seed``: the Monte Carlo draws.
     """
     started = time.perf_counter()
-    _check_settings(tolerance, p_best_threshold, top_k, draws, pilot_steps)
-    if candidates is not None and pilot_steps is not None:
-        raise InputError("--pilot-steps sets the grid's length; candidates give their own")
+    _check_settings(tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates)
     w_general, w_domain, normalised = parse_weights(weights)
     constraints = constraints or Constraints()
     model = LatentModel(law, linearisation)
@@ -307,36 +318,29 @@ def next_pilot(
     chosen_options, options_text = _options(law, options, evaluator_args, (resolved,))
     decision, labels = decision_of(model, chosen_options, (w_general, w_domain), tolerance)
     every = eval_interval(law, pilots)
+    runs = (
+        grid_runs(resolved, pilot_steps or law.coverage.steps_max)
+        if candidates is None
+        else candidate_runs(law, candidates, resolved.tokens_per_step)
+    )
     existing = pilot_runs(law, pilots) if pilots is not None else []
     prior = np.eye(model.dimension)
-    if candidates is not None:
-        if not candidates:
-            raise InputError("no candidate pilots given")
-        runs = candidate_runs(law, candidates, resolved.tokens_per_step)
-    else:
-        runs = grid_runs(resolved, pilot_steps or law.coverage.steps_max)
-    info, stacked, bad = informations(model, runs, every)
-    repeats = [next((p.name for p in existing if run.repeats(p)), None) for run in runs]
-    info[[i for i, r in enumerate(repeats) if r is not None]] = 0.0
-    posteriors = posterior_covariance(prior, info)
+    posteriors, stacked, bad, repeats = _updates(model, prior, runs, existing, every)
     result = Outlook(decision, prior, Draws.standard(model.dimension, draws, seed))
     regret_after = result.regret_after(posteriors)
-    value = result.regret - regret_after
+    best_value = result.regret - float(regret_after.min())
     settled, reason = stop_rule(
-        result.regret, result.p_best, float(value.max()), decision, p_best_threshold
+        result.regret, result.p_best, best_value, decision, p_best_threshold
     )
-    order = sorted(range(len(runs)), key=lambda i: (-value[i], runs[i].lr.size, runs[i].name))
-    order = order if top_k is None else order[:top_k]
-    p_best_after = result.p_best_after(posteriors[order])
     scores = _scores(
         law,
         model,
-        [runs[i] for i in order],
-        (prior, posteriors[order]),
-        (regret_after[order], value[order], p_best_after),
-        ([stacked[i] for i in order], bad[order], [repeats[i] for i in order]),
+        runs,
+        (prior, posteriors),
+        (result, regret_after),
+        (stacked, bad, repeats),
+        top_k,
     )
-    notes = list(law.notes) + _notes(pilots, normalised, (w_general, w_domain), bad, every)
     return NextPilot(
         weights=(w_general, w_domain),
         recommendation=labels[decision.chosen],
@@ -351,7 +355,7 @@ def next_pilot(
         n_options=len(labels),
         n_contenders=int(result.kept.size),
         method=_method(model, options_text, draws, seed),
-        notes=notes,
+        notes=list(law.notes) + _notes(pilots, normalised, (w_general, w_domain), bad, every),
         seconds=time.perf_counter() - started,
     )
 
@@ -386,16 +390,22 @@ def _scores(
     model: LatentModel,
     runs: list[PilotRun],
     covariances: tuple[np.ndarray, np.ndarray],
-    outcome: tuple[np.ndarray, np.ndarray, np.ndarray],
+    outcome: tuple[Outlook, np.ndarray],
     per_run: tuple[list[np.ndarray], np.ndarray, list[str | None]],
+    top_k: int | None,
 ) -> list[PilotScore]:
-    """The candidates reported, in the order given (best first)."""
-    prior, posteriors = covariances
-    regret_after, value, p_best_after = outcome
+    """The ``top_k`` best candidates (largest value, then fewest steps), scored in full."""
+    result, regret_after = outcome
+    value = result.regret - regret_after
+    order = sorted(range(len(runs)), key=lambda i: (-value[i], runs[i].lr.size, runs[i].name))
+    order = order if top_k is None else order[:top_k]
+    prior, posteriors = covariances[0], covariances[1][order]
+    p_best_after = result.p_best_after(posteriors)
     stacked, bad, repeats = per_run
     gains = parameter_gains(model, prior, posteriors)
     scores = []
-    for i, run in enumerate(runs):
+    for rank, i in enumerate(order):
+        run = runs[i]
         rows = stacked[i]
         spread = (
             float(np.sqrt(np.mean(np.einsum("nk,kl,nl->n", rows, prior, rows))))
@@ -414,7 +424,7 @@ def _scores(
             flags.append(f"the law or a refit predicts no valid loss at {bad[i]} of its points")
         scores.append(
             PilotScore(
-                rank=i + 1,
+                rank=rank + 1,
                 name=run.name,
                 schedule=run.schedule,
                 peak_lr=float(run.lr.max()),
@@ -426,9 +436,9 @@ def _scores(
                 else float(run.lr.size * run.tokens_per_step),
                 expected_regret_after=float(regret_after[i]),
                 value=float(value[i]),
-                p_best_after=float(p_best_after[i]),
+                p_best_after=float(p_best_after[rank]),
                 predictive_sd=spread,
-                pins_down=gains[i],
+                pins_down=gains[rank],
                 duplicate_of=repeats[i],
                 flags=flags,
             )
