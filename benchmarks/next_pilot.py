@@ -20,7 +20,11 @@ of the predicted best minus the real best, as a fraction of the real best. Strat
 - ``recommendation``: run the current recommendation (common practice): the grid option
   ranked best, or the best-ranked one still among the candidates.
 
-Refits are cached by pilot set (``--cache DIR`` keeps them on disk across runs).
+Refits are cached by pilot set (``--cache DIR`` keeps them on disk across runs). With
+``--format json`` and one ``--data`` folder the top level is that folder's result:
+``strategies`` maps each strategy to its mean regret over the weight pairs (a fraction)
+after rounds 0..3, next to the final-loss errors, the picks and the stopping rule's
+verdicts; with several folders ``domains`` lists them and ``strategies`` is their mean.
 
     python benchmarks/next_pilot.py                      # both bundled domains, rich tables
     python benchmarks/next_pilot.py --data DIR --format json
