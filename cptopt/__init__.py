@@ -31,6 +31,7 @@ from cptopt.plan import TrainingConfig, load_config
 from cptopt.prediction import Prediction
 from cptopt.prediction import predict as _predict
 from cptopt.schedules import Schedule
+from cptopt.search.pilot_design import NextPilot
 from cptopt.search.recommendation import Recommendation
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "InfeasibleError",
     "InputError",
     "LawFitter",
+    "NextPilot",
     "NotFittedError",
     "PilotSet",
     "Prediction",
@@ -57,6 +59,7 @@ __all__ = [
     "load_config",
     "load_law",
     "load_manifest",
+    "next_pilot",
     "predict",
     "read_log",
     "recommend",
@@ -114,3 +117,25 @@ def recommend(
     if not isinstance(law, FittedLaw):
         law = load_law(law)
     return _recommend(law, weights, **options)  # type: ignore[arg-type]
+
+
+def next_pilot(
+    law: FittedLaw | str | Path,
+    weights: str | tuple[float, float] = (0.5, 0.5),
+    **options: object,
+) -> NextPilot:
+    """Which pilot run to launch next to improve the decision, and whether to stop piloting.
+
+    ``law`` is a :class:`FittedLaw` or a law-file path; ``weights`` as for :func:`recommend`;
+    ``options`` go to :func:`cptopt.search.next_pilot` (``pilots`` (a :class:`PilotSet` or a
+    manifest path), ``candidates``, ``options``, ``space``, ``constraints``, ``pilot_steps``,
+    ``top_k``, ``tolerance``, ...).
+    """
+    from cptopt.search.pilot_design import next_pilot as _next_pilot
+
+    if not isinstance(law, FittedLaw):
+        law = load_law(law)
+    pilots = options.get("pilots")
+    if isinstance(pilots, (str, Path)):
+        options["pilots"] = load_manifest(pilots)
+    return _next_pilot(law, weights, **options)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from cptopt.cli import check as _check  # noqa: F401
 from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
 from cptopt.cli import inspect as _inspect  # noqa: F401
+from cptopt.cli import next_pilot as _next_pilot  # noqa: F401
 from cptopt.cli import plot as _plot  # noqa: F401
 from cptopt.cli import predict as _predict  # noqa: F401
 from cptopt.cli import recommend as _recommend  # noqa: F401

@@ -17,6 +17,7 @@ from cptopt.cli._common import (
     handle_errors,
     stderr,
 )
+from cptopt.cli._pilot_hint import print_next_pilot_hint
 from cptopt.exceptions import InputError
 from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
 from cptopt.report.search import ranking_report, recommendation_report
@@ -311,15 +312,17 @@ def recommend_command(
         )
     law = load_law(path)
     if candidates is not None:
+        ranked = load_candidates(candidates)
         ranking = rank_candidates(
             law,
-            load_candidates(candidates),
+            ranked,
             (w_general, w_domain),
             constraints=merged.constraints,
             level=merged.level,
             seed=merged.search.seed,
         )
         emit(ranking, output_format, lambda: ranking_report(ranking), width=120)
+        print_next_pilot_hint(law, (w_general, w_domain), merged, output_format, ranked)
         return
     with _progress_bar(True) as progress:
         result = recommend(
@@ -336,3 +339,4 @@ def recommend_command(
             progress=progress,
         )
     emit(result, output_format, lambda: recommendation_report(result), width=120)
+    print_next_pilot_hint(law, (w_general, w_domain), merged, output_format)

@@ -9,7 +9,9 @@
 - :mod:`cptopt.search.refine`: local refinement and the dense search;
 - :mod:`cptopt.search.study`, :mod:`cptopt.search.storage`: the Optuna study;
 - :mod:`cptopt.search.recommendation`: :func:`recommend`;
-- :mod:`cptopt.search.candidates`: :func:`rank_candidates`.
+- :mod:`cptopt.search.candidates`: :func:`rank_candidates`;
+- :mod:`cptopt.search.pilot_design` (with :mod:`~cptopt.search.pilot_model` and
+  :mod:`~cptopt.search.pilot_value`): :func:`next_pilot`, which pilot run to launch next.
 """
 
 from cptopt.search.candidates import load_candidates, rank_candidates
@@ -26,6 +28,7 @@ from cptopt.search.models import (
     load_search_config,
     parse_weights,
 )
+from cptopt.search.pilot_design import NextPilot, PilotScore, next_pilot, next_pilot_hint
 from cptopt.search.recommendation import dense_optimum, recommend
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "Candidate",
     "CandidateRanking",
     "Constraints",
+    "NextPilot",
+    "PilotScore",
     "Recommendation",
     "SearchConfig",
     "SearchSettings",
@@ -41,6 +46,8 @@ __all__ = [
     "dense_optimum",
     "load_candidates",
     "load_search_config",
+    "next_pilot",
+    "next_pilot_hint",
     "parse_weights",
     "rank_candidates",
     "recommend",

@@ -1,0 +1,34 @@
+"""The line ``recommend`` prints after its answer: which pilot to run next, when it matters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cptopt.cli._common import OutputFormat, stdout
+from cptopt.law.fitted import FittedLaw
+from cptopt.report.search import next_pilot_line
+from cptopt.search import Candidate, SearchConfig, next_pilot_hint
+
+
+def print_next_pilot_hint(
+    law: FittedLaw,
+    weights: tuple[float, float],
+    config: SearchConfig,
+    output_format: OutputFormat,
+    options: Sequence[Candidate] | None = None,
+) -> None:
+    """In table output, one line pointing to the best next pilot when the decision is not
+    settled (``cptopt next-pilot`` gives the full ranking); nothing otherwise."""
+    if output_format is not OutputFormat.table:
+        return
+    result = next_pilot_hint(
+        law,
+        weights,
+        space=config.space,
+        constraints=config.constraints,
+        allow_extrapolation=config.allow_extrapolation,
+        options=options,
+    )
+    line = next_pilot_line(result)
+    if line is not None:
+        stdout.print(line, highlight=False, soft_wrap=True)

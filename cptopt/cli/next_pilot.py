@@ -1,0 +1,167 @@
+"""``cptopt next-pilot``: which pilot run to launch next, and when to stop piloting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cptopt.cli._common import FormatOption, OutputFormat, app, emit, handle_errors, stderr
+from cptopt.cli.recommend import OPTION_KEYS, RANGE_HELP
+from cptopt.exceptions import InputError
+from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.pilots.manifest import load_manifest
+from cptopt.report.pilot_design import next_pilot_report
+from cptopt.search import SearchConfig, load_candidates, load_search_config, parse_weights
+from cptopt.search.pilot_design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
+
+
+def weights_and_law(
+    merged: SearchConfig, law_path: Path | None
+) -> tuple[tuple[float, float], FittedLaw]:
+    """The objective weights (a note on stderr when normalised) and the law of a command
+    that takes a search config, as ``recommend`` resolves them."""
+    raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
+    w_general, w_domain, normalised = parse_weights(raw_weights)
+    if normalised:
+        stderr.print(
+            f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
+            highlight=False,
+        )
+    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
+    if not path.is_file():
+        raise InputError(
+            f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
+        )
+    return (w_general, w_domain), load_law(path)
+
+
+@app.command("next-pilot")
+@handle_errors
+def next_pilot_command(
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Objective weights 'GENERAL,DOMAIN' of the decision (default 0.5,0.5).",
+            show_default=False,
+        ),
+    ] = None,
+    law_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--law",
+            help=f"Fitted law file. Default: the config's 'law', else {DEFAULT_LAW_PATH}.",
+            show_default=False,
+        ),
+    ] = None,
+    pilots: Annotated[
+        Path | None,
+        typer.Option(
+            help="The pilot manifest the law was fitted to: a candidate that repeats a pilot "
+            "then counts as adding nothing, and candidates log at the pilots' eval spacing.",
+            show_default=False,
+        ),
+    ] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(
+            help="Candidate pilot runs to rank (YAML 'candidates:' list or CSV, as for "
+            "recommend --candidates). Default: peak LRs x replay ratios x families of the "
+            "search space, --pilot-steps long.",
+            show_default=False,
+        ),
+    ] = None,
+    options: Annotated[
+        Path | None,
+        typer.Option(
+            help="The settings the decision chooses between (same formats). Default: a grid "
+            "of the space recommend searches.",
+            show_default=False,
+        ),
+    ] = None,
+    pilot_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Length of the default candidates (default: the longest pilot).",
+            show_default=False,
+        ),
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Candidates to show.")] = 5,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            help="Stop piloting when the expected regret is below this share of the "
+            "objective (the noise floor).",
+        ),
+    ] = DEFAULT_TOLERANCE,
+    p_best: Annotated[
+        float,
+        typer.Option("--p-best", help="... or when P(best) of the recommendation reaches this."),
+    ] = DEFAULT_P_BEST,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Search config (YAML, as for recommend): space and constraints.",
+            show_default=False,
+        ),
+    ] = None,
+    peak_lr: Annotated[
+        str | None, typer.Option(help=f"Peak LR bounds, {RANGE_HELP}.", show_default=False)
+    ] = None,
+    replay: Annotated[
+        str | None, typer.Option(help=f"Replay ratio bounds, {RANGE_HELP}.", show_default=False)
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help=f"CPT steps of the decision, {RANGE_HELP}.", show_default=False),
+    ] = None,
+    families: Annotated[
+        str | None, typer.Option(help="Schedule families, e.g. cosine,wsd.", show_default=False)
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="At most this many CPT steps.", show_default=False)
+    ] = None,
+    max_general_rise: Annotated[
+        float | None,
+        typer.Option(help="Allowed final general loss rise (nats).", show_default=False),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the Monte Carlo draws.")] = 0,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Rank candidate pilot runs by how much each is expected to improve the decision.
+
+    Decision-focused design on the law's own uncertainty (its leave-one-pilot-out refits):
+    for each candidate, the expected regret of the recommendation made after running it.
+    Says when no further pilot is worth running.
+    """
+    base = load_search_config(config) if config is not None else SearchConfig()
+    flags = {
+        "space.peak_lr": peak_lr,
+        "space.replay_ratio": replay,
+        "space.steps": steps,
+        "space.families": families,
+        "constraints.max_steps": max_steps,
+        "constraints.max_general_rise": max_general_rise,
+        "weights": weights,
+    }
+    merged = base.with_overrides(flags, aliases=OPTION_KEYS)
+    weights_pair, law = weights_and_law(merged, law_path)
+    result = next_pilot(
+        law,
+        weights_pair,
+        pilots=load_manifest(pilots) if pilots is not None else None,
+        candidates=load_candidates(candidates) if candidates is not None else None,
+        options=load_candidates(options) if options is not None else None,
+        space=merged.space,
+        constraints=merged.constraints,
+        allow_extrapolation=merged.allow_extrapolation,
+        pilot_steps=pilot_steps,
+        top_k=top_k,
+        tolerance=tolerance,
+        p_best_threshold=p_best,
+        seed=seed,
+    )
+    emit(result, output_format, lambda: next_pilot_report(result), width=140)

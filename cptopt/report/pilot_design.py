@@ -1,0 +1,77 @@
+"""Render ``next-pilot`` results: the ranked candidate pilots and the stopping verdict.
+
+Nothing here prints: the CLI does.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cptopt.search.pilot_design import NextPilot, PilotScore
+
+
+def _share(value: float, objective: float) -> str:
+    return f"{value / abs(objective):.2%}"
+
+
+def _tokens(item: PilotScore) -> str:
+    return "-" if item.tokens is None else f"{item.tokens:.3g}"
+
+
+def _pins(item: PilotScore) -> str:
+    if item.duplicate_of is not None:
+        return f"(repeats pilot {item.duplicate_of})"
+    return ", ".join(f"{g.name} -{g.reduction:.0%}" for g in item.pins_down[:2]) or "-"
+
+
+def next_pilot_report(result: NextPilot) -> RenderableType:
+    """The verdict, the candidates ranked by the expected regret after them, and notes."""
+    w_g, w_d = result.weights
+    now = _share(result.expected_regret, result.objective)
+    head = [
+        f"decision: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain",
+        f"recommended now: {result.recommendation} (objective {result.objective:.4f})",
+        f"expected regret now: {result.expected_regret:.4f} ({now}); P(best) {result.p_best:.2f};"
+        f" tolerance {result.tolerance:.4f} ({_share(result.tolerance, result.objective)})",
+        ("[green]settled:[/] " if result.settled else "[yellow]not settled:[/] ") + result.reason,
+    ]
+    table = Table(
+        title=f"candidate pilots, best first ({len(result.candidates)} of {result.n_candidates})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column, justify in (
+        ("", "right"),
+        ("candidate", "left"),
+        ("exp. regret now → after", "right"),
+        ("P(best) now → after", "right"),
+        ("pins down (variance)", "left"),
+        ("steps", "right"),
+        ("tokens", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    lines = []
+    for item in result.candidates:
+        mark = " [yellow]![/]" if item.flags else ""
+        lines += [f"{item.name}: [yellow]{flag}[/]" for flag in item.flags]
+        table.add_row(
+            str(item.rank),
+            item.name + mark,
+            f"{now} → {_share(item.expected_regret_after, result.objective)}",
+            f"{result.p_best:.2f} → {item.p_best_after:.2f}",
+            _pins(item),
+            str(item.steps),
+            _tokens(item),
+        )
+    lines += [f"{c.name}: {c.schedule}" for c in result.candidates if c.schedule != c.name]
+    lines.append(
+        f"options: {result.n_options} ({result.n_contenders} can be the best); "
+        f"{result.seconds:.2f} s"
+    )
+    lines.append(f"method: {result.method}")
+    lines += [f"note: {note}" for note in result.notes]
+    return Group(Text.from_markup("\n".join(head)), table, Text.from_markup("\n".join(lines)))
