@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -19,7 +20,9 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from cptopt._io import os_error_line
-from cptopt.exceptions import CptoptError, InfeasibleError
+from cptopt.exceptions import CptoptError, InfeasibleError, InputError
+from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.search import SearchConfig, parse_weights
 
 app = typer.Typer(
     name="cptopt",
@@ -143,3 +146,23 @@ class _NullContext:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def weights_and_law(
+    merged: SearchConfig, law_path: Path | None
+) -> tuple[tuple[float, float], FittedLaw]:
+    """The objective weights (a note on stderr when normalised) and the law of a command
+    that takes a search config, as ``recommend`` resolves them."""
+    raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
+    w_general, w_domain, normalised = parse_weights(raw_weights)
+    if normalised:
+        stderr.print(
+            f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
+            highlight=False,
+        )
+    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
+    if not path.exists():
+        raise InputError(
+            f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
+        )
+    return (w_general, w_domain), load_law(path)

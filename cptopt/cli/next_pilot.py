@@ -7,34 +7,20 @@ from typing import Annotated
 
 import typer
 
-from cptopt.cli._common import FormatOption, OutputFormat, app, emit, handle_errors, stderr
+from cptopt.cli._common import (
+    FormatOption,
+    OutputFormat,
+    app,
+    emit,
+    handle_errors,
+    weights_and_law,
+)
 from cptopt.cli.recommend import OPTION_KEYS, RANGE_HELP
-from cptopt.exceptions import InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.law.fitted import DEFAULT_LAW_PATH
 from cptopt.pilots.manifest import load_manifest
 from cptopt.report.pilot_design import next_pilot_report
-from cptopt.search import SearchConfig, load_candidates, load_search_config, parse_weights
+from cptopt.search import SearchConfig, load_candidates, load_search_config
 from cptopt.search.pilot_design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
-
-
-def weights_and_law(
-    merged: SearchConfig, law_path: Path | None
-) -> tuple[tuple[float, float], FittedLaw]:
-    """The objective weights (a note on stderr when normalised) and the law of a command
-    that takes a search config, as ``recommend`` resolves them."""
-    raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
-    w_general, w_domain, normalised = parse_weights(raw_weights)
-    if normalised:
-        stderr.print(
-            f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
-            highlight=False,
-        )
-    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
-    if not path.is_file():
-        raise InputError(
-            f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
-        )
-    return (w_general, w_domain), load_law(path)
 
 
 @app.command("next-pilot")

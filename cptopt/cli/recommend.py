@@ -16,16 +16,15 @@ from cptopt.cli._common import (
     emit,
     handle_errors,
     stderr,
+    weights_and_law,
 )
 from cptopt.cli._pilot_hint import print_next_pilot_hint
-from cptopt.exceptions import InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
+from cptopt.law.fitted import DEFAULT_LAW_PATH
 from cptopt.report.search import ranking_report, recommendation_report
 from cptopt.search import (
     SearchConfig,
     load_candidates,
     load_search_config,
-    parse_weights,
     rank_candidates,
     recommend,
 )
@@ -298,19 +297,7 @@ def recommend_command(
         "pareto": pareto,
     }
     merged = base.with_overrides(flags, aliases=OPTION_KEYS)
-    raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
-    w_general, w_domain, normalised = parse_weights(raw_weights)
-    if normalised:
-        stderr.print(
-            f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
-            highlight=False,
-        )
-    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
-    if not path.is_file():
-        raise InputError(
-            f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
-        )
-    law = load_law(path)
+    (w_general, w_domain), law = weights_and_law(merged, law_path)
     if candidates is not None:
         ranked = load_candidates(candidates)
         ranking = rank_candidates(
