@@ -17,8 +17,10 @@ from cptopt.law.uncertainty import jackknife_variance, robust_sd
 from cptopt.pilots.runs import PilotSet
 
 
-def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) -> SetFit:
-    """The law-file record of one validation set's fit."""
+def set_fit_record(
+    result: SetResult, pilots: PilotSet, with_jackknife: bool, pt_points: str = "all"
+) -> SetFit:
+    """The law-file record of one validation set's fit (``pt_points``: those pooled)."""
     law, data, best = result.law, result.data, result.best
     residuals = relative_residuals(law, best.values, data)
     cpt_points = (data.run_index >= 0) & (data.step > 0)
@@ -68,6 +70,9 @@ def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) ->
     agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
     return SetFit(
         validation_set=law.validation_set,
+        form=law.name,
+        lr_power=law.lr_power,
+        pt_points=pt_points,  # type: ignore[arg-type]
         parameter_names=law.names,
         values=best.values.tolist(),
         parameters=parameters,
@@ -84,6 +89,7 @@ def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) ->
         # replay range (as a decision's candidates do); leaving out the only pilot at a
         # replay ratio measures replay extrapolation, which the jackknife spread covers.
         cv_rms=result.cv_rms(shared_replay_folds(pilots) or None),
+        length_rms=result.length_rms,
         runs=run_fits,
         at_bound=bound_names,
         weakly_identified=weak,
