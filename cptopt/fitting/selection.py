@@ -26,21 +26,24 @@ refitted at the :data:`~cptopt.fitting.jobs.FINAL` stage.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, shared_replay_folds
+from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
+from cptopt.fitting.data import FitData, collect_points
 from cptopt.fitting.jobs import (
     FINAL,
     SELECTING,
     FitSettings,
+    Stage,
     Variant,
     WarmStarts,
     fit_variant,
     law_for,
 )
+from cptopt.fitting.optimise import Starts
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
@@ -53,8 +56,6 @@ AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
 AUTO_ANNEALINGS = ("s2", "mpl")
 #: The replay form stage 1 compares memories with (when it is a candidate).
 REFERENCE_FORM = "exp"
-
-Results = dict[Variant, dict[str, SetResult]]
 
 
 def translate_start(source: LawForm, values: np.ndarray, target: LawForm) -> np.ndarray:
@@ -74,70 +75,17 @@ def translate_start(source: LawForm, values: np.ndarray, target: LawForm) -> np.
             value = 0.0
         elif spec.name in ("kappa", "q"):
             value = named.get(spec.name, 1.0)  # Eq. 4: every CPT step counts fully
+        elif spec.name == "a2" and same_shift and "a2" in named:
+            value = named["a2"]
+        elif spec.name == "a2" and target.replay_form == "odds" and "a2" in named:
+            # the odds form's shift at r = 1/4 matches exp(-a2 r) there
+            value = 3.0 * np.expm1(named["a2"] / 4.0)
         elif spec.name == "a2":
-            value = named["a2"] if same_shift and "a2" in named else middle
+            value = middle
         else:
             value = named.get(spec.name, middle)
         start.append(min(max(value, spec.lower), spec.upper))
     return np.array(start)
-
-
-def selection_rows(results: Results, shared_folds: list[int]) -> list[SelectionRow]:
-    """One row per variant tried: CV errors, parameter counts, per-pilot CV errors.
-
-    ``cv_memory`` is the CV error over the ``shared_folds`` only (all folds if empty). A
-    variant fitted for one set only has None for the other.
-    """
-    rows = []
-    for variant, per_set in results.items():
-        per_run: dict[int, list[float]] = {}
-        for result in per_set.values():
-            for run, error in result.cv_per_run().items():
-                per_run.setdefault(run, []).append(error)
-        cv = {name: per_set[name].cv_error if name in per_set else None for name in VALIDATION_SETS}
-        present = [v for v in cv.values() if v is not None]
-        cv_mean = float(np.mean(present)) if present else float("nan")
-        in_shared = [np.mean(per_run[run]) for run in shared_folds if run in per_run]
-        own = {
-            name: {str(run): error for run, error in sorted(per_set[name].cv_per_run().items())}
-            if name in per_set
-            else {}
-            for name in VALIDATION_SETS
-        }
-        counts = {
-            name: len(per_set[name].law.names) if name in per_set else 0 for name in VALIDATION_SETS
-        }
-        rows.append(
-            SelectionRow(
-                form=variant.form,
-                annealing=variant.annealing,
-                lam=variant.lam,
-                tied=variant.tied,
-                lr_power=variant.lr_power,
-                n_params=sum(counts.values()) - len(variant.shared),
-                n_params_general=counts["general"],
-                n_params_domain=counts["domain"],
-                cv_general=cv["general"],
-                cv_domain=cv["domain"],
-                cv_mean=cv_mean,
-                cv_memory=float(np.mean(in_shared)) if in_shared else cv_mean,
-                cv_per_pilot={str(run): float(np.mean(v)) for run, v in sorted(per_run.items())},
-                cv_per_pilot_general=own["general"],
-                cv_per_pilot_domain=own["domain"],
-            )
-        )
-    return rows
-
-
-def set_view(row: SelectionRow, validation_set: str) -> SelectionRow:
-    """``row`` with one validation set's CV in place of the mean (per-set comparisons)."""
-    return row.model_copy(
-        update={
-            "cv_mean": getattr(row, f"cv_{validation_set}"),
-            "cv_per_pilot": getattr(row, f"cv_per_pilot_{validation_set}"),
-            "n_params": getattr(row, f"n_params_{validation_set}"),
-        }
-    )
 
 
 def one_standard_error_choice(
@@ -177,114 +125,267 @@ def _variant(row: SelectionRow) -> Variant:
     return Variant(row.form, row.lam, row.annealing, row.tied, row.lr_power)
 
 
-class _Selection:
-    """The state the stages share: the fits so far and their warm starts."""
+@dataclass(frozen=True)
+class Candidate:
+    """What the selection keeps of one candidate fit of one validation set."""
 
-    def __init__(
-        self,
-        pilots: PilotSet,
-        replay_terms: bool,
-        settings: FitSettings,
-        pool: ProcessPoolExecutor | None,
-    ) -> None:
-        self.pilots, self.replay_terms = pilots, replay_terms
-        self.settings, self.pool = settings, pool
-        self.warm: WarmStarts = {}
-        self.results: Results = {}
-        self.shared_folds = shared_replay_folds(pilots)
-        #: Paired standard errors of the last comparisons: per set, and of the tie stage.
-        self.set_errors: dict[str, dict[tuple, float]] = {}
-        self.errors: dict[tuple, float] = {}
+    variant: Variant
+    cv_error: float | None
+    cv_per_run: dict[int, float]
+    n_params: int
+    values: np.ndarray
 
-    def fit(self, variant: Variant | dict[str, Variant], n_starts: int | None = None) -> None:
-        """Fit a variant (or a variant per set, some sets only) and record the results."""
-        variants = variant if isinstance(variant, dict) else dict.fromkeys(VALIDATION_SETS, variant)
-        per_set = fit_variant(
-            self.pilots,
-            self.replay_terms,
-            variants,
-            self.warm,
-            self.settings,
-            SELECTING,
-            pool=self.pool,
-            n_starts=n_starts,
+    @staticmethod
+    def of(variant: Variant, result: SetResult) -> Candidate:
+        return Candidate(
+            variant, result.cv_error, result.cv_per_run(), len(result.law.names), result.best.values
         )
-        for name, result in per_set.items():
-            self.results.setdefault(variants[name], {})[name] = result
 
-    def rows(self) -> list[SelectionRow]:
-        return selection_rows(self.results, self.shared_folds)
 
-    def choose_memory(self, reference: str, memories: list[tuple[str, float | None]]) -> Variant:
-        """Stage 1: the memory with the lowest CV over the shared-replay folds."""
-        if len(memories) == 1:
-            annealing, lam = memories[0]
-            return Variant(reference, lam, annealing)
-        # S2 from the longest memory down, each warm-started from its neighbour.
-        for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
-            self.fit(Variant(reference, lam, annealing))
-        stage_one = [row for row in self.rows() if row.form == reference]
-        return _variant(min(stage_one, key=lambda row: row.cv_memory))
+#: While selecting, each pilot's curve is thinned to at most this many points (evenly
+#: spaced, its last point kept): the CV comparison needs the curves' shapes, not every
+#: evaluation, and a fit's cost grows with the points (and their drop histories).
+SELECTION_POINTS_PER_RUN = 24
 
-    def _translate(self, source: Variant, target: dict[str, Variant]) -> None:
-        """Warm starts for ``target`` (per set) from ``source``'s optimum on each set."""
-        for name, variant in target.items():
-            if variant.warm_key(name) in self.warm:
-                continue
-            result = self.results[source][name]
-            law = law_for(variant, name, self.pilots, self.replay_terms, self.settings)
-            self.warm[variant.warm_key(name)] = translate_start(result.law, result.best.values, law)
 
-    def choose_forms(self, reference: Variant, forms: list[str]) -> dict[str, Variant]:
-        """Stage 2: each set's replay form with the reference's memory, by the 1-SE rule."""
-        if reference not in self.results:
-            self.fit(reference)
-        for form in forms:
+@dataclass(frozen=True)
+class SetSelection:
+    """Stages 2 and 3 for one validation set, then its final fit: one job, one worker.
+
+    The general and the domain law are separate fits, so each set's whole selection runs
+    in its own process without waiting for the other's (see the module docstring).
+    ``warm``: the reference variant's optimum from stage 1, if it was fitted there.
+    """
+
+    pilots: PilotSet
+    replay_terms: bool
+    validation_set: str
+    reference: Variant
+    forms: tuple[str, ...]
+    lr_power: bool | str
+    settings: FitSettings
+    warm: np.ndarray | None = None
+
+    def __call__(self) -> tuple[Variant, list[Candidate], SetResult]:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return self._select()
+
+    def _select(self) -> tuple[Variant, list[Candidate], SetResult]:
+        name, settings = self.validation_set, self.settings
+        datas: dict[bool, FitData] = {}
+
+        def data(steps: bool) -> FitData:
+            if steps not in datas:
+                datas[steps] = collect_points(
+                    self.pilots,
+                    name,
+                    self.reference.lam,
+                    history=self.reference.annealing == "mpl",
+                    pt_points=settings.pt_points_of(name),
+                    steps=steps,
+                )
+            return datas[steps]
+
+        rng = np.random.default_rng([settings.seed, VALIDATION_SETS.index(name)])
+        found: dict[Variant, tuple[LawForm, Candidate]] = {}
+
+        def fit(variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
+            law = law_for(variant, name, self.pilots, self.replay_terms, settings)
+            full = data(variant.lr_power)
+            points = full if stage is FINAL else thin(full, SELECTION_POINTS_PER_RUN)
+            n_starts = settings.n_starts if start is None else stage.warm_starts
+            result = fit_validation_set(
+                law,
+                points,
+                delta=settings.huber_delta,
+                rng=rng,
+                starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
+                refit_budget=stage.refit_budget,
+                jackknife=True,
+                warm_start=start,
+                length_check=stage.length_check,
+            )
+            if stage is SELECTING:
+                found[variant] = (law, Candidate.of(variant, result))
+            return result
+
+        def translated(source: Variant, target: Variant) -> np.ndarray:
+            law, candidate = found[source]
+            target_law = law_for(target, name, self.pilots, self.replay_terms, settings)
+            return translate_start(law, candidate.values, target_law)
+
+        def choose(variants: list[Variant]) -> Variant:
+            rows = [_set_row(found[v][1], self.pilots) for v in variants]
+            best, _ = one_standard_error_choice(rows, _fewest_parameters)
+            return _variant(best)
+
+        reference = self.reference
+        fit(reference, self.warm, SELECTING)
+        names = {
+            reference.form: law_for(reference, name, self.pilots, self.replay_terms, settings).names
+        }
+        for form in self.forms:
             variant = replace(reference, form=form)
-            if variant in self.results:
-                continue
-            self._translate(reference, dict.fromkeys(VALIDATION_SETS, variant))
-            self.fit(variant, n_starts=2)  # the translated optimum, and a fresh start as a guard
-        memory = (reference.annealing, reference.lam)
-        compared = [
-            row for row in self.rows() if (row.annealing, row.lam) == memory and not row.lr_power
-        ]
-        return {name: self._choose_for(name, compared) for name in VALIDATION_SETS}
+            law = law_for(variant, name, self.pilots, self.replay_terms, settings)
+            twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
+            if twin is not None:  # e.g. mix is share for the domain law: the same fit
+                law_twin, candidate = found[replace(reference, form=twin)]
+                found[variant] = (law_twin, replace(candidate, variant=variant))
+            elif variant not in found:
+                fit(variant, translated(reference, variant), SELECTING)
+            names.setdefault(form, law.names)
+        chosen = choose([replace(reference, form=form) for form in self.forms])
+        if self.lr_power == "auto":
+            powered = replace(chosen, lr_power=True)
+            fit(powered, translated(chosen, powered), SELECTING)
+            chosen = choose([chosen, powered])
+        final = fit(chosen, found[chosen][1].values, FINAL)
+        return chosen, [candidate for _, candidate in found.values()], final
 
-    def choose_lr_power(self, chosen: dict[str, Variant]) -> dict[str, Variant]:
-        """Stage 3: each set's form with the shift driven by LR^q, against the LR area."""
-        powered = {name: replace(variant, lr_power=True) for name, variant in chosen.items()}
-        for name, variant in chosen.items():
-            self._translate(variant, {name: powered[name]})
-        self.fit(powered, n_starts=2)
-        out = {}
-        for name, variant in chosen.items():
-            keys = {_key_of(variant), _key_of(powered[name])}
-            compared = [row for row in self.rows() if _key(row) in keys]
-            out[name] = self._choose_for(name, compared)
-        return out
 
-    def choose_tie(self, untied: Variant) -> Variant:
-        """Stage 4: the variant with its memory tied between the two sets, or not."""
-        self.fit(replace(untied, tied=True))
-        compared = [
-            row
-            for row in self.rows()
-            if _key(row) in {_key_of(untied), _key_of(replace(untied, tied=True))}
-        ]
-        best, errors = one_standard_error_choice(compared, _fewest_parameters)
-        self.errors.update((_key(row), se) for row, se in zip(compared, errors, strict=True))
-        return _variant(best)
+#: Forms that are the same law when they have the same parameters (``mix`` adds a
+#: general-only ``kappa`` to ``share``).
+_TWINS = {frozenset(("share", "mix"))}
 
-    def _choose_for(self, name: str, compared: list[SelectionRow]) -> Variant:
-        views = [set_view(row, name) for row in compared if getattr(row, f"cv_{name}") is not None]
-        best, errors = one_standard_error_choice(views, _fewest_parameters)
-        self.set_errors[name] = {_key(row): se for row, se in zip(views, errors, strict=True)}
-        return _variant(best)
+
+def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -> bool:
+    return frozenset((form, other)) in _TWINS and names == other_names
+
+
+def thin(data: FitData, per_run: int) -> FitData:
+    """At most ``per_run`` CPT points of each pilot (evenly spaced by index, the last one
+    kept); every PT-phase point."""
+    keep = data.run_index < 0
+    for run in np.unique(data.run_index[data.run_index >= 0]):
+        index = np.flatnonzero(data.run_index == run)
+        chosen = np.unique(np.linspace(0, index.size - 1, min(per_run, index.size)).round())
+        keep[index[chosen.astype(int)]] = True
+    return data.take(keep)
+
+
+def _set_row(candidate: Candidate, pilots: PilotSet) -> SelectionRow:
+    """A candidate of one set as a selection row (its own CV as the row's CV)."""
+    variant = candidate.variant
+    per_pilot = {str(run): error for run, error in sorted(candidate.cv_per_run.items())}
+    cv = candidate.cv_error if candidate.cv_error is not None else float("nan")
+    return SelectionRow(
+        form=variant.form,
+        annealing=variant.annealing,
+        lam=variant.lam,
+        tied=variant.tied,
+        lr_power=variant.lr_power,
+        n_params=candidate.n_params,
+        cv_general=None,
+        cv_domain=None,
+        cv_mean=cv,
+        cv_memory=cv,
+        cv_per_pilot=per_pilot,
+    )
+
+
+def merged_rows(
+    per_set: dict[str, list[Candidate]], shared_folds: list[int], tied_shared: int = 0
+) -> list[SelectionRow]:
+    """One row per variant: the two sets' candidates side by side (None where a variant
+    was fitted for one set only)."""
+    variants = list(dict.fromkeys(c.variant for cs in per_set.values() for c in cs))
+    rows = []
+    for variant in variants:
+        mine = {
+            name: next((c for c in cs if c.variant == variant), None)
+            for name, cs in per_set.items()
+        }
+        present = {name: c for name, c in mine.items() if c is not None}
+        cv = {name: c.cv_error for name, c in present.items()}
+        values = [v for v in cv.values() if v is not None]
+        cv_mean = float(np.mean(values)) if values else float("nan")
+        runs = sorted({run for c in present.values() for run in c.cv_per_run})
+        per_run = {
+            run: float(
+                np.mean([c.cv_per_run[run] for c in present.values() if run in c.cv_per_run])
+            )
+            for run in runs
+        }
+        in_shared = [per_run[run] for run in shared_folds if run in per_run]
+        own = {
+            name: {str(run): e for run, e in sorted(c.cv_per_run.items())}
+            for name, c in present.items()
+        }
+        counts = {name: c.n_params for name, c in present.items()}
+        rows.append(
+            SelectionRow(
+                form=variant.form,
+                annealing=variant.annealing,
+                lam=variant.lam,
+                tied=variant.tied,
+                lr_power=variant.lr_power,
+                n_params=sum(counts.values()) - (len(variant.shared) if variant.tied else 0),
+                n_params_general=counts.get("general", 0),
+                n_params_domain=counts.get("domain", 0),
+                cv_general=cv.get("general"),
+                cv_domain=cv.get("domain"),
+                cv_mean=cv_mean,
+                cv_memory=float(np.mean(in_shared)) if in_shared else cv_mean,
+                cv_per_pilot={str(run): e for run, e in per_run.items()},
+                cv_per_pilot_general=own.get("general", {}),
+                cv_per_pilot_domain=own.get("domain", {}),
+            )
+        )
+    return rows
 
 
 def _key_of(variant: Variant) -> tuple:
     return (variant.form, variant.annealing, variant.lam, variant.tied, variant.lr_power)
+
+
+def _choose_memory(
+    pilots: PilotSet,
+    replay_terms: bool,
+    reference: str,
+    memories: list[tuple[str, float | None]],
+    settings: FitSettings,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
+    """Stage 1: the memory with the lowest CV over the shared-replay folds."""
+    warm: WarmStarts = {}
+    candidates: dict[str, list[Candidate]] = {name: [] for name in VALIDATION_SETS}
+    if len(memories) == 1:
+        annealing, lam = memories[0]
+        return Variant(reference, lam, annealing), candidates, warm
+    # S2 from the longest memory down, each warm-started from its neighbour.
+    for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
+        variant = Variant(reference, lam, annealing)
+        fitted = fit_variant(pilots, replay_terms, variant, warm, settings, SELECTING, pool=pool)
+        for name, result in fitted.items():
+            candidates[name].append(Candidate.of(variant, result))
+    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    best = min(rows, key=lambda row: row.cv_memory)
+    return _variant(best), candidates, warm
+
+
+def _choose_tie(
+    pilots: PilotSet,
+    replay_terms: bool,
+    untied: Variant,
+    candidates: dict[str, list[Candidate]],
+    settings: FitSettings,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[Variant, dict[tuple, float]]:
+    """Stage 4: the chosen variant with its memory tied between the two sets, or not."""
+    tied = replace(untied, tied=True)
+    warm = {
+        untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
+        for name, cs in candidates.items()
+    }
+    fitted = fit_variant(pilots, replay_terms, tied, warm, settings, SELECTING, pool=pool)
+    for name, result in fitted.items():
+        candidates[name].append(Candidate.of(tied, result))
+    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    compared = [row for row in rows if _key(row) in {_key_of(untied), _key_of(tied)}]
+    best, errors = one_standard_error_choice(compared, _fewest_parameters)
+    return _variant(best), {_key(row): se for row, se in zip(compared, errors, strict=True)}
 
 
 def select_variant(
@@ -300,47 +401,59 @@ def select_variant(
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
     ``lr_power``: "auto" (stage 3 decides), True or False (every candidate with or without).
-    Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4 chose
-    it), every row compared (the chosen ones marked, the last comparisons' standard errors
-    filled in) and the final fit.
+    Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4
+    chose it), every row compared (the chosen ones marked) and the final fit.
     """
-    forms = list(dict.fromkeys(v.form for v in variants))
+    forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
-    selection = _Selection(pilots, replay_terms, settings, pool)
-    reference = selection.choose_memory(
-        REFERENCE_FORM if REFERENCE_FORM in forms else forms[0], memories
+    shared_folds = shared_replay_folds(pilots)
+    first = REFERENCE_FORM if REFERENCE_FORM in forms else forms[0]
+    reference, candidates, warm = _choose_memory(
+        pilots, replay_terms, first, memories, settings, pool
     )
     if lr_power is True:
         reference = replace(reference, lr_power=True)
-    chosen = selection.choose_forms(reference, forms)
-    if lr_power == "auto":
-        chosen = selection.choose_lr_power(chosen)
-    same = chosen["general"] == chosen["domain"]
-    if tie == "auto" and reference.annealing == "mpl" and same:
-        tied = selection.choose_tie(chosen["general"])
-        chosen = dict.fromkeys(VALIDATION_SETS, tied)
-    elif tie is True:
-        chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
+    jobs = {}
+    for name in VALIDATION_SETS:
+        job = SetSelection(
+            pilots,
+            replay_terms,
+            name,
+            reference,
+            forms,
+            lr_power,
+            settings,
+            warm.get(reference.warm_key(name)),
+        )
+        jobs[name] = pool.submit(job) if pool else job
+    chosen: dict[str, Variant] = {}
+    final: dict[str, SetResult] = {}
+    for name, job in jobs.items():
+        chosen[name], found, final[name] = job.result() if isinstance(job, Future) else job()
+        known = {c.variant for c in found}
+        candidates[name] = [c for c in candidates[name] if c.variant not in known] + found
+    errors: dict[tuple, float] = {}
+    if tie is not False and reference.annealing == "mpl":
+        if tie == "auto" and chosen["general"] == chosen["domain"]:
+            untied = chosen["general"]
+            tied, errors = _choose_tie(pilots, replay_terms, untied, candidates, settings, pool)
+            chosen = dict.fromkeys(VALIDATION_SETS, tied)
+        elif tie is True:
+            chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
+        if chosen["general"].tied:
+            start = {chosen[name].warm_key(name): final[name].best.values for name in final}
+            final = fit_variant(pilots, replay_terms, chosen, start, settings, FINAL, pool=pool)
     rows = []
-    for row in selection.rows():
+    for row in merged_rows(candidates, shared_folds):
         marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}
-        se = [selection.set_errors.get(name, {}).get(_key(row)) for name in VALIDATION_SETS]
-        se_value = selection.errors.get(_key(row), next((v for v in se if v is not None), None))
         rows.append(
             row.model_copy(
                 update={
                     "chosen": all(marks.values()),
                     "chosen_general": marks["general"],
                     "chosen_domain": marks["domain"],
-                    "cv_gap_se": se_value,
+                    "cv_gap_se": errors.get(_key(row)),
                 }
             )
         )
-    # The final fit starts from each chosen variant's own optimum (a tied variant fitted
-    # only now, tie=True, from the untied one: fit_variant reads the untied warm keys).
-    warm = {}
-    for name, variant in chosen.items():
-        fitted = selection.results.get(variant) or selection.results[variant.untied()]
-        warm[variant.warm_key(name)] = fitted[name].best.values
-    final = fit_variant(pilots, replay_terms, chosen, warm, settings, FINAL, pool=pool)
     return chosen, rows, final
