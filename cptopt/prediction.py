@@ -1,17 +1,19 @@
 """Predict both loss curves of a CPT schedule from a fitted law, with intervals.
 
-Intervals combine two computed sources of error (nothing is assumed):
+Intervals combine computed sources of error (nothing is assumed):
 - how wrong the law is on a run it has not seen: the RMS log error of the pilots' curves
   when each is left out of the fit (``cv_rms``, from the fit), over the pilots whose replay
   ratio another pilot shares (leaving out the only pilot at a ratio is an extrapolation in
   replay, covered by the next term). It holds the eval noise, the law's misfit and the
-  parameter uncertainty at configurations like the pilots';
+  parameter uncertainty at configurations like the pilots'; the part of it that the next
+  term already holds there is taken out (``interval_rms``, see
+  :func:`cptopt.fitting.assemble.interval_rms`);
 - how much less the fit knows here than at the pilots: the jackknife spread of this
   prediction over the laws refitted with one pilot left out, which grows away from them.
 - beyond the pilots' longest run, how wrong the law was when it extrapolated the pilots'
   first halves to their ends (``length_rms``, from the fit), once per doubling of length.
 All are on the log scale; the interval is
-``pred * exp(+-z * sqrt(cv_rms^2 + jackknife^2 + length^2))``.
+``pred * exp(+-z * sqrt(interval_rms^2 + jackknife^2 + length^2))``.
 Without cross-validation (fewer than 3 pilots) the eval noise (robust SD of the fit's log
 residuals) stands in for ``cv_rms``, and the interval is then too narrow: the report says so.
 """
@@ -146,7 +148,7 @@ def _forecast(
         )
     mean = curves[0]
     fit_var = jackknife_variance(np.log(np.maximum(curves[1:], 1e-12)))
-    scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
+    scale = next((v for v in (fit.interval_rms, fit.cv_rms) if v is not None), fit.noise)
     length_sd = length_extrapolation_sd(law, validation_set, curve_steps)
     half = z * np.sqrt(fit_var + scale**2 + np.square(length_sd))
     lower, upper = mean * np.exp(-half), mean * np.exp(half)

@@ -66,6 +66,9 @@ def set_fit_record(
     total = float(((data.loss - data.loss.mean()) ** 2).sum())
     predicted = law.evaluate(best.values, data.areas)
     r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
+    shared = shared_replay_folds(pilots) or None
+    cv_rms = result.cv_rms(shared)
+    noise = robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0
     costs = sorted(best.start_costs)
     agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
     return SetFit(
@@ -78,23 +81,47 @@ def set_fit_record(
         parameters=parameters,
         derived=law.derived(named),
         jackknife=[] if replica_array is None else replica_array.tolist(),
-        noise=robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0,
+        noise=noise,
         n_points=int(data.loss.size),
         n_pretrain_points=int((data.run_index < 0).sum()),
         r2=r2,
         mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
         huber_cost=best.cost,
         cv_error=result.cv_error,
-        # The interval scale: held-out error where a prediction stays inside the pilots'
-        # replay range (as a decision's candidates do); leaving out the only pilot at a
-        # replay ratio measures replay extrapolation, which the jackknife spread covers.
-        cv_rms=result.cv_rms(shared_replay_folds(pilots) or None),
+        # The held-out error where a prediction stays inside the pilots' replay range (as
+        # a decision's candidates do); leaving out the only pilot at a replay ratio
+        # measures replay extrapolation, which the jackknife spread covers.
+        cv_rms=cv_rms,
+        interval_rms=interval_rms(result, shared, cv_rms, noise),
         length_rms=result.length_rms,
         runs=run_fits,
         at_bound=bound_names,
         weakly_identified=weak,
         starts_agree=bool(agree),
     )
+
+
+def interval_rms(
+    result: SetResult, runs: list[int] | None, cv_rms: float | None, noise: float
+) -> float | None:
+    """The intervals' scale beside the jackknife spread: the held-out RMS error less the
+    part of it the jackknife spread already holds.
+
+    ``cv_rms`` (the pilots' left-out errors over ``runs``) includes how much the refits'
+    parameters moved; the jackknife spread of a prediction measures that too. Adding both
+    counts it twice near the pilots: this is ``sqrt(cv_rms^2 - mean jackknife variance at
+    those pilots' points)``, at least the eval noise, so that an interval at a pilot-like
+    setting has the held-out error's width and grows away from the pilots.
+    """
+    if cv_rms is None or len(result.replicas) < 2:
+        return cv_rms
+    data = result.data
+    held = (data.run_index >= 0) & (data.step > 0)
+    if runs is not None:
+        held &= np.isin(data.run_index, runs)
+    predictions = result.law.evaluate(np.array(result.replicas), data.areas.take(held))
+    spread = float(np.mean(jackknife_variance(np.log(np.maximum(predictions, 1e-12)))))
+    return float(np.sqrt(max(cv_rms**2 - spread, noise**2)))
 
 
 def pretrain_record(pilots: PilotSet) -> PretrainRecord:

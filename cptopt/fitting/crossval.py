@@ -109,6 +109,7 @@ def fit_validation_set(
     jackknife: bool,
     warm_start: np.ndarray | None = None,
     length_check: bool = False,
+    max_folds: int = MAX_FOLDS,
 ) -> SetResult:
     """Fit one validation set, then refit leaving each pilot (fold) out, warm-started.
 
@@ -122,7 +123,7 @@ def fit_validation_set(
     held_out: dict[int, np.ndarray] = {}
     run_ids = _run_ids(data)
     if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids):
+        for fold in cv_folds(run_ids, max_folds):
             kept = data.take(~np.isin(data.run_index, fold))
             refitted = optimise(
                 law, kept, delta=delta, rng=rng, starts=refit, warm_start=best.values
@@ -184,6 +185,7 @@ def fit_tied(
     refit_budget: int,
     jackknife: bool,
     warm_start: dict[str, np.ndarray] | None = None,
+    max_folds: int = MAX_FOLDS,
 ) -> dict[str, SetResult]:
     """:func:`fit_validation_set` for both sets at once, the ``shared`` parameters tied.
 
@@ -211,7 +213,7 @@ def fit_tied(
     held_out: dict[str, dict[int, np.ndarray]] = {name: {} for name in VALIDATION_SETS}
     run_ids = _run_ids(*datas.values())
     if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids):
+        for fold in cv_folds(run_ids, max_folds):
             masks = {name: ~np.isin(datas[name].run_index, fold) for name in VALIDATION_SETS}
             refit = optimise_problem(problem_for(masks), rng, refits, best.values)
             for name, values in zip(VALIDATION_SETS, problem.split(refit.values), strict=True):

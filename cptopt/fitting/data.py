@@ -6,7 +6,7 @@ says so; see :data:`PT_POINTS_FROM` for which ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -125,3 +125,37 @@ def collect_points(
         np.concatenate(run_index),
         np.concatenate(point_steps),
     )
+
+
+#: Fits thin the pilots' curves to about this many CPT points in all (:func:`thin`; the
+#: final fit) ... with many pilots every logged evaluation adds cost (it carries its drop
+#: history) but little information; the shapes of the curves are what the law needs.
+FIT_POINTS = 600
+#: ... while selecting among law variants (a CV comparison, many fits) ...
+SELECTION_POINTS = 240
+#: ... and never fewer than this many per pilot curve.
+MIN_POINTS_PER_RUN = 6
+
+
+def thin(data: FitData, total: int) -> FitData:
+    """At most about ``total`` CPT points (at least :data:`MIN_POINTS_PER_RUN` per pilot),
+    evenly spaced along each pilot's curve by index with its first and last point kept;
+    every PT-phase point. The data themselves when they are that few already."""
+    cpt = data.run_index >= 0
+    runs, counts = np.unique(data.run_index[cpt], return_counts=True)
+    if cpt.sum() <= total or runs.size == 0:
+        return _compact(data)
+    per_run = max(MIN_POINTS_PER_RUN, total // runs.size)
+    keep = ~cpt
+    for run, count in zip(runs.tolist(), counts.tolist(), strict=True):
+        index = np.flatnonzero(data.run_index == run)
+        chosen = np.unique(np.linspace(0, count - 1, min(per_run, count)).round().astype(int))
+        keep[index[chosen]] = True
+    return _compact(data.take(keep))
+
+
+def _compact(data: FitData) -> FitData:
+    """``data`` with its per-step LRs (if any) in fewer entries (``StepLRs.compact``)."""
+    if data.areas.steps is None:
+        return data
+    return replace(data, areas=replace(data.areas, steps=data.areas.steps.compact()))

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, fit_tied, fit_validation_set
-from cptopt.fitting.data import collect_points
+from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
+from cptopt.fitting.data import FIT_POINTS, SELECTION_POINTS, collect_points, thin
 from cptopt.fitting.optimise import Starts
 from cptopt.law.forms import LawForm, make_law
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
@@ -76,15 +76,29 @@ class Stage:
     polish_budget: int | None
     warm_starts: int
     length_check: bool = False
+    points: int = FIT_POINTS
+    max_folds: int = MAX_FOLDS
 
 
-#: Choosing among variants: slowly converging forms stop early, a warm start is trusted.
-SELECTING = Stage("selecting", n_polish=1, refit_budget=25, polish_budget=150, warm_starts=1)
+#: Choosing among variants: slowly converging forms stop early, a warm start is trusted,
+#: curves are thinned harder.
+SELECTING = Stage(
+    "selecting",
+    n_polish=1,
+    refit_budget=25,
+    polish_budget=150,
+    warm_starts=1,
+    points=SELECTION_POINTS,
+    max_folds=8,
+)
 #: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check,
 #: and the length-extrapolation check that widens intervals beyond the pilots' length.
 FINAL = Stage(
     "final", n_polish=2, refit_budget=60, polish_budget=None, warm_starts=2, length_check=True
 )
+#: The chosen variant after a selection, whose candidates explored the starts already:
+#: its optimum and a fresh start are probed, the better one polished to convergence.
+FINAL_SELECTED = replace(FINAL, n_polish=1)
 
 
 @dataclass(frozen=True)
@@ -153,13 +167,16 @@ class FitJob:
             for name in self.validation_sets
         }
         datas = {
-            name: collect_points(
-                self.pilots,
-                name,
-                variants[name].lam,
-                history=laws[name].needs_history,
-                pt_points=settings.pt_points_of(name),
-                steps=laws[name].needs_steps,
+            name: thin(
+                collect_points(
+                    self.pilots,
+                    name,
+                    variants[name].lam,
+                    history=laws[name].needs_history,
+                    pt_points=settings.pt_points_of(name),
+                    steps=laws[name].needs_steps,
+                ),
+                stage.points,
             )
             for name in self.validation_sets
         }
@@ -173,6 +190,7 @@ class FitJob:
             "starts": starts,
             "refit_budget": stage.refit_budget,
             "jackknife": self.jackknife,
+            "max_folds": stage.max_folds,
         }
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1):

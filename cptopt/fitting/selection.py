@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
-from cptopt.fitting.data import FitData, collect_points
+from cptopt.fitting.data import FitData, collect_points, thin
 from cptopt.fitting.jobs import (
     FINAL,
+    FINAL_SELECTED,
     SELECTING,
     FitSettings,
     Stage,
@@ -142,12 +143,6 @@ class Candidate:
         )
 
 
-#: While selecting, each pilot's curve is thinned to at most this many points (evenly
-#: spaced, its last point kept): the CV comparison needs the curves' shapes, not every
-#: evaluation, and a fit's cost grows with the points (and their drop histories).
-SELECTION_POINTS_PER_RUN = 24
-
-
 @dataclass(frozen=True)
 class SetSelection:
     """Stages 2 and 3 for one validation set, then its final fit: one job, one worker.
@@ -194,7 +189,8 @@ class SetSelection:
         def fit(variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
             law = law_for(variant, name, self.pilots, self.replay_terms, settings)
             full = data(variant.lr_power)
-            points = full if stage is FINAL else thin(full, SELECTION_POINTS_PER_RUN)
+            points = thin(full, stage.points)
+            final = stage.name == "final"
             n_starts = settings.n_starts if start is None else stage.warm_starts
             result = fit_validation_set(
                 law,
@@ -203,11 +199,12 @@ class SetSelection:
                 rng=rng,
                 starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
                 refit_budget=stage.refit_budget,
+                max_folds=stage.max_folds,
                 jackknife=True,
                 warm_start=start,
                 length_check=stage.length_check,
             )
-            if stage is SELECTING:
+            if not final:
                 found[variant] = (law, Candidate.of(variant, result))
             return result
 
@@ -241,7 +238,7 @@ class SetSelection:
             powered = replace(chosen, lr_power=True)
             fit(powered, translated(chosen, powered), SELECTING)
             chosen = choose([chosen, powered])
-        final = fit(chosen, found[chosen][1].values, FINAL)
+        final = fit(chosen, found[chosen][1].values, FINAL_SELECTED)
         return chosen, [candidate for _, candidate in found.values()], final
 
 
@@ -252,17 +249,6 @@ _TWINS = {frozenset(("share", "mix"))}
 
 def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -> bool:
     return frozenset((form, other)) in _TWINS and names == other_names
-
-
-def thin(data: FitData, per_run: int) -> FitData:
-    """At most ``per_run`` CPT points of each pilot (evenly spaced by index, the last one
-    kept); every PT-phase point."""
-    keep = data.run_index < 0
-    for run in np.unique(data.run_index[data.run_index >= 0]):
-        index = np.flatnonzero(data.run_index == run)
-        chosen = np.unique(np.linspace(0, index.size - 1, min(per_run, index.size)).round())
-        keep[index[chosen.astype(int)]] = True
-    return data.take(keep)
 
 
 def _set_row(candidate: Candidate, pilots: PilotSet) -> SelectionRow:

@@ -307,6 +307,8 @@ class StepLRs:
     run (or searched shape) one after the other. Point ``j``'s steps are
     ``lr[start[j]:stop[j]]``, each scaled by ``scale[j]`` (1 for a run's own steps; the peak
     LR over ``reference`` for the search's unit shapes, whose LRs scale with the peak).
+    ``count`` (None: 1 each): how many steps an entry stands for (:meth:`compact`), whose
+    ``weight`` is then their summed worth.
     """
 
     lr: np.ndarray
@@ -315,6 +317,7 @@ class StepLRs:
     stop: np.ndarray
     scale: np.ndarray
     reference: float
+    count: np.ndarray | None = None
 
     @staticmethod
     def empty(n_points: int, reference: float = 1.0) -> StepLRs:
@@ -347,6 +350,11 @@ class StepLRs:
         """Step sets of consecutive point sets, as one (indices offset)."""
         offsets = np.cumsum([0] + [part.lr.size for part in parts])
         reference = next((p.reference for p in parts if p.lr.size), parts[0].reference)
+        counts = None
+        if any(p.count is not None for p in parts):
+            counts = np.concatenate(
+                [np.ones(p.lr.size) if p.count is None else p.count for p in parts]
+            )
         return StepLRs(
             np.concatenate([p.lr * (p.reference / reference) for p in parts]),
             np.concatenate([p.weight for p in parts]),
@@ -354,6 +362,33 @@ class StepLRs:
             np.concatenate([p.stop + o for p, o in zip(parts, offsets, strict=False)]),
             np.concatenate([p.scale * (p.reference / reference) for p in parts]),
             reference,
+            counts,
+        )
+
+    def compact(self) -> StepLRs:
+        """The same sums from fewer entries: the steps between two consecutive point
+        boundaries (starts and stops) that share an LR become one entry, with their count
+        and summed worth. Exact; a constant phase of a thousand steps becomes one entry."""
+        if self.lr.size == 0:
+            return self
+        bounds = np.unique(np.concatenate([self.start, self.stop, [0, self.lr.size]]))
+        segment = np.searchsorted(bounds, np.arange(self.lr.size), side="right")
+        keys = np.stack([segment.astype(float), self.lr])
+        unique, inverse = np.unique(keys, axis=1, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        count = np.ones(self.lr.size) if self.count is None else self.count
+        counts = np.bincount(inverse, weights=count, minlength=unique.shape[1])
+        weights = np.bincount(inverse, weights=self.weight, minlength=unique.shape[1])
+        # entries are sorted by segment: a boundary's new index is the entries before it
+        new_index = np.searchsorted(unique[0], np.searchsorted(bounds, bounds, side="right"))
+        return StepLRs(
+            unique[1],
+            weights,
+            new_index[np.searchsorted(bounds, self.start)],
+            new_index[np.searchsorted(bounds, self.stop)],
+            self.scale,
+            self.reference,
+            counts,
         )
 
     def power_sums(self, q: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -369,6 +404,8 @@ class StepLRs:
         terms = np.where(positive, np.exp(q * log_u), 0.0)
         if weighted:
             terms = terms * self.weight
+        elif self.count is not None:
+            terms = terms * self.count
         both = np.stack(np.broadcast_arrays(terms, terms * log_u))
         sums = np.concatenate([np.zeros((*both.shape[:-1], 1)), np.cumsum(both, axis=-1)], -1)
         total = sums[..., self.stop] - sums[..., self.start]

@@ -89,6 +89,11 @@ class SetFit(BaseModel):
         description="RMS log error of the left-out curve points of the pilots whose replay "
         "ratio another pilot shares, or of all pilots (sets the interval scale)",
     )
+    interval_rms: float | None = Field(
+        default=None,
+        description="cv_rms less the jackknife spread it already holds at those pilots: the "
+        "intervals' scale beside each prediction's own jackknife spread",
+    )
     length_rms: float | None = Field(
         default=None,
         description="RMS log error at the pilots' ends of the law refitted on their first "

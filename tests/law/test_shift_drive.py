@@ -168,3 +168,38 @@ def test_lr_power_needs_the_steps():
     values = np.array([(s.start_low + s.start_high) / 2 for s in law.specs])
     with pytest.raises(ValueError, match="per-step LRs"):
         law.evaluate(values, areas)
+
+
+def test_compact_steps_give_the_same_sums():
+    areas = _run_areas(np.random.default_rng(7))
+    assert areas.steps is not None
+    constant = Areas.concatenate(
+        [
+            areas,
+            cpt_point_areas(
+                np.full(500, 1e-3),
+                np.array([100, 400, 500]),
+                None,
+                unknown_checkpoint(),
+                0.0,
+                lr_reference=2e-3,
+            ),
+        ]
+    ).steps
+    assert constant is not None
+    compact = constant.compact()
+    assert compact.lr.size < constant.lr.size - 400  # the constant run: one entry per segment
+    for q in (0.5, 1.0, 1.7):
+        for weighted in (False, True):
+            for got, want in zip(
+                compact.power_sums(np.array(q), weighted),
+                constant.power_sums(np.array(q), weighted),
+                strict=True,
+            ):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    index = np.array([0, 3, 5])
+    np.testing.assert_allclose(
+        compact.take(index).power_sums(np.array(0.8), True)[0],
+        constant.take(index).power_sums(np.array(0.8), True)[0],
+        rtol=1e-12,
+    )
