@@ -1,21 +1,20 @@
 """Predict both loss curves of a CPT schedule from a fitted law, with intervals.
 
 Intervals combine computed sources of error (nothing is assumed):
-- how wrong the law is on a run it has not seen: the RMS log error of the pilots' curves
-  when each is left out of the fit (``cv_rms``, from the fit), over the pilots whose replay
-  ratio another pilot shares (leaving out the only pilot at a ratio is an extrapolation in
-  replay, covered by the next term). It holds the eval noise, the law's misfit and the
-  parameter uncertainty at configurations like the pilots'; the part of it that the next
-  term already holds there is taken out (``interval_rms``, see
-  :func:`cptopt.fitting.assemble.interval_rms`);
+- the eval noise and the law's misfit: the robust SD of the fit's log residuals (``noise``);
 - how much less the fit knows here than at the pilots: the jackknife spread of this
-  prediction over the laws refitted with one pilot left out, which grows away from them.
+  prediction over the laws refitted with one pilot left out, which grows away from them
+  (large where one pilot alone holds a replay ratio or an LR);
+- calibrated on the pilots themselves: both together are scaled (``interval_scale``, from
+  the fit, :func:`cptopt.fitting.assemble.interval_scale`) so that they cover 90 % of the
+  points of each pilot when it was left out of the fit;
 - beyond the pilots' longest run, how wrong the law was when it extrapolated the pilots'
   first halves to their ends (``length_rms``, from the fit), once per doubling of length.
 All are on the log scale; the interval is
-``pred * exp(+-z * sqrt(interval_rms^2 + jackknife^2 + length^2))``.
-Without cross-validation (fewer than 3 pilots) the eval noise (robust SD of the fit's log
-residuals) stands in for ``cv_rms``, and the interval is then too narrow: the report says so.
+``pred * exp(+-z * sqrt(scale^2 (noise^2 + jackknife^2) + length^2))``.
+Without cross-validation (fewer than 3 pilots, or no jackknife) there is neither a scale
+nor a spread: the eval noise alone sets the interval, which is then too narrow (the report
+says so).
 """
 
 from __future__ import annotations
@@ -148,9 +147,13 @@ def _forecast(
         )
     mean = curves[0]
     fit_var = jackknife_variance(np.log(np.maximum(curves[1:], 1e-12)))
-    scale = next((v for v in (fit.interval_rms, fit.cv_rms) if v is not None), fit.noise)
+    if fit.interval_scale is not None:
+        variance = fit.interval_scale**2 * (fit_var + fit.noise**2)
+    else:
+        scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
+        variance = fit_var + scale**2
     length_sd = length_extrapolation_sd(law, validation_set, curve_steps)
-    half = z * np.sqrt(fit_var + scale**2 + np.square(length_sd))
+    half = z * np.sqrt(variance + np.square(length_sd))
     lower, upper = mean * np.exp(-half), mean * np.exp(half)
     picked = report_index
     forecast = LossForecast(

@@ -13,7 +13,7 @@ from cptopt.fitting.crossval import SetResult, shared_replay_folds
 from cptopt.fitting.optimise import at_bound, relative_residuals
 from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, SetFit
 from cptopt.law.parameters import Parameter
-from cptopt.law.uncertainty import jackknife_variance, robust_sd
+from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
 from cptopt.pilots.runs import PilotSet
 
 
@@ -92,7 +92,7 @@ def set_fit_record(
         # a decision's candidates do); leaving out the only pilot at a replay ratio
         # measures replay extrapolation, which the jackknife spread covers.
         cv_rms=cv_rms,
-        interval_rms=interval_rms(result, shared, cv_rms, noise),
+        interval_scale=interval_scale(result, noise),
         length_rms=result.length_rms,
         runs=run_fits,
         at_bound=bound_names,
@@ -101,27 +101,41 @@ def set_fit_record(
     )
 
 
-def interval_rms(
-    result: SetResult, runs: list[int] | None, cv_rms: float | None, noise: float
-) -> float | None:
-    """The intervals' scale beside the jackknife spread: the held-out RMS error less the
-    part of it the jackknife spread already holds.
+#: Interval calibration: the intervals are scaled to cover this share of the pilots' own
+#: left-out points (the level of the intervals ``predict`` reports by default) ...
+CALIBRATION_LEVEL = 0.9
 
-    ``cv_rms`` (the pilots' left-out errors over ``runs``) includes how much the refits'
-    parameters moved; the jackknife spread of a prediction measures that too. Adding both
-    counts it twice near the pilots: this is ``sqrt(cv_rms^2 - mean jackknife variance at
-    those pilots' points)``, at least the eval noise, so that an interval at a pilot-like
-    setting has the held-out error's width and grows away from the pilots.
+
+def interval_scale(result: SetResult, noise: float) -> float | None:
+    """Factor that makes ``sqrt(noise^2 + jackknife spread^2)`` cover the pilots' left-out
+    points at :data:`CALIBRATION_LEVEL` (None without cross-validation).
+
+    For every pilot left out, each of its points' log error under the refit is divided by
+    the spread the law gives that point (eval noise and misfit, ``noise``, with the
+    jackknife spread of its prediction, which is large where leaving a pilot out changes
+    the fit, as for the only pilot at a replay ratio or an LR). The factor is the
+    :data:`CALIBRATION_LEVEL` quantile of those ratios over the normal quantile, each pilot
+    weighted equally: the pilots' own held-out errors calibrate the intervals, with no
+    target run involved.
     """
-    if cv_rms is None or len(result.replicas) < 2:
-        return cv_rms
-    data = result.data
-    held = (data.run_index >= 0) & (data.step > 0)
-    if runs is not None:
-        held &= np.isin(data.run_index, runs)
-    predictions = result.law.evaluate(np.array(result.replicas), data.areas.take(held))
-    spread = float(np.mean(jackknife_variance(np.log(np.maximum(predictions, 1e-12)))))
-    return float(np.sqrt(max(cv_rms**2 - spread, noise**2)))
+    if not result.held_out or len(result.replicas) < 2:
+        return None
+    data, replicas = result.data, np.array(result.replicas)
+    ratios, weights = [], []
+    for run, errors in result.held_out.items():
+        points = data.areas.take((data.run_index == run) & (data.step > 0))
+        spread = jackknife_variance(
+            np.log(np.maximum(result.law.evaluate(replicas, points), 1e-12))
+        )
+        ratios.append(np.abs(np.log1p(errors)) / np.sqrt(noise**2 + spread + 1e-12))
+        weights.append(np.full(errors.size, 1.0 / errors.size))
+    quantile = np.quantile(
+        np.concatenate(ratios),
+        CALIBRATION_LEVEL,
+        weights=np.concatenate(weights),
+        method="inverted_cdf",
+    )
+    return float(quantile / z_value(CALIBRATION_LEVEL))
 
 
 def pretrain_record(pilots: PilotSet) -> PretrainRecord:

@@ -89,10 +89,10 @@ class SetFit(BaseModel):
         description="RMS log error of the left-out curve points of the pilots whose replay "
         "ratio another pilot shares, or of all pilots (sets the interval scale)",
     )
-    interval_rms: float | None = Field(
+    interval_scale: float | None = Field(
         default=None,
-        description="cv_rms less the jackknife spread it already holds at those pilots: the "
-        "intervals' scale beside each prediction's own jackknife spread",
+        description="factor on sqrt(noise^2 + jackknife spread^2) that makes the intervals "
+        "cover the pilots' own left-out points at the 90 % level (None: no CV)",
     )
     length_rms: float | None = Field(
         default=None,
