@@ -42,13 +42,18 @@ class FitData:
 
 #: Which PT-phase points of a validation set are pooled with the pilots' curves: "all"
 #: (every logged point from PT_POINTS_FROM on), "checkpoint" (only the points at a
-#: checkpoint's PT step: the loss CPT starts from) or "none".
+#: checkpoint's PT step: the loss CPT starts from) or "none". "auto" (a fitter setting):
+#: "checkpoint" or "all", whichever the pilots' CV prefers (the one-standard-error rule,
+#: "checkpoint" when they are within the noise); "checkpoint" when nothing is selected.
 PT_POINT_CHOICES = ("all", "checkpoint", "none")
-#: The general set pools its PT-phase points (the same data, trained the same way); the
-#: domain set keeps only the checkpoints' values. A domain loss logged during PT describes
-#: a model that never trained on the domain, another regime than CPT: pooling it pulled
-#: strong-shift fits away from the CPT behaviour (docs/law.md).
-DEFAULT_PT_POINTS = {"general": "all", "domain": "checkpoint"}
+#: The domain set keeps only the checkpoints' values: a domain loss logged during PT
+#: describes a model that never trained on the domain, another regime than CPT, and pooling
+#: it pulled strong-shift fits away from the CPT behaviour (docs/law.md). The general set's
+#: PT-phase points are the same data but still another regime (no re-warmup, no shift):
+#: the pilots' CV decides.
+DEFAULT_PT_POINTS = {"general": "auto", "domain": "checkpoint"}
+#: The PT-point policies "auto" compares, the preferred (the prior's) first.
+AUTO_PT_POINTS = ("checkpoint", "all")
 
 
 def lr_reference(pilots: PilotSet) -> float:

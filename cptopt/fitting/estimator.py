@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from cptopt.exceptions import InputError, NotFittedError
 from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
-from cptopt.fitting.data import DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
+from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
@@ -57,8 +57,9 @@ class LawFitter:
         set, kept by the one-standard-error rule). Default for a named form: False.
     domain_forward : ``"frozen"`` (default) or ``"advance"`` (Eq. 4): whether CPT steps
         advance the domain law's PT power law (:data:`cptopt.law.forms.DOMAIN_FORWARDS`).
-    pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` for both,
-        or a dict by set; default :data:`~cptopt.fitting.data.DEFAULT_PT_POINTS`.
+    pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` or
+        ``"auto"`` (CV decides) for both, or a dict by set; default
+        :data:`~cptopt.fitting.data.DEFAULT_PT_POINTS` (general auto, domain checkpoint).
 
     With several candidates, the variant is chosen by leave-one-pilot-out CV on the pilots
     (:func:`~cptopt.fitting.selection.select_variant`); the report's selection table lists
@@ -119,10 +120,10 @@ class LawFitter:
         elif self.pt_points is not None:
             points.update(self.pt_points)
         for name, value in points.items():
-            if name not in VALIDATION_SETS or value not in PT_POINT_CHOICES:
+            if name not in VALIDATION_SETS or value not in (*PT_POINT_CHOICES, "auto"):
                 raise InputError(
                     f"pt_points: {name}={value!r}; sets are {', '.join(VALIDATION_SETS)}, "
-                    f"choices {', '.join(PT_POINT_CHOICES)}"
+                    f"choices {', '.join(PT_POINT_CHOICES)}, auto"
                 )
         return points
 
@@ -210,6 +211,10 @@ class LawFitter:
             )
         self.check_settings()
         pt_points = self._pt_points()
+        if not selecting:  # nothing to compare: the prior's side
+            pt_points = {
+                name: AUTO_PT_POINTS[0] if p == "auto" else p for name, p in pt_points.items()
+            }
         settings = FitSettings(
             self.seed,
             self.huber_delta,
@@ -221,7 +226,7 @@ class LawFitter:
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
             if selecting:
-                chosen, selection, final = select_variant(
+                chosen, selection, final, pt_points = select_variant(
                     pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
                 )
             else:

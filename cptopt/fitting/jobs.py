@@ -22,7 +22,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
-from cptopt.fitting.data import FIT_POINTS, SELECTION_POINTS, collect_points, thin
+from cptopt.fitting.data import (
+    AUTO_PT_POINTS,
+    FIT_POINTS,
+    SELECTION_POINTS,
+    collect_points,
+    thin,
+)
 from cptopt.fitting.optimise import Starts
 from cptopt.law.forms import LawForm, make_law
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
@@ -112,8 +118,11 @@ class FitSettings:
     domain_forward: str = "frozen"
     pt_points: tuple[tuple[str, str], ...] = (("general", "all"), ("domain", "checkpoint"))
 
-    def pt_points_of(self, validation_set: str) -> str:
-        return dict(self.pt_points).get(validation_set, "all")
+    def pt_points_of(self, validation_set: str, resolve: bool = True) -> str:
+        """The PT-point policy of a set; "auto" (not yet chosen) as its prior side unless
+        ``resolve`` is False."""
+        policy = dict(self.pt_points).get(validation_set, "all")
+        return AUTO_PT_POINTS[0] if policy == "auto" and resolve else policy
 
 
 #: Warm starts by :meth:`Variant.warm_key`: a fitted parameter vector.

@@ -9,6 +9,9 @@ Stages (:func:`select_variant`), each a comparison of CV errors:
    leaving out the only pilot at a replay ratio makes the fold an extrapolation in replay,
    whose error is the replay form's and would drown the memory's. Skipped with one memory
    (the default: multi-power).
+1b. **The PT-phase points of the general set** (``pt_points="auto"``, the default): only
+   the checkpoints' values, or every logged PT point, with the reference form, by the
+   one-standard-error rule; "checkpoint" (the prior's side) unless "all" clearly wins.
 2. **The replay form of each validation set**, with that memory, on every fold, by the
    one-standard-error rule (:func:`one_standard_error_choice`) on that set's own CV: a form
    with more parameters must beat a smaller one by more than the paired standard error;
@@ -32,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
-from cptopt.fitting.data import FitData, collect_points, thin
+from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, thin
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
@@ -161,27 +164,29 @@ class SetSelection:
     settings: FitSettings
     warm: np.ndarray | None = None
 
-    def __call__(self) -> tuple[Variant, list[Candidate], SetResult]:
+    def __call__(self) -> tuple[Variant, list[Candidate], SetResult, str]:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
             return self._select()
 
-    def _select(self) -> tuple[Variant, list[Candidate], SetResult]:
+    def _select(self) -> tuple[Variant, list[Candidate], SetResult, str]:
+        """The chosen variant, every candidate, the final fit and the PT points used."""
         name, settings = self.validation_set, self.settings
-        datas: dict[bool, FitData] = {}
+        datas: dict[tuple[bool, str], FitData] = {}
+        policy = settings.pt_points_of(name, resolve=False)
 
         def data(steps: bool) -> FitData:
-            if steps not in datas:
-                datas[steps] = collect_points(
+            if (steps, policy) not in datas:
+                datas[steps, policy] = collect_points(
                     self.pilots,
                     name,
                     self.reference.lam,
                     history=self.reference.annealing == "mpl",
-                    pt_points=settings.pt_points_of(name),
+                    pt_points=policy,
                     steps=steps,
                 )
-            return datas[steps]
+            return datas[steps, policy]
 
         rng = np.random.default_rng([settings.seed, VALIDATION_SETS.index(name)])
         found: dict[Variant, tuple[LawForm, Candidate]] = {}
@@ -214,12 +219,25 @@ class SetSelection:
             return translate_start(law, candidate.values, target_law)
 
         def choose(variants: list[Variant]) -> Variant:
-            rows = [_set_row(found[v][1], self.pilots) for v in variants]
+            rows = [_set_row(found[v][1]) for v in variants]
             best, _ = one_standard_error_choice(rows, _fewest_parameters)
             return _variant(best)
 
         reference = self.reference
-        fit(reference, self.warm, SELECTING)
+        if policy == "auto":  # stage 1b: the PT-phase points, with the reference form
+            tried = {}
+            for policy in AUTO_PT_POINTS:
+                start = self.warm if not tried else found[reference][1].values
+                fit(reference, start, SELECTING)
+                tried[policy] = found[reference]
+            scores = [
+                _set_row(candidate).model_copy(update={"form": policy})
+                for policy, (_, candidate) in tried.items()
+            ]
+            policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
+            found[reference] = tried[policy]
+        else:
+            fit(reference, self.warm, SELECTING)
         names = {
             reference.form: law_for(reference, name, self.pilots, self.replay_terms, settings).names
         }
@@ -239,7 +257,7 @@ class SetSelection:
             fit(powered, translated(chosen, powered), SELECTING)
             chosen = choose([chosen, powered])
         final = fit(chosen, found[chosen][1].values, FINAL_SELECTED)
-        return chosen, [candidate for _, candidate in found.values()], final
+        return chosen, [candidate for _, candidate in found.values()], final, policy
 
 
 #: Forms that are the same law when they have the same parameters (``mix`` adds a
@@ -251,7 +269,12 @@ def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -
     return frozenset((form, other)) in _TWINS and names == other_names
 
 
-def _set_row(candidate: Candidate, pilots: PilotSet) -> SelectionRow:
+def _in_order(preferred: tuple[str, ...]) -> Callable[[SelectionRow], tuple]:
+    """A 1-SE preference: rows named (``form``) earlier in ``preferred`` first."""
+    return lambda row: (preferred.index(row.form), row.cv_mean)
+
+
+def _set_row(candidate: Candidate) -> SelectionRow:
     """A candidate of one set as a selection row (its own CV as the row's CV)."""
     variant = candidate.variant
     per_pilot = {str(run): error for run, error in sorted(candidate.cv_per_run.items())}
@@ -383,12 +406,13 @@ def select_variant(
     tie: bool | str,
     lr_power: bool | str = "auto",
     pool: ProcessPoolExecutor | None,
-) -> tuple[dict[str, Variant], list[SelectionRow], dict[str, SetResult]]:
+) -> tuple[dict[str, Variant], list[SelectionRow], dict[str, SetResult], dict[str, str]]:
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
     ``lr_power``: "auto" (stage 3 decides), True or False (every candidate with or without).
     Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4
-    chose it), every row compared (the chosen ones marked) and the final fit.
+    chose it), every row compared (the chosen ones marked), the final fit and the PT-phase
+    points each set pooled (stage 1b resolves "auto").
     """
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
@@ -414,10 +438,14 @@ def select_variant(
         jobs[name] = pool.submit(job) if pool else job
     chosen: dict[str, Variant] = {}
     final: dict[str, SetResult] = {}
+    pt_points: dict[str, str] = {}
     for name, job in jobs.items():
-        chosen[name], found, final[name] = job.result() if isinstance(job, Future) else job()
+        chosen[name], found, final[name], pt_points[name] = (
+            job.result() if isinstance(job, Future) else job()
+        )
         known = {c.variant for c in found}
         candidates[name] = [c for c in candidates[name] if c.variant not in known] + found
+    settings = replace(settings, pt_points=tuple(sorted(pt_points.items())))
     errors: dict[tuple, float] = {}
     if tie is not False and reference.annealing == "mpl":
         if tie == "auto" and chosen["general"] == chosen["domain"]:
@@ -442,4 +470,4 @@ def select_variant(
                 }
             )
         )
-    return chosen, rows, final
+    return chosen, rows, final, pt_points
