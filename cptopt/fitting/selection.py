@@ -15,8 +15,9 @@ Stages (:func:`select_variant`), each a comparison of CV errors:
 2. **The replay form of each validation set**, with that memory, on every fold, by the
    one-standard-error rule (:func:`one_standard_error_choice`) on that set's own CV: a form
    with more parameters must beat a smaller one by more than the paired standard error;
-   among equal counts the lowest CV wins. The two laws are separate fits, so nothing ties
-   their forms.
+   among equal counts the lowest CV wins, except that for the general set the prior's
+   order (:data:`GENERAL_FORM_PRIOR`) decides among the forms within the noise. The two
+   laws are separate fits, so nothing ties their forms.
 3. **The LR power of each set** (``lr_power``: the shift driven by ``sum eta^q``), against
    the LR area, by the same rule: one parameter more must clearly pay.
 4. **Tying** (``tie="auto"`` with the multi-power memory, both sets on one form): the
@@ -220,7 +221,7 @@ class SetSelection:
 
         def choose(variants: list[Variant]) -> Variant:
             rows = [_set_row(found[v][1]) for v in variants]
-            best, _ = one_standard_error_choice(rows, _fewest_parameters)
+            best, _ = one_standard_error_choice(rows, _prior_preference(name))
             return _variant(best)
 
         reference = self.reference
@@ -267,6 +268,27 @@ _TWINS = {frozenset(("share", "mix"))}
 
 def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -> bool:
     return frozenset((form, other)) in _TWINS and names == other_names
+
+
+#: Among replay forms the general set's CV cannot tell apart (within one standard error, as
+#: many parameters), the prior decides: forgetting falls steeply with the first replay and
+#: then flattens (a little replay removes most of it: critical-mixture-ratio and
+#: data-mixing laws, arXiv 2407.17467, 2403.16952), which ``odds`` expresses best and
+#: ``exp`` next. Pilots rarely sit between r = 0 and r = 0.25, where the forms differ, so
+#: their CV on their own ratios is mostly noise here. The domain set has no such prior.
+GENERAL_FORM_PRIOR = ("odds", "exp", "share", "mix")
+
+
+def _prior_preference(validation_set: str) -> Callable[[SelectionRow], tuple]:
+    """The 1-SE preference: fewest parameters, then (general set) the prior's order."""
+    if validation_set != "general":
+        return _fewest_parameters
+
+    def preference(row: SelectionRow) -> tuple:
+        rank = GENERAL_FORM_PRIOR.index(row.form) if row.form in GENERAL_FORM_PRIOR else 99
+        return (row.n_params, rank, row.cv_mean)
+
+    return preference
 
 
 def _in_order(preferred: tuple[str, ...]) -> Callable[[SelectionRow], tuple]:
