@@ -23,6 +23,26 @@ from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 TIE_WORDS: dict[str, bool | str] = {"yes": True, "no": False, "auto": "auto"}
 
 
+#: The replay forms' disagreement worth a note: above this, predictions between the
+#: pilots' replay ratios depend on a choice the pilots could not make.
+REPLAY_DOUBT_NOTE = 0.01
+
+
+def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]]) -> list[str]:
+    """One note per set whose CV-equivalent replay forms disagree between the pilots' ratios."""
+    notes = []
+    for name, items in doubts.items():
+        worst = max(items, key=lambda item: item[1], default=None)
+        if worst is not None and worst[1] > REPLAY_DOUBT_NOTE:
+            ratio, spread, forms = worst
+            notes.append(
+                f"{name}: the replay forms the pilots' CV cannot tell apart ({', '.join(forms)}) "
+                f"differ by {100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' "
+                "ratios: predictions there are uncertain; a pilot near that ratio would decide"
+            )
+    return notes
+
+
 class LawFitter:
     """Fits the CPT law to a :class:`~cptopt.pilots.PilotSet` (scikit-learn style).
 
@@ -226,9 +246,12 @@ class LawFitter:
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
             if selecting:
-                chosen, selection, final, pt_points = select_variant(
+                selected = select_variant(
                     pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
                 )
+                chosen, selection, final = selected.chosen, selected.rows, selected.final
+                pt_points = selected.pt_points
+                notes += replay_doubt_notes(selected.replay_doubt)
             else:
                 variant, selection = variants[0], []
                 if tie is True:

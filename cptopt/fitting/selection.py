@@ -49,6 +49,7 @@ from cptopt.fitting.jobs import (
     law_for,
 )
 from cptopt.fitting.optimise import Starts
+from cptopt.law.areas import checkpoint_state, cpt_point_areas
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
@@ -148,8 +149,21 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class SetOutcome:
+    """One validation set's selection: the chosen variant, every candidate, the final fit,
+    the PT-phase points pooled, and how much the replay forms the pilots' CV could not tell
+    apart disagree between the pilots' replay ratios (``(ratio, spread, forms)`` each)."""
+
+    chosen: Variant
+    candidates: list[Candidate]
+    final: SetResult
+    pt_points: str
+    replay_doubt: list[tuple[float, float, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
 class SetSelection:
-    """Stages 2 and 3 for one validation set, then its final fit: one job, one worker.
+    """Stages 1b, 2 and 3 for one validation set, then its final fit: one job, one worker.
 
     The general and the domain law are separate fits, so each set's whole selection runs
     in its own process without waiting for the other's (see the module docstring).
@@ -165,100 +179,155 @@ class SetSelection:
     settings: FitSettings
     warm: np.ndarray | None = None
 
-    def __call__(self) -> tuple[Variant, list[Candidate], SetResult, str]:
+    def __call__(self) -> SetOutcome:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
-            return self._select()
+            return _SetSelectionRun(self).run()
 
-    def _select(self) -> tuple[Variant, list[Candidate], SetResult, str]:
-        """The chosen variant, every candidate, the final fit and the PT points used."""
-        name, settings = self.validation_set, self.settings
-        datas: dict[tuple[bool, str], FitData] = {}
-        policy = settings.pt_points_of(name, resolve=False)
 
-        def data(steps: bool) -> FitData:
-            if (steps, policy) not in datas:
-                datas[steps, policy] = collect_points(
-                    self.pilots,
-                    name,
-                    self.reference.lam,
-                    history=self.reference.annealing == "mpl",
-                    pt_points=policy,
-                    steps=steps,
-                )
-            return datas[steps, policy]
+class _SetSelectionRun:
+    """The state of one :class:`SetSelection`: its data, generator and candidates."""
 
-        rng = np.random.default_rng([settings.seed, VALIDATION_SETS.index(name)])
-        found: dict[Variant, tuple[LawForm, Candidate]] = {}
+    def __init__(self, job: SetSelection) -> None:
+        self.job, self.name, self.settings = job, job.validation_set, job.settings
+        self.policy = job.settings.pt_points_of(job.validation_set, resolve=False)
+        self.datas: dict[tuple[bool, str], FitData] = {}
+        self.rng = np.random.default_rng([job.settings.seed, VALIDATION_SETS.index(self.name)])
+        self.found: dict[Variant, tuple[LawForm, Candidate]] = {}
 
-        def fit(variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
-            law = law_for(variant, name, self.pilots, self.replay_terms, settings)
-            full = data(variant.lr_power)
-            points = thin(full, stage.points)
-            final = stage.name == "final"
-            n_starts = settings.n_starts if start is None else stage.warm_starts
-            result = fit_validation_set(
-                law,
-                points,
-                delta=settings.huber_delta,
-                rng=rng,
-                starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
-                refit_budget=stage.refit_budget,
-                max_folds=stage.max_folds,
-                jackknife=True,
-                warm_start=start,
-                length_check=stage.length_check,
+    def law(self, variant: Variant) -> LawForm:
+        job = self.job
+        return law_for(variant, self.name, job.pilots, job.replay_terms, self.settings)
+
+    def data(self, steps: bool) -> FitData:
+        key = (steps, self.policy)
+        if key not in self.datas:
+            reference = self.job.reference
+            self.datas[key] = collect_points(
+                self.job.pilots,
+                self.name,
+                reference.lam,
+                history=reference.annealing == "mpl",
+                pt_points=self.policy,
+                steps=steps,
             )
-            if not final:
-                found[variant] = (law, Candidate.of(variant, result))
-            return result
+        return self.datas[key]
 
-        def translated(source: Variant, target: Variant) -> np.ndarray:
-            law, candidate = found[source]
-            target_law = law_for(target, name, self.pilots, self.replay_terms, settings)
-            return translate_start(law, candidate.values, target_law)
+    def fit(self, variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
+        settings, law = self.settings, self.law(variant)
+        n_starts = settings.n_starts if start is None else stage.warm_starts
+        result = fit_validation_set(
+            law,
+            thin(self.data(variant.lr_power), stage.points),
+            delta=settings.huber_delta,
+            rng=self.rng,
+            starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
+            refit_budget=stage.refit_budget,
+            max_folds=stage.max_folds,
+            jackknife=True,
+            warm_start=start,
+            length_check=stage.length_check,
+        )
+        if stage.name != "final":
+            self.found[variant] = (law, Candidate.of(variant, result))
+        return result
 
-        def choose(variants: list[Variant]) -> Variant:
-            rows = [_set_row(found[v][1]) for v in variants]
-            best, _ = one_standard_error_choice(rows, _prior_preference(name))
-            return _variant(best)
+    def translated(self, source: Variant, target: Variant) -> np.ndarray:
+        law, candidate = self.found[source]
+        return translate_start(law, candidate.values, self.law(target))
 
-        reference = self.reference
-        if policy == "auto":  # stage 1b: the PT-phase points, with the reference form
-            tried = {}
-            for policy in AUTO_PT_POINTS:
-                start = self.warm if not tried else found[reference][1].values
-                fit(reference, start, SELECTING)
-                tried[policy] = found[reference]
-            scores = [
-                _set_row(candidate).model_copy(update={"form": policy})
-                for policy, (_, candidate) in tried.items()
-            ]
-            policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
-            found[reference] = tried[policy]
-        else:
-            fit(reference, self.warm, SELECTING)
-        names = {
-            reference.form: law_for(reference, name, self.pilots, self.replay_terms, settings).names
-        }
-        for form in self.forms:
+    def choose(self, variants: list[Variant]) -> tuple[Variant, list[Variant]]:
+        """The 1-SE choice among ``variants`` and the ones within the noise of the best."""
+        rows = [_set_row(self.found[v][1]) for v in variants]
+        best, errors = one_standard_error_choice(rows, _prior_preference(self.name))
+        lowest = min(rows, key=lambda row: row.cv_mean)
+        close = [
+            _variant(row)
+            for row, se in zip(rows, errors, strict=True)
+            if row.cv_mean - lowest.cv_mean <= se
+        ]
+        return _variant(best), close
+
+    def choose_pt_points(self, reference: Variant) -> None:
+        """Stage 1b: the PT-phase points (``policy`` "auto"), with the reference form."""
+        tried = {}
+        for policy in AUTO_PT_POINTS:
+            self.policy = policy
+            start = self.job.warm if not tried else self.found[reference][1].values
+            self.fit(reference, start, SELECTING)
+            tried[policy] = self.found[reference]
+        scores = [
+            _set_row(candidate).model_copy(update={"form": policy})
+            for policy, (_, candidate) in tried.items()
+        ]
+        self.policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
+        self.found[reference] = tried[self.policy]
+
+    def fit_forms(self, reference: Variant) -> None:
+        """Stage 2's candidates: every form, from the reference's optimum (twins shared)."""
+        names = {reference.form: self.law(reference).names}
+        for form in self.job.forms:
             variant = replace(reference, form=form)
-            law = law_for(variant, name, self.pilots, self.replay_terms, settings)
+            law = self.law(variant)
             twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
             if twin is not None:  # e.g. mix is share for the domain law: the same fit
-                law_twin, candidate = found[replace(reference, form=twin)]
-                found[variant] = (law_twin, replace(candidate, variant=variant))
-            elif variant not in found:
-                fit(variant, translated(reference, variant), SELECTING)
+                law_twin, candidate = self.found[replace(reference, form=twin)]
+                self.found[variant] = (law_twin, replace(candidate, variant=variant))
+            elif variant not in self.found:
+                self.fit(variant, self.translated(reference, variant), SELECTING)
             names.setdefault(form, law.names)
-        chosen = choose([replace(reference, form=form) for form in self.forms])
-        if self.lr_power == "auto":
+
+    def run(self) -> SetOutcome:
+        reference = self.job.reference
+        if self.policy == "auto":
+            self.choose_pt_points(reference)
+        else:
+            self.fit(reference, self.job.warm, SELECTING)
+        self.fit_forms(reference)
+        chosen, close = self.choose([replace(reference, form=f) for f in self.job.forms])
+        doubt = self.replay_doubt(close)
+        if self.job.lr_power == "auto":
             powered = replace(chosen, lr_power=True)
-            fit(powered, translated(chosen, powered), SELECTING)
-            chosen = choose([chosen, powered])
-        final = fit(chosen, found[chosen][1].values, FINAL_SELECTED)
-        return chosen, [candidate for _, candidate in found.values()], final, policy
+            self.fit(powered, self.translated(chosen, powered), SELECTING)
+            chosen, _ = self.choose([chosen, powered])
+        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED)
+        candidates = [candidate for _, candidate in self.found.values()]
+        return SetOutcome(chosen, candidates, final, self.policy, doubt)
+
+    def replay_doubt(self, close: list[Variant]) -> list[tuple[float, float, tuple[str, ...]]]:
+        """How far apart the forms within the noise predict between the pilots' ratios.
+
+        At the middle of each gap between two neighbouring replay ratios of the pilots,
+        the first pilot's schedule is predicted by every form in ``close``; the spread is
+        ``max / min - 1`` of their final losses. Pilots at two or three ratios cannot
+        tell these forms apart, and the forms differ most there.
+        """
+        forms = {v.form: v for v in close}
+        pilots = self.job.pilots
+        ratios = sorted({run.replay_ratio for run in pilots.runs})
+        if len(forms) < 2 or len(ratios) < 2 or not self.job.replay_terms:
+            return []
+        run = pilots.runs[0]
+        state = checkpoint_state(pilots.pretrain, run.checkpoint, self.job.reference.lam)
+        out = []
+        for low, high in zip(ratios[:-1], ratios[1:], strict=True):
+            middle = (low + high) / 2
+            areas = cpt_point_areas(
+                run.cpt_lr,
+                np.array([run.cpt_lr.size]),
+                self.job.reference.lam,
+                state,
+                middle,
+                history=self.job.reference.annealing == "mpl",
+            )
+            finals = [
+                float(self.found[v][0].evaluate(self.found[v][1].values, areas)[0])
+                for v in forms.values()
+            ]
+            if min(finals) > 0:
+                out.append((middle, max(finals) / min(finals) - 1.0, tuple(forms)))
+        return out
 
 
 #: Forms that are the same law when they have the same parameters (``mix`` adds a
@@ -367,6 +436,17 @@ def merged_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class Selected:
+    """What :func:`select_variant` returns (see there)."""
+
+    chosen: dict[str, Variant]
+    rows: list[SelectionRow]
+    final: dict[str, SetResult]
+    pt_points: dict[str, str]
+    replay_doubt: dict[str, list[tuple[float, float, tuple[str, ...]]]]
+
+
 def _key_of(variant: Variant) -> tuple:
     return (variant.form, variant.annealing, variant.lam, variant.tied, variant.lr_power)
 
@@ -428,13 +508,13 @@ def select_variant(
     tie: bool | str,
     lr_power: bool | str = "auto",
     pool: ProcessPoolExecutor | None,
-) -> tuple[dict[str, Variant], list[SelectionRow], dict[str, SetResult], dict[str, str]]:
+) -> Selected:
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
     ``lr_power``: "auto" (stage 3 decides), True or False (every candidate with or without).
     Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4
-    chose it), every row compared (the chosen ones marked), the final fit and the PT-phase
-    points each set pooled (stage 1b resolves "auto").
+    chose it), every row compared (the chosen ones marked), the final fit, the PT-phase
+    points each set pooled (stage 1b resolves "auto") and the replay forms' disagreement.
     """
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
@@ -461,12 +541,18 @@ def select_variant(
     chosen: dict[str, Variant] = {}
     final: dict[str, SetResult] = {}
     pt_points: dict[str, str] = {}
+    doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
     for name, job in jobs.items():
-        chosen[name], found, final[name], pt_points[name] = (
-            job.result() if isinstance(job, Future) else job()
+        outcome = job.result() if isinstance(job, Future) else job()
+        chosen[name], final[name], pt_points[name] = (
+            outcome.chosen,
+            outcome.final,
+            outcome.pt_points,
         )
-        known = {c.variant for c in found}
-        candidates[name] = [c for c in candidates[name] if c.variant not in known] + found
+        doubts[name] = outcome.replay_doubt
+        known = {c.variant for c in outcome.candidates}
+        candidates[name] = [c for c in candidates[name] if c.variant not in known]
+        candidates[name] += outcome.candidates
     settings = replace(settings, pt_points=tuple(sorted(pt_points.items())))
     errors: dict[tuple, float] = {}
     if tie is not False and reference.annealing == "mpl":
@@ -492,4 +578,4 @@ def select_variant(
                 }
             )
         )
-    return chosen, rows, final, pt_points
+    return Selected(chosen, rows, final, pt_points, doubts)

@@ -209,5 +209,3 @@ def run_from_log(
         sha256=log.sha256,
         notes=tuple(log.notes) + notes,
     )
-
-
