@@ -15,9 +15,10 @@ Stages (:func:`select_variant`), each a comparison of CV errors:
 2. **The replay form of each validation set**, with that memory, on every fold, by the
    one-standard-error rule (:func:`one_standard_error_choice`) on that set's own CV: a form
    with more parameters must beat a smaller one by more than the paired standard error;
-   among equal counts the lowest CV wins, except that for the general set the prior's
-   order (:data:`GENERAL_FORM_PRIOR`) decides among the forms within the noise. The two
-   laws are separate fits, so nothing ties their forms.
+   among the forms within the noise with as many parameters, the general set takes the
+   prior's order (:data:`GENERAL_FORM_PRIOR`), the domain set the smallest 2x
+   length-extrapolation error of its pilots (:func:`~cptopt.fitting.crossval.
+   length_extrapolation_rms`). The two laws are separate fits: nothing ties their forms.
 3. **The LR power of each set** (``lr_power``: the shift driven by ``sum eta^q``), against
    the LR area, by the same rule: one parameter more must clearly pay.
 4. **Tying** (``tie="auto"`` with the multi-power memory, both sets on one form): the
@@ -140,11 +141,17 @@ class Candidate:
     cv_per_run: dict[int, float]
     n_params: int
     values: np.ndarray
+    length_rms: float | None = None
 
     @staticmethod
     def of(variant: Variant, result: SetResult) -> Candidate:
         return Candidate(
-            variant, result.cv_error, result.cv_per_run(), len(result.law.names), result.best.values
+            variant,
+            result.cv_error,
+            result.cv_per_run(),
+            len(result.law.names),
+            result.best.values,
+            result.length_rms,
         )
 
 
@@ -227,7 +234,7 @@ class _SetSelectionRun:
             max_folds=stage.max_folds,
             jackknife=True,
             warm_start=start,
-            length_check=stage.length_check,
+            length_check=stage.length_check or self.name == "domain",
         )
         if stage.name != "final":
             self.found[variant] = (law, Candidate.of(variant, result))
@@ -344,18 +351,21 @@ def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -
 #: then flattens (a little replay removes most of it: critical-mixture-ratio and
 #: data-mixing laws, arXiv 2407.17467, 2403.16952), which ``odds`` expresses best and
 #: ``exp`` next. Pilots rarely sit between r = 0 and r = 0.25, where the forms differ, so
-#: their CV on their own ratios is mostly noise here. The domain set has no such prior.
+#: their CV on their own ratios is mostly noise here.
 GENERAL_FORM_PRIOR = ("odds", "exp", "share", "mix")
 
 
 def _prior_preference(validation_set: str) -> Callable[[SelectionRow], tuple]:
-    """The 1-SE preference: fewest parameters, then (general set) the prior's order."""
-    if validation_set != "general":
-        return _fewest_parameters
+    """The 1-SE preference: fewest parameters, then for the general set the prior's order,
+    for the domain set the smaller 2x length-extrapolation error (measured on the pilots:
+    the domain law is the one that has to carry 1,000-step pilots to longer runs)."""
 
     def preference(row: SelectionRow) -> tuple:
-        rank = GENERAL_FORM_PRIOR.index(row.form) if row.form in GENERAL_FORM_PRIOR else 99
-        return (row.n_params, rank, row.cv_mean)
+        if validation_set == "general":
+            rank = GENERAL_FORM_PRIOR.index(row.form) if row.form in GENERAL_FORM_PRIOR else 99
+            return (row.n_params, rank, row.cv_mean)
+        length = row.length_rms_domain
+        return (row.n_params, np.inf if length is None else length, row.cv_mean)
 
     return preference
 
@@ -382,6 +392,7 @@ def _set_row(candidate: Candidate) -> SelectionRow:
         cv_mean=cv,
         cv_memory=cv,
         cv_per_pilot=per_pilot,
+        length_rms_domain=candidate.length_rms,
     )
 
 
@@ -431,6 +442,7 @@ def merged_rows(
                 cv_per_pilot={str(run): e for run, e in per_run.items()},
                 cv_per_pilot_general=own.get("general", {}),
                 cv_per_pilot_domain=own.get("domain", {}),
+                length_rms_domain=present["domain"].length_rms if "domain" in present else None,
             )
         )
     return rows

@@ -175,6 +175,9 @@ class SelectionRow(BaseModel):
     n_params_domain: int = 0
     cv_per_pilot_general: dict[str, float] = Field(default_factory=dict)
     cv_per_pilot_domain: dict[str, float] = Field(default_factory=dict)
+    length_rms_domain: float | None = Field(
+        default=None, description="the domain law's 2x length-extrapolation RMS (selection)"
+    )
     chosen: bool = False
     chosen_general: bool = False
     chosen_domain: bool = False
