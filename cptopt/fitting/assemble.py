@@ -12,6 +12,7 @@ import numpy as np
 from cptopt.fitting.crossval import SetResult, shared_replay_folds
 from cptopt.fitting.optimise import at_bound, relative_residuals
 from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, SetFit
+from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
 from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
 from cptopt.pilots.runs import PilotSet
@@ -45,23 +46,7 @@ def set_fit_record(
             )
         )
     bound_names = at_bound(law, best.values)
-    parameters, weak = [], []
-    for i, spec in enumerate(law.specs):
-        se = None if stderr is None else float(stderr[i])
-        value = float(best.values[i])
-        if se is not None and (value == 0 or se > abs(value)):
-            weak.append(spec.name)
-        parameters.append(
-            Parameter(
-                name=spec.name,
-                value=value,
-                min=spec.lower,
-                max=spec.upper,
-                stderr=se,
-                at_bound=spec.name in bound_names,
-                description=spec.description,
-            )
-        )
+    parameters, weak = parameter_records(law, best.values, stderr, bound_names)
     named = dict(zip(law.names, best.values.tolist(), strict=True))
     total = float(((data.loss - data.loss.mean()) ** 2).sum())
     predicted = law.evaluate(best.values, data.areas)
@@ -104,6 +89,31 @@ def set_fit_record(
 #: Interval calibration: the intervals are scaled to cover this share of the pilots' own
 #: left-out points (the level of the intervals ``predict`` reports by default) ...
 CALIBRATION_LEVEL = 0.9
+
+
+def parameter_records(
+    law: LawForm, values: np.ndarray, stderr: np.ndarray | None, bound_names: list[str]
+) -> tuple[list[Parameter], list[str]]:
+    """Each parameter with its jackknife standard error, and the weakly identified ones
+    (standard error above the value's size)."""
+    parameters, weak = [], []
+    for i, spec in enumerate(law.specs):
+        se = None if stderr is None else float(stderr[i])
+        value = float(values[i])
+        if se is not None and (value == 0 or se > abs(value)):
+            weak.append(spec.name)
+        parameters.append(
+            Parameter(
+                name=spec.name,
+                value=value,
+                min=spec.lower,
+                max=spec.upper,
+                stderr=se,
+                at_bound=spec.name in bound_names,
+                description=spec.description,
+            )
+        )
+    return parameters, weak
 
 
 def interval_scale(result: SetResult, noise: float) -> float | None:

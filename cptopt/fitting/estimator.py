@@ -43,6 +43,20 @@ def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...
     return notes
 
 
+def pilot_notes(pilots: PilotSet) -> list[str]:
+    """The runs' notes, and what the pilots' replay ratios allow."""
+    notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
+    ratios = sorted({run.replay_ratio for run in pilots.runs})
+    if len(ratios) == 1:
+        notes.append(
+            f"all pilots use replay ratio {ratios[0]:g}: the replay terms are not "
+            "identifiable, so the law predicts that ratio only (replay is fixed)"
+        )
+    elif len(ratios) == 2:
+        notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
+    return notes
+
+
 class LawFitter:
     """Fits the CPT law to a :class:`~cptopt.pilots.PilotSet` (scikit-learn style).
 
@@ -208,21 +222,12 @@ class LawFitter:
         from threadpoolctl import threadpool_limits
 
         variants, tie = self._variants()
-        replay_ratios = sorted({run.replay_ratio for run in pilots.runs})
-        replay_terms = len(replay_ratios) >= 2
-        notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
-        if not replay_terms:
-            notes.append(
-                f"all pilots use replay ratio {replay_ratios[0]:g}: the replay terms are not "
-                "identifiable, so the law predicts that ratio only (replay is fixed)"
-            )
-        elif len(replay_ratios) == 2:
-            notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
+        replay_terms = len({run.replay_ratio for run in pilots.runs}) >= 2
+        notes = pilot_notes(pilots)
         lr_power = self._lr_power()
         selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
         logged = [
-            sum(run.curve(name) is not None for run in pilots.runs)
-            for name in ("general", "domain")
+            sum(run.curve(name) is not None for run in pilots.runs) for name in VALIDATION_SETS
         ]
         if selecting and min(logged) < 3:
             raise InputError(
@@ -233,7 +238,7 @@ class LawFitter:
         pt_points = self._pt_points()
         if not selecting:  # nothing to compare: the prior's side
             pt_points = {
-                name: AUTO_PT_POINTS[0] if p == "auto" else p for name, p in pt_points.items()
+                name: p.replace("auto", AUTO_PT_POINTS[0]) for name, p in pt_points.items()
             }
         settings = FitSettings(
             self.seed,
