@@ -105,7 +105,7 @@ def test_repetition_weights_follow_data_constrained_scaling():
 @pytest.mark.parametrize("form", sorted(FORMS))
 @pytest.mark.parametrize("validation_set", ["general", "domain"])
 @pytest.mark.parametrize("frozen", [False, True])
-def test_lr_power_jacobian_matches_finite_differences(form, validation_set, frozen):
+def test_lr_power_jacobian_matches_finite_differences(form, validation_set, frozen, jacobian_check):
     law = make_law(
         form,
         validation_set,
@@ -118,22 +118,7 @@ def test_lr_power_jacobian_matches_finite_differences(form, validation_set, froz
     assert "q" in law.names and law.needs_steps
     rng = np.random.default_rng(5)
     areas = _run_areas(rng)
-    values = []
-    for spec in law.specs:
-        low = max(spec.lower, spec.start_low if not spec.linear else -1.0)
-        high = min(spec.upper, spec.start_high if not spec.linear else 2.0)
-        values.append(rng.uniform(max(low, 0.05) if spec.log else low, high))
-    values = np.array(values)
-    prediction, jac = law.jacobian(values, areas)
-    np.testing.assert_allclose(prediction, law.evaluate(values, areas), rtol=1e-12)
-    for column in range(values.size):
-        step = 1e-6 * max(abs(values[column]), 1e-3)
-        bumped = values.copy()
-        bumped[column] += step
-        numeric = (law.evaluate(bumped, areas) - prediction) / step
-        np.testing.assert_allclose(
-            jac[:, column], numeric, rtol=1e-4, atol=1e-6, err_msg=law.names[column]
-        )
+    jacobian_check(law, areas, rng)
 
 
 def test_lr_power_at_q_1_is_the_area_law():
