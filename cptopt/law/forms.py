@@ -8,7 +8,15 @@ with the replay multipliers of Eq. 8 (r = replay ratio, r_cpt = 1 - r):
     general:  u = exp(a1*r),      v = 1 - exp(-a2*r_cpt)
     domain:   u = exp(a1*r_cpt),  v = exp(a2*r_cpt) - 1
 
-and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio.
+and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio. Other replay forms
+(``exp``, ``share``, ``mix``, ``odds``) replace Eq. 8's multipliers; each validation set has
+its own.
+
+Two departures from Eq. 4, both options of a form: ``domain_forward="frozen"`` keeps the
+domain law's PT power law at its checkpoint value (the CPT area drops out of it), and
+``lr_power`` drives the shift term by ``X = eta_ref sum_i (eta_i / eta_ref)^q`` (``q``
+fitted) instead of S1cpt. The domain law's shift reads the CPT area with repeated domain
+data discounted (``Areas.s1_shift``), which is S1cpt when nothing repeats.
 
 Parametrisation. The shift term is written ``Bbeta * g(beta, E*S1cpt)`` with
 ``g = (1 - (1 + x)^-beta) / beta``, so ``Bbeta = B*beta``: for small beta only that product
