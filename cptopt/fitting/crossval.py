@@ -31,8 +31,9 @@ MAX_FOLDS = 10
 
 
 def cv_folds(run_ids: list[int], max_folds: int = MAX_FOLDS) -> list[list[int]]:
-    """Leave-one-pilot-out folds, grouped round-robin when there are more than ``max_folds``."""
-    if len(run_ids) <= max_folds:
+    """Leave-one-pilot-out folds up to :data:`MAX_FOLDS` pilots (or ``max_folds``, if more);
+    beyond, ``max_folds`` folds that group pilots round-robin."""
+    if len(run_ids) <= max(max_folds, MAX_FOLDS):
         return [[run_id] for run_id in run_ids]
     return [run_ids[start::max_folds] for start in range(max_folds)]
 

@@ -95,7 +95,7 @@ SELECTING = Stage(
     polish_budget=150,
     warm_starts=1,
     points=SELECTION_POINTS,
-    max_folds=8,
+    max_folds=5,  # 5-fold CV beyond MAX_FOLDS pilots (leave-one-out up to there)
 )
 #: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check,
 #: and the length-extrapolation check that widens intervals beyond the pilots' length.
