@@ -209,3 +209,5 @@ def run_from_log(
         sha256=log.sha256,
         notes=tuple(log.notes) + notes,
     )
+
+
