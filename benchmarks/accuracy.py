@@ -1,6 +1,7 @@
-"""Held-out accuracy of cptopt on a folder of real CPT runs (run on demand, not in CI).
+"""Held-out accuracy of cptopt on folders of real CPT runs (run on demand, not in CI).
 
-For each scenario of the folder's ``protocol.json``: fit on the pilots only, predict every
+For each domain (folder) and each scenario of its ``protocol.json``: fit on the pilots
+only, predict every
 target run from its own per-step LR, and report per loss (general, domain)
 - curve mean / worst: mean over targets, and max over targets, of a target curve's mean
   |relative error| (every evaluation point, step 0 excluded);
@@ -9,14 +10,17 @@ target run from its own per-step LR, and report per loss (general, domain)
 - decision: for each weight pair, regret (real objective of the predicted best minus the
   real best, also relative) and Kendall's tau between predicted and real rankings;
 - interval coverage: share of real final losses inside the 90 % prediction interval;
-- the noise floor: seed-replicate differences found in the folder.
+- the noise floor: seed-replicate differences found in the folder;
+- with several domains or scenarios, a WORST row per law: the worst value of every figure
+  over them (largest error and regret, smallest tau, coverage furthest from 80-95 %),
+  the number a change is judged by.
 
 Only cptopt's public API is used (``cptopt.fit``, ``cptopt.predict``, ``cptopt.Schedule``),
 so the same script scores any folder in the layout of ``examples/data/cpt-code``
 (``manifest.csv``, ``runs/``, ``pretrain.csv``, ``pretrain.json``, ``protocol.json``).
 
-    python benchmarks/accuracy.py                       # bundled data, --law paper and auto
-    python benchmarks/accuracy.py --data DIR --law auto --format json
+    python benchmarks/accuracy.py                       # every bundled domain, --law auto
+    python benchmarks/accuracy.py --data DIR --law auto --law paper --format json
     python benchmarks/accuracy.py --format markdown     # the README's tables
 """
 
@@ -66,6 +70,7 @@ def write_pilot_manifest(data: Path, manifest: dict, pilots: list[str], folder: 
     """A cptopt pilot manifest for the given pilot runs, as a user would write it."""
     pretrain = json.loads((data / "pretrain.json").read_text())
     checkpoints = {name: spec["pt_step"] for name, spec in pretrain["checkpoints"].items()}
+    protocol = json.loads((data / "protocol.json").read_text())
     lines = [
         "version: 1",
         f"tokens_per_step: {int(pretrain.get('tokens_per_step', 0)) or 1}",
@@ -73,8 +78,10 @@ def write_pilot_manifest(data: Path, manifest: dict, pilots: list[str], folder: 
         f"  log: {json.dumps(str(data / 'pretrain.csv'))}",
         f"  warmup_steps: {int(pretrain['warmup_steps'])}",
         f"  checkpoints: {json.dumps(checkpoints)}",
-        "runs:",
     ]
+    if protocol.get("domain_train_tokens"):  # the corpus size, as a user would give it
+        lines.append(f"domain_tokens: {int(protocol['domain_train_tokens'])}")
+    lines.append("runs:")
     for run_id in pilots:
         row = manifest[run_id]
         lines.append(
@@ -230,7 +237,7 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
         "scenario": name,
         "law": law_name,
         "chosen": {
-            "form": law.form,
+            "form": law.forms_description,
             "annealing": law.annealing,
             "lam": law.lam,
             "tied": law.tied,
@@ -245,7 +252,67 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
     }
 
 
+def _worst_coverage(values: list[float]) -> float:
+    """The coverage furthest outside the 80-95 % band."""
+    return max(values, key=lambda c: max(0.80 - c, c - 0.95, 0.0))
+
+
+def _worst_summary(rows: list[dict]) -> dict:
+    worst = {k: max(row[k] for row in rows) for k in rows[0] if k != "coverage_90"}
+    worst["coverage_90"] = _worst_coverage([row["coverage_90"] for row in rows])
+    return worst
+
+
+def worst_rows(results: list[dict]) -> list[dict]:
+    """One summary result per law: the worst value of every figure over the domains and
+    scenarios (largest error, regret and fit time; smallest tau; coverage furthest from
+    80-95 %)."""
+    out = []
+    for law_name in dict.fromkeys(r["law"] for r in results):
+        mine = [r for r in results if r["law"] == law_name]
+        summaries = {}
+        for part in ("targets", "extrapolation"):
+            summaries[part] = {
+                loss: _worst_summary([r[part][loss] for r in mine if loss in r[part]])
+                for loss in LOSSES
+                if any(loss in r[part] for r in mine)
+            }
+        decisions = []
+        for weights in dict.fromkeys(tuple(d["weights"]) for r in mine for d in r["decision"]):
+            rows = [
+                d
+                for r in mine
+                for d in r["decision"]
+                if tuple(d["weights"]) == weights and "error" not in d
+            ]
+            if rows:
+                worst = max(rows, key=lambda d: d["regret_rel"])
+                decisions.append(
+                    {
+                        **worst,
+                        "predicted_best": "(worst regret)",
+                        "real_best": "",
+                        "kendall_tau": min(d["kendall_tau"] for d in rows),
+                    }
+                )
+        out.append(
+            {
+                "scenario": "WORST",
+                "law": law_name,
+                "chosen": {"form": "-"},
+                "fit_seconds": max(r["fit_seconds"] for r in mine),
+                "targets": summaries["targets"],
+                "extrapolation": summaries["extrapolation"],
+                "extrapolation_flagged": "-",
+                "decision": decisions,
+            }
+        )
+    return out
+
+
 def _variant(chosen: dict) -> str:
+    if chosen["form"] == "-":
+        return "-"
     memory = "mpl" if chosen["annealing"] == "mpl" else f"λ={chosen['lam']:g}"
     if chosen.get("tied"):
         memory += " tied"
@@ -318,7 +385,7 @@ def decision_rows(results: list[dict]) -> list[list[str]]:
 
 def footer(results: list[dict], floor: dict) -> str:
     return (
-        "noise floor (seed replicate): "
+        "noise floor (seed replicate; the largest over the domains): "
         + "; ".join(
             f"{loss} curve {pct(floor[loss]['curve'])}, final {pct(floor[loss]['final'])}"
             for loss in LOSSES
@@ -363,41 +430,70 @@ def print_markdown(results: list[dict], floor: dict) -> None:
     print(footer(results, floor))
 
 
+def bundled_domains() -> list[Path]:
+    """Every folder under examples/data with a protocol.json."""
+    return sorted(path.parent for path in (ROOT / "examples" / "data").glob("*/protocol.json"))
+
+
+def score_domain(data: Path, laws: list[str], scenarios: list[str] | None, label: bool):
+    """Results of every law and scenario on one folder, and its noise floor."""
+    protocol = json.loads((data / "protocol.json").read_text())
+    manifest = read_manifest(data)
+    runs = {rid: read_run(data, row) for rid, row in manifest.items()}
+    weights = [tuple(w) for w in protocol["weights"]]
+    results = []
+    for law_name in laws:
+        for name in scenarios or list(protocol["scenarios"]):
+            if name not in protocol["scenarios"]:
+                continue
+            result = score_scenario(
+                data, name, protocol["scenarios"][name], law_name, manifest, runs, weights
+            )
+            if label:
+                result["scenario"] = f"{data.name}/{name}"
+            results.append(result)
+    return results, noise_floor(manifest, runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="folder in the cpt-code layout"
+        "--data",
+        action="append",
+        help="folder in the cpt-code layout; repeat for several domains, 'all' (default): "
+        "every bundled folder under examples/data",
     )
     parser.add_argument(
         "--law",
         action="append",
         choices=sorted(LAW_SETTINGS),
-        help="law(s) to score (default: paper and auto)",
+        help="law(s) to score (default: auto)",
     )
     parser.add_argument(
         "--scenario", action="append", help="scenario(s) of protocol.json (default: all)"
     )
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     args = parser.parse_args(argv)
-    data = args.data
-    protocol = json.loads((data / "protocol.json").read_text())
-    manifest = read_manifest(data)
-    runs = {rid: read_run(data, row) for rid, row in manifest.items()}
-    weights = [tuple(w) for w in protocol["weights"]]
-    scenarios = args.scenario or list(protocol["scenarios"])
-    results = []
-    for law_name in args.law or ["paper", "auto"]:
-        for name in scenarios:
-            results.append(
-                score_scenario(
-                    data, name, protocol["scenarios"][name], law_name, manifest, runs, weights
-                )
-            )
-    floor = noise_floor(manifest, runs)
-    if args.format == "json":
-        json.dump(
-            {"data": str(data), "results": results, "noise_floor": floor}, sys.stdout, indent=1
+    requested = args.data or ["all"]
+    folders = bundled_domains() if "all" in requested else [Path(d).resolve() for d in requested]
+    results, floors = [], {}
+    for data in folders:
+        found, floors[data.name] = score_domain(
+            data, args.law or ["auto"], args.scenario, label=len(folders) > 1
         )
+        results += found
+    if len(results) > 1:
+        results += worst_rows(results)
+    floor = {
+        loss: {
+            kind: float(np.nanmax([f[loss][kind] for f in floors.values()]))
+            for kind in ("curve", "final")
+        }
+        for loss in LOSSES
+    }
+    if args.format == "json":
+        payload = {"data": [str(f) for f in folders], "results": results, "noise_floor": floor}
+        json.dump(payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.format == "markdown":
         print_markdown(results, floor)

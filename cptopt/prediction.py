@@ -1,16 +1,20 @@
 """Predict both loss curves of a CPT schedule from a fitted law, with intervals.
 
-Intervals combine two computed sources of error (nothing is assumed):
-- how wrong the law is on a run it has not seen: the RMS log error of the pilots' curves
-  when each is left out of the fit (``cv_rms``, from the fit), over the pilots whose replay
-  ratio another pilot shares (leaving out the only pilot at a ratio is an extrapolation in
-  replay, covered by the next term). It holds the eval noise, the law's misfit and the
-  parameter uncertainty at configurations like the pilots';
+Intervals combine computed sources of error (nothing is assumed):
+- the eval noise and the law's misfit: the robust SD of the fit's log residuals (``noise``);
 - how much less the fit knows here than at the pilots: the jackknife spread of this
-  prediction over the laws refitted with one pilot left out, which grows away from them.
-Both are on the log scale; the interval is ``pred * exp(+-z * sqrt(cv_rms^2 + jackknife^2))``.
-Without cross-validation (fewer than 3 pilots) the eval noise (robust SD of the fit's log
-residuals) stands in for ``cv_rms``, and the interval is then too narrow: the report says so.
+  prediction over the laws refitted with one pilot left out, which grows away from them
+  (large where one pilot alone holds a replay ratio or an LR);
+- calibrated on the pilots themselves: both together are scaled (``interval_scale``, from
+  the fit, :func:`cptopt.fitting.assemble.interval_scale`) so that they cover 90 % of the
+  points of each pilot when it was left out of the fit;
+- beyond the pilots' longest run, how wrong the law was when it extrapolated the pilots'
+  first halves to their ends (``length_rms``, from the fit), once per doubling of length.
+All are on the log scale; the interval is
+``pred * exp(+-z * sqrt(scale^2 (noise^2 + jackknife^2) + length^2))``.
+Without cross-validation (fewer than 3 pilots, or no jackknife) there is neither a scale
+nor a spread: the eval noise alone sets the interval, which is then too narrow (the report
+says so).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt.exceptions import InputError
-from cptopt.law.areas import CheckpointState, cpt_point_areas
+from cptopt.law.areas import Areas, CheckpointState
 from cptopt.law.fitted import FittedLaw
 from cptopt.law.uncertainty import jackknife_variance, z_value
 from cptopt.schedules import Schedule
@@ -105,10 +109,28 @@ def coverage_flags(
     return flags
 
 
+def length_extrapolation_sd(
+    law: FittedLaw, validation_set: str, steps: np.ndarray
+) -> np.ndarray | float:
+    """Log-scale SD added at CPT ``steps`` beyond the pilots' longest run.
+
+    The fit measured (``SetFit.length_rms``) the error of a 2x extrapolation in length
+    (the law refitted on the pilots' first halves, scored at their ends). A step ``t``
+    beyond the longest pilot ``T`` is ``log2(t / T)`` such doublings away: the SD grows by
+    ``length_rms`` per doubling. 0 within the pilots' length or without the check.
+    """
+    rms = law.set_fit(validation_set).length_rms
+    longest = law.coverage.steps_max
+    if not rms or longest <= 0:
+        return 0.0
+    return rms * np.log2(np.maximum(np.asarray(steps, dtype=float), longest) / longest)
+
+
 def _forecast(
     law: FittedLaw,
     validation_set: str,
-    areas,
+    areas: Areas,
+    curve_steps: np.ndarray,
     report_index: np.ndarray,
     z: float,
     require_positive: bool = True,
@@ -125,8 +147,13 @@ def _forecast(
         )
     mean = curves[0]
     fit_var = jackknife_variance(np.log(np.maximum(curves[1:], 1e-12)))
-    scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
-    half = z * np.sqrt(fit_var + scale**2)
+    if fit.interval_scale is not None:
+        variance = fit.interval_scale**2 * (fit_var + fit.noise**2)
+    else:
+        scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
+        variance = fit_var + scale**2
+    length_sd = length_extrapolation_sd(law, validation_set, curve_steps)
+    half = z * np.sqrt(variance + np.square(length_sd))
     lower, upper = mean * np.exp(-half), mean * np.exp(half)
     picked = report_index
     forecast = LossForecast(
@@ -189,6 +216,7 @@ def predict(
     checkpoint: str | None = None,
     steps: list[int] | np.ndarray | None = None,
     tokens_per_step: int | None = None,
+    domain_tokens: float | None = None,
     level: float = 0.9,
 ) -> Prediction:
     """Predict the general and domain loss of a CPT run.
@@ -200,6 +228,9 @@ def predict(
     replay_ratio : share of general (PT-like) data in each CPT batch, in [0, 1].
     checkpoint : which PT checkpoint CPT starts from (needed when the law knows several).
     steps : CPT steps to report (default: 0, 10 evenly spaced steps, and the last).
+    tokens_per_step : tokens per CPT step (default: the pilots', when they share one).
+    domain_tokens : unique tokens of the domain corpus (default: the manifest's); with
+        ``tokens_per_step`` the steps that repeat domain data count less (docs/law.md).
     level : central probability of the intervals (default 0.9).
     """
     name, state = law.checkpoint_state(checkpoint)
@@ -211,6 +242,7 @@ def predict(
         state,
         steps=steps,
         tokens_per_step=tokens_per_step,
+        domain_tokens=domain_tokens,
         level=level,
     )
 
@@ -224,6 +256,7 @@ def predict_from_state(
     *,
     steps: list[int] | np.ndarray | None = None,
     tokens_per_step: int | None = None,
+    domain_tokens: float | None = None,
     level: float = 0.9,
     require_positive: bool = True,
 ) -> Prediction:
@@ -245,18 +278,22 @@ def predict_from_state(
         if report.size == 0 or report.min() < 0 or report.max() > total:
             raise InputError(f"report steps must lie in 0..{total}")
     curve_steps = _curve_steps(law, total, report)
-    history = law.needs_history
-    areas = cpt_point_areas(lr, curve_steps, law.lam, state, replay_ratio, history=history)
+
+    def areas_at(steps: np.ndarray) -> Areas:
+        return law.point_areas(lr, steps, state, replay_ratio, tokens_per_step, domain_tokens)
+
+    areas = areas_at(curve_steps)
     z = z_value(level)
     report_index = np.searchsorted(curve_steps, report)
-    general, general_curve = _forecast(law, "general", areas, report_index, z, require_positive)
-    domain, _ = _forecast(law, "domain", areas, report_index, z, require_positive)
+    general, general_curve = _forecast(
+        law, "general", areas, curve_steps, report_index, z, require_positive
+    )
+    domain, _ = _forecast(law, "domain", areas, curve_steps, report_index, z, require_positive)
     general.steps = domain.steps = report.tolist()
     general_law, general_values = law.form_for("general"), np.asarray(law.general.values)
 
     def general_at(steps: np.ndarray) -> np.ndarray:
-        points = cpt_point_areas(lr, steps, law.lam, state, replay_ratio, history=history)
-        return general_law.evaluate(general_values, points)
+        return general_law.evaluate(general_values, areas_at(steps))
 
     turning_step = _sampled_turning_step(curve_steps, general_curve, general_at)
     flags = coverage_flags(

@@ -40,22 +40,53 @@ def fit_command(
         str,
         typer.Option(
             "--law",
-            help="Law form: 'auto' (choose the replay form and the annealing memory by "
+            help="Law form: 'auto' (choose each validation set's replay form by "
             "leave-one-pilot-out CV on the pilots), 'paper' (the paper's Eq. 4/Eq. 8 exactly: "
             "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
-            "(exponential replay terms), 'share' (annealing credit ~ own data share) or "
-            "'mix' (share, and CPT steps count for the general power law by their data mix).",
+            "(exponential replay terms), 'share' (annealing credit ~ own data share), "
+            "'mix' (share, and CPT steps count for the general power law by their data mix) "
+            "or 'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0).",
         ),
     ] = "auto",
     annealing: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--annealing",
             help="Annealing memory: 's2' (the paper's m-recursion with factor lambda), 'mpl' "
             "(multi-power: a drop's credit grows with the LR area trained since it) or "
-            "'auto' (both are candidates; CV decides).",
+            "'auto' (both are candidates; CV decides). Default: mpl, or auto with --lam or "
+            "--law paper.",
+            show_default=False,
         ),
-    ] = "auto",
+    ] = None,
+    lr_power: Annotated[
+        str | None,
+        typer.Option(
+            "--lr-power",
+            help="Drive the shift term by the sum of LR^q (q fitted per set) instead of the "
+            "LR area: 'yes', 'no' or 'auto' (a candidate per set, kept when its CV clearly "
+            "wins). Default: auto with --law auto, else no.",
+            show_default=False,
+        ),
+    ] = None,
+    domain_forward: Annotated[
+        str,
+        typer.Option(
+            "--domain-forward",
+            help="'frozen': the domain law's PT power law keeps its checkpoint value during "
+            "CPT (the domain loss moves by the shift and the annealing credit); 'advance': "
+            "CPT steps advance it as PT steps did (the paper's Eq. 4).",
+        ),
+    ] = "frozen",
+    pt_points: Annotated[
+        str | None,
+        typer.Option(
+            "--pt-points",
+            help="PT-phase points pooled in both fits: 'all', 'checkpoint' (only the "
+            "checkpoints' values) or 'none'. Default: general all, domain checkpoint.",
+            show_default=False,
+        ),
+    ] = None,
     tie: Annotated[
         str,
         typer.Option(
@@ -90,9 +121,9 @@ def fit_command(
     """Fit the CPT law to pilot runs and write it to a law file.
 
     Both validation sets (general and domain) get their own parameters. With --law auto
-    (the default) the annealing memory (S2 at each lambda, or multi-power) and then the
-    replay form are chosen by leave-one-pilot-out cross-validated error on the pilots; the
-    report shows that table. It then shows every parameter
+    (the default) each set's replay form, then whether an LR power drives its shift, are
+    chosen by leave-one-pilot-out cross-validated error on the pilots; the report shows
+    that table and which PT-phase points each fit used. It then shows every parameter
     with its jackknife standard error, the fit error of each pilot and its cross-validated
     error, and warnings (parameters at a bound, weakly identified terms, a single replay
     ratio). The law file is written atomically.
@@ -102,6 +133,9 @@ def fit_command(
         lam=lam,
         annealing=annealing,
         tie=tie,
+        lr_power=lr_power,
+        domain_forward=domain_forward,
+        pt_points=pt_points,
         seed=seed,
         n_starts=starts,
         jackknife=jackknife,

@@ -12,13 +12,16 @@ import numpy as np
 from cptopt.fitting.crossval import SetResult, shared_replay_folds
 from cptopt.fitting.optimise import at_bound, relative_residuals
 from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, SetFit
+from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
-from cptopt.law.uncertainty import jackknife_variance, robust_sd
+from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
 from cptopt.pilots.runs import PilotSet
 
 
-def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) -> SetFit:
-    """The law-file record of one validation set's fit."""
+def set_fit_record(
+    result: SetResult, pilots: PilotSet, with_jackknife: bool, pt_points: str = "all"
+) -> SetFit:
+    """The law-file record of one validation set's fit (``pt_points``: those pooled)."""
     law, data, best = result.law, result.data, result.best
     residuals = relative_residuals(law, best.values, data)
     cpt_points = (data.run_index >= 0) & (data.step > 0)
@@ -43,10 +46,60 @@ def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) ->
             )
         )
     bound_names = at_bound(law, best.values)
+    parameters, weak = parameter_records(law, best.values, stderr, bound_names)
+    named = dict(zip(law.names, best.values.tolist(), strict=True))
+    total = float(((data.loss - data.loss.mean()) ** 2).sum())
+    predicted = law.evaluate(best.values, data.areas)
+    r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
+    shared = shared_replay_folds(pilots) or None
+    cv_rms = result.cv_rms(shared)
+    noise = robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0
+    costs = sorted(best.start_costs)
+    agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
+    return SetFit(
+        validation_set=law.validation_set,
+        form=law.name,
+        lr_power=law.lr_power,
+        pt_points=pt_points,  # type: ignore[arg-type]
+        parameter_names=law.names,
+        values=best.values.tolist(),
+        parameters=parameters,
+        derived=law.derived(named),
+        jackknife=[] if replica_array is None else replica_array.tolist(),
+        noise=noise,
+        n_points=int(data.loss.size),
+        n_pretrain_points=int((data.run_index < 0).sum()),
+        r2=r2,
+        mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
+        huber_cost=best.cost,
+        cv_error=result.cv_error,
+        # The held-out error where a prediction stays inside the pilots' replay range (as
+        # a decision's candidates do); leaving out the only pilot at a replay ratio
+        # measures replay extrapolation, which the jackknife spread covers.
+        cv_rms=cv_rms,
+        interval_scale=interval_scale(result, noise),
+        length_rms=result.length_rms,
+        runs=run_fits,
+        at_bound=bound_names,
+        weakly_identified=weak,
+        starts_agree=bool(agree),
+    )
+
+
+#: Interval calibration: the intervals are scaled to cover this share of the pilots' own
+#: left-out points (the level of the intervals ``predict`` reports by default) ...
+CALIBRATION_LEVEL = 0.9
+
+
+def parameter_records(
+    law: LawForm, values: np.ndarray, stderr: np.ndarray | None, bound_names: list[str]
+) -> tuple[list[Parameter], list[str]]:
+    """Each parameter with its jackknife standard error, and the weakly identified ones
+    (standard error above the value's size)."""
     parameters, weak = [], []
     for i, spec in enumerate(law.specs):
         se = None if stderr is None else float(stderr[i])
-        value = float(best.values[i])
+        value = float(values[i])
         if se is not None and (value == 0 or se > abs(value)):
             weak.append(spec.name)
         parameters.append(
@@ -60,35 +113,39 @@ def set_fit_record(result: SetResult, pilots: PilotSet, with_jackknife: bool) ->
                 description=spec.description,
             )
         )
-    named = dict(zip(law.names, best.values.tolist(), strict=True))
-    total = float(((data.loss - data.loss.mean()) ** 2).sum())
-    predicted = law.evaluate(best.values, data.areas)
-    r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
-    costs = sorted(best.start_costs)
-    agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
-    return SetFit(
-        validation_set=law.validation_set,
-        parameter_names=law.names,
-        values=best.values.tolist(),
-        parameters=parameters,
-        derived=law.derived(named),
-        jackknife=[] if replica_array is None else replica_array.tolist(),
-        noise=robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0,
-        n_points=int(data.loss.size),
-        n_pretrain_points=int((data.run_index < 0).sum()),
-        r2=r2,
-        mean_abs_error=float(np.abs(residuals[cpt_points]).mean()) if cpt_points.any() else 0.0,
-        huber_cost=best.cost,
-        cv_error=result.cv_error,
-        # The interval scale: held-out error where a prediction stays inside the pilots'
-        # replay range (as a decision's candidates do); leaving out the only pilot at a
-        # replay ratio measures replay extrapolation, which the jackknife spread covers.
-        cv_rms=result.cv_rms(shared_replay_folds(pilots) or None),
-        runs=run_fits,
-        at_bound=bound_names,
-        weakly_identified=weak,
-        starts_agree=bool(agree),
+    return parameters, weak
+
+
+def interval_scale(result: SetResult, noise: float) -> float | None:
+    """Factor that makes ``sqrt(noise^2 + jackknife spread^2)`` cover the pilots' left-out
+    points at :data:`CALIBRATION_LEVEL` (None without cross-validation).
+
+    For every pilot left out, each of its points' log error under the refit is divided by
+    the spread the law gives that point (eval noise and misfit, ``noise``, with the
+    jackknife spread of its prediction, which is large where leaving a pilot out changes
+    the fit, as for the only pilot at a replay ratio or an LR). The factor is the
+    :data:`CALIBRATION_LEVEL` quantile of those ratios over the normal quantile, each pilot
+    weighted equally: the pilots' own held-out errors calibrate the intervals, with no
+    target run involved.
+    """
+    if not result.held_out or len(result.replicas) < 2:
+        return None
+    data, replicas = result.data, np.array(result.replicas)
+    ratios, weights = [], []
+    for run, errors in result.held_out.items():
+        points = data.areas.take((data.run_index == run) & (data.step > 0))
+        spread = jackknife_variance(
+            np.log(np.maximum(result.law.evaluate(replicas, points), 1e-12))
+        )
+        ratios.append(np.abs(np.log1p(errors)) / np.sqrt(noise**2 + spread + 1e-12))
+        weights.append(np.full(errors.size, 1.0 / errors.size))
+    quantile = np.quantile(
+        np.concatenate(ratios),
+        CALIBRATION_LEVEL,
+        weights=np.concatenate(weights),
+        method="inverted_cdf",
     )
+    return float(quantile / z_value(CALIBRATION_LEVEL))
 
 
 def pretrain_record(pilots: PilotSet) -> PretrainRecord:

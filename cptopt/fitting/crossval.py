@@ -31,8 +31,9 @@ MAX_FOLDS = 10
 
 
 def cv_folds(run_ids: list[int], max_folds: int = MAX_FOLDS) -> list[list[int]]:
-    """Leave-one-pilot-out folds, grouped round-robin when there are more than ``max_folds``."""
-    if len(run_ids) <= max_folds:
+    """Leave-one-pilot-out folds up to :data:`MAX_FOLDS` pilots (or ``max_folds``, if more);
+    beyond, ``max_folds`` folds that group pilots round-robin."""
+    if len(run_ids) <= max(max_folds, MAX_FOLDS):
         return [[run_id] for run_id in run_ids]
     return [run_ids[start::max_folds] for start in range(max_folds)]
 
@@ -58,6 +59,9 @@ class SetResult:
     best: SingleFit
     replicas: list[np.ndarray]
     held_out: dict[int, np.ndarray]  # run index -> relative residuals of its left-out fit
+    #: RMS log error at the pilots' ends of the law refitted on their first halves
+    #: (:func:`length_extrapolation_rms`); None when not measured.
+    length_rms: float | None = None
 
     @property
     def cv_error(self) -> float | None:
@@ -105,8 +109,14 @@ def fit_validation_set(
     refit_budget: int,
     jackknife: bool,
     warm_start: np.ndarray | None = None,
+    length_check: bool = False,
+    max_folds: int = MAX_FOLDS,
 ) -> SetResult:
-    """Fit one validation set, then refit leaving each pilot (fold) out, warm-started."""
+    """Fit one validation set, then refit leaving each pilot (fold) out, warm-started.
+
+    ``length_check``: also measure the error of a 2x extrapolation in length
+    (:func:`length_extrapolation_rms`), which widens intervals beyond the pilots' length.
+    """
     check_enough_points(law, data)
     best = optimise(law, data, delta=delta, rng=rng, starts=starts, warm_start=warm_start)
     refit = Starts(n_starts=1, max_nfev=refit_budget)  # from the full fit's optimum
@@ -114,14 +124,55 @@ def fit_validation_set(
     held_out: dict[int, np.ndarray] = {}
     run_ids = _run_ids(data)
     if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids):
+        for fold in cv_folds(run_ids, max_folds):
             kept = data.take(~np.isin(data.run_index, fold))
             refitted = optimise(
                 law, kept, delta=delta, rng=rng, starts=refit, warm_start=best.values
             )
             replicas.append(refitted.values)
             held_out.update(_held_out_errors(law, refitted.values, data, fold))
-    return SetResult(law, data, best, replicas, held_out)
+    length_rms = None
+    if length_check:
+        length_rms = length_extrapolation_rms(law, data, best.values, delta, rng, refit)
+    return SetResult(law, data, best, replicas, held_out, length_rms)
+
+
+#: Length check: the law is refitted on the first this share of every pilot's steps ...
+LENGTH_CHECK_SHARE = 0.5
+#: ... and scored on each pilot's points from this share of its steps on (~2x further).
+LENGTH_CHECK_SCORED = 0.9
+
+
+def length_extrapolation_rms(
+    law: LawForm,
+    data: FitData,
+    start: np.ndarray,
+    delta: float,
+    rng: np.random.Generator,
+    starts: Starts,
+) -> float | None:
+    """RMS log error at the pilots' ends of the law refitted on their first halves.
+
+    A pilot-only measure of how well the law extrapolates in length: the refit sees every
+    pilot up to :data:`LENGTH_CHECK_SHARE` of its steps (and the PT-phase points) and
+    predicts each pilot's last points (from :data:`LENGTH_CHECK_SCORED` of its steps on),
+    about twice as far. Warm-started from the full fit's optimum ``start``; None when there
+    are too few points.
+    """
+    cpt = data.run_index >= 0
+    if not cpt.any():
+        return None
+    run_ids = data.run_index[cpt]
+    last = np.zeros(int(run_ids.max()) + 1)
+    np.maximum.at(last, run_ids, data.step[cpt])
+    end = np.where(cpt, last[np.maximum(data.run_index, 0)], 0)
+    early = ~cpt | (data.step <= LENGTH_CHECK_SHARE * end)
+    scored = cpt & (data.step >= LENGTH_CHECK_SCORED * end) & (data.step > 0)
+    if not scored.any() or early.sum() <= len(law.names):
+        return None
+    refit = optimise(law, data.take(early), delta=delta, rng=rng, starts=starts, warm_start=start)
+    errors = np.log1p(relative_residuals(law, refit.values, data.take(scored)))
+    return float(np.sqrt(np.mean(errors**2)))
 
 
 def fit_tied(
@@ -135,6 +186,7 @@ def fit_tied(
     refit_budget: int,
     jackknife: bool,
     warm_start: dict[str, np.ndarray] | None = None,
+    max_folds: int = MAX_FOLDS,
 ) -> dict[str, SetResult]:
     """:func:`fit_validation_set` for both sets at once, the ``shared`` parameters tied.
 
@@ -162,7 +214,7 @@ def fit_tied(
     held_out: dict[str, dict[int, np.ndarray]] = {name: {} for name in VALIDATION_SETS}
     run_ids = _run_ids(*datas.values())
     if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids):
+        for fold in cv_folds(run_ids, max_folds):
             masks = {name: ~np.isin(datas[name].run_index, fold) for name in VALIDATION_SETS}
             refit = optimise_problem(problem_for(masks), rng, refits, best.values)
             for name, values in zip(VALIDATION_SETS, problem.split(refit.values), strict=True):

@@ -7,17 +7,54 @@ It resolves its settings into the law variants to try, runs the selection
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cptopt.exceptions import InputError, NotFittedError
 from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
+from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import FittedLaw
-from cptopt.law.forms import FORMS, PAPER_LAMBDA
-from cptopt.pilots.runs import PilotSet
+from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 
 #: ``tie`` as words (the command line's ``--tie``).
 TIE_WORDS: dict[str, bool | str] = {"yes": True, "no": False, "auto": "auto"}
+
+
+#: The replay forms' disagreement worth a note: above this, predictions between the
+#: pilots' replay ratios depend on a choice the pilots could not make.
+REPLAY_DOUBT_NOTE = 0.01
+
+
+def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]]) -> list[str]:
+    """One note per set whose CV-equivalent replay forms disagree between the pilots' ratios."""
+    notes = []
+    for name, items in doubts.items():
+        worst = max(items, key=lambda item: item[1], default=None)
+        if worst is not None and worst[1] > REPLAY_DOUBT_NOTE:
+            ratio, spread, forms = worst
+            notes.append(
+                f"{name}: the replay forms the pilots' CV cannot tell apart ({', '.join(forms)}) "
+                f"differ by {100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' "
+                "ratios: predictions there are uncertain; a pilot near that ratio would decide"
+            )
+    return notes
+
+
+def pilot_notes(pilots: PilotSet) -> list[str]:
+    """The runs' notes, and what the pilots' replay ratios allow."""
+    notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
+    ratios = sorted({run.replay_ratio for run in pilots.runs})
+    if len(ratios) == 1:
+        notes.append(
+            f"all pilots use replay ratio {ratios[0]:g}: the replay terms are not "
+            "identifiable, so the law predicts that ratio only (replay is fixed)"
+        )
+    elif len(ratios) == 2:
+        notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
+    return notes
 
 
 class LawFitter:
@@ -29,13 +66,16 @@ class LawFitter:
 
     Parameters
     ----------
-    form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"`` (see
-        :mod:`cptopt.law.forms`), or ``"auto"``: every form of ``AUTO_FORMS`` is a candidate.
+    form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"``,
+        ``"odds"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: every form of
+        ``AUTO_FORMS`` is a candidate, chosen for each validation set by its own CV.
     lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
         it by CV from ``AUTO_LAMBDAS``. A number implies ``annealing="s2"``. Default: 0.999
         for ``form="paper"`` (unless ``annealing="mpl"``), else ``"auto"``.
     annealing : ``"s2"`` (the paper's m-recursion), ``"mpl"`` (multi-power memory, no
-        lambda) or ``"auto"`` (both are candidates).
+        lambda) or ``"auto"`` (both are candidates). Default (None): ``"mpl"``, or
+        ``"auto"`` when ``lam`` is given or ``form="paper"``. The multi-power memory won the
+        memory stage on every bundled pilot set by a wide margin (docs/law.md).
     tie : share the multi-power memory (``TIED_PARAMETERS``) between the general and the
         domain law: ``True`` (or ``"yes"``), ``False`` (``"no"``, the default), or ``"auto"``
         (when the memory chosen is ``mpl``, the tied variant is a candidate of its own, kept if
@@ -46,6 +86,14 @@ class LawFitter:
     jackknife : refit leaving each pilot out (CV error and uncertainties); needs >= 3 pilots.
     n_jobs : processes for the general and domain fits (default: 2 if the machine has 2
         cores and processes can be forked, else 1). The result does not depend on it.
+    lr_power : drive the shift by ``sum eta^q`` (``q`` fitted per set) instead of the LR
+        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: a candidate per
+        set, kept by the one-standard-error rule). Default for a named form: False.
+    domain_forward : ``"frozen"`` (default) or ``"advance"`` (Eq. 4): whether CPT steps
+        advance the domain law's PT power law (:data:`cptopt.law.forms.DOMAIN_FORWARDS`).
+    pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` or
+        ``"auto"`` (CV decides) for both, or a dict by set; default
+        :data:`~cptopt.fitting.data.DEFAULT_PT_POINTS` (general auto, domain checkpoint).
 
     With several candidates, the variant is chosen by leave-one-pilot-out CV on the pilots
     (:func:`~cptopt.fitting.selection.select_variant`); the report's selection table lists
@@ -56,7 +104,7 @@ class LawFitter:
         self,
         form: str = "auto",
         lam: float | str | None = None,
-        annealing: str = "auto",
+        annealing: str | None = None,
         tie: bool | str = False,
         huber_delta: float = 1e-3,
         n_starts: int = 3,
@@ -64,7 +112,13 @@ class LawFitter:
         seed: int = 0,
         jackknife: bool = True,
         n_jobs: int | None = None,
+        lr_power: bool | str | None = None,
+        domain_forward: str = "frozen",
+        pt_points: str | dict[str, str] | None = None,
     ) -> None:
+        self.lr_power = lr_power
+        self.domain_forward = domain_forward
+        self.pt_points = pt_points
         self.form = form
         self.lam = lam
         self.annealing = annealing
@@ -87,25 +141,56 @@ class LawFitter:
     def check_settings(self) -> None:
         """Raise :class:`InputError` for settings :meth:`fit` would refuse (no data needed)."""
         self._variants()
+        self._pt_points()
+        self._lr_power()
+        if self.domain_forward not in DOMAIN_FORWARDS:
+            choices = ", ".join(DOMAIN_FORWARDS)
+            raise InputError(f"domain_forward == {self.domain_forward!r}, must be one of {choices}")
+
+    def _pt_points(self) -> dict[str, str]:
+        points = dict(DEFAULT_PT_POINTS)
+        if isinstance(self.pt_points, str):
+            points = dict.fromkeys(VALIDATION_SETS, self.pt_points)
+        elif self.pt_points is not None:
+            points.update(self.pt_points)
+        for name, value in points.items():
+            if name not in VALIDATION_SETS or value not in (*PT_POINT_CHOICES, "auto"):
+                raise InputError(
+                    f"pt_points: {name}={value!r}; sets are {', '.join(VALIDATION_SETS)}, "
+                    f"choices {', '.join(PT_POINT_CHOICES)}, auto"
+                )
+        return points
+
+    def _lr_power(self) -> bool | str:
+        value = self.lr_power
+        if value is None:
+            value = "auto" if self.form == "auto" else False
+        value = TIE_WORDS.get(value, value) if isinstance(value, str) else value
+        if value not in ("auto", True, False):
+            raise InputError(f"--lr-power == {self.lr_power!r}, must be yes, no or auto")
+        return value
 
     def _memories(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
         """The S2 lambdas and the annealing memories the settings allow."""
-        if self.annealing not in ("auto", *ANNEALINGS):
+        annealing = self.annealing
+        if annealing is None:  # multi-power, unless an S2 lambda or the paper's law is asked for
+            annealing = "mpl" if self.lam in (None, "auto") and self.form != "paper" else "auto"
+        if annealing not in ("auto", *ANNEALINGS):
             choices = ", ".join(("auto", *ANNEALINGS))
-            raise InputError(f"--annealing == {self.annealing!r}, must be one of {choices}")
+            raise InputError(f"--annealing == {annealing!r}, must be one of {choices}")
         lam = self.lam
         if lam is None:  # the paper's law means the paper's lambda, unless told otherwise
-            paper = self.form == "paper" and self.annealing in ("auto", "s2")
+            paper = self.form == "paper" and annealing in ("auto", "s2")
             lam = PAPER_LAMBDA if paper else "auto"
         if lam == "auto":
-            return AUTO_LAMBDAS, AUTO_ANNEALINGS if self.annealing == "auto" else (self.annealing,)
+            return AUTO_LAMBDAS, AUTO_ANNEALINGS if annealing == "auto" else (annealing,)
         try:
             value = float(lam)
         except (TypeError, ValueError):
             raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
         if not 0 < value < 1:
             raise InputError(f"--lam == {value}, must be in (0, 1)")
-        if self.annealing == "mpl":
+        if annealing == "mpl":
             raise InputError("--lam is the S2 memory: it cannot be set with --annealing mpl")
         return (value,), ("s2",)
 
@@ -123,12 +208,13 @@ class LawFitter:
             if annealings == ("s2",):
                 raise InputError("--tie: only the multi-power memory is tied; use --annealing mpl")
             annealings = ("mpl",)  # tying asks for the multi-power memory
+        power = self._lr_power() is True
         variants = []
         for form in forms:
             if "s2" in annealings:
-                variants += [Variant(form, lam) for lam in lams]
+                variants += [Variant(form, lam, lr_power=power) for lam in lams]
             if "mpl" in annealings:
-                variants.append(Variant(form, None, "mpl"))
+                variants.append(Variant(form, None, "mpl", lr_power=power))
         return variants, tie
 
     def fit(self, pilots: PilotSet) -> LawFitter:
@@ -136,37 +222,46 @@ class LawFitter:
         from threadpoolctl import threadpool_limits
 
         variants, tie = self._variants()
-        replay_ratios = sorted({run.replay_ratio for run in pilots.runs})
-        replay_terms = len(replay_ratios) >= 2
-        notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
-        if not replay_terms:
-            notes.append(
-                f"all pilots use replay ratio {replay_ratios[0]:g}: the replay terms are not "
-                "identifiable, so the law predicts that ratio only (replay is fixed)"
-            )
-        elif len(replay_ratios) == 2:
-            notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
-        selecting = len(variants) > 1 or tie == "auto"
+        replay_terms = len({run.replay_ratio for run in pilots.runs}) >= 2
+        notes = pilot_notes(pilots)
+        lr_power = self._lr_power()
+        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
         logged = [
-            sum(run.curve(name) is not None for run in pilots.runs)
-            for name in ("general", "domain")
+            sum(run.curve(name) is not None for run in pilots.runs) for name in VALIDATION_SETS
         ]
         if selecting and min(logged) < 3:
             raise InputError(
                 "choosing the law variant by cross-validation needs >= 3 pilots logging each "
                 f"loss, got {min(logged)}; pass an explicit --law, --annealing and --lam"
             )
+        self.check_settings()
+        pt_points = self._pt_points()
+        if not selecting:  # nothing to compare: the prior's side
+            pt_points = {
+                name: p.replace("auto", AUTO_PT_POINTS[0]) for name, p in pt_points.items()
+            }
+        settings = FitSettings(
+            self.seed,
+            self.huber_delta,
+            self.n_starts,
+            self.n_screen,
+            self.domain_forward,
+            tuple(sorted(pt_points.items())),
+        )
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
             if selecting:
-                chosen, selection, final = select_variant(
-                    pilots, replay_terms, variants, settings, tie=tie, pool=pool
+                selected = select_variant(
+                    pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
                 )
+                chosen, selection, final = selected.chosen, selected.rows, selected.final
+                pt_points = selected.pt_points
+                notes += replay_doubt_notes(selected.replay_doubt)
             else:
-                chosen, selection = variants[0], []
+                variant, selection = variants[0], []
                 if tie is True:
-                    chosen = Variant(chosen.form, chosen.lam, chosen.annealing, tied=True)
+                    variant = replace(variant, tied=True)
+                chosen = dict.fromkeys(VALIDATION_SETS, variant)
                 final = fit_variant(
                     pilots,
                     replay_terms,
@@ -178,17 +273,21 @@ class LawFitter:
                     pool=pool,
                 )
         sets = {
-            name: set_fit_record(result, pilots, self.jackknife or selecting)
+            name: set_fit_record(result, pilots, self.jackknife or selecting, pt_points[name])
             for name, result in final.items()
         }
+        general = chosen["general"]
         self._law = FittedLaw(
-            form=chosen.form,
-            annealing=chosen.annealing,
-            lam=chosen.lam,
-            tied=list(chosen.shared),
+            form=general.form,
+            annealing=general.annealing,
+            lam=general.lam,
+            tied=list(general.shared),
             huber_delta=self.huber_delta,
             seed=self.seed,
             replay_terms=replay_terms,
+            domain_forward=self.domain_forward,  # type: ignore[arg-type]
+            domain_tokens=pilots.domain_tokens,
+            lr_reference=lr_reference(pilots),
             notes=notes,
             pretrain=pretrain_record(pilots),
             coverage=coverage(pilots),

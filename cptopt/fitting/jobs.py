@@ -17,15 +17,21 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from cptopt._processes import die_with_parent, stop_workers
-from cptopt.fitting.crossval import SetResult, fit_tied, fit_validation_set
-from cptopt.fitting.data import collect_points
+from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
+from cptopt.fitting.data import (
+    AUTO_PT_POINTS,
+    FIT_POINTS,
+    SELECTION_POINTS,
+    collect_points,
+    thin,
+)
 from cptopt.fitting.optimise import Starts
-from cptopt.law.forms import make_law
+from cptopt.law.forms import LawForm, make_law
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 
 #: Tied variants share the multi-power memory between the general and the domain law: how
@@ -39,12 +45,14 @@ class Variant:
 
     ``annealing`` "s2" uses the m-recursion with factor ``lam``; "mpl" the multi-power
     memory (``lam`` None). ``tied``: the memory is shared by the general and domain laws.
+    ``lr_power``: the shift is driven by a power of the LR (:meth:`LawForm.shift_drive`).
     """
 
     form: str
     lam: float | None
     annealing: str = "s2"
     tied: bool = False
+    lr_power: bool = False
 
     @property
     def shared(self) -> tuple[str, ...]:
@@ -52,7 +60,11 @@ class Variant:
         return TIED_PARAMETERS if self.tied else ()
 
     def untied(self) -> Variant:
-        return Variant(self.form, self.lam, self.annealing)
+        return replace(self, tied=False)
+
+    def warm_key(self, validation_set: str) -> tuple[str, str, bool, str]:
+        """Key of this variant's optimum among warm starts (S2 lambdas share theirs)."""
+        return (self.form, self.annealing, self.lr_power, validation_set)
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,30 @@ class Stage:
     refit_budget: int
     polish_budget: int | None
     warm_starts: int
+    length_check: bool = False
+    points: int = FIT_POINTS
+    max_folds: int = MAX_FOLDS
 
 
-#: Choosing among variants: slowly converging forms stop early, a warm start is trusted.
-SELECTING = Stage("selecting", n_polish=1, refit_budget=25, polish_budget=150, warm_starts=1)
-#: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check.
-FINAL = Stage("final", n_polish=2, refit_budget=60, polish_budget=None, warm_starts=2)
+#: Choosing among variants: slowly converging forms stop early, a warm start is trusted,
+#: curves are thinned harder.
+SELECTING = Stage(
+    "selecting",
+    n_polish=1,
+    refit_budget=25,
+    polish_budget=150,
+    warm_starts=1,
+    points=SELECTION_POINTS,
+    max_folds=5,  # 5-fold CV beyond MAX_FOLDS pilots (leave-one-out up to there)
+)
+#: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check,
+#: and the length-extrapolation check that widens intervals beyond the pilots' length.
+FINAL = Stage(
+    "final", n_polish=2, refit_budget=60, polish_budget=None, warm_starts=2, length_check=True
+)
+#: The chosen variant after a selection, whose candidates explored the starts already:
+#: its optimum and a fresh start are probed, the better one polished to convergence.
+FINAL_SELECTED = replace(FINAL, n_polish=1)
 
 
 @dataclass(frozen=True)
@@ -86,22 +116,49 @@ class FitSettings:
     huber_delta: float
     n_starts: int
     n_screen: int
+    domain_forward: str = "frozen"
+    pt_points: tuple[tuple[str, str], ...] = (("general", "all"), ("domain", "checkpoint"))
+
+    def pt_points_of(self, validation_set: str, resolve: bool = True) -> str:
+        """The PT-point policy of a set; "auto" (not yet chosen) as its prior side unless
+        ``resolve`` is False."""
+        policy = dict(self.pt_points).get(validation_set, "all")
+        return AUTO_PT_POINTS[0] if policy == "auto" and resolve else policy
 
 
-#: Warm starts by (form, annealing, validation set): a fitted parameter vector.
-WarmStarts = dict[tuple[str, str, str], np.ndarray]
+#: Warm starts by :meth:`Variant.warm_key`: a fitted parameter vector.
+WarmStarts = dict[tuple[str, str, bool, str], np.ndarray]
+
+
+def law_for(
+    variant: Variant,
+    validation_set: str,
+    pilots: PilotSet,
+    replay_terms: bool,
+    settings: FitSettings,
+) -> LawForm:
+    """The law form of one validation set under ``variant`` and the fitter's settings."""
+    return make_law(
+        variant.form,
+        validation_set,
+        replay_terms,
+        pilots.pretrain.known,
+        variant.annealing,
+        domain_forward=settings.domain_forward,
+        lr_power=variant.lr_power,
+    )
 
 
 @dataclass(frozen=True)
 class FitJob:
-    """One picklable unit of work: ``validation_sets`` of ``pilots`` under ``variant``.
+    """One picklable unit of work: ``validation_sets`` of ``pilots``, each under its variant.
 
     One set (an untied variant), or both at once for a tied variant (one joint problem).
     """
 
     pilots: PilotSet
     replay_terms: bool
-    variant: Variant
+    variants: tuple[Variant, ...]
     validation_sets: tuple[str, ...]
     settings: FitSettings
     stage: Stage
@@ -112,15 +169,25 @@ class FitJob:
     def __call__(self) -> dict[str, SetResult]:
         from threadpoolctl import threadpool_limits
 
-        variant, settings, stage = self.variant, self.settings, self.stage
+        settings, stage = self.settings, self.stage
+        variants = dict(zip(self.validation_sets, self.variants, strict=True))
+        variant = self.variants[0]
         laws = {
-            name: make_law(
-                variant.form, name, self.replay_terms, self.pilots.pretrain.known, variant.annealing
-            )
+            name: law_for(variants[name], name, self.pilots, self.replay_terms, settings)
             for name in self.validation_sets
         }
         datas = {
-            name: collect_points(self.pilots, name, variant.lam, history=laws[name].needs_history)
+            name: thin(
+                collect_points(
+                    self.pilots,
+                    name,
+                    variants[name].lam,
+                    history=laws[name].needs_history,
+                    pt_points=settings.pt_points_of(name),
+                    steps=laws[name].needs_steps,
+                ),
+                stage.points,
+            )
             for name in self.validation_sets
         }
         # One stream per set (tied: per pair), whatever the pool does.
@@ -133,6 +200,7 @@ class FitJob:
             "starts": starts,
             "refit_budget": stage.refit_budget,
             "jackknife": self.jackknife,
+            "max_folds": stage.max_folds,
         }
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1):
@@ -140,7 +208,14 @@ class FitJob:
                 return fit_tied(laws, datas, variant.shared, warm_start=self.warm_start, **budgets)
             (name,) = self.validation_sets
             warm = None if self.warm_start is None else self.warm_start[name]
-            return {name: fit_validation_set(laws[name], datas[name], warm_start=warm, **budgets)}
+            result = fit_validation_set(
+                laws[name],
+                datas[name],
+                warm_start=warm,
+                length_check=stage.length_check and self.jackknife,
+                **budgets,
+            )
+            return {name: result}
 
 
 @contextmanager
@@ -171,7 +246,7 @@ def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
 def fit_variant(
     pilots: PilotSet,
     replay_terms: bool,
-    variant: Variant,
+    variant: Variant | dict[str, Variant],
     warm: WarmStarts,
     settings: FitSettings,
     stage: Stage,
@@ -180,14 +255,16 @@ def fit_variant(
     pool: ProcessPoolExecutor | None = None,
     n_starts: int | None = None,
 ) -> dict[str, SetResult]:
-    """Fit both validation sets under ``variant``, warm-started from ``warm`` where it has
-    this variant's (form, annealing); record the results in ``warm`` for the next variant.
+    """Fit both validation sets under ``variant`` (or a variant per set), warm-started from
+    ``warm`` where it has that variant's optimum; record the results in ``warm``.
 
     ``n_starts`` overrides the stage's choice (``settings.n_starts`` without a warm start,
-    ``stage.warm_starts`` with one).
+    ``stage.warm_starts`` with one). A tied variant is one joint problem for both sets.
     """
-    keys = {name: (variant.form, variant.annealing, name) for name in VALIDATION_SETS}
-    groups = [VALIDATION_SETS] if variant.tied else [(name,) for name in VALIDATION_SETS]
+    variants = variant if isinstance(variant, dict) else dict.fromkeys(VALIDATION_SETS, variant)
+    tied = variants["general"].tied
+    keys = {name: variants[name].warm_key(name) for name in VALIDATION_SETS}
+    groups = [VALIDATION_SETS] if tied else [(name,) for name in VALIDATION_SETS]
     futures = []
     for sets in groups:
         # A tied variant starts from the untied optimum (tied values from the general law).
@@ -195,7 +272,7 @@ def fit_variant(
         job = FitJob(
             pilots=pilots,
             replay_terms=replay_terms,
-            variant=variant,
+            variants=tuple(variants[name] for name in sets),
             validation_sets=sets,
             settings=settings,
             stage=stage,
@@ -207,7 +284,7 @@ def fit_variant(
     per_set: dict[str, SetResult] = {}
     for future in futures:
         per_set.update(future.result() if isinstance(future, Future) else future())
-    if not variant.tied:
+    if not tied:
         for name, result in per_set.items():
             warm[keys[name]] = result.best.values
     return per_set

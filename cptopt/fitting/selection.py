@@ -1,51 +1,68 @@
 """Model selection: choose the law variant by leave-one-pilot-out CV on the pilots only.
 
-Three stages (:func:`select_variant`), each a comparison of CV errors:
+Stages (:func:`select_variant`), each a comparison of CV errors:
 
 1. **The annealing memory** (each lambda of S2, and the multi-power memory), fitted with the
    reference replay form (``exp``): the memory is a property of the optimiser and the
    schedule, not of the replay form. It is judged on the folds that test it, the pilots whose
    replay ratio another pilot shares (:func:`~cptopt.fitting.crossval.shared_replay_folds`):
    leaving out the only pilot at a replay ratio makes the fold an extrapolation in replay,
-   whose error is the replay form's and would drown the memory's.
-2. **The replay form**, with that memory, on every fold, by the one-standard-error rule
-   (:func:`one_standard_error_choice`): a form with more parameters must beat a smaller one
-   by more than the paired standard error; among equal counts the lowest CV wins.
-3. **Tying** (``tie="auto"`` with the multi-power memory): the chosen form with its memory
-   shared by the two sets, against the untied one, by the same rule.
+   whose error is the replay form's and would drown the memory's. Skipped with one memory
+   (the default: multi-power).
+1b. **The PT-phase points of the general set** (``pt_points="auto"``, the default): only
+   the checkpoints' values, or every logged PT point, with the reference form, by the
+   one-standard-error rule; "checkpoint" (the prior's side) unless "all" clearly wins.
+2. **The replay form of each validation set**, with that memory, on every fold, by the
+   one-standard-error rule (:func:`one_standard_error_choice`) on that set's own CV: a form
+   with more parameters must beat a smaller one by more than the paired standard error;
+   among the forms within the noise with as many parameters, the general set takes the
+   prior's order (:data:`GENERAL_FORM_PRIOR`), the domain set the smallest 2x
+   length-extrapolation error of its pilots (:func:`~cptopt.fitting.crossval.
+   length_extrapolation_rms`). The two laws are separate fits: nothing ties their forms.
+3. **The LR power of each set** (``lr_power``: the shift driven by ``sum eta^q``), against
+   the LR area, by the same rule: one parameter more must clearly pay.
+4. **Tying** (``tie="auto"`` with the multi-power memory, both sets on one form): the
+   memory shared by the two sets, against the untied laws, by the same rule.
 
-Every candidate gets the cheap :data:`~cptopt.fitting.jobs.SELECTING` fit; the winner is
+Every candidate gets the cheap :data:`~cptopt.fitting.jobs.SELECTING` fit; the winners are
 refitted at the :data:`~cptopt.fitting.jobs.FINAL` stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, shared_replay_folds
+from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
+from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, thin
 from cptopt.fitting.jobs import (
     FINAL,
+    FINAL_SELECTED,
     SELECTING,
     FitSettings,
+    Stage,
     Variant,
     WarmStarts,
     fit_variant,
+    law_for,
 )
+from cptopt.fitting.optimise import Starts
+from cptopt.law.areas import checkpoint_state, cpt_point_areas
 from cptopt.law.fitted import SelectionRow
-from cptopt.law.forms import LawForm, make_law
-from cptopt.pilots.runs import PilotSet
+from cptopt.law.forms import LawForm
+from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 
-#: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots.
-AUTO_FORMS = ("paper", "exp", "share", "mix")
+#: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots. The
+#: paper's Eq. 8 form is not among them (still available by name): its pilot CV was 5-10x
+#: the other forms' on every bundled pilot set, a gap no domain is likely to close.
+AUTO_FORMS = ("exp", "share", "mix", "odds")
 AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
 AUTO_ANNEALINGS = ("s2", "mpl")
 #: The replay form stage 1 compares memories with (when it is a candidate).
 REFERENCE_FORM = "exp"
-
-Results = dict[Variant, dict[str, SetResult]]
 
 
 def translate_start(source: LawForm, values: np.ndarray, target: LawForm) -> np.ndarray:
@@ -54,7 +71,7 @@ def translate_start(source: LawForm, values: np.ndarray, target: LawForm) -> np.
     Coefficients with the same name mean the same thing in every form, except the replay
     rates: ``a1 = 0`` is every form's constant annealing credit, and ``a2`` is copied only
     between the forms whose shift multiplier is ``exp(-a2 r)``; otherwise it starts at the
-    middle of its start range.
+    middle of its start range. ``q = 1`` is the LR area (the form without LR power).
     """
     named = dict(zip(source.names, np.asarray(values, dtype=float).tolist(), strict=True))
     same_shift = {source.replay_form, target.replay_form} <= {"exp", "share"}
@@ -63,46 +80,19 @@ def translate_start(source: LawForm, values: np.ndarray, target: LawForm) -> np.
         middle = (spec.start_low + spec.start_high) / 2
         if spec.name == "a1":
             value = 0.0
-        elif spec.name == "kappa":
-            value = 1.0  # Eq. 4: every CPT step counts fully
+        elif spec.name in ("kappa", "q"):
+            value = named.get(spec.name, 1.0)  # Eq. 4: every CPT step counts fully
+        elif spec.name == "a2" and same_shift and "a2" in named:
+            value = named["a2"]
+        elif spec.name == "a2" and target.replay_form == "odds" and "a2" in named:
+            # the odds form's shift at r = 1/4 matches exp(-a2 r) there
+            value = 3.0 * np.expm1(named["a2"] / 4.0)
         elif spec.name == "a2":
-            value = named["a2"] if same_shift and "a2" in named else middle
+            value = middle
         else:
             value = named.get(spec.name, middle)
         start.append(min(max(value, spec.lower), spec.upper))
     return np.array(start)
-
-
-def selection_rows(results: Results, shared_folds: list[int]) -> list[SelectionRow]:
-    """One row per variant tried: CV errors, parameter count, per-pilot CV errors.
-
-    ``cv_memory`` is the CV error over the ``shared_folds`` only (all folds if empty).
-    """
-    rows = []
-    for variant, per_set in results.items():
-        per_run: dict[int, list[float]] = {}
-        for result in per_set.values():
-            for run, error in result.cv_per_run().items():
-                per_run.setdefault(run, []).append(error)
-        cv_general, cv_domain = per_set["general"].cv_error, per_set["domain"].cv_error
-        cv_mean = float(np.mean([v for v in (cv_general, cv_domain) if v is not None]))
-        in_shared = [np.mean(per_run[run]) for run in shared_folds if run in per_run]
-        n_params = sum(len(result.law.names) for result in per_set.values())
-        rows.append(
-            SelectionRow(
-                form=variant.form,
-                annealing=variant.annealing,
-                lam=variant.lam,
-                tied=variant.tied,
-                n_params=n_params - len(variant.shared),
-                cv_general=cv_general,
-                cv_domain=cv_domain,
-                cv_mean=cv_mean,
-                cv_memory=float(np.mean(in_shared)) if in_shared else cv_mean,
-                cv_per_pilot={str(run): float(np.mean(v)) for run, v in sorted(per_run.items())},
-            )
-        )
-    return rows
 
 
 def one_standard_error_choice(
@@ -135,80 +125,390 @@ def _fewest_parameters(row: SelectionRow) -> tuple:
 
 
 def _key(row: SelectionRow) -> tuple:
-    return (row.form, row.annealing, row.lam, row.tied)
+    return (row.form, row.annealing, row.lam, row.tied, row.lr_power)
 
 
 def _variant(row: SelectionRow) -> Variant:
-    return Variant(row.form, row.lam, row.annealing, row.tied)
+    return Variant(row.form, row.lam, row.annealing, row.tied, row.lr_power)
 
 
-class _Selection:
-    """The state the stages share: the fits so far and their warm starts."""
+@dataclass(frozen=True)
+class Candidate:
+    """What the selection keeps of one candidate fit of one validation set."""
 
-    def __init__(
-        self,
-        pilots: PilotSet,
-        replay_terms: bool,
-        settings: FitSettings,
-        pool: ProcessPoolExecutor | None,
-    ) -> None:
-        self.pilots, self.replay_terms = pilots, replay_terms
-        self.settings, self.pool = settings, pool
-        self.warm: WarmStarts = {}
-        self.results: Results = {}
-        self.shared_folds = shared_replay_folds(pilots)
-
-    def fit(self, variant: Variant, n_starts: int | None = None) -> None:
-        self.results[variant] = fit_variant(
-            self.pilots,
-            self.replay_terms,
-            variant,
-            self.warm,
-            self.settings,
-            SELECTING,
-            pool=self.pool,
-            n_starts=n_starts,
-        )
-
-    def rows(self) -> list[SelectionRow]:
-        return selection_rows(self.results, self.shared_folds)
-
-    def choose_memory(self, reference: str, memories: list[tuple[str, float | None]]) -> Variant:
-        """Stage 1: the memory with the lowest CV over the shared-replay folds."""
-        # S2 from the longest memory down, each warm-started from its neighbour.
-        for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
-            self.fit(Variant(reference, lam, annealing))
-        stage_one = [row for row in self.rows() if row.form == reference]
-        return _variant(min(stage_one, key=lambda row: row.cv_memory))
-
-    def choose_form(self, reference: Variant, forms: list[str]) -> tuple[SelectionRow, list]:
-        """Stage 2: the replay forms with the reference's memory, by the 1-SE rule."""
-        for form in forms:
-            variant = Variant(form, reference.lam, reference.annealing)
-            if variant in self.results:
-                continue
-            for name, result in self.results[reference].items():
-                target = make_law(
-                    form, name, self.replay_terms, self.pilots.pretrain.known, variant.annealing
-                )
-                self.warm[(form, variant.annealing, name)] = translate_start(
-                    result.law, result.best.values, target
-                )
-            self.fit(variant, n_starts=2)  # the translated optimum, and a fresh start as a guard
-        memory = (reference.annealing, reference.lam)
-        compared = [row for row in self.rows() if (row.annealing, row.lam) == memory]
-        return self._choose(compared)
-
-    def choose_tie(self, untied: Variant) -> tuple[SelectionRow, list]:
-        """Stage 3: the form with its memory tied between the two sets, or not."""
-        self.fit(Variant(untied.form, untied.lam, untied.annealing, tied=True))
-        compared = [row for row in self.rows() if (row.form, row.annealing) == (untied.form, "mpl")]
-        return self._choose(compared)
+    variant: Variant
+    cv_error: float | None
+    cv_per_run: dict[int, float]
+    n_params: int
+    values: np.ndarray
+    length_rms: float | None = None
 
     @staticmethod
-    def _choose(compared: list[SelectionRow]) -> tuple[SelectionRow, list]:
-        best, errors = one_standard_error_choice(compared, _fewest_parameters)
-        return best, [(_key(row), se) for row, se in zip(compared, errors, strict=True)]
+    def of(variant: Variant, result: SetResult) -> Candidate:
+        return Candidate(
+            variant,
+            result.cv_error,
+            result.cv_per_run(),
+            len(result.law.names),
+            result.best.values,
+            result.length_rms,
+        )
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """One validation set's selection: the chosen variant, every candidate, the final fit,
+    the PT-phase points pooled, and how much the replay forms the pilots' CV could not tell
+    apart disagree between the pilots' replay ratios (``(ratio, spread, forms)`` each)."""
+
+    chosen: Variant
+    candidates: list[Candidate]
+    final: SetResult
+    pt_points: str
+    replay_doubt: list[tuple[float, float, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class SetSelection:
+    """Stages 1b, 2 and 3 for one validation set, then its final fit: one job, one worker.
+
+    The general and the domain law are separate fits, so each set's whole selection runs
+    in its own process without waiting for the other's (see the module docstring).
+    ``warm``: the reference variant's optimum from stage 1, if it was fitted there.
+    """
+
+    pilots: PilotSet
+    replay_terms: bool
+    validation_set: str
+    reference: Variant
+    forms: tuple[str, ...]
+    lr_power: bool | str
+    settings: FitSettings
+    warm: np.ndarray | None = None
+
+    def __call__(self) -> SetOutcome:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return _SetSelectionRun(self).run()
+
+
+class _SetSelectionRun:
+    """The state of one :class:`SetSelection`: its data, generator and candidates."""
+
+    def __init__(self, job: SetSelection) -> None:
+        self.job, self.name, self.settings = job, job.validation_set, job.settings
+        self.policy = job.settings.pt_points_of(job.validation_set, resolve=False)
+        self.datas: dict[tuple[bool, str], FitData] = {}
+        self.rng = np.random.default_rng([job.settings.seed, VALIDATION_SETS.index(self.name)])
+        self.found: dict[Variant, tuple[LawForm, Candidate]] = {}
+
+    def law(self, variant: Variant) -> LawForm:
+        job = self.job
+        return law_for(variant, self.name, job.pilots, job.replay_terms, self.settings)
+
+    def data(self, steps: bool) -> FitData:
+        key = (steps, self.policy)
+        if key not in self.datas:
+            reference = self.job.reference
+            self.datas[key] = collect_points(
+                self.job.pilots,
+                self.name,
+                reference.lam,
+                history=reference.annealing == "mpl",
+                pt_points=self.policy,
+                steps=steps,
+            )
+        return self.datas[key]
+
+    def fit(self, variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
+        settings, law = self.settings, self.law(variant)
+        n_starts = settings.n_starts if start is None else stage.warm_starts
+        result = fit_validation_set(
+            law,
+            thin(self.data(variant.lr_power), stage.points),
+            delta=settings.huber_delta,
+            rng=self.rng,
+            starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
+            refit_budget=stage.refit_budget,
+            max_folds=stage.max_folds,
+            jackknife=True,
+            warm_start=start,
+            length_check=stage.length_check or self.name == "domain",
+        )
+        if stage.name != "final":
+            self.found[variant] = (law, Candidate.of(variant, result))
+        return result
+
+    def translated(self, source: Variant, target: Variant) -> np.ndarray:
+        law, candidate = self.found[source]
+        return translate_start(law, candidate.values, self.law(target))
+
+    def choose(self, variants: list[Variant]) -> tuple[Variant, list[Variant]]:
+        """The 1-SE choice among ``variants`` and the ones within the noise of the best."""
+        rows = [_set_row(self.found[v][1]) for v in variants]
+        best, errors = one_standard_error_choice(rows, _prior_preference(self.name))
+        lowest = min(rows, key=lambda row: row.cv_mean)
+        close = [
+            _variant(row)
+            for row, se in zip(rows, errors, strict=True)
+            if row.cv_mean - lowest.cv_mean <= se
+        ]
+        return _variant(best), close
+
+    def choose_pt_points(self, reference: Variant) -> None:
+        """Stage 1b: the PT-phase points (``policy`` "auto"), with the reference form."""
+        tried = {}
+        for policy in AUTO_PT_POINTS:
+            self.policy = policy
+            start = self.job.warm if not tried else self.found[reference][1].values
+            self.fit(reference, start, SELECTING)
+            tried[policy] = self.found[reference]
+        scores = [
+            _set_row(candidate).model_copy(update={"form": policy})
+            for policy, (_, candidate) in tried.items()
+        ]
+        self.policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
+        self.found[reference] = tried[self.policy]
+
+    def fit_forms(self, reference: Variant) -> None:
+        """Stage 2's candidates: every form, from the reference's optimum (twins shared)."""
+        names = {reference.form: self.law(reference).names}
+        for form in self.job.forms:
+            variant = replace(reference, form=form)
+            law = self.law(variant)
+            twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
+            if twin is not None:  # e.g. mix is share for the domain law: the same fit
+                law_twin, candidate = self.found[replace(reference, form=twin)]
+                self.found[variant] = (law_twin, replace(candidate, variant=variant))
+            elif variant not in self.found:
+                self.fit(variant, self.translated(reference, variant), SELECTING)
+            names.setdefault(form, law.names)
+
+    def run(self) -> SetOutcome:
+        reference = self.job.reference
+        if self.policy == "auto":
+            self.choose_pt_points(reference)
+        else:
+            self.fit(reference, self.job.warm, SELECTING)
+        self.fit_forms(reference)
+        chosen, close = self.choose([replace(reference, form=f) for f in self.job.forms])
+        doubt = self.replay_doubt(close)
+        if self.job.lr_power == "auto":
+            powered = replace(chosen, lr_power=True)
+            self.fit(powered, self.translated(chosen, powered), SELECTING)
+            chosen, _ = self.choose([chosen, powered])
+        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED)
+        candidates = [candidate for _, candidate in self.found.values()]
+        return SetOutcome(chosen, candidates, final, self.policy, doubt)
+
+    def replay_doubt(self, close: list[Variant]) -> list[tuple[float, float, tuple[str, ...]]]:
+        """How far apart the forms within the noise predict between the pilots' ratios.
+
+        At the middle of each gap between two neighbouring replay ratios of the pilots,
+        the first pilot's schedule is predicted by every form in ``close``; the spread is
+        ``max / min - 1`` of their final losses. Pilots at two or three ratios cannot
+        tell these forms apart, and the forms differ most there.
+        """
+        forms = {v.form: v for v in close}
+        pilots = self.job.pilots
+        ratios = sorted({run.replay_ratio for run in pilots.runs})
+        if len(forms) < 2 or len(ratios) < 2 or not self.job.replay_terms:
+            return []
+        run = pilots.runs[0]
+        state = checkpoint_state(pilots.pretrain, run.checkpoint, self.job.reference.lam)
+        out = []
+        for low, high in zip(ratios[:-1], ratios[1:], strict=True):
+            middle = (low + high) / 2
+            areas = cpt_point_areas(
+                run.cpt_lr,
+                np.array([run.cpt_lr.size]),
+                self.job.reference.lam,
+                state,
+                middle,
+                history=self.job.reference.annealing == "mpl",
+            )
+            finals = [
+                float(self.found[v][0].evaluate(self.found[v][1].values, areas)[0])
+                for v in forms.values()
+            ]
+            if min(finals) > 0:
+                out.append((middle, max(finals) / min(finals) - 1.0, tuple(forms)))
+        return out
+
+
+#: Forms that are the same law when they have the same parameters (``mix`` adds a
+#: general-only ``kappa`` to ``share``).
+_TWINS = {frozenset(("share", "mix"))}
+
+
+def _same_law(form: str, other: str, names: list[str], other_names: list[str]) -> bool:
+    return frozenset((form, other)) in _TWINS and names == other_names
+
+
+#: Among replay forms the general set's CV cannot tell apart (within one standard error, as
+#: many parameters), the prior decides: forgetting falls steeply with the first replay and
+#: then flattens (a little replay removes most of it: critical-mixture-ratio and
+#: data-mixing laws, arXiv 2407.17467, 2403.16952), which ``odds`` expresses best and
+#: ``exp`` next. Pilots rarely sit between r = 0 and r = 0.25, where the forms differ, so
+#: their CV on their own ratios is mostly noise here.
+GENERAL_FORM_PRIOR = ("odds", "exp", "share", "mix")
+
+
+def _prior_preference(validation_set: str) -> Callable[[SelectionRow], tuple]:
+    """The 1-SE preference: fewest parameters, then for the general set the prior's order,
+    for the domain set the smaller 2x length-extrapolation error (measured on the pilots:
+    the domain law is the one that has to carry 1,000-step pilots to longer runs)."""
+
+    def preference(row: SelectionRow) -> tuple:
+        if validation_set == "general":
+            rank = GENERAL_FORM_PRIOR.index(row.form) if row.form in GENERAL_FORM_PRIOR else 99
+            return (row.n_params, rank, row.cv_mean)
+        length = row.length_rms_domain
+        return (row.n_params, np.inf if length is None else length, row.cv_mean)
+
+    return preference
+
+
+def _in_order(preferred: tuple[str, ...]) -> Callable[[SelectionRow], tuple]:
+    """A 1-SE preference: rows named (``form``) earlier in ``preferred`` first."""
+    return lambda row: (preferred.index(row.form), row.cv_mean)
+
+
+def _set_row(candidate: Candidate) -> SelectionRow:
+    """A candidate of one set as a selection row (its own CV as the row's CV)."""
+    variant = candidate.variant
+    per_pilot = {str(run): error for run, error in sorted(candidate.cv_per_run.items())}
+    cv = candidate.cv_error if candidate.cv_error is not None else float("nan")
+    return SelectionRow(
+        form=variant.form,
+        annealing=variant.annealing,
+        lam=variant.lam,
+        tied=variant.tied,
+        lr_power=variant.lr_power,
+        n_params=candidate.n_params,
+        cv_general=None,
+        cv_domain=None,
+        cv_mean=cv,
+        cv_memory=cv,
+        cv_per_pilot=per_pilot,
+        length_rms_domain=candidate.length_rms,
+    )
+
+
+def merged_rows(
+    per_set: dict[str, list[Candidate]], shared_folds: list[int], tied_shared: int = 0
+) -> list[SelectionRow]:
+    """One row per variant: the two sets' candidates side by side (None where a variant
+    was fitted for one set only)."""
+    variants = list(dict.fromkeys(c.variant for cs in per_set.values() for c in cs))
+    rows = []
+    for variant in variants:
+        mine = {
+            name: next((c for c in cs if c.variant == variant), None)
+            for name, cs in per_set.items()
+        }
+        present = {name: c for name, c in mine.items() if c is not None}
+        cv = {name: c.cv_error for name, c in present.items()}
+        values = [v for v in cv.values() if v is not None]
+        cv_mean = float(np.mean(values)) if values else float("nan")
+        runs = sorted({run for c in present.values() for run in c.cv_per_run})
+        per_run = {
+            run: float(
+                np.mean([c.cv_per_run[run] for c in present.values() if run in c.cv_per_run])
+            )
+            for run in runs
+        }
+        in_shared = [per_run[run] for run in shared_folds if run in per_run]
+        own = {
+            name: {str(run): e for run, e in sorted(c.cv_per_run.items())}
+            for name, c in present.items()
+        }
+        counts = {name: c.n_params for name, c in present.items()}
+        rows.append(
+            SelectionRow(
+                form=variant.form,
+                annealing=variant.annealing,
+                lam=variant.lam,
+                tied=variant.tied,
+                lr_power=variant.lr_power,
+                n_params=sum(counts.values()) - (len(variant.shared) if variant.tied else 0),
+                n_params_general=counts.get("general", 0),
+                n_params_domain=counts.get("domain", 0),
+                cv_general=cv.get("general"),
+                cv_domain=cv.get("domain"),
+                cv_mean=cv_mean,
+                cv_memory=float(np.mean(in_shared)) if in_shared else cv_mean,
+                cv_per_pilot={str(run): e for run, e in per_run.items()},
+                cv_per_pilot_general=own.get("general", {}),
+                cv_per_pilot_domain=own.get("domain", {}),
+                length_rms_domain=present["domain"].length_rms if "domain" in present else None,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Selected:
+    """What :func:`select_variant` returns (see there)."""
+
+    chosen: dict[str, Variant]
+    rows: list[SelectionRow]
+    final: dict[str, SetResult]
+    pt_points: dict[str, str]
+    replay_doubt: dict[str, list[tuple[float, float, tuple[str, ...]]]]
+
+
+def _key_of(variant: Variant) -> tuple:
+    return (variant.form, variant.annealing, variant.lam, variant.tied, variant.lr_power)
+
+
+def _choose_memory(
+    pilots: PilotSet,
+    replay_terms: bool,
+    reference: str,
+    memories: list[tuple[str, float | None]],
+    settings: FitSettings,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
+    """Stage 1: the memory with the lowest CV over the shared-replay folds."""
+    warm: WarmStarts = {}
+    candidates: dict[str, list[Candidate]] = {name: [] for name in VALIDATION_SETS}
+    if len(memories) == 1:
+        annealing, lam = memories[0]
+        return Variant(reference, lam, annealing), candidates, warm
+    # S2 from the longest memory down, each warm-started from its neighbour.
+    for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
+        variant = Variant(reference, lam, annealing)
+        fitted = fit_variant(pilots, replay_terms, variant, warm, settings, SELECTING, pool=pool)
+        for name, result in fitted.items():
+            candidates[name].append(Candidate.of(variant, result))
+    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    best = min(rows, key=lambda row: row.cv_memory)
+    return _variant(best), candidates, warm
+
+
+def _choose_tie(
+    pilots: PilotSet,
+    replay_terms: bool,
+    untied: Variant,
+    candidates: dict[str, list[Candidate]],
+    settings: FitSettings,
+    pool: ProcessPoolExecutor | None,
+) -> tuple[Variant, dict[tuple, float]]:
+    """Stage 4: the chosen variant with its memory tied between the two sets, or not."""
+    tied = replace(untied, tied=True)
+    warm = {
+        untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
+        for name, cs in candidates.items()
+    }
+    fitted = fit_variant(pilots, replay_terms, tied, warm, settings, SELECTING, pool=pool)
+    for name, result in fitted.items():
+        candidates[name].append(Candidate.of(tied, result))
+    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    compared = [row for row in rows if _key(row) in {_key_of(untied), _key_of(tied)}]
+    best, errors = one_standard_error_choice(compared, _fewest_parameters)
+    return _variant(best), {_key(row): se for row, se in zip(compared, errors, strict=True)}
 
 
 def select_variant(
@@ -218,35 +518,76 @@ def select_variant(
     settings: FitSettings,
     *,
     tie: bool | str,
+    lr_power: bool | str = "auto",
     pool: ProcessPoolExecutor | None,
-) -> tuple[Variant, list[SelectionRow], dict[str, SetResult]]:
-    """Choose among ``variants`` (see the module docstring) and fit the winner.
+) -> Selected:
+    """Choose among ``variants`` (see the module docstring) and fit the winners.
 
-    Returns the chosen variant (tied when ``tie`` is True), every row compared (the chosen
-    one marked, the last comparison's standard errors filled in) and the final fit.
+    ``lr_power``: "auto" (stage 3 decides), True or False (every candidate with or without).
+    Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4
+    chose it), every row compared (the chosen ones marked), the final fit, the PT-phase
+    points each set pooled (stage 1b resolves "auto") and the replay forms' disagreement.
     """
-    forms = list(dict.fromkeys(v.form for v in variants))
+    forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
-    selection = _Selection(pilots, replay_terms, settings, pool)
-    reference = selection.choose_memory(
-        REFERENCE_FORM if REFERENCE_FORM in forms else forms[0], memories
+    shared_folds = shared_replay_folds(pilots)
+    first = REFERENCE_FORM if REFERENCE_FORM in forms else forms[0]
+    reference, candidates, warm = _choose_memory(
+        pilots, replay_terms, first, memories, settings, pool
     )
-    best, errors = selection.choose_form(reference, forms)
-    if tie == "auto" and reference.annealing == "mpl":
-        best, errors = selection.choose_tie(_variant(best))
-    chosen = _variant(best)
-    if tie is True:
-        chosen = Variant(chosen.form, chosen.lam, chosen.annealing, tied=True)
-    se_by_key = dict(errors)
-    rows = [
-        row.model_copy(
-            update={"chosen": _key(row) == _key(best), "cv_gap_se": se_by_key.get(_key(row))}
+    if lr_power is True:
+        reference = replace(reference, lr_power=True)
+    jobs = {}
+    for name in VALIDATION_SETS:
+        job = SetSelection(
+            pilots,
+            replay_terms,
+            name,
+            reference,
+            forms,
+            lr_power,
+            settings,
+            warm.get(reference.warm_key(name)),
         )
-        for row in selection.rows()
-    ]
-    # The final fit starts from the chosen variant's own optimum, or, for a tied variant
-    # fitted only now (tie=True), from the untied one.
-    fitted = selection.results.get(chosen) or selection.results[chosen.untied()]
-    warm = {(chosen.form, chosen.annealing, name): r.best.values for name, r in fitted.items()}
-    final = fit_variant(pilots, replay_terms, chosen, warm, settings, FINAL, pool=pool)
-    return chosen, rows, final
+        jobs[name] = pool.submit(job) if pool else job
+    chosen: dict[str, Variant] = {}
+    final: dict[str, SetResult] = {}
+    pt_points: dict[str, str] = {}
+    doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
+    for name, job in jobs.items():
+        outcome = job.result() if isinstance(job, Future) else job()
+        chosen[name], final[name], pt_points[name] = (
+            outcome.chosen,
+            outcome.final,
+            outcome.pt_points,
+        )
+        doubts[name] = outcome.replay_doubt
+        known = {c.variant for c in outcome.candidates}
+        candidates[name] = [c for c in candidates[name] if c.variant not in known]
+        candidates[name] += outcome.candidates
+    settings = replace(settings, pt_points=tuple(sorted(pt_points.items())))
+    errors: dict[tuple, float] = {}
+    if tie is not False and reference.annealing == "mpl":
+        if tie == "auto" and chosen["general"] == chosen["domain"]:
+            untied = chosen["general"]
+            tied, errors = _choose_tie(pilots, replay_terms, untied, candidates, settings, pool)
+            chosen = dict.fromkeys(VALIDATION_SETS, tied)
+        elif tie is True:
+            chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
+        if chosen["general"].tied:
+            start = {chosen[name].warm_key(name): final[name].best.values for name in final}
+            final = fit_variant(pilots, replay_terms, chosen, start, settings, FINAL, pool=pool)
+    rows = []
+    for row in merged_rows(candidates, shared_folds):
+        marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}
+        rows.append(
+            row.model_copy(
+                update={
+                    "chosen": all(marks.values()),
+                    "chosen_general": marks["general"],
+                    "chosen_domain": marks["domain"],
+                    "cv_gap_se": errors.get(_key(row)),
+                }
+            )
+        )
+    return Selected(chosen, rows, final, pt_points, doubts)

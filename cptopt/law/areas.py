@@ -20,7 +20,7 @@ warmup, the PT->CPT boundary is one more drop, a re-warmup gives negative drops.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -209,8 +209,12 @@ class Areas:
 
     ``replay_ratio`` is r, the share of general data in each CPT batch;
     ``checkpoint_known`` is False for points whose PT areas are unknown (black-box mode).
+    ``s1_shift`` is S1cpt with the steps that repeat domain data discounted
+    (:func:`repetition_weights`): the area that drives the domain law's shift. It defaults
+    to S1cpt (nothing repeated, or the domain corpus size unknown).
     ``history`` holds the LR drops before each point, for laws whose annealing term needs
-    them (None when the law at hand does not).
+    them (None when the law at hand does not); ``steps`` the per-step LRs behind each
+    point, for laws whose shift is driven by a power of the LR (None when not needed).
     """
 
     s1_pt: np.ndarray
@@ -219,11 +223,15 @@ class Areas:
     s2_cpt: np.ndarray
     replay_ratio: np.ndarray
     checkpoint_known: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    s1_shift: np.ndarray = field(default_factory=lambda: np.zeros(0))
     history: DropHistory | None = None
+    steps: StepLRs | None = None
 
     def __post_init__(self) -> None:
         if self.checkpoint_known.size == 0 and self.s1_pt.size:
             object.__setattr__(self, "checkpoint_known", np.ones(self.s1_pt.size, dtype=bool))
+        if self.s1_shift.size == 0 and self.s1_cpt.size:
+            object.__setattr__(self, "s1_shift", np.asarray(self.s1_cpt, dtype=float))
 
     def __len__(self) -> int:
         return int(self.s1_pt.size)
@@ -236,18 +244,175 @@ class Areas:
             history = DropHistory.concatenate(
                 [p.history if p.history is not None else DropHistory.empty(len(p)) for p in parts]
             )
+        steps = None
+        if any(p.steps is not None for p in parts):
+            steps = StepLRs.concatenate(
+                [p.steps if p.steps is not None else StepLRs.empty(len(p)) for p in parts]
+            )
         return Areas(
             *(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS),
             history=history,
+            steps=steps,
         )
 
     def take(self, index: np.ndarray) -> Areas:
         """Subset of the points."""
         history = None if self.history is None else self.history.take(index)
-        return Areas(*(getattr(self, name)[index] for name in _FIELDS), history=history)
+        steps = None if self.steps is None else self.steps.take(index)
+        return Areas(
+            *(getattr(self, name)[index] for name in _FIELDS), history=history, steps=steps
+        )
 
 
-_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "checkpoint_known")
+_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "checkpoint_known", "s1_shift")
+
+
+#: Data-constrained scaling (Muennighoff et al., arXiv 2305.16264, Eq. 5): a token seen for
+#: the (1 + R)-th time is worth ``exp(-R / R*)`` of a fresh one, ``R* = 15.4`` their fit.
+#: Pilots of a CPT study rarely repeat the domain data, so ``R*`` cannot be fitted: it is
+#: this literature prior (docs/law.md).
+REPETITION_RSTAR = 15.4
+
+
+def repetition_weights(
+    n_steps: int,
+    replay_ratio: float,
+    tokens_per_step: float | None,
+    domain_tokens: float | None,
+    rstar: float = REPETITION_RSTAR,
+) -> np.ndarray | None:
+    """Worth of each CPT step's domain tokens, shape ``(n_steps,)``; None when all are fresh.
+
+    After step ``i`` (1-based) ``D_i = i (1 - r) tokens_per_step`` domain tokens have been
+    consumed; with ``U = domain_tokens`` unique ones, step ``i`` repeats them for the
+    ``R = D_i / U - 1``-th extra time and is worth ``exp(-max(R, 0) / R*)``: the derivative
+    of Muennighoff et al.'s effective data ``U + U R* (1 - exp(-R / R*))``. None also when
+    either size is unknown.
+    """
+    if not tokens_per_step or not domain_tokens or replay_ratio >= 1.0:
+        return None
+    consumed = np.arange(1, n_steps + 1) * (1.0 - replay_ratio) * float(tokens_per_step)
+    repeats = np.maximum(consumed / float(domain_tokens) - 1.0, 0.0)
+    if not repeats.any():
+        return None
+    return np.exp(-repeats / rstar)
+
+
+@dataclass(frozen=True)
+class StepLRs:
+    """The per-step LRs behind each point, for a shift driven by ``sum_i eta_i^q``.
+
+    ``lr`` and ``weight`` (shape ``(m,)``): LRs divided by ``reference`` and the worth of
+    each step's domain data (:func:`repetition_weights`; 1 when fresh), the steps of every
+    run (or searched shape) one after the other. Point ``j``'s steps are
+    ``lr[start[j]:stop[j]]``, each scaled by ``scale[j]`` (1 for a run's own steps; the peak
+    LR over ``reference`` for the search's unit shapes, whose LRs scale with the peak).
+    ``count`` (None: 1 each): how many steps an entry stands for (:meth:`compact`), whose
+    ``weight`` is then their summed worth.
+    """
+
+    lr: np.ndarray
+    weight: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    scale: np.ndarray
+    reference: float
+    count: np.ndarray | None = None
+
+    @staticmethod
+    def empty(n_points: int, reference: float = 1.0) -> StepLRs:
+        zeros = np.zeros(n_points, dtype=np.int64)
+        return StepLRs(np.zeros(0), np.zeros(0), zeros, zeros, np.ones(n_points), reference)
+
+    @staticmethod
+    def of_run(
+        lr: np.ndarray, steps: np.ndarray, weight: np.ndarray | None, reference: float
+    ) -> StepLRs:
+        """The points after CPT steps ``steps`` of one run with per-step LRs ``lr``."""
+        lr = np.asarray(lr, dtype=float)
+        stop = np.asarray(steps, dtype=np.int64)
+        return StepLRs(
+            lr / reference,
+            np.ones(lr.size) if weight is None else np.asarray(weight, dtype=float),
+            np.zeros(stop.size, dtype=np.int64),
+            stop,
+            np.ones(stop.size),
+            float(reference),
+        )
+
+    def take(self, index: np.ndarray) -> StepLRs:
+        return replace(
+            self, start=self.start[index], stop=self.stop[index], scale=self.scale[index]
+        )
+
+    @staticmethod
+    def concatenate(parts: list[StepLRs]) -> StepLRs:
+        """Step sets of consecutive point sets, as one (indices offset)."""
+        offsets = np.cumsum([0] + [part.lr.size for part in parts])
+        reference = next((p.reference for p in parts if p.lr.size), parts[0].reference)
+        counts = None
+        if any(p.count is not None for p in parts):
+            counts = np.concatenate(
+                [np.ones(p.lr.size) if p.count is None else p.count for p in parts]
+            )
+        return StepLRs(
+            np.concatenate([p.lr * (p.reference / reference) for p in parts]),
+            np.concatenate([p.weight for p in parts]),
+            np.concatenate([p.start + o for p, o in zip(parts, offsets, strict=False)]),
+            np.concatenate([p.stop + o for p, o in zip(parts, offsets, strict=False)]),
+            np.concatenate([p.scale * (p.reference / reference) for p in parts]),
+            reference,
+            counts,
+        )
+
+    def compact(self) -> StepLRs:
+        """The same sums from fewer entries: the steps between two consecutive point
+        boundaries (starts and stops) that share an LR become one entry, with their count
+        and summed worth. Exact; a constant phase of a thousand steps becomes one entry."""
+        if self.lr.size == 0:
+            return self
+        bounds = np.unique(np.concatenate([self.start, self.stop, [0, self.lr.size]]))
+        segment = np.searchsorted(bounds, np.arange(self.lr.size), side="right")
+        keys = np.stack([segment.astype(float), self.lr])
+        unique, inverse = np.unique(keys, axis=1, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        count = np.ones(self.lr.size) if self.count is None else self.count
+        counts = np.bincount(inverse, weights=count, minlength=unique.shape[1])
+        weights = np.bincount(inverse, weights=self.weight, minlength=unique.shape[1])
+        # entries are sorted by segment: a boundary's new index is the entries before it
+        new_index = np.searchsorted(unique[0], np.searchsorted(bounds, bounds, side="right"))
+        return StepLRs(
+            unique[1],
+            weights,
+            new_index[np.searchsorted(bounds, self.start)],
+            new_index[np.searchsorted(bounds, self.stop)],
+            self.scale,
+            self.reference,
+            counts,
+        )
+
+    def power_sums(self, q: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``X = reference * sum_i (scale u_i)^q w_i`` per point and ``dX/dq``.
+
+        ``q`` broadcasts as ``(..., 1)``; the result has shape ``(..., n_points)``. At
+        ``q = 1`` ``X`` is the (repetition-weighted, if ``weighted``) CPT LR area. Steps at
+        LR 0 add nothing. One cumulative sum over the steps, no loop.
+        """
+        q = np.asarray(q, dtype=float)
+        positive = self.lr > 0
+        log_u = np.log(np.where(positive, self.lr, 1.0))
+        terms = np.where(positive, np.exp(q * log_u), 0.0)
+        if weighted:
+            terms = terms * self.weight
+        elif self.count is not None:
+            terms = terms * self.count
+        both = np.stack(np.broadcast_arrays(terms, terms * log_u))
+        sums = np.concatenate([np.zeros((*both.shape[:-1], 1)), np.cumsum(both, axis=-1)], -1)
+        total = sums[..., self.stop] - sums[..., self.start]
+        log_scale = np.log(self.scale)
+        factor = self.reference * np.exp(q * log_scale)
+        value = factor * total[0]
+        return value, factor * total[1] + value * log_scale
 
 
 def cpt_point_areas(
@@ -258,15 +423,27 @@ def cpt_point_areas(
     replay_ratio: float,
     *,
     history: bool = False,
+    tokens_per_step: float | None = None,
+    domain_tokens: float | None = None,
+    lr_reference: float | None = None,
 ) -> Areas:
     """Areas at CPT steps ``steps`` (0 = the checkpoint itself) of one CPT run.
 
     ``history``: also record the drop history (laws with a per-drop annealing memory).
+    ``tokens_per_step`` and ``domain_tokens`` (unique tokens of the domain corpus): when
+    both are given, steps that repeat domain data count less in ``s1_shift``
+    (:func:`repetition_weights`). ``lr_reference``: also record the per-step LRs (divided by
+    it) for laws whose shift is driven by a power of the LR (:class:`StepLRs`).
     """
     steps = np.asarray(steps, dtype=int)
+    cpt_lr = np.asarray(cpt_lr, dtype=float)
     s1_cpt, s2_cpt = cpt_areas(cpt_lr, lam, checkpoint)
     s1_cpt = np.concatenate([[0.0], s1_cpt])[steps]
     s2_cpt = np.concatenate([[0.0], s2_cpt])[steps]
+    weights = repetition_weights(cpt_lr.size, replay_ratio, tokens_per_step, domain_tokens)
+    s1_shift = s1_cpt
+    if weights is not None:
+        s1_shift = np.concatenate([[0.0], np.cumsum(cpt_lr * weights)])[steps]
     n = steps.size
     return Areas(
         s1_pt=np.full(n, checkpoint.s1_pt),
@@ -275,5 +452,9 @@ def cpt_point_areas(
         s2_cpt=s2_cpt,
         replay_ratio=np.full(n, float(replay_ratio)),
         checkpoint_known=np.full(n, checkpoint.known),
+        s1_shift=s1_shift,
         history=run_history(cpt_lr, steps, checkpoint) if history else None,
+        steps=None
+        if lr_reference is None
+        else StepLRs.of_run(cpt_lr, steps, weights, lr_reference),
     )

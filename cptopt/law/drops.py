@@ -263,11 +263,16 @@ def drop_history(
     total, log_sum, area_sum = (w[keep] for w in sums)
     cpt = np.zeros(point.size, bool) if cpt_from is None else start >= cpt_from
     t_area = np.where(at[point] <= n, cum[np.minimum(at[point], n)], cum[n])
+    # A single drop's LR and area directly: the differences of the long cumulative sums
+    # above carry ~1e-12 of rounding, which the search's scaled histories do not share.
+    single = stop - start == 1
+    mean_log_lr = np.where(single, log_lr[np.minimum(start, n - 1)], log_sum / total)
+    mean_area = np.where(single, cum[np.minimum(start, n)], area_sum / total)
     return DropHistory(
         point=point,
         drop=total,
-        lr=np.exp(log_sum / total),
-        area=np.maximum(t_area - area_sum / total, 0.0),
+        lr=np.exp(mean_log_lr),
+        area=np.maximum(t_area - mean_area, 0.0),
         cpt=cpt,
         n_points=int(at.size),
     )

@@ -20,13 +20,21 @@ from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError
-from cptopt.law.areas import CheckpointState, checkpoint_state, unknown_checkpoint
+from cptopt.law.areas import (
+    Areas,
+    CheckpointState,
+    checkpoint_state,
+    cpt_point_areas,
+    unknown_checkpoint,
+)
 from cptopt.law.forms import LawForm, make_law
 from cptopt.law.parameters import Parameter
 from cptopt.pilots.runs import PretrainHistory
 
-#: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional).
-SCHEMA_VERSION = 2
+#: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional;
+#: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
+#: the PT-phase points used, the length-extrapolation error).
+SCHEMA_VERSION = 3
 #: Where ``cptopt fit`` writes and later commands look by default.
 DEFAULT_LAW_PATH = "cptopt-law.json"
 
@@ -53,6 +61,13 @@ class SetFit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     validation_set: str
+    form: str = Field(description="replay form of this set's law (see cptopt.law.forms)")
+    lr_power: bool = Field(
+        default=False, description="the shift is driven by sum of LR^q (q fitted), not the area"
+    )
+    pt_points: Literal["all", "checkpoint", "none"] = Field(
+        default="all", description="PT-phase points pooled in the fit"
+    )
     parameter_names: list[str]
     values: list[float]
     parameters: list[Parameter]
@@ -73,6 +88,16 @@ class SetFit(BaseModel):
         default=None,
         description="RMS log error of the left-out curve points of the pilots whose replay "
         "ratio another pilot shares, or of all pilots (sets the interval scale)",
+    )
+    interval_scale: float | None = Field(
+        default=None,
+        description="factor on sqrt(noise^2 + jackknife spread^2) that makes the intervals "
+        "cover the pilots' own left-out points at the 90 % level (None: no CV)",
+    )
+    length_rms: float | None = Field(
+        default=None,
+        description="RMS log error at the pilots' ends of the law refitted on their first "
+        "halves (a 2x length extrapolation); widens intervals beyond the pilots' length",
     )
     runs: list[RunFit]
     at_bound: list[str]
@@ -145,7 +170,17 @@ class SelectionRow(BaseModel):
         "folds that test the annealing memory rather than the replay form"
     )
     cv_per_pilot: dict[str, float]
+    lr_power: bool = False
+    n_params_general: int = 0
+    n_params_domain: int = 0
+    cv_per_pilot_general: dict[str, float] = Field(default_factory=dict)
+    cv_per_pilot_domain: dict[str, float] = Field(default_factory=dict)
+    length_rms_domain: float | None = Field(
+        default=None, description="the domain law's 2x length-extrapolation RMS (selection)"
+    )
     chosen: bool = False
+    chosen_general: bool = False
+    chosen_domain: bool = False
     cv_gap_se: float | None = Field(
         default=None,
         description="paired standard error of this row's CV gap to the best row (the "
@@ -160,7 +195,7 @@ class FittedLaw(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
-    form: str
+    form: str = Field(description="the general law's replay form (each set's: SetFit.form)")
     annealing: Literal["s2", "mpl"] = "s2"
     lam: float | None = Field(description="S2 memory factor (None with the mpl annealing)")
     tied: list[str] = Field(
@@ -169,6 +204,16 @@ class FittedLaw(BaseModel):
     huber_delta: float
     seed: int
     replay_terms: bool
+    domain_forward: Literal["advance", "frozen"] = Field(
+        default="frozen",
+        description="whether CPT steps advance the domain law's PT power law (advance: Eq. 4)",
+    )
+    domain_tokens: float | None = Field(
+        default=None, description="unique tokens of the domain corpus (repetition discount)"
+    )
+    lr_reference: float | None = Field(
+        default=None, description="LR the per-step LRs are divided by (laws with LR power)"
+    )
     notes: list[str] = Field(default_factory=list)
     pretrain: PretrainRecord
     coverage: Coverage
@@ -184,14 +229,67 @@ class FittedLaw(BaseModel):
 
     def form_for(self, validation_set: str) -> LawForm:
         """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
+        fit = self.set_fit(validation_set)
         return make_law(
-            self.form, validation_set, self.replay_terms, self.pretrain.known, self.annealing
+            fit.form,
+            validation_set,
+            self.replay_terms,
+            self.pretrain.known,
+            self.annealing,
+            domain_forward=self.domain_forward,
+            lr_power=fit.lr_power,
         )
+
+    @property
+    def forms_description(self) -> str:
+        """The replay form(s) in words: one name, or the general's and the domain's."""
+        names = [
+            fit.form + (" + LR^q" if fit.lr_power else "") for fit in (self.general, self.domain)
+        ]
+        return names[0] if names[0] == names[1] else f"general {names[0]}, domain {names[1]}"
 
     @property
     def needs_history(self) -> bool:
         """Whether predictions need the drop history (the multi-power annealing)."""
         return self.annealing == "mpl"
+
+    @property
+    def needs_steps(self) -> bool:
+        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
+        return self.general.lr_power or self.domain.lr_power
+
+    def corpus_tokens_per_step(self, tokens_per_step: float | None) -> float | None:
+        """Tokens per step for the repetition discount: the one given, else the pilots'
+        when they all used one."""
+        if tokens_per_step:
+            return float(tokens_per_step)
+        used = self.coverage.tokens_per_step
+        return float(used[0]) if len(used) == 1 else None
+
+    def point_areas(
+        self,
+        lr: np.ndarray,
+        steps: np.ndarray,
+        state: CheckpointState,
+        replay_ratio: float,
+        tokens_per_step: float | None = None,
+        domain_tokens: float | None = None,
+    ) -> Areas:
+        """The law's inputs at CPT ``steps`` of a run with per-step LRs ``lr``: its S2
+        memory, drop history, repetition discount and per-step LRs as this law needs.
+
+        ``domain_tokens`` (the domain corpus size) defaults to the pilots' (manifest)."""
+        return cpt_point_areas(
+            lr,
+            steps,
+            self.lam,
+            state,
+            replay_ratio,
+            history=self.needs_history,
+            tokens_per_step=self.corpus_tokens_per_step(tokens_per_step),
+            domain_tokens=domain_tokens or self.domain_tokens,
+            lr_reference=self.lr_reference if self.needs_steps else None,
+        )
 
     @property
     def annealing_description(self) -> str:

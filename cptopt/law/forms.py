@@ -8,7 +8,15 @@ with the replay multipliers of Eq. 8 (r = replay ratio, r_cpt = 1 - r):
     general:  u = exp(a1*r),      v = 1 - exp(-a2*r_cpt)
     domain:   u = exp(a1*r_cpt),  v = exp(a2*r_cpt) - 1
 
-and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio.
+and ``u = v = 1`` (Eq. 4) when the pilots use a single replay ratio. Other replay forms
+(``exp``, ``share``, ``mix``, ``odds``) replace Eq. 8's multipliers; each validation set has
+its own.
+
+Two departures from Eq. 4, both options of a form: ``domain_forward="frozen"`` keeps the
+domain law's PT power law at its checkpoint value (the CPT area drops out of it), and
+``lr_power`` drives the shift term by ``X = eta_ref sum_i (eta_i / eta_ref)^q`` (``q``
+fitted) instead of S1cpt. The domain law's shift reads the CPT area with repeated domain
+data discounted (``Areas.s1_shift``), which is S1cpt when nothing repeats.
 
 Parametrisation. The shift term is written ``Bbeta * g(beta, E*S1cpt)`` with
 ``g = (1 - (1 + x)^-beta) / beta``, so ``Bbeta = B*beta``: for small beta only that product
@@ -35,6 +43,12 @@ from cptopt.law.parameters import ParamSpec
 
 #: The paper's annealing-memory factor lambda (docs/law.md).
 PAPER_LAMBDA = 0.999
+#: What CPT steps do to the domain law's PT power law ``A (S1pt + w S1cpt)^-alpha``:
+#: "advance" (Eq. 4, ``w = 1``) or "frozen" (``w = 0``: the term keeps its checkpoint value
+#: and the domain loss moves through the credit and the shift). cptopt's default is
+#: "frozen" (docs/law.md): with "advance", two power laws in S1cpt compete on short pilots
+#: and their sum extrapolates too steeply in length.
+DOMAIN_FORWARDS = ("advance", "frozen")
 
 
 def _shift_g(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -52,7 +66,13 @@ class LawForm:
     replay_terms : whether the Eq. 8 replay multipliers are included
     checkpoint_known : False for black-box mode (S1pt fitted, no C1)
     annealing : the annealing memory (default: the paper's S2)
+    domain_forward : "advance" (Eq. 4) or "frozen" (see :data:`DOMAIN_FORWARDS`)
+    lr_power : drive the shift by ``X = sum_i eta_i^q`` (scaled, see :meth:`shift_drive`)
+        with a fitted ``q`` instead of the LR area (``q = 1``, Eq. 4)
     """
+
+    #: The form's name in :data:`FORMS` (``--law``).
+    name = "paper"
 
     #: Replay multipliers: "paper" (Eq. 8), "exp", "share" (see the subclasses).
     replay_form = "paper"
@@ -63,11 +83,19 @@ class LawForm:
         replay_terms: bool,
         checkpoint_known: bool,
         annealing: S2Annealing | None = None,
+        domain_forward: str = "advance",
+        lr_power: bool = False,
     ) -> None:
+        if domain_forward not in DOMAIN_FORWARDS:
+            raise ValueError(
+                f"domain_forward == {domain_forward!r}, must be one of {', '.join(DOMAIN_FORWARDS)}"
+            )
         self.validation_set = validation_set
         self.replay_terms = replay_terms
         self.checkpoint_known = checkpoint_known
         self.annealing = annealing or S2Annealing()
+        self.domain_forward = domain_forward
+        self.lr_power = lr_power
         self.specs = self._specs()
         self.names = [spec.name for spec in self.specs]
         self.linear_names = [spec.name for spec in self.specs if spec.linear]
@@ -96,6 +124,8 @@ class LawForm:
             ParamSpec("E", 1e-2, 1e6, 1.0, 1e4, log=True, description="shift rate"),
             ParamSpec("beta", 1e-4, 3.0, 0.01, 1.0, description="shift exponent"),
         ]
+        if self.lr_power:
+            specs.append(ParamSpec("q", 0.2, 3.0, 0.6, 1.4, description="shift drive: sum of LR^q"))
         if self.replay_terms:
             specs += self._replay_specs()
         return specs
@@ -132,9 +162,44 @@ class LawForm:
 
     # -- evaluation ---------------------------------------------------------------------
 
+    @property
+    def frozen_forward(self) -> bool:
+        """Whether CPT steps leave this set's PT power law at its checkpoint value."""
+        return self.validation_set == "domain" and self.domain_forward == "frozen"
+
+    @property
+    def needs_steps(self) -> bool:
+        """Whether the law reads the per-step LRs of :class:`~cptopt.law.areas.Areas`."""
+        return self.lr_power
+
     def forward_weight(self, shape: dict[str, np.ndarray], replay: np.ndarray) -> np.ndarray:
-        """Weight of a CPT step in the forward area of this set's power-law term (Eq. 4: 1)."""
+        """Weight of a CPT step in the forward area of this set's power-law term.
+
+        Eq. 4: 1. With ``domain_forward="frozen"`` the domain law's is 0: its PT power law
+        describes how training on general data lowered the domain loss; during CPT the
+        domain loss falls through the shift and the credit (docs/law.md).
+        """
+        if self.frozen_forward:
+            return np.zeros_like(replay)
         return np.ones_like(replay)
+
+    def shift_drive(
+        self, shape: dict[str, np.ndarray], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(X, dX/dq)``: what drives the shift term ``Bbeta g(beta, E X) v(r)``.
+
+        Eq. 4: the CPT LR area S1cpt (no ``q``: derivative None). The domain law uses the
+        area with steps that repeat domain data discounted (``Areas.s1_shift``). With
+        ``lr_power``: ``X = eta_ref sum_i (eta_i / eta_ref)^q``, the same weights, which is
+        that area at ``q = 1``; ``q < 1`` lets a low LR make more progress per unit of LR
+        area (and ``q > 1`` less), so the shift can prefer an LR between the pilots'.
+        """
+        domain = self.validation_set == "domain"
+        if not self.lr_power:
+            return (areas.s1_shift if domain else areas.s1_cpt), None
+        if areas.steps is None:
+            raise ValueError("a shift driven by LR^q needs the per-step LRs (Areas.steps)")
+        return areas.steps.power_sums(shape["q"], weighted=domain)
 
     def basis(self, shape: dict[str, np.ndarray], areas: Areas) -> np.ndarray:
         """Columns multiplying the linear parameters, shape ``(..., n_points, n_linear)``.
@@ -148,7 +213,8 @@ class LawForm:
             anneal_mult, shift_mult = self.replay_multipliers(shape, areas.replay_ratio)
         else:
             anneal_mult = shift_mult = 1.0
-        shift = _shift_g(shape["beta"], shape["E"] * areas.s1_cpt) * shift_mult
+        drive, _ = self.shift_drive(shape, areas)
+        shift = _shift_g(shape["beta"], shape["E"] * drive) * shift_mult
         amount_pt, amount_cpt = self.annealing.amounts(shape, areas)
         anneal_cpt = -amount_cpt * anneal_mult
         columns = [np.ones_like(forward), forward]
@@ -175,7 +241,8 @@ class LawForm:
         s1_pt = areas.s1_pt if self.checkpoint_known else named["S1pt"]
         total_s1 = s1_pt + areas.s1_cpt * self.forward_weight(named, areas.replay_ratio)
         forward = total_s1 ** (-named["alpha"])
-        x = named["E"] * areas.s1_cpt
+        drive, d_drive = self.shift_drive(named, areas)
+        x = named["E"] * drive
         log_term = np.log1p(x)
         beta = named["beta"]
         decay = np.exp(-beta * log_term)  # (1 + E*S1cpt)^-beta
@@ -195,7 +262,7 @@ class LawForm:
             "alpha": -named["A"] * forward * np.log(total_s1),
             "C2": -amount_cpt * anneal_mult,
             "Bbeta": shift_g * shift_mult,
-            "E": named["Bbeta"] * shift_mult * areas.s1_cpt * decay / (1.0 + x),
+            "E": named["Bbeta"] * shift_mult * drive * decay / (1.0 + x),
             "beta": named["Bbeta"] * shift_mult * (log_term * decay - shift_g) / beta,
         }
         if self.checkpoint_known:
@@ -207,6 +274,8 @@ class LawForm:
             if self.checkpoint_known:
                 column = column - named["C1"] * d_pt
             columns[name] = column
+        if d_drive is not None:
+            columns["q"] = named["Bbeta"] * shift_mult * named["E"] * d_drive * decay / (1.0 + x)
         if self.replay_terms:
             columns["a1"] = -named["C2"] * amount_cpt * d_anneal
             columns["a2"] = named["Bbeta"] * shift_g * d_shift
@@ -250,6 +319,9 @@ class ExpReplayLaw(LawForm):
     needed for the credit to be small: ``C2`` itself can be 0.
     """
 
+    #: The form's name in :data:`FORMS` (``--law``).
+    name = "exp"
+
     replay_form = "exp"
 
     def _replay_specs(self) -> list[ParamSpec]:
@@ -290,6 +362,9 @@ class ShareReplayLaw(LawForm):
     the data decide; ``C2`` is the credit at share 1.
     """
 
+    #: The form's name in :data:`FORMS` (``--law``).
+    name = "share"
+
     replay_form = "share"
 
     def _replay_specs(self) -> list[ParamSpec]:
@@ -325,6 +400,8 @@ class MixAreaLaw(ShareReplayLaw):
     domain law is the ``share`` form's: its PT-phase power law already describes transfer.
     """
 
+    #: The form's name in :data:`FORMS` (``--law``).
+    name = "mix"
 
     def _specs(self) -> list[ParamSpec]:
         specs = super()._specs()
@@ -336,8 +413,50 @@ class MixAreaLaw(ShareReplayLaw):
 
     def forward_weight(self, shape: dict[str, np.ndarray], replay: np.ndarray) -> np.ndarray:
         if "kappa" not in self.names:
-            return np.ones_like(replay)
+            return super().forward_weight(shape, replay)
         return replay + shape["kappa"] * (1.0 - replay)
+
+
+class OddsReplayLaw(ShareReplayLaw):
+    """The ``share`` credit with a shift that falls hyperbolically in the replay *odds*.
+
+        u(r) = s^a1 (as ``share``),   v(r) = 1 / (1 + a2 r / (1 - r)),   a2 >= 0
+
+    A CPT batch pulls the model toward the domain with weight ``1 - r`` and back toward
+    the general data with weight ``r``; the shift still to go scales with the balance of
+    the two pulls, ``1 / (1 + a2 odds)``, the shape of the critical-mixture-ratio and
+    data-mixing laws (arXiv 2407.17467, 2403.16952). Against ``exp(-a2 r)`` (as many
+    parameters) it falls faster near ``r = 0`` and flattens sooner: a little replay removes
+    most of the forgetting. At ``r = 1`` (pure replay) the shift is 0.
+    """
+
+    #: The form's name in :data:`FORMS` (``--law``).
+    name = "odds"
+
+    replay_form = "odds"
+
+    def _replay_specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec("a1", 0.0, 5.0, 0.0, 2.0, description="replay: credit ~ own share^a1"),
+            ParamSpec(
+                "a2", 1e-3, 1e4, 0.1, 100.0, log=True, description="replay: shift ~ 1/(1+a2*odds)"
+            ),
+        ]
+
+    @staticmethod
+    def _odds(replay: np.ndarray) -> np.ndarray:
+        return replay / np.maximum(1.0 - replay, 1e-9)
+
+    def replay_multipliers(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._share(replay) ** shape["a1"], 1.0 / (1.0 + shape["a2"] * self._odds(replay))
+
+    def replay_derivatives(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        share, odds = self._share(replay), self._odds(replay)
+        return share ** shape["a1"] * np.log(share), -odds / (1.0 + shape["a2"] * odds) ** 2
 
 
 #: Law forms by replay form name (``--law``).
@@ -346,6 +465,7 @@ FORMS: dict[str, type[LawForm]] = {
     "exp": ExpReplayLaw,
     "share": ShareReplayLaw,
     "mix": MixAreaLaw,
+    "odds": OddsReplayLaw,
 }
 
 
@@ -355,13 +475,22 @@ def make_law(
     replay_terms: bool,
     checkpoint_known: bool,
     annealing: str = "s2",
+    domain_forward: str = "advance",
+    lr_power: bool = False,
 ) -> LawForm:
     """A law form by name, with the S2 (default) or the multi-power (``"mpl"``) memory."""
     if form not in FORMS:
         raise ValueError(f"unknown law form '{form}'; choose from {', '.join(FORMS)}")
     if annealing not in ANNEALINGS:
         raise ValueError(f"unknown annealing '{annealing}'; choose from {', '.join(ANNEALINGS)}")
-    return FORMS[form](validation_set, replay_terms, checkpoint_known, ANNEALINGS[annealing]())
+    return FORMS[form](
+        validation_set,
+        replay_terms,
+        checkpoint_known,
+        ANNEALINGS[annealing](),
+        domain_forward=domain_forward,
+        lr_power=lr_power,
+    )
 
 
 def published_coefficients() -> dict[str, dict[str, float]]:

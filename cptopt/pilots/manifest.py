@@ -6,6 +6,7 @@ relative to the manifest file. Example::
 
     version: 1
     tokens_per_step: 1024
+    domain_tokens: 1245822         # optional: unique domain tokens (repetition discount)
     columns: {step: step, lr: lr, general: loss_general, domain: loss_domain}
     pretrain:
       log: pretrain.csv            # PT LR per step (+ PT-phase losses where logged)
@@ -229,6 +230,12 @@ class PilotManifest(BaseModel):
     format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
     columns: ColumnMap = Field(default_factory=ColumnMap)
     tokens_per_step: int | None = Field(default=None, gt=0)
+    domain_tokens: float | None = Field(
+        default=None,
+        gt=0,
+        description="Unique tokens of the domain training corpus: CPT steps past one epoch "
+        "of it count less in the domain law (data-constrained scaling).",
+    )
     pretrain: PretrainSpec
     runs: list[RunSpec] = Field(min_length=1)
 
@@ -330,4 +337,6 @@ def load_manifest(path: str | Path) -> PilotSet:
         if not pretrain.known:
             run = replace(run, notes=run.notes + _start_loss_notes(run))
         runs.append(run)
-    return PilotSet(tuple(runs), pretrain, manifest.pretrain.use_points, str(path))
+    return PilotSet(
+        tuple(runs), pretrain, manifest.pretrain.use_points, str(path), manifest.domain_tokens
+    )

@@ -26,7 +26,7 @@ Per-step LR rule (the areas S1, S2 need the LR of every update):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -107,6 +107,9 @@ class PilotSet:
     pretrain: PretrainHistory
     use_pretrain_points: bool = True
     source: str = ""
+    #: Unique tokens of the domain training corpus (manifest ``domain_tokens``; None: not
+    #: given). With the runs' tokens per step it tells which CPT steps repeat domain data.
+    domain_tokens: float | None = None
 
     def __post_init__(self) -> None:
         if not self.runs:
@@ -126,7 +129,7 @@ class PilotSet:
     def subset(self, names: list[str] | tuple[str, ...]) -> PilotSet:
         """The same pilot set restricted to the runs named (order kept)."""
         chosen = tuple(run for run in self.runs if run.name in set(names))
-        return PilotSet(chosen, self.pretrain, self.use_pretrain_points, self.source)
+        return replace(self, runs=chosen)
 
 
 def cpt_lr_from_log(

@@ -94,17 +94,25 @@ def _run_table(law: FittedLaw) -> Table:
     return table
 
 
+#: The PT-phase point policies in words.
+_PT_POINTS = {"all": "all logged", "checkpoint": "checkpoint only", "none": "none"}
+
+
 def _summary_table(law: FittedLaw) -> Table:
     table = Table(title="fit quality", title_justify="left")
     table.add_column("")
     table.add_column("general", justify="right")
     table.add_column("domain", justify="right")
     rows = [
+        ("replay form", lambda f: f.form),
+        ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
+        ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
         ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
         ("R²", lambda f: f"{f.r2:.4f}"),
         ("mean |rel. error|", lambda f: _percent(f.mean_abs_error)),
         ("leave-one-pilot-out CV", lambda f: _percent(f.cv_error)),
         ("eval noise (robust SD)", lambda f: _percent(f.noise)),
+        ("2x length extrapolation RMS", lambda f: _percent(f.length_rms)),
         ("best starts agree", lambda f: "yes" if f.starts_agree else "[yellow]no[/]"),
     ]
     for label, getter in rows:
@@ -114,10 +122,16 @@ def _summary_table(law: FittedLaw) -> Table:
 
 def fit_report(law: FittedLaw) -> RenderableType:
     """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
+    corpus = (
+        f", domain corpus {law.domain_tokens:.4g} tokens (repeats discounted)"
+        if law.domain_tokens
+        else ""
+    )
     header = Text(
-        f"law '{law.form}', {law.annealing_description}, replay terms: "
+        f"law '{law.forms_description}', {law.annealing_description}, replay terms: "
         f"{'yes' if law.replay_terms else 'no (replay fixed)'}, "
-        f"PT history: {'known' if law.pretrain.known else 'unknown (black-box)'}"
+        f"PT history: {'known' if law.pretrain.known else 'unknown (black-box)'}, "
+        f"domain PT power law: {law.domain_forward}{corpus}"
     )
     parts: list[RenderableType] = [header]
     if law.selection:
@@ -138,17 +152,19 @@ def selection_table(law: FittedLaw) -> Table:
     """The variants ``--law auto`` compared, with the CV errors each stage used."""
     table = Table(
         title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
-        "folds, then the replay form on all folds)",
+        "folds, then each set's replay form and LR power on its own CV; ✓ = chosen)",
         title_justify="left",
     )
     columns = ("variant", "memory", "params", "CV general", "CV domain", "CV mean")
     for column in (*columns, "CV shared-replay"):
         table.add_column(column, justify="right" if column != "variant" else "left")
     for row in law.selection:
-        mark = " ✓" if row.chosen else ""
+        marks = [name for name in ("general", "domain") if getattr(row, f"chosen_{name}")]
+        mark = " ✓" if row.chosen or len(marks) == 2 else f" ✓ {marks[0]}" if marks else ""
         memory = f"λ {row.lam:g}" if row.annealing != "mpl" else "mpl tied" if row.tied else "mpl"
+        power = " + LR^q" if row.lr_power else ""
         table.add_row(
-            f"{row.form}{mark}",
+            f"{row.form}{power}{mark}",
             memory,
             str(row.n_params),
             _percent(row.cv_general),

@@ -19,7 +19,6 @@ import numpy as np
 
 from cptopt._io import atomic_writer
 from cptopt.exceptions import InputError
-from cptopt.law.areas import cpt_point_areas
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import PilotSet, Run
 from cptopt.prediction import Prediction
@@ -89,8 +88,8 @@ def _save(figure: Any, path: str | Path, dpi: int) -> Path:
 def fitted_curve(law: FittedLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
     """The law's loss for pilot ``run`` at CPT ``steps`` (shape ``(n,)``)."""
     _, state = law.checkpoint_state(run.checkpoint)
-    areas = cpt_point_areas(
-        run.cpt_lr, np.asarray(steps), law.lam, state, run.replay_ratio, history=law.needs_history
+    areas = law.point_areas(
+        run.cpt_lr, np.asarray(steps), state, run.replay_ratio, run.tokens_per_step
     )
     values = np.asarray(law.set_fit(validation_set).values, dtype=float)
     curve = law.form_for(validation_set).evaluate(values[None, :], areas)

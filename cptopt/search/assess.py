@@ -69,6 +69,7 @@ def assess(
         checkpoint.state,
         steps=[0, steps],
         tokens_per_step=tokens_per_step,
+        domain_tokens=domain_tokens,
         level=level,
         require_positive=False,
     )

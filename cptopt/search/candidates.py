@@ -16,7 +16,7 @@ import numpy as np
 from cptopt._io import check_input_file, read_text
 from cptopt._validation import load_yaml_mapping, validate
 from cptopt.exceptions import InputError
-from cptopt.law.areas import Areas, cpt_point_areas
+from cptopt.law.areas import Areas
 from cptopt.law.fitted import FittedLaw
 from cptopt.law.uncertainty import jackknife_covariance
 from cptopt.search.assess import Scored, assess, broken_constraints
@@ -169,13 +169,13 @@ def rank_candidates(
     tokens_per_step = [candidate.tokens_per_step or default_tps for candidate in candidates]
     areas = Areas.concatenate(
         [
-            cpt_point_areas(
+            law.point_areas(
                 schedule.lr_array(),
                 np.array([schedule.n_steps]),
-                law.lam,
                 choices[checkpoint[i]].state,
                 replay[i],
-                history=law.needs_history,
+                tokens_per_step[i],
+                constraints.domain_tokens,
             )
             for i, schedule in enumerate(schedules)
         ]

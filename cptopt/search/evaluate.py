@@ -59,7 +59,10 @@ class Evaluator:
         }
         if self.final_areas is None:
             states = [choice.state for choice in self.checkpoints]
-            self.final_areas = FinalAreas(states, self.law.lam, self.law.needs_history)
+            domain_tokens = self.constraints.domain_tokens if self.constraints else None
+            self.final_areas = FinalAreas.for_law(
+                self.law, states, self.tokens_per_step, domain_tokens
+            )
         start = self.final_areas.at_start()
         self.initial = {vs: self.forms[vs].evaluate(self.values[vs], start) for vs in self.forms}
         self.limits = self.constraints or Constraints()

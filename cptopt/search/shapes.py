@@ -20,6 +20,12 @@ LRs and areas alike), the boundary drop is ``lr_last - peak * shape_1``, and the
 keep their LRs with ``peak * sum(shape)`` added to their areas. So the history is binned
 once per (checkpoint, shape) and scaled per peak LR; settings that differ only in replay
 share one history (``DropHistory.index``).
+
+Repetition (a domain corpus of known size) and an LR-power shift need every step, but
+again once per shape: a setting's steps are its unit shape's, each worth
+``repetition_weights(steps, replay)`` (so shapes are grouped by replay only where the domain
+data repeat), and ``sum (peak shape_k)^q`` is ``peak^q`` times the shape's own sum
+(:class:`~cptopt.law.areas.StepLRs` with ``scale = peak / reference``).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cptopt.law.areas import Areas, CheckpointState
+from cptopt.law.areas import Areas, CheckpointState, StepLRs, repetition_weights
 from cptopt.law.drops import DropHistory, drop_history, lr_drops
+from cptopt.law.fitted import FittedLaw
 from cptopt.schedules import family_lr_array
 from cptopt.search.models import SEARCH_FAMILIES
 
@@ -126,14 +133,21 @@ class FinalAreas:
     """Builds the law's inputs at the last step of every setting of a batch.
 
     ``lam`` is the law's S2 memory factor (None: no S2); ``needs_history``: also the drop
-    history (the multi-power memory). Per-shape work is cached, so one instance should serve
-    a whole search.
+    history (the multi-power memory). ``tokens_per_step`` and ``domain_tokens``: the
+    repetition discount of the domain shift (none unless both are given); ``lr_reference``:
+    also the per-step LRs (a shift driven by LR^q; None: not needed). Per-shape work is
+    cached, so one instance should serve a whole search. :meth:`for_law` takes these from a
+    law, as :meth:`FittedLaw.point_areas` does for ``predict``.
     """
 
     checkpoints: list[CheckpointState]
     lam: float | None
     needs_history: bool
+    tokens_per_step: float | None = None
+    domain_tokens: float | None = None
+    lr_reference: float | None = None
     _terms: dict[ShapeKey, tuple[float, float]] = field(default_factory=dict)
+    _shapes: dict[ShapeKey, np.ndarray] = field(default_factory=dict)
     _cpt_templates: dict[ShapeKey, tuple[np.ndarray, ...]] = field(default_factory=dict)
     _pt_templates: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict)
 
@@ -144,12 +158,35 @@ class FinalAreas:
         self.momentum = np.array([state.momentum for state in self.checkpoints])
         self.known = np.array([state.known for state in self.checkpoints])
 
+    @staticmethod
+    def for_law(
+        law: FittedLaw,
+        checkpoints: list[CheckpointState],
+        tokens_per_step: float | None = None,
+        domain_tokens: float | None = None,
+    ) -> FinalAreas:
+        """The final areas of ``law``'s inputs (``domain_tokens`` defaults to the law's)."""
+        return FinalAreas(
+            checkpoints,
+            law.lam,
+            law.needs_history,
+            law.corpus_tokens_per_step(tokens_per_step),
+            domain_tokens or law.domain_tokens,
+            law.lr_reference if law.needs_steps else None,
+        )
+
+    def _unit_shape(self, key: ShapeKey) -> np.ndarray:
+        cached = self._shapes.get(key)
+        if cached is None:
+            cached = self._shapes[key] = unit_shape(*key)
+        return cached
+
     # -- closed-form areas --------------------------------------------------------------
 
     def _shape_terms(self, key: ShapeKey) -> tuple[float, float]:
         cached = self._terms.get(key)
         if cached is None:
-            shape = unit_shape(*key)
+            shape = self._unit_shape(key)
             b = 0.0
             if self.lam is not None:  # else: no m-recursion in this law, S2 is not used
                 # weight of the drop at step k (1-based) in S2(T): (1 - lam^(T-k+1)) / (1 - lam)
@@ -238,6 +275,54 @@ class FinalAreas:
         position[np.concatenate(order)] = np.arange(len(base_peak))
         return replace(history, index=position[np.asarray(index).ravel()])
 
+    # -- every step: repetition discount and LR power -----------------------------------
+
+    def _repeats(self, batch: Batch) -> np.ndarray:
+        """Which settings repeat domain data (their steps' worth depends on the replay)."""
+        if not self.tokens_per_step or not self.domain_tokens:
+            return np.zeros(len(batch), bool)
+        consumed = batch.steps * (1.0 - batch.replay_ratio) * self.tokens_per_step
+        return (consumed > self.domain_tokens) & (batch.replay_ratio < 1.0)
+
+    def step_groups(self, batch: Batch) -> tuple[StepLRs, np.ndarray]:
+        """The unit-shape steps of every setting (:class:`StepLRs`, one group per shape, and
+        per replay ratio where the domain data repeat) and each group's weighted unit area
+        ``sum_k shape_k w_k`` per setting (its ``s1_shift`` over the peak LR)."""
+        repeats = self._repeats(batch)
+        replay_key = np.where(repeats, batch.replay_ratio, -1.0)
+        code_values, code_index = np.unique(shape_codes(batch), return_inverse=True)
+        replay_values, replay_index = np.unique(replay_key, return_inverse=True)
+        combined = (
+            np.asarray(code_index).ravel() * replay_values.size + np.asarray(replay_index).ravel()
+        )
+        groups, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        lrs, weights, unit_area = [], [], np.empty(groups.size)
+        for g, setting in enumerate(first.tolist()):
+            code = int(code_values[combined[setting] // replay_values.size])
+            shape = self._unit_shape(shape_key(code))
+            weight = None
+            if repeats[setting]:
+                weight = repetition_weights(
+                    shape.size, replay_key[setting], self.tokens_per_step, self.domain_tokens
+                )
+            weight = np.ones(shape.size) if weight is None else weight
+            lrs.append(shape)
+            weights.append(weight)
+            unit_area[g] = shape @ weight
+        lengths = np.array([lr.size for lr in lrs], dtype=np.int64)
+        stops = np.cumsum(lengths)
+        reference = self.lr_reference or 1.0
+        steps = StepLRs(
+            np.concatenate(lrs),
+            np.concatenate(weights),
+            (stops - lengths)[inverse],
+            stops[inverse],
+            batch.peak_lr / reference,
+            reference,
+        )
+        return steps, unit_area[inverse]
+
     # -- areas --------------------------------------------------------------------------
 
     def _areas(
@@ -265,6 +350,12 @@ class FinalAreas:
         areas = self._areas(ck, s1_cpt, s2_cpt, batch.replay_ratio)
         if self.needs_history:
             areas = replace(areas, history=self.history(batch))
+        repeats = self._repeats(batch)
+        if self.lr_reference is not None or repeats.any():
+            steps, unit_area = self.step_groups(batch)
+            s1_shift = np.where(repeats, batch.peak_lr * unit_area, s1_cpt)
+            with_steps = steps if self.lr_reference is not None else None
+            areas = replace(areas, s1_shift=s1_shift, steps=with_steps)
         return areas
 
     def at_start(self) -> Areas:
@@ -272,6 +363,8 @@ class FinalAreas:
         n = len(self.checkpoints)
         zeros = np.zeros(n)
         areas = self._areas(np.arange(n), zeros, zeros, zeros)
+        if self.lr_reference is not None:
+            areas = replace(areas, steps=StepLRs.empty(n, self.lr_reference))
         if self.needs_history:
             history = DropHistory.concatenate(
                 [self.pt_history(i, 0, np.zeros(1)) for i in range(n)]

@@ -20,8 +20,9 @@ def test_real_pilots_fit_quality(fitted_law):
         assert fitted.mean_abs_error < 0.012  # in-sample, vs a 0.5-0.8 % single-run floor
         assert fitted.cv_error < 0.03
         assert fitted.r2 > 0.9
-    chosen = [row for row in fitted_law.selection if row.chosen]
-    assert len(chosen) == 1 and chosen[0].form == fitted_law.form
+    for name in ("general", "domain"):  # each set's form is chosen on its own CV
+        chosen = [row for row in fitted_law.selection if getattr(row, f"chosen_{name}")]
+        assert len(chosen) == 1 and chosen[0].form == fitted_law.set_fit(name).form
     # The multi-power memory fits the cosine and the WSD pilots at once (S2: ~2-3 % off on
     # the cosine pilot's final loss); measured mean in-sample error 0.54 % / 0.49 %.
     if fitted_law.annealing == "mpl":
@@ -62,3 +63,30 @@ def test_real_held_out_targets(fitted_law, data_dir):
             final = forecast.final / evals[-1][column] - 1
             assert abs(final) < 0.025, run_id
     assert np.mean(errors) < 0.012
+
+
+def test_strong_shift_held_out_targets():
+    """cpt-cyr (general English -> Cyrillic man pages, a small corpus): its standard split,
+    measured by benchmarks/accuracy.py: final error at most 4.6 % (general) and 5.1 %
+    (domain) over its 13 targets, which include r = 0.1, 0.6x LR and 2,000-4,000 steps; the
+    bound leaves room for noise. Before issue #12 the domain's worst was 32 %."""
+    from pathlib import Path
+
+    from cptopt import fit
+
+    root = Path(__file__).resolve().parents[2]
+    law = fit(root / "examples" / "pilots" / "cyr.yaml")
+    assert law.domain_tokens == 1245822 and law.domain.pt_points == "checkpoint"
+    assert any("replay forms" in note for note in law.notes)  # r = 0.1 is not decided
+    data = root / "examples" / "data" / "cpt-cyr"
+    for run_id in ("cyr_U_lr0.6x_r10_wsd_1000", "cyr_U_lr0.6x_r25_wsd_4000"):
+        with (data / "runs" / f"{run_id}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        lr = tuple(float(r["lr"]) for r in rows if int(r["step"]) >= 1)
+        replay = float(run_id.split("_r")[1][:2]) / 100
+        prediction = predict(law, Schedule(family="custom", lr=lr), replay)
+        for loss in ("general", "domain"):
+            observed = float([r for r in rows if r[f"loss_{loss}"]][-1][f"loss_{loss}"])
+            forecast = getattr(prediction, loss)
+            assert abs(forecast.final / observed - 1) < 0.07, (run_id, loss)
+            assert forecast.final_lower <= observed <= forecast.final_upper, (run_id, loss)

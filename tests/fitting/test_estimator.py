@@ -46,7 +46,11 @@ def synthetic():
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
-    law = LawFitter(form="exp", lam=0.99, seed=seed, jackknife=False).fit(synthetic).law_
+    law = (
+        LawFitter(form="exp", lam=0.99, seed=seed, jackknife=False, domain_forward="advance")
+        .fit(synthetic)
+        .law_
+    )
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)
         assert fitted.mean_abs_error < 1e-5
@@ -91,7 +95,11 @@ TRUE_MPL = {
 def test_recovers_a_multi_power_law_from_two_starts(seed):
     """Checkpoint in the PT decay, so the PT credit (C1) is identified too."""
     pilots = synthetic_pilots("exp", TRUE_MPL, annealing="mpl", checkpoint_step=3600)
-    law = LawFitter(form="exp", annealing="mpl", seed=seed, jackknife=False).fit(pilots).law_
+    law = (
+        LawFitter(form="exp", annealing="mpl", seed=seed, jackknife=False, domain_forward="advance")
+        .fit(pilots)
+        .law_
+    )
     assert law.annealing == "mpl" and law.lam is None
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)
@@ -189,7 +197,11 @@ TRUE_TIED = {
 
 def test_recovers_a_tied_law_and_stores_it_tied():
     pilots = synthetic_pilots("exp", TRUE_TIED, annealing="mpl", checkpoint_step=3600)
-    law = LawFitter(form="exp", annealing="mpl", tie=True, jackknife=False).fit(pilots).law_
+    law = (
+        LawFitter(form="exp", annealing="mpl", tie=True, jackknife=False, domain_forward="advance")
+        .fit(pilots)
+        .law_
+    )
     assert law.tied == ["rate", "gamma", "zeta"] and "(tied)" in law.annealing_description
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)

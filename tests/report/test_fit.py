@@ -36,5 +36,7 @@ def test_fit_report_mentions_every_parameter_and_pilot(fitted_law):
     for run in fitted_law.general.runs:
         assert run.name in text
     assert fitted_law.annealing_description in text
-    chosen = next(row for row in fitted_law.selection if row.chosen)
-    assert f"{chosen.form} ✓" in text
+    for name in ("general", "domain"):  # each set's replay form is chosen on its own
+        chosen = next(row for row in fitted_law.selection if getattr(row, f"chosen_{name}"))
+        assert f"{chosen.form} ✓" in text
+    assert "PT-phase points used" in text and "checkpoint only" in text

@@ -58,13 +58,20 @@ def test_unit_shape_is_exactly_the_schedule_array() -> None:
         )
 
 
-@pytest.fixture(scope="module", params=["s2", "mpl"])
+@pytest.fixture(scope="module", params=["s2", "mpl", "mpl-power-repeats"])
 def law_per_memory(request, unannealed_manifest):
-    """The real pilots under each annealing memory (the two search paths)."""
+    """The real pilots under each annealing memory (the two search paths), and with the
+    shift driven by LR^q and a domain corpus small enough for long runs to repeat it."""
     from cptopt import fit
 
-    law = fit(unannealed_manifest, form="exp", annealing=request.param, n_starts=2)
-    assert law.annealing == request.param
+    annealing, *extra = request.param.split("-", 1)
+    law = fit(
+        unannealed_manifest, form="exp", annealing=annealing, n_starts=2, lr_power=bool(extra)
+    )
+    assert law.annealing == annealing
+    if extra:
+        assert law.needs_steps
+        law = law.model_copy(update={"domain_tokens": 5e5})
     return law
 
 

@@ -1,0 +1,51 @@
+"""The law file, schema 3: each set's form and LR power, the domain forward area, the corpus
+size, and the areas a law builds for ``predict``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cptopt.exceptions import SchemaVersionError
+from cptopt.law.fitted import SCHEMA_VERSION, load_law
+
+
+def test_schema_3_round_trip(fitted_law, tmp_path):
+    assert SCHEMA_VERSION == 3
+    path = fitted_law.save(tmp_path / "law.json")
+    loaded = load_law(path)
+    assert loaded == fitted_law
+    for name in ("general", "domain"):
+        fit = loaded.set_fit(name)
+        form = loaded.form_for(name)
+        assert form.name == fit.form and form.lr_power == fit.lr_power
+        assert form.names == fit.parameter_names
+    assert loaded.domain_forward == "frozen"
+    assert loaded.form_for("domain").frozen_forward
+    assert loaded.domain.pt_points == "checkpoint"
+
+
+def test_older_schema_is_refused(fitted_law, tmp_path):
+    data = json.loads(fitted_law.model_dump_json())
+    data["schema_version"] = 2
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SchemaVersionError, match="refit"):
+        load_law(path)
+
+
+def test_point_areas_discount_repeated_domain_data(fitted_law):
+    law = fitted_law.model_copy(update={"domain_tokens": 300_000.0})
+    _, state = law.checkpoint_state(None)
+    lr = np.full(2000, 1e-3)
+    steps = np.array([0, 200, 2000])
+    areas = law.point_areas(lr, steps, state, 0.25, tokens_per_step=1024)
+    # 2000 steps x 0.75 x 1024 tokens: ~5 epochs of a 300k-token corpus
+    assert areas.s1_shift[1] == areas.s1_cpt[1]  # the first epoch is fresh
+    assert areas.s1_shift[2] < areas.s1_cpt[2]
+    fresh = fitted_law.point_areas(lr, steps, state, 0.25, tokens_per_step=1024)
+    np.testing.assert_array_equal(fresh.s1_shift, fresh.s1_cpt)  # corpus size unknown
+    override = fitted_law.point_areas(lr, steps, state, 0.25, 1024, domain_tokens=300_000.0)
+    np.testing.assert_array_equal(override.s1_shift, areas.s1_shift)
