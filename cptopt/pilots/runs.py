@@ -201,11 +201,13 @@ def run_from_log(
     """Build a :class:`Run` from reader output plus the metadata logs do not hold.
 
     A log cut short (``LogData.cut``: a partly written file, or a loss that ends while the
-    LR goes on) is an error: a pilot is not fitted on a cut curve. Losses that end before
-    the run's schedule does (its steps, or the ``max_steps`` the log records) get a note.
+    LR goes on) is an error: a pilot is not fitted on a cut curve (an LR series that ends
+    early is no matter when a ``schedule`` gives the LR). Losses that end before the run's
+    schedule does (its steps, or the ``max_steps`` the log records) get a note.
     """
-    if log.cut:
-        raise InputError(f"{log.cut[0]}; a pilot is not fitted on a cut curve")
+    cut = [why for role, why in log.cut.items() if role != "lr" or schedule is None]
+    if cut:
+        raise InputError(f"{cut[0]}; a pilot is not fitted on a cut curve")
     last_eval = max(
         int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
     )

@@ -81,10 +81,10 @@ class LogData:
     notes: tuple[str, ...] = ()
     #: Schedule hints the log records (``max_steps`` from HF), see :class:`RawLog`.
     meta: dict[str, float] = field(default_factory=dict)
-    #: Why the chosen curves are cut short (the file ends in a partly written record, or
-    #: a curve ends while another goes on); also in ``notes``. A pilot is not fitted on
-    #: a cut curve (:func:`cptopt.pilots.runs.run_from_log`).
-    cut: tuple[str, ...] = ()
+    #: Why the chosen curves are cut short, by role (``file``: it ends in a partly written
+    #: record; ``general``/``domain``/``lr``: that curve ends while another goes on); also
+    #: in ``notes``. A pilot is not fitted on a cut curve (``runs.run_from_log``).
+    cut: dict[str, str] = field(default_factory=dict)
 
     @property
     def last_step(self) -> int:
@@ -334,19 +334,19 @@ def logging_interval(series: Series) -> int:
     return int(np.diff(series.steps, prepend=0).max()) if series.steps.size else 0
 
 
-def cut_curves(names: dict[str, str | None], chosen: dict[str, Series | None]) -> list[str]:
+def cut_curves(names: dict[str, str | None], chosen: dict[str, Series | None]) -> dict[str, str]:
     """The chosen series that end while another chosen series goes on, by more than their
-    own logging interval (a loss that stops at 499 while the LR goes to 1000)."""
+    own logging interval (a loss that stops at 499 while the LR goes to 1000), by role."""
     ends = {role: int(series.steps[-1]) for role, series in chosen.items() if series is not None}
     if len(ends) < 2:
-        return []
+        return {}
     last = max(ends, key=lambda role: ends[role])
-    cut = []
+    cut = {}
     for role, end in ends.items():
         series = chosen[role]
         assert series is not None
         if ends[last] - end > logging_interval(series):
-            cut.append(
+            cut[role] = (
                 f"series '{names[role]}' ({ROLE_LABELS[role]}) ends at step {end} but "
                 f"'{names[last]}' goes on to step {ends[last]}: a cut log?"
             )
@@ -364,9 +364,9 @@ def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True)
         role: _validated(raw, name, role) if name is not None else None
         for role, name in names.items()
     }
-    cut = ([raw.cut] if raw.cut else []) + [
-        f"{raw.source}: {problem}" for problem in cut_curves(names, chosen)
-    ]
+    cut = {"file": raw.cut} if raw.cut else {}
+    for role, problem in cut_curves(names, chosen).items():
+        cut[role] = f"{raw.source}: {problem}"
     return LogData(
         source=raw.source,
         sha256=raw.sha256,
@@ -375,9 +375,9 @@ def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True)
         domain=chosen["domain"],
         format=raw.format,
         names=names,
-        notes=tuple(dict.fromkeys((*raw.notes, *cut))),
+        notes=tuple(dict.fromkeys((*raw.notes, *cut.values()))),
         meta=dict(raw.meta),
-        cut=tuple(cut),
+        cut=cut,
     )
 
 

@@ -52,7 +52,7 @@ def read_csv_table(path: Path) -> Table:
     """A CSV file as a table: parsed by numpy when its rows are plain numbers, else row by
     row with the csv module (one-line errors for empty, ragged or unreadable files)."""
     data = read_bytes(path, "CSV file")
-    check_rows(path, data.count(b"\n"))
+    check_rows(path, data.count(b"\n") - 1)  # lines below the header
     table = parse_csv_bytes(data)
     return table if table is not None else _csv_rows(path, data)
 
@@ -189,7 +189,7 @@ def _read_parquet(path: Path) -> Table:
 def read_jsonl(path: Path, columns: ColumnMap) -> RawLog:
     """JSON lines: one object per line, e.g. ``{"step": 10, "lr": 2e-3, "loss_general": 1.8}``."""
     text = read_text(path, "JSON lines")
-    check_rows(path, text.count("\n"))
+    check_rows(path, text.count("\n"))  # lines
     records: list[dict] = []
     lines: list[int] = []
     with io.StringIO(text) as handle:
