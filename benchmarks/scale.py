@@ -8,7 +8,8 @@ say nothing about accuracy, only about speed and memory):
   the two validation losses every 1,000 steps), about 45 MB;
 - ``pretrain-1m.csv``: a 1,000,000-step cosine pre-training history (LR and training loss
   every step, validation losses every 1,000 steps), about 30 MB, and 5 pilots of 20,000
-  steps from its last checkpoint (LR every step, losses every 100 steps) with a manifest.
+  steps from its last checkpoint (LR every step, losses every ``--eval-every`` steps,
+  default 100) with a manifest.
 
 Cases, each measured in a new process (time: wall clock; memory: peak RSS of the largest
 single process, ``fit``'s two forked workers included, read with
@@ -25,7 +26,11 @@ module, every cell to a float (empty cells NaN), nothing validated; for the comm
 the plain read runs in a new process too, import of numpy included. When pyarrow is
 installed, ``pyarrow.csv.read_csv`` (C, multi-threaded) is shown for reference.
 
+Peak memory is ``ru_maxrss`` (Linux: KiB, shown in MB). The fit's time is mostly the law's
+own work (``cptopt.fitting``), reading its logs takes about a second of it.
+
     python benchmarks/scale.py [--format json] [--cases read-2m,inspect-2m,read-pt,fit]
+                               [--eval-every 100] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -105,7 +109,7 @@ def _write_csv(path: Path, columns: dict[str, tuple[np.ndarray, str]], every: di
             handle.write("\n".join(",".join(row) for row in zip(*block, strict=True)) + "\n")
 
 
-def make_inputs(folder: Path) -> dict[str, Path]:
+def make_inputs(folder: Path, eval_every: int = 100) -> dict[str, Path]:
     """Write the synthetic logs and the manifest; returns their paths."""
     rng = np.random.default_rng(0)
     pilot = folder / "pilot-2m.csv"
@@ -151,7 +155,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
                 "loss_general": (general, "%.5f"),
                 "loss_domain": (domain, "%.5f"),
             },
-            {"loss_general": 100, "loss_domain": 100},
+            {"loss_general": eval_every, "loss_domain": eval_every},
         )
         lines.append(f"  - {{log: {path.name}, replay_ratio: {replay}, checkpoint: final}}")
     manifest = folder / "pilots.yaml"
@@ -202,7 +206,8 @@ def _measure(args: list[str], inner: bool, cwd: Path) -> dict[str, float]:
         "print(json.dumps({'wall': wall, 'peak_kb': peak, 'code': done.returncode,"
         " 'out': done.stdout[-2000:], 'err': done.stderr[-2000:]}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}  # this checkout's cptopt
     probe = subprocess.run(
         [sys.executable, "-c", code, sys.executable, *args],
         capture_output=True,
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--cases", default="read-2m,inspect-2m,read-pt,fit")
+    parser.add_argument("--eval-every", type=int, default=100, help="Pilots' eval interval.")
     parser.add_argument("--keep", type=Path, default=None, help="Write the inputs here.")
     args = parser.parse_args(argv)
     cases = [case.strip() for case in args.cases.split(",") if case.strip()]
@@ -292,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.keep or Path(temp)
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        inputs = make_inputs(folder)
+        inputs = make_inputs(folder, args.eval_every)
         generated = time.perf_counter() - started
         rows = run_cases(inputs, cases)
     meta = {
@@ -300,14 +306,17 @@ def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "inputs_seconds": generated,
+        "pilot_eval_every": args.eval_every,
         "peak_rss": "max RSS of the largest single process (getrusage RUSAGE_CHILDREN)",
     }
     if args.format == "json":
         print(json.dumps({"meta": meta, "cases": rows}, indent=2))
     else:
         print(_table(rows))
-        print(f"\n{meta['cores']} cores, Python {meta['python']}, numpy {meta['numpy']}; "
-              "synthetic curves (speed and memory only)")
+        print(
+            f"\n{meta['cores']} cores, Python {meta['python']}, numpy {meta['numpy']}; pilots "
+            f"evaluated every {args.eval_every} steps; synthetic curves (speed and memory only)"
+        )
     return 0
 
 

@@ -170,3 +170,23 @@ def test_csv_table_keeps_the_file_hash(tmp_path):
     from cptopt.pilots.logs import file_sha256
 
     assert read_csv_table(path).sha256 == file_sha256(path)
+
+
+def test_a_table_of_too_many_cells_is_refused_before_its_rows_are_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(table_module, "MAX_TABLE_CELLS", 10)
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(f'{{"step": {i}, "k{i}": 1}}\n' for i in range(4)))
+    with pytest.raises(
+        InputError, match=r"4 rows x 5 columns, more cells than cptopt reads \(10\)"
+    ):
+        read_raw(path)
+
+
+def test_a_wide_csv_is_grouped_by_column_at_once(tmp_path):
+    header = ["step", *(f"c{i}" for i in range(3000))]
+    row = ["1", *("" if i % 2 else str(i) for i in range(3000))]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(row) + "\n")
+    fast, slow = _both(path)
+    _same(fast, slow)
+    assert len(fast.series) == 1500

@@ -42,6 +42,8 @@ _NUMERIC_BYTES[np.frombuffer(b"0123456789+-.eEnNaAiIfFtTyY \t,\n", dtype=np.uint
 _COMMA, _NEWLINE, _SPACE, _TAB, _ZERO = 44, 10, 32, 9, 48
 #: Bytes parsed at once (whole lines): bounds the temporary arrays.
 BLOCK_BYTES = 1 << 22
+#: Cells (rows x columns) a table read row by row (JSON lines, parquet, W&B runs) may hold.
+MAX_TABLE_CELLS = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,16 @@ def check_rows(path: Path, rows: int, what: str = "rows") -> None:
         raise InputError(
             f"{path}: {rows} {what}, more than cptopt reads ({MAX_LOG_ROWS}: three per update "
             "of the longest run); give the log of one run"
+        )
+
+
+def check_cells(path: Path, rows: int, columns: int) -> None:
+    """A one-line error when a row-wise table would hold more than :data:`MAX_TABLE_CELLS`
+    cells (checked before the rows are built: each cell is a Python object)."""
+    if rows * columns > MAX_TABLE_CELLS:
+        raise InputError(
+            f"{path}: {rows} rows x {columns} columns, more cells than cptopt reads "
+            f"({MAX_TABLE_CELLS}); keep the step, LR and loss columns"
         )
 
 
@@ -210,10 +222,12 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     if not rows:
         return None
     numbers, row, column, lines = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
-    cells = []
-    for index in range(len(header)):
-        mine = column == index
-        cells.append((row[mine], numbers[mine]))
+    order = np.argsort(column, kind="stable")  # by column, rows in file order
+    bounds = np.searchsorted(column[order], np.arange(len(header) + 1))
+    cells = [
+        (row[order[low:high]], numbers[order[low:high]])
+        for low, high in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
     return Table(header, lines, cells, {}, None, digest)
 
 

@@ -28,6 +28,7 @@ from cptopt.pilots.logs._base import (
 )
 from cptopt.pilots.logs._table import (
     Table,
+    check_cells,
     check_rows,
     parse_csv_bytes,
     table_from_rows,
@@ -181,6 +182,7 @@ def _read_parquet(path: Path) -> Table:
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
     header = list(arrow.column_names)
+    check_cells(path, size, len(header))
     data = [arrow.column(name).to_pylist() for name in header]
     rows = [list(row) for row in zip(*data, strict=True)]
     return table_from_rows(header, rows, np.arange(1, len(rows) + 1))
@@ -209,6 +211,7 @@ def read_jsonl(path: Path, columns: ColumnMap) -> RawLog:
     if not records:
         raise InputError(f"{path}: file is empty")
     header = list(dict.fromkeys(key for record in records for key in record))
+    check_cells(path, len(records), len(header))
     step = pick_step_column(path, header, columns, CSV_STEPS)
     rows = [[record.get(key) for key in header] for record in records]
     table = table_from_rows(header, rows, lines)

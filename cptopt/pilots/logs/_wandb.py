@@ -34,7 +34,7 @@ from cptopt.pilots.logs._base import (
     pick_step_column,
     require_file,
 )
-from cptopt.pilots.logs._table import check_rows, table_from_rows
+from cptopt.pilots.logs._table import check_cells, check_rows, table_from_rows
 from cptopt.pilots.logs._tabular import WANDB_HISTORY_STEPS, wandb_history_to_raw
 
 WANDB_SUFFIX = ".wandb"
@@ -154,6 +154,7 @@ def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, 
     if not rows:
         raise InputError(f"{file}: the W&B run file holds no history (nothing was logged)")
     header = list(dict.fromkeys(key for row in rows for key in row))
+    check_cells(file, len(rows), len(header))
     max_steps = hf_max_steps(config)
     meta = {"max_steps": float(max_steps)} if max_steps else {}
     return header, [[row.get(key) for key in header] for row in rows], meta, cut
