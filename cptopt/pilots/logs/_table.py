@@ -221,13 +221,16 @@ def parse_csv_bytes(data: bytes) -> Table | None:
         line += int(np.count_nonzero(block == _NEWLINE))
     if not rows:
         return None
-    numbers, row, column, lines = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    column = np.concatenate([part[2] for part in parts])
     order = np.argsort(column, kind="stable")  # by column, rows in file order
     bounds = np.searchsorted(column[order], np.arange(len(header) + 1))
-    cells = [
-        (row[order[low:high]], numbers[order[low:high]])
-        for low, high in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
+    del column
+    row = np.concatenate([part[1] for part in parts])[order]
+    numbers = np.concatenate([part[0] for part in parts])[order]
+    lines = np.concatenate([part[3] for part in parts])
+    parts.clear()
+    spans = zip(bounds[:-1], bounds[1:], strict=True)
+    cells = [(row[low:high], numbers[low:high]) for low, high in spans]
     return Table(header, lines, cells, {}, None, digest)
 
 
