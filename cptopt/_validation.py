@@ -21,6 +21,10 @@ Model = TypeVar("Model", bound=BaseModel)
 #: The longest run cptopt plans or reads, in updates: ten times the pre-training of today's
 #: large models, and per-step arrays of at most 80 MB.
 MAX_STEPS = 10_000_000
+#: The most rows (logging calls, log_history entries, event records) a log may hold: three
+#: per update of the longest run (a training, an evaluation and an LR row), checked before
+#: the rows are parsed.
+MAX_LOG_ROWS = 3 * MAX_STEPS
 #: The largest batch, in tokens per update.
 MAX_TOKENS_PER_STEP = 1_000_000_000
 #: Seeds are 32-bit (Optuna's samplers pass them to numpy's legacy generator).

@@ -23,6 +23,39 @@ CONFIG = ROOT / "examples" / "configs" / "wsd-lr1e-3-replay25.yaml"
 MANIFEST = ROOT / "examples" / "pilots" / "unannealed.yaml"
 GOOD_CONFIG = "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 500}\nreplay_ratio: 0.25\n"
 NON_UTF8 = b"replay_ratio: 0.25\nname: \xff\xfe\n"
+EVENTS = next((ROOT / "tests" / "fixtures" / "logs" / "tensorboard").iterdir()).read_bytes()
+WANDB_RUN = next((ROOT / "tests" / "fixtures" / "real-logs" / "wandb-pl").rglob("*.wandb"))
+
+
+def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
+    """``data`` with ``count`` bytes flipped at random places (a failing disk)."""
+    import numpy as np
+
+    damaged = bytearray(data)
+    for index in np.random.default_rng(seed).integers(0, len(data), count):
+        damaged[index] ^= 0xFF
+    return bytes(damaged)
+
+
+def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) -> str:
+    """A pilot CSV: LR every 10 steps to ``last_step``, losses every 10 to ``last_loss_step``;
+    ``big``: one more row at that step."""
+    rows = ["step,lr,loss_general,loss_domain"]
+    for step in range(0, last_step + 1, 10):
+        loss = f"{2 - step / 1000:.4f}" if step <= last_loss_step else ""
+        rows.append(f"{step},{1e-3 if step else 0},{loss},{loss}")
+    if big:
+        rows.append(f"{big},1e-3,1.5,1.5")
+    return "\n".join(rows) + "\n"
+
+
+def _manifest(*logs: str) -> str:
+    """A manifest of black-box pilots reading ``logs`` (replay ratios 0.25, 0.5, ...)."""
+    runs = "".join(
+        f"  - {{log: {log}, replay_ratio: {0.25 * (index + 1)}}}\n"
+        for index, log in enumerate(logs)
+    )
+    return f"version: 1\npretrain: unknown\nruns:\n{runs}"
 
 
 @dataclass(frozen=True)
@@ -116,6 +149,65 @@ CASES = [
         {"x.csv": b"step,loss_general\n0,\xff\n"},
     ),
     Case("log missing", ["inspect", "{tmp}/nope.csv"], r"log file not found: .*nope\.csv"),
+    # --- logs that end early or are damaged (never a silently shorter pilot)
+    Case(
+        "event file with flipped bytes",
+        ["inspect", "{tmp}/events.out.tfevents.1.vm"],
+        r"events\.out\.tfevents\.1\.vm: corrupt record at byte \d+ \(CRC mismatch\)",
+        {"events.out.tfevents.1.vm": _flipped(EVENTS)},
+    ),
+    Case(
+        "event file cut in half, as a pilot",
+        ["fit", "{tmp}/m.yaml"],
+        r"tfevents\.1\.vm: ends in a partly written record at byte \d+ .*truncate -s \d+.*"
+        r"a pilot is not fitted on a cut curve",
+        {
+            "events.out.tfevents.1.vm": EVENTS[: len(EVENTS) // 2],
+            "m.yaml": _manifest("events.out.tfevents.1.vm"),
+        },
+    ),
+    Case(
+        "W&B run file with a flipped byte",
+        ["inspect", "{tmp}/run-x.wandb"],
+        r"run-x\.wandb: corrupt record at byte \d+",
+        {"run-x.wandb": _flipped(WANDB_RUN.read_bytes(), 1, 3)},
+    ),
+    Case(
+        "W&B run file cut, as a pilot",
+        ["fit", "{tmp}/m.yaml"],
+        r"run-x\.wandb: ends in a partly written record .*a pilot is not fitted on a cut curve",
+        {
+            "run-x.wandb": WANDB_RUN.read_bytes()[: WANDB_RUN.stat().st_size // 2],
+            "m.yaml": _manifest("run-x.wandb"),
+        },
+    ),
+    Case(
+        "loss ends while the LR goes on, as a pilot",
+        ["fit", "{tmp}/m.yaml"],
+        r"a\.csv: series 'loss_general' \(general loss\) ends at step 40 but 'lr' goes on to "
+        r"step 100: a cut log\?; a pilot is not fitted on a cut curve",
+        {"a.csv": _pilot_csv(last_loss_step=40), "m.yaml": _manifest("a.csv")},
+    ),
+    Case(
+        "log step 1e12",
+        ["fit", "{tmp}/m.yaml"],
+        r"a\.csv: series '\w+' \(.*\): step 1e\+12 is more than the longest run cptopt reads "
+        r"\(10000000\)",
+        {"a.csv": _pilot_csv(big=10**12), "m.yaml": _manifest("a.csv")},
+    ),
+    Case(
+        "one log under two pilot names",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'a' \(a\.csv\) and 'a' \(\./a\.csv\) read the same file: list each "
+        r"pilot once",
+        {"a.csv": _pilot_csv(), "m.yaml": _manifest("a.csv", "./a.csv")},
+    ),
+    Case(
+        "a copy of a log under another pilot name",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'a' \(a\.csv\) and 'b' \(b\.csv\) read identical files \(same SHA-256\)",
+        {"a.csv": _pilot_csv(), "b.csv": _pilot_csv(), "m.yaml": _manifest("a.csv", "b.csv")},
+    ),
     # --- values out of range or not numbers
     Case(
         "config steps 1e12",

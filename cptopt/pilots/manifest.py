@@ -287,6 +287,7 @@ def _load_pretrain(
         domain=log.domain if log else None,
         source=log.source if log else "",
         sha256=log.sha256 if log else "",
+        notes=log.notes if log else (),
     )
 
 
@@ -294,6 +295,24 @@ def _start_loss_notes(run: Run) -> tuple[str, ...]:
     """Black-box mode: a note when a loss has no point at step 0 (its start is extrapolated)."""
     remark = start_loss_remark(run.general, run.domain)
     return (f"{run.name}: {remark}",) if remark else ()
+
+
+def _check_once(
+    manifest: Path,
+    seen: dict[object, tuple[str, str]],
+    key: object,
+    run: tuple[str, str],
+    what: str,
+) -> None:
+    """A one-line error when two pilots (``run``: name, log) read one log (``key``: its
+    resolved path or its SHA-256)."""
+    if key in seen:
+        (name, log), (other, other_log) = seen[key], run
+        raise InputError(
+            f"{manifest}: runs '{name}' ({log}) and '{other}' ({other_log}) read {what}: "
+            "list each pilot once"
+        )
+    seen[key] = run
 
 
 def load_manifest(path: str | Path) -> PilotSet:
@@ -304,11 +323,14 @@ def load_manifest(path: str | Path) -> PilotSet:
     pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns, manifest.format)
     runs = []
     names = default_run_names([spec.log for spec in manifest.runs])
+    seen: dict[object, tuple[str, str]] = {}
     for spec, default_name in zip(manifest.runs, names, strict=True):
+        name = spec.name or default_name
+        _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
         log = read_log(
             base / spec.log, spec.columns or manifest.columns, spec.format or manifest.format
         )
-        name = spec.name or default_name
+        _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
         where = f"{path}: run '{spec.log}'"
         schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
         checkpoint = spec.checkpoint
@@ -336,6 +358,8 @@ def load_manifest(path: str | Path) -> PilotSet:
             run = replace(run, notes=run.notes + schedule_notes)
         if not pretrain.known:
             run = replace(run, notes=run.notes + _start_loss_notes(run))
+        if pretrain.notes:
+            run = replace(run, notes=tuple(dict.fromkeys(pretrain.notes + run.notes)))
         runs.append(run)
     return PilotSet(
         tuple(runs), pretrain, manifest.pretrain.use_points, str(path), manifest.domain_tokens

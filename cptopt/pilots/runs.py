@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.pilots.logs import LogData, Series, lr_per_step
+from cptopt.pilots.logs import LogData, Series, logging_interval, lr_per_step
 from cptopt.schedules import Schedule
 
 VALIDATION_SETS = ("general", "domain")
@@ -83,6 +83,8 @@ class PretrainHistory:
     final_lr: float = 0.0
     source: str = ""
     sha256: str = ""
+    #: Warnings about the PT log (shown with every run's notes in the fit report).
+    notes: tuple[str, ...] = ()
 
     @property
     def known(self) -> bool:
@@ -199,7 +201,16 @@ def run_from_log(
     schedule: Schedule | np.ndarray | None = None,
     tokens_per_step: int | None = None,
 ) -> Run:
-    """Build a :class:`Run` from reader output plus the metadata logs do not hold."""
+    """Build a :class:`Run` from reader output plus the metadata logs do not hold.
+
+    A log cut short (``LogData.cut``: a partly written file, or a loss that ends while the
+    LR goes on) is an error: a pilot is not fitted on a cut curve (an LR series that ends
+    early is no matter when a ``schedule`` gives the LR). Losses that end before the run's
+    schedule does (its steps, or the ``max_steps`` the log records) get a note.
+    """
+    cut = [why for role, why in log.cut.items() if role != "lr" or schedule is None]
+    if cut:
+        raise InputError(f"{cut[0]}; a pilot is not fitted on a cut curve")
     last_eval = max(
         int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
     )
@@ -209,6 +220,7 @@ def run_from_log(
             f"{log.source}: losses are logged up to step {last_eval} but the schedule has "
             f"{cpt_lr.size} steps"
         )
+    notes += _ends_early(log, last_eval, cpt_lr.size)
     return Run(
         name=name,
         cpt_lr=cpt_lr,
@@ -221,4 +233,20 @@ def run_from_log(
         sha256=log.sha256,
         notes=tuple(log.notes) + notes,
         info=info,
+    )
+
+
+def _ends_early(log: LogData, last_eval: int, steps: int) -> tuple[str, ...]:
+    """A note when the losses end before the run's schedule by more than their interval."""
+    end = max(steps, log.max_steps or 0)
+    interval = max(
+        logging_interval(series) for series in (log.general, log.domain) if series is not None
+    )
+    if end - last_eval <= interval:
+        return ()
+    told = " (max_steps)" if end == log.max_steps and end > steps else ""
+    return (
+        f"{log.source}: the losses end at step {last_eval} but the run's schedule goes to "
+        f"step {end}{told}: a run stopped early, still running, or a cut copy? The pilot is "
+        f"fitted on steps up to {last_eval}",
     )

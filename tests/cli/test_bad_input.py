@@ -266,7 +266,10 @@ def test_hf_rows_without_step_are_skipped_and_noted(tmp_path):
     result = invoke("inspect", str(path), "--format", "json")
     assert result.exit_code == 0, result.stderr
     (summary,) = json.loads(result.stdout)["logs"]
-    assert summary["notes"] == ["trainer_state.json: 1 log_history rows without 'step' skipped"]
+    assert summary["notes"] == [
+        f"{path}: 1 log_history entries without a numeric 'step' skipped "
+        "(entry 0: step None; eval_general_loss, epoch)"
+    ]
     general = next(s for s in summary["series"] if s["name"] == "eval_general_loss")
     assert general["points"] == 4  # the summary row and the step-less row are not points
 

@@ -47,6 +47,7 @@ from cptopt.pilots.logs._base import (
     RawLog,
     Series,
     file_sha256,
+    logging_interval,
     reject_binary,
     resolve,
     select,
@@ -94,6 +95,7 @@ __all__ = [
     "file_sha256",
     "lr_per_step",
     "log_lr",
+    "logging_interval",
     "read_csv_log",
     "read_log",
     "read_raw",
@@ -253,14 +255,16 @@ def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
         "mapping": mapping,
         **_lr_summary(log),
         "suggested_columns": suggestion or None,
-        "notes": list(raw.notes) + _remarks(log),
+        "notes": _notes(raw, log),
         "error": error,
     }
 
 
-def _remarks(log: LogData | None) -> list[str]:
+def _notes(raw: RawLog, log: LogData | None) -> list[str]:
+    """The reader's notes, why the log is cut short, and the step-0 remark."""
+    notes = [*raw.notes, *([raw.cut] if raw.cut else []), *(log.notes if log else ())]
     remark = None if log is None else start_loss_remark(log.general, log.domain)
-    return [remark] if remark else []
+    return list(dict.fromkeys(notes)) + ([remark] if remark else [])
 
 
 def _series_rows(raw: RawLog, mapping: dict[str, str | None]) -> list[dict]:
@@ -305,7 +309,7 @@ def _lr_summary(log: LogData | None) -> dict:
     bound = estimate.s1_bound
     return {
         "lr_coverage": coverage,
-        "lr_per_step": [float(v) for v in estimate.per_step],
+        "lr_per_step": estimate.per_step.astype(float).tolist(),
         "lr_source": estimate.source,
         "lr_s1_bound": float(bound) if np.isfinite(bound) else None,
         "lr_description": estimate.description,

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._io import decode_text, read_bytes
+from cptopt._validation import MAX_STEPS
 from cptopt.exceptions import InputError
 
 #: Roles a series can play in a pilot run.
@@ -80,6 +81,10 @@ class LogData:
     notes: tuple[str, ...] = ()
     #: Schedule hints the log records (``max_steps`` from HF), see :class:`RawLog`.
     meta: dict[str, float] = field(default_factory=dict)
+    #: Why the chosen curves are cut short, by role (``file``: it ends in a partly written
+    #: record; ``general``/``domain``/``lr``: that curve ends while another goes on); also
+    #: in ``notes``. A pilot is not fitted on a cut curve (``runs.run_from_log``).
+    cut: dict[str, str] = field(default_factory=dict)
 
     @property
     def last_step(self) -> int:
@@ -123,6 +128,8 @@ class RawLog:
     meta: dict[str, float] = field(default_factory=dict)
     #: Ambiguous short names: alias -> the series it could mean (error messages).
     ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Why the file is cut short ('' if it is not): it ends in a partly written record.
+    cut: str = ""
 
     def names(self) -> str:
         """The series names, for error messages."""
@@ -282,6 +289,10 @@ def series_problems(steps: np.ndarray, values: np.ndarray) -> list[str]:
     if bad_step.any():
         problems.append(f"step {steps[np.flatnonzero(bad_step)[0]]!r} is not an integer >= 0")
         return problems
+    if steps.max() > MAX_STEPS:
+        step = float(steps[np.flatnonzero(steps > MAX_STEPS)[0]])
+        problems.append(f"step {step:.6g} is more than the longest run cptopt reads ({MAX_STEPS})")
+        return problems
     nan = np.isnan(values)
     if nan.any():
         problems.append(f"NaN at step {int(steps[np.flatnonzero(nan)[0]])}")
@@ -318,13 +329,44 @@ def _validated(raw: RawLog, name: str, role: str) -> Series:
     return Series(steps.astype(np.int64), values.astype(float))
 
 
+def logging_interval(series: Series) -> int:
+    """The largest gap between a series' points (from step 0 to its first point too)."""
+    return int(np.diff(series.steps, prepend=0).max()) if series.steps.size else 0
+
+
+def cut_curves(names: dict[str, str | None], chosen: dict[str, Series | None]) -> dict[str, str]:
+    """The chosen series that end while another chosen series goes on, by more than their
+    own logging interval (a loss that stops at 499 while the LR goes to 1000), by role."""
+    ends = {role: int(series.steps[-1]) for role, series in chosen.items() if series is not None}
+    if len(ends) < 2:
+        return {}
+    last = max(ends, key=lambda role: ends[role])
+    cut = {}
+    for role, end in ends.items():
+        series = chosen[role]
+        assert series is not None
+        if ends[last] - end > logging_interval(series):
+            cut[role] = (
+                f"series '{names[role]}' ({ROLE_LABELS[role]}) ends at step {end} but "
+                f"'{names[last]}' goes on to step {ends[last]}: a cut log?"
+            )
+    return cut
+
+
 def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True) -> LogData:
-    """Apply the mapping to a raw log and validate the chosen series."""
+    """Apply the mapping to a raw log and validate the chosen series.
+
+    A log cut short (``RawLog.cut``, or a chosen curve ending while another goes on, see
+    :func:`cut_curves`) is read, with a note, and flagged in ``LogData.cut``.
+    """
     names = resolve(raw, columns or ColumnMap(), infer=infer)
     chosen = {
         role: _validated(raw, name, role) if name is not None else None
         for role, name in names.items()
     }
+    cut = {"file": raw.cut} if raw.cut else {}
+    for role, problem in cut_curves(names, chosen).items():
+        cut[role] = f"{raw.source}: {problem}"
     return LogData(
         source=raw.source,
         sha256=raw.sha256,
@@ -333,8 +375,9 @@ def select(raw: RawLog, columns: ColumnMap | None = None, *, infer: bool = True)
         domain=chosen["domain"],
         format=raw.format,
         names=names,
-        notes=raw.notes,
+        notes=tuple(dict.fromkeys((*raw.notes, *cut.values()))),
         meta=dict(raw.meta),
+        cut=cut,
     )
 
 
@@ -348,7 +391,8 @@ def is_training_name(name: str) -> bool:
 
 
 def hf_max_steps(value: object) -> int | None:
-    """``max_steps`` of a run's HF ``TrainingArguments`` (a mapping or its JSON), if > 0."""
+    """``max_steps`` of a run's HF ``TrainingArguments`` (a mapping or its JSON), if in
+    ``1..MAX_STEPS`` (a larger one is ignored: it would only be a schedule hint)."""
     if isinstance(value, bytes | str):
         try:
             value = json.loads(value)
@@ -357,7 +401,7 @@ def hf_max_steps(value: object) -> int | None:
     steps = value.get("max_steps") if isinstance(value, dict) else None
     if isinstance(steps, dict):  # W&B config items may be {"value": ...}
         steps = steps.get("value")
-    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+    if isinstance(steps, int) and not isinstance(steps, bool) and 0 < steps <= MAX_STEPS:
         return steps
     return None
 
@@ -392,61 +436,6 @@ def build_series(
         for name, (steps, values) in points.items()
         if steps
     }
-
-
-def numeric_table_to_raw(
-    path: Path,
-    header: list[str],
-    rows: list[list[object]],
-    *,
-    fmt: str,
-    step_name: str,
-    first_line: int = 2,
-    skip: frozenset[str] = frozenset(),
-    notes: tuple[str, ...] = (),
-    aliases: dict[str, str] | None = None,
-) -> RawLog:
-    """A table (header + rows, sparse: empty = not logged) as a raw log keyed by ``step_name``."""
-    if step_name not in header:
-        raise InputError(
-            f"{path}: no step column '{step_name}'; columns present: {', '.join(header)}"
-        )
-    step_index = header.index(step_name)
-    points: dict[str, tuple[list[float], list[float]]] = {
-        name: ([], []) for name in header if name != step_name and name not in skip
-    }
-    numeric: set[str] = set()
-    bad: dict[str, str] = {}
-    for offset, row in enumerate(rows):
-        step = to_float(row[step_index])
-        if step is None:
-            if all(to_float(cell) is None for cell in row):
-                continue
-            raise InputError(
-                f"{path}: line {first_line + offset} has no '{step_name}' (got {row[step_index]!r})"
-            )
-        for name, cell in zip(header, row, strict=True):
-            if name not in points:
-                continue
-            value = to_float(cell)
-            if value is None:
-                if isinstance(cell, str) and cell.strip() and name not in bad:
-                    bad[name] = f"line {first_line + offset} == {cell.strip()!r}, not a number"
-                continue
-            numeric.add(name)
-            points[name][0].append(step)
-            points[name][1].append(value)
-    series = build_series({name: p for name, p in points.items() if name in numeric})
-    return RawLog(
-        source=str(path),
-        sha256=file_sha256(path),
-        format=fmt,
-        series=series,
-        step_name=step_name,
-        aliases=aliases or {},
-        notes=notes,
-        bad={name: problem for name, problem in bad.items() if name in series},
-    )
 
 
 def pick_step_column(

@@ -3,8 +3,9 @@
 ``log_history`` is a list of rows. Train rows carry ``step``, ``learning_rate``, ``loss``
 (and ``grad_norm``, ``epoch``) every ``logging_steps``; eval rows carry ``eval_loss``, or
 ``eval_<name>_loss`` per set when ``eval_dataset`` is a dict. The last row is a summary
-(``train_runtime``, ``total_flos``, ``train_loss``): it is not a logged point and is skipped,
-as are rows without ``step``. ``eval_<name>_loss`` may be named ``<name>`` in a mapping.
+(``train_runtime``, ``total_flos``, ``train_loss``): it is not a logged point and is skipped.
+Entries without a numeric ``step`` are skipped and counted (a note); a value that is not a
+number is an error if its series is used. ``eval_<name>_loss`` may be named ``<name>`` in a mapping.
 
 Step convention: ``step`` is ``global_step``, the updates done, so a loss at step ``s`` was
 measured after ``s`` updates and the LR at step ``s`` is the LR of update ``s`` (checked
@@ -30,6 +31,7 @@ from cptopt.pilots.logs._base import (
     require_file,
     to_float,
 )
+from cptopt.pilots.logs._table import check_rows
 
 #: Keys of the final summary row (``Trainer.train`` appends it once training ends).
 SUMMARY_KEYS = ("train_runtime", "total_flos", "train_samples_per_second")
@@ -75,28 +77,16 @@ def read_trainer_state(path: Path) -> RawLog:
     history = state["log_history"]
     if not history:
         raise InputError(f"{file}: 'log_history' is empty (nothing was logged)")
-    points: dict[str, tuple[list[float], list[float]]] = {}
-    no_step = summary = 0
-    for row in history:
-        if not isinstance(row, dict):
-            raise InputError(f"{file}: log_history holds a {type(row).__name__}, not an object")
-        if any(key in row for key in SUMMARY_KEYS):
-            summary += 1
-            continue
-        step = to_float(row.get("step"))
-        if step is None:
-            no_step += 1
-            continue
-        for key, value in row.items():
-            number = to_float(value) if not isinstance(value, str) else None
-            if key in NOT_SERIES or number is None:
-                continue
-            steps, values = points.setdefault(key, ([], []))
-            steps.append(step)
-            values.append(number)
+    check_rows(file, len(history), "log_history entries")
+    points, bad, skipped = _history_points(file, history)
     notes = []
-    if no_step:
-        notes.append(f"trainer_state.json: {no_step} log_history rows without 'step' skipped")
+    if skipped:
+        index = skipped[0]
+        keys = ", ".join(key for key in history[index] if key != "step")
+        notes.append(
+            f"{file}: {len(skipped)} log_history entries without a numeric 'step' skipped "
+            f"(entry {index}: step {history[index].get('step')!r:.40}; {keys or 'no keys'})"
+        )
     aliases = {}
     for key in points:
         match = _EVAL_LOSS.match(key)
@@ -113,4 +103,36 @@ def read_trainer_state(path: Path) -> RawLog:
         aliases=aliases,
         notes=tuple(notes),
         meta=meta,
+        bad={key: problem for key, problem in bad.items() if key in points},
     )
+
+
+def _history_points(
+    file: Path, history: list
+) -> tuple[dict[str, tuple[list[float], list[float]]], dict[str, str], list[int]]:
+    """Every numeric key of ``log_history`` over ``step``; per key the first value that is
+    not a number (reported if the series is used); the entries without a numeric step."""
+    points: dict[str, tuple[list[float], list[float]]] = {}
+    bad: dict[str, str] = {}
+    skipped: list[int] = []
+    for index, row in enumerate(history):
+        if not isinstance(row, dict):
+            raise InputError(f"{file}: log_history holds a {type(row).__name__}, not an object")
+        if any(key in row for key in SUMMARY_KEYS):
+            continue
+        step = to_float(row.get("step"))
+        if step is None:
+            skipped.append(index)
+            continue
+        for key, value in row.items():
+            number = to_float(value) if not isinstance(value, str) else None
+            if key in NOT_SERIES:
+                continue
+            if number is None:
+                if value is not None and key not in bad:
+                    bad[key] = f"log_history entry {index} == {value!r:.60}, not a number"
+                continue
+            steps, values = points.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(number)
+    return points, bad, skipped

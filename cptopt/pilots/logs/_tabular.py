@@ -8,6 +8,7 @@ error if that series is used.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import replace
@@ -15,16 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
+from cptopt._io import decode_text, read_bytes
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import (
     ColumnMap,
     RawLog,
-    is_training_name,
-    numeric_table_to_raw,
     pick_step_column,
     read_text,
+    reject_binary,
     require_file,
-    to_float,
+)
+from cptopt.pilots.logs._table import (
+    Table,
+    check_cells,
+    check_rows,
+    parse_csv_bytes,
+    table_from_rows,
+    table_to_raw,
 )
 
 #: Step columns tried, in order, when the map does not name one.
@@ -41,9 +49,20 @@ LIGHTNING_WANDB_STEP = "trainer/global_step"
 WANDB_EXTREMA = ("__MIN", "__MAX")
 
 
-def read_csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and data rows of a CSV file; one-line errors for empty or ragged files."""
-    text = read_text(path, "CSV")
+def read_csv_table(path: Path) -> Table:
+    """A CSV file as a table: parsed by numpy when its rows are plain numbers, else row by
+    row with the csv module (one-line errors for empty, ragged or unreadable files)."""
+    data = read_bytes(path, "CSV file")
+    check_rows(path, data.count(b"\n") - 1)  # lines below the header
+    table = parse_csv_bytes(data)
+    return table if table is not None else _csv_rows(path, data)
+
+
+def _csv_rows(path: Path, data: bytes) -> Table:
+    """The csv module's reading of a CSV file (quotes, text cells, every error message)."""
+    reject_binary(path, data, "CSV")
+    hint = ": not a text CSV; give its format (--log-format / format:) or the right file"
+    text = decode_text(path, data, hint)
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         try:
@@ -53,24 +72,28 @@ def read_csv_table(path: Path) -> tuple[list[str], list[list[str]]]:
         except csv.Error as exc:
             raise InputError(f"{path}: not a readable CSV file ({exc})") from None
         header = [name.strip() for name in header]
+        rows, lines = [], []
         try:
-            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
         except csv.Error as exc:
             raise InputError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows:
         raise InputError(f"{path}: no data rows below the header")
     width = len(header)
-    for number, row in enumerate(rows, start=2):
+    for number, row in zip(lines, rows, strict=True):
         if len(row) != width:
             raise InputError(f"{path}: line {number} has {len(row)} fields, the header has {width}")
-    return header, rows
+    return table_from_rows(header, rows, lines, hashlib.sha256(data).hexdigest())
 
 
 def read_plain_csv(path: Path, columns: ColumnMap) -> RawLog:
     """A CSV with a step column and one column per series (the bundled data's layout)."""
-    header, rows = read_csv_table(path)
-    step = pick_step_column(path, header, columns, CSV_STEPS)
-    return numeric_table_to_raw(path, header, list(rows), fmt="csv", step_name=step)
+    table = read_csv_table(path)
+    step = pick_step_column(path, table.header, columns, CSV_STEPS)
+    return table_to_raw(path, table, fmt="csv", step_name=step)
 
 
 def read_lightning_csv(path: Path, columns: ColumnMap) -> RawLog:
@@ -86,35 +109,11 @@ def read_lightning_csv(path: Path, columns: ColumnMap) -> RawLog:
     before ``trainer.fit()`` (nothing has been trained yet) and stay at step 0. A step column
     other than Lightning's own ``step`` (named with ``columns.step``) is read as is.
     """
-    header, rows = read_csv_table(path)
-    step = pick_step_column(path, header, columns, LIGHTNING_STEPS)
-    offset = 0
-    if step == "step":
-        rows = shift_lightning_rows(header, rows, step)
-        offset = 1
-    raw = numeric_table_to_raw(path, header, list(rows), fmt="lightning", step_name=step)
-    return replace(raw, step_offset=offset)
-
-
-def shift_lightning_rows(header: list[str], rows: list[list], step: str) -> list[list]:
-    """Rows with Lightning's 0-based ``step`` made 1-based (see :func:`read_lightning_csv`).
-
-    Every row is shifted except rows at step 0 before the first row that logs a training
-    value (LR, training loss) or a step above 0: those come from ``trainer.validate()``
-    before ``trainer.fit()``.
-    """
-    index = header.index(step)
-    training = [i for i, name in enumerate(header) if i != index and is_training_name(name)]
-    cells = [to_float(row[index]) for row in rows]
-    steps = np.array([np.nan if cell is None else cell for cell in cells], dtype=float)
-    trains = np.array([any(to_float(row[i]) is not None for i in training) for row in rows])
-    later = np.nan_to_num(steps, nan=0.0) != 0
-    started = np.logical_or.accumulate(trains | later) if rows else np.zeros(0, dtype=bool)
-    shifted = np.where(started & np.isfinite(steps), steps + 1, steps)
-    return [
-        [*row[:index], float(value), *row[index + 1 :]] if moved else row
-        for row, value, moved in zip(rows, shifted, started & np.isfinite(steps), strict=True)
-    ]
+    table = read_csv_table(path)
+    step = pick_step_column(path, table.header, columns, LIGHTNING_STEPS)
+    shift = step == "step"
+    raw = table_to_raw(path, table, fmt="lightning", step_name=step, shift=shift)
+    return replace(raw, step_offset=int(shift))
 
 
 def read_wandb_export(path: Path, columns: ColumnMap) -> RawLog:
@@ -123,24 +122,17 @@ def read_wandb_export(path: Path, columns: ColumnMap) -> RawLog:
     The ``__MIN``/``__MAX`` columns (extrema of the chart's sampling buckets) are dropped.
     ``<metric>`` alone is accepted as a name when only one run logs it.
     """
-    header, rows = read_csv_table(path)
-    step = pick_step_column(path, header, columns, WANDB_EXPORT_STEPS)
-    skip = frozenset(name for name in header if name.endswith(WANDB_EXTREMA))
+    table = read_csv_table(path)
+    step = pick_step_column(path, table.header, columns, WANDB_EXPORT_STEPS)
+    skip = frozenset(name for name in table.header if name.endswith(WANDB_EXTREMA))
     by_metric: dict[str, list[str]] = {}
-    for name in header:
+    for name in table.header:
         if name != step and name not in skip and " - " in name:
             by_metric.setdefault(name.split(" - ", 1)[1], []).append(name)
     aliases = {metric: names[0] for metric, names in by_metric.items() if len(names) == 1}
     notes = (f"W&B export: {len(skip)} __MIN/__MAX columns ignored",) if skip else ()
-    return numeric_table_to_raw(
-        path,
-        header,
-        list(rows),
-        fmt="wandb",
-        step_name=step,
-        skip=skip,
-        notes=notes,
-        aliases=aliases,
+    return table_to_raw(
+        path, table, fmt="wandb", step_name=step, skip=skip, notes=notes, aliases=aliases
     )
 
 
@@ -150,19 +142,12 @@ def read_wandb_history(path: Path, columns: ColumnMap) -> RawLog:
     Sparse: each row is one ``wandb.log`` call. The step is the trainer's
     (``trainer/global_step``, ``train/global_step``, ...) when logged, else ``_step``.
     """
-    if path.suffix.lower() == ".parquet":
-        header, rows = _read_parquet(path)
-        first_line = 0
-    else:
-        header, rows = read_csv_table(path)
-        first_line = 2
-    step = pick_step_column(path, header, columns, WANDB_HISTORY_STEPS)
-    return wandb_history_to_raw(path, header, rows, step, first_line=first_line)
+    table = _read_parquet(path) if path.suffix.lower() == ".parquet" else read_csv_table(path)
+    step = pick_step_column(path, table.header, columns, WANDB_HISTORY_STEPS)
+    return wandb_history_to_raw(path, table, step)
 
 
-def wandb_history_to_raw(
-    path: Path, header: list[str], rows: list[list], step: str, *, first_line: int = 2
-) -> RawLog:
+def wandb_history_to_raw(path: Path, table: Table, step: str) -> RawLog:
     """A W&B history table as a raw log, each point at its update.
 
     The step convention is the writer's: ``train/global_step`` (HF ``WandbCallback``)
@@ -171,17 +156,12 @@ def wandb_history_to_raw(
     :func:`read_lightning_csv`; ``_step`` counts ``wandb.log`` calls, not updates.
     """
     notes = () if step != "_step" else ("W&B history: step taken from '_step'",)
-    offset = 0
-    if step == LIGHTNING_WANDB_STEP:
-        rows = shift_lightning_rows(header, rows, step)
-        offset = 1
-    raw = numeric_table_to_raw(
-        path, header, rows, fmt="wandb-history", step_name=step, first_line=first_line, notes=notes
-    )
-    return replace(raw, step_offset=offset)
+    shift = step == LIGHTNING_WANDB_STEP
+    raw = table_to_raw(path, table, fmt="wandb-history", step_name=step, notes=notes, shift=shift)
+    return replace(raw, step_offset=int(shift))
 
 
-def _read_parquet(path: Path) -> tuple[list[str], list[list[object]]]:
+def _read_parquet(path: Path) -> Table:
     require_file(path)
     try:
         import pyarrow.parquet as pq
@@ -190,20 +170,31 @@ def _read_parquet(path: Path) -> tuple[list[str], list[list[object]]]:
             f"{path}: reading parquet needs pyarrow: pip install 'cptopt[parquet]'"
         ) from None
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
+        size = parquet.metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
         raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
-    if table.num_rows == 0:
+    if size == 0:
         raise InputError(f"{path}: no rows")
-    header = list(table.column_names)
-    data = [table.column(name).to_pylist() for name in header]
-    return header, [list(row) for row in zip(*data, strict=True)]
+    check_rows(path, size)  # before the rows are read
+    try:
+        arrow = parquet.read()
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: not a readable parquet file ({_first_line(exc)})") from None
+    header = list(arrow.column_names)
+    check_cells(path, size, len(header))
+    data = [arrow.column(name).to_pylist() for name in header]
+    rows = [list(row) for row in zip(*data, strict=True)]
+    return table_from_rows(header, rows, np.arange(1, len(rows) + 1))
 
 
 def read_jsonl(path: Path, columns: ColumnMap) -> RawLog:
     """JSON lines: one object per line, e.g. ``{"step": 10, "lr": 2e-3, "loss_general": 1.8}``."""
+    text = read_text(path, "JSON lines")
+    check_rows(path, text.count("\n"))  # lines
     records: list[dict] = []
-    with io.StringIO(read_text(path, "JSON lines")) as handle:
+    lines: list[int] = []
+    with io.StringIO(text) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -216,12 +207,15 @@ def read_jsonl(path: Path, columns: ColumnMap) -> RawLog:
             if not isinstance(record, dict):
                 raise InputError(f"{path}: line {number} is not a JSON object")
             records.append(record)
+            lines.append(number)
     if not records:
         raise InputError(f"{path}: file is empty")
     header = list(dict.fromkeys(key for record in records for key in record))
+    check_cells(path, len(records), len(header))
     step = pick_step_column(path, header, columns, CSV_STEPS)
     rows = [[record.get(key) for key in header] for record in records]
-    return numeric_table_to_raw(path, header, rows, fmt="jsonl", step_name=step, first_line=1)
+    table = table_from_rows(header, rows, lines)
+    return table_to_raw(path, table, fmt="jsonl", step_name=step)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,14 +22,25 @@ before the first training event (by wall time, from ``trainer.validate()``) stay
 
 TensorBoard stores float32: each value is read back as the shortest decimal that rounds
 to that float32 (``0.002`` stays ``0.002``, not ``0.0020000000949949026``).
+
+Integrity: TensorBoard's loader stops quietly at the first damaged or incomplete record, so
+a corrupt file would read as a shorter run. Each file's records (TFRecord framing: length
+u64, masked CRC-32C of the length, data, masked CRC-32C of the data) are checked first,
+all CRCs at once (:mod:`._crc32c`): a CRC that does not match is an error naming the file
+and the record's byte offset; a file that ends in a partly written record (a run still
+being written, a killed writer or a cut copy) is read up to it with a note, and the log is
+flagged as cut (``RawLog.cut``) when that is the last file of its run folder.
 """
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 
+from cptopt._io import read_bytes
+from cptopt._validation import MAX_LOG_ROWS
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import (
     RawLog,
@@ -39,6 +50,7 @@ from cptopt.pilots.logs._base import (
     is_training_name,
     require_file,
 )
+from cptopt.pilots.logs._crc32c import masked_crc32c
 
 EVENT_FILE_MARK = "tfevents"
 #: Lightning's ``TensorBoardLogger`` writes this file next to its event files.
@@ -81,9 +93,16 @@ def read_tensorboard(path: Path) -> RawLog:
         raise InputError(f"{path}: no TensorBoard event files (*tfevents*) found")
     runs: dict[Path, list[tuple[str, list, list, list]]] = {}
     max_steps: set[int] = set()
+    notes: list[str] = []
+    cut = ""
     for file in files:
         if file.stat().st_size == 0:
             raise InputError(f"{file}: file is empty")
+        partial = check_records(file)
+        if partial and file == max(f for f in files if f.parent == file.parent):
+            cut = cut or partial
+        elif partial:
+            notes.append(f"{partial} (a killed run, resumed in a later file)")
         found, length = _scalars(file, EventAccumulator, tensor_util)
         runs.setdefault(file.parent, []).extend(found)
         max_steps |= {length} if length else set()
@@ -119,6 +138,65 @@ def read_tensorboard(path: Path) -> RawLog:
         runs=tuple(labels.values()) if several else (),
         ambiguous=ambiguous,
         meta={"max_steps": float(max_steps.pop())} if len(max_steps) == 1 else {},
+        notes=tuple(notes),
+        cut=cut,
+    )
+
+
+_HEAD = struct.Struct("<QI")  # record length, masked CRC-32C of the length's 8 bytes
+
+
+def _frame(file: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, int]:
+    """Offsets and data lengths of the complete records, and where they end."""
+    starts: list[int] = []
+    lengths: list[int] = []
+    position, size, unpack = 0, len(data), _HEAD.unpack_from
+    while position + _HEAD.size <= size:
+        length = unpack(data, position)[0]
+        if position + _HEAD.size + length + 4 > size:
+            break
+        starts.append(position)
+        lengths.append(length)
+        position += _HEAD.size + length + 4
+        if len(starts) > MAX_LOG_ROWS:
+            raise InputError(f"{file}: more than {MAX_LOG_ROWS} records, more than cptopt reads")
+    return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64), position
+
+
+def _stored(array: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The little-endian u32 at each offset."""
+    parts = [array[offsets + k].astype(np.uint32) << np.uint32(8 * k) for k in range(4)]
+    return parts[0] | parts[1] | parts[2] | parts[3]
+
+
+def check_records(file: Path) -> str:
+    """Check every record of an event file against its CRCs (see the module docstring).
+
+    Returns ``''``, or a note when the file ends in a partly written record; a record
+    whose CRC does not match is a one-line error with its byte offset.
+    """
+    data = read_bytes(file, "event file")
+    array = np.frombuffer(data, dtype=np.uint8)
+    starts, lengths, end = _frame(file, data)
+    heads = masked_crc32c(array, starts, np.full(starts.size, 8)) != _stored(array, starts + 8)
+    bodies = masked_crc32c(array, starts + 12, lengths) != _stored(array, starts + 12 + lengths)
+    bad = np.flatnonzero(heads | bodies)
+    tail = len(data) - end
+    if not bad.size and tail >= _HEAD.size:  # a whole header: its CRC says if it is damaged
+        head = masked_crc32c(array, np.array([end]), np.array([8]))
+        if head[0] != _stored(array, np.array([end + 8]))[0]:
+            bad, starts = np.array([0]), np.array([end])
+    if bad.size:
+        raise InputError(
+            f"{file}: corrupt record at byte {int(starts[bad[0]])} (CRC mismatch): the event "
+            "file is damaged; give an intact copy"
+        )
+    if not tail:
+        return ""
+    return (
+        f"{file}: ends in a partly written record at byte {end} ({tail} bytes): a run still "
+        f"being written, or a cut copy; read up to there (if the run is over, "
+        f"'truncate -s {end}' the file to use what it holds)"
     )
 
 

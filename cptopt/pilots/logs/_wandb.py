@@ -23,6 +23,9 @@ import zlib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from cptopt._io import read_bytes
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import (
     ColumnMap,
@@ -31,6 +34,7 @@ from cptopt.pilots.logs._base import (
     pick_step_column,
     require_file,
 )
+from cptopt.pilots.logs._table import check_cells, check_rows, table_from_rows
 from cptopt.pilots.logs._tabular import WANDB_HISTORY_STEPS, wandb_history_to_raw
 
 WANDB_SUFFIX = ".wandb"
@@ -53,9 +57,11 @@ def wandb_files(path: Path) -> list[Path]:
     return []
 
 
-def _records(file: Path) -> list[bytes]:
-    """The records of a ``.wandb`` file (LevelDB log framing); one-line errors."""
-    data = file.read_bytes()
+def _records(file: Path) -> tuple[list[bytes], str]:
+    """The records of a ``.wandb`` file (LevelDB log framing); one-line errors for a record
+    whose CRC does not match, and a note ('' if none) when the file ends in a partly
+    written record (the run is still being written, or crashed)."""
+    data = read_bytes(file, "W&B run file")
     if len(data) < _FILE_HEADER.size:
         raise InputError(f"{file}: file is empty or truncated: not a W&B run file")
     ident, magic, _version = _FILE_HEADER.unpack_from(data)
@@ -63,6 +69,7 @@ def _records(file: Path) -> list[bytes]:
         raise InputError(f"{file}: not a W&B run file (no ':W&B' header)")
     records: list[bytes] = []
     pending: list[bytes] | None = None
+    pending_start = 0
     position = _FILE_HEADER.size
     while position + _CHUNK_HEADER.size <= len(data):
         room = _BLOCK - position % _BLOCK
@@ -75,21 +82,34 @@ def _records(file: Path) -> list[bytes]:
             position += room
             continue
         chunk = data[start : start + length]
-        if kind not in _CRC_SEED or len(chunk) < length:
-            break  # an unfinished last record (the run is still writing or crashed)
+        if kind not in _CRC_SEED:
+            raise InputError(f"{file}: corrupt record at byte {position} (record type {kind})")
+        if len(chunk) < length:
+            return records, _partial(file, position, len(data))  # an unfinished last record
         if zlib.crc32(chunk, _CRC_SEED[kind]) & 0xFFFFFFFF != checksum:
             raise InputError(f"{file}: corrupt record at byte {position} (CRC mismatch)")
         position = start + length
         if kind == _FULL:
             records.append(chunk)
         elif kind == _FIRST:
-            pending = [chunk]
+            pending, pending_start = [chunk], position - _CHUNK_HEADER.size - length
         elif pending is not None:
             pending.append(chunk)
             if kind == _LAST:
                 records.append(b"".join(pending))
                 pending = None
-    return records
+    if pending is not None:
+        return records, _partial(file, pending_start, len(data))
+    if data[position:].strip(b"\0"):  # a cut chunk header
+        return records, _partial(file, position, len(data))
+    return records, ""
+
+
+def _partial(file: Path, position: int, size: int) -> str:
+    return (
+        f"{file}: ends in a partly written record at byte {position} ({size - position} "
+        "bytes): a run still being written, or a crashed or cut copy; read up to there"
+    )
 
 
 def _items(items) -> dict[str, object]:
@@ -104,7 +124,7 @@ def _items(items) -> dict[str, object]:
     return found
 
 
-def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, float]]:
+def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, float], str]:
     """Header and rows of the run's history (one row per ``wandb.log`` call), and ``meta``:
     the ``max_steps`` of the run's config (HF's ``WandbCallback`` logs its
     ``TrainingArguments`` there)."""
@@ -116,7 +136,9 @@ def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, 
         ) from None
     rows: list[dict[str, object]] = []
     config: dict[str, object] = {}
-    for blob in _records(file):
+    records, cut = _records(file)
+    check_rows(file, len(records), "records")
+    for blob in records:
         record = wandb_internal_pb2.Record()
         try:
             record.ParseFromString(blob)
@@ -132,9 +154,10 @@ def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, 
     if not rows:
         raise InputError(f"{file}: the W&B run file holds no history (nothing was logged)")
     header = list(dict.fromkeys(key for row in rows for key in row))
+    check_cells(file, len(rows), len(header))
     max_steps = hf_max_steps(config)
     meta = {"max_steps": float(max_steps)} if max_steps else {}
-    return header, [[row.get(key) for key in header] for row in rows], meta
+    return header, [[row.get(key) for key in header] for row in rows], meta, cut
 
 
 def read_wandb_run(path: Path, columns: ColumnMap) -> RawLog:
@@ -149,7 +172,8 @@ def read_wandb_run(path: Path, columns: ColumnMap) -> RawLog:
             f"{path}: holds {len(files)} W&B runs ({runs}): give one run's folder as the log "
             f"(e.g. {files[-1].parent})"
         )
-    header, rows, meta = _history_rows(files[0])
+    header, rows, meta, cut = _history_rows(files[0])
     step = pick_step_column(files[0], header, columns, WANDB_HISTORY_STEPS)
-    raw = wandb_history_to_raw(files[0], header, rows, step, first_line=0)
-    return replace(raw, format="wandb-run", meta=meta)
+    table = table_from_rows(header, rows, np.arange(1, len(rows) + 1))
+    raw = wandb_history_to_raw(files[0], table, step)
+    return replace(raw, format="wandb-run", meta=meta, cut=cut)

@@ -1,0 +1,324 @@
+"""Logs at user scale: time and peak memory of cptopt against a plain read of the same files.
+
+Generates its inputs in a temporary folder (synthetic curves: a plausible LR schedule and
+smooth loss curves with noise; they are only there to be read and fitted, so these numbers
+say nothing about accuracy, only about speed and memory):
+
+- ``pilot-2m.csv``: one pilot log of 2,000,001 rows (steps 0..2,000,000; LR every step,
+  the two validation losses every 1,000 steps), about 45 MB;
+- ``pretrain-1m.csv``: a 1,000,000-step cosine pre-training history (LR and training loss
+  every step, validation losses every 1,000 steps), about 30 MB, and 5 pilots of 20,000
+  steps from its last checkpoint (LR every step, losses every ``--eval-every`` steps,
+  default 100) with a manifest.
+
+Cases, each measured in a new process (time: wall clock; memory: peak RSS of the largest
+single process, ``fit``'s two forked workers included, read with
+``getrusage(RUSAGE_CHILDREN)``):
+
+- ``read 2M-row pilot``: ``cptopt.pilots.logs.read_log`` (time of the call);
+- ``inspect 2M-row pilot``: the ``cptopt inspect`` command (the whole process);
+- ``read 1M-step PT``: ``read_log`` of the PT history (time of the call);
+- ``fit 1M-step PT + 5 pilots``: the ``cptopt fit`` command with the default law (whole
+  process).
+
+Each is set against a plain read of the same file(s) in the same run: Python's ``csv``
+module, every cell to a float (empty cells NaN), nothing validated; for the command cases
+the plain read runs in a new process too, import of numpy included. When pyarrow is
+installed, ``pyarrow.csv.read_csv`` (C, multi-threaded) is shown for reference.
+
+Peak memory is ``ru_maxrss`` (Linux: KiB, shown in MB). The fit's time is mostly the law's
+own work (``cptopt.fitting``), reading its logs takes about a second of it.
+
+    python benchmarks/scale.py [--format json] [--cases read-2m,inspect-2m,read-pt,fit]
+                               [--eval-every 100] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PILOT_ROWS = 2_000_001
+PT_STEPS = 1_000_000
+PILOT_STEPS = 20_000
+#: (peak LR, replay ratio, schedule family) of the five 20k-step pilots.
+PILOTS = (
+    (3e-4, 0.25, "constant"),
+    (3e-4, 0.25, "cosine"),
+    (1e-4, 0.25, "wsd"),
+    (3e-4, 0.0, "wsd"),
+    (3e-4, 0.5, "wsd"),
+)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _cosine(steps: int, peak: float, warmup: int, floor: float) -> np.ndarray:
+    """LR at steps 0..steps: linear warmup, cosine decay to ``floor``."""
+    s = np.arange(steps + 1, dtype=float)
+    progress = np.clip((s - warmup) / max(steps - warmup, 1), 0.0, 1.0)
+    decay = floor + (peak - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+    return np.where(s < warmup, peak * s / max(warmup, 1), decay)
+
+
+def _schedule(family: str, steps: int, peak: float) -> np.ndarray:
+    warmup = steps // 100
+    if family == "cosine":
+        return _cosine(steps, peak, warmup, 0.0)
+    s = np.arange(steps + 1, dtype=float)
+    lr = np.where(s < warmup, peak * s / warmup, peak)
+    if family == "wsd":
+        start = int(steps * 0.8)
+        lr = np.where(s > start, peak * (steps - s) / (steps - start), lr)
+    return lr
+
+
+def _losses(lr: np.ndarray, base: float, drop: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth decreasing curve of the LR area with an annealing bonus and 0.2 % noise."""
+    area = np.cumsum(lr) / lr.max()
+    anneal = np.maximum.accumulate(lr) - lr
+    loss = base + drop * (1 + area / 50) ** -0.4 - 0.3 * anneal / lr.max() * drop * 0.2
+    return loss * np.exp(rng.normal(0, 0.002, loss.size))
+
+
+def _write_csv(path: Path, columns: dict[str, tuple[np.ndarray, str]], every: dict[str, int]):
+    """A sparse CSV: ``columns`` name -> (values per step, printf format); a column in
+    ``every`` is written at multiples of that interval only (empty cells elsewhere)."""
+    steps = next(iter(columns.values()))[0].size
+    parts = [np.arange(steps).astype(str)]
+    for name, (values, fmt) in columns.items():
+        cells = np.char.mod(fmt, values)
+        if name in every:
+            keep = (np.arange(steps) % every[name] == 0) | (np.arange(steps) == steps - 1)
+            cells = np.where(keep, cells, "")
+        parts.append(cells.astype(str))
+    with path.open("w") as handle:
+        handle.write(",".join(["step", *columns]) + "\n")
+        for start in range(0, steps, 200_000):
+            block = [p[start : start + 200_000] for p in parts]
+            handle.write("\n".join(",".join(row) for row in zip(*block, strict=True)) + "\n")
+
+
+def make_inputs(folder: Path, eval_every: int = 100) -> dict[str, Path]:
+    """Write the synthetic logs and the manifest; returns their paths."""
+    rng = np.random.default_rng(0)
+    pilot = folder / "pilot-2m.csv"
+    lr = _cosine(PILOT_ROWS - 1, 3e-4, 2_000, 3e-5)
+    _write_csv(
+        pilot,
+        {
+            "lr": (lr, "%.6g"),
+            "loss_general": (_losses(lr, 2.0, 1.0, rng), "%.5f"),
+            "loss_domain": (_losses(lr, 1.5, 1.2, rng), "%.5f"),
+        },
+        {"loss_general": 1_000, "loss_domain": 1_000},
+    )
+    pretrain = folder / "pretrain-1m.csv"
+    pt_lr = _cosine(PT_STEPS, 3e-4, 2_000, 3e-5)
+    _write_csv(
+        pretrain,
+        {
+            "lr": (pt_lr, "%.6g"),
+            "train_loss": (_losses(pt_lr, 2.0, 2.5, rng), "%.5f"),
+            "loss_general": (_losses(pt_lr, 2.0, 2.5, rng), "%.5f"),
+            "loss_domain": (_losses(pt_lr, 2.6, 2.5, rng), "%.5f"),
+        },
+        {"loss_general": 1_000, "loss_domain": 1_000},
+    )
+    lines = [
+        "version: 1",
+        "columns: {step: step, lr: lr, general: loss_general, domain: loss_domain}",
+        "pretrain:",
+        f"  log: {pretrain.name}",
+        f"  checkpoints: {{final: {PT_STEPS}}}",
+        "runs:",
+    ]
+    for index, (peak, replay, family) in enumerate(PILOTS):
+        run_lr = _schedule(family, PILOT_STEPS, peak)
+        general = _losses(run_lr, 2.1 + 0.2 * (0.5 - replay), 0.1, rng)
+        domain = _losses(run_lr, 1.4, 0.8, rng)
+        path = folder / f"pilot-{index}.csv"
+        _write_csv(
+            path,
+            {
+                "lr": (run_lr, "%.6g"),
+                "loss_general": (general, "%.5f"),
+                "loss_domain": (domain, "%.5f"),
+            },
+            {"loss_general": eval_every, "loss_domain": eval_every},
+        )
+        lines.append(f"  - {{log: {path.name}, replay_ratio: {replay}, checkpoint: final}}")
+    manifest = folder / "pilots.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    return {"pilot": pilot, "pretrain": pretrain, "manifest": manifest, "folder": folder}
+
+
+# --------------------------------------------------------------------------- probes
+
+#: Code a probe process runs: each prints {"seconds": ...} for the work it times.
+_READ = """
+import sys, time
+from cptopt.pilots.logs import read_log
+start = time.perf_counter()
+log = read_log(sys.argv[1])
+print(time.perf_counter() - start)
+"""
+_PLAIN = """
+import csv, math, sys, time
+start = time.perf_counter()
+for path in sys.argv[1:]:
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = [[float(cell) if cell else math.nan for cell in row] for row in reader]
+print(time.perf_counter() - start)
+"""
+_ARROW = """
+import sys, time
+import pyarrow.csv as pc
+start = time.perf_counter()
+for path in sys.argv[1:]:
+    pc.read_csv(path)
+print(time.perf_counter() - start)
+"""
+_CLI = "from cptopt.cli import main; main()"
+
+
+def _measure(args: list[str], inner: bool, cwd: Path) -> dict[str, float]:
+    """Run ``python args`` in a new process: seconds (the probe's own timing when
+    ``inner``, else the whole process) and the peak RSS in MB of its largest process."""
+    code = (
+        "import json, resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'wall': wall, 'peak_kb': peak, 'code': done.returncode,"
+        " 'out': done.stdout[-2000:], 'err': done.stderr[-2000:]}))\n"
+    )
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}  # this checkout's cptopt
+    probe = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=True,
+    )
+    result = json.loads(probe.stdout)
+    if result["code"] != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed ({result['code']}): {result['err']}")
+    seconds = float(result["out"].split()[-1]) if inner else result["wall"]
+    return {"seconds": seconds, "peak_mb": result["peak_kb"] / 1024}
+
+
+def _arrow_available() -> bool:
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_cases(inputs: dict[str, Path], cases: list[str]) -> list[dict]:
+    folder = inputs["folder"]
+    pilot, pretrain = str(inputs["pilot"]), str(inputs["pretrain"])
+    every_csv = sorted(str(p) for p in folder.glob("*.csv"))
+    pilot_csvs = [p for p in every_csv if Path(p).name.startswith("pilot-")]
+    fit_inputs = [pretrain, *[p for p in pilot_csvs if p != pilot]]
+    table = {
+        "read-2m": ("read 2M-row pilot", ["-c", _READ, pilot], True, [pilot]),
+        "inspect-2m": ("inspect 2M-row pilot", ["-c", _CLI, "inspect", pilot], False, [pilot]),
+        "read-pt": ("read 1M-step PT", ["-c", _READ, pretrain], True, [pretrain]),
+        "fit": (
+            "fit 1M-step PT + 5 pilots",
+            ["-c", _CLI, "fit", str(inputs["manifest"]), "-o", str(folder / "law.json")],
+            False,
+            fit_inputs,
+        ),
+    }
+    rows = []
+    for key in cases:
+        label, args, inner, files = table[key]
+        ours = _measure(args, inner, folder)
+        plain = _measure(["-c", _PLAIN, *files], inner, folder)
+        row = {
+            "case": label,
+            "mb_on_disk": sum(Path(f).stat().st_size for f in files) / 1e6,
+            "cptopt_s": ours["seconds"],
+            "cptopt_peak_mb": ours["peak_mb"],
+            "plain_s": plain["seconds"],
+            "plain_peak_mb": plain["peak_mb"],
+            "time_ratio": ours["seconds"] / plain["seconds"],
+            "memory_ratio": ours["peak_mb"] / plain["peak_mb"],
+            "timing": "the call" if inner else "whole process",
+        }
+        if _arrow_available():
+            row["pyarrow_s"] = _measure(["-c", _ARROW, *files], inner, folder)["seconds"]
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        f"{'case':<28} {'MB':>5} {'cptopt s':>9} {'peak MB':>8} {'plain s':>8} "
+        f"{'peak MB':>8} {'t ratio':>8} {'m ratio':>8} {'pyarrow s':>9}  timing"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        arrow = f"{row['pyarrow_s']:9.2f}" if "pyarrow_s" in row else f"{'-':>9}"
+        lines.append(
+            f"{row['case']:<28} {row['mb_on_disk']:5.0f} {row['cptopt_s']:9.2f} "
+            f"{row['cptopt_peak_mb']:8.0f} {row['plain_s']:8.2f} {row['plain_peak_mb']:8.0f} "
+            f"{row['time_ratio']:8.2f} {row['memory_ratio']:8.2f} {arrow}  {row['timing']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--cases", default="read-2m,inspect-2m,read-pt,fit")
+    parser.add_argument("--eval-every", type=int, default=100, help="Pilots' eval interval.")
+    parser.add_argument("--keep", type=Path, default=None, help="Write the inputs here.")
+    args = parser.parse_args(argv)
+    cases = [case.strip() for case in args.cases.split(",") if case.strip()]
+    with tempfile.TemporaryDirectory(prefix="cptopt-scale-") as temp:
+        folder = args.keep or Path(temp)
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        inputs = make_inputs(folder, args.eval_every)
+        generated = time.perf_counter() - started
+        rows = run_cases(inputs, cases)
+    meta = {
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "inputs_seconds": generated,
+        "pilot_eval_every": args.eval_every,
+        "peak_rss": "max RSS of the largest single process (getrusage RUSAGE_CHILDREN)",
+    }
+    if args.format == "json":
+        print(json.dumps({"meta": meta, "cases": rows}, indent=2))
+    else:
+        print(_table(rows))
+        print(
+            f"\n{meta['cores']} cores, Python {meta['python']}, numpy {meta['numpy']}; pilots "
+            f"evaluated every {args.eval_every} steps; synthetic curves (speed and memory only)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
