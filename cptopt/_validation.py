@@ -31,6 +31,8 @@ MAX_TOKENS_PER_STEP = 1_000_000_000
 MAX_SEED = 2**32 - 1
 #: Complete trials a study may be asked for.
 MAX_TRIALS = 1_000_000
+#: Optimiser starts polished per fit (each costs a full optimisation).
+MAX_STARTS = 100
 
 
 def validate(

@@ -282,6 +282,9 @@ CASES = [
         ["check", "{config}", "--law", "{law}", "-o", "{tmp}/" + "x" * 300],
         r"name too long",
     ),
+    Case("fit output is a directory", ["fit", "{manifest}", "-o", "{tmp}"], r"is a directory"),
+    Case("fit starts 1e9", ["fit", "{manifest}", "--starts", "1000000000"], r"--starts"),
+    Case("fit seed -1", ["fit", "{manifest}", "--seed", "-1"], r"--seed"),
     # --- storages
     Case(
         "journal is a directory",

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cptopt._io import check_output_path
+from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.cli._common import (
     FormatOption,
     OutputFormat,
@@ -106,9 +108,15 @@ def fit_command(
             show_default=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random starts (same seed, same law).")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_SEED, help="Seed of the random starts (same seed, same law)."),
+    ] = 0,
     starts: Annotated[
-        int, typer.Option(min=1, help="Optimiser starts polished per fit (more = slower, safer).")
+        int,
+        typer.Option(
+            min=1, max=MAX_STARTS, help="Optimiser starts polished per fit (more = slower, safer)."
+        ),
     ] = 4,
     jackknife: Annotated[
         bool,
@@ -141,6 +149,7 @@ def fit_command(
         jackknife=jackknife,
     )
     fitter.check_settings()  # before reading logs, which can take a while
+    check_output_path(output)
     pilots = load_manifest(manifest)
     with status(f"fitting {len(pilots.runs)} pilot runs"):
         law = fitter.fit(pilots).law_

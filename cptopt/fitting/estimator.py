@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError
 from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
@@ -146,6 +147,20 @@ class LawFitter:
         if self.domain_forward not in DOMAIN_FORWARDS:
             choices = ", ".join(DOMAIN_FORWARDS)
             raise InputError(f"domain_forward == {self.domain_forward!r}, must be one of {choices}")
+        self._effort()
+
+    def _effort(self) -> None:
+        """Numbers that size the work: refused before any work starts when out of bounds."""
+        bounds = {
+            "n_starts": (self.n_starts, 1, MAX_STARTS),
+            "n_screen": (self.n_screen, 0, 100 * MAX_STARTS),
+            "seed": (self.seed, 0, MAX_SEED),
+        }
+        for name, (value, low, high) in bounds.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"{name} == {value!r}, must be a whole number in {low}..{high}")
+        if not (isinstance(self.huber_delta, float | int) and 0 < self.huber_delta < 1):
+            raise InputError(f"huber_delta == {self.huber_delta!r}, must be in (0, 1)")
 
     def _pt_points(self) -> dict[str, str]:
         points = dict(DEFAULT_PT_POINTS)
@@ -221,6 +236,7 @@ class LawFitter:
         """Fit both validation sets (choosing the variant by CV if asked); returns ``self``."""
         from threadpoolctl import threadpool_limits
 
+        self.check_settings()
         variants, tie = self._variants()
         replay_terms = len({run.replay_ratio for run in pilots.runs}) >= 2
         notes = pilot_notes(pilots)

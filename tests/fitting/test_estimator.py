@@ -166,6 +166,15 @@ def test_the_paper_law_defaults_to_the_papers_lambda():
     assert [(v.lam, v.annealing) for v in variants] == [(None, "mpl")]
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("n_starts", 0), ("n_starts", 10**9), ("seed", -1), ("seed", 2**70), ("huber_delta", 0.0)],
+)
+def test_effort_out_of_bounds_is_refused_before_any_work(setting, value):
+    with pytest.raises(InputError, match=setting):
+        LawFitter(**{setting: value}).check_settings()
+
+
 def test_reading_the_law_before_fit_raises_not_fitted():
     with pytest.raises(NotFittedError, match="call fit"):
         _ = LawFitter().law_
