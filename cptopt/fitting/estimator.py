@@ -305,6 +305,7 @@ class LawFitter:
             domain_tokens=pilots.domain_tokens,
             lr_reference=lr_reference(pilots),
             notes=notes,
+            info=list(dict.fromkeys(line for run in pilots.runs for line in run.info)),
             pretrain=pretrain_record(pilots),
             coverage=coverage(pilots),
             general=sets["general"],

@@ -214,7 +214,10 @@ class FittedLaw(BaseModel):
     lr_reference: float | None = Field(
         default=None, description="LR the per-step LRs are divided by (laws with LR power)"
     )
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="warnings about the fit")
+    info: list[str] = Field(
+        default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
+    )
     pretrain: PretrainRecord
     coverage: Coverage
     general: SetFit

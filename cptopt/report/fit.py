@@ -142,6 +142,8 @@ def fit_report(law: FittedLaw) -> RenderableType:
         _parameter_table(law.domain),
         _run_table(law),
     ]
+    if law.info:
+        parts.append(Text("\n".join(f"note: {line}" for line in law.info)))
     warnings = fit_warnings(law)
     if warnings:
         parts.append(Text("\n".join(f"warning: {w}" for w in warnings), style="yellow"))

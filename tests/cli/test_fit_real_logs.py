@@ -33,8 +33,10 @@ def test_fit_on_a_manifest_of_every_format(tmp_path):
     names = [item["name"] for item in law["inputs"] if item["name"] != "pretrain"]
     assert names == ["hf-B", "hf-C", "hf-A2", "L1", "L2", "L5", "wandb-pl"]
     assert not [note for note in law["notes"] if "interpolated" in note]
-    # how the LR was pinned down is information, not a warning
-    assert "pin down" not in result.stdout
+    # how the LR was pinned down is information (a note), not a warning
+    assert any("pin down" in line for line in law["info"])
+    assert not [note for note in law["notes"] if "pin down" in note]
+    assert "note: " in result.stdout and "warning: LR logged" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
     # the only mapping is Lightning's indexed loss names, as the README shows it
     manifest = yaml.safe_load((REAL / "pilots.yaml").read_text())
