@@ -7,16 +7,17 @@ It resolves its settings into the law variants to try, runs the selection
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError
 from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
+from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import FittedLaw, SelectionRow
 from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA
 from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
 
@@ -56,6 +57,22 @@ def pilot_notes(pilots: PilotSet) -> list[str]:
     elif len(ratios) == 2:
         notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
     return notes
+
+
+def _replay_terms(pilots: PilotSet) -> bool:
+    """Whether the pilots' replay ratios identify the replay terms (>= 2 distinct)."""
+    return len({run.replay_ratio for run in pilots.runs}) >= 2
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A fit's results before they become a law file."""
+
+    chosen: dict[str, Variant]
+    rows: list[SelectionRow]
+    final: dict[str, SetResult]
+    pt_points: dict[str, str]
+    notes: list[str]
 
 
 class LawFitter:
@@ -234,12 +251,8 @@ class LawFitter:
 
     def fit(self, pilots: PilotSet) -> LawFitter:
         """Fit both validation sets (choosing the variant by CV if asked); returns ``self``."""
-        from threadpoolctl import threadpool_limits
-
         self.check_settings()
         variants, tie = self._variants()
-        replay_terms = len({run.replay_ratio for run in pilots.runs}) >= 2
-        notes = pilot_notes(pilots)
         lr_power = self._lr_power()
         selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
         logged = [
@@ -250,7 +263,6 @@ class LawFitter:
                 "choosing the law variant by cross-validation needs >= 3 pilots logging each "
                 f"loss, got {min(logged)}; pass an explicit --law, --annealing and --lam"
             )
-        self.check_settings()
         pt_points = self._pt_points()
         if not selecting:  # nothing to compare: the prior's side
             pt_points = {
@@ -264,53 +276,76 @@ class LawFitter:
             self.domain_forward,
             tuple(sorted(pt_points.items())),
         )
+        if selecting:
+            outcome = self._select(pilots, variants, settings, tie, lr_power)
+        else:
+            variant = replace(variants[0], tied=True) if tie is True else variants[0]
+            outcome = self._fit_one(pilots, variant, settings, pt_points)
+        self._law = self._record(pilots, outcome, self.jackknife or selecting)
+        return self
+
+    def _select(
+        self,
+        pilots: PilotSet,
+        variants: list[Variant],
+        settings: FitSettings,
+        tie: bool | str,
+        lr_power: bool | str,
+    ) -> _Outcome:
+        from threadpoolctl import threadpool_limits
+
+        replay_terms = _replay_terms(pilots)
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
-            if selecting:
-                selected = select_variant(
-                    pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
-                )
-                chosen, selection, final = selected.chosen, selected.rows, selected.final
-                pt_points = selected.pt_points
-                notes += replay_doubt_notes(selected.replay_doubt)
-            else:
-                variant, selection = variants[0], []
-                if tie is True:
-                    variant = replace(variant, tied=True)
-                chosen = dict.fromkeys(VALIDATION_SETS, variant)
-                final = fit_variant(
-                    pilots,
-                    replay_terms,
-                    chosen,
-                    {},
-                    settings,
-                    FINAL,
-                    jackknife=self.jackknife,
-                    pool=pool,
-                )
+            selected = select_variant(
+                pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
+            )
+        notes = replay_doubt_notes(selected.replay_doubt)
+        return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
+
+    def _fit_one(
+        self, pilots: PilotSet, variant: Variant, settings: FitSettings, pt_points: dict[str, str]
+    ) -> _Outcome:
+        from threadpoolctl import threadpool_limits
+
+        chosen = dict.fromkeys(VALIDATION_SETS, variant)
+        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+            final = fit_variant(
+                pilots,
+                _replay_terms(pilots),
+                chosen,
+                {},
+                settings,
+                FINAL,
+                jackknife=self.jackknife,
+                pool=pool,
+            )
+        return _Outcome(chosen, [], final, pt_points, [])
+
+    def _record(self, pilots: PilotSet, outcome: _Outcome, jackknife: bool) -> FittedLaw:
+        """The law file of a fit."""
         sets = {
-            name: set_fit_record(result, pilots, self.jackknife or selecting, pt_points[name])
-            for name, result in final.items()
+            name: set_fit_record(result, pilots, jackknife, outcome.pt_points[name])
+            for name, result in outcome.final.items()
         }
-        general = chosen["general"]
-        self._law = FittedLaw(
+        general = outcome.chosen["general"]
+        return FittedLaw(
             form=general.form,
             annealing=general.annealing,
             lam=general.lam,
             tied=list(general.shared),
             huber_delta=self.huber_delta,
             seed=self.seed,
-            replay_terms=replay_terms,
+            replay_terms=_replay_terms(pilots),
             domain_forward=self.domain_forward,  # type: ignore[arg-type]
             domain_tokens=pilots.domain_tokens,
             lr_reference=lr_reference(pilots),
-            notes=notes,
+            notes=pilot_notes(pilots) + outcome.notes,
             info=list(dict.fromkeys(line for run in pilots.runs for line in run.info)),
             pretrain=pretrain_record(pilots),
             coverage=coverage(pilots),
             general=sets["general"],
             domain=sets["domain"],
             inputs=input_records(pilots),
-            selection=selection,
+            selection=outcome.rows,
         )
-        return self

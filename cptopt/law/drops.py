@@ -195,6 +195,25 @@ def _age_bin_starts(max_age: int) -> np.ndarray:
     return np.array(starts, dtype=np.int64)
 
 
+def _band_starts(relative: np.ndarray, drops: np.ndarray, cpt_from: int | None) -> np.ndarray:
+    """First updates of the bands no bin may cross: wherever the drops turn from falls to
+    rises (or back) or the quantised log-LR (``relative``, to the phase's peak) changes; the
+    CPT boundary and its first drop are always bands of their own."""
+    n = drops.size
+    band = np.floor(relative / HISTORY_LOG_LR_BAND)
+    # A zero drop (a constant LR, or a logged LR rounded to a few digits, which makes a slow
+    # decay a staircase of zero and positive drops) joins the band it sits in: only a fall
+    # followed by a rise, or the reverse, separates bands.
+    sign = np.sign(drops)
+    last_nonzero = np.maximum.accumulate(np.where(sign != 0, np.arange(n), 0))
+    direction = sign[last_nonzero]
+    starts = np.flatnonzero((np.diff(band) != 0) | (np.diff(direction) != 0)) + 1
+    # A break between two zero drops separates nothing (constant phases, the PT warmup).
+    starts = starts[(drops[starts] != 0) | (drops[starts - 1] != 0)]
+    extra = [0] if cpt_from is None else [0, cpt_from, cpt_from + 1]
+    return np.concatenate([starts, extra])
+
+
 def drop_history(
     lr: np.ndarray, drops: np.ndarray, at: np.ndarray, cpt_from: int | None
 ) -> DropHistory:
@@ -229,20 +248,7 @@ def drop_history(
     log_lr = relative + np.log(reference[phase])
     weighted = [np.concatenate([[0.0], np.cumsum(v)]) for v in (drops, drops * log_lr)]
     weighted.append(np.concatenate([[0.0], np.cumsum(drops * cum[:-1])]))
-    # Bands: a new one wherever the drop's sign or the quantised log-LR changes; the CPT
-    # boundary and its first drop are always bands of their own.
-    band = np.floor(relative / HISTORY_LOG_LR_BAND)
-    # A zero drop (a constant LR, or a logged LR rounded to a few digits, which makes a slow
-    # decay a staircase of zero and positive drops) joins the band it sits in: only a fall
-    # followed by a rise, or the reverse, separates bands.
-    sign = np.sign(drops)
-    last_nonzero = np.maximum.accumulate(np.where(sign != 0, np.arange(n), 0))
-    direction = sign[last_nonzero]
-    band_starts = np.flatnonzero((np.diff(band) != 0) | (np.diff(direction) != 0)) + 1
-    # A break between two zero drops separates nothing (constant phases, the PT warmup).
-    band_starts = band_starts[(drops[band_starts] != 0) | (drops[band_starts - 1] != 0)]
-    extra = [0] if cpt_from is None else [0, cpt_from, cpt_from + 1]
-    band_starts = np.concatenate([band_starts, extra])
+    band_starts = _band_starts(relative, drops, cpt_from)
     # Breakpoints per point: band starts before it, and the age-bin edges t - age + 1.
     ages = _age_bin_starts(int(at.max()))
     width = n + 2
