@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
-from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, thin
+from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, lr_reference, thin
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
@@ -320,13 +320,16 @@ class _SetSelectionRun:
         out = []
         for low, high in zip(ratios[:-1], ratios[1:], strict=True):
             middle = (low + high) / 2
-            areas = cpt_point_areas(
+            areas = cpt_point_areas(  # as collect_points builds the fit's inputs
                 run.cpt_lr,
                 np.array([run.cpt_lr.size]),
                 self.job.reference.lam,
                 state,
                 middle,
                 history=self.job.reference.annealing == "mpl",
+                tokens_per_step=run.tokens_per_step,
+                domain_tokens=pilots.domain_tokens,
+                lr_reference=lr_reference(pilots) if any(v.lr_power for v in close) else None,
             )
             finals = [
                 float(self.found[v][0].evaluate(self.found[v][1].values, areas)[0])

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.law.areas import Areas, CheckpointState, cpt_point_areas
+from cptopt.law.areas import Areas, CheckpointState
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import PilotSet
 from cptopt.search.candidates import _checkpoint_choices
@@ -135,8 +135,8 @@ class PilotRun:
         """Areas at its eval steps, every ``every`` steps (step 0 excluded: it is known
         already), for each validation set."""
         steps = eval_steps(self.lr.size, every)
-        areas = cpt_point_areas(
-            self.lr, steps, law.lam, self.state, self.replay_ratio, history=law.needs_history
+        areas = law.point_areas(
+            self.lr, steps, self.state, self.replay_ratio, self.tokens_per_step
         )
         return dict.fromkeys(VALIDATION_SETS, areas)
 
@@ -261,13 +261,8 @@ def listed_options(law: FittedLaw, options: Sequence[Candidate], evaluator: Eval
     runs = candidate_runs(law, options, evaluator.tokens_per_step)
     areas = Areas.concatenate(
         [
-            cpt_point_areas(
-                run.lr,
-                np.array([run.lr.size]),
-                law.lam,
-                run.state,
-                run.replay_ratio,
-                history=law.needs_history,
+            law.point_areas(
+                run.lr, np.array([run.lr.size]), run.state, run.replay_ratio, run.tokens_per_step
             )
             for run in runs
         ]

@@ -230,3 +230,17 @@ def test_invalid_tie_settings_are_input_errors(synthetic):
     with pytest.raises(InputError, match="multi-power"):
         LawFitter(form="exp", lam=0.99, tie=True).fit(synthetic)
     assert LawFitter(form="exp", annealing="mpl", tie="yes")._variants()[1] is True
+
+
+@pytest.mark.slow
+def test_lr_power_forced_on_every_candidate_fits_and_predicts():
+    """With LR power on every candidate (the shift driven by sum eta^q) the selection's
+    replay-form comparison and the prediction both get the per-step LRs they need."""
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parents[2] / "examples" / "pilots" / "cyr.yaml"
+    law = fit(manifest, lr_power=True)
+    assert law.general.lr_power and law.domain.lr_power
+    schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_steps=20)
+    prediction = predict(law, schedule, 0.1)
+    assert np.isfinite(prediction.general.mean).all() and prediction.domain.final > 0

@@ -242,3 +242,21 @@ def test_bad_settings_are_input_errors(fitted_law, unannealed_manifest) -> None:
     )
     with pytest.raises(InputError, match="leave-one-pilot-out"):
         next_pilot(no_refits, "0.5,0.5")
+
+
+@pytest.mark.slow
+def test_a_law_with_lr_power_and_a_corpus_size_is_answered(tmp_path) -> None:
+    """The candidates' and options' areas carry what such a law reads (per-step LRs, the
+    repetition discount): the answer agrees with predict on the recommended option."""
+    from pathlib import Path
+
+    from cptopt import fit, predict
+
+    root = Path(__file__).resolve().parents[2]
+    law = fit(root / "examples" / "pilots" / "cyr.yaml", lr_power=True)
+    options = load_candidates(root / "examples/configs/candidates.csv")
+    result = next_pilot(law, "0.5,0.5", options=options, top_k=2)
+    chosen = next(c for c in options if c.name == result.recommendation)
+    prediction = predict(law, chosen.schedule, chosen.replay_ratio)
+    expected = 0.5 * prediction.general.final + 0.5 * prediction.domain.final
+    assert result.objective == pytest.approx(expected, rel=1e-9)
