@@ -1,5 +1,8 @@
 """cptopt: fit the CPT scaling law to pilot runs, predict any CPT schedule, choose settings.
 
+Pilots that are pre-training runs (a manifest with ``kind: pretrain``) get the law's
+pre-training part, and ``predict`` then predicts pre-training schedules.
+
 The data flows one way: logs -> runs -> areas -> law -> fit -> search -> report.
 
 >>> from cptopt import fit, predict, load_manifest, Schedule
@@ -25,10 +28,10 @@ from cptopt.exceptions import (
 from cptopt.fitting.estimator import LawFitter
 from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
 from cptopt.limits import CheckReport, check
-from cptopt.pilots import PilotSet, Run, load_manifest
+from cptopt.pilots import PilotSet, PretrainPilots, PretrainRun, Run, load_manifest
 from cptopt.pilots.logs import read_log
-from cptopt.plan import TrainingConfig, load_config
-from cptopt.prediction import Prediction
+from cptopt.plan import PretrainConfig, TrainingConfig, load_config, load_pretrain_config
+from cptopt.prediction import Prediction, PretrainPrediction, predict_pretrain
 from cptopt.prediction import predict as _predict
 from cptopt.schedules import Schedule
 from cptopt.search.pilot_design import NextPilot
@@ -48,6 +51,10 @@ __all__ = [
     "NotFittedError",
     "PilotSet",
     "Prediction",
+    "PretrainConfig",
+    "PretrainPilots",
+    "PretrainPrediction",
+    "PretrainRun",
     "Recommendation",
     "Run",
     "Schedule",
@@ -59,6 +66,7 @@ __all__ = [
     "load_config",
     "load_law",
     "load_manifest",
+    "load_pretrain_config",
     "next_pilot",
     "predict",
     "read_log",
@@ -66,29 +74,36 @@ __all__ = [
 ]
 
 
-def fit(pilots: PilotSet | str | Path, **settings: object) -> FittedLaw:
-    """Fit the CPT law to pilot runs (a :class:`PilotSet` or a manifest path).
+def fit(pilots: PilotSet | PretrainPilots | str | Path, **settings: object) -> FittedLaw:
+    """Fit the CPT law to pilot runs (a :class:`PilotSet` or a manifest path); to
+    pre-training runs (:class:`PretrainPilots`, ``kind: pretrain``), its pre-training part.
 
     ``settings`` are :class:`LawFitter` arguments (``form``, ``lam``, ``seed``, ...).
     """
-    if not isinstance(pilots, PilotSet):
+    if not isinstance(pilots, (PilotSet, PretrainPilots)):
         pilots = load_manifest(pilots)
     return LawFitter(**settings).fit(pilots).law_  # type: ignore[arg-type]
 
 
 def predict(
     law: FittedLaw | str | Path,
-    config: TrainingConfig | Schedule | str | Path,
+    config: TrainingConfig | PretrainConfig | Schedule | str | Path,
     replay_ratio: float | None = None,
     **options: object,
-) -> Prediction:
+) -> Prediction | PretrainPrediction:
     """Predict both losses for a training config (object or YAML path) or a schedule.
 
     With a :class:`Schedule`, pass ``replay_ratio``; ``options`` go to
-    :func:`cptopt.predict.predict` (``checkpoint``, ``steps``, ``level``, ``tokens_per_step``).
+    :func:`cptopt.prediction.predict` (``checkpoint``, ``steps``, ``level``,
+    ``tokens_per_step``). With a law fitted to pre-training pilots (``law.kind ==
+    "pretrain"``), ``config`` is a pre-training config or schedule (no replay ratio) and
+    the result a :class:`PretrainPrediction` (:func:`cptopt.prediction.predict_pretrain`:
+    ``steps``, ``warmup_steps``, ``tokens_per_step``, ``level``).
     """
     if not isinstance(law, FittedLaw):
         law = load_law(law)
+    if law.kind == "pretrain":
+        return _predict_pretrain(law, config, replay_ratio, options)
     if isinstance(config, (str, Path)):
         config = load_config(config)
     if isinstance(config, TrainingConfig):
@@ -98,6 +113,22 @@ def predict(
     if replay_ratio is None:
         raise InputError("predict(law, schedule, replay_ratio): replay_ratio is required")
     return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
+
+
+def _predict_pretrain(
+    law: FittedLaw, config: object, replay_ratio: float | None, options: dict[str, object]
+) -> PretrainPrediction:
+    """:func:`predict` for a law fitted to pre-training pilots."""
+    if replay_ratio is not None:
+        raise InputError("predict: a pre-training schedule has no replay_ratio")
+    if isinstance(config, (str, Path)):
+        config = load_pretrain_config(config)
+    if isinstance(config, PretrainConfig):
+        options.setdefault("tokens_per_step", config.tokens_per_step)
+        config = config.schedule
+    if not isinstance(config, Schedule):
+        raise InputError("predict: a pre-training law needs a Schedule or a pre-training config")
+    return predict_pretrain(law, config, **options)  # type: ignore[arg-type]
 
 
 def recommend(

@@ -300,6 +300,7 @@ class _LawCache:
         if key not in self._laws:
             try:
                 self._laws[key] = load_law(path)
+                self._laws[key].require_cpt("cptopt check", path)  # type: ignore[union-attr]
             except InputError as exc:
                 self._laws[key] = exc
         found = self._laws[key]
@@ -346,6 +347,8 @@ def check(
         fixed_law = law
     elif law is not None:
         fixed_law, fixed_label = load_law(law), str(law)
+    if fixed_law is not None:
+        fixed_law.require_cpt("cptopt check", fixed_label)
     fixed_file: Limits | None = None
     fixed_source: str | None = None
     if limits_file is not None and not isolated:

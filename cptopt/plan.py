@@ -1,4 +1,5 @@
-"""Training configs: the CPT run a user plans, as YAML validated by pydantic.
+"""Training configs: the CPT run a user plans, as YAML validated by pydantic (or, for a
+law fitted to pre-training pilots, the pre-training run: :class:`PretrainConfig`).
 
 Example (``examples/configs/wsd-replay25.yaml``)::
 
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -72,6 +73,27 @@ class TrainingConfig(BaseModel):
     tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
     law: str | None = Field(default=None, description="law file, relative to the config")
     name: str | None = None
+
+
+class PretrainConfig(BaseModel):
+    """A planned pre-training run, for a law fitted to pre-training pilots.
+
+    The same schedule keys as :class:`TrainingConfig` (a ``schedule:`` block or trainer
+    keys), the whole pre-training schedule; its warmup is the schedule's (a custom one's:
+    the steps before its LR first peaks). No replay ratio and no checkpoint: a
+    pre-training run starts from random initialisation.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    schedule: Schedule
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
+    law: str | None = Field(default=None, description="law file, relative to the config")
+    name: str | None = None
+
+
+#: Either config model (:func:`_located` keeps the type).
+ConfigModel = TypeVar("ConfigModel", TrainingConfig, PretrainConfig)
 
 
 class TrainerKeys(BaseModel):
@@ -228,6 +250,11 @@ _SCHEDULE_TO_TRAINER = {
 
 def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> TrainingConfig:
     """Validate a config mapping (native ``schedule:`` block or trainer keys)."""
+    return validate(TrainingConfig, _schedule_keys(data, source), source)
+
+
+def _schedule_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with trainer keys, if any, turned into its ``schedule``."""
     data = dict(data)
     trainer = {key: data.pop(key) for key in TRAINER_KEYS if key in data}
     if trainer:
@@ -238,7 +265,7 @@ def config_from_mapping(data: dict[str, Any], source: str = "<config>") -> Train
                 f"({', '.join(TRAINER_KEYS)}), not both"
             )
         data["schedule"] = schedule_from_trainer(trainer, source)
-    return validate(TrainingConfig, data, source)
+    return data
 
 
 def load_config(path: str | Path) -> TrainingConfig:
@@ -247,7 +274,33 @@ def load_config(path: str | Path) -> TrainingConfig:
     ``law`` is made relative to the config's folder; ``name`` defaults to the file's stem.
     """
     data = load_yaml_mapping(str(path))
-    config = config_from_mapping(data, str(path))
+    return _located(config_from_mapping(data, str(path)), path)
+
+
+def load_pretrain_config(path: str | Path) -> PretrainConfig:
+    """Read a pre-training config (:class:`PretrainConfig`) as :func:`load_config` reads a
+    training config; a ``replay_ratio`` or ``checkpoint`` is a one-line error naming it."""
+    data = load_yaml_mapping(str(path))
+    for key in ("replay_ratio", "checkpoint"):
+        if key in data:
+            raise InputError(
+                f"{path}: {key}: a pre-training run has no {key.replace('_', ' ')} (the law "
+                "was fitted to pre-training pilots)"
+            )
+    config = validate(PretrainConfig, _schedule_keys(data, str(path)), str(path))
+    return _located(config, path)
+
+
+def config_law(path: str | Path) -> str | None:
+    """The ``law`` key of a config (relative to its folder) before the config is validated,
+    so that the law's kind can say which config model applies. None when absent."""
+    law = load_yaml_mapping(str(path)).get("law")
+    return str(Path(path).parent / law) if isinstance(law, str) else None
+
+
+def _located(config: ConfigModel, path: str | Path) -> ConfigModel:
+    """``config`` with its ``law`` relative to the config's folder, its ``name`` defaulting
+    to the file's stem."""
     if config.law is not None:
         config = config.model_copy(update={"law": str(Path(path).parent / config.law)})
     if config.name is None:

@@ -1,4 +1,6 @@
-"""Predict both loss curves of a CPT schedule from a fitted law, with intervals.
+"""Predict both loss curves of a CPT schedule from a fitted law, with intervals; or, from a
+law fitted to pre-training pilots, the loss curve of a pre-training schedule
+(:func:`predict_pretrain`, with the same intervals).
 
 Intervals combine computed sources of error (nothing is assumed):
 - the eval noise and the law's misfit: the robust SD of the fit's log residuals (``noise``);
@@ -20,6 +22,7 @@ says so).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +31,7 @@ from cptopt.exceptions import InputError
 from cptopt.law.areas import Areas, CheckpointState
 from cptopt.law.fitted import FittedLaw
 from cptopt.law.uncertainty import jackknife_variance, z_value
+from cptopt.pilots.runs import infer_warmup
 from cptopt.schedules import Schedule
 
 #: Relative slack before a peak LR counts as outside the pilots' range.
@@ -43,7 +47,10 @@ class LossForecast(BaseModel):
     mean: list[float]
     lower: list[float]
     upper: list[float]
-    initial: float = Field(description="loss at CPT step 0 (the checkpoint)")
+    initial: float = Field(
+        description="loss at CPT step 0 (the checkpoint); for a pre-training schedule, at "
+        "the first step after its warmup"
+    )
     final: float
     final_lower: float
     final_upper: float
@@ -82,14 +89,7 @@ def coverage_flags(
 ) -> list[str]:
     """One message per setting outside what the pilots covered (empty when all inside)."""
     cov = law.coverage
-    flags = []
-    if peak_lr < cov.peak_lr_min * (1 - RANGE_TOLERANCE) or peak_lr > cov.peak_lr_max * (
-        1 + RANGE_TOLERANCE
-    ):
-        flags.append(
-            f"peak LR {peak_lr:.3g} outside the pilots' "
-            f"{cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
-        )
+    flags = _lr_flags(law, peak_lr)
     low, high = min(cov.replay_ratios), max(cov.replay_ratios)
     if not law.replay_terms and abs(replay_ratio - low) > 1e-9:
         flags.append(
@@ -99,14 +99,32 @@ def coverage_flags(
         flags.append(f"replay {replay_ratio:g} outside the pilots' {low:g}..{high:g}")
     if steps > cov.steps_max:
         flags.append(f"{steps} steps beyond the longest pilot ({cov.steps_max})")
-    if tokens_per_step and cov.tokens_per_step and tokens_per_step not in cov.tokens_per_step:
-        flags.append(
-            f"tokens per step {tokens_per_step} differ from the pilots' "
-            f"{', '.join(map(str, cov.tokens_per_step))} (the shift term depends on batch size)"
-        )
-    if law.pretrain.known and checkpoint not in cov.checkpoints:
+    flags += _tokens_flags(law, tokens_per_step, "the shift term depends on batch size")
+    if law.pretrain is not None and law.pretrain.known and checkpoint not in cov.checkpoints:
         flags.append(f"checkpoint '{checkpoint}' has no pilot run")
     return flags
+
+
+def _lr_flags(law: FittedLaw, peak_lr: float) -> list[str]:
+    """A flag when ``peak_lr`` is outside the pilots' peak LRs (beyond a small slack)."""
+    cov = law.coverage
+    low, high = cov.peak_lr_min * (1 - RANGE_TOLERANCE), cov.peak_lr_max * (1 + RANGE_TOLERANCE)
+    if low <= peak_lr <= high:
+        return []
+    return [
+        f"peak LR {peak_lr:.3g} outside the pilots' {cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
+    ]
+
+
+def _tokens_flags(law: FittedLaw, tokens_per_step: int | None, why: str) -> list[str]:
+    """A flag when ``tokens_per_step`` is not one of the pilots' (when both are known)."""
+    used = law.coverage.tokens_per_step
+    if not tokens_per_step or not used or tokens_per_step in used:
+        return []
+    return [
+        f"tokens per step {tokens_per_step} differ from the pilots' "
+        f"{', '.join(map(str, used))} ({why})"
+    ]
 
 
 def length_extrapolation_sd(
@@ -233,6 +251,7 @@ def predict(
         ``tokens_per_step`` the steps that repeat domain data count less (docs/law.md).
     level : central probability of the intervals (default 0.9).
     """
+    law.require_cpt("predicting a CPT run")
     name, state = law.checkpoint_state(checkpoint)
     return predict_from_state(
         law,
@@ -265,6 +284,7 @@ def predict_from_state(
     ``require_positive`` False returns predictions whose loss is not positive (far outside
     what the law can predict) instead of raising, for callers that mark them themselves.
     """
+    law.require_cpt("predicting a CPT run")
     if not 0.0 <= replay_ratio <= 1.0:
         raise InputError(f"replay_ratio == {replay_ratio!r}, must be in [0, 1]")
     if not 0.0 < level < 1.0:
@@ -318,4 +338,115 @@ def predict_from_state(
         notes=list(law.notes),
         general_turning_step=turning_step,
         general_rise=float(general_curve[-1] - general_curve[0]),
+    )
+
+
+# ------------------------------------------------------------------ pre-training schedules
+
+
+class PretrainPrediction(BaseModel):
+    """What a law fitted to pre-training pilots predicts for one pre-training schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["pretrain"] = "pretrain"
+    schedule: str
+    peak_lr: float
+    steps: int
+    warmup_steps: int = Field(
+        description="the annealing memory starts after it; the law describes the loss after it"
+    )
+    level: float
+    loss: LossForecast = Field(description="the validation loss at the reported steps")
+    in_range: bool
+    flags: list[str] = Field(description="settings outside what the pilots covered")
+    notes: list[str]
+
+
+def pretrain_coverage_flags(
+    law: FittedLaw, *, peak_lr: float, steps: int, tokens_per_step: int | None = None
+) -> list[str]:
+    """One message per setting of a pre-training schedule outside what the pilots covered."""
+    flags = _lr_flags(law, peak_lr)
+    longest = law.coverage.steps_max
+    if steps > longest:
+        flags.append(
+            f"{steps} steps beyond the longest pilot ({longest}): "
+            f"{steps / longest:.1f}x the longest fitted run"
+        )
+    return flags + _tokens_flags(law, tokens_per_step, "the law counts steps, not tokens")
+
+
+def pretrain_warmup(schedule: Schedule) -> int:
+    """A schedule's warmup: its own, or (custom) the steps before its LR first peaks."""
+    if schedule.family == "custom":
+        return infer_warmup(schedule.lr_array())
+    return schedule.n_warmup
+
+
+def predict_pretrain(
+    law: FittedLaw,
+    schedule: Schedule,
+    *,
+    steps: list[int] | np.ndarray | None = None,
+    warmup_steps: int | None = None,
+    tokens_per_step: int | None = None,
+    level: float = 0.9,
+) -> PretrainPrediction:
+    """Predict the loss curve of a pre-training schedule (a law fitted to pre-training pilots).
+
+    Parameters
+    ----------
+    law : a law fitted to pre-training pilots (``law.kind == "pretrain"``).
+    schedule : the whole pre-training schedule, from step 1.
+    steps : steps to report, after the warmup (default: the first step after it, 10 evenly
+        spaced steps and the last); the law describes the loss after the warmup only.
+    warmup_steps : the annealing memory starts after it (default: the schedule's own, or for
+        a custom schedule the steps before its LR first reaches its peak).
+    tokens_per_step : flagged when it differs from the pilots'.
+    level : central probability of the intervals (default 0.9).
+
+    Intervals as for CPT predictions (module docstring); beyond the longest pilot they
+    widen by the pilots' own length-extrapolation error per doubling.
+    """
+    if law.kind != "pretrain":
+        raise InputError(
+            "this law was fitted to CPT pilots; a pre-training schedule needs a law fitted to "
+            "pre-training pilots (manifest 'kind: pretrain')"
+        )
+    if not 0.0 < level < 1.0:
+        raise InputError(f"level == {level!r}, must be in (0, 1)")
+    lr = schedule.lr_array()
+    total = lr.size
+    warmup = pretrain_warmup(schedule) if warmup_steps is None else int(warmup_steps)
+    if not 0 <= warmup < total:
+        raise InputError(f"warmup_steps == {warmup}, must be in 0..{total - 1}")
+    first = warmup + 1
+    if steps is None:
+        report = np.unique(np.linspace(first, total, 11).round().astype(int))
+    else:
+        report = np.unique(np.asarray(steps, dtype=int))
+        if report.size == 0 or report.min() < first or report.max() > total:
+            raise InputError(
+                f"report steps must lie in {first}..{total} (after the {warmup}-step warmup: "
+                "the law describes the loss after it)"
+            )
+    curve_steps = np.union1d(report, [first, total])
+    areas = law.pretrain_point_areas(lr, warmup, curve_steps)
+    report_index = np.searchsorted(curve_steps, report)
+    loss, _ = _forecast(law, "general", areas, curve_steps, report_index, z_value(level))
+    loss.steps = report.tolist()
+    flags = pretrain_coverage_flags(
+        law, peak_lr=schedule.peak, steps=total, tokens_per_step=tokens_per_step
+    )
+    return PretrainPrediction(
+        schedule=schedule.describe(),
+        peak_lr=schedule.peak,
+        steps=total,
+        warmup_steps=warmup,
+        level=level,
+        loss=loss,
+        in_range=not flags,
+        flags=flags,
+        notes=list(law.notes),
     )

@@ -11,6 +11,10 @@ Families
 - ``linear``: warmup, then a straight line from the peak to ``min_lr`` at the last step.
 - ``wsd`` (warmup-stable-decay): warmup, the peak until the decay starts, then a decay of
   shape ``decay_shape`` (``linear``, ``cosine`` or ``exponential``) to ``min_lr`` at the last step.
+- ``step``: warmup, then the peak, multiplied by ``step_factor`` after each step listed in
+  ``milestones`` (each milestone is the last step at the level before it): PyTorch's
+  ``MultiStepLR(milestones, gamma=step_factor)`` stepped once per update, e.g. a two-stage
+  pre-training run ``milestones: [8000], step_factor: 0.3``.
 - ``custom``: the per-step array ``lr`` given verbatim.
 
 Warmup is linear from ``warmup_start_lr`` (0 by default; set it to the checkpoint's final LR
@@ -27,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cptopt._validation import MAX_STEPS
 
-Family = Literal["constant", "cosine", "wsd", "linear", "custom"]
+Family = Literal["constant", "cosine", "wsd", "linear", "step", "custom"]
 DecayShape = Literal["linear", "cosine", "exponential"]
 
 #: Where an exponential decay ends when ``min_lr`` is 0 (a geometric decay never reaches 0).
@@ -64,9 +68,17 @@ class Schedule(BaseModel):
     decay_shape: DecayShape = Field(default="linear", description="WSD decay shape.")
     min_lr: float = Field(default=0.0, ge=0, description="LR floor reached at the last step.")
     lr: tuple[float, ...] | None = Field(default=None, description="custom: per-step LR array.")
+    milestones: tuple[int, ...] | None = Field(
+        default=None, description="step: the LR is multiplied by step_factor after each."
+    )
+    step_factor: float | None = Field(
+        default=None, gt=0, lt=1, description="step: LR factor at each milestone."
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Schedule:
+        if self.family != "step" and (self.milestones is not None or self.step_factor is not None):
+            raise ValueError("'milestones'/'step_factor' apply to family 'step' only")
         if self.family == "custom":
             if self.lr is None or len(self.lr) == 0:
                 raise ValueError("family 'custom' needs a non-empty 'lr' list")
@@ -94,6 +106,8 @@ class Schedule(BaseModel):
             )
         if self.min_lr >= self.peak_lr:
             raise ValueError(f"min_lr == {self.min_lr} must be below peak_lr == {self.peak_lr}")
+        if self.family == "step":
+            self._check_steps()
         if self.family != "wsd" and (
             self.decay_fraction is not None or self.decay_start_step is not None
         ):
@@ -107,6 +121,20 @@ class Schedule(BaseModel):
                     f"last step ({self.steps}), got {self.decay_start}"
                 )
         return self
+
+    def _check_steps(self) -> None:
+        """The ``step`` family's keys: milestones after the warmup, before the last step."""
+        if not self.milestones or self.step_factor is None:
+            raise ValueError("family 'step' needs 'milestones' and 'step_factor'")
+        if self.min_lr > 0:
+            raise ValueError("'min_lr' does not apply to family 'step' (use step_factor)")
+        edges = (self.n_warmup, *self.milestones, self.n_steps)
+        if any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=False)):
+            raise ValueError(
+                "step 'milestones' must increase strictly, after the warmup "
+                f"({self.n_warmup}) and before the last step ({self.n_steps}), "
+                f"got {list(self.milestones)}"
+            )
 
     @property
     def n_steps(self) -> int:
@@ -141,6 +169,15 @@ class Schedule(BaseModel):
         """Per-step LR, shape ``(steps,)``; entry ``s - 1`` is the LR of update ``s``."""
         if self.family == "custom":
             return np.asarray(self.lr, dtype=float)
+        if self.family == "step":
+            return step_lr_array(
+                self.peak,
+                self.n_steps,
+                self.n_warmup,
+                self.warmup_start_lr,
+                self.milestones or (),
+                float(self.step_factor or 1.0),
+            )
         return family_lr_array(
             family=self.family,
             peak_lr=self.peak,
@@ -160,6 +197,9 @@ class Schedule(BaseModel):
         if self.family == "wsd":
             share = (self.n_steps - self.decay_start) / self.n_steps
             text += f", {self.decay_shape} decay {share:.0%}"
+        if self.family == "step":
+            milestones = ",".join(str(m) for m in self.milestones or ())
+            text += f", x{self.step_factor:g} after step {milestones}"
         if self.min_lr > 0:
             text += f", min {self.min_lr:.3g}"
         return text
@@ -207,3 +247,27 @@ def family_lr_array(
         ramp = warmup_start_lr + (peak_lr - warmup_start_lr) * step / warmup_steps
         lr = np.where(in_warmup, ramp, lr)
     return lr
+
+
+def step_lr_array(
+    peak_lr: float,
+    steps: int,
+    warmup_steps: int,
+    warmup_start_lr: float,
+    milestones: tuple[int, ...],
+    step_factor: float,
+) -> np.ndarray:
+    """Per-step LR of a ``step`` schedule: the constant family's, times ``step_factor`` to
+    the number of milestones before each step (update ``m + 1`` is the first after ``m``)."""
+    lr = family_lr_array(
+        family="constant",
+        peak_lr=peak_lr,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        warmup_start_lr=warmup_start_lr,
+        decay_start=warmup_steps,
+        decay_shape="linear",
+        min_lr=0.0,
+    )
+    passed = np.searchsorted(np.asarray(milestones), np.arange(1, steps + 1), side="left")
+    return lr * step_factor**passed

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.law.areas import checkpoint_state, cpt_point_areas
-from cptopt.law.forms import make_law
+from cptopt.law.areas import checkpoint_state, cpt_point_areas, pretrain_areas
+from cptopt.law.forms import PretrainLaw, make_law
 from cptopt.pilots.logs import Series
-from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
+from cptopt.pilots.runs import PilotSet, PretrainHistory, PretrainPilots, PretrainRun, Run
 from cptopt.schedules import Schedule
 
 
@@ -84,3 +84,63 @@ def synthetic_pilots(
             )
         )
     return PilotSet(tuple(runs), pretrain, use_pretrain_points=False)
+
+
+def pretrain_schedules() -> list[Schedule]:
+    """Three short pre-training schedules like the bundled pt-mpl25 fit runs (cosine,
+    constant, two-stage), with a 500-step warmup."""
+    common = {"peak_lr": 3e-4, "warmup_steps": 500}
+    return [
+        Schedule(family="cosine", steps=6000, min_lr=3e-5, **common),
+        Schedule(family="constant", steps=6000, **common),
+        Schedule(family="step", steps=4000, milestones=(2000,), step_factor=0.3, **common),
+    ]
+
+
+def pretrain_curve(
+    values: dict[str, float],
+    schedule: Schedule,
+    steps: np.ndarray,
+    *,
+    annealing: str = "mpl1",
+    lam: float | None = None,
+) -> np.ndarray:
+    """The pre-training law with ``values`` at ``steps`` (after the warmup) of ``schedule``."""
+    law = make_law(PretrainLaw.name, "general", False, True, annealing)
+    areas = pretrain_areas(schedule.lr_array(), schedule.n_warmup, lam)
+    vector = np.array([values[name] for name in law.names])
+    return law.evaluate(vector, areas.points(steps, law.needs_history))
+
+
+def synthetic_pretrain_pilots(
+    values: dict[str, float],
+    *,
+    annealing: str = "mpl1",
+    lam: float | None = None,
+    schedules: list[Schedule] | None = None,
+    every: int = 100,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> PretrainPilots:
+    """Pre-training runs whose losses after the warmup are the pre-training law with
+    ``values``; the points inside the warmup are logged too, 1 nat higher (they must not be
+    fitted). ``noise`` is a relative (log-normal) SD."""
+    rng = np.random.default_rng(seed)
+    runs = []
+    for index, schedule in enumerate(schedules or pretrain_schedules()):
+        steps = np.arange(every, schedule.n_steps + 1, every)
+        after = steps > schedule.n_warmup
+        loss = np.empty(steps.size)
+        loss[after] = pretrain_curve(values, schedule, steps[after], annealing=annealing, lam=lam)
+        loss[~after] = loss[after][0] + 1.0
+        if noise:
+            loss = loss * np.exp(rng.normal(0.0, noise, loss.size))
+        runs.append(
+            PretrainRun(
+                name=f"pretrain_{index}",
+                lr=schedule.lr_array(),
+                loss=Series(steps, loss),
+                warmup_steps=schedule.n_warmup,
+            )
+        )
+    return PretrainPilots(tuple(runs))

@@ -36,3 +36,26 @@ def law_file(fitted_law, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("law") / "law.json"
     fitted_law.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def pretrain_manifest() -> Path:
+    """The bundled pre-training pilots: the MPL paper's three fit runs of a 25M model."""
+    return PILOTS / "pretrain.yaml"
+
+
+@pytest.fixture(scope="session")
+def pretrain_law(pretrain_manifest):
+    """The law fitted to the bundled pre-training pilots (default settings: the annealing
+    memory chosen by leave-one-run-out CV)."""
+    from cptopt import fit
+
+    return fit(pretrain_manifest)
+
+
+@pytest.fixture(scope="session")
+def pretrain_law_file(pretrain_law, tmp_path_factory) -> Path:
+    """``pretrain_law`` saved to a temporary law file."""
+    path = tmp_path_factory.mktemp("pretrain-law") / "law.json"
+    pretrain_law.save(path)
+    return path

@@ -49,6 +49,12 @@ def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) ->
     return "\n".join(rows) + "\n"
 
 
+def _pretrain_manifest(extra: str = "", log: str = "a.csv") -> str:
+    """A manifest of one pre-training run reading ``log``; ``extra``: more keys of the run."""
+    schedule = "{family: constant, peak_lr: 1.0e-3, steps: 100, warmup_steps: 10}"
+    return f"version: 1\nkind: pretrain\nruns:\n  - {{log: {log}, schedule: {schedule}{extra}}}\n"
+
+
 def _manifest(*logs: str) -> str:
     """A manifest of black-box pilots reading ``logs`` (replay ratios 0.25, 0.5, ...)."""
     runs = "".join(
@@ -208,6 +214,62 @@ CASES = [
         r"m\.yaml: runs 'a' \(a\.csv\) and 'b' \(b\.csv\) read identical files \(same SHA-256\)",
         {"a.csv": _pilot_csv(), "b.csv": _pilot_csv(), "m.yaml": _manifest("a.csv", "b.csv")},
     ),
+    # --- pre-training pilots (kind: pretrain) and their laws
+    Case(
+        "pre-training run given a replay ratio",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: run 'a\.csv': replay_ratio: a pre-training run has no replay ratio",
+        {"a.csv": _pilot_csv(), "m.yaml": _pretrain_manifest(", replay_ratio: 0.25")},
+    ),
+    Case(
+        "pre-training run given a checkpoint",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: run 'a\.csv': checkpoint: a pre-training run has no checkpoint",
+        {"a.csv": _pilot_csv(), "m.yaml": _pretrain_manifest(", checkpoint: final")},
+    ),
+    Case(
+        "pre-training pilots given a PT history",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: pretrain: not for pre-training pilots",
+        {"a.csv": _pilot_csv(), "m.yaml": "pretrain: unknown\n" + _pretrain_manifest()},
+    ),
+    Case(
+        "pre-training log without a loss column",
+        ["fit", "{tmp}/m.yaml"],
+        r"a\.csv: no series 'loss' for the general loss; series present: lr",
+        {"a.csv": "step,lr\n10,1e-3\n20,1e-3\n", "m.yaml": _pretrain_manifest()},
+    ),
+    Case(
+        "pre-training pilots given a CPT form",
+        ["fit", "{tmp}/m.yaml", "--law", "odds"],
+        r"--law == 'odds': a CPT replay form; pre-training pilots",
+        {"a.csv": _pilot_csv(), "m.yaml": _pretrain_manifest()},
+    ),
+    Case(
+        "CPT pilots given the pre-training memory",
+        ["fit", "{manifest}", "--annealing", "mpl1"],
+        r"--annealing == 'mpl1'.*it is for pre-training pilots",
+    ),
+    Case(
+        "recommend with a pre-training law",
+        ["recommend", "--law", "{ptlaw}"],
+        r"law\.json: kind: cptopt recommend needs a CPT law",
+    ),
+    Case(
+        "check with a pre-training law",
+        ["check", "{config}", "--law", "{ptlaw}"],
+        r"law\.json: kind: cptopt check needs a CPT law",
+    ),
+    Case(
+        "plot a pre-training law",
+        ["plot", "{ptlaw}"],
+        r"law\.json: kind: cptopt plot needs a CPT law",
+    ),
+    Case(
+        "predict a CPT config with a pre-training law",
+        ["predict", "{config}", "--law", "{ptlaw}"],
+        r"replay25\.yaml: replay_ratio: a pre-training run has no replay ratio",
+    ),
     # --- values out of range or not numbers
     Case(
         "config steps 1e12",
@@ -318,7 +380,7 @@ def _prepare(case: Case, folder: Path) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_hostile_input_is_one_line_and_leaves_nothing(
-    case: Case, law_file: Path, tmp_path: Path, monkeypatch, capsys
+    case: Case, law_file: Path, pretrain_law_file: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -328,6 +390,7 @@ def test_hostile_input_is_one_line_and_leaves_nothing(
     monkeypatch.chdir(work)
     values = {
         "law": str(law_file),
+        "ptlaw": str(pretrain_law_file),
         "manifest": str(MANIFEST),
         "config": str(CONFIG),
         "tmp": str(inputs),

@@ -103,3 +103,58 @@ def test_custom_schedule_is_verbatim():
 def test_invalid_schedules_are_rejected(bad):
     with pytest.raises(ValidationError):
         Schedule(**bad)
+
+
+# ------------------------------------------------------------------------ step family
+
+
+def test_step_schedule_reproduces_the_two_stage_runs_of_pt_mpl25():
+    """pt-mpl25's wsdcon_9: 3e-4, then 9e-5 from its 0-based step 8000 (update 8001) on."""
+    schedule = Schedule(
+        family="step",
+        peak_lr=3e-4,
+        steps=16000,
+        warmup_steps=2160,
+        milestones=(8000,),
+        step_factor=0.3,
+    )
+    lr = schedule.lr_array()
+    assert lr.size == 16000 and lr[2159] == pytest.approx(3e-4)
+    assert lr[7999] == pytest.approx(3e-4) and lr[8000] == pytest.approx(9e-5)
+    assert lr[-1] == pytest.approx(9e-5) and lr[0] == pytest.approx(3e-4 / 2160)
+    assert schedule.describe().endswith("x0.3 after step 8000")
+
+
+def test_step_schedule_multiplies_at_every_milestone_like_multisteplr():
+    schedule = Schedule(family="step", peak_lr=1.0, steps=10, milestones=(3, 6), step_factor=0.5)
+    # torch MultiStepLR(milestones=[3, 6], gamma=0.5) stepped once per update gives update
+    # s the factor of scheduler step s - 1: 1, 1, 1, 0.5, 0.5, 0.5, 0.25, ...
+    np.testing.assert_allclose(
+        schedule.lr_array(), [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"milestones": (200,)}, "must increase strictly"),
+        ({"milestones": (50, 40)}, "must increase strictly"),
+        ({"milestones": (5,)}, "after the warmup"),
+        ({"milestones": ()}, "needs 'milestones' and 'step_factor'"),
+        ({"milestones": (50,), "step_factor": None}, "needs 'milestones' and 'step_factor'"),
+        ({"milestones": (50,), "min_lr": 0.1}, "'min_lr' does not apply to family 'step'"),
+        ({"milestones": (50,), "step_factor": 1.5}, "step_factor"),
+    ],
+)
+def test_bad_step_schedules_are_refused(keys, message):
+    values = {"family": "step", "peak_lr": 1.0, "steps": 100, "warmup_steps": 10}
+    values.update({"step_factor": 0.5, **keys})
+    with pytest.raises(ValidationError, match=message):
+        Schedule(**{k: v for k, v in values.items() if v is not None})
+
+
+@pytest.mark.parametrize("family", ["constant", "custom"])
+def test_milestones_belong_to_the_step_family(family):
+    values = {"lr": (1.0, 0.5)} if family == "custom" else {"peak_lr": 1.0, "steps": 10}
+    with pytest.raises(ValidationError, match="apply to family 'step' only"):
+        Schedule(family=family, milestones=(3,), step_factor=0.5, **values)

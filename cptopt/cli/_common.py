@@ -149,10 +149,10 @@ class _NullContext:
 
 
 def weights_and_law(
-    merged: SearchConfig, law_path: Path | None
+    merged: SearchConfig, law_path: Path | None, command: str = "cptopt recommend"
 ) -> tuple[tuple[float, float], FittedLaw]:
-    """The objective weights (a note on stderr when normalised) and the law of a command
-    that takes a search config, as ``recommend`` resolves them."""
+    """The objective weights (a note on stderr when normalised) and the (CPT) law of a
+    command that takes a search config, as ``recommend`` resolves them."""
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -165,4 +165,6 @@ def weights_and_law(
         raise InputError(
             f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
         )
-    return (w_general, w_domain), load_law(path)
+    law = load_law(path)
+    law.require_cpt(command, str(path))
+    return (w_general, w_domain), law

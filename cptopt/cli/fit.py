@@ -20,7 +20,7 @@ from cptopt.cli._common import (
 )
 from cptopt.fitting.estimator import LawFitter
 from cptopt.law.fitted import DEFAULT_LAW_PATH
-from cptopt.pilots.manifest import load_manifest
+from cptopt.pilots.manifest import load_manifest, manifest_kind
 from cptopt.report.fit import fit_report
 
 
@@ -31,7 +31,8 @@ def fit_command(
         Path,
         typer.Argument(
             help="Pilot manifest (YAML): the pilot logs, their replay ratios, CPT schedules "
-            "and the checkpoint's PT history. See examples/pilots/*.yaml.",
+            "and the checkpoint's PT history; or, with 'kind: pretrain', pre-training runs "
+            "and their schedules. See examples/pilots/*.yaml.",
             show_default=False,
         ),
     ],
@@ -47,7 +48,9 @@ def fit_command(
             "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
             "(exponential replay terms), 'share' (annealing credit ~ own data share), "
             "'mix' (share, and CPT steps count for the general power law by their data mix) "
-            "or 'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0).",
+            "or 'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0). "
+            "Pre-training pilots take 'auto' (the law's pre-training part) or 'paper' (S2, "
+            "lambda 0.999).",
         ),
     ] = "auto",
     annealing: Annotated[
@@ -57,7 +60,8 @@ def fit_command(
             help="Annealing memory: 's2' (the paper's m-recursion with factor lambda), 'mpl' "
             "(multi-power: a drop's credit grows with the LR area trained since it) or "
             "'auto' (both are candidates; CV decides). Default: mpl, or auto with --lam or "
-            "--law paper.",
+            "--law paper. Pre-training pilots also take 'mpl1' (multi-power, saturation power "
+            "1); their default is auto (all of them).",
             show_default=False,
         ),
     ] = None,
@@ -135,6 +139,9 @@ def fit_command(
     with its jackknife standard error, the fit error of each pilot and its cross-validated
     error, and warnings (parameters at a bound, weakly identified terms, a single replay
     ratio). The law file is written atomically.
+
+    A manifest of pre-training runs ('kind: pretrain') gets the law's pre-training part,
+    L0 + A*S1^-alpha - C1*annealing, its annealing memory chosen by leave-one-run-out CV.
     """
     fitter = LawFitter(
         form=law_form,
@@ -148,7 +155,7 @@ def fit_command(
         n_starts=starts,
         jackknife=jackknife,
     )
-    fitter.check_settings()  # before reading logs, which can take a while
+    fitter.check_settings(manifest_kind(manifest))  # before reading logs, which can be slow
     check_output_path(output)
     pilots = load_manifest(manifest)
     with status(f"fitting {len(pilots.runs)} pilot runs"):

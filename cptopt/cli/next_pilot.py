@@ -134,7 +134,7 @@ def next_pilot_command(
         "weights": weights,
     }
     merged = base.with_overrides(flags, aliases=OPTION_KEYS)
-    weights_pair, law = weights_and_law(merged, law_path)
+    weights_pair, law = weights_and_law(merged, law_path, "cptopt next-pilot")
     result = next_pilot(
         law,
         weights_pair,

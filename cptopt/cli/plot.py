@@ -44,6 +44,7 @@ def plot_command(
     dimensions = parse_size(size)
     check_output_path(output)
     law = load_law(law_path)
+    law.require_cpt("cptopt plot", str(law_path))
     pilot_set = load_manifest(pilots) if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
     stderr.print(f"plot written to {written}", highlight=False)

@@ -1,4 +1,5 @@
-"""``cptopt predict``: a training config in, predicted general and domain loss out."""
+"""``cptopt predict``: a training config in, predicted general and domain loss out (or,
+with a law fitted to pre-training pilots, a pre-training run's predicted loss)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from cptopt.cli._common import (
     stderr,
 )
 from cptopt.exceptions import InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
+from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
 from cptopt.pilots.manifest import load_manifest
-from cptopt.plan import load_config
-from cptopt.prediction import predict
+from cptopt.plan import config_law, load_config, load_pretrain_config
+from cptopt.prediction import predict, predict_pretrain
 from cptopt.report.plot import dense_steps, parse_size, plot_prediction
-from cptopt.report.prediction import prediction_report
+from cptopt.report.prediction import prediction_report, pretrain_prediction_report
 
 
 def parse_steps(text: str | None) -> list[int] | None:
@@ -41,8 +42,9 @@ def predict_command(
     config: Annotated[
         Path,
         typer.Argument(
-            help="Training config (YAML): schedule, replay_ratio, checkpoint, tokens_per_step. "
-            "See examples/configs/.",
+            help="Training config (YAML): schedule, replay_ratio, checkpoint, tokens_per_step "
+            "(for a law fitted to pre-training pilots: schedule, tokens_per_step). See "
+            "examples/configs/.",
             show_default=False,
         ),
     ],
@@ -56,7 +58,10 @@ def predict_command(
     ] = None,
     steps: Annotated[
         str | None,
-        typer.Option(help="CPT steps to show, e.g. 0,250,500,1000 (default: 11 even steps)."),
+        typer.Option(
+            help="Steps to show, e.g. 0,250,500,1000 (default: 11 even steps; a pre-training "
+            "schedule's start after its warmup)."
+        ),
     ] = None,
     level: Annotated[
         float, typer.Option(help="Central probability of the intervals.", min=0.5, max=0.999)
@@ -83,7 +88,8 @@ def predict_command(
         str, typer.Option(help="--plot image size in pixels, WIDTHxHEIGHT.")
     ] = "1200x800",
 ) -> None:
-    """Predict the general and domain loss curves of a planned CPT run.
+    """Predict the general and domain loss curves of a planned CPT run (with a law fitted
+    to pre-training pilots: the loss curve of a planned pre-training run).
 
     Intervals combine the fit's uncertainty (leave-one-pilot-out jackknife) and the
     eval-to-eval noise of a measured loss. Settings outside what the pilots covered are
@@ -94,9 +100,15 @@ def predict_command(
         check_output_path(plot)
     if pilots is not None and plot is None:
         raise InputError("--pilots is only used with --plot")
+    law = load_law(law_path or Path(config_law(config) or DEFAULT_LAW_PATH))
+    if law.kind == "pretrain":
+        if plot is not None:
+            raise InputError(
+                "--plot draws CPT predictions; not for a law fitted to pre-training pilots"
+            )
+        _predict_pretrain(config, law, parse_steps(steps), level, output_format)
+        return
     training = load_config(config)
-    path = law_path or Path(training.law or DEFAULT_LAW_PATH)
-    law = load_law(path)
     prediction = predict(
         law,
         training.schedule,
@@ -120,3 +132,18 @@ def predict_command(
         pilot_set = load_manifest(pilots) if pilots is not None else None
         written = plot_prediction(dense, plot, pilot_set, size=size)
         stderr.print(f"plot written to {written}", highlight=False)
+
+
+def _predict_pretrain(
+    config: Path, law: FittedLaw, steps: list[int] | None, level: float, output_format: OutputFormat
+) -> None:
+    """``cptopt predict`` with a law fitted to pre-training pilots: a pre-training config."""
+    planned = load_pretrain_config(config)
+    prediction = predict_pretrain(
+        law,
+        planned.schedule,
+        steps=steps,
+        tokens_per_step=planned.tokens_per_step,
+        level=level,
+    )
+    emit(prediction, output_format, lambda: pretrain_prediction_report(prediction))

@@ -15,11 +15,11 @@ from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, Set
 from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
 from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
-from cptopt.pilots.runs import PilotSet
+from cptopt.pilots.runs import Pilots, PilotSet
 
 
 def set_fit_record(
-    result: SetResult, pilots: PilotSet, with_jackknife: bool, pt_points: str = "all"
+    result: SetResult, pilots: Pilots, with_jackknife: bool, pt_points: str = "all"
 ) -> SetFit:
     """The law-file record of one validation set's fit (``pt_points``: those pooled)."""
     law, data, best = result.law, result.data, result.best
@@ -160,27 +160,29 @@ def pretrain_record(pilots: PilotSet) -> PretrainRecord:
     )
 
 
-def coverage(pilots: PilotSet) -> Coverage:
-    """What the pilots covered: predictions outside it are flagged."""
+def coverage(pilots: Pilots) -> Coverage:
+    """What the pilots covered: predictions outside it are flagged (pre-training pilots
+    have no replay ratios and no checkpoints)."""
     peaks = [run.peak_lr for run in pilots.runs]
     steps = [run.steps for run in pilots.runs]
+    cpt = pilots.kind == "cpt"
     return Coverage(
         peak_lr_min=min(peaks),
         peak_lr_max=max(peaks),
-        replay_ratios=sorted({run.replay_ratio for run in pilots.runs}),
+        replay_ratios=sorted({run.replay_ratio for run in pilots.runs}) if cpt else [],
         steps_min=min(steps),
         steps_max=max(steps),
         tokens_per_step=sorted({run.tokens_per_step for run in pilots.runs if run.tokens_per_step}),
-        checkpoints=list(dict.fromkeys(run.checkpoint for run in pilots.runs)),
+        checkpoints=list(dict.fromkeys(run.checkpoint for run in pilots.runs)) if cpt else [],
     )
 
 
-def input_records(pilots: PilotSet) -> list[InputRecord]:
+def input_records(pilots: Pilots) -> list[InputRecord]:
     """Every input log with its SHA-256, so that a law file is reproducible from itself."""
     records = [
         InputRecord(name=run.name, source=run.source, sha256=run.sha256) for run in pilots.runs
     ]
-    if pilots.pretrain.source:
+    if pilots.kind == "cpt" and pilots.pretrain.source:
         records.append(
             InputRecord(
                 name="pretrain", source=pilots.pretrain.source, sha256=pilots.pretrain.sha256

@@ -11,8 +11,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.law.areas import Areas, checkpoint_state, cpt_point_areas, history_areas
-from cptopt.pilots.runs import PilotSet
+from cptopt.law.areas import (
+    Areas,
+    checkpoint_state,
+    cpt_point_areas,
+    history_areas,
+    pretrain_areas,
+)
+from cptopt.pilots.runs import PilotSet, PretrainPilots
 
 #: PT-phase points are pooled from this share of the (first) checkpoint's PT step on.
 #: Early PT (loss still far above the power-law regime, e.g. a plateau before a drop) is
@@ -115,15 +121,39 @@ def collect_points(
         if pt_points == "checkpoint":
             keep &= np.isin(pt_curve.steps, list(pilots.pretrain.checkpoints.values()))
         pt_steps = pt_curve.steps[keep]
-        s1, s2 = pt_areas.at_steps(pt_steps)
-        zeros = np.zeros(pt_steps.size)
-        pt_history = pt_areas.history_at(pt_steps) if history else None
-        parts.append(Areas(s1, s2, zeros, zeros, np.ones(pt_steps.size), history=pt_history))
+        parts.append(pt_areas.points(pt_steps, history))
         losses.append(pt_curve.values[keep])
         run_index.append(np.full(pt_steps.size, -1))
         point_steps.append(pt_steps)
     if not parts:
         raise InputError(f"no pilot logs a {validation_set} loss")
+    return FitData(
+        Areas.concatenate(parts),
+        np.concatenate(losses),
+        np.concatenate(run_index),
+        np.concatenate(point_steps),
+    )
+
+
+def collect_pretrain_points(
+    pilots: PretrainPilots, lam: float | None, history: bool = False
+) -> FitData:
+    """Pool the loss points of pre-training pilots (manifest ``kind: pretrain``).
+
+    Each run is its own schedule from step 1, so its points carry PT areas
+    (:meth:`~cptopt.law.areas.PretrainAreas.points`: ``S1`` from step 1, the annealing
+    memory from the end of its warmup). Only points after the warmup are fitted: the law
+    describes the loss after it. ``run_index`` is the run, ``step`` its step; ``lam`` and
+    ``history`` as for :func:`collect_points`.
+    """
+    parts: list[Areas] = []
+    losses, run_index, point_steps = [], [], []
+    for index, run in enumerate(pilots.runs):
+        steps = run.loss.steps[run.loss.steps > run.warmup_steps]
+        parts.append(pretrain_areas(run.lr, run.warmup_steps, lam).points(steps, history))
+        losses.append(run.loss.values[run.loss.steps > run.warmup_steps])
+        run_index.append(np.full(steps.size, index))
+        point_steps.append(steps)
     return FitData(
         Areas.concatenate(parts),
         np.concatenate(losses),

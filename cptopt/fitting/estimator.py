@@ -2,7 +2,8 @@
 
 It resolves its settings into the law variants to try, runs the selection
 (:mod:`cptopt.fitting.selection`) or the one variant asked for, and assembles the law file
-(:mod:`cptopt.fitting.assemble`).
+(:mod:`cptopt.fitting.assemble`). Pre-training pilots (:class:`PretrainPilots`) get the
+law's pre-training part, its memory chosen by their CV (:mod:`cptopt.fitting.pretraining`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from cptopt.fitting.assemble import coverage, input_records, pretrain_record, se
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
+from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, fit_pretrain
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import FittedLaw, SelectionRow
-from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA
-from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
+from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainLaw
+from cptopt.pilots.runs import VALIDATION_SETS, Pilots, PilotSet, PretrainPilots
 
 #: ``tie`` as words (the command line's ``--tie``).
 TIE_WORDS: dict[str, bool | str] = {"yes": True, "no": False, "auto": "auto"}
@@ -45,9 +47,11 @@ def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...
     return notes
 
 
-def pilot_notes(pilots: PilotSet) -> list[str]:
+def pilot_notes(pilots: Pilots) -> list[str]:
     """The runs' notes, and what the pilots' replay ratios allow."""
     notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
+    if pilots.kind != "cpt":
+        return notes
     ratios = sorted({run.replay_ratio for run in pilots.runs})
     if len(ratios) == 1:
         notes.append(
@@ -116,6 +120,13 @@ class LawFitter:
     With several candidates, the variant is chosen by leave-one-pilot-out CV on the pilots
     (:func:`~cptopt.fitting.selection.select_variant`); the report's selection table lists
     every candidate.
+
+    Pre-training pilots (:class:`~cptopt.pilots.runs.PretrainPilots`) are fitted with the
+    law's pre-training part (form ``pretrain``): ``form`` is ``"auto"`` (or ``"pretrain"``)
+    or ``"paper"`` (S2 with lambda 0.999); ``annealing`` defaults to ``"auto"``, every
+    memory of :data:`~cptopt.fitting.pretraining.PRETRAIN_ANNEALINGS` (``mpl1`` is the
+    multi-power memory at zeta = 1), chosen by leave-one-run-out CV; ``tie``, ``lr_power``,
+    ``domain_forward`` and ``pt_points`` do not apply to them.
     """
 
     def __init__(
@@ -156,8 +167,12 @@ class LawFitter:
             raise NotFittedError("this LawFitter is not fitted yet: call fit(pilots) first")
         return self._law
 
-    def check_settings(self) -> None:
-        """Raise :class:`InputError` for settings :meth:`fit` would refuse (no data needed)."""
+    def check_settings(self, kind: str = "cpt") -> None:
+        """Raise :class:`InputError` for settings :meth:`fit` would refuse for pilots of
+        ``kind`` ("cpt" or "pretrain"; no data needed)."""
+        if kind == "pretrain":
+            self._pretrain_variants()
+            return
         self._variants()
         self._pt_points()
         self._lr_power()
@@ -202,35 +217,69 @@ class LawFitter:
             raise InputError(f"--lr-power == {self.lr_power!r}, must be yes, no or auto")
         return value
 
-    def _memories(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
-        """The S2 lambdas and the annealing memories the settings allow."""
+    def _memories(
+        self, allowed: tuple[str, ...] = AUTO_ANNEALINGS, default: str = "mpl"
+    ) -> tuple[tuple[float, ...], tuple[str, ...]]:
+        """The S2 lambdas and the annealing memories (among ``allowed``) the settings allow;
+        ``default`` unless an S2 lambda or the paper's law is asked for."""
         annealing = self.annealing
-        if annealing is None:  # multi-power, unless an S2 lambda or the paper's law is asked for
-            annealing = "mpl" if self.lam in (None, "auto") and self.form != "paper" else "auto"
-        if annealing not in ("auto", *ANNEALINGS):
-            choices = ", ".join(("auto", *ANNEALINGS))
-            raise InputError(f"--annealing == {annealing!r}, must be one of {choices}")
+        if annealing is None:
+            annealing = default if self.lam in (None, "auto") and self.form != "paper" else "auto"
+        if annealing not in ("auto", *allowed):
+            choices = ", ".join(("auto", *allowed))
+            known = (
+                " (it is for pre-training pilots, kind: pretrain)"
+                if annealing in ANNEALINGS
+                else ""
+            )
+            raise InputError(f"--annealing == {annealing!r}, must be one of {choices}{known}")
         lam = self.lam
         if lam is None:  # the paper's law means the paper's lambda, unless told otherwise
             paper = self.form == "paper" and annealing in ("auto", "s2")
             lam = PAPER_LAMBDA if paper else "auto"
         if lam == "auto":
-            return AUTO_LAMBDAS, AUTO_ANNEALINGS if annealing == "auto" else (annealing,)
+            return AUTO_LAMBDAS, allowed if annealing == "auto" else (annealing,)
         try:
             value = float(lam)
         except (TypeError, ValueError):
             raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
         if not 0 < value < 1:
             raise InputError(f"--lam == {value}, must be in (0, 1)")
-        if annealing == "mpl":
-            raise InputError("--lam is the S2 memory: it cannot be set with --annealing mpl")
+        if annealing not in ("auto", "s2"):
+            raise InputError(
+                f"--lam is the S2 memory: it cannot be set with --annealing {annealing}"
+            )
         return (value,), ("s2",)
+
+    def _pretrain_variants(self) -> list[Variant]:
+        """The variants for pre-training pilots: memories of the ``pretrain`` form."""
+        if self.form not in ("auto", "paper", PretrainLaw.name):
+            raise InputError(
+                f"--law == {self.form!r}: a CPT replay form; pre-training pilots (kind: "
+                "pretrain) are fitted with the law's pre-training part: use --law auto (or "
+                "paper: S2 with lambda 0.999)"
+            )
+        unused = {
+            "--tie": (self.tie not in (False, "no"), "one validation loss, nothing to tie"),
+            "--lr-power": (self.lr_power not in (None, False, "no"), "no shift term"),
+            "--domain-forward": (self.domain_forward != "frozen", "no domain loss"),
+            "--pt-points": (self.pt_points is not None, "no PT-phase points: they are the PT"),
+        }
+        for option, (given, why) in unused.items():
+            if given:
+                raise InputError(f"{option}: not for pre-training pilots (kind: pretrain): {why}")
+        lams, annealings = self._memories(PRETRAIN_ANNEALINGS, "auto")
+        name = PretrainLaw.name
+        variants = [Variant(name, lam) for lam in lams] if "s2" in annealings else []
+        return variants + [Variant(name, None, a) for a in annealings if a != "s2"]
 
     def _variants(self) -> tuple[list[Variant], bool | str]:
         """The variants to fit (several: choose by CV) and the resolved ``tie``."""
         if self.form != "auto" and self.form not in FORMS:
             choices = ", ".join(("auto", *FORMS))
-            raise InputError(f"--law == {self.form!r}: unknown law form; choose from {choices}")
+            what = "a law form for pre-training pilots (kind: pretrain)"
+            known = what if self.form == PretrainLaw.name else "unknown law form"
+            raise InputError(f"--law == {self.form!r}: {known}; choose from {choices}")
         forms = AUTO_FORMS if self.form == "auto" else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
         if tie not in ("auto", True, False):
@@ -249,9 +298,17 @@ class LawFitter:
                 variants.append(Variant(form, None, "mpl", lr_power=power))
         return variants, tie
 
-    def fit(self, pilots: PilotSet) -> LawFitter:
-        """Fit both validation sets (choosing the variant by CV if asked); returns ``self``."""
-        self.check_settings()
+    def fit(self, pilots: Pilots) -> LawFitter:
+        """Fit both validation sets (choosing the variant by CV if asked); returns ``self``.
+
+        Pre-training pilots: their one set, with the law's pre-training part."""
+        self.check_settings(pilots.kind)
+        if isinstance(pilots, PretrainPilots):
+            return self._fit_pretrain(pilots)
+        return self._fit_cpt(pilots)
+
+    def _fit_cpt(self, pilots: PilotSet) -> LawFitter:
+        """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
         selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
@@ -349,3 +406,33 @@ class LawFitter:
             inputs=input_records(pilots),
             selection=outcome.rows,
         )
+
+    def _fit_pretrain(self, pilots: PretrainPilots) -> LawFitter:
+        """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
+        from threadpoolctl import threadpool_limits
+
+        variants = self._pretrain_variants()
+        if len(variants) > 1 and len(pilots.runs) < 3:
+            raise InputError(
+                "choosing the annealing memory by cross-validation needs >= 3 pre-training "
+                f"pilots, got {len(pilots.runs)}; pass an explicit --annealing (and --lam)"
+            )
+        settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
+        with threadpool_limits(limits=1):
+            fitted = fit_pretrain(pilots, variants, settings, jackknife=self.jackknife)
+        with_jackknife = self.jackknife or bool(fitted.rows)
+        self._law = FittedLaw(
+            kind="pretrain",
+            form=PretrainLaw.name,
+            annealing=fitted.chosen.annealing,  # type: ignore[arg-type]
+            lam=fitted.chosen.lam,
+            huber_delta=self.huber_delta,
+            seed=self.seed,
+            replay_terms=False,
+            notes=pilot_notes(pilots),
+            coverage=coverage(pilots),
+            general=set_fit_record(fitted.final, pilots, with_jackknife, "none"),
+            inputs=input_records(pilots),
+            selection=fitted.rows,
+        )
+        return self

@@ -27,6 +27,7 @@ from cptopt.fitting.data import (
     AUTO_PT_POINTS,
     FIT_POINTS,
     SELECTION_POINTS,
+    FitData,
     collect_points,
     thin,
 )
@@ -146,6 +147,35 @@ def law_for(
         variant.annealing,
         domain_forward=settings.domain_forward,
         lr_power=variant.lr_power,
+    )
+
+
+def fit_at_stage(
+    law: LawForm,
+    data: FitData,
+    settings: FitSettings,
+    stage: Stage,
+    rng: np.random.Generator,
+    *,
+    start: np.ndarray | None = None,
+    jackknife: bool = True,
+    length_check: bool = False,
+) -> SetResult:
+    """One set's fit at ``stage``: its points thinned to the stage's, fresh starts
+    (``settings.n_starts``) or the warm ``start`` (``stage.warm_starts`` in all, it
+    included), the stage's budgets, and its leave-one-pilot-out refits (``jackknife``)."""
+    n_starts = settings.n_starts if start is None else stage.warm_starts
+    return fit_validation_set(
+        law,
+        thin(data, stage.points),
+        delta=settings.huber_delta,
+        rng=rng,
+        starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
+        refit_budget=stage.refit_budget,
+        max_folds=stage.max_folds,
+        jackknife=jackknife,
+        warm_start=start,
+        length_check=length_check,
     )
 
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, fit_validation_set, shared_replay_folds
-from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, lr_reference, thin
+from cptopt.fitting.crossval import SetResult, shared_replay_folds
+from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, lr_reference
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
@@ -46,10 +46,10 @@ from cptopt.fitting.jobs import (
     Stage,
     Variant,
     WarmStarts,
+    fit_at_stage,
     fit_variant,
     law_for,
 )
-from cptopt.fitting.optimise import Starts
 from cptopt.law.areas import checkpoint_state, cpt_point_areas
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
@@ -222,19 +222,10 @@ class _SetSelectionRun:
         return self.datas[key]
 
     def fit(self, variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
-        settings, law = self.settings, self.law(variant)
-        n_starts = settings.n_starts if start is None else stage.warm_starts
-        result = fit_validation_set(
-            law,
-            thin(self.data(variant.lr_power), stage.points),
-            delta=settings.huber_delta,
-            rng=self.rng,
-            starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
-            refit_budget=stage.refit_budget,
-            max_folds=stage.max_folds,
-            jackknife=True,
-            warm_start=start,
-            length_check=stage.length_check or self.name == "domain",
+        law, data = self.law(variant), self.data(variant.lr_power)
+        length_check = stage.length_check or self.name == "domain"
+        result = fit_at_stage(
+            law, data, self.settings, stage, self.rng, start=start, length_check=length_check
         )
         if stage.name != "final":
             self.found[variant] = (law, Candidate.of(variant, result))

@@ -15,6 +15,11 @@ A law form multiplies two annealing *amounts* by its linear coefficients: the PT
   the LR area trained since it, faster at a lower LR when ``gamma > 0``, and saturates as a
   power law. That tells a WSD decay from a cosine of the same length, which one ``lam``
   cannot.
+- :class:`SaturatingMultiPowerAnnealing` (``"mpl1"``): the multi-power memory with its
+  saturation power fixed at ``zeta = 1``, ``g = x / (1 + x)``: a drop's credit rises
+  linearly in the LR area trained since it and saturates at ``d_k`` (the multi-power law's
+  ``beta = 1``). One parameter fewer; offered to pre-training pilots, where the free
+  ``zeta`` ran to its lower limit on three pilots (README, pre-training pilots).
 """
 
 from __future__ import annotations
@@ -125,5 +130,31 @@ class MultiPowerAnnealing(S2Annealing):
         return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
 
 
-#: Annealing memories by name (``--annealing``).
-ANNEALINGS: dict[str, type[S2Annealing]] = {"s2": S2Annealing, "mpl": MultiPowerAnnealing}
+class SaturatingMultiPowerAnnealing(MultiPowerAnnealing):
+    """The multi-power memory at ``zeta = 1`` (see the module docstring): rate, gamma."""
+
+    name = "mpl1"
+    #: The fixed saturation power.
+    ZETA = 1.0
+
+    def specs(self) -> list[ParamSpec]:
+        return [spec for spec in super().specs() if spec.name != "zeta"]
+
+    def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        return super().amounts({**shape, "zeta": self.ZETA}, areas)
+
+    def amounts_with_derivatives(
+        self, named: dict[str, float], areas: Areas
+    ) -> tuple[np.ndarray, np.ndarray, Derivatives]:
+        pt, cpt, derivatives = super().amounts_with_derivatives({**named, "zeta": self.ZETA}, areas)
+        derivatives.pop("zeta")
+        return pt, cpt, derivatives
+
+
+#: Annealing memories by name (``--annealing``). CPT fits choose among ``s2`` and ``mpl``
+#: (:data:`cptopt.fitting.selection.AUTO_ANNEALINGS`); pre-training fits among all three.
+ANNEALINGS: dict[str, type[S2Annealing]] = {
+    "s2": S2Annealing,
+    "mpl": MultiPowerAnnealing,
+    "mpl1": SaturatingMultiPowerAnnealing,
+}

@@ -132,6 +132,18 @@ class PretrainAreas:
         padded_s2 = np.concatenate([[0.0], self.s2])
         return padded_s1[steps], padded_s2[steps]
 
+    def points(self, steps: np.ndarray, history: bool = False) -> Areas:
+        """The law's inputs at PT ``steps``: PT areas, no CPT phase, all general data.
+
+        What PT-phase points and the points of a pre-training run are fitted and predicted
+        at; ``history``: also record the drop history (a per-drop annealing memory).
+        """
+        steps = np.asarray(steps, dtype=int)
+        s1, s2 = self.at_steps(steps)
+        zeros = np.zeros(steps.size)
+        drops = self.history_at(steps) if history else None
+        return Areas(s1, s2, zeros, zeros, np.ones(steps.size), history=drops)
+
 
 def pretrain_drops(pt_lr: np.ndarray, warmup_steps: int) -> np.ndarray:
     """LR drop of each PT update (``eta_{u-1} - eta_u``), 0 up to the end of the warmup."""

@@ -5,6 +5,11 @@ the law form and annealing memory (``annealing``, and ``lam`` for S2), both para
 with their leave-one-pilot-out (jackknife) replicas, the PT history needed to continue the
 areas, what the pilots covered (to flag extrapolation), the fit-quality report, and the
 inputs' SHA-256.
+
+A law fitted to pre-training pilots (``kind: pretrain``) has one validation set (``general``,
+the runs' one loss), no domain set and no PT history: it predicts pre-training schedules
+only (:func:`cptopt.prediction.predict_pretrain`); CPT commands refuse it
+(:meth:`FittedLaw.require_cpt`).
 """
 
 from __future__ import annotations
@@ -14,17 +19,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError
+from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.areas import (
     Areas,
     CheckpointState,
     checkpoint_state,
     cpt_point_areas,
+    pretrain_areas,
     unknown_checkpoint,
 )
 from cptopt.law.forms import LawForm, make_law
@@ -33,8 +40,12 @@ from cptopt.pilots.runs import PretrainHistory
 
 #: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional;
 #: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
-#: the PT-phase points used, the length-extrapolation error).
-SCHEMA_VERSION = 3
+#: the PT-phase points used, the length-extrapolation error; 4: ``kind``, laws fitted to
+#: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory).
+SCHEMA_VERSION = 4
+#: The versions this cptopt reads: a version-3 file is a CPT law of version 4 (the keys
+#: version 4 added take their defaults).
+READABLE_SCHEMA_VERSIONS = (3, 4)
 #: Where ``cptopt fit`` writes and later commands look by default.
 DEFAULT_LAW_PATH = "cptopt-law.json"
 
@@ -189,14 +200,22 @@ class SelectionRow(BaseModel):
 
 
 class FittedLaw(BaseModel):
-    """A fitted CPT law (both validation sets). Load with :func:`load_law`."""
+    """A fitted law. Load with :func:`load_law`.
+
+    ``kind`` "cpt": the CPT law, both validation sets. ``kind`` "pretrain": the law's
+    pre-training part (form ``pretrain``) fitted to pre-training pilots: one validation
+    set (``general``), ``domain`` and ``pretrain`` None.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
+    kind: Literal["cpt", "pretrain"] = Field(
+        default="cpt", description="the pilots: CPT runs, or pre-training runs"
+    )
     form: str = Field(description="the general law's replay form (each set's: SetFit.form)")
-    annealing: Literal["s2", "mpl"] = "s2"
+    annealing: Literal["s2", "mpl", "mpl1"] = "s2"
     lam: float | None = Field(description="S2 memory factor (None with the mpl annealing)")
     tied: list[str] = Field(
         default_factory=list, description="parameters the general and domain laws share"
@@ -218,17 +237,51 @@ class FittedLaw(BaseModel):
     info: list[str] = Field(
         default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
     )
-    pretrain: PretrainRecord
+    pretrain: PretrainRecord | None = Field(
+        default=None, description="the checkpoints' PT history (CPT laws only)"
+    )
     coverage: Coverage
     general: SetFit
-    domain: SetFit
+    domain: SetFit | None = Field(default=None, description="the domain set (CPT laws only)")
     inputs: list[InputRecord] = Field(default_factory=list)
     selection: list[SelectionRow] = Field(
         default_factory=list, description="candidate law variants and their CV errors"
     )
 
+    @model_validator(mode="after")
+    def _consistent_kind(self) -> FittedLaw:
+        if self.kind == "cpt" and (self.domain is None or self.pretrain is None):
+            raise ValueError("a CPT law needs 'domain' and 'pretrain'")
+        if self.kind == "pretrain" and (self.domain or self.pretrain or self.form != "pretrain"):
+            raise ValueError("a pre-training law has form 'pretrain', no 'domain', no 'pretrain'")
+        return self
+
+    @property
+    def validation_sets(self) -> tuple[str, ...]:
+        """The sets this law was fitted on (``general`` only for pre-training pilots)."""
+        return ("general",) if self.domain is None else ("general", "domain")
+
+    @property
+    def set_fits(self) -> list[SetFit]:
+        return [self.set_fit(name) for name in self.validation_sets]
+
     def set_fit(self, validation_set: str) -> SetFit:
-        return self.general if validation_set == "general" else self.domain
+        fit = self.general if validation_set == "general" else self.domain
+        if fit is None:
+            raise InputError(
+                f"this law has no {validation_set} set: it was fitted to pre-training pilots"
+            )
+        return fit
+
+    def require_cpt(self, what: str, source: str | None = None) -> None:
+        """A one-line error (naming ``source``, the law file, if given) when ``what``, a
+        CPT-only command or function, gets a law fitted to pre-training pilots."""
+        if self.kind != "cpt":
+            where = f"{source}: kind: " if source else ""
+            raise InputError(
+                f"{where}{what} needs a CPT law; this law was fitted to pre-training pilots "
+                "(kind: pretrain) and predicts pre-training schedules only (cptopt predict)"
+            )
 
     def form_for(self, validation_set: str) -> LawForm:
         """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
@@ -237,7 +290,7 @@ class FittedLaw(BaseModel):
             fit.form,
             validation_set,
             self.replay_terms,
-            self.pretrain.known,
+            self.pretrain.known if self.pretrain is not None else True,
             self.annealing,
             domain_forward=self.domain_forward,
             lr_power=fit.lr_power,
@@ -246,20 +299,20 @@ class FittedLaw(BaseModel):
     @property
     def forms_description(self) -> str:
         """The replay form(s) in words: one name, or the general's and the domain's."""
-        names = [
-            fit.form + (" + LR^q" if fit.lr_power else "") for fit in (self.general, self.domain)
-        ]
-        return names[0] if names[0] == names[1] else f"general {names[0]}, domain {names[1]}"
+        names = [fit.form + (" + LR^q" if fit.lr_power else "") for fit in self.set_fits]
+        if len(set(names)) == 1:
+            return names[0]
+        return f"general {names[0]}, domain {names[1]}"
 
     @property
     def needs_history(self) -> bool:
-        """Whether predictions need the drop history (the multi-power annealing)."""
-        return self.annealing == "mpl"
+        """Whether predictions need the drop history (a multi-power annealing memory)."""
+        return ANNEALINGS[self.annealing].needs_history
 
     @property
     def needs_steps(self) -> bool:
         """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
-        return self.general.lr_power or self.domain.lr_power
+        return any(fit.lr_power for fit in self.set_fits)
 
     def corpus_tokens_per_step(self, tokens_per_step: float | None) -> float | None:
         """Tokens per step for the repetition discount: the one given, else the pilots'
@@ -294,15 +347,25 @@ class FittedLaw(BaseModel):
             lr_reference=self.lr_reference if self.needs_steps else None,
         )
 
+    def pretrain_point_areas(self, lr: np.ndarray, warmup_steps: int, steps: np.ndarray) -> Areas:
+        """The inputs of a law fitted to pre-training pilots at ``steps`` of a pre-training
+        run with per-step LRs ``lr`` (the annealing memory from the end of its warmup)."""
+        areas = pretrain_areas(lr, warmup_steps, self.lam)
+        return areas.points(steps, self.needs_history)
+
     @property
     def annealing_description(self) -> str:
         """The annealing memory in words, for reports."""
         if self.annealing == "mpl":
             return "multi-power annealing" + (" (tied)" if self.tied else "")
+        if self.annealing == "mpl1":
+            return "multi-power annealing, zeta = 1"
         return f"lambda = {self.lam:g}"
 
     def checkpoint_state(self, checkpoint: str | None) -> tuple[str, CheckpointState]:
         """Resolve a checkpoint name (None = the only/first one) to its area state."""
+        self.require_cpt("a checkpoint")
+        assert self.pretrain is not None
         if not self.pretrain.known:
             return "checkpoint", unknown_checkpoint(self.pretrain.final_lr)
         names = list(self.pretrain.checkpoints)
@@ -331,9 +394,11 @@ def load_law(path: str | Path) -> FittedLaw:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path}: not a cptopt law file (no 'schema_version')")
-    if data["schema_version"] != SCHEMA_VERSION:
+    if data["schema_version"] not in READABLE_SCHEMA_VERSIONS:
+        readable = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
         raise SchemaVersionError(
             f"{path}: law file schema version {data['schema_version']!r}, this cptopt reads "
-            f"version {SCHEMA_VERSION}; refit with 'cptopt fit'"
+            f"versions {readable}; refit with 'cptopt fit'"
         )
-    return validate(FittedLaw, data, str(path))
+    # An older readable version is this version with defaults for the keys it lacks.
+    return validate(FittedLaw, {**data, "schema_version": SCHEMA_VERSION}, str(path))

@@ -31,6 +31,9 @@ memory (:mod:`cptopt.law.annealing`): the paper's S2, or the multi-power memory.
 
 The loss is linear in ``L0, A, C1, C2, Bbeta`` given the other ("shape") parameters; fits use
 that to start from the best linear solution for random shapes (variable projection).
+
+:class:`PretrainLaw` (``"pretrain"``) is the law's pre-training part alone, for pilots that
+are pre-training runs: ``L0 + A*S1^(-alpha) - C1*annealing``.
 """
 
 from __future__ import annotations
@@ -459,7 +462,65 @@ class OddsReplayLaw(ShareReplayLaw):
         return share ** shape["a1"] * np.log(share), -odds / (1.0 + shape["a2"] * odds) ** 2
 
 
-#: Law forms by replay form name (``--law``).
+class PretrainLaw(LawForm):
+    """The law's pre-training part alone, for pilots that are pre-training runs.
+
+        L(t) = L0 + A * S1(t)^(-alpha) - C1 * annealing(t)
+
+    Eq. 4 with no CPT phase (``S1cpt = S2cpt = 0``): Tissue et al.'s LR-annealing law with
+    the S2 memory, the multi-power law (Luo et al.) with the multi-power memory. ``S1``
+    counts from step 1, warmup included (the multi-power law's ``S1 + S_W``); the areas
+    come as PT areas (``Areas.s1_pt``, ``s2_pt``, PT drops in the history). One validation
+    set; no replay terms, no shift, no LR power.
+    """
+
+    name = "pretrain"
+    replay_form = "none"
+
+    def __init__(self, validation_set: str, *args: object, **kwargs: object) -> None:
+        super().__init__(validation_set, *args, **kwargs)  # type: ignore[arg-type]
+        if self.replay_terms or self.lr_power or not self.checkpoint_known:
+            raise ValueError("the pre-training law has no replay terms, LR power or fitted S1pt")
+
+    def _specs(self) -> list[ParamSpec]:
+        return [
+            ParamSpec("L0", 0.0, 20.0, 0.0, 0.0, linear=True, description="irreducible loss"),
+            ParamSpec("A", 0.0, 1e3, 0.0, 0.0, linear=True, description="forward-area scale"),
+            ParamSpec("alpha", 0.01, 3.0, 0.1, 1.0, description="forward-area exponent"),
+            ParamSpec("C1", 0.0, 1e4, 0.0, 0.0, linear=True, description="annealing gain"),
+            *self.annealing.specs(),
+        ]
+
+    def basis(self, shape: dict[str, np.ndarray], areas: Areas) -> np.ndarray:
+        forward = areas.s1_pt ** (-shape["alpha"])
+        amount, _ = self.annealing.amounts(shape, areas)
+        return np.stack(np.broadcast_arrays(np.ones_like(forward), forward, -amount), axis=-1)
+
+    def jacobian(self, values: np.ndarray, areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        named = dict(zip(self.names, np.asarray(values, dtype=float), strict=True))
+        forward = areas.s1_pt ** (-named["alpha"])
+        amount, _, derivatives = self.annealing.amounts_with_derivatives(named, areas)
+        columns = {
+            "L0": np.ones_like(forward),
+            "A": forward,
+            "alpha": -named["A"] * forward * np.log(areas.s1_pt),
+            "C1": -amount,
+        }
+        for name, (d_amount, _) in derivatives.items():
+            columns[name] = -named["C1"] * d_amount
+        prediction = named["L0"] + named["A"] * forward - named["C1"] * amount
+        jac = np.stack([np.broadcast_to(columns[n], forward.shape) for n in self.names], axis=1)
+        return prediction, jac
+
+    def derived(self, values: dict[str, float]) -> dict[str, float]:
+        """The multi-power law's ``B = C1 / zeta`` (its ``C`` is ``rate``, its ``beta``
+        ``zeta``; 1 for ``mpl1``); nothing for the S2 memory."""
+        if not self.needs_history:
+            return {}
+        return {"B (multi-power law)": values["C1"] / values.get("zeta", 1.0)}
+
+
+#: Law forms of CPT pilots by replay form name (``--law``).
 FORMS: dict[str, type[LawForm]] = {
     "paper": LawForm,
     "exp": ExpReplayLaw,
@@ -467,6 +528,8 @@ FORMS: dict[str, type[LawForm]] = {
     "mix": MixAreaLaw,
     "odds": OddsReplayLaw,
 }
+#: Every law form :func:`make_law` builds: the CPT forms and the form of pre-training pilots.
+LAW_FORMS: dict[str, type[LawForm]] = {**FORMS, PretrainLaw.name: PretrainLaw}
 
 
 def make_law(
@@ -478,12 +541,13 @@ def make_law(
     domain_forward: str = "advance",
     lr_power: bool = False,
 ) -> LawForm:
-    """A law form by name, with the S2 (default) or the multi-power (``"mpl"``) memory."""
-    if form not in FORMS:
-        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(FORMS)}")
+    """A law form by name, with the S2 (default) or a multi-power (``"mpl"``, ``"mpl1"``)
+    memory."""
+    if form not in LAW_FORMS:
+        raise ValueError(f"unknown law form '{form}'; choose from {', '.join(LAW_FORMS)}")
     if annealing not in ANNEALINGS:
         raise ValueError(f"unknown annealing '{annealing}'; choose from {', '.join(ANNEALINGS)}")
-    return FORMS[form](
+    return LAW_FORMS[form](
         validation_set,
         replay_terms,
         checkpoint_known,

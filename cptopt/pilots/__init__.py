@@ -2,14 +2,25 @@
 
 - :mod:`cptopt.pilots.logs`: one reader per log format (HF, TensorBoard, Lightning, W&B,
   CSV, JSONL), all returning the same :class:`LogData`;
-- :mod:`cptopt.pilots.runs`: :class:`Run`, :class:`PretrainHistory`, :class:`PilotSet` and
-  the per-step LR rule;
+- :mod:`cptopt.pilots.runs`: :class:`Run`, :class:`PretrainHistory`, :class:`PilotSet`, the
+  pre-training pilots (:class:`PretrainRun`, :class:`PretrainPilots`) and the per-step LR
+  rule;
 - :mod:`cptopt.pilots.manifest`: the pilot manifest (YAML) and :func:`load_manifest`.
 """
 
 from cptopt.pilots.logs import ColumnMap, LogData, Series, read_log
 from cptopt.pilots.manifest import PilotManifest, load_manifest
-from cptopt.pilots.runs import VALIDATION_SETS, PilotSet, PretrainHistory, Run, run_from_log
+from cptopt.pilots.runs import (
+    VALIDATION_SETS,
+    Pilots,
+    PilotSet,
+    PretrainHistory,
+    PretrainPilots,
+    PretrainRun,
+    Run,
+    pretrain_run_from_log,
+    run_from_log,
+)
 
 __all__ = [
     "VALIDATION_SETS",
@@ -17,10 +28,14 @@ __all__ = [
     "LogData",
     "PilotManifest",
     "PilotSet",
+    "Pilots",
     "PretrainHistory",
+    "PretrainPilots",
+    "PretrainRun",
     "Run",
     "Series",
     "load_manifest",
+    "pretrain_run_from_log",
     "read_log",
     "run_from_log",
 ]

@@ -18,6 +18,18 @@ relative to the manifest file. Example::
 ``pretrain: unknown`` (or ``{unknown: true, final_lr: 0.0}``) selects the black-box mode;
 a run without a loss at step 0 then gets a warning (its start loss is extrapolated).
 
+``kind: pretrain`` declares pilots that are pre-training runs from random initialisation
+(:class:`~cptopt.pilots.runs.PretrainRun`): no ``pretrain:`` block, no checkpoint, no
+replay ratio, one validation loss (the ``general`` role, default column ``loss``), each
+run's schedule its whole pre-training schedule; ``warmup_steps:`` (per run) overrides the
+warmup taken from the schedule::
+
+    version: 1
+    kind: pretrain
+    runs:
+      - {log: cosine_24000.csv, schedule: {family: cosine, peak_lr: 3.0e-4, steps: 24000,
+         warmup_steps: 2160, min_lr: 3.0e-5}}
+
 ``schedule:`` takes cptopt's keys (:class:`~cptopt.schedules.Schedule`, ``peak_lr`` and
 ``steps`` may be left to the log) or a Hugging Face ``TrainingArguments``' keys
 (:data:`cptopt.plan.TRAINER_KEYS`, ``learning_rate`` and ``max_steps`` may be left to the
@@ -34,6 +46,7 @@ The per-step LR of each run follows the rule of :mod:`cptopt.pilots.runs`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -54,10 +67,14 @@ from cptopt.pilots.logs import (
     torch_convention,
 )
 from cptopt.pilots.runs import (
+    Pilots,
     PilotSet,
     PretrainHistory,
+    PretrainPilots,
     Run,
     cpt_lr_from_log,
+    infer_warmup,
+    pretrain_run_from_log,
     run_from_log,
 )
 from cptopt.plan import TRAINER_KEYS, schedule_from_trainer
@@ -85,6 +102,8 @@ class ScheduleSpec(BaseModel):
     decay_shape: str = "linear"
     min_lr: float = 0.0
     lr: tuple[float, ...] | None = None
+    milestones: tuple[int, ...] | None = None
+    step_factor: float | None = None
 
     def resolve(
         self, log: LogData | None, where: str, label: str = ""
@@ -212,8 +231,13 @@ class RunSpec(BaseModel):
     log: str
     format: LogFormat | None = Field(default=None, description="Log format (default: auto).")
     name: str | None = None
-    replay_ratio: float = Field(ge=0, le=1)
+    replay_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="CPT runs (required); not for pre-training runs."
+    )
     checkpoint: str | None = None
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="Pre-training runs: warmup (default: the schedule's)."
+    )
     schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
     tokens_per_step: int | None = Field(default=None, gt=0)
@@ -227,6 +251,9 @@ class PilotManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1] = 1
+    kind: Literal["cpt", "pretrain"] = Field(
+        default="cpt", description="cpt: CPT runs from PT checkpoints; pretrain: PT runs."
+    )
     format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
     columns: ColumnMap = Field(default_factory=ColumnMap)
     tokens_per_step: int | None = Field(default=None, gt=0)
@@ -236,18 +263,13 @@ class PilotManifest(BaseModel):
         description="Unique tokens of the domain training corpus: CPT steps past one epoch "
         "of it count less in the domain law (data-constrained scaling).",
     )
-    pretrain: PretrainSpec
+    pretrain: PretrainSpec | None = None
     runs: list[RunSpec] = Field(min_length=1)
 
     @field_validator("pretrain", mode="before")
     @classmethod
     def _unknown_shorthand(cls, value: object) -> object:
         return {"unknown": True} if value == "unknown" else value
-
-
-def _infer_warmup(lr: np.ndarray) -> int:
-    """Steps before the LR first reaches its maximum (0 if it starts there)."""
-    return int(np.argmax(lr >= lr.max()))
 
 
 def _load_pretrain(
@@ -278,7 +300,7 @@ def _load_pretrain(
                 f"pretrain: checkpoint '{name}' at step {step} is outside the PT schedule "
                 f"(1..{lr.size})"
             )
-    warmup = spec.warmup_steps if spec.warmup_steps is not None else _infer_warmup(lr)
+    warmup = spec.warmup_steps if spec.warmup_steps is not None else infer_warmup(lr)
     return PretrainHistory(
         lr=lr,
         warmup_steps=warmup,
@@ -315,24 +337,46 @@ def _check_once(
     seen[key] = run
 
 
-def load_manifest(path: str | Path) -> PilotSet:
-    """Read and validate a pilot manifest; every problem is a one-line ``InputError``."""
+def manifest_kind(path: str | Path) -> str:
+    """The ``kind`` of a manifest ("cpt" or "pretrain"), read without its logs."""
+    data = load_yaml_mapping(path)
+    kind = data.get("kind", "cpt")
+    if kind not in ("cpt", "pretrain"):
+        raise InputError(f"{path}: kind: must be 'cpt' or 'pretrain' (got {kind!r})")
+    return str(kind)
+
+
+def load_manifest(path: str | Path) -> Pilots:
+    """Read and validate a pilot manifest; every problem is a one-line ``InputError``.
+
+    A :class:`PilotSet` of CPT runs, or with ``kind: pretrain`` the
+    :class:`PretrainPilots` of pre-training runs.
+    """
     path = Path(path)
     manifest = validate(PilotManifest, load_yaml_mapping(path), str(path))
-    base = path.parent
-    pretrain = _load_pretrain(manifest.pretrain, base, manifest.columns, manifest.format)
-    runs = []
-    names = default_run_names([spec.log for spec in manifest.runs])
-    seen: dict[object, tuple[str, str]] = {}
-    for spec, default_name in zip(manifest.runs, names, strict=True):
-        name = spec.name or default_name
-        _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
-        log = read_log(
-            base / spec.log, spec.columns or manifest.columns, spec.format or manifest.format
+    if manifest.kind == "pretrain":
+        return _load_pretrain_pilots(manifest, path)
+    if manifest.pretrain is None:
+        raise InputError(
+            f"{path}: pretrain: required for CPT pilots (the checkpoints' PT history, or "
+            "'pretrain: unknown'); for pilots that are pre-training runs set 'kind: pretrain'"
         )
-        _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
-        where = f"{path}: run '{spec.log}'"
-        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
+    for spec in manifest.runs:
+        if spec.replay_ratio is None:
+            raise InputError(
+                f"{path}: run '{spec.log}': replay_ratio: required for a CPT run (for "
+                "pre-training runs set 'kind: pretrain')"
+            )
+        if spec.warmup_steps is not None:
+            raise InputError(
+                f"{path}: run '{spec.log}': warmup_steps: only for pre-training runs (kind: "
+                "pretrain); a CPT run's warmup is in its schedule"
+            )
+    pretrain = _load_pretrain(manifest.pretrain, path.parent, manifest.columns, manifest.format)
+    runs = []
+    for spec, name, log, schedule, schedule_notes in _read_runs(
+        manifest, path, lambda spec, where: spec.columns or manifest.columns
+    ):
         checkpoint = spec.checkpoint
         if checkpoint is None:
             if pretrain.known and len(pretrain.checkpoints) != 1:
@@ -349,7 +393,7 @@ def load_manifest(path: str | Path) -> PilotSet:
         run = run_from_log(
             log,
             name=name,
-            replay_ratio=spec.replay_ratio,
+            replay_ratio=spec.replay_ratio,  # type: ignore[arg-type]
             checkpoint=checkpoint,
             schedule=schedule,
             tokens_per_step=spec.tokens_per_step or manifest.tokens_per_step,
@@ -364,3 +408,74 @@ def load_manifest(path: str | Path) -> PilotSet:
     return PilotSet(
         tuple(runs), pretrain, manifest.pretrain.use_points, str(path), manifest.domain_tokens
     )
+
+
+def _read_runs(
+    manifest: PilotManifest, path: Path, columns_of: Callable[[RunSpec, str], ColumnMap]
+) -> Iterator[tuple[RunSpec, str, LogData, Schedule | np.ndarray | None, tuple[str, ...]]]:
+    """Each run of a manifest: its spec, name, log (read with ``columns_of(spec, where)``),
+    resolved schedule and the notes on what the schedule took from the log. A log listed
+    twice (same path or same SHA-256) is an error."""
+    base = path.parent
+    names = default_run_names([spec.log for spec in manifest.runs])
+    seen: dict[object, tuple[str, str]] = {}
+    for spec, default_name in zip(manifest.runs, names, strict=True):
+        name = spec.name or default_name
+        where = f"{path}: run '{spec.log}'"
+        _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
+        log = read_log(base / spec.log, columns_of(spec, where), spec.format or manifest.format)
+        _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
+        schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
+        yield spec, name, log, schedule, schedule_notes
+
+
+#: The default column of a pre-training run's one validation loss.
+PRETRAIN_LOSS_COLUMN = "loss"
+
+
+def pretrain_columns(columns: ColumnMap, where: str) -> ColumnMap:
+    """The column map of a pre-training log: one loss (``general``, default ``loss``), no
+    domain loss."""
+    given = columns.model_fields_set
+    if "domain" in given and columns.domain is not None:
+        raise InputError(
+            f"{where}: columns.domain: pre-training pilots have one validation loss; map it "
+            f"with columns.general (default column '{PRETRAIN_LOSS_COLUMN}')"
+        )
+    values = {name: getattr(columns, name) for name in given}
+    values.setdefault("general", PRETRAIN_LOSS_COLUMN)
+    if values["general"] is None:
+        raise InputError(f"{where}: columns.general: a pre-training run needs its loss column")
+    return ColumnMap(**{**values, "domain": None})
+
+
+def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots:
+    """The runs of a ``kind: pretrain`` manifest (see the module docstring)."""
+    for key in ("pretrain", "domain_tokens"):
+        if getattr(manifest, key) is not None:
+            raise InputError(
+                f"{path}: {key}: not for pre-training pilots (kind: pretrain): the runs are "
+                "the pre-training runs themselves"
+            )
+    for spec in manifest.runs:
+        for key in ("replay_ratio", "checkpoint"):
+            if getattr(spec, key) is not None:
+                raise InputError(
+                    f"{path}: run '{spec.log}': {key}: a pre-training run has no "
+                    f"{key.replace('_', ' ')} (kind: pretrain)"
+                )
+    runs = []
+    for spec, name, log, schedule, schedule_notes in _read_runs(
+        manifest,
+        path,
+        lambda spec, where: pretrain_columns(spec.columns or manifest.columns, where),
+    ):
+        run = pretrain_run_from_log(
+            log,
+            name=name,
+            schedule=schedule,
+            warmup_steps=spec.warmup_steps,
+            tokens_per_step=spec.tokens_per_step or manifest.tokens_per_step,
+        )
+        runs.append(replace(run, notes=run.notes + schedule_notes))
+    return PretrainPilots(tuple(runs), str(path))

@@ -4,6 +4,11 @@ A :class:`Run` is one CPT pilot as the fit sees it: the LR of every CPT update, 
 and domain loss curves, the replay ratio and the checkpoint it started from. A
 :class:`PretrainHistory` is the pre-training the checkpoints come from (or unknown: the
 black-box mode of docs/law.md). A :class:`PilotSet` is what a fit needs: both together.
+
+Pilots can also be pre-training runs themselves (manifest ``kind: pretrain``): a
+:class:`PretrainRun` trains from random initialisation, so it has no checkpoint, no CPT
+phase, no replay ratio and one validation loss; :class:`PretrainPilots` holds them. Both
+pilot sets say what they are with ``kind`` ("cpt" or "pretrain").
 Manifests (:mod:`cptopt.pilots.manifest`) build them from logs.
 
 Per-step LR rule (the areas S1, S2 need the LR of every update):
@@ -27,6 +32,7 @@ Per-step LR rule (the areas S1, S2 need the LR of every update):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -101,9 +107,23 @@ class PretrainHistory:
         return self.general if validation_set == "general" else self.domain
 
 
+def _check_run_names(names: list[str]) -> None:
+    """At least one run, and unique names (one-line errors)."""
+    if not names:
+        raise InputError("no pilot runs given")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"pilot run names must be unique, repeated: {', '.join(duplicates)}")
+
+
 @dataclass(frozen=True)
 class PilotSet:
-    """Everything a fit needs: the pilot runs and their PT history."""
+    """Everything a CPT fit needs: the pilot runs and their PT history."""
+
+    #: What the pilots are: CPT runs from PT checkpoints (see :class:`PretrainPilots`).
+    kind: ClassVar[str] = "cpt"
+    #: The validation sets a fit of these pilots has.
+    validation_sets: ClassVar[tuple[str, ...]] = VALIDATION_SETS
 
     runs: tuple[Run, ...]
     pretrain: PretrainHistory
@@ -114,12 +134,9 @@ class PilotSet:
     domain_tokens: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.runs:
-            raise InputError("no pilot runs given")
-        names = [run.name for run in self.runs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InputError(f"pilot run names must be unique, repeated: {', '.join(duplicates)}")
+        _check_run_names([run.name for run in self.runs])
+        if any(not isinstance(run, Run) for run in self.runs):
+            raise InputError("a CPT pilot set holds CPT runs only (see PretrainPilots)")
         if not self.pretrain.known:
             checkpoints = {run.checkpoint for run in self.runs}
             if len(checkpoints) > 1:
@@ -132,6 +149,71 @@ class PilotSet:
         """The same pilot set restricted to the runs named (order kept)."""
         chosen = tuple(run for run in self.runs if run.name in set(names))
         return replace(self, runs=chosen)
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """One pre-training pilot: a run from random initialisation (manifest ``kind: pretrain``).
+
+    ``lr`` is its whole schedule, shape ``(steps,)`` (entry ``s - 1`` = LR of update ``s``),
+    warmup included; ``loss`` its one validation loss at steps after ``s`` updates. The
+    annealing memory starts after ``warmup_steps`` (docs/law.md, section 1), and only the
+    loss points after the warmup are fitted: the law describes the loss after it.
+    """
+
+    name: str
+    lr: np.ndarray
+    loss: Series
+    warmup_steps: int = 0
+    tokens_per_step: int | None = None
+    source: str = ""
+    sha256: str = ""
+    #: Warnings about the run (the fit report shows them as warnings).
+    notes: tuple[str, ...] = ()
+    #: Information about how the run was read (e.g. the schedule its LR points pin down).
+    info: tuple[str, ...] = ()
+
+    @property
+    def steps(self) -> int:
+        return int(self.lr.size)
+
+    @property
+    def peak_lr(self) -> float:
+        return float(self.lr.max())
+
+    def curve(self, validation_set: str) -> Series | None:
+        """The loss for ``"general"`` (the one validation set a pre-training fit has)."""
+        return self.loss if validation_set == "general" else None
+
+
+@dataclass(frozen=True)
+class PretrainPilots:
+    """Everything a fit of pre-training pilots needs: the runs (no PT history: they are it).
+
+    Their law is the CPT law's pre-training part (docs/law.md), fitted to one validation
+    set, stored as ``general``.
+    """
+
+    #: What the pilots are: pre-training runs (see :class:`PilotSet` for CPT runs).
+    kind: ClassVar[str] = "pretrain"
+    #: The validation sets a fit of these pilots has.
+    validation_sets: ClassVar[tuple[str, ...]] = ("general",)
+
+    runs: tuple[PretrainRun, ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check_run_names([run.name for run in self.runs])
+        if any(not isinstance(run, PretrainRun) for run in self.runs):
+            raise InputError("pre-training pilots hold pre-training runs only (see PilotSet)")
+
+    def subset(self, names: list[str] | tuple[str, ...]) -> PretrainPilots:
+        """The same pilots restricted to the runs named (order kept)."""
+        return replace(self, runs=tuple(run for run in self.runs if run.name in set(names)))
+
+
+#: Either kind of pilot set (``.kind`` says which).
+Pilots = PilotSet | PretrainPilots
 
 
 def cpt_lr_from_log(
@@ -208,19 +290,7 @@ def run_from_log(
     early is no matter when a ``schedule`` gives the LR). Losses that end before the run's
     schedule does (its steps, or the ``max_steps`` the log records) get a note.
     """
-    cut = [why for role, why in log.cut.items() if role != "lr" or schedule is None]
-    if cut:
-        raise InputError(f"{cut[0]}; a pilot is not fitted on a cut curve")
-    last_eval = max(
-        int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
-    )
-    cpt_lr, notes, info = cpt_lr_from_log(log.lr, schedule, last_eval, log.source, log.max_steps)
-    if last_eval > cpt_lr.size:
-        raise InputError(
-            f"{log.source}: losses are logged up to step {last_eval} but the schedule has "
-            f"{cpt_lr.size} steps"
-        )
-    notes += _ends_early(log, last_eval, cpt_lr.size)
+    cpt_lr, notes, info = _run_lr(log, schedule)
     return Run(
         name=name,
         cpt_lr=cpt_lr,
@@ -234,6 +304,74 @@ def run_from_log(
         notes=tuple(log.notes) + notes,
         info=info,
     )
+
+
+def _run_lr(
+    log: LogData, schedule: Schedule | np.ndarray | None
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """A pilot's per-step LR (the module's rule), notes and info; see :func:`run_from_log`
+    for the checks on cut logs and losses beyond or short of the schedule."""
+    cut = [why for role, why in log.cut.items() if role != "lr" or schedule is None]
+    if cut:
+        raise InputError(f"{cut[0]}; a pilot is not fitted on a cut curve")
+    last_eval = max(
+        int(series.steps[-1]) for series in (log.general, log.domain) if series is not None
+    )
+    lr, notes, info = cpt_lr_from_log(log.lr, schedule, last_eval, log.source, log.max_steps)
+    if last_eval > lr.size:
+        raise InputError(
+            f"{log.source}: losses are logged up to step {last_eval} but the schedule has "
+            f"{lr.size} steps"
+        )
+    return lr, notes + _ends_early(log, last_eval, lr.size), info
+
+
+def pretrain_run_from_log(
+    log: LogData,
+    *,
+    name: str,
+    schedule: Schedule | np.ndarray | None = None,
+    warmup_steps: int | None = None,
+    tokens_per_step: int | None = None,
+) -> PretrainRun:
+    """A :class:`PretrainRun` from reader output (its loss is the log's ``general`` series).
+
+    The per-step LR follows the module's rule, as for a CPT run (a ``schedule`` here is the
+    whole pre-training schedule). The warmup is ``warmup_steps`` if given, else a cptopt
+    schedule's own, else the steps before the LR first reaches its peak.
+    """
+    if log.general is None:
+        raise InputError(f"{log.source}: no loss series: a pre-training run needs its loss")
+    lr, notes, info = _run_lr(log, schedule)
+    if warmup_steps is None:
+        own = isinstance(schedule, Schedule) and schedule.family != "custom"
+        warmup_steps = schedule.n_warmup if own else infer_warmup(lr)  # type: ignore[union-attr]
+    if warmup_steps >= lr.size:
+        raise InputError(
+            f"{log.source}: warmup_steps: {warmup_steps} must be shorter than the run "
+            f"({lr.size} steps)"
+        )
+    if not (log.general.steps > warmup_steps).any():
+        raise InputError(
+            f"{log.source}: no loss logged after the {warmup_steps}-step warmup (the law "
+            "describes the loss after it)"
+        )
+    return PretrainRun(
+        name=name,
+        lr=lr,
+        loss=log.general,
+        warmup_steps=int(warmup_steps),
+        tokens_per_step=tokens_per_step,
+        source=log.source,
+        sha256=log.sha256,
+        notes=tuple(log.notes) + notes,
+        info=info,
+    )
+
+
+def infer_warmup(lr: np.ndarray) -> int:
+    """Steps before the LR first reaches its maximum (0 if it starts there)."""
+    return int(np.argmax(lr >= lr.max()))
 
 
 def _ends_early(log: LogData, last_eval: int, steps: int) -> tuple[str, ...]:

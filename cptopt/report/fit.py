@@ -8,12 +8,13 @@ the same decimal place.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.law.fitted import FittedLaw, SetFit
+from cptopt.law.fitted import FittedLaw, SelectionRow, SetFit
 from cptopt.report.names import short_names
 
 
@@ -34,12 +35,13 @@ def pdg_format(value: float, error: float | None) -> str:
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f} %"
 
 
-def _parameter_table(fit: SetFit) -> Table:
-    table = Table(title=f"{fit.validation_set} loss: parameters", title_justify="left")
+def _parameter_table(fit: SetFit, name: str | None = None) -> Table:
+    title = f"{name or fit.validation_set + ' loss'}: parameters"
+    table = Table(title=title, title_justify="left")
     table.add_column("name")
     table.add_column("value ± stderr", justify="right")
     table.add_column("rel. err", justify="right")
@@ -98,30 +100,42 @@ def _run_table(law: FittedLaw) -> Table:
 _PT_POINTS = {"all": "all logged", "checkpoint": "checkpoint only", "none": "none"}
 
 
+#: Rows of the fit-quality table every law has: label, value of a set's fit.
+_QUALITY_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
+    ("R²", lambda f: f"{f.r2:.4f}"),
+    ("mean |rel. error|", lambda f: _percent(f.mean_abs_error)),
+    ("leave-one-pilot-out CV", lambda f: _percent(f.cv_error)),
+    ("eval noise (robust SD)", lambda f: _percent(f.noise)),
+    ("2x length extrapolation RMS", lambda f: _percent(f.length_rms)),
+    ("best starts agree", lambda f: "yes" if f.starts_agree else "[yellow]no[/]"),
+]
+
+
 def _summary_table(law: FittedLaw) -> Table:
     table = Table(title="fit quality", title_justify="left")
     table.add_column("")
-    table.add_column("general", justify="right")
-    table.add_column("domain", justify="right")
-    rows = [
-        ("replay form", lambda f: f.form),
-        ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
-        ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
-        ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
-        ("R²", lambda f: f"{f.r2:.4f}"),
-        ("mean |rel. error|", lambda f: _percent(f.mean_abs_error)),
-        ("leave-one-pilot-out CV", lambda f: _percent(f.cv_error)),
-        ("eval noise (robust SD)", lambda f: _percent(f.noise)),
-        ("2x length extrapolation RMS", lambda f: _percent(f.length_rms)),
-        ("best starts agree", lambda f: "yes" if f.starts_agree else "[yellow]no[/]"),
-    ]
+    if law.kind == "pretrain":
+        table.add_column("loss", justify="right")
+        rows = [("points (after the warmup)", lambda f: f"{f.n_points}"), *_QUALITY_ROWS]
+    else:
+        table.add_column("general", justify="right")
+        table.add_column("domain", justify="right")
+        rows = [
+            ("replay form", lambda f: f.form),
+            ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
+            ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
+            ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
+            *_QUALITY_ROWS,
+        ]
     for label, getter in rows:
-        table.add_row(label, getter(law.general), getter(law.domain))
+        table.add_row(label, *(getter(fit) for fit in law.set_fits))
     return table
 
 
 def fit_report(law: FittedLaw) -> RenderableType:
     """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
+    if law.kind == "pretrain":
+        return pretrain_fit_report(law)
     corpus = (
         f", domain corpus {law.domain_tokens:.4g} tokens (repeats discounted)"
         if law.domain_tokens
@@ -136,18 +150,79 @@ def fit_report(law: FittedLaw) -> RenderableType:
     parts: list[RenderableType] = [header]
     if law.selection:
         parts.append(selection_table(law))
-    parts += [
-        _summary_table(law),
-        _parameter_table(law.general),
-        _parameter_table(law.domain),
-        _run_table(law),
-    ]
+    parts += [_summary_table(law), *map(_parameter_table, law.set_fits), _run_table(law)]
     if law.info:
         parts.append(Text("\n".join(f"note: {line}" for line in law.info)))
+    return Group(*parts, *_warning_text(law))
+
+
+def _warning_text(law: FittedLaw) -> list[Text]:
     warnings = fit_warnings(law)
-    if warnings:
-        parts.append(Text("\n".join(f"warning: {w}" for w in warnings), style="yellow"))
-    return Group(*parts)
+    if not warnings:
+        return []
+    return [Text("\n".join(f"warning: {w}" for w in warnings), style="yellow")]
+
+
+def pretrain_fit_report(law: FittedLaw) -> RenderableType:
+    """The fit report of a law fitted to pre-training pilots (one validation loss)."""
+    header = Text(
+        f"pre-training law L0 + A*S1^-alpha - C1*annealing, {law.annealing_description}, "
+        f"fitted to {len(law.general.runs)} pre-training runs (one validation loss; no CPT "
+        "phase, no domain set)"
+    )
+    parts: list[RenderableType] = [header]
+    if law.selection:
+        parts.append(pretrain_selection_table(law))
+    parts += [_summary_table(law), _parameter_table(law.general, "loss"), _pretrain_runs(law)]
+    return Group(*parts, *_warning_text(law))
+
+
+def _pretrain_runs(law: FittedLaw) -> Table:
+    names, legend = short_names([run.name for run in law.general.runs])
+    table = Table(
+        title="fit error per run after its warmup (|pred/obs - 1|; CV = law refitted "
+        "without that run)",
+        title_justify="left",
+        caption="\n".join(legend) or None,
+        caption_justify="left",
+    )
+    table.add_column("run", no_wrap=True, min_width=max(map(len, names), default=5))
+    for column in ("points", "mean", "worst", "final", "CV mean"):
+        table.add_column(column, justify="right")
+    for run, short in zip(law.general.runs, names, strict=True):
+        errors = (run.mean_abs_error, run.max_abs_error, run.final_error, run.cv_mean_abs_error)
+        table.add_row(short, str(run.n_points), *map(_percent, errors))
+    return table
+
+
+def pretrain_selection_table(law: FittedLaw) -> Table:
+    """The annealing memories a fit to pre-training pilots compared, with their CV."""
+    names, _ = short_names([run.name for run in law.general.runs])
+    table = Table(
+        title="annealing memories (chosen by leave-one-run-out CV: mean |rel. error| of each "
+        "left-out run; ✓ = chosen)",
+        title_justify="left",
+    )
+    for column in ("memory", "params", "CV mean", *(f"CV {name}" for name in names)):
+        table.add_column(column, justify="left" if column == "memory" else "right")
+    for row in law.selection:
+        per_run = [row.cv_per_pilot.get(str(index)) for index in range(len(names))]
+        table.add_row(
+            f"{_memory_label(row)}{' ✓' if row.chosen else ''}",
+            str(row.n_params),
+            _percent(row.cv_mean, 3),  # pre-training CVs are ~0.1 %: two digits tie them
+            *(_percent(value, 3) for value in per_run),
+        )
+    return table
+
+
+def _memory_label(row: SelectionRow) -> str:
+    """A selection row's annealing memory, short."""
+    if row.annealing == "mpl1":
+        return "mpl ζ=1"
+    if row.annealing == "mpl":
+        return "mpl tied" if row.tied else "mpl"
+    return f"λ {row.lam:g}"
 
 
 def selection_table(law: FittedLaw) -> Table:
@@ -163,7 +238,7 @@ def selection_table(law: FittedLaw) -> Table:
     for row in law.selection:
         marks = [name for name in ("general", "domain") if getattr(row, f"chosen_{name}")]
         mark = " ✓" if row.chosen or len(marks) == 2 else f" ✓ {marks[0]}" if marks else ""
-        memory = f"λ {row.lam:g}" if row.annealing != "mpl" else "mpl tied" if row.tied else "mpl"
+        memory = _memory_label(row)
         power = " + LR^q" if row.lr_power else ""
         table.add_row(
             f"{row.form}{power}{mark}",
@@ -180,22 +255,21 @@ def selection_table(law: FittedLaw) -> Table:
 def fit_warnings(law: FittedLaw) -> list[str]:
     """Plain-language warnings about the fit (bounds, identifiability, notes)."""
     warnings = list(law.notes)
-    for fit in (law.general, law.domain):
+    for fit in law.set_fits:
+        name = "loss" if law.kind == "pretrain" else fit.validation_set
         if fit.at_bound:
             warnings.append(
-                f"{fit.validation_set}: parameters at a bound: {', '.join(fit.at_bound)} "
+                f"{name}: parameters at a bound: {', '.join(fit.at_bound)} "
                 "(the data pins them to a limit; their error bars are not meaningful)"
             )
-        weak = [name for name in fit.weakly_identified if name not in fit.at_bound]
+        weak = [param for param in fit.weakly_identified if param not in fit.at_bound]
         if weak:
-            warnings.append(
-                f"{fit.validation_set}: weakly identified (stderr > |value|): {', '.join(weak)}"
-            )
+            warnings.append(f"{name}: weakly identified (stderr > |value|): {', '.join(weak)}")
         if not fit.starts_agree:
-            warnings.append(f"{fit.validation_set}: the best starts disagree; try more --starts")
+            warnings.append(f"{name}: the best starts disagree; try more --starts")
         if fit.cv_error is None:
             warnings.append(
-                f"{fit.validation_set}: fewer than 3 pilots: no cross-validation, no intervals "
+                f"{name}: fewer than 3 pilots: no cross-validation, no intervals "
                 "from the fit's uncertainty"
             )
     return warnings

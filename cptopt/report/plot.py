@@ -20,7 +20,7 @@ import numpy as np
 from cptopt._io import atomic_writer
 from cptopt.exceptions import InputError
 from cptopt.law.fitted import FittedLaw
-from cptopt.pilots.runs import PilotSet, Run
+from cptopt.pilots.runs import Pilots, PilotSet, Run
 from cptopt.prediction import Prediction
 
 #: Default picture size in pixels (width, height) and resolution.
@@ -100,10 +100,16 @@ def _label(run: Run) -> str:
     return f"{run.name} (r={run.replay_ratio:g}, peak {run.peak_lr:.2g})"
 
 
+def _require_cpt_pilots(pilots: Pilots | None) -> None:
+    """A one-line error for pre-training pilots given to a CPT plot."""
+    if pilots is not None and pilots.kind != "cpt":
+        raise InputError("--pilots: pre-training pilots (kind: pretrain); the plot draws CPT runs")
+
+
 def plot_fit(
     law: FittedLaw,
     path: str | Path,
-    pilots: PilotSet | None = None,
+    pilots: Pilots | None = None,
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: int = DEFAULT_DPI,
@@ -113,6 +119,8 @@ def plot_fit(
     With ``pilots``, runs that the law was fitted to are drawn solid; other runs of the
     manifest (held out) dashed, so the picture also shows how the law predicts them.
     """
+    law.require_cpt("plot")
+    _require_cpt_pilots(pilots)
     figure, _ = _new_figure(size, dpi)
     if pilots is None:
         _draw_fit_errors(figure, law)
@@ -194,7 +202,7 @@ def _colors(n: int) -> list[Any]:
 def plot_prediction(
     prediction: Prediction,
     path: str | Path,
-    pilots: PilotSet | None = None,
+    pilots: Pilots | None = None,
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: int = DEFAULT_DPI,
@@ -204,6 +212,7 @@ def plot_prediction(
     ``prediction`` should hold many steps (``predict(..., steps=dense_steps(T))``); the
     interval is the prediction's own (``prediction.level``).
     """
+    _require_cpt_pilots(pilots)
     figure, _ = _new_figure(size, dpi)
     axes = figure.subplots(1, 2)
     level = f"{100 * prediction.level:.0f} % interval"

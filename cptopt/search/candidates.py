@@ -151,6 +151,7 @@ def rank_candidates(
 ) -> CandidateRanking:
     """Rank configurations by the predicted objective, with P(best) under fit uncertainty
     (:func:`probability_best`). Infeasible candidates are ranked too, and marked."""
+    law.require_cpt("ranking candidates")
     constraints = constraints or Constraints()
     w_general, w_domain, normalised = parse_weights(weights)
     if not candidates:

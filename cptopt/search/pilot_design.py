@@ -214,6 +214,8 @@ def stop_rule(
 
 
 def _check_settings(
+    law: FittedLaw,
+    pilots: PilotSet | None,
     tolerance: float,
     p_best_threshold: float,
     top_k: int | None,
@@ -221,6 +223,9 @@ def _check_settings(
     pilot_steps: int | None,
     candidates: Sequence[Candidate] | None,
 ) -> None:
+    law.require_cpt("next-pilot")
+    if pilots is not None and pilots.kind != "cpt":
+        raise InputError("--pilots: pre-training pilots (kind: pretrain), not CPT runs")
     if candidates is not None and not candidates:
         raise InputError("no candidate pilots given")
     if candidates is not None and pilot_steps is not None:
@@ -309,7 +314,7 @@ def next_pilot(
     refits) or "jacobian". ``draws``, ``seed``: the Monte Carlo draws.
     """
     started = time.perf_counter()
-    _check_settings(tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates)
+    _check_settings(law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates)
     w_general, w_domain, normalised = parse_weights(weights)
     constraints = constraints or Constraints()
     model = LatentModel(law, linearisation)

@@ -93,9 +93,10 @@ def recommend(
 
     Raises
     ------
-    InputError : bad weights, space or storage. InfeasibleError : nothing satisfies the
-    constraints.
+    InputError : bad weights, space or storage, or a law fitted to pre-training pilots.
+    InfeasibleError : nothing satisfies the constraints.
     """
+    law.require_cpt("recommend")
     constraints = constraints or Constraints()
     settings = settings or SearchSettings()
     w_general, w_domain, normalised = parse_weights(weights)

@@ -241,3 +241,47 @@ def test_law_file_of_another_schema_version(tmp_path, law_file):
     assert_one_line_error(result, "schema version")
     missing = invoke("predict", config, "--law", tmp_path / "nope.json")
     assert_one_line_error(missing, "nope.json", "cptopt fit")
+
+
+# ------------------------------------------------------------------ pre-training pilots
+
+
+def test_fit_pretraining_pilots_report_has_no_domain_set(tmp_path, pretrain_manifest):
+    out = tmp_path / "law.json"
+    result = invoke("fit", pretrain_manifest, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("pre-training law L0 + A*S1^-alpha - C1*annealing")
+    assert "annealing memories (chosen by leave-one-run-out CV" in text
+    for row in ("λ 0.999", "λ 0.98", "mpl ζ=1", "points (after the warmup)", "loss: parameters"):
+        assert row in text
+    assert "domain" not in text.replace("no domain set", "")
+    assert "general" not in text and "replay" not in text
+    law = load_law(out)
+    assert law.kind == "pretrain" and law.form == "pretrain" and law.domain is None
+    assert [r.name for r in law.inputs] == ["cosine_24000", "constant_24000", "wsdcon_9"]
+
+
+def test_fit_pretraining_pilots_with_a_fixed_memory_as_json(tmp_path, pretrain_manifest):
+    out = tmp_path / "law.json"
+    result = invoke("fit", pretrain_manifest, "-o", out, "--law", "paper", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["kind"] == "pretrain" and report["domain"] is None
+    assert (report["annealing"], report["lam"]) == ("s2", 0.999) and report["selection"] == []
+    assert report["general"]["parameter_names"] == ["L0", "A", "alpha", "C1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--law", "odds"), "--law == 'odds': a CPT replay form; pre-training pilots"),
+        (("--tie", "yes"), "--tie: not for pre-training pilots"),
+        (("--pt-points", "all"), "--pt-points: not for pre-training pilots"),
+        (("--annealing", "mpl", "--lam", "0.99"), "cannot be set with --annealing mpl"),
+    ],
+)
+def test_fit_pretraining_pilots_refuses_cpt_options(tmp_path, pretrain_manifest, extra, message):
+    result = invoke("fit", pretrain_manifest, "-o", tmp_path / "law.json", *extra)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "law.json").exists()

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.prediction import Prediction
+from cptopt.prediction import Prediction, PretrainPrediction
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
@@ -149,3 +149,40 @@ def test_predict_bad_config_and_law(law_file, tmp_path: Path) -> None:
     )
     assert missing.exit_code == 2
     assert "law file not found" in missing.stderr
+
+
+# ------------------------------------------------------------- pre-training schedules
+
+
+def test_predict_a_pretraining_schedule(pretrain_law_file) -> None:
+    config = CONFIGS / "pretrain-wsd.yaml"
+    result = runner.invoke(
+        app, ["predict", str(config), "--law", str(pretrain_law_file), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    prediction = PretrainPrediction.model_validate(json.loads(result.stdout))
+    assert prediction.steps == 24000 and prediction.warmup_steps == 2160
+    assert prediction.loss.steps[0] == 2161 and prediction.loss.steps[-1] == 24000
+    # the run itself (wsd_20000_24000, a test run of pt-mpl25) ends at 3.2766
+    assert prediction.loss.final == pytest.approx(3.2766, rel=0.005)
+    assert prediction.flags == [] and prediction.in_range
+    text = runner.invoke(
+        app, ["predict", str(config), "--law", str(pretrain_law_file), "--steps", "3000,24000"]
+    )
+    assert text.exit_code == 0, text.stderr
+    assert "pre-training wsd 24000 steps" in text.stdout and "validation" in text.stdout
+    assert "general" not in text.stdout and "domain" not in text.stdout
+
+
+def test_predict_refuses_to_mix_kinds_of_law_and_run(pretrain_law_file, law_file) -> None:
+    cpt_config = CONFIGS / "wsd-replay25.yaml"
+    result = runner.invoke(app, ["predict", str(cpt_config), "--law", str(pretrain_law_file)])
+    assert result.exit_code == 2
+    assert "replay_ratio: a pre-training run has no replay ratio" in result.stderr
+    pretrain_config = CONFIGS / "pretrain-wsd.yaml"
+    result = runner.invoke(
+        app, ["predict", str(pretrain_config), "--law", str(pretrain_law_file), "--plot", "x.png"]
+    )
+    assert result.exit_code == 2 and "--plot draws CPT predictions" in result.stderr
+    result = runner.invoke(app, ["predict", str(pretrain_config), "--law", str(law_file)])
+    assert result.exit_code == 2 and "replay_ratio" in result.stderr

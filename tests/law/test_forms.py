@@ -172,10 +172,16 @@ def test_mpl_jacobian_matches_finite_differences(form, validation_set, known):
     areas = mpl_areas(known)
     bbeta = 0.05 if validation_set == "general" else -0.1
     values = np.array([{**MPL_VALUES, "Bbeta": bbeta}[name] for name in law.names])
+    assert_central_differences(law, values, areas)
+
+
+def assert_central_differences(law, values: np.ndarray, areas: Areas, share: float = 1e-6):
+    """The analytic Jacobian at ``values`` against central differences (steps ``share``
+    of each value)."""
     prediction, jac = law.jacobian(values, areas)
     np.testing.assert_allclose(prediction, law.evaluate(values, areas), rtol=1e-12)
     for column in range(values.size):
-        step = 1e-6 * max(abs(values[column]), 1e-3)
+        step = share * max(abs(values[column]), 1e-3)
         up, down = values.copy(), values.copy()
         up[column] += step
         down[column] -= step
@@ -216,3 +222,68 @@ def test_share_credit_is_continuous_in_a1_at_zero_replay():
     np.testing.assert_allclose(tiny, at_zero, rtol=1e-8)
     one, _ = law.replay_multipliers({"a1": np.array(1.0), "a2": np.array(1.0)}, replay)
     assert one[0] < 0.03 < one[1]  # a little replay restores most of the credit
+
+
+# ------------------------------------------------------------------- pre-training form
+
+
+def pretrain_points(lam: float | None, history: bool) -> Areas:
+    """Points after the warmup of the pre-training schedules of :mod:`cptopt.testing`."""
+    from cptopt.law.areas import pretrain_areas
+    from cptopt.testing import pretrain_schedules
+
+    parts = []
+    for schedule in pretrain_schedules():
+        areas = pretrain_areas(schedule.lr_array(), schedule.n_warmup, lam)
+        parts.append(areas.points(np.arange(600, schedule.n_steps + 1, 100), history))
+    return Areas.concatenate(parts)
+
+
+PRETRAIN_VALUES = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 400.0, "rate": 0.004, "gamma": 1.0}
+
+
+@pytest.mark.parametrize("annealing", ["s2", "mpl", "mpl1"])
+def test_pretrain_jacobian_matches_finite_differences(annealing):
+    law = make_law("pretrain", "general", False, True, annealing)
+    lam = 0.995 if annealing == "s2" else None
+    areas = pretrain_points(lam, law.needs_history)
+    values = np.array([{**PRETRAIN_VALUES, "C1": 2.0, "zeta": 0.6}[n] for n in law.names])
+    if annealing != "s2":
+        values[law.names.index("C1")] = 400.0
+    assert_central_differences(law, values, areas, share=1e-4)  # small rates: rounding
+
+
+def test_pretrain_form_is_the_laws_pretraining_part():
+    """L0 + A * S1^-alpha - C1 * annealing: Eq. 4 with no CPT phase, its own coefficients."""
+    assert make_law("pretrain", "general", False, True, "s2").names == ["L0", "A", "alpha", "C1"]
+    mpl1 = make_law("pretrain", "general", False, True, "mpl1")
+    assert mpl1.names == ["L0", "A", "alpha", "C1", "rate", "gamma"]
+    assert mpl1.derived({**PRETRAIN_VALUES}) == {"B (multi-power law)": 400.0}
+    areas = pretrain_points(0.99, False)
+    cpt = make_law("paper", "general", False, True)  # the CPT law at S1cpt = S2cpt = 0
+    values = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 2.0, "C2": 1.0, "Bbeta": 0.3}
+    full = np.array([{**values, "E": 10.0, "beta": 0.2}[n] for n in cpt.names])
+    pretrain = make_law("pretrain", "general", False, True)
+    np.testing.assert_allclose(
+        pretrain.evaluate(np.array([values[n] for n in pretrain.names]), areas),
+        cpt.evaluate(full, areas),
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="no replay terms"):
+        make_law("pretrain", "general", True, True)
+
+
+def test_mpl1_is_the_multi_power_memory_at_zeta_one():
+    """One drop, then constant: C1 * drop * x / (1 + x), x = rate * lr^-gamma * area since."""
+    from cptopt.law.areas import pretrain_areas
+
+    lr = np.array([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4])  # warmup 1; a drop of 5e-4 at step 4
+    areas = pretrain_areas(lr, 1, None).points(np.array([6]), history=True)
+    law = make_law("pretrain", "general", False, True, "mpl1")
+    mpl = make_law("pretrain", "general", False, True, "mpl")
+    shape = {"alpha": np.array([0.5]), "rate": np.array([100.0]), "gamma": np.array([0.5])}
+    amount, _ = law.annealing.amounts(shape, areas)
+    x = 100.0 * (5e-4) ** -0.5 * (3 * 5e-4)
+    assert float(amount[0]) == pytest.approx(5e-4 * x / (1 + x), rel=1e-12)
+    general, _ = mpl.annealing.amounts({**shape, "zeta": np.array([1.0])}, areas)
+    assert float(general[0]) == pytest.approx(float(amount[0]), rel=1e-12)

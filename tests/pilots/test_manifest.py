@@ -138,3 +138,85 @@ def test_trainer_keys_need_a_learning_rate_somewhere(tmp_path):
     path = write(tmp_path, runs)
     with pytest.raises(InputError, match=r"run '.*': schedule: learning_rate: required"):
         load_manifest(path)
+
+
+# --------------------------------------------------------------- pre-training pilots
+
+PT_DATA = ROOT / "examples" / "data" / "pt-mpl25"
+PT_RUN = (
+    f"{{log: {PT_DATA / 'wsdcon_9.csv'}, schedule: "
+    "{family: step, peak_lr: 3.0e-4, steps: 16000, warmup_steps: 2160, milestones: [8000], "
+    "step_factor: 0.3}"
+)
+
+
+def write_pretrain(tmp_path: Path, runs: str, top: str = "") -> Path:
+    path = tmp_path / "pt.yaml"
+    path.write_text(f"version: 1\nkind: pretrain\n{top}runs:\n{runs}")
+    return path
+
+
+def test_pretrain_manifest_loads_runs_with_their_whole_schedule(pretrain_manifest):
+    from cptopt.fitting.data import collect_pretrain_points
+    from cptopt.pilots.runs import PretrainPilots
+
+    pilots = load_manifest(pretrain_manifest)
+    assert isinstance(pilots, PretrainPilots) and pilots.kind == "pretrain"
+    assert [run.name for run in pilots.runs] == ["cosine_24000", "constant_24000", "wsdcon_9"]
+    assert all(run.warmup_steps == 2160 and run.notes == () for run in pilots.runs)
+    assert [run.steps for run in pilots.runs] == [24000, 24000, 16000]
+    assert pilots.runs[2].lr[8000] == pytest.approx(9e-5) and pilots.runs[2].peak_lr == 3e-4
+    data = collect_pretrain_points(pilots, 0.995)
+    # cosine_24000 logs a point at step 2160, inside the warmup: kept, not fitted
+    assert (data.step > 2160).all() and data.loss.size == 171 + 170 + 95
+    assert (data.areas.s1_cpt == 0).all() and (data.areas.s1_pt > 0.3).all()
+
+
+def test_pretrain_run_without_a_schedule_takes_the_logged_lr_and_infers_its_warmup(tmp_path):
+    rows = ["step,lr,val"] + [f"{s},{min(s, 100) * 1e-5:g},{4 - s / 1e4:g}" for s in range(1, 501)]
+    (tmp_path / "run.csv").write_text("\n".join(rows) + "\n")
+    path = write_pretrain(tmp_path, "  - {log: run.csv, columns: {general: val}}\n")
+    (run,) = load_manifest(path).runs
+    assert run.warmup_steps == 99 and run.steps == 500 and run.lr[-1] == pytest.approx(1e-3)
+    path = write_pretrain(
+        tmp_path, "  - {log: run.csv, warmup_steps: 50, columns: {general: val}}\n"
+    )
+    assert load_manifest(path).runs[0].warmup_steps == 50
+
+
+@pytest.mark.parametrize(
+    ("runs", "top", "message"),
+    [
+        (f"  - {PT_RUN}, replay_ratio: 0.25}}\n", "", "replay_ratio: a pre-training run has no"),
+        (f"  - {PT_RUN}, checkpoint: final}}\n", "", "checkpoint: a pre-training run has no"),
+        (f"  - {PT_RUN}}}\n", "pretrain: unknown\n", "pretrain: not for pre-training pilots"),
+        (f"  - {PT_RUN}}}\n", "domain_tokens: 1000\n", "domain_tokens: not for pre-training"),
+        (f"  - {PT_RUN}}}\n", "columns: {domain: loss}\n", "columns.domain: pre-training pilots"),
+        (f"  - {PT_RUN}}}\n", "columns: {general: val_loss}\n", "no series 'val_loss'"),
+        (f"  - {PT_RUN}, warmup_steps: 16000}}\n", "", "warmup_steps: 16000 must be shorter"),
+    ],
+)
+def test_bad_pretrain_manifests_are_one_line_errors(tmp_path, runs, top, message):
+    with pytest.raises(InputError, match=message) as error:
+        load_manifest(write_pretrain(tmp_path, runs, top))
+    assert "\n" not in str(error.value)
+    if "replay_ratio" in message or "checkpoint" in message:
+        assert str(error.value).startswith(f"{tmp_path / 'pt.yaml'}: run '")
+
+
+def test_cpt_manifests_say_how_to_declare_pretraining_runs(tmp_path):
+    with pytest.raises(
+        InputError,
+        match=r"run '.*': replay_ratio: required for a CPT run .*"
+        r"set 'kind: pretrain'",
+    ):
+        load_manifest(write(tmp_path, f"  - {{log: {FIXTURES / 'hf'}}}\n"))
+    path = tmp_path / "no-pt.yaml"
+    path.write_text(f"version: 1\nruns:\n  - {{log: {FIXTURES / 'hf'}, replay_ratio: 0.2}}\n")
+    with pytest.raises(InputError, match="pretrain: required for CPT pilots.*kind: pretrain"):
+        load_manifest(path)
+    runs = f"  - {{log: {FIXTURES / 'hf'}, replay_ratio: 0.2, warmup_steps: 10}}\n"
+    with pytest.raises(InputError, match="warmup_steps: only for pre-training runs"):
+        load_manifest(write(tmp_path, runs))
+    with pytest.raises(InputError, match="kind"):
+        load_manifest(write(tmp_path, f"  - {PT_RUN}}}\n", "kind: pretraining\n"))

@@ -1,0 +1,322 @@
+"""Pre-training runs as pilots: fit on a folder's ``train`` runs, predict its ``test`` runs.
+
+Reads a folder in the layout of ``examples/data/pt-mpl25`` (one ``<run>.csv`` per run with
+columns ``step, lr, loss``, and a ``protocol.json`` with the split, ``train`` / ``test``,
+and the machine-readable ``schedules``), fits cptopt's law to the train runs as
+pre-training pilots with the default selection (the annealing memory chosen by
+leave-one-run-out CV on the train runs alone), predicts every test run's loss at its logged
+steps from its own per-step LR, and prints per test run
+
+    PredE = mean |pred - loss| / loss,   WorstE = max |pred - loss| / loss
+
+over all its rows, their unweighted means over the test runs, and next to them the
+reference figures of the Multi-Power Law paper's split on the 25M model (MPL 0.110 % /
+0.41 %; the LR-annealing law with lambda 0.999, 0.152 % / 0.59 %).
+
+It also times the default fit, and the chosen law alone (no selection, no refits) against
+a plain scipy fit of the same law on the same points, in the same run (best of
+``--repeat``): multi-start L-BFGS-B with numerical gradients on the same Huber objective,
+from as many random starts (uniform in the bounds, log-uniform for scale parameters), the
+baseline of ``benchmarks/speed.py``.
+
+Step convention of the folder: the loss at ``step = t`` is after training with
+``lr[0..t]`` (0-based), i.e. after ``t + 1`` updates; cptopt's point after ``s`` updates is
+step ``s``, so row ``t`` is fitted and predicted at cptopt step ``t + 1``, with the exact
+per-step LR rebuilt from ``protocol.json`` (checked against every logged ``lr``).
+
+    python benchmarks/pretrain.py [--data DIR] [--format table|json] [--repeat 1]
+                                  [--annealing auto|s2|mpl|mpl1] [--lam X]
+
+JSON: ``{"runs": {name: {"pred_e", "worst_e"}}, "mean": {"pred_e", "worst_e"}, ...}``
+(fractions), plus ``reference``, ``details`` (per test run: steps, points, the mean signed
+error over the last tenth of its logged steps and where its worst point is), ``law`` (the
+chosen memory, its parameters and the CV table) and ``timing``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+
+from cptopt.exceptions import CptoptError, InputError
+from cptopt.fitting import LawFitter
+from cptopt.fitting.data import collect_pretrain_points
+from cptopt.fitting.optimise import Problem
+from cptopt.law.fitted import FittedLaw
+from cptopt.pilots.logs import Series
+from cptopt.pilots.runs import PretrainPilots, PretrainRun
+from cptopt.prediction import predict_pretrain
+from cptopt.schedules import Schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT / "examples" / "data" / "pt-mpl25"
+#: Reference figures (mean PredE, mean WorstE over the six test runs, fractions) of the
+#: paper's split on the 25M model: the MPL paper's README table, and a careful fit of the
+#: original LR-annealing law (lambda 0.999).
+REFERENCES = {
+    "Multi-Power Law (paper)": (0.00110, 0.0041),
+    "LR-annealing law, lambda 0.999": (0.00152, 0.0059),
+}
+#: Logged LRs must agree with the rebuilt schedule to this share of the peak LR.
+LR_TOLERANCE = 1e-9
+
+
+def schedule_lr(common: dict, spec: dict) -> np.ndarray:
+    """Per-step LR of one run from ``protocol.json`` (0-based ``t``; see the data README)."""
+    warmup, peak = int(common["warmup_steps"]), float(common["peak_lr"])
+    end = float(common["end_lr"])
+    total = int(spec["total_steps"])
+    t = np.arange(total, dtype=float)
+    lr = np.full(total, peak)
+    kind = spec["kind"]
+    if kind == "cosine":
+        lr = end + 0.5 * (peak - end) * (1 + np.cos(np.pi * (t - warmup) / (total - warmup)))
+    elif kind in ("wsd_geometric", "wsd_linear"):
+        start = int(spec["decay_start"])
+        decay = t >= start
+        share = (t[decay] - start) / (total - start)
+        geometric = peak ** (1 - share) * end**share
+        lr[decay] = geometric if kind == "wsd_geometric" else peak + (end - peak) * share
+    elif kind == "two_stage":
+        lr[int(spec["drop_at"]) :] = float(spec["second_lr"])
+    elif kind != "constant":
+        raise InputError(f"protocol.json: schedules: unknown kind {kind!r}")
+    lr[:warmup] = np.linspace(0.0, peak, warmup)
+    return lr
+
+
+def read_run(data: Path, name: str, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, loss)`` of one run's CSV (its own 0-based steps), logged LRs checked."""
+    path = data / f"{name}.csv"
+    if not path.is_file():
+        raise InputError(f"{path}: not found (named in protocol.json)")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"step", "lr", "loss"} <= set(rows[0]):
+        raise InputError(f"{path}: needs the columns step, lr, loss")
+    steps = np.array([int(row["step"]) for row in rows])
+    logged = np.array([float(row["lr"]) for row in rows])
+    loss = np.array([float(row["loss"]) for row in rows])
+    if steps.max() >= lr.size:
+        raise InputError(f"{path}: step {steps.max()} beyond the schedule ({lr.size} steps)")
+    bad = np.flatnonzero(np.abs(logged - lr[steps]) > LR_TOLERANCE * lr.max())
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(
+            f"{path}: lr: {logged[i]:.6g} at step {steps[i]} but the schedule of "
+            f"protocol.json gives {lr[steps[i]]:.6g}"
+        )
+    return steps, loss
+
+
+def load_folder(data: Path) -> tuple[dict, dict[str, PretrainRun]]:
+    """The protocol and every train and test run, at cptopt's steps (row ``t`` -> ``t + 1``)."""
+    protocol_path = data / "protocol.json"
+    if not protocol_path.is_file():
+        raise InputError(f"{protocol_path}: not found")
+    protocol = json.loads(protocol_path.read_text())
+    common = protocol["schedules"]["common"]
+    runs = {}
+    for name in [*protocol["train"], *protocol["test"]]:
+        lr = schedule_lr(common, protocol["schedules"]["runs"][name])
+        steps, loss = read_run(data, name, lr)
+        path = data / f"{name}.csv"
+        runs[name] = PretrainRun(
+            name=name,
+            lr=lr,
+            loss=Series(steps + 1, loss),
+            warmup_steps=int(common["warmup_steps"]),
+            source=str(path),
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+    return protocol, runs
+
+
+def score(law: FittedLaw, run: PretrainRun) -> dict[str, float]:
+    """PredE and WorstE of ``law`` on every point of ``run`` after its warmup, the mean
+    signed error over the last tenth of its logged steps, and the step of its worst point."""
+    keep = run.loss.steps > run.warmup_steps
+    steps, observed = run.loss.steps[keep], run.loss.values[keep]
+    schedule = Schedule(family="custom", lr=tuple(run.lr.tolist()))
+    predicted = predict_pretrain(law, schedule, steps=steps, warmup_steps=run.warmup_steps)
+    signed = np.asarray(predicted.loss.mean) / observed - 1.0
+    late = steps >= 0.9 * steps[-1]
+    return {
+        "pred_e": float(np.abs(signed).mean()),
+        "worst_e": float(np.abs(signed).max()),
+        "late_signed": float(signed[late].mean()),
+        "worst_step": int(steps[np.argmax(np.abs(signed))]),
+        "n_points": int(keep.sum()),
+        "steps": run.steps,
+    }
+
+
+def scipy_baseline(pilots: PretrainPilots, law: FittedLaw, n_starts: int, seed: int = 0):
+    """Plain multi-start L-BFGS-B (numerical gradients) of the law ``law`` has, on the same
+    points and Huber objective; returns (seconds, best cost)."""
+    started = time.perf_counter()
+    form = law.form_for("general")
+    data = collect_pretrain_points(pilots, law.lam, history=form.needs_history)
+    problem = Problem(form, data, law.huber_delta)
+    rng = np.random.default_rng(seed)
+    bounds = list(zip(problem.lower, problem.upper, strict=True))
+    best = np.inf
+    for _ in range(n_starts):
+        x0 = rng.uniform(problem.lower, problem.upper)
+        best = min(best, float(minimize(problem.cost, x0, method="L-BFGS-B", bounds=bounds).fun))
+    return time.perf_counter() - started, best
+
+
+def best_of(repeat: int, function):
+    """``(seconds, value)`` of the fastest of ``repeat`` calls of ``function()``."""
+    results = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        value = function()
+        results.append((time.perf_counter() - started, value))
+    return min(results, key=lambda item: item[0])
+
+
+def timing(pilots: PretrainPilots, law: FittedLaw, repeat: int) -> dict:
+    """The chosen law alone (no selection, no refits) by cptopt and by plain scipy."""
+    single = {"annealing": law.annealing, "jackknife": False}
+    if law.annealing == "s2":
+        single["lam"] = law.lam
+    n_starts = LawFitter().n_starts
+    seconds, alone = best_of(repeat, lambda: LawFitter(**single).fit(pilots).law_)
+    with threadpool_limits(limits=1):
+        baseline = min(
+            (scipy_baseline(pilots, law, n_starts) for _ in range(repeat)),
+            key=lambda item: item[0],
+        )
+    return {
+        "single_fit_seconds": seconds,
+        "single_fit_cost": alone.general.huber_cost,
+        "scipy_seconds": baseline[0],
+        "scipy_cost": baseline[1],
+        "n_starts": n_starts,
+    }
+
+
+def run_benchmark(data: Path, settings: dict, repeat: int) -> dict:
+    protocol, runs = load_folder(data)
+    pilots = PretrainPilots(tuple(runs[name] for name in protocol["train"]), str(data))
+    fit_seconds, law = best_of(repeat, lambda: LawFitter(**settings).fit(pilots).law_)
+    scores = {name: score(law, runs[name]) for name in protocol["test"]}
+    return {
+        "runs": {name: {k: v[k] for k in ("pred_e", "worst_e")} for name, v in scores.items()},
+        "mean": {
+            key: float(np.mean([v[key] for v in scores.values()])) for key in ("pred_e", "worst_e")
+        },
+        "reference": {
+            label: {"pred_e": pred, "worst_e": worst} for label, (pred, worst) in REFERENCES.items()
+        },
+        "details": {
+            name: {k: v[k] for k in ("steps", "n_points", "late_signed", "worst_step")}
+            for name, v in scores.items()
+        },
+        "law": {
+            "memory": law.annealing_description,
+            "annealing": law.annealing,
+            "lam": law.lam,
+            "parameters": dict(zip(law.general.parameter_names, law.general.values, strict=True)),
+            "cv_error": law.general.cv_error,
+            "selection": [
+                {k: getattr(row, k) for k in ("annealing", "lam", "n_params", "cv_mean", "chosen")}
+                for row in law.selection
+            ],
+            "train": [run.model_dump() for run in law.general.runs],
+        },
+        "timing": {
+            "repeat": repeat,
+            "default_fit_seconds": fit_seconds,
+            "n_train_points": law.general.n_points,
+            **timing(pilots, law, repeat),
+        },
+    }
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.3f} %"
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    table = Table(title="pre-training pilots: held-out test runs (fit on the train runs only)")
+    for column in ("test run", "steps", "points", "PredE", "WorstE", "last 10 %", "worst at"):
+        table.add_column(column, justify="left" if column == "test run" else "right")
+    for name, value in result["runs"].items():
+        details = result["details"][name]
+        table.add_row(
+            name,
+            str(details["steps"]),
+            str(details["n_points"]),
+            _percent(value["pred_e"]),
+            _percent(value["worst_e"]),
+            f"{100 * details['late_signed']:+.3f} %",
+            str(details["worst_step"]),
+        )
+    mean = result["mean"]
+    table.add_row("mean (cptopt)", "", "", _percent(mean["pred_e"]), _percent(mean["worst_e"]))
+    for label, value in result["reference"].items():
+        table.add_row(f"{label}", "", "", _percent(value["pred_e"]), _percent(value["worst_e"]))
+    console.print(table)
+    law = result["law"]
+    choices = ", ".join(
+        f"{'λ ' + format(row['lam'], 'g') if row['annealing'] == 's2' else row['annealing']}"
+        f" {_percent(row['cv_mean'])}{' ✓' if row['chosen'] else ''}"
+        for row in law["selection"]
+    )
+    console.print(f"law: {law['memory']}; leave-one-train-run-out CV: {choices or '-'}")
+    t = result["timing"]
+    console.print(
+        f"fit time (best of {t['repeat']}, {t['n_train_points']} points): default fit (CV "
+        f"selection + jackknife) {t['default_fit_seconds']:.2f} s; the chosen law alone "
+        f"{t['single_fit_seconds']:.2f} s (Huber cost {t['single_fit_cost']:.4g}) vs plain "
+        f"scipy L-BFGS-B, {t['n_starts']} starts, {t['scipy_seconds']:.2f} s (cost "
+        f"{t['scipy_cost']:.4g})",
+        highlight=False,
+    )
+    console.print(
+        "last 10 %: mean signed error (pred/obs - 1) over the last tenth of each run's logged "
+        "steps; "
+        "worst at: the step of its largest error",
+        highlight=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--annealing", default=None, help="auto (default: CV), s2, mpl or mpl1")
+    parser.add_argument("--lam", default=None, help="S2 lambda (with --annealing s2)")
+    args = parser.parse_args(argv)
+    settings = {"annealing": args.annealing, "lam": args.lam}
+    try:
+        result = run_benchmark(args.data, settings, max(1, args.repeat))
+    except (CptoptError, OSError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(result, indent=1))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

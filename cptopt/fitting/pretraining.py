@@ -1,0 +1,118 @@
+"""Fitting pre-training pilots (manifest ``kind: pretrain``): the law's pre-training part.
+
+The pilots are pre-training runs with one validation loss, so the law is the ``pretrain``
+form (:class:`~cptopt.law.forms.PretrainLaw`) of the ``general`` set and the only choice
+is its annealing memory. It is made as the CPT selection's memory stage makes it
+(:mod:`cptopt.fitting.selection`): every candidate memory gets the cheap
+:data:`~cptopt.fitting.jobs.SELECTING` fit with its leave-one-run-out refits, the lowest CV
+mean wins, and the winner is refitted at the final stage. The S2 lambdas are fitted from
+the longest memory down, each warm-started from its neighbour's optimum.
+
+No process pool: with one validation set there is nothing to run side by side, and
+starting two workers would cost more than the whole fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cptopt.fitting.crossval import SetResult
+from cptopt.fitting.data import FitData, collect_pretrain_points
+from cptopt.fitting.jobs import (
+    FINAL,
+    FINAL_SELECTED,
+    SELECTING,
+    FitSettings,
+    Stage,
+    Variant,
+    fit_at_stage,
+)
+from cptopt.fitting.selection import Candidate, merged_rows
+from cptopt.law.fitted import SelectionRow
+from cptopt.law.forms import PretrainLaw, make_law
+from cptopt.pilots.runs import PretrainPilots
+
+#: The memories pre-training pilots choose among with ``annealing="auto"`` (their
+#: default): each S2 lambda, the multi-power memory, and the multi-power memory at
+#: ``zeta = 1`` (``mpl1``: one parameter fewer; the free ``zeta`` ran to its lower limit on
+#: the three bundled pre-training pilots).
+PRETRAIN_ANNEALINGS = ("s2", "mpl", "mpl1")
+#: The one validation set of pre-training pilots (their loss).
+PRETRAIN_SET = "general"
+
+
+@dataclass(frozen=True)
+class PretrainFit:
+    """What :func:`fit_pretrain` returns: the chosen memory (as a :class:`Variant` of the
+    ``pretrain`` form), the candidates compared (empty when there was no choice) with the
+    chosen one marked, and the final fit."""
+
+    chosen: Variant
+    rows: list[SelectionRow]
+    final: SetResult
+
+
+class _Fits:
+    """Fits of one pre-training pilot set: its pooled points (per S2 lambda and history)
+    and one random stream, whatever is fitted in which order."""
+
+    def __init__(self, pilots: PretrainPilots, settings: FitSettings) -> None:
+        self.pilots, self.settings = pilots, settings
+        self.datas: dict[tuple[float | None, bool], FitData] = {}
+        self.rng = np.random.default_rng([settings.seed, 0])
+
+    def fit(
+        self, variant: Variant, start: np.ndarray | None, stage: Stage, jackknife: bool = True
+    ) -> SetResult:
+        law = make_law(PretrainLaw.name, PRETRAIN_SET, False, True, variant.annealing)
+        key = (variant.lam, law.needs_history)
+        if key not in self.datas:
+            self.datas[key] = collect_pretrain_points(self.pilots, variant.lam, key[1])
+        length_check = stage.length_check and jackknife
+        return fit_at_stage(
+            law,
+            self.datas[key],
+            self.settings,
+            stage,
+            self.rng,
+            start=start,
+            jackknife=jackknife,
+            length_check=length_check,
+        )
+
+
+def fit_pretrain(
+    pilots: PretrainPilots,
+    variants: list[Variant],
+    settings: FitSettings,
+    *,
+    jackknife: bool = True,
+) -> PretrainFit:
+    """Fit pre-training pilots: the one variant, or the memory the pilots' CV chooses.
+
+    ``variants`` are memories of the ``pretrain`` form; with several, the choice needs
+    leave-one-run-out CV (>= 3 runs, checked by the caller) and the final fit always has
+    its refits, whatever ``jackknife`` says.
+    """
+    fits = _Fits(pilots, settings)
+    if len(variants) == 1:
+        return PretrainFit(variants[0], [], fits.fit(variants[0], None, FINAL, jackknife))
+    candidates: list[Candidate] = []
+    start = None
+    for variant in sorted(variants, key=lambda v: (v.annealing != "s2", -(v.lam or 0.0))):
+        s2 = variant.annealing == "s2"  # the S2 lambdas share their parameters
+        result = fits.fit(variant, start if s2 else None, SELECTING)
+        candidates.append(Candidate.of(variant, result))
+        if s2:
+            start = result.best.values
+    rows = merged_rows({PRETRAIN_SET: candidates}, [])  # one row per candidate, in order
+    best = min(range(len(rows)), key=lambda index: rows[index].cv_mean)
+    chosen = candidates[best]
+    final = fits.fit(chosen.variant, chosen.values, FINAL_SELECTED)
+    marked = [
+        row.model_copy(update={"chosen": index == best, "chosen_general": index == best})
+        for index, row in enumerate(rows)
+    ]
+    return PretrainFit(chosen.variant, marked, final)

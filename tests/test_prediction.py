@@ -1,0 +1,116 @@
+"""Predicting a pre-training schedule from a law fitted to pre-training pilots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cptopt
+from cptopt import Schedule, fit
+from cptopt.exceptions import InputError
+from cptopt.prediction import predict, predict_pretrain
+from cptopt.testing import pretrain_curve, synthetic_pretrain_pilots
+
+TRUE = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 400.0, "rate": 0.004, "gamma": 1.0}
+WSD = Schedule(
+    family="wsd",
+    peak_lr=3e-4,
+    steps=9000,
+    warmup_steps=500,
+    decay_start_step=7000,
+    decay_shape="exponential",
+    min_lr=3e-5,
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic_law():
+    return fit(synthetic_pretrain_pilots(TRUE), annealing="mpl1", seed=1)
+
+
+def test_a_new_schedule_is_predicted_as_the_law_says(synthetic_law):
+    steps = np.array([1000, 5000, 8000, 9000])
+    prediction = predict_pretrain(synthetic_law, WSD, steps=steps)
+    np.testing.assert_allclose(prediction.loss.mean, pretrain_curve(TRUE, WSD, steps), rtol=1e-5)
+    assert prediction.loss.steps == steps.tolist() and prediction.warmup_steps == 500
+    assert prediction.loss.final == pytest.approx(prediction.loss.mean[-1])
+    assert all(lo <= m <= hi for lo, m, hi in zip(*_band(prediction), strict=True))
+    assert prediction.flags == [
+        "9000 steps beyond the longest pilot (6000): 1.5x the longest fitted run"
+    ]
+    assert not prediction.in_range and prediction.kind == "pretrain"
+
+
+def _band(prediction):
+    return prediction.loss.lower, prediction.loss.mean, prediction.loss.upper
+
+
+def test_default_steps_start_after_the_warmup_and_end_at_the_last(synthetic_law):
+    prediction = predict_pretrain(synthetic_law, WSD)
+    assert prediction.loss.steps[0] == 501 and prediction.loss.steps[-1] == 9000
+    assert len(prediction.loss.steps) == 11
+    assert prediction.loss.initial == pytest.approx(prediction.loss.mean[0])
+
+
+def test_intervals_widen_beyond_the_longest_pilot(pretrain_law):
+    def width(steps: int) -> float:
+        schedule = Schedule(family="cosine", peak_lr=3e-4, steps=steps, warmup_steps=2160)
+        loss = predict_pretrain(pretrain_law, schedule).loss
+        return np.log(loss.final_upper / loss.final_lower)
+
+    assert width(72000) > 1.5 * width(24000)
+
+
+def test_flags_name_what_the_pilots_did_not_cover(pretrain_law):
+    schedule = Schedule(family="constant", peak_lr=1e-3, steps=72000, warmup_steps=2160)
+    prediction = predict_pretrain(pretrain_law, schedule, tokens_per_step=4096)
+    assert prediction.flags == [
+        "peak LR 0.001 outside the pilots' 0.0003..0.0003",
+        "72000 steps beyond the longest pilot (24000): 3.0x the longest fitted run",
+    ]
+
+
+def test_a_custom_schedule_takes_its_warmup_from_its_peak(synthetic_law):
+    lr = WSD.lr_array()
+    custom = Schedule(family="custom", lr=tuple(lr.tolist()))
+    steps = [600, 9000]
+    ours = predict_pretrain(synthetic_law, custom, steps=steps)
+    assert ours.warmup_steps == 499  # the LR first reaches its peak at update 500
+    explicit = predict_pretrain(synthetic_law, custom, steps=steps, warmup_steps=500)
+    np.testing.assert_allclose(
+        explicit.loss.mean, predict_pretrain(synthetic_law, WSD, steps=steps).loss.mean
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"steps": [400, 9000]}, r"report steps must lie in 501\.\.9000 \(after the 500-step"),
+        ({"steps": [9001]}, r"report steps must lie in 501\.\.9000"),
+        ({"warmup_steps": 9000}, r"warmup_steps == 9000, must be in 0\.\.8999"),
+        ({"level": 1.0}, "level"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(synthetic_law, options, message):
+    with pytest.raises(InputError, match=message):
+        predict_pretrain(synthetic_law, WSD, **options)
+
+
+def test_each_kind_of_law_predicts_its_own_kind_of_run(synthetic_law, fitted_law):
+    with pytest.raises(InputError, match="predicting a CPT run needs a CPT law"):
+        predict(synthetic_law, WSD, 0.25)
+    with pytest.raises(InputError, match="fitted to CPT pilots; a pre-training schedule needs"):
+        predict_pretrain(fitted_law, WSD)
+
+
+def test_the_public_predict_dispatches_on_the_laws_kind(synthetic_law, tmp_path):
+    direct = predict_pretrain(synthetic_law, WSD, steps=[1000, 9000])
+    assert cptopt.predict(synthetic_law, WSD, steps=[1000, 9000]) == direct
+    config = tmp_path / "pt.yaml"
+    config.write_text(f"schedule: {WSD.model_dump_json(exclude_none=True)}\n")
+    assert cptopt.predict(synthetic_law, config, steps=[1000, 9000]) == direct
+    with pytest.raises(InputError, match="a pre-training schedule has no replay_ratio"):
+        cptopt.predict(synthetic_law, WSD, 0.25)
+    config.write_text(f"schedule: {WSD.model_dump_json(exclude_none=True)}\nreplay_ratio: 0.2\n")
+    with pytest.raises(InputError, match=r"pt\.yaml: replay_ratio: a pre-training run has no"):
+        cptopt.predict(synthetic_law, config)
