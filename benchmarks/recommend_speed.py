@@ -53,6 +53,7 @@ def _space_and_evaluator(law):
     space = resolve_space(law, SearchSpace(), Constraints(), False)
     return space, Evaluator(law, space.checkpoints, 0.5, 0.5, space.tokens_per_step)
 
+
 WEIGHTS = [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3)]
 
 

@@ -216,9 +216,7 @@ def resolve_limits(
 # --------------------------------------------------------------------------------- verdicts
 
 
-def _limit_check(
-    name: str, limits: Limits, value: float, passed: bool, message: str
-) -> LimitCheck:
+def _limit_check(name: str, limits: Limits, value: float, passed: bool, message: str) -> LimitCheck:
     limit = float(getattr(limits, name))
     text = f"{message}, limit {name} = {limit:g}"
     return LimitCheck(name=name, limit=limit, value=value, passed=passed, message=text)
@@ -250,8 +248,7 @@ def judge(prediction: Prediction, limits: Limits) -> tuple[list[LimitCheck], lis
         gain = domain.initial - domain_final
         ok = gain >= limits.min_domain_gain
         message = (
-            f"{which}domain loss falls {gain:.4f} nats "
-            f"({domain.initial:.4f} -> {domain_final:.4f})"
+            f"{which}domain loss falls {gain:.4f} nats ({domain.initial:.4f} -> {domain_final:.4f})"
         )
         checks.append(_limit_check("min_domain_gain", limits, gain, ok, message))
     out_of_range = [f"outside the pilots: {flag}" for flag in prediction.flags]

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from inspect import cleandoc
 
 from cptopt.cli import check as _check  # noqa: F401
 from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
@@ -19,6 +20,17 @@ from cptopt.cli import plot as _plot  # noqa: F401
 from cptopt.cli import predict as _predict  # noqa: F401
 from cptopt.cli import recommend as _recommend  # noqa: F401
 from cptopt.cli._common import EXIT_ERROR, app, stderr
+
+
+def _flow_command_help() -> None:
+    """Typer keeps a docstring's line breaks in ``--help``, so source-wrapped sentences
+    break mid-line on a wide terminal: join each paragraph into one line and let rich wrap it."""
+    for info in app.registered_commands:
+        doc = cleandoc(info.callback.__doc__ or "") if info.callback else ""
+        info.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
+
+
+_flow_command_help()
 
 
 def _usage_error_class() -> type[Exception]:

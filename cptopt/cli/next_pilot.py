@@ -15,8 +15,17 @@ from cptopt.cli._common import (
     handle_errors,
     weights_and_law,
 )
-from cptopt.cli.recommend import OPTION_KEYS, RANGE_HELP
-from cptopt.law.fitted import DEFAULT_LAW_PATH
+from cptopt.cli._search_options import (
+    OPTION_KEYS,
+    ConfigOption,
+    FamiliesOption,
+    LawOption,
+    MaxGeneralRiseOption,
+    MaxStepsOption,
+    PeakLrOption,
+    ReplayOption,
+    StepsOption,
+)
 from cptopt.pilots.manifest import load_manifest
 from cptopt.report.pilot_design import next_pilot_report
 from cptopt.search import SearchConfig, load_candidates, load_search_config
@@ -33,14 +42,7 @@ def next_pilot_command(
             show_default=False,
         ),
     ] = None,
-    law_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--law",
-            help=f"Fitted law file. Default: the config's 'law', else {DEFAULT_LAW_PATH}.",
-            show_default=False,
-        ),
-    ] = None,
+    law_path: LawOption = None,
     pilots: Annotated[
         Path | None,
         typer.Option(
@@ -85,35 +87,13 @@ def next_pilot_command(
         float,
         typer.Option("--p-best", help="... or when P(best) of the recommendation reaches this."),
     ] = DEFAULT_P_BEST,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Search config (YAML, as for recommend): space and constraints.",
-            show_default=False,
-        ),
-    ] = None,
-    peak_lr: Annotated[
-        str | None, typer.Option(help=f"Peak LR bounds, {RANGE_HELP}.", show_default=False)
-    ] = None,
-    replay: Annotated[
-        str | None, typer.Option(help=f"Replay ratio bounds, {RANGE_HELP}.", show_default=False)
-    ] = None,
-    steps: Annotated[
-        str | None,
-        typer.Option(help=f"CPT steps of the decision, {RANGE_HELP}.", show_default=False),
-    ] = None,
-    families: Annotated[
-        str | None, typer.Option(help="Schedule families, e.g. cosine,wsd.", show_default=False)
-    ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="At most this many CPT steps.", show_default=False)
-    ] = None,
-    max_general_rise: Annotated[
-        float | None,
-        typer.Option(help="Allowed final general loss rise (nats).", show_default=False),
-    ] = None,
+    config: ConfigOption = None,
+    peak_lr: PeakLrOption = None,
+    replay: ReplayOption = None,
+    steps: StepsOption = None,
+    families: FamiliesOption = None,
+    max_steps: MaxStepsOption = None,
+    max_general_rise: MaxGeneralRiseOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the Monte Carlo draws.")] = 0,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:

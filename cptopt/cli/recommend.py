@@ -19,7 +19,18 @@ from cptopt.cli._common import (
     weights_and_law,
 )
 from cptopt.cli._pilot_hint import print_next_pilot_hint
-from cptopt.law.fitted import DEFAULT_LAW_PATH
+from cptopt.cli._search_options import (
+    OPTION_KEYS,
+    RANGE_HELP,
+    ConfigOption,
+    FamiliesOption,
+    LawOption,
+    MaxGeneralRiseOption,
+    MaxStepsOption,
+    PeakLrOption,
+    ReplayOption,
+    StepsOption,
+)
 from cptopt.report.search import ranking_report, recommendation_report
 from cptopt.search import (
     SearchConfig,
@@ -28,34 +39,6 @@ from cptopt.search import (
     rank_candidates,
     recommend,
 )
-
-RANGE_HELP = "'LOW,HIGH' or one value to fix it"
-#: Which option sets which key of the search config (for error messages).
-OPTION_KEYS = {
-    "space.peak_lr": "--peak-lr",
-    "space.replay_ratio": "--replay",
-    "space.steps": "--steps",
-    "space.families": "--families",
-    "space.warmup_fraction": "--warmup-fraction",
-    "space.decay_fraction": "--decay-fraction",
-    "space.checkpoints": "--checkpoints",
-    "constraints.max_steps": "--max-steps",
-    "constraints.tokens_per_step": "--tokens-per-step",
-    "constraints.max_tokens": "--max-tokens",
-    "constraints.domain_tokens": "--domain-tokens",
-    "constraints.max_epochs": "--max-epochs",
-    "constraints.max_general_rise": "--max-general-rise",
-    "search.sampler": "--sampler",
-    "search.trials": "--trials",
-    "search.seed": "--seed",
-    "search.storage": "--storage",
-    "search.study_name": "--study-name",
-    "weights": "--weights",
-    "allow_extrapolation": "--allow-extrapolation",
-    "top_k": "--top-k",
-    "level": "--level",
-    "pareto": "--pareto",
-}
 
 
 @contextlib.contextmanager
@@ -94,50 +77,12 @@ def recommend_command(
             show_default=False,
         ),
     ] = None,
-    law_path: Annotated[
-        Path | None,
-        typer.Option(
-            "--law",
-            help=f"Fitted law file. Default: the config's 'law', else {DEFAULT_LAW_PATH}.",
-            show_default=False,
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Search config (YAML; see examples/configs/search.yaml). Flags override it.",
-            show_default=False,
-        ),
-    ] = None,
-    peak_lr: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Peak LR bounds, {RANGE_HELP} (default: the pilots' range).", show_default=False
-        ),
-    ] = None,
-    replay: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Replay ratio bounds, {RANGE_HELP} (default: the pilots' range).",
-            show_default=False,
-        ),
-    ] = None,
-    steps: Annotated[
-        str | None,
-        typer.Option(
-            help=f"CPT steps bounds, {RANGE_HELP} (default: up to the budget).", show_default=False
-        ),
-    ] = None,
-    families: Annotated[
-        str | None,
-        typer.Option(
-            help="Schedule families to search, e.g. cosine,wsd (default: cosine, wsd, "
-            "linear, constant).",
-            show_default=False,
-        ),
-    ] = None,
+    law_path: LawOption = None,
+    config: ConfigOption = None,
+    peak_lr: PeakLrOption = None,
+    replay: ReplayOption = None,
+    steps: StepsOption = None,
+    families: FamiliesOption = None,
     warmup_fraction: Annotated[
         str | None,
         typer.Option(
@@ -167,9 +112,7 @@ def recommend_command(
             show_default=False,
         ),
     ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="At most this many CPT steps.", show_default=False)
-    ] = None,
+    max_steps: MaxStepsOption = None,
     tokens_per_step: Annotated[
         int | None,
         typer.Option(
@@ -191,12 +134,7 @@ def recommend_command(
             show_default=False,
         ),
     ] = None,
-    max_general_rise: Annotated[
-        float | None,
-        typer.Option(
-            help="Allowed final general loss minus its pre-CPT value (nats).", show_default=False
-        ),
-    ] = None,
+    max_general_rise: MaxGeneralRiseOption = None,
     sampler: Annotated[
         str | None,
         typer.Option(

@@ -135,9 +135,7 @@ class PilotRun:
         """Areas at its eval steps, every ``every`` steps (step 0 excluded: it is known
         already), for each validation set."""
         steps = eval_steps(self.lr.size, every)
-        areas = law.point_areas(
-            self.lr, steps, self.state, self.replay_ratio, self.tokens_per_step
-        )
+        areas = law.point_areas(self.lr, steps, self.state, self.replay_ratio, self.tokens_per_step)
         return dict.fromkeys(VALIDATION_SETS, areas)
 
     def repeats(self, other: PilotRun) -> bool:

@@ -14,8 +14,7 @@ from cptopt.cli import app
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real-logs"
 NATIVE = (
-    Path(__file__).resolve().parents[2]
-    / "examples/data/cpt-code/runs/code_U_lr1x_r25_wsd_1000.csv"
+    Path(__file__).resolve().parents[2] / "examples/data/cpt-code/runs/code_U_lr1x_r25_wsd_1000.csv"
 )
 
 

@@ -1,0 +1,94 @@
+"""The options that ``recommend`` and ``next-pilot`` share: the law, the search space and
+its limits. One declaration each, so the two commands read and document them alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cptopt.law.fitted import DEFAULT_LAW_PATH
+
+RANGE_HELP = "'LOW,HIGH' or one value to fix it"
+
+#: Which option sets which key of the search config (for error messages).
+OPTION_KEYS = {
+    "space.peak_lr": "--peak-lr",
+    "space.replay_ratio": "--replay",
+    "space.steps": "--steps",
+    "space.families": "--families",
+    "space.warmup_fraction": "--warmup-fraction",
+    "space.decay_fraction": "--decay-fraction",
+    "space.checkpoints": "--checkpoints",
+    "constraints.max_steps": "--max-steps",
+    "constraints.tokens_per_step": "--tokens-per-step",
+    "constraints.max_tokens": "--max-tokens",
+    "constraints.domain_tokens": "--domain-tokens",
+    "constraints.max_epochs": "--max-epochs",
+    "constraints.max_general_rise": "--max-general-rise",
+    "search.sampler": "--sampler",
+    "search.trials": "--trials",
+    "search.seed": "--seed",
+    "search.storage": "--storage",
+    "search.study_name": "--study-name",
+    "weights": "--weights",
+    "allow_extrapolation": "--allow-extrapolation",
+    "top_k": "--top-k",
+    "level": "--level",
+    "pareto": "--pareto",
+}
+
+LawOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--law",
+        help=f"Fitted law file. Default: the config's 'law', else {DEFAULT_LAW_PATH}.",
+        show_default=False,
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Search config (YAML; see examples/configs/search.yaml): space and constraints. "
+        "Flags override it.",
+        show_default=False,
+    ),
+]
+PeakLrOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Peak LR bounds, {RANGE_HELP} (default: the pilots' range).", show_default=False
+    ),
+]
+ReplayOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Replay ratio bounds, {RANGE_HELP} (default: the pilots' range).",
+        show_default=False,
+    ),
+]
+StepsOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"CPT steps bounds, {RANGE_HELP} (default: up to the budget).", show_default=False
+    ),
+]
+FamiliesOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Schedule families, e.g. cosine,wsd (default: cosine, wsd, linear, constant).",
+        show_default=False,
+    ),
+]
+MaxStepsOption = Annotated[
+    int | None, typer.Option(help="At most this many CPT steps.", show_default=False)
+]
+MaxGeneralRiseOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Allowed final general loss minus its pre-CPT value (nats).", show_default=False
+    ),
+]
