@@ -431,8 +431,13 @@ def print_markdown(results: list[dict], floor: dict) -> None:
 
 
 def bundled_domains() -> list[Path]:
-    """Every folder under examples/data with a protocol.json."""
-    return sorted(path.parent for path in (ROOT / "examples" / "data").glob("*/protocol.json"))
+    """Every CPT folder under examples/data: a protocol.json and a manifest.csv (the
+    pre-training curves in the same folder are scored by ``benchmarks/pretrain.py``)."""
+    return sorted(
+        path.parent
+        for path in (ROOT / "examples" / "data").glob("*/protocol.json")
+        if (path.parent / "manifest.csv").is_file()
+    )
 
 
 def score_domain(data: Path, laws: list[str], scenarios: list[str] | None, label: bool):
