@@ -43,8 +43,35 @@ from cptopt.schedules import Schedule
 VALIDATION_SETS = ("general", "domain")
 
 
+@dataclass(frozen=True, kw_only=True)
+class _PilotRecord:
+    """What a pilot of either kind carries besides its curves: its batch size, where it was
+    read from, and what reading it found; ``steps`` and ``peak_lr`` of its per-step LR."""
+
+    tokens_per_step: int | None = None
+    source: str = ""
+    sha256: str = ""
+    #: Warnings about the run (the fit report shows them as warnings).
+    notes: tuple[str, ...] = ()
+    #: Information about how the run was read (e.g. the schedule its LR points pin down).
+    info: tuple[str, ...] = ()
+
+    @property
+    def update_lr(self) -> np.ndarray:
+        """The LR of every update the run's law counts (entry ``s - 1`` = update ``s``)."""
+        raise NotImplementedError
+
+    @property
+    def steps(self) -> int:
+        return int(self.update_lr.size)
+
+    @property
+    def peak_lr(self) -> float:
+        return float(self.update_lr.max())
+
+
 @dataclass(frozen=True)
-class Run:
+class Run(_PilotRecord):
     """One CPT pilot run.
 
     ``cpt_lr`` has shape ``(steps,)`` (entry ``s-1`` = LR of update ``s``); ``general`` and
@@ -57,21 +84,10 @@ class Run:
     domain: Series | None
     replay_ratio: float
     checkpoint: str = "checkpoint"
-    tokens_per_step: int | None = None
-    source: str = ""
-    sha256: str = ""
-    #: Warnings about the run (the fit report shows them as warnings).
-    notes: tuple[str, ...] = ()
-    #: Information about how the run was read (e.g. the schedule its LR points pin down).
-    info: tuple[str, ...] = ()
 
     @property
-    def steps(self) -> int:
-        return int(self.cpt_lr.size)
-
-    @property
-    def peak_lr(self) -> float:
-        return float(self.cpt_lr.max())
+    def update_lr(self) -> np.ndarray:
+        return self.cpt_lr
 
     def curve(self, validation_set: str) -> Series | None:
         return self.general if validation_set == "general" else self.domain
@@ -152,7 +168,7 @@ class PilotSet:
 
 
 @dataclass(frozen=True)
-class PretrainRun:
+class PretrainRun(_PilotRecord):
     """One pre-training pilot: a run from random initialisation (manifest ``kind: pretrain``).
 
     ``lr`` is its whole schedule, shape ``(steps,)`` (entry ``s - 1`` = LR of update ``s``),
@@ -165,21 +181,10 @@ class PretrainRun:
     lr: np.ndarray
     loss: Series
     warmup_steps: int = 0
-    tokens_per_step: int | None = None
-    source: str = ""
-    sha256: str = ""
-    #: Warnings about the run (the fit report shows them as warnings).
-    notes: tuple[str, ...] = ()
-    #: Information about how the run was read (e.g. the schedule its LR points pin down).
-    info: tuple[str, ...] = ()
 
     @property
-    def steps(self) -> int:
-        return int(self.lr.size)
-
-    @property
-    def peak_lr(self) -> float:
-        return float(self.lr.max())
+    def update_lr(self) -> np.ndarray:
+        return self.lr
 
     def curve(self, validation_set: str) -> Series | None:
         """The loss for ``"general"`` (the one validation set a pre-training fit has)."""
