@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -86,6 +87,7 @@ def handle_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _size_consoles()
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -98,6 +100,17 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _size_consoles() -> None:
+    """Both consoles take this invocation's width ($COLUMNS, else the terminal's, else 80).
+
+    Rich fixes a console's width when it is created if $COLUMNS is set then, i.e. at import:
+    a program that runs several commands in one process (a script, a test runner) would
+    otherwise keep the first width it saw.
+    """
+    width = shutil.get_terminal_size(fallback=(80, 25)).columns
+    stdout.width = stderr.width = width
 
 
 def _one_line(exc: BaseException) -> str:
