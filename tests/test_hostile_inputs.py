@@ -311,6 +311,44 @@ CASES = [
         ["check", "{config}", "--law", "{law}", "--max-general-rise", "nan"],
         r"max_general_rise",
     ),
+    # --- next-pilot: its own options, and the inputs it shares with recommend
+    Case("next-pilot top-k 0", ["next-pilot", "--law", "{law}", "--top-k", "0"], r"--top-k"),
+    Case(
+        "next-pilot NaN tolerance",
+        ["next-pilot", "--law", "{law}", "--tolerance", "nan"],
+        r"tolerance == nan",
+    ),
+    Case(
+        "next-pilot P(best) 1.5",
+        ["next-pilot", "--law", "{law}", "--p-best", "1.5"],
+        r"P\(best\) threshold == 1\.5",
+    ),
+    Case(
+        "next-pilot pilot steps 1e8",
+        ["next-pilot", "--law", "{law}", "--pilot-steps", "100000000"],
+        r"--pilot-steps == 100000000, must be in 10\.\.10000000",
+    ),
+    Case(
+        "next-pilot negative seed",
+        ["next-pilot", "--law", "{law}", "--seed", "-1"],
+        r"--seed == -1, must be in 0\.\.",
+    ),
+    Case(
+        "next-pilot non-UTF-8 candidates",
+        ["next-pilot", "--law", "{law}", "--candidates", "{tmp}/c.csv"],
+        r"c\.csv: not UTF-8 text",
+        {"c.csv": b"name,family,peak_lr,steps,replay_ratio\n\xff\xfe,wsd,1e-3,500,0.2\n"},
+    ),
+    Case(
+        "next-pilot options from a device",
+        ["next-pilot", "--law", "{law}", "--options", "/dev/zero"],
+        r"/dev/zero: not a regular file",
+    ),
+    Case(
+        "next-pilot with a pre-training law",
+        ["next-pilot", "--law", "{ptlaw}"],
+        r"law\.json: kind: cptopt next-pilot needs a CPT law",
+    ),
     # --- usage errors are one line too
     Case(
         "predict level 1.5",

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InputError
 from cptopt.law.fitted import FittedLaw
@@ -222,6 +223,7 @@ def _check_settings(
     draws: int,
     pilot_steps: int | None,
     candidates: Sequence[Candidate] | None,
+    seed: int,
 ) -> None:
     law.require_cpt("next-pilot")
     if pilots is not None and pilots.kind != "cpt":
@@ -238,8 +240,10 @@ def _check_settings(
         raise InputError(f"--top-k == {top_k}, must be >= 1")
     if draws < 2:
         raise InputError(f"draws == {draws}, must be >= 2")
-    if pilot_steps is not None and pilot_steps < 10:
-        raise InputError(f"--pilot-steps == {pilot_steps}, must be >= 10")
+    if pilot_steps is not None and not 10 <= pilot_steps <= MAX_STEPS:
+        raise InputError(f"--pilot-steps == {pilot_steps}, must be in 10..{MAX_STEPS}")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed == {seed}, must be in 0..{MAX_SEED}")
 
 
 def _options(
@@ -314,7 +318,9 @@ def next_pilot(
     refits) or "jacobian". ``draws``, ``seed``: the Monte Carlo draws.
     """
     started = time.perf_counter()
-    _check_settings(law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates)
+    _check_settings(
+        law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates, seed
+    )
     w_general, w_domain, normalised = parse_weights(weights)
     constraints = constraints or Constraints()
     model = LatentModel(law, linearisation)
