@@ -15,6 +15,61 @@ from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PilotSet, PretrainHistory, PretrainPilots, PretrainRun, Run
 from cptopt.schedules import Schedule
 
+#: Parameters of the reference laws that recovery tests generate pilots from (``exp``
+#: replay form; per validation set). S2 annealing memory:
+REFERENCE_S2: dict[str, dict[str, float]] = {
+    "general": {
+        "L0": 1.2,
+        "A": 0.45,
+        "alpha": 0.5,
+        "C1": 0.25,
+        "C2": 0.2,
+        "Bbeta": 0.02,
+        "E": 30.0,
+        "beta": 0.3,
+        "a1": 0.5,
+        "a2": 4.0,
+    },
+    "domain": {
+        "L0": 0.9,
+        "A": 0.9,
+        "alpha": 0.6,
+        "C1": 0.2,
+        "C2": 0.3,
+        "Bbeta": -0.12,
+        "E": 300.0,
+        "beta": 0.2,
+        "a1": -0.5,
+        "a2": 1.0,
+    },
+}
+#: The same with the multi-power memory (its credits rescaled to the memory's units).
+REFERENCE_MPL: dict[str, dict[str, float]] = {
+    "general": {
+        **{k: v for k, v in REFERENCE_S2["general"].items() if k not in ("C1", "C2")},
+        "C1": 20.0,
+        "C2": 30.0,
+        "rate": 300.0,
+        "gamma": 0.2,
+        "zeta": 0.3,
+    },
+    "domain": {
+        **{k: v for k, v in REFERENCE_S2["domain"].items() if k not in ("C1", "C2")},
+        "C1": 15.0,
+        "C2": 20.0,
+        "rate": 40.0,
+        "gamma": 0.6,
+        "zeta": 0.2,
+    },
+}
+#: The multi-power law with the memory's parameters shared by both sets (``--tie``).
+REFERENCE_TIED: dict[str, dict[str, float]] = {
+    "general": dict(REFERENCE_MPL["general"]),
+    "domain": {**REFERENCE_MPL["domain"], "rate": 300.0, "gamma": 0.2, "zeta": 0.3},
+}
+#: The pre-training law (multi-power memory) of the pre-training recovery tests.
+REFERENCE_PRETRAIN = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 400.0, "rate": 0.004, "gamma": 1.0}
+
 
 def eval_steps(total: int) -> np.ndarray:
     """Evaluation steps like the bundled data's: 0, 10, 20, 30, 40, every 50, and the last."""

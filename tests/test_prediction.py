@@ -9,9 +9,8 @@ import cptopt
 from cptopt import Schedule, fit
 from cptopt.exceptions import InputError
 from cptopt.prediction import predict, predict_pretrain
-from cptopt.testing import pretrain_curve, synthetic_pretrain_pilots
+from cptopt.testing import REFERENCE_PRETRAIN, pretrain_curve, synthetic_pretrain_pilots
 
-TRUE = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 400.0, "rate": 0.004, "gamma": 1.0}
 WSD = Schedule(
     family="wsd",
     peak_lr=3e-4,
@@ -25,13 +24,15 @@ WSD = Schedule(
 
 @pytest.fixture(scope="module")
 def synthetic_law():
-    return fit(synthetic_pretrain_pilots(TRUE), annealing="mpl1", seed=1)
+    return fit(synthetic_pretrain_pilots(REFERENCE_PRETRAIN), annealing="mpl1", seed=1)
 
 
 def test_a_new_schedule_is_predicted_as_the_law_says(synthetic_law):
     steps = np.array([1000, 5000, 8000, 9000])
     prediction = predict_pretrain(synthetic_law, WSD, steps=steps)
-    np.testing.assert_allclose(prediction.loss.mean, pretrain_curve(TRUE, WSD, steps), rtol=1e-5)
+    np.testing.assert_allclose(
+        prediction.loss.mean, pretrain_curve(REFERENCE_PRETRAIN, WSD, steps), rtol=1e-5
+    )
     assert prediction.loss.steps == steps.tolist() and prediction.warmup_steps == 500
     assert prediction.loss.final == pytest.approx(prediction.loss.mean[-1])
     assert all(lo <= m <= hi for lo, m, hi in zip(*_band(prediction), strict=True))

@@ -9,39 +9,12 @@ from cptopt import InputError, NotFittedError, fit, predict
 from cptopt.fitting.estimator import LawFitter
 from cptopt.law.areas import checkpoint_state
 from cptopt.schedules import Schedule
-from cptopt.testing import synthetic_pilots
-
-TRUE = {
-    "general": {
-        "L0": 1.2,
-        "A": 0.45,
-        "alpha": 0.5,
-        "C1": 0.25,
-        "C2": 0.2,
-        "Bbeta": 0.02,
-        "E": 30.0,
-        "beta": 0.3,
-        "a1": 0.5,
-        "a2": 4.0,
-    },
-    "domain": {
-        "L0": 0.9,
-        "A": 0.9,
-        "alpha": 0.6,
-        "C1": 0.2,
-        "C2": 0.3,
-        "Bbeta": -0.12,
-        "E": 300.0,
-        "beta": 0.2,
-        "a1": -0.5,
-        "a2": 1.0,
-    },
-}
+from cptopt.testing import REFERENCE_MPL, REFERENCE_S2, REFERENCE_TIED, synthetic_pilots
 
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return synthetic_pilots("exp", TRUE, lam=0.99)
+    return synthetic_pilots("exp", REFERENCE_S2, lam=0.99)
 
 
 @pytest.mark.parametrize("seed", [0, 7])
@@ -58,43 +31,23 @@ def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
         # Well-identified coefficients to >= 3 significant digits. With one checkpoint and
         # no PT-phase points, C1*S2pt is a constant: only L0 - C1*S2pt is identified.
         for name in ("A", "alpha", "C2"):
-            truth = TRUE[validation_set][name]
+            truth = REFERENCE_S2[validation_set][name]
             assert recovered[name] == pytest.approx(truth, rel=1e-3), name
         s2_pt = checkpoint_state(synthetic.pretrain, "ckpt", 0.99).s2_pt
-        offset = TRUE[validation_set]["L0"] - TRUE[validation_set]["C1"] * s2_pt
+        offset = REFERENCE_S2[validation_set]["L0"] - REFERENCE_S2[validation_set]["C1"] * s2_pt
         assert recovered["L0"] - recovered["C1"] * s2_pt == pytest.approx(offset, rel=1e-4)
     # And it predicts a schedule none of the pilots used.
     unseen = Schedule(family="wsd", peak_lr=1.2e-3, steps=800, warmup_steps=16, decay_fraction=0.3)
-    truth = synthetic_pilots("exp", TRUE, lam=0.99, configs=[(unseen, 0.1), (unseen, 0.2)])
+    truth = synthetic_pilots("exp", REFERENCE_S2, lam=0.99, configs=[(unseen, 0.1), (unseen, 0.2)])
     prediction = predict(law, unseen, 0.1, steps=truth.runs[0].general.steps)
     np.testing.assert_allclose(prediction.general.mean, truth.runs[0].general.values, rtol=1e-4)
     np.testing.assert_allclose(prediction.domain.mean, truth.runs[0].domain.values, rtol=1e-4)
 
 
-TRUE_MPL = {
-    "general": {
-        **{k: v for k, v in TRUE["general"].items() if k not in ("C1", "C2")},
-        "C1": 20.0,
-        "C2": 30.0,
-        "rate": 300.0,
-        "gamma": 0.2,
-        "zeta": 0.3,
-    },
-    "domain": {
-        **{k: v for k, v in TRUE["domain"].items() if k not in ("C1", "C2")},
-        "C1": 15.0,
-        "C2": 20.0,
-        "rate": 40.0,
-        "gamma": 0.6,
-        "zeta": 0.2,
-    },
-}
-
-
 @pytest.mark.parametrize("seed", [0, 7])
 def test_recovers_a_multi_power_law_from_two_starts(seed):
     """Checkpoint in the PT decay, so the PT credit (C1) is identified too."""
-    pilots = synthetic_pilots("exp", TRUE_MPL, annealing="mpl", checkpoint_step=3600)
+    pilots = synthetic_pilots("exp", REFERENCE_MPL, annealing="mpl", checkpoint_step=3600)
     law = (
         LawFitter(form="exp", annealing="mpl", seed=seed, jackknife=False, domain_forward="advance")
         .fit(pilots)
@@ -104,13 +57,13 @@ def test_recovers_a_multi_power_law_from_two_starts(seed):
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)
         recovered = dict(zip(fitted.parameter_names, fitted.values, strict=True))
-        assert set(recovered) == set(TRUE_MPL[validation_set])
-        for name, truth in TRUE_MPL[validation_set].items():
+        assert set(recovered) == set(REFERENCE_MPL[validation_set])
+        for name, truth in REFERENCE_MPL[validation_set].items():
             assert recovered[name] == pytest.approx(truth, rel=1e-4), name
 
 
 def test_same_seed_same_law(synthetic):
-    noisy = synthetic_pilots("exp", TRUE, lam=0.99, noise=0.004, seed=1)
+    noisy = synthetic_pilots("exp", REFERENCE_S2, lam=0.99, noise=0.004, seed=1)
     first = LawFitter(form="exp", lam=0.99, seed=3).fit(noisy).law_
     second = LawFitter(form="exp", lam=0.99, seed=3).fit(noisy).law_
     assert first.general.values == second.general.values
@@ -118,7 +71,7 @@ def test_same_seed_same_law(synthetic):
 
 
 def test_noisy_fit_reports_noise_and_errorbars(synthetic):
-    noisy = synthetic_pilots("exp", TRUE, lam=0.99, noise=0.005, seed=2)
+    noisy = synthetic_pilots("exp", REFERENCE_S2, lam=0.99, noise=0.005, seed=2)
     law = LawFitter(form="exp", lam=0.99).fit(noisy).law_
     for fitted in (law.general, law.domain):
         assert 0.002 < fitted.noise < 0.01  # the robust SD sees the 0.5 % we added
@@ -133,7 +86,9 @@ def test_single_replay_ratio_fixes_replay_and_says_so():
         (Schedule(family="cosine", peak_lr=2e-3, steps=600, warmup_steps=10), 0.25),
         (Schedule(family="wsd", peak_lr=1e-3, steps=600, warmup_steps=10), 0.25),
     ]
-    values = {k: {n: v for n, v in TRUE[k].items() if n not in ("a1", "a2")} for k in TRUE}
+    values = {
+        k: {n: v for n, v in REFERENCE_S2[k].items() if n not in ("a1", "a2")} for k in REFERENCE_S2
+    }
     pilots = synthetic_pilots("paper", values, lam=0.99, configs=schedules)
     law = LawFitter(form="paper", lam=0.99).fit(pilots).law_
     assert law.replay_terms is False
@@ -143,7 +98,9 @@ def test_single_replay_ratio_fixes_replay_and_says_so():
 
 def test_too_few_points_is_an_input_error():
     schedule = Schedule(family="constant", peak_lr=2e-3, steps=20, warmup_steps=2)
-    pilots = synthetic_pilots("exp", TRUE, lam=0.99, configs=[(schedule, 0.0), (schedule, 0.5)])
+    pilots = synthetic_pilots(
+        "exp", REFERENCE_S2, lam=0.99, configs=[(schedule, 0.0), (schedule, 0.5)]
+    )
     with pytest.raises(InputError, match="points for"):
         LawFitter(form="exp", lam=0.99).fit(pilots)
 
@@ -198,14 +155,8 @@ def test_process_pool_gives_the_same_law(unannealed_manifest):
     assert one.domain.jackknife == two.domain.jackknife
 
 
-TRUE_TIED = {
-    "general": dict(TRUE_MPL["general"]),
-    "domain": {**TRUE_MPL["domain"], "rate": 300.0, "gamma": 0.2, "zeta": 0.3},
-}
-
-
 def test_recovers_a_tied_law_and_stores_it_tied():
-    pilots = synthetic_pilots("exp", TRUE_TIED, annealing="mpl", checkpoint_step=3600)
+    pilots = synthetic_pilots("exp", REFERENCE_TIED, annealing="mpl", checkpoint_step=3600)
     law = (
         LawFitter(form="exp", annealing="mpl", tie=True, jackknife=False, domain_forward="advance")
         .fit(pilots)
@@ -215,7 +166,7 @@ def test_recovers_a_tied_law_and_stores_it_tied():
     for validation_set in ("general", "domain"):
         fitted = law.set_fit(validation_set)
         recovered = dict(zip(fitted.parameter_names, fitted.values, strict=True))
-        for name, truth in TRUE_TIED[validation_set].items():
+        for name, truth in REFERENCE_TIED[validation_set].items():
             assert recovered[name] == pytest.approx(truth, rel=1e-4), name
     shared = [law.general.parameter_names.index(n) for n in law.tied]
     domain_shared = [law.domain.parameter_names.index(n) for n in law.tied]

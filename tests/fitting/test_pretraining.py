@@ -14,14 +14,12 @@ from cptopt.exceptions import InputError
 from cptopt.fitting import LawFitter
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS
 from cptopt.fitting.selection import AUTO_LAMBDAS
-from cptopt.testing import synthetic_pretrain_pilots
-
-TRUE = {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C1": 400.0, "rate": 0.004, "gamma": 1.0}
+from cptopt.testing import REFERENCE_PRETRAIN, synthetic_pretrain_pilots
 
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return synthetic_pretrain_pilots(TRUE)
+    return synthetic_pretrain_pilots(REFERENCE_PRETRAIN)
 
 
 def test_fit_recovers_a_known_pretraining_law(synthetic):
@@ -29,7 +27,7 @@ def test_fit_recovers_a_known_pretraining_law(synthetic):
     assert law.kind == "pretrain" and law.form == "pretrain" and law.annealing == "mpl1"
     assert law.domain is None and law.pretrain is None and law.selection == []
     np.testing.assert_allclose(
-        law.general.values, [TRUE[n] for n in law.general.parameter_names], rtol=1e-5
+        law.general.values, [REFERENCE_PRETRAIN[n] for n in law.general.parameter_names], rtol=1e-5
     )
     # the warmup points (logged 1 nat higher) are not fitted
     assert law.general.n_points == sum(

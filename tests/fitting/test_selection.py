@@ -11,54 +11,7 @@ from cptopt.fitting.estimator import LawFitter
 from cptopt.fitting.selection import one_standard_error_choice, translate_start
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import make_law
-from cptopt.testing import synthetic_pilots
-
-TRUE = {
-    "general": {
-        "L0": 1.2,
-        "A": 0.45,
-        "alpha": 0.5,
-        "C1": 0.25,
-        "C2": 0.2,
-        "Bbeta": 0.02,
-        "E": 30.0,
-        "beta": 0.3,
-        "a1": 0.5,
-        "a2": 4.0,
-    },
-    "domain": {
-        "L0": 0.9,
-        "A": 0.9,
-        "alpha": 0.6,
-        "C1": 0.2,
-        "C2": 0.3,
-        "Bbeta": -0.12,
-        "E": 300.0,
-        "beta": 0.2,
-        "a1": -0.5,
-        "a2": 1.0,
-    },
-}
-
-
-TRUE_MPL = {
-    "general": {
-        **{k: v for k, v in TRUE["general"].items() if k not in ("C1", "C2")},
-        "C1": 20.0,
-        "C2": 30.0,
-        "rate": 300.0,
-        "gamma": 0.2,
-        "zeta": 0.3,
-    },
-    "domain": {
-        **{k: v for k, v in TRUE["domain"].items() if k not in ("C1", "C2")},
-        "C1": 15.0,
-        "C2": 20.0,
-        "rate": 40.0,
-        "gamma": 0.6,
-        "zeta": 0.2,
-    },
-}
+from cptopt.testing import REFERENCE_S2, synthetic_pilots
 
 
 def _row(form: str, n_params: int, per_pilot: list[float]) -> SelectionRow:
@@ -104,7 +57,7 @@ def test_the_rows_are_not_mutated():
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return synthetic_pilots("exp", TRUE, lam=0.99)
+    return synthetic_pilots("exp", REFERENCE_S2, lam=0.99)
 
 
 def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
@@ -112,7 +65,7 @@ def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
     exp_law = make_law("exp", "general", True, True)
     share_law = make_law("share", "general", True, True)
     data = collect_points(synthetic, "general", 0.99)
-    values = np.array([{**TRUE["general"], "a1": 0.0}[name] for name in exp_law.names])
+    values = np.array([{**REFERENCE_S2["general"], "a1": 0.0}[name] for name in exp_law.names])
     start = translate_start(exp_law, values, share_law)
     np.testing.assert_allclose(
         share_law.evaluate(start, data.areas), exp_law.evaluate(values, data.areas), rtol=1e-12
@@ -127,7 +80,7 @@ def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
 @pytest.mark.slow
 def test_auto_chooses_the_generating_memory_back():
     """Pilots generated with S2 at lambda 0.98: of every memory, CV picks lambda 0.98."""
-    pilots = synthetic_pilots("exp", TRUE, lam=0.98, noise=0.001, seed=4)
+    pilots = synthetic_pilots("exp", REFERENCE_S2, lam=0.98, noise=0.001, seed=4)
     # every memory is a candidate only when asked (the default is multi-power); the
     # curves follow Eq. 4, whose domain power law advances with the CPT area
     fitter = LawFitter(form="exp", n_starts=2, annealing="auto", domain_forward="advance")
