@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -82,7 +83,9 @@ def error_line(exc: BaseException) -> tuple[str, int]:
 def handle_errors(command: F) -> F:
     """Turn every exception into one stderr line and an exit code (never a traceback).
 
-    ``CPTOPT_DEBUG=1`` re-raises instead, for bug reports.
+    ``CPTOPT_DEBUG=1`` prints the traceback first, for bug reports; the line and the exit
+    code stay the same (a CI job with debugging on still tells bad input, 2, from a broken
+    limit, 1).
     """
 
     @functools.wraps(command)
@@ -94,7 +97,7 @@ def handle_errors(command: F) -> F:
             raise
         except Exception as exc:  # noqa: BLE001 - the CLI must never show a traceback
             if os.environ.get("CPTOPT_DEBUG"):
-                raise
+                traceback.print_exc(file=sys.stderr)
             line, code = error_line(exc)
             stderr.print(line, highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(code) from None

@@ -128,6 +128,16 @@ def fit_command(
             help="Refit leaving each pilot out: cross-validated error and uncertainties.",
         ),
     ] = True,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Processes for the fit (1: in this process). Default: 2 when this process "
+            "may run on 2 or more cores, else 1. The law does not depend on it.",
+            show_default=False,
+        ),
+    ] = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Fit the CPT law to pilot runs and write it to a law file.
@@ -154,6 +164,7 @@ def fit_command(
         seed=seed,
         n_starts=starts,
         jackknife=jackknife,
+        n_jobs=jobs,
     )
     fitter.check_settings(manifest_kind(manifest))  # before reading logs, which can be slow
     check_output_path(output)

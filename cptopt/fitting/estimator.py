@@ -106,8 +106,9 @@ class LawFitter:
     n_starts : polished starts per fit; ``n_screen`` random shapes are screened for them.
     seed : seed of the random starts (same seed, same law).
     jackknife : refit leaving each pilot out (CV error and uncertainties); needs >= 3 pilots.
-    n_jobs : processes for the general and domain fits (default: 2 if the machine has 2
-        cores and processes can be forked, else 1). The result does not depend on it.
+    n_jobs : processes for the general and domain fits (default: 2 if this process may run
+        on 2 or more cores and processes can be forked, else 1). The result does not depend
+        on it.
     lr_power : drive the shift by ``sum eta^q`` (``q`` fitted per set) instead of the LR
         area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: a candidate per
         set, kept by the one-standard-error rule). Default for a named form: False.

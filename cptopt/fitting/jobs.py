@@ -248,14 +248,22 @@ class FitJob:
             return {name: result}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, cgroup cpusets), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @contextmanager
 def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
-    """Two forked workers when asked for (or by default on >= 2 cores), else None.
+    """Two forked workers when asked for (or by default when this process may run on >= 2
+    cores), else None.
 
     The workers end with the parent, however it ends (:mod:`cptopt._processes`).
     """
     if n_jobs is None:
-        n_jobs = min(2, os.cpu_count() or 1)
+        n_jobs = min(2, usable_cores())
     if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield None
         return

@@ -339,6 +339,8 @@ def next_pilot(
     posteriors, stacked, bad, repeats = _updates(model, prior, runs, existing, every)
     result = Outlook(decision, prior, Draws.standard(model.dimension, draws, seed))
     regret_after = result.regret_after(posteriors)
+    # A repeat is worth nothing by construction, not by a subtraction that rounds to 1e-16.
+    regret_after[[i for i, pilot in enumerate(repeats) if pilot is not None]] = result.regret
     best_value = result.regret - float(regret_after.min())
     settled, reason = stop_rule(
         result.regret, result.p_best, best_value, decision, p_best_threshold

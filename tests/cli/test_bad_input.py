@@ -313,3 +313,14 @@ def test_binary_or_undecodable_file_is_one_line_and_exit_2(tmp_path, fmt, given)
     result = invoke("inspect", str(path), "--log-format", fmt)
     assert_one_line_error(result, str(path))
     assert "internal error" not in result.stderr and "UnicodeDecodeError" not in result.stderr
+
+
+def test_debugging_adds_the_traceback_and_keeps_the_exit_code() -> None:
+    """CPTOPT_DEBUG=1 in a CI job must still tell bad input (2) from a broken limit (1)."""
+    result = CliRunner().invoke(
+        app, ["recommend", "--weights", "abc"], env={"COLUMNS": "3000", "CPTOPT_DEBUG": "1"}
+    )
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    assert "Traceback (most recent call last)" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --weights == 'abc'"), last

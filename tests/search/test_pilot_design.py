@@ -86,11 +86,13 @@ def test_no_information_changes_nothing_and_full_information_removes_all_regret(
     zero = posterior_covariance(prior, information(np.zeros((12, 4)), 0.01, 0.02)[None])
     both = np.stack([zero[0], np.zeros((4, 4))])
     regret_after = result.regret_after(both)
-    assert regret_after[0] == result.regret  # exactly: the same draws, no update
-    assert regret_after[1] == 0.0
+    # the same draws through another summation order: equal up to rounding, not bit for bit
+    assert regret_after[0] == pytest.approx(result.regret, rel=1e-9, abs=1e-12)
+    assert regret_after[1] == pytest.approx(0.0, abs=1e-12)
     p_best_after = result.p_best_after(both)
-    assert p_best_after[0] == result.p_best
-    assert p_best_after[1] == 1.0
+    # a share of the 2,048 draws: a draw at the tolerance's edge may round either way
+    assert p_best_after[0] == pytest.approx(result.p_best, abs=2 / 2048)
+    assert p_best_after[1] == 1.0  # every draw picks the best: a count, exact
     assert result.regret > 0 and result.p_best < 1
 
 
@@ -170,6 +172,7 @@ def test_a_repeat_of_a_pilot_adds_nothing(fitted_law, unannealed_manifest) -> No
     by_name = {c.name: c for c in result.candidates}
     for name in ("again", "first half"):
         assert by_name[name].duplicate_of == pilots.runs[3].name
+        # exact by construction (issue 19): a repeat's value is set, not subtracted
         assert by_name[name].value == 0.0
         assert by_name[name].expected_regret_after == result.expected_regret
         assert by_name[name].pins_down == []
