@@ -241,8 +241,8 @@ CASES = [
     ),
     Case(
         "pre-training pilots given a CPT form",
-        ["fit", "{tmp}/m.yaml", "--law", "odds"],
-        r"--law == 'odds': a CPT replay form; pre-training pilots",
+        ["fit", "{tmp}/m.yaml", "--form", "odds"],
+        r"--form == 'odds': a CPT replay form; pre-training pilots",
         {"a.csv": _pilot_csv(), "m.yaml": _pretrain_manifest()},
     ),
     Case(

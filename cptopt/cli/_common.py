@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import traceback
+import typing
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from typer.models import OptionInfo
 
 from cptopt._io import os_error_line
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
@@ -62,22 +64,81 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def error_line(exc: BaseException) -> tuple[str, int]:
+#: How a command names a field the library's messages mark (``cptopt.exceptions.param``),
+#: when the command has the option that starts the text; other fields are ``--`` and the
+#: name with dashes when the command has that option, else their Python name.
+FIELD_NAMES = {
+    "n_starts": "--starts",
+    "n_jobs": "--jobs",
+    "p_best_threshold": "--p-best",
+    "columns.step": "--step / columns.step",
+    "columns.lr": "--lr / columns.lr",
+    "columns.general": "--general / columns.general",
+    "columns.domain": "--domain / columns.domain",
+    "columns.general/domain": "--general/--domain",
+    "format:": "--log-format / format:",
+}
+#: The commands that run a library function, as its messages name it.
+COMMAND_NAMES = {
+    "fit()": "cptopt fit",
+    "predict()": "cptopt predict",
+    "recommend()": "cptopt recommend",
+    "next_pilot()": "cptopt next-pilot",
+    "check()": "cptopt check",
+    "plot_fit()": "cptopt plot",
+}
+
+
+def cli_names(fields: typing.Iterable[str], options: typing.Collection[str]) -> dict[str, str]:
+    """How a command with the long ``options`` names each field of a message."""
+    names = {}
+    for name in fields:
+        text = FIELD_NAMES.get(name, "--" + name.replace("_", "-"))
+        if text.split(" ")[0].split("/")[0] in options:
+            names[name] = text
+        elif name in COMMAND_NAMES:
+            names[name] = COMMAND_NAMES[name]
+    return names
+
+
+def render_message(exc: BaseException, options: typing.Collection[str] = ()) -> str:
+    """An exception's message on one line, the fields it marks named as the command's
+    ``options`` name them (:func:`cli_names`)."""
+    text = exc.render(cli_names(exc.fields, options)) if isinstance(exc, InputError) else str(exc)
+    return " ".join(text.split())
+
+
+def error_line(exc: BaseException, options: typing.Collection[str] = ()) -> tuple[str, int]:
     """The one stderr line and the exit code for an exception: the one place they are made.
 
-    cptopt's own errors carry their line; OS errors name the file and the problem; running
-    out of memory says so; anything else is a bug (``internal error``, exit 2).
+    cptopt's own errors carry their line, with the fields it names as the command's long
+    ``options`` name them; OS errors name the file and the problem; running out of memory
+    says so; anything else is a bug (``internal error``, exit 2).
     """
     if isinstance(exc, InfeasibleError):
-        return f"error: {_one_line(exc)}", EXIT_FINDINGS
+        return f"error: {render_message(exc, options)}", EXIT_FINDINGS
     if isinstance(exc, CptoptError):
-        return f"error: {_one_line(exc)}", EXIT_ERROR
+        return f"error: {render_message(exc, options)}", EXIT_ERROR
     if isinstance(exc, OSError):
         return f"error: {os_error_line(exc)}", EXIT_ERROR
     if isinstance(exc, MemoryError):
         return "error: out of memory (the input is too large for this machine)", EXIT_ERROR
-    line = f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+    line = f"internal error: {type(exc).__name__}: {render_message(exc)} "
     return line + "(set CPTOPT_DEBUG=1 for the traceback)", EXIT_ERROR
+
+
+def long_options(command: Callable[..., Any]) -> frozenset[str]:
+    """The long options (``--name``) of a Typer command function, from its annotations."""
+    found: set[str] = set()
+    for name, hint in typing.get_type_hints(command, include_extras=True).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if isinstance(info, OptionInfo):
+                # In an Annotated hint Typer takes the first declaration as the "default".
+                first = [info.default] if str(info.default).startswith("-") else []
+                decls = [*first, *(info.param_decls or ())]
+                declared = [part for decl in decls for part in decl.split("/")]
+                found |= {d for d in declared or ["--" + name.replace("_", "-")] if d[:2] == "--"}
+    return frozenset(found)
 
 
 def handle_errors(command: F) -> F:
@@ -98,7 +159,7 @@ def handle_errors(command: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the CLI must never show a traceback
             if os.environ.get("CPTOPT_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
-            line, code = error_line(exc)
+            line, code = error_line(exc, long_options(command))
             stderr.print(line, highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(code) from None
 
@@ -114,10 +175,6 @@ def _size_consoles() -> None:
     """
     width = shutil.get_terminal_size(fallback=(80, 25)).columns
     stdout.width = stderr.width = width
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def emit(

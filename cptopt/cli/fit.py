@@ -39,10 +39,10 @@ def fit_command(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the fitted law (JSON).")
     ] = Path(DEFAULT_LAW_PATH),
-    law_form: Annotated[
+    form: Annotated[
         str,
         typer.Option(
-            "--law",
+            "--form",
             help="Law form: 'auto' (choose each validation set's replay form by "
             "leave-one-pilot-out CV on the pilots), 'paper' (the paper's Eq. 4/Eq. 8 exactly: "
             "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
@@ -60,7 +60,7 @@ def fit_command(
             help="Annealing memory: 's2' (the paper's m-recursion with factor lambda), 'mpl' "
             "(multi-power: a drop's credit grows with the LR area trained since it) or "
             "'auto' (both are candidates; CV decides). Default: mpl, or auto with --lam or "
-            "--law paper. Pre-training pilots also take 'mpl1' (multi-power, saturation power "
+            "--form paper. Pre-training pilots also take 'mpl1' (multi-power, saturation power "
             "1); their default is auto (all of them).",
             show_default=False,
         ),
@@ -71,7 +71,7 @@ def fit_command(
             "--lr-power",
             help="Drive the shift term by the sum of LR^q (q fitted per set) instead of the "
             "LR area: 'yes', 'no' or 'auto' (a candidate per set, kept when its CV clearly "
-            "wins). Default: auto with --law auto, else no.",
+            "wins). Default: auto with --form auto, else no.",
             show_default=False,
         ),
     ] = None,
@@ -108,7 +108,7 @@ def fit_command(
             "--lam",
             help="Lambda of the S2 memory, in (0, 1), or 'auto' (CV over "
             "0.98/0.99/0.995/0.999). A number implies --annealing s2. Default: auto, or "
-            "0.999 with --law paper.",
+            "0.999 with --form paper.",
             show_default=False,
         ),
     ] = None,
@@ -139,10 +139,13 @@ def fit_command(
         ),
     ] = None,
     output_format: FormatOption = OutputFormat.table,
+    deprecated_law: Annotated[
+        str | None, typer.Option("--law", hidden=True, show_default=False)
+    ] = None,
 ) -> None:
     """Fit the CPT law to pilot runs and write it to a law file.
 
-    Both validation sets (general and domain) get their own parameters. With --law auto
+    Both validation sets (general and domain) get their own parameters. With --form auto
     (the default) each set's replay form, then whether an LR power drives its shift, are
     chosen by leave-one-pilot-out cross-validated error on the pilots; the report shows
     that table and which PT-phase points each fit used. It then shows every parameter
@@ -153,8 +156,15 @@ def fit_command(
     A manifest of pre-training runs ('kind: pretrain') gets the law's pre-training part,
     L0 + A*S1^-alpha - C1*annealing, its annealing memory chosen by leave-one-run-out CV.
     """
+    if deprecated_law is not None:
+        stderr.print(
+            "note: 'cptopt fit --law' is now --form (--law names a law file in the other "
+            "commands); --law will be removed in the next release",
+            highlight=False,
+        )
+        form = deprecated_law if form == "auto" else form
     fitter = LawFitter(
-        form=law_form,
+        form=form,
         lam=lam,
         annealing=annealing,
         tie=tie,

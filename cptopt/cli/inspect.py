@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,9 @@ from cptopt.cli._common import (
     OutputFormat,
     app,
     handle_errors,
+    long_options,
     print_json,
+    render_message,
     stderr,
     stdout,
 )
@@ -63,7 +66,13 @@ def inspect_command(
     Exits 2 if a log cannot be read or its mapping fails (one error line per log).
     """
     columns = _column_map(step, lr, general, domain)
-    summaries = [summarize(read_raw(path, log_format, columns), columns) for path in logs]
+    options = long_options(inspect_command)
+    summaries = [
+        summarize(
+            read_raw(path, log_format, columns), columns, partial(render_message, options=options)
+        )
+        for path in logs
+    ]
     if output_format is OutputFormat.json:
         print_json({"logs": summaries})
     else:

@@ -95,7 +95,7 @@ def predict_command(
     eval-to-eval noise of a measured loss. Settings outside what the pilots covered are
     flagged: the law has no "LR too large" regime, so trust such predictions less.
     """
-    size = parse_size(plot_size) if plot is not None else None
+    size = parse_size(plot_size, "plot_size") if plot is not None else None
     if plot is not None:
         check_output_path(plot)
     if pilots is not None and plot is None:

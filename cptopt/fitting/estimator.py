@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from cptopt._validation import MAX_SEED, MAX_STARTS
-from cptopt.exceptions import InputError, NotFittedError
+from cptopt.exceptions import InputError, NotFittedError, param
 from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
@@ -215,7 +215,7 @@ class LawFitter:
             value = "auto" if self.form == "auto" else False
         value = TIE_WORDS.get(value, value) if isinstance(value, str) else value
         if value not in ("auto", True, False):
-            raise InputError(f"--lr-power == {self.lr_power!r}, must be yes, no or auto")
+            raise InputError(f"{param('lr_power')} == {self.lr_power!r}, must be yes, no or auto")
         return value
 
     def _memories(
@@ -233,7 +233,9 @@ class LawFitter:
                 if annealing in ANNEALINGS
                 else ""
             )
-            raise InputError(f"--annealing == {annealing!r}, must be one of {choices}{known}")
+            raise InputError(
+                f"{param('annealing')} == {annealing!r}, must be one of {choices}{known}"
+            )
         lam = self.lam
         if lam is None:  # the paper's law means the paper's lambda, unless told otherwise
             paper = self.form == "paper" and annealing in ("auto", "s2")
@@ -243,12 +245,15 @@ class LawFitter:
         try:
             value = float(lam)
         except (TypeError, ValueError):
-            raise InputError(f"--lam == {lam!r}, must be a number in (0, 1) or 'auto'") from None
+            raise InputError(
+                f"{param('lam')} == {lam!r}, must be a number in (0, 1) or 'auto'"
+            ) from None
         if not 0 < value < 1:
-            raise InputError(f"--lam == {value}, must be in (0, 1)")
+            raise InputError(f"{param('lam')} == {value}, must be in (0, 1)")
         if annealing not in ("auto", "s2"):
             raise InputError(
-                f"--lam is the S2 memory: it cannot be set with --annealing {annealing}"
+                f"{param('lam')} is the S2 memory: it cannot be set with "
+                f"{param('annealing')} {annealing}"
             )
         return (value,), ("s2",)
 
@@ -256,19 +261,21 @@ class LawFitter:
         """The variants for pre-training pilots: memories of the ``pretrain`` form."""
         if self.form not in ("auto", "paper", PretrainLaw.name):
             raise InputError(
-                f"--law == {self.form!r}: a CPT replay form; pre-training pilots (kind: "
-                "pretrain) are fitted with the law's pre-training part: use --law auto (or "
-                "paper: S2 with lambda 0.999)"
+                f"{param('form')} == {self.form!r}: a CPT replay form; pre-training pilots "
+                "(kind: pretrain) are fitted with the law's pre-training part: use "
+                f"{param('form')} auto (or paper: S2 with lambda 0.999)"
             )
         unused = {
-            "--tie": (self.tie not in (False, "no"), "one validation loss, nothing to tie"),
-            "--lr-power": (self.lr_power not in (None, False, "no"), "no shift term"),
-            "--domain-forward": (self.domain_forward != "frozen", "no domain loss"),
-            "--pt-points": (self.pt_points is not None, "no PT-phase points: they are the PT"),
+            "tie": (self.tie not in (False, "no"), "one validation loss, nothing to tie"),
+            "lr_power": (self.lr_power not in (None, False, "no"), "no shift term"),
+            "domain_forward": (self.domain_forward != "frozen", "no domain loss"),
+            "pt_points": (self.pt_points is not None, "no PT-phase points: they are the PT"),
         }
         for option, (given, why) in unused.items():
             if given:
-                raise InputError(f"{option}: not for pre-training pilots (kind: pretrain): {why}")
+                raise InputError(
+                    f"{param(option)}: not for pre-training pilots (kind: pretrain): {why}"
+                )
         lams, annealings = self._memories(PRETRAIN_ANNEALINGS, "auto")
         name = PretrainLaw.name
         variants = [Variant(name, lam) for lam in lams] if "s2" in annealings else []
@@ -280,15 +287,18 @@ class LawFitter:
             choices = ", ".join(("auto", *FORMS))
             what = "a law form for pre-training pilots (kind: pretrain)"
             known = what if self.form == PretrainLaw.name else "unknown law form"
-            raise InputError(f"--law == {self.form!r}: {known}; choose from {choices}")
+            raise InputError(f"{param('form')} == {self.form!r}: {known}; choose from {choices}")
         forms = AUTO_FORMS if self.form == "auto" else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
         if tie not in ("auto", True, False):
-            raise InputError(f"--tie == {self.tie!r}, must be yes, no or auto")
+            raise InputError(f"{param('tie')} == {self.tie!r}, must be yes, no or auto")
         lams, annealings = self._memories()
         if tie is True:
             if annealings == ("s2",):
-                raise InputError("--tie: only the multi-power memory is tied; use --annealing mpl")
+                raise InputError(
+                    f"{param('tie')}: only the multi-power memory is tied; use "
+                    f"{param('annealing')} mpl"
+                )
             annealings = ("mpl",)  # tying asks for the multi-power memory
         power = self._lr_power() is True
         variants = []
@@ -319,7 +329,8 @@ class LawFitter:
         if selecting and min(logged) < 3:
             raise InputError(
                 "choosing the law variant by cross-validation needs >= 3 pilots logging each "
-                f"loss, got {min(logged)}; pass an explicit --law, --annealing and --lam"
+                f"loss, got {min(logged)}; pass an explicit {param('form')}, "
+                f"{param('annealing')} and {param('lam')}"
             )
         pt_points = self._pt_points()
         if not selecting:  # nothing to compare: the prior's side
@@ -416,7 +427,8 @@ class LawFitter:
         if len(variants) > 1 and len(pilots.runs) < 3:
             raise InputError(
                 "choosing the annealing memory by cross-validation needs >= 3 pre-training "
-                f"pilots, got {len(pilots.runs)}; pass an explicit --annealing (and --lam)"
+                f"pilots, got {len(pilots.runs)}; pass an explicit {param('annealing')} (and "
+                f"{param('lam')})"
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
         with threadpool_limits(limits=1):

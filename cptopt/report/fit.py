@@ -266,7 +266,7 @@ def fit_warnings(law: FittedLaw) -> list[str]:
         if weak:
             warnings.append(f"{name}: weakly identified (stderr > |value|): {', '.join(weak)}")
         if not fit.starts_agree:
-            warnings.append(f"{name}: the best starts disagree; try more --starts")
+            warnings.append(f"{name}: the best starts disagree; fit with more starts")
         if fit.cv_error is None:
             warnings.append(
                 f"{name}: fewer than 3 pilots: no cross-validation, no intervals "

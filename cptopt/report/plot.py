@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cptopt._io import atomic_writer
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import Pilots, PilotSet, Run
 from cptopt.prediction import Prediction
@@ -46,17 +46,17 @@ def _matplotlib() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"1200x800"`` -> ``(1200, 800)`` pixels."""
+def parse_size(text: str, name: str = "size") -> tuple[int, int]:
+    """``"1200x800"`` -> ``(1200, 800)`` pixels (``name``: the parameter, for errors)."""
     parts = text.lower().split("x")
     try:
         width, height = (int(part) for part in parts)
     except ValueError:
         raise InputError(
-            f"--size == {text!r}, must be WIDTHxHEIGHT in pixels, e.g. 1200x800"
+            f"{param(name)} == {text!r}, must be WIDTHxHEIGHT in pixels, e.g. 1200x800"
         ) from None
     if not (100 <= width <= 10000 and 100 <= height <= 10000):
-        raise InputError(f"--size == {text!r}, width and height must be 100..10000 pixels")
+        raise InputError(f"{param(name)} == {text!r}, width and height must be 100..10000 pixels")
     return width, height
 
 
@@ -103,7 +103,9 @@ def _label(run: Run) -> str:
 def _require_cpt_pilots(pilots: Pilots | None) -> None:
     """A one-line error for pre-training pilots given to a CPT plot."""
     if pilots is not None and pilots.kind != "cpt":
-        raise InputError("--pilots: pre-training pilots (kind: pretrain); the plot draws CPT runs")
+        raise InputError(
+            f"{param('pilots')}: pre-training pilots (kind: pretrain); the plot draws CPT runs"
+        )
 
 
 def plot_fit(
@@ -146,19 +148,19 @@ def _draw_fit_curves(figure: Any, law: FittedLaw, pilots: PilotSet) -> None:
             if series is None or len(series) == 0:
                 continue
             dense = dense_steps(run.steps)
-            style = "-" if run.name in fitted_names else "--"
+            style = "solid" if run.name in fitted_names else "dashed"
             curves.plot(series.steps, series.values, ".", color=color, markersize=3, alpha=0.6)
             curves.plot(
                 dense,
                 fitted_curve(law, run, validation_set, dense),
-                style,
+                linestyle=style,
                 color=color,
                 linewidth=1.2,
-                label=_label(run) + ("" if style == "-" else " held out"),
+                label=_label(run) + ("" if style == "solid" else " held out"),
             )
             predicted = fitted_curve(law, run, validation_set, series.steps)
             relative = 100 * (predicted / series.values - 1)
-            residuals.plot(series.steps, relative, style, color=color, linewidth=0.8)
+            residuals.plot(series.steps, relative, linestyle=style, color=color, linewidth=0.8)
         noise = 100 * law.set_fit(validation_set).noise
         residuals.axhspan(-noise, noise, color="0.85", zorder=0, label="eval noise (±1 SD)")
         residuals.axhline(0, color="0.3", linewidth=0.6)
@@ -188,7 +190,7 @@ def _draw_fit_errors(figure: Any, law: FittedLaw) -> None:
         ax.axvline(100 * fit.noise, color="0.3", linestyle=":", label="eval noise (robust SD)")
         ax.set_yticks(position, names, fontsize="x-small")
         ax.set_xlabel("mean relative error (%)")
-        ax.set_title(f"{validation_set} loss (give --pilots to see the curves)")
+        ax.set_title(f"{validation_set} loss (give the pilots to see the curves)")
         ax.legend(fontsize="x-small")
 
 
@@ -248,7 +250,7 @@ def plot_prediction(
         ax.set_ylabel("validation loss (nats)")
     turning = prediction.general_turning_step
     if turning:
-        axes[0].axvline(turning, color="C2", linestyle="--", linewidth=1)
+        axes[0].axvline(turning, color="C2", linestyle="dashed", linewidth=1)
         axes[0].annotate(
             f"back at start: step {turning}",
             (turning, prediction.general.initial),

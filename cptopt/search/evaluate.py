@@ -194,14 +194,14 @@ def feasible_mask(violations: dict[str, np.ndarray], n: int) -> np.ndarray:
 def violation_text(name: str, value: float, constraints: Constraints) -> str:
     """One line on how much setting breaks constraint ``name`` (``value`` > 0)."""
     if name == "max_epochs":
-        return f"domain epochs exceed --max-epochs {constraints.max_epochs:g} by {value:.3g}"
+        return f"domain epochs exceed max_epochs {constraints.max_epochs:g} by {value:.3g}"
     if name == "max_general_rise":
         return (
-            f"general loss rises {value:.4f} nats more than --max-general-rise "
+            f"general loss rises {value:.4f} nats more than max_general_rise "
             f"{constraints.max_general_rise:g}"
         )
     if name == "max_steps":
-        return f"{value:.0f} steps over --max-steps {constraints.max_steps}"
+        return f"{value:.0f} steps over max_steps {constraints.max_steps}"
     if name == "max_tokens":
-        return f"{value:.3g} tokens over --max-tokens {constraints.max_tokens:g}"
+        return f"{value:.3g} tokens over max_tokens {constraints.max_tokens:g}"
     return "the law predicts a non-positive loss here"

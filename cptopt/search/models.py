@@ -28,7 +28,7 @@ from cptopt._validation import (
     validate,
 )
 from cptopt._version import __version__
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.schedules import Schedule
 
 SamplerName = Literal["tpe", "cmaes", "gp", "qmc"]
@@ -91,17 +91,20 @@ def parse_weights(text: str | Sequence[float]) -> tuple[float, float, bool]:
             values = [float(p) for p in parts]
         except ValueError:
             raise InputError(
-                f"--weights == {text!r}, must be two numbers 'general,domain' such as 0.3,0.7"
+                f"{param('weights')} == {text!r}, must be two numbers 'general,domain' such "
+                "as 0.3,0.7"
             ) from None
     else:
         values = [float(v) for v in text]
     if len(values) != 2:
-        raise InputError(f"--weights needs exactly two numbers (general,domain), got {len(values)}")
+        raise InputError(
+            f"{param('weights')} needs exactly two numbers (general,domain), got {len(values)}"
+        )
     if any(not math.isfinite(v) or v < 0 for v in values):
-        raise InputError(f"--weights == {values}, must be finite and >= 0")
+        raise InputError(f"{param('weights')} == {values}, must be finite and >= 0")
     total = sum(values)
     if total <= 0:
-        raise InputError("--weights sum to 0; at least one weight must be > 0")
+        raise InputError(f"{param('weights')} sum to 0; at least one weight must be > 0")
     normalised = abs(total - 1.0) > 1e-9
     return values[0] / total, values[1] / total, normalised
 

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
-from cptopt.exceptions import CptoptError, InputError
+from cptopt.exceptions import CptoptError, InputError, param
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import PilotSet
 from cptopt.prediction import coverage_flags
@@ -227,23 +227,25 @@ def _check_settings(
 ) -> None:
     law.require_cpt("next-pilot")
     if pilots is not None and pilots.kind != "cpt":
-        raise InputError("--pilots: pre-training pilots (kind: pretrain), not CPT runs")
+        raise InputError(f"{param('pilots')}: pre-training pilots (kind: pretrain), not CPT runs")
     if candidates is not None and not candidates:
         raise InputError("no candidate pilots given")
     if candidates is not None and pilot_steps is not None:
-        raise InputError("--pilot-steps sets the grid's length; candidates give their own")
+        raise InputError(
+            f"{param('pilot_steps')} sets the grid's length; candidates give their own"
+        )
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise InputError(f"tolerance == {tolerance!r}, must be a finite number >= 0")
     if not 0 < p_best_threshold <= 1:
         raise InputError(f"P(best) threshold == {p_best_threshold!r}, must be in (0, 1]")
     if top_k is not None and top_k < 1:
-        raise InputError(f"--top-k == {top_k}, must be >= 1")
+        raise InputError(f"{param('top_k')} == {top_k}, must be >= 1")
     if draws < 2:
         raise InputError(f"draws == {draws}, must be >= 2")
     if pilot_steps is not None and not 10 <= pilot_steps <= MAX_STEPS:
-        raise InputError(f"--pilot-steps == {pilot_steps}, must be in 10..{MAX_STEPS}")
+        raise InputError(f"{param('pilot_steps')} == {pilot_steps}, must be in 10..{MAX_STEPS}")
     if not 0 <= seed <= MAX_SEED:
-        raise InputError(f"--seed == {seed}, must be in 0..{MAX_SEED}")
+        raise InputError(f"{param('seed')} == {seed}, must be in 0..{MAX_SEED}")
 
 
 def _options(

@@ -188,7 +188,7 @@ def _search_notes(
     elif gap > GAP_TOLERANCE:
         notes.append(
             f"the dense search beat the study by {gap:.2e} (relative): recommending the dense "
-            "optimum; raise --trials or try another --sampler"
+            "optimum; raise the trials or try another sampler"
         )
     if settings.sampler in ("cmaes", "qmc") and len(evaluator.constraint_names()) > 1:
         notes.append(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cptopt.exceptions import IdentifiabilityError, InputError
+from cptopt.exceptions import IdentifiabilityError, InputError, param
 from cptopt.law.areas import history_areas
 from cptopt.law.fitted import FittedLaw
 from cptopt.prediction import RANGE_TOLERANCE
@@ -255,7 +255,7 @@ def _peak_lr_range(
     if allow_extrapolation:
         notes.append(
             f"peak LR searched {EXTRAPOLATION_FACTOR:g}x beyond the pilots' range "
-            "(--allow-extrapolation): the law has no 'LR too large' regime, so settings "
+            "(allow_extrapolation): the law has no 'LR too large' regime, so settings "
             "outside the pilots' range are flagged and less trustworthy"
         )
         return cov.peak_lr_min / EXTRAPOLATION_FACTOR, cov.peak_lr_max * EXTRAPOLATION_FACTOR
@@ -294,11 +294,16 @@ def _tokens_per_step(law: FittedLaw, constraints: Constraints) -> int | None:
     piloted = law.coverage.tokens_per_step
     tokens_per_step = constraints.tokens_per_step or (piloted[0] if len(piloted) == 1 else None)
     if constraints.max_tokens is not None and not tokens_per_step:
-        raise InputError("--max-tokens needs --tokens-per-step (the pilots do not share one value)")
+        raise InputError(
+            f"{param('max_tokens')} needs {param('tokens_per_step')} (the pilots do not share "
+            "one value)"
+        )
     if (constraints.max_epochs is None) != (constraints.domain_tokens is None):
-        raise InputError("--max-epochs and --domain-tokens go together: give both or neither")
+        raise InputError(
+            f"{param('max_epochs')} and {param('domain_tokens')} go together: give both or neither"
+        )
     if constraints.domain_tokens is not None and not tokens_per_step:
-        raise InputError("--domain-tokens needs --tokens-per-step")
+        raise InputError(f"{param('domain_tokens')} needs {param('tokens_per_step')}")
     return tokens_per_step
 
 
@@ -318,7 +323,8 @@ def _step_range(
         token_steps = int(constraints.max_tokens // tokens_per_step)  # type: ignore[operator]
         if token_steps < 10:
             raise InputError(
-                f"--max-tokens {constraints.max_tokens:g} allows only {token_steps} steps "
+                f"{param('max_tokens')} {constraints.max_tokens:g} allows only {token_steps} "
+                "steps "
                 f"of {tokens_per_step} tokens"
             )
         budget = min(budget, token_steps) if explicit_budget else token_steps
@@ -330,7 +336,7 @@ def _step_range(
             if low > high:
                 raise InputError(
                     f"steps bounds {space.steps[0]}..{space.steps[1]} exceed the step "
-                    f"budget ({budget}) of --max-steps/--max-tokens"
+                    f"budget ({budget}) of {param('max_steps')}/{param('max_tokens')}"
                 )
     else:
         high = budget
@@ -352,7 +358,8 @@ def _checkpoints(law: FittedLaw, requested: list[str | int] | None) -> list[Chec
     if not pretrain.known:
         if requested:
             raise InputError(
-                "--checkpoints needs the pre-training history, and this law was fitted "
+                f"{param('checkpoints')} needs the pre-training history, and this law was "
+                "fitted "
                 "without it (black-box mode): the starting point cannot be searched"
             )
         name, state = law.checkpoint_state(None)
@@ -372,11 +379,13 @@ def _checkpoints(law: FittedLaw, requested: list[str | int] | None) -> list[Chec
             except ValueError:
                 known = ", ".join(pretrain.checkpoints) or "none"
                 raise InputError(
-                    f"--checkpoints: {text!r} is neither a PT step nor a known checkpoint ({known})"
+                    f"{param('checkpoints')}: {text!r} is neither a PT step nor a known "
+                    f"checkpoint ({known})"
                 ) from None
             if not 1 <= step <= pt_lr.size:
                 raise InputError(
-                    f"--checkpoints: PT step {step} outside the PT history (1..{pt_lr.size})"
+                    f"{param('checkpoints')}: PT step {step} outside the PT history "
+                    f"(1..{pt_lr.size})"
                 )
             label = by_step.get(step, f"pt{step}")
         state = areas.state_at(step)

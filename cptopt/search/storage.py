@@ -36,7 +36,7 @@ from typing import Any
 
 from cptopt._io import os_error_line
 from cptopt._processes import pid_alive
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 
 #: Study attribute holding the settings a study was created with.
 CONFIG_ATTR = "cptopt_config"
@@ -77,7 +77,9 @@ def journal_path(url: str) -> Path:
     if rest.startswith("//"):
         rest = rest[2:]
     if not rest:
-        raise InputError(f"--storage == {url!r}: name the journal file, e.g. journal:study.log")
+        raise InputError(
+            f"{param('storage')} == {url!r}: name the journal file, e.g. journal:study.log"
+        )
     return Path(rest)
 
 
@@ -115,27 +117,29 @@ def open_storage(url: str) -> Any:
 
         path = journal_path(url)
         if path.parent and not path.parent.is_dir():
-            raise InputError(f"--storage {url}: folder {path.parent} does not exist")
+            raise InputError(f"{param('storage')} {url}: folder {path.parent} does not exist")
         if path.is_dir():
-            raise InputError(f"--storage {url}: {path} is a directory")
+            raise InputError(f"{param('storage')} {url}: {path} is a directory")
         try:
             _check_journal(path)
             return JournalStorage(JournalFileBackend(str(path), lock_obj=FlockJournalLock(path)))
         except OSError as exc:
-            raise InputError(f"--storage {url}: {os_error_line(exc, path)}") from None
+            raise InputError(f"{param('storage')} {url}: {os_error_line(exc, path)}") from None
         except Exception as exc:  # noqa: BLE001 - Optuna raises plain errors for bad journals
             message = " ".join(str(exc).split())[:200]
-            raise InputError(f"--storage {url}: not a readable journal ({message})") from None
+            raise InputError(
+                f"{param('storage')} {url}: not a readable journal ({message})"
+            ) from None
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
         raise InputError(
-            f"--storage == {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
+            f"{param('storage')} == {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
             "postgresql://USER:PW@HOST/DB or journal:FILE"
         )
     if scheme == "sqlite":
         path = sqlite_path(url)
         if path is not None and path.parent and not path.parent.is_dir():
-            raise InputError(f"--storage {url}: folder {path.parent} does not exist")
+            raise InputError(f"{param('storage')} {url}: folder {path.parent} does not exist")
     try:
         # Optuna creates its tables when a storage is first opened; two processes opening a
         # fresh database at once both try (PostgreSQL: "relation studies already exists").
@@ -147,11 +151,11 @@ def open_storage(url: str) -> Any:
         hint = " (pip install 'cptopt[postgres]')" if scheme.startswith("postgres") else ""
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
         raise InputError(
-            f"--storage {redact(url)}: database driver missing: {missing}{hint}"
+            f"{param('storage')} {redact(url)}: database driver missing: {missing}{hint}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
         message = " ".join(str(exc).split())[:200]
-        raise InputError(f"--storage {redact(url)}: cannot open ({message})") from None
+        raise InputError(f"{param('storage')} {redact(url)}: cannot open ({message})") from None
 
 
 def _check_journal(path: Path) -> None:
@@ -170,7 +174,8 @@ def _check_journal(path: Path) -> None:
                 json.loads(line)
             except ValueError:
                 raise InputError(
-                    f"--storage journal:{path}: not a readable journal (line {number} is not JSON)"
+                    f"{param('storage')} journal:{path}: not a readable journal (line {number} "
+                    "is not JSON)"
                 ) from None
 
 

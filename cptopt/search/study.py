@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.law.fitted import FittedLaw
 from cptopt.search.evaluate import Evaluator
 from cptopt.search.models import SearchSettings
@@ -75,14 +75,17 @@ def make_sampler(name: str, seed: int) -> Any:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "cmaes":
-        _require("cmaes", "--sampler cmaes needs the 'cmaes' package (pip install cmaes)")
+        _require("cmaes", f"{param('sampler')} cmaes needs the 'cmaes' package (pip install cmaes)")
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
-        _require("torch", "--sampler gp needs PyTorch (pip install torch); use tpe, cmaes or qmc")
+        _require(
+            "torch",
+            f"{param('sampler')} gp needs PyTorch (pip install torch); use tpe, cmaes or qmc",
+        )
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-    raise InputError(f"--sampler == {name!r}, must be one of tpe, cmaes, gp, qmc")
+    raise InputError(f"{param('sampler')} == {name!r}, must be one of tpe, cmaes, gp, qmc")
 
 
 def study_name_for(fingerprint: dict[str, Any]) -> str:
@@ -128,7 +131,7 @@ def _open_study(
         )
         raise InputError(
             f"study '{name}' in {redact(url)} was created with other settings "
-            f"({', '.join(differing)}); use another --study-name"
+            f"({', '.join(differing)}); use another {param('study_name')}"
         )
     return study, False, True
 

@@ -32,7 +32,7 @@ def assert_one_line_error(result, *fragments: str) -> None:
 def test_fit_writes_law_and_json_report(tmp_path, unannealed_manifest):
     out = tmp_path / "law.json"
     result = invoke(
-        "fit", unannealed_manifest, "-o", out, "--law", "exp", "--lam", "0.995", "--format", "json"
+        "fit", unannealed_manifest, "-o", out, "--form", "exp", "--lam", "0.995", "--format", "json"
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -45,7 +45,7 @@ def test_fit_writes_law_and_json_report(tmp_path, unannealed_manifest):
 
 
 def test_fit_table_report_names_every_pilot_and_parameter(tmp_path, unannealed_manifest):
-    result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--law", "paper")
+    result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--form", "paper")
     assert result.exit_code == 0, result.stderr
     for name in ("code_U_lr1x_r00_wsd_1000", "alpha", "Bbeta", "leave-one-pilot-out"):
         assert name in result.stdout
@@ -55,8 +55,16 @@ def test_fit_table_report_names_every_pilot_and_parameter(tmp_path, unannealed_m
 def test_fit_help_teaches():
     result = invoke("fit", "--help")
     assert result.exit_code == 0
-    for text in ("--law", "--lam", "leave-one-pilot-out", "--format", "--output"):
+    for text in ("--form", "--lam", "leave-one-pilot-out", "--format", "--output"):
         assert text in result.stdout
+    assert "--law" not in result.stdout  # the deprecated alias of --form is hidden
+
+
+def test_fit_law_is_a_deprecated_alias_of_form(tmp_path, unannealed_manifest):
+    result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--law", "exp")
+    assert result.exit_code == 0, result.stderr
+    assert "note: 'cptopt fit --law' is now --form" in result.stderr
+    assert load_law(tmp_path / "law.json").general.form == "exp"
 
 
 def test_interrupted_write_keeps_previous_law(tmp_path, fitted_law, monkeypatch):
@@ -123,7 +131,7 @@ def test_the_unbroken_workspace_fits(workspace):
         write_manifest(workspace),
         "-o",
         workspace / "law.json",
-        "--law",
+        "--form",
         "exp",
         "--lam",
         "0.99",
@@ -215,14 +223,14 @@ def test_fewer_points_than_parameters(workspace):
     path.write_text(
         f"version: 1\npretrain: unknown\nruns:\n  - {{log: {RUN}, replay_ratio: 0.25}}\n"
     )
-    result = invoke("fit", path, "--law", "paper", "-o", workspace / "law.json")
+    result = invoke("fit", path, "--form", "paper", "-o", workspace / "law.json")
     assert_one_line_error(result, "5 points for 8 parameters")
 
 
 def test_bad_options(workspace):
     manifest = write_manifest(workspace)
-    assert_one_line_error(invoke("fit", manifest, "--law", "magic"), "--law")
-    assert_one_line_error(invoke("fit", manifest, "--lam", "1.5", "--law", "exp"), "lam")
+    assert_one_line_error(invoke("fit", manifest, "--form", "magic"), "--form == 'magic'")
+    assert_one_line_error(invoke("fit", manifest, "--lam", "1.5", "--form", "exp"), "--lam")
     assert_one_line_error(invoke("fit", manifest, "--lam", "soon"), "--lam")
     assert_one_line_error(invoke("fit", manifest, "--annealing", "magic"), "--annealing")
     assert_one_line_error(invoke("fit", manifest, "--tie", "maybe"), "--tie")
@@ -264,7 +272,7 @@ def test_fit_pretraining_pilots_report_has_no_domain_set(tmp_path, pretrain_mani
 
 def test_fit_pretraining_pilots_with_a_fixed_memory_as_json(tmp_path, pretrain_manifest):
     out = tmp_path / "law.json"
-    result = invoke("fit", pretrain_manifest, "-o", out, "--law", "paper", "--format", "json")
+    result = invoke("fit", pretrain_manifest, "-o", out, "--form", "paper", "--format", "json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["kind"] == "pretrain" and report["domain"] is None
@@ -275,7 +283,7 @@ def test_fit_pretraining_pilots_with_a_fixed_memory_as_json(tmp_path, pretrain_m
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--law", "odds"), "--law == 'odds': a CPT replay form; pre-training pilots"),
+        (("--form", "odds"), "--form == 'odds': a CPT replay form; pre-training pilots"),
         (("--tie", "yes"), "--tie: not for pre-training pilots"),
         (("--pt-points", "all"), "--pt-points: not for pre-training pilots"),
         (("--annealing", "mpl", "--lam", "0.99"), "cannot be set with --annealing mpl"),

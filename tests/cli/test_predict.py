@@ -104,7 +104,7 @@ def test_predict_plot(law_file, unannealed_manifest, tmp_path: Path) -> None:
     ("extra", "expected"),
     [
         (["--pilots", "x.yaml"], "--pilots is only used with --plot"),
-        (["--plot", "p.png", "--plot-size", "wide"], "--size == 'wide'"),
+        (["--plot", "p.png", "--plot-size", "wide"], "--plot-size == 'wide'"),
     ],
 )
 def test_plot_option_errors(law_file, extra, expected) -> None:

@@ -112,7 +112,7 @@ def test_invalid_settings_are_input_errors(synthetic):
         LawFitter(form="nonsense", lam=0.99).fit(synthetic)
     with pytest.raises(InputError, match="annealing"):
         LawFitter(annealing="s3").check_settings()
-    with pytest.raises(InputError, match="cannot be set with --annealing mpl"):
+    with pytest.raises(InputError, match="cannot be set with annealing mpl"):
         LawFitter(lam=0.99, annealing="mpl").check_settings()
 
 

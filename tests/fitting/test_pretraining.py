@@ -75,12 +75,12 @@ def test_annealing_auto_offers_every_pretraining_memory():
     ("settings", "message"),
     [
         ({"form": "odds"}, "a CPT replay form; pre-training pilots"),
-        ({"tie": True}, "--tie: not for pre-training pilots"),
-        ({"tie": "auto"}, "--tie: not for pre-training pilots"),
-        ({"lr_power": True}, "--lr-power: not for pre-training pilots"),
-        ({"domain_forward": "advance"}, "--domain-forward: not for pre-training pilots"),
-        ({"pt_points": "all"}, "--pt-points: not for pre-training pilots"),
-        ({"annealing": "mpl1", "lam": 0.99}, "cannot be set with --annealing mpl1"),
+        ({"tie": True}, "tie: not for pre-training pilots"),
+        ({"tie": "auto"}, "tie: not for pre-training pilots"),
+        ({"lr_power": True}, "lr_power: not for pre-training pilots"),
+        ({"domain_forward": "advance"}, "domain_forward: not for pre-training pilots"),
+        ({"pt_points": "all"}, "pt_points: not for pre-training pilots"),
+        ({"annealing": "mpl1", "lam": 0.99}, "cannot be set with annealing mpl1"),
         ({"annealing": "nope"}, "must be one of auto, s2, mpl, mpl1"),
     ],
 )

@@ -323,7 +323,7 @@ def test_candidates_violating_constraints_are_marked(fitted_law) -> None:
     )
     marks = {c.name: c.assessment.violations for c in ranking.candidates}
     assert marks["short"] == []
-    assert marks["long"] and "max-steps" in marks["long"][0]
+    assert marks["long"] and "max_steps" in marks["long"][0]
 
 
 @pytest.mark.parametrize(

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
 from cptopt._io import check_input_file
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs._base import (
     ColumnMap,
     LogData,
@@ -137,7 +138,7 @@ def detect_format(path: str | Path) -> str:
         return _detect_csv(path)
     raise InputError(
         f"{path}: cannot tell the log format from the name; give one of "
-        f"{', '.join(FORMATS[1:])} (--log-format / format:)"
+        f"{', '.join(FORMATS[1:])} ({param('format:')})"
     )
 
 
@@ -224,7 +225,11 @@ def read_csv_log(path: str | Path, columns: ColumnMap | None = None) -> LogData:
     return select(read_raw(path, "csv", columns), columns, infer=False)
 
 
-def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
+def summarize(
+    raw: RawLog,
+    columns: ColumnMap | None = None,
+    render: Callable[[InputError], str] = str,
+) -> dict:
     """What ``cptopt inspect`` reports on one log: its series, the mapping and the LR.
 
     Returns plain types (JSON-ready): ``source``, ``format``, ``sha256``, ``step`` and
@@ -233,7 +238,9 @@ def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
     or ``error``, ``lr_coverage`` (points, steps covered, largest gap), the per-update LR
     cptopt would use (``lr_per_step``, update 1 first; ``lr_source``: logged, matched or
     interpolated; ``lr_s1_bound``: the largest relative S1 error the points allow, 0 when
-    pinned down; ``lr_description``), ``suggested_columns`` and ``notes``.
+    pinned down; ``lr_description``), ``suggested_columns`` and ``notes``. ``render``
+    writes a mapping error's message (the command line names the fields it marks as its
+    options).
     """
     columns = columns or ColumnMap()
     mapping: dict[str, str | None] = {}
@@ -242,7 +249,7 @@ def summarize(raw: RawLog, columns: ColumnMap | None = None) -> dict:
         mapping = resolve(raw, columns)
         log = select(raw, columns)
     except InputError as exc:
-        error = " ".join(str(exc).split())
+        error = " ".join(render(exc).split())
     suggestion = suggest_loader_mapping(raw)
     return {
         "source": raw.source,

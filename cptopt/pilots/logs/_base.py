@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._io import decode_text, read_bytes
 from cptopt._validation import MAX_STEPS
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 
 #: Roles a series can play in a pilot run.
 ROLES = ("general", "domain", "lr")
@@ -255,7 +255,7 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
                 )
             raise InputError(
                 f"{raw.source}: ambiguous {ROLE_LABELS[role]}: {', '.join(candidates)} all "
-                f"match; name one (--{role} / columns.{role}); series present: {raw.names()}"
+                f"match; name one ({param('columns.' + role)}); series present: {raw.names()}"
             )
         chosen[role] = candidates[0] if candidates else None
     if chosen["general"] is None and chosen["domain"] is None:
@@ -264,11 +264,12 @@ def resolve(raw: RawLog, columns: ColumnMap, *, infer: bool = True) -> dict[str,
             raise InputError(
                 f"{raw.source}: cannot tell which series is the general or the domain loss: "
                 f"Lightning names the losses of several val dataloaders by index; map them in "
-                f"the order of your val_dataloaders, e.g. {suggestion} (or --general/--domain)"
+                f"the order of your val_dataloaders, e.g. {suggestion} (or "
+                f"{param('columns.general/domain')})"
             )
         raise InputError(
             f"{raw.source}: cannot tell which series is the general or the domain loss; name "
-            f"them (--general/--domain or columns.general/domain); series present: "
+            f"them ({param('columns.general/domain')}); series present: "
             f"{raw.names()}{raw.runs_hint()}"
         )
     taken = [name for name in chosen.values() if name is not None]
@@ -453,7 +454,7 @@ def pick_step_column(
             return name
     raise InputError(
         f"{path}: no step column (tried {', '.join(dict.fromkeys((columns.step, *defaults)))}); "
-        f"name it with --step / columns.step; columns present: {', '.join(header)}"
+        f"name it with {param('columns.step')}; columns present: {', '.join(header)}"
     )
 
 
@@ -461,7 +462,7 @@ def reject_binary(path: Path, head: bytes, what: str = "log") -> None:
     """A one-line error when a file's first bytes hold a NUL byte (no text log does)."""
     if b"\x00" in head[:8192]:
         raise InputError(
-            f"{path}: binary file, not a text {what}: give its format (--log-format / format:) "
+            f"{path}: binary file, not a text {what}: give its format ({param('format:')}) "
             "or the right file"
         )
 
@@ -475,5 +476,5 @@ def read_text(path: Path, what: str = "log") -> str:
     """
     data = read_bytes(path, f"{what} file")
     reject_binary(path, data, what)
-    hint = f": not a text {what}; give its format (--log-format / format:) or the right file"
+    hint = f": not a text {what}; give its format ({param('format:')}) or the right file"
     return decode_text(path, data, hint)

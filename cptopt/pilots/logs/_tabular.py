@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cptopt._io import decode_text, read_bytes
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs._base import (
     ColumnMap,
     RawLog,
@@ -61,7 +61,7 @@ def read_csv_table(path: Path) -> Table:
 def _csv_rows(path: Path, data: bytes) -> Table:
     """The csv module's reading of a CSV file (quotes, text cells, every error message)."""
     reject_binary(path, data, "CSV")
-    hint = ": not a text CSV; give its format (--log-format / format:) or the right file"
+    hint = f": not a text CSV; give its format ({param('format:')}) or the right file"
     text = decode_text(path, data, hint)
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
