@@ -138,7 +138,7 @@ def ask_cptopt(
         law,
         weights,
         pilots=pilots,
-        candidates=[domain.candidate(r) for r in domain.remaining(added)],
+        candidate_pilots=[domain.candidate(r) for r in domain.remaining(added)],
         options=[domain.candidate(r) for r in domain.grid],
         top_k=None,
     )
@@ -146,7 +146,7 @@ def ask_cptopt(
 
 def pick_max_variance(domain: Domain, added: tuple[str, ...]) -> str:
     result = ask_cptopt(domain, added, (0.5, 0.5))  # the predictive SD ignores the weights
-    return max(result.candidates, key=lambda c: c.predictive_sd).name
+    return max(result.candidate_pilots, key=lambda c: c.predictive_sd).name
 
 
 def pick_recommendation(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cptopt._version import __version__
+from cptopt.design.next_pilot import NextPilot
 from cptopt.exceptions import (
     CptoptError,
     FitError,
@@ -34,7 +35,6 @@ from cptopt.plan import PretrainConfig, TrainingConfig, load_config, load_pretra
 from cptopt.prediction import Prediction, PretrainPrediction, predict_pretrain
 from cptopt.prediction import predict as _predict
 from cptopt.schedules import Schedule
-from cptopt.search.pilot_design import NextPilot
 from cptopt.search.recommendation import Recommendation
 
 __all__ = [
@@ -162,7 +162,7 @@ def next_pilot(
     manifest path), ``candidates``, ``options``, ``space``, ``constraints``, ``pilot_steps``,
     ``top_k``, ``tolerance``, ...).
     """
-    from cptopt.search.pilot_design import next_pilot as _next_pilot
+    from cptopt.design.next_pilot import next_pilot as _next_pilot
 
     if not isinstance(law, FittedLaw):
         law = load_law(law)

@@ -1,6 +1,6 @@
 """The package layout is the data flow: each stage imports only from the stages before it.
 
-logs -> runs (pilots) -> areas -> law -> fit -> search -> report, with the CLI on top
+logs -> runs (pilots) -> areas -> law -> fit -> search -> design -> report, with the CLI on top
 (docs/architecture.md). The test reads every module's imports (module level and inside
 functions) and fails on an import from a later stage or on an import cycle.
 """
@@ -30,6 +30,7 @@ STAGES = [
     ("cptopt.fitting",),
     ("cptopt.prediction",),
     ("cptopt.search",),
+    ("cptopt.design",),
     ("cptopt.limits",),
     ("cptopt.report",),
     ("cptopt.cli",),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cptopt.cli._common import OutputFormat, stdout
+from cptopt.design import next_pilot_hint
 from cptopt.law.fitted import FittedLaw
-from cptopt.report.search import next_pilot_line
-from cptopt.search import Candidate, SearchConfig, next_pilot_hint
+from cptopt.report.next_pilot import next_pilot_line
+from cptopt.search import Candidate, SearchConfig
 
 
 def print_next_pilot_hint(

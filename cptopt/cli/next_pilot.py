@@ -26,10 +26,10 @@ from cptopt.cli._search_options import (
     ReplayOption,
     StepsOption,
 )
+from cptopt.design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
 from cptopt.pilots.manifest import load_manifest
-from cptopt.report.pilot_design import next_pilot_report
+from cptopt.report.next_pilot import next_pilot_report
 from cptopt.search import SearchConfig, load_candidates, load_search_config
-from cptopt.search.pilot_design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
 
 
 @app.command("next-pilot")
@@ -119,7 +119,7 @@ def next_pilot_command(
         law,
         weights_pair,
         pilots=load_manifest(pilots) if pilots is not None else None,
-        candidates=load_candidates(candidates) if candidates is not None else None,
+        candidate_pilots=load_candidates(candidates) if candidates is not None else None,
         options=load_candidates(options) if options is not None else None,
         space=merged.space,
         constraints=merged.constraints,

@@ -11,7 +11,6 @@ from rich.table import Table
 from rich.text import Text
 
 from cptopt.search.models import Assessment, CandidateRanking, Recommendation
-from cptopt.search.pilot_design import NextPilot
 
 
 def _table(title: str) -> Table:
@@ -245,15 +244,3 @@ def ranking_report(ranking: CandidateRanking) -> RenderableType:
     lines += notes
     lines += [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
     return Group(table, Text.from_markup("\n".join(lines)))
-
-
-def next_pilot_line(result: NextPilot | None) -> str | None:
-    """One line pointing to the best next pilot, or None when the decision is settled."""
-    if result is None or result.settled or result.best is None:
-        return None
-    best, objective = result.best, abs(result.objective)
-    return (
-        f"next pilot: {best.name}, {best.steps} steps, is expected to cut the regret of this "
-        f"decision from {result.expected_regret / objective:.2%} to "
-        f"{best.expected_regret_after / objective:.2%} (cptopt next-pilot ranks the candidates)"
-    )

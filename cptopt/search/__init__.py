@@ -9,12 +9,12 @@
 - :mod:`cptopt.search.refine`: local refinement and the dense search;
 - :mod:`cptopt.search.study`, :mod:`cptopt.search.storage`: the Optuna study;
 - :mod:`cptopt.search.recommendation`: :func:`recommend`;
-- :mod:`cptopt.search.candidates`: :func:`rank_candidates`;
-- :mod:`cptopt.search.pilot_design` (with :mod:`~cptopt.search.pilot_model` and
-  :mod:`~cptopt.search.pilot_value`): :func:`next_pilot`, which pilot run to launch next.
+- :mod:`cptopt.search.candidates`: :func:`rank_candidates`.
+
+Which pilot to run next is the design stage's (:mod:`cptopt.design`).
 """
 
-from cptopt.search.candidates import load_candidates, rank_candidates
+from cptopt.search.candidates import checkpoint_choices, load_candidates, rank_candidates
 from cptopt.search.models import (
     Assessment,
     Candidate,
@@ -28,7 +28,6 @@ from cptopt.search.models import (
     load_search_config,
     parse_weights,
 )
-from cptopt.search.pilot_design import NextPilot, PilotScore, next_pilot, next_pilot_hint
 from cptopt.search.recommendation import dense_optimum, recommend
 
 __all__ = [
@@ -36,18 +35,15 @@ __all__ = [
     "Candidate",
     "CandidateRanking",
     "Constraints",
-    "NextPilot",
-    "PilotScore",
     "Recommendation",
     "SearchConfig",
     "SearchSettings",
     "SearchSpace",
     "Setting",
+    "checkpoint_choices",
     "dense_optimum",
     "load_candidates",
     "load_search_config",
-    "next_pilot",
-    "next_pilot_hint",
     "parse_weights",
     "rank_candidates",
     "recommend",

@@ -126,7 +126,7 @@ def probability_best(
     return winners / PROBABILITY_DRAWS, np.sqrt(np.diag(covariance)), method
 
 
-def _checkpoint_choices(
+def checkpoint_choices(
     law: FittedLaw, candidates: Sequence[Candidate]
 ) -> tuple[list[CheckpointChoice], np.ndarray]:
     """The distinct checkpoints the candidates start from, and each candidate's index."""
@@ -163,7 +163,7 @@ def rank_candidates(
         notes.append(f"weights normalised to {w_general:.4g},{w_domain:.4g}")
     piloted_tps = law.coverage.tokens_per_step
     default_tps = constraints.tokens_per_step or (piloted_tps[0] if len(piloted_tps) == 1 else None)
-    choices, checkpoint = _checkpoint_choices(law, candidates)
+    choices, checkpoint = checkpoint_choices(law, candidates)
     evaluator = Evaluator(law, choices, w_general, w_domain, default_tps, constraints)
     schedules = [candidate.schedule for candidate in candidates]
     replay = np.array([candidate.replay_ratio for candidate in candidates])

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cptopt.cli import app
-from cptopt.search import NextPilot
+from cptopt.design import NextPilot
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
@@ -33,9 +33,9 @@ def test_table_names_the_best_candidate_and_the_verdict(law_file, unannealed_man
     assert "candidate pilots, best first (3 of" in out
     assert ("settled:" in out) and (("not settled" in out) != result.settled)
     assert result.reason in " ".join(out.split())
-    assert out.index(result.candidates[0].name) < out.index(result.candidates[1].name)
+    assert out.index(result.candidate_pilots[0].name) < out.index(result.candidate_pilots[1].name)
     now = f"{result.expected_regret / result.objective:.2%}"
-    after = f"{result.candidates[0].expected_regret_after / result.objective:.2%}"
+    after = f"{result.candidate_pilots[0].expected_regret_after / result.objective:.2%}"
     assert f"{now} → {after}" in out
     assert "method:" in out
 
@@ -50,11 +50,11 @@ def test_json_is_the_model_with_a_consistent_ranking(law_file, unannealed_manife
     payload = json.loads(result.stdout)
     parsed = NextPilot.model_validate(payload)
     assert parsed.weights == (0.5, 0.5)
-    assert len(parsed.candidates) == 4 and parsed.n_candidates >= 4
-    assert [c.rank for c in parsed.candidates] == [1, 2, 3, 4]
-    values = [c.value for c in parsed.candidates]
+    assert len(parsed.candidate_pilots) == 4 and parsed.n_candidate_pilots >= 4
+    assert [c.rank for c in parsed.candidate_pilots] == [1, 2, 3, 4]
+    values = [c.value for c in parsed.candidate_pilots]
     assert values == sorted(values, reverse=True)
-    assert all(c.expected_regret_after <= parsed.expected_regret for c in parsed.candidates)
+    assert all(c.expected_regret_after <= parsed.expected_regret for c in parsed.candidate_pilots)
 
 
 def test_candidates_and_options_files(law_file) -> None:
@@ -66,7 +66,7 @@ def test_candidates_and_options_files(law_file) -> None:
     assert result.exit_code == 0, result.stderr
     parsed = NextPilot.model_validate_json(result.stdout)
     names = {line.split(",")[0] for line in (CONFIGS / "candidates.csv").read_text().splitlines()}
-    assert {c.name for c in parsed.candidates} <= names and parsed.n_candidates == 8
+    assert {c.name for c in parsed.candidate_pilots} <= names and parsed.n_candidate_pilots == 8
     assert any("not recognised" in note for note in parsed.notes)  # no --pilots
 
 
@@ -100,7 +100,8 @@ def test_missing_law_file(tmp_path) -> None:
 
 
 def test_recommend_points_to_the_next_pilot_when_not_settled(law_file, fitted_law) -> None:
-    from cptopt.search import load_candidates, next_pilot_hint
+    from cptopt.design import next_pilot_hint
+    from cptopt.search import load_candidates
 
     options = load_candidates(CONFIGS / "candidates.csv")
     expected = next_pilot_hint(fitted_law, (0.3, 0.7), options=options)
@@ -112,7 +113,7 @@ def test_recommend_points_to_the_next_pilot_when_not_settled(law_file, fitted_la
     if expected.settled:
         assert hints == []
     else:
-        assert len(hints) == 1 and expected.candidates[0].name in hints[0]
+        assert len(hints) == 1 and expected.candidate_pilots[0].name in hints[0]
     as_json = runner.invoke(app, [*args, "--candidates", str(CONFIGS / "candidates.csv"),
                                   "--format", "json"])  # fmt: skip
     json.loads(as_json.stdout)  # the hint never pollutes JSON

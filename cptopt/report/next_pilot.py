@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.search.pilot_design import NextPilot, PilotScore
+from cptopt.design.next_pilot import NextPilot, PilotScore
 
 
 def _share(value: float, objective: float) -> str:
@@ -39,7 +39,8 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
         ("[green]settled:[/] " if result.settled else "[yellow]not settled:[/] ") + result.reason,
     ]
     table = Table(
-        title=f"candidate pilots, best first ({len(result.candidates)} of {result.n_candidates})",
+        title=f"candidate pilots, best first ({len(result.candidate_pilots)} of "
+        f"{result.n_candidate_pilots})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -55,7 +56,7 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     lines = []
-    for item in result.candidates:
+    for item in result.candidate_pilots:
         mark = " [yellow]![/]" if item.flags else ""
         lines += [f"{item.name}: [yellow]{flag}[/]" for flag in item.flags]
         table.add_row(
@@ -67,7 +68,7 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
             str(item.steps),
             _tokens(item),
         )
-    lines += [f"{c.name}: {c.schedule}" for c in result.candidates if c.schedule != c.name]
+    lines += [f"{c.name}: {c.schedule}" for c in result.candidate_pilots if c.schedule != c.name]
     lines.append(
         f"options: {result.n_options} ({result.n_contenders} can be the best); "
         f"{result.seconds:.2f} s"
@@ -75,3 +76,15 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
     lines.append(f"method: {result.method}")
     lines += [f"note: {note}" for note in result.notes]
     return Group(Text.from_markup("\n".join(head)), table, Text.from_markup("\n".join(lines)))
+
+
+def next_pilot_line(result: NextPilot | None) -> str | None:
+    """One line pointing to the best next pilot, or None when the decision is settled."""
+    if result is None or result.settled or result.best is None:
+        return None
+    best, objective = result.best, abs(result.objective)
+    return (
+        f"next pilot: {best.name}, {best.steps} steps, is expected to cut the regret of this "
+        f"decision from {result.expected_regret / objective:.2%} to "
+        f"{best.expected_regret_after / objective:.2%} (cptopt next-pilot ranks the candidates)"
+    )

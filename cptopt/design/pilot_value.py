@@ -1,7 +1,7 @@
 """What a pilot run is worth to a decision: linear-Gaussian preposterior analysis.
 
 The law's uncertainty lives in a small latent space: ``z ~ N(0, C)`` of dimension ``d``
-(:mod:`cptopt.search.pilot_design` builds it from the jackknife replicas), and every
+(:mod:`cptopt.design.next_pilot` builds it from the jackknife replicas), and every
 quantity the decision needs is linear in ``z`` around the fitted law:
 
 - the objective of decision option ``x``: ``F(x; z) = f[x] + B[x] @ z``;

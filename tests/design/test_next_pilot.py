@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from cptopt import Schedule, load_manifest
-from cptopt.exceptions import InputError
-from cptopt.law.uncertainty import jackknife_variance
-from cptopt.search import Candidate, load_candidates, next_pilot
-from cptopt.search.pilot_model import LatentModel, eval_steps
-from cptopt.search.pilot_value import (
+from cptopt.design import next_pilot
+from cptopt.design.pilot_model import LatentModel, eval_steps
+from cptopt.design.pilot_value import (
     Decision,
     Draws,
     Outlook,
@@ -21,6 +19,9 @@ from cptopt.search.pilot_value import (
     posterior_covariance,
     sqrt_psd,
 )
+from cptopt.exceptions import InputError
+from cptopt.law.uncertainty import jackknife_variance
+from cptopt.search import Candidate, load_candidates
 
 # -- the maths -------------------------------------------------------------------------
 
@@ -167,9 +168,9 @@ def test_a_repeat_of_a_pilot_adds_nothing(fitted_law, unannealed_manifest) -> No
         checkpoint=pilots.runs[3].checkpoint,
     )
     result = next_pilot(
-        fitted_law, "0.3,0.7", pilots=pilots, candidates=[again, shorter, moved], top_k=None
+        fitted_law, "0.3,0.7", pilots=pilots, candidate_pilots=[again, shorter, moved], top_k=None
     )
-    by_name = {c.name: c for c in result.candidates}
+    by_name = {c.name: c for c in result.candidate_pilots}
     for name in ("again", "first half"):
         assert by_name[name].duplicate_of == pilots.runs[3].name
         # exact by construction (issue 19): a repeat's value is set, not subtracted
@@ -179,17 +180,17 @@ def test_a_repeat_of_a_pilot_adds_nothing(fitted_law, unannealed_manifest) -> No
     assert by_name["other replay"].value > 0
     assert result.best is not None and result.best.name == "other replay"
     # without the pilots the repeat is not recognised: the raw jackknife values it
-    blind = next_pilot(fitted_law, "0.3,0.7", candidates=[again], top_k=None)
-    assert blind.candidates[0].value > 0
+    blind = next_pilot(fitted_law, "0.3,0.7", candidate_pilots=[again], top_k=None)
+    assert blind.candidate_pilots[0].value > 0
     assert any("not recognised" in note for note in blind.notes)
 
 
 def test_ranking_is_by_value_and_never_raises_the_regret(fitted_law) -> None:
     result = next_pilot(fitted_law, "0.5,0.5", top_k=None)
-    values = [c.value for c in result.candidates]
+    values = [c.value for c in result.candidate_pilots]
     assert values == sorted(values, reverse=True)
-    assert result.n_candidates == len(result.candidates)
-    for item in result.candidates[:5]:
+    assert result.n_candidate_pilots == len(result.candidate_pilots)
+    for item in result.candidate_pilots[:5]:
         assert 0 <= item.expected_regret_after <= result.expected_regret
         assert item.value == pytest.approx(result.expected_regret - item.expected_regret_after)
         assert 0 <= item.p_best_after <= 1
@@ -201,11 +202,11 @@ def test_stopping_rule_fires_when_the_law_is_nearly_certain(fitted_law) -> None:
     assert certain.settled
     assert certain.expected_regret < certain.tolerance
     assert "below the tolerance" in certain.reason
-    assert certain.candidates[0].value < certain.tolerance
+    assert certain.candidate_pilots[0].value < certain.tolerance
     # the real law: some regret is left, and whether it matters is the tolerance's call
     strict = next_pilot(fitted_law, "0.3,0.7", top_k=1, tolerance=0.0, p_best_threshold=1.0)
     assert not strict.settled and strict.expected_regret > 0
-    assert strict.candidates[0].value > 0
+    assert strict.candidate_pilots[0].value > 0
     assert "a pilot can still change the decision" in strict.reason
     lenient = next_pilot(fitted_law, "0.3,0.7", top_k=1, tolerance=1.0)
     assert lenient.settled and lenient.expected_regret == strict.expected_regret
@@ -218,7 +219,7 @@ def test_options_file_is_the_decision(fitted_law, tmp_path) -> None:
     result = next_pilot(fitted_law, "0.3,0.7", options=options, top_k=2)
     assert result.n_options == len(options)
     assert result.recommendation in {c.name for c in options}
-    assert len(result.candidates) == 2
+    assert len(result.candidate_pilots) == 2
 
 
 def test_bad_settings_are_input_errors(fitted_law, unannealed_manifest) -> None:
@@ -228,8 +229,8 @@ def test_bad_settings_are_input_errors(fitted_law, unannealed_manifest) -> None:
         {"top_k": 0},
         {"tolerance": -1.0},
         {"p_best_threshold": 0.0},
-        {"candidates": [candidate], "pilot_steps": 500},
-        {"candidates": []},
+        {"candidate_pilots": [candidate], "pilot_steps": 500},
+        {"candidate_pilots": []},
         {"pilot_steps": 5},
     ]
     for kwargs in cases:

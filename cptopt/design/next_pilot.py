@@ -1,7 +1,7 @@
 """Which pilot run to launch next, and when to stop piloting (decision-focused design).
 
 :func:`next_pilot` ranks candidate pilot runs by how much each is expected to improve the
-decision ``recommend`` makes, with the maths of :mod:`cptopt.search.pilot_value`:
+decision ``recommend`` makes, with the maths of :mod:`cptopt.design.pilot_value`:
 
 1. **The law's uncertainty.** The K leave-one-pilot-out refits in the law file span a
    latent space: ``theta_s = theta_hat_s + D_s' z`` per validation set, ``D_s`` the
@@ -44,33 +44,33 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
-from cptopt.exceptions import CptoptError, InputError, param
-from cptopt.law.fitted import FittedLaw
-from cptopt.pilots.runs import PilotSet
-from cptopt.prediction import coverage_flags
-from cptopt.search.candidates import _checkpoint_choices
-from cptopt.search.evaluate import VALIDATION_SETS, Evaluator
-from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights
-from cptopt.search.pilot_model import (
+from cptopt.design.pilot_model import (
     LatentModel,
     Linearisation,
     Options,
     PilotRun,
-    candidate_runs,
     eval_interval,
     grid_options,
-    grid_runs,
+    grid_pilots,
     informations,
     listed_options,
+    listed_pilots,
     pilot_runs,
 )
-from cptopt.search.pilot_value import (
+from cptopt.design.pilot_value import (
     DEFAULT_DRAWS,
     Decision,
     Draws,
     Outlook,
     posterior_covariance,
 )
+from cptopt.exceptions import CptoptError, InputError, param
+from cptopt.law.fitted import FittedLaw
+from cptopt.pilots.runs import PilotSet
+from cptopt.prediction import coverage_flags
+from cptopt.search.candidates import checkpoint_choices
+from cptopt.search.evaluate import VALIDATION_SETS, Evaluator
+from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights
 from cptopt.search.space import resolve_space
 
 #: Default tolerance: a regret below 0.1 % of the objective is below the noise floor (the
@@ -119,7 +119,7 @@ class PilotScore(BaseModel):
 class NextPilot(BaseModel):
     """The result of :func:`next_pilot`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
 
     cptopt_version: str = __version__
     weights: tuple[float, float]
@@ -130,8 +130,10 @@ class NextPilot(BaseModel):
     tolerance: float = Field(description="regret below this is noise (objective units)")
     settled: bool = Field(description="no further pilot is worth running")
     reason: str = Field(description="why (not) settled")
-    candidates: list[PilotScore] = Field(description="the best candidates, best first")
-    n_candidates: int
+    candidate_pilots: list[PilotScore] = Field(
+        alias="candidates", description="the best candidate pilots, best first"
+    )
+    n_candidate_pilots: int = Field(alias="n_candidates")
     n_options: int = Field(description="decision options (before pruning)")
     n_contenders: int = Field(description="options that can be the best")
     method: str
@@ -141,7 +143,7 @@ class NextPilot(BaseModel):
     @property
     def best(self) -> PilotScore | None:
         """The pilot to run next (None when no candidate was scored)."""
-        return self.candidates[0] if self.candidates else None
+        return self.candidate_pilots[0] if self.candidate_pilots else None
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -222,17 +224,17 @@ def _check_settings(
     top_k: int | None,
     draws: int,
     pilot_steps: int | None,
-    candidates: Sequence[Candidate] | None,
+    candidate_pilots: Sequence[Candidate] | None,
     seed: int,
 ) -> None:
     law.require_cpt("next-pilot")
     if pilots is not None and pilots.kind != "cpt":
         raise InputError(f"{param('pilots')}: pre-training pilots (kind: pretrain), not CPT runs")
-    if candidates is not None and not candidates:
+    if candidate_pilots is not None and not candidate_pilots:
         raise InputError("no candidate pilots given")
-    if candidates is not None and pilot_steps is not None:
+    if candidate_pilots is not None and pilot_steps is not None:
         raise InputError(
-            f"{param('pilot_steps')} sets the grid's length; candidates give their own"
+            f"{param('pilot_steps')} sets the grid's length; candidate pilots give their own"
         )
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise InputError(f"tolerance == {tolerance!r}, must be a finite number >= 0")
@@ -259,7 +261,7 @@ def _options(
     if options is not None:
         if not options:
             raise InputError("no decision options given")
-        choices, _ = _checkpoint_choices(law, options)
+        choices, _ = checkpoint_choices(law, options)
         evaluator = Evaluator(law, choices, *weights, default_tps, constraints)
         chosen = listed_options(law, options, evaluator)
         return chosen, f"the {len(chosen.labels)} feasible options given"
@@ -294,7 +296,7 @@ def next_pilot(
     weights: str | Sequence[float] = (0.5, 0.5),
     *,
     pilots: PilotSet | None = None,
-    candidates: Sequence[Candidate] | None = None,
+    candidate_pilots: Sequence[Candidate] | None = None,
     options: Sequence[Candidate] | None = None,
     space: SearchSpace | None = None,
     constraints: Constraints | None = None,
@@ -311,7 +313,7 @@ def next_pilot(
 
     ``weights``: ``(w_general, w_domain)`` or ``"0.3,0.7"``. ``pilots``: the pilots the law
     was fitted to (recommended: a candidate that repeats one adds nothing; candidates log at
-    their eval spacing). ``candidates``: the pilot runs to rank (default: peak LRs x replay
+    their eval spacing). ``candidate_pilots``: the pilot runs to rank (default: peak LRs x replay
     ratios x families of the search space, ``pilot_steps`` long, default the longest pilot).
     ``options``: the settings the decision chooses between (default: a grid of the space).
     ``space``, ``constraints``, ``allow_extrapolation``: as for ``recommend``. ``top_k``:
@@ -321,7 +323,7 @@ def next_pilot(
     """
     started = time.perf_counter()
     _check_settings(
-        law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidates, seed
+        law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidate_pilots, seed
     )
     w_general, w_domain, normalised = parse_weights(weights)
     constraints = constraints or Constraints()
@@ -332,9 +334,9 @@ def next_pilot(
     decision, labels = decision_of(model, chosen_options, (w_general, w_domain), tolerance)
     every = eval_interval(law, pilots)
     runs = (
-        grid_runs(resolved, pilot_steps or law.coverage.steps_max)
-        if candidates is None
-        else candidate_runs(law, candidates, resolved.tokens_per_step)
+        grid_pilots(resolved, pilot_steps or law.coverage.steps_max)
+        if candidate_pilots is None
+        else listed_pilots(law, candidate_pilots, resolved.tokens_per_step)
     )
     existing = pilot_runs(law, pilots) if pilots is not None else []
     prior = np.eye(model.dimension)
@@ -365,8 +367,8 @@ def next_pilot(
         tolerance=decision.tolerance,
         settled=settled,
         reason=reason,
-        candidates=scores,
-        n_candidates=len(runs),
+        candidate_pilots=scores,
+        n_candidate_pilots=len(runs),
         n_options=len(labels),
         n_contenders=int(result.kept.size),
         method=_method(model, options_text, draws, seed),

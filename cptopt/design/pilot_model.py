@@ -2,7 +2,7 @@
 
 :class:`LatentModel` writes every prediction of both laws as a linear function of a latent
 ``z ~ N(0, I_K)`` spanned by the K leave-one-pilot-out refits (see
-:mod:`cptopt.search.pilot_design` for the method); :class:`PilotRun` is a run a pilot is or
+:mod:`cptopt.design.next_pilot` for the method); :class:`PilotRun` is a run a pilot is or
 could be; :func:`informations` is what the curves of runs would tell about ``z``.
 """
 
@@ -14,14 +14,14 @@ from typing import Literal
 
 import numpy as np
 
+from cptopt.design.pilot_value import information
 from cptopt.exceptions import InputError
 from cptopt.law.areas import Areas, CheckpointState
 from cptopt.law.fitted import FittedLaw
 from cptopt.pilots.runs import PilotSet
-from cptopt.search.candidates import _checkpoint_choices
+from cptopt.search.candidates import checkpoint_choices
 from cptopt.search.evaluate import VALIDATION_SETS, Evaluator, feasible_mask
 from cptopt.search.models import Candidate, shape_schedule
-from cptopt.search.pilot_value import information
 from cptopt.search.space import ResolvedSpace
 
 Linearisation = Literal["ensemble", "jacobian"]
@@ -185,11 +185,11 @@ def pilot_runs(law: FittedLaw, pilots: PilotSet) -> list[PilotRun]:
     return out
 
 
-def candidate_runs(
-    law: FittedLaw, candidates: Sequence[Candidate], default_tps: int | None
+def listed_pilots(
+    law: FittedLaw, candidate_pilots: Sequence[Candidate], default_tps: int | None
 ) -> list[PilotRun]:
     """The user's candidate pilots (a candidates file)."""
-    choices, index = _checkpoint_choices(law, candidates)
+    choices, index = checkpoint_choices(law, candidate_pilots)
     return [
         PilotRun(
             candidate.name or f"candidate {i + 1}",
@@ -200,11 +200,11 @@ def candidate_runs(
             candidate.schedule.describe(),
             candidate.tokens_per_step or default_tps,
         )
-        for i, candidate in enumerate(candidates)
+        for i, candidate in enumerate(candidate_pilots)
     ]
 
 
-def grid_runs(space: ResolvedSpace, steps: int) -> list[PilotRun]:
+def grid_pilots(space: ResolvedSpace, steps: int) -> list[PilotRun]:
     """Candidate pilots from the search space: peak LRs x replay ratios x families x
     checkpoints, ``steps`` long, the space's warmup and the middle of its WSD decay range."""
     lrs = np.unique(np.geomspace(*space.peak_lr, PILOT_LRS))
@@ -256,7 +256,7 @@ def grid_options(law: FittedLaw, space: ResolvedSpace, evaluator: Evaluator) -> 
 
 def listed_options(law: FittedLaw, options: Sequence[Candidate], evaluator: Evaluator) -> Options:
     """The user's own options (``recommend --candidates`` format), feasible ones only."""
-    runs = candidate_runs(law, options, evaluator.tokens_per_step)
+    runs = listed_pilots(law, options, evaluator.tokens_per_step)
     areas = Areas.concatenate(
         [
             law.point_areas(
