@@ -49,12 +49,11 @@ from threadpoolctl import threadpool_limits
 
 from cptopt.exceptions import CptoptError, InputError
 from cptopt.fitting import LawFitter
-from cptopt.fitting.data import collect_pretrain_points
 from cptopt.fitting.optimise import Problem
-from cptopt.law.fitted import FittedLaw
+from cptopt.law import InputNeeds, PretrainRunsLaw, scenario_of
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PretrainPilots, PretrainRun
-from cptopt.prediction import predict_pretrain
+from cptopt.prediction import predict
 from cptopt.schedules import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,13 +140,13 @@ def load_folder(data: Path) -> tuple[dict, dict[str, PretrainRun]]:
     return protocol, runs
 
 
-def score(law: FittedLaw, run: PretrainRun) -> dict[str, float]:
+def score(law: PretrainRunsLaw, run: PretrainRun) -> dict[str, float]:
     """PredE and WorstE of ``law`` on every point of ``run`` after its warmup, the mean
     signed error over the last tenth of its logged steps, and the step of its worst point."""
     keep = run.loss.steps > run.warmup_steps
     steps, observed = run.loss.steps[keep], run.loss.values[keep]
     schedule = Schedule(family="custom", lr=tuple(run.lr.tolist()))
-    predicted = predict_pretrain(law, schedule, steps=steps, warmup_steps=run.warmup_steps)
+    predicted = predict(law, schedule, steps=steps, warmup_steps=run.warmup_steps)
     signed = np.asarray(predicted.loss.mean) / observed - 1.0
     late = steps >= 0.9 * steps[-1]
     return {
@@ -160,12 +159,12 @@ def score(law: FittedLaw, run: PretrainRun) -> dict[str, float]:
     }
 
 
-def scipy_baseline(pilots: PretrainPilots, law: FittedLaw, n_starts: int, seed: int = 0):
+def scipy_baseline(pilots: PretrainPilots, law: PretrainRunsLaw, n_starts: int, seed: int = 0):
     """Plain multi-start L-BFGS-B (numerical gradients) of the law ``law`` has, on the same
     points and Huber objective; returns (seconds, best cost)."""
     started = time.perf_counter()
-    form = law.form_for("general")
-    data = collect_pretrain_points(pilots, law.lam, history=form.needs_history)
+    form = law.form_for("loss")
+    data = scenario_of(pilots).fit_data("loss", InputNeeds(law.lam, history=form.needs_history))
     problem = Problem(form, data, law.huber_delta)
     rng = np.random.default_rng(seed)
     bounds = list(zip(problem.lower, problem.upper, strict=True))
@@ -186,7 +185,7 @@ def best_of(repeat: int, function):
     return min(results, key=lambda item: item[0])
 
 
-def timing(pilots: PretrainPilots, law: FittedLaw, repeat: int) -> dict:
+def timing(pilots: PretrainPilots, law: PretrainRunsLaw, repeat: int) -> dict:
     """The chosen law alone (no selection, no refits) by cptopt and by plain scipy."""
     single = {"annealing": law.annealing, "jackknife": False}
     if law.annealing == "s2":
@@ -200,7 +199,7 @@ def timing(pilots: PretrainPilots, law: FittedLaw, repeat: int) -> dict:
         )
     return {
         "single_fit_seconds": seconds,
-        "single_fit_cost": alone.general.huber_cost,
+        "single_fit_cost": alone.loss.huber_cost,
         "scipy_seconds": baseline[0],
         "scipy_cost": baseline[1],
         "n_starts": n_starts,
@@ -228,18 +227,18 @@ def run_benchmark(data: Path, settings: dict, repeat: int) -> dict:
             "memory": law.annealing_description,
             "annealing": law.annealing,
             "lam": law.lam,
-            "parameters": dict(zip(law.general.parameter_names, law.general.values, strict=True)),
-            "cv_error": law.general.cv_error,
+            "parameters": dict(zip(law.loss.parameter_names, law.loss.values, strict=True)),
+            "cv_error": law.loss.cv_error,
             "selection": [
                 {k: getattr(row, k) for k in ("annealing", "lam", "n_params", "cv_mean", "chosen")}
                 for row in law.selection
             ],
-            "train": [run.model_dump() for run in law.general.runs],
+            "train": [run.model_dump() for run in law.loss.runs],
         },
         "timing": {
             "repeat": repeat,
             "default_fit_seconds": fit_seconds,
-            "n_train_points": law.general.n_points,
+            "n_train_points": law.loss.n_points,
             **timing(pilots, law, repeat),
         },
     }

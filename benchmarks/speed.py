@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 import cptopt
 from cptopt.fitting import LawFitter
-from cptopt.fitting.data import collect_points
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.optimise import Problem
 from cptopt.law.forms import make_law
 
@@ -82,12 +82,8 @@ def baseline_fit(pilots, memory: dict, seed: int = 0) -> tuple[float, float]:
             annealing,
             domain_forward=DOMAIN_FORWARD,
         )
-        data = collect_points(
-            pilots,
-            validation_set,
-            memory.get("lam"),
-            history=law.needs_history,
-            pt_points=PT_POINTS,
+        data = scenario_of(pilots).fit_data(
+            validation_set, InputNeeds(memory.get("lam"), history=law.needs_history), PT_POINTS
         )
         problem = Problem(law, data, 1e-3)
         rng = np.random.default_rng([seed, offset])

@@ -27,12 +27,20 @@ from cptopt.exceptions import (
     SchemaVersionError,
 )
 from cptopt.fitting.estimator import LawFitter
-from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.law.fitted import (
+    DEFAULT_LAW_PATH,
+    CptLaw,
+    FittedLaw,
+    LawRecord,
+    cpt_law,
+    load_cpt_law,
+    load_law,
+)
 from cptopt.limits import CheckReport, check
 from cptopt.pilots import PilotSet, PretrainPilots, PretrainRun, Run, load_manifest
 from cptopt.pilots.logs import read_log
 from cptopt.plan import PretrainConfig, TrainingConfig, load_config, load_pretrain_config
-from cptopt.prediction import Prediction, PretrainPrediction, predict_pretrain
+from cptopt.prediction import Prediction, PretrainPrediction
 from cptopt.prediction import predict as _predict
 from cptopt.schedules import Schedule
 from cptopt.search.recommendation import Recommendation
@@ -91,44 +99,26 @@ def predict(
     replay_ratio: float | None = None,
     **options: object,
 ) -> Prediction | PretrainPrediction:
-    """Predict both losses for a training config (object or YAML path) or a schedule.
+    """Predict a planned run from a config (object or YAML path) or a schedule.
 
-    With a :class:`Schedule`, pass ``replay_ratio``; ``options`` go to
+    A CPT law predicts both losses of a CPT run (with a :class:`Schedule`, pass
+    ``replay_ratio``); a law fitted to pre-training pilots the loss of a pre-training run
+    (a :class:`PretrainPrediction`; no replay ratio). ``options`` go to
     :func:`cptopt.prediction.predict` (``checkpoint``, ``steps``, ``level``,
-    ``tokens_per_step``). With a law fitted to pre-training pilots (``law.kind ==
-    "pretrain"``), ``config`` is a pre-training config or schedule (no replay ratio) and
-    the result a :class:`PretrainPrediction` (:func:`cptopt.prediction.predict_pretrain`:
-    ``steps``, ``warmup_steps``, ``tokens_per_step``, ``level``).
+    ``tokens_per_step``, ``warmup_steps``); the law's scenario says which apply.
     """
-    if not isinstance(law, FittedLaw):
+    if not isinstance(law, LawRecord):
         law = load_law(law)
-    if law.kind == "pretrain":
-        return _predict_pretrain(law, config, replay_ratio, options)
     if isinstance(config, (str, Path)):
-        config = load_config(config)
-    if isinstance(config, TrainingConfig):
-        options.setdefault("checkpoint", config.checkpoint)
-        options.setdefault("tokens_per_step", config.tokens_per_step)
-        return _predict(law, config.schedule, config.replay_ratio, **options)  # type: ignore[arg-type]
-    if replay_ratio is None:
-        raise InputError("predict(law, schedule, replay_ratio): replay_ratio is required")
-    return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
-
-
-def _predict_pretrain(
-    law: FittedLaw, config: object, replay_ratio: float | None, options: dict[str, object]
-) -> PretrainPrediction:
-    """:func:`predict` for a law fitted to pre-training pilots."""
-    if replay_ratio is not None:
-        raise InputError("predict: a pre-training schedule has no replay_ratio")
-    if isinstance(config, (str, Path)):
-        config = load_pretrain_config(config)
-    if isinstance(config, PretrainConfig):
-        options.setdefault("tokens_per_step", config.tokens_per_step)
+        config = law.scenario.read_plan(config)
+    if isinstance(config, (TrainingConfig, PretrainConfig)):
+        planned = config.model_dump(include={"replay_ratio", "checkpoint", "tokens_per_step"})
+        replay_ratio = planned.pop("replay_ratio", replay_ratio)
+        options = {**planned, **options}
         config = config.schedule
     if not isinstance(config, Schedule):
-        raise InputError("predict: a pre-training law needs a Schedule or a pre-training config")
-    return predict_pretrain(law, config, **options)  # type: ignore[arg-type]
+        raise InputError("predict: needs a Schedule, a training config or its path")
+    return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
 
 
 def recommend(
@@ -145,9 +135,7 @@ def recommend(
     """
     from cptopt.search.recommendation import recommend as _recommend
 
-    if not isinstance(law, FittedLaw):
-        law = load_law(law)
-    return _recommend(law, weights, **options)  # type: ignore[arg-type]
+    return _recommend(_cpt_law(law, "recommend()"), weights, **options)  # type: ignore[arg-type]
 
 
 def next_pilot(
@@ -164,9 +152,15 @@ def next_pilot(
     """
     from cptopt.design.next_pilot import next_pilot as _next_pilot
 
-    if not isinstance(law, FittedLaw):
-        law = load_law(law)
     pilots = options.get("pilots")
     if isinstance(pilots, (str, Path)):
-        options["pilots"] = load_manifest(pilots)
+        options["pilots"] = load_manifest(pilots, kind="cpt", name="pilots")
+    law = _cpt_law(law, "next_pilot()")
     return _next_pilot(law, weights, **options)  # type: ignore[arg-type]
+
+
+def _cpt_law(law: FittedLaw | str | Path, purpose: str) -> CptLaw:
+    """A CPT law from a law or its path, narrowed once (a one-line error otherwise)."""
+    if isinstance(law, LawRecord):
+        return cpt_law(law, purpose)
+    return load_cpt_law(law, purpose)

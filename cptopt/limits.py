@@ -37,7 +37,7 @@ from cptopt._io import read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.law.fitted import DEFAULT_LAW_PATH, CptLaw, LawRecord, cpt_law, load_cpt_law
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.prediction import Prediction, predict
 
@@ -256,7 +256,7 @@ def judge(prediction: Prediction, limits: Limits) -> tuple[list[LimitCheck], lis
 
 
 def check_config(
-    config: TrainingConfig, law: FittedLaw, limits: Limits, path: str = "<config>"
+    config: TrainingConfig, law: CptLaw, limits: Limits, path: str = "<config>"
 ) -> ConfigResult:
     """The verdict on one loaded config (errors in the prediction raise InputError)."""
     prediction = predict(
@@ -290,14 +290,13 @@ class _LawCache:
     """Load each law file once per :func:`check` call; remember load errors too."""
 
     def __init__(self) -> None:
-        self._laws: dict[str, FittedLaw | InputError] = {}
+        self._laws: dict[str, CptLaw | InputError] = {}
 
-    def get(self, path: str) -> FittedLaw:
+    def get(self, path: str) -> CptLaw:
         key = str(Path(path).resolve())
         if key not in self._laws:
             try:
-                self._laws[key] = load_law(path)
-                self._laws[key].require_cpt("cptopt check", path)  # type: ignore[union-attr]
+                self._laws[key] = load_cpt_law(path, "check()")
             except InputError as exc:
                 self._laws[key] = exc
         found = self._laws[key]
@@ -308,7 +307,7 @@ class _LawCache:
 
 def check(
     configs: str | Path | Iterable[str | Path],
-    law: FittedLaw | str | Path | None = None,
+    law: CptLaw | str | Path | None = None,
     *,
     limits_file: str | Path | None = None,
     isolated: bool = False,
@@ -338,14 +337,12 @@ def check(
         raise InputError(
             f"unknown limit '{unknown[0]}' (allowed: {', '.join(Limits.model_fields)})"
         )
-    fixed_law: FittedLaw | None = None
+    fixed_law: CptLaw | None = None
     fixed_label: str | None = None
-    if isinstance(law, FittedLaw):
-        fixed_law = law
+    if isinstance(law, LawRecord):
+        fixed_law = cpt_law(law, "check()")
     elif law is not None:
-        fixed_law, fixed_label = load_law(law), str(law)
-    if fixed_law is not None:
-        fixed_law.require_cpt("cptopt check", fixed_label)
+        fixed_law, fixed_label = load_cpt_law(law, "check()"), str(law)
     fixed_file: Limits | None = None
     fixed_source: str | None = None
     if limits_file is not None and not isolated:
@@ -374,7 +371,7 @@ def check(
 
 
 def _check_one(
-    path: str, fixed_law: FittedLaw | None, limits: Limits, source: str | None, laws: _LawCache
+    path: str, fixed_law: CptLaw | None, limits: Limits, source: str | None, laws: _LawCache
 ) -> ConfigResult:
     law_path: str | None = None
     try:

@@ -1,6 +1,7 @@
-"""Predict both loss curves of a CPT schedule from a fitted law, with intervals; or, from a
-law fitted to pre-training pilots, the loss curve of a pre-training schedule
-(:func:`predict_pretrain`, with the same intervals).
+"""Predict a planned run's loss curves from a fitted law, with intervals: both losses of a
+CPT run from a CPT law, the loss of a pre-training run from a law fitted to pre-training
+pilots. One path for both: the law's scenario turns the run into the law's inputs and
+names the validation sets, each forecast the same way (:func:`predict_run`).
 
 Intervals combine computed sources of error (nothing is assumed):
 - the eval noise and the law's misfit: the robust SD of the fit's log residuals (``noise``);
@@ -22,20 +23,18 @@ says so).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import singledispatch
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt.exceptions import InputError
-from cptopt.law.areas import Areas, CheckpointState
-from cptopt.law.fitted import FittedLaw
+from cptopt.exceptions import InputError, param
+from cptopt.law.areas import Areas
+from cptopt.law.fitted import CptLaw, LawRecord, PretrainRunsLaw
+from cptopt.law.scenario import CptRunInput, PretrainRunInput, RunInput
 from cptopt.law.uncertainty import jackknife_variance, z_value
-from cptopt.pilots.runs import infer_warmup
 from cptopt.schedules import Schedule
-
-#: Relative slack before a peak LR counts as outside the pilots' range.
-RANGE_TOLERANCE = 0.01
 
 
 class LossForecast(BaseModel):
@@ -77,58 +76,36 @@ class Prediction(BaseModel):
     )
     general_rise: float = Field(description="final general loss minus its pre-CPT value")
 
-
-def coverage_flags(
-    law: FittedLaw,
-    *,
-    peak_lr: float,
-    replay_ratio: float,
-    steps: int,
-    checkpoint: str,
-    tokens_per_step: int | None,
-) -> list[str]:
-    """One message per setting outside what the pilots covered (empty when all inside)."""
-    cov = law.coverage
-    flags = _lr_flags(law, peak_lr)
-    low, high = min(cov.replay_ratios), max(cov.replay_ratios)
-    if not law.replay_terms and abs(replay_ratio - low) > 1e-9:
-        flags.append(
-            f"replay {replay_ratio:g} differs from the pilots' single ratio {low:g} (replay fixed)"
-        )
-    elif not low - 1e-9 <= replay_ratio <= high + 1e-9:
-        flags.append(f"replay {replay_ratio:g} outside the pilots' {low:g}..{high:g}")
-    if steps > cov.steps_max:
-        flags.append(f"{steps} steps beyond the longest pilot ({cov.steps_max})")
-    flags += _tokens_flags(law, tokens_per_step, "the shift term depends on batch size")
-    if law.pretrain is not None and law.pretrain.known and checkpoint not in cov.checkpoints:
-        flags.append(f"checkpoint '{checkpoint}' has no pilot run")
-    return flags
+    def forecasts(self) -> dict[str, LossForecast]:
+        """The forecast of each validation set."""
+        return {"general": self.general, "domain": self.domain}
 
 
-def _lr_flags(law: FittedLaw, peak_lr: float) -> list[str]:
-    """A flag when ``peak_lr`` is outside the pilots' peak LRs (beyond a small slack)."""
-    cov = law.coverage
-    low, high = cov.peak_lr_min * (1 - RANGE_TOLERANCE), cov.peak_lr_max * (1 + RANGE_TOLERANCE)
-    if low <= peak_lr <= high:
-        return []
-    return [
-        f"peak LR {peak_lr:.3g} outside the pilots' {cov.peak_lr_min:.3g}..{cov.peak_lr_max:.3g}"
-    ]
+class PretrainPrediction(BaseModel):
+    """What a law fitted to pre-training pilots predicts for one pre-training schedule."""
 
+    model_config = ConfigDict(extra="forbid")
 
-def _tokens_flags(law: FittedLaw, tokens_per_step: int | None, why: str) -> list[str]:
-    """A flag when ``tokens_per_step`` is not one of the pilots' (when both are known)."""
-    used = law.coverage.tokens_per_step
-    if not tokens_per_step or not used or tokens_per_step in used:
-        return []
-    return [
-        f"tokens per step {tokens_per_step} differ from the pilots' "
-        f"{', '.join(map(str, used))} ({why})"
-    ]
+    kind: Literal["pretrain"] = "pretrain"
+    schedule: str
+    peak_lr: float
+    steps: int
+    warmup_steps: int = Field(
+        description="the annealing memory starts after it; the law describes the loss after it"
+    )
+    level: float
+    loss: LossForecast = Field(description="the validation loss at the reported steps")
+    in_range: bool
+    flags: list[str] = Field(description="settings outside what the pilots covered")
+    notes: list[str]
+
+    def forecasts(self) -> dict[str, LossForecast]:
+        """The forecast of each validation set (one: the loss)."""
+        return {"loss": self.loss}
 
 
 def length_extrapolation_sd(
-    law: FittedLaw, validation_set: str, steps: np.ndarray
+    law: LawRecord, validation_set: str, steps: np.ndarray
 ) -> np.ndarray | float:
     """Log-scale SD added at CPT ``steps`` beyond the pilots' longest run.
 
@@ -145,7 +122,7 @@ def length_extrapolation_sd(
 
 
 def _forecast(
-    law: FittedLaw,
+    law: LawRecord,
     validation_set: str,
     areas: Areas,
     curve_steps: np.ndarray,
@@ -206,7 +183,7 @@ def _turning_step(general_curve: np.ndarray) -> int | None:
 CURVE_SAMPLES = 256
 
 
-def _curve_steps(law: FittedLaw, total: int, report: np.ndarray) -> np.ndarray:
+def _curve_steps(law: LawRecord, total: int, report: np.ndarray) -> np.ndarray:
     if not law.needs_history or total <= 2 * CURVE_SAMPLES:
         return np.arange(total + 1)
     grid = np.linspace(0, total, CURVE_SAMPLES + 1).round().astype(int)
@@ -226,113 +203,135 @@ def _sampled_turning_step(
     return int(between[inside[0]]) if inside.size else int(steps[coarse])
 
 
+def _forecasts(
+    law: LawRecord,
+    run: RunInput,
+    curve_steps: np.ndarray,
+    report: np.ndarray,
+    level: float,
+    require_positive: bool,
+) -> tuple[dict[str, LossForecast], dict[str, np.ndarray]]:
+    """Every validation set's forecast at the ``report`` steps and its curve at
+    ``curve_steps``: the one path of every prediction (the scenario builds the inputs)."""
+    areas = law.scenario.inputs(run, curve_steps, law.needs)  # type: ignore[arg-type]
+    index = np.searchsorted(curve_steps, report)
+    forecasts, curves = {}, {}
+    for name in law.validation_sets:
+        forecast, curve = _forecast(
+            law, name, areas, curve_steps, index, z_value(level), require_positive
+        )
+        forecast.steps = report.tolist()
+        forecasts[name], curves[name] = forecast, curve
+    return forecasts, curves
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise InputError(f"{param('level')} == {level!r}, must be in (0, 1)")
+
+
 def predict(
-    law: FittedLaw,
+    law: CptLaw | PretrainRunsLaw,
     schedule: Schedule,
-    replay_ratio: float,
+    replay_ratio: float | None = None,
     *,
     checkpoint: str | None = None,
     steps: list[int] | np.ndarray | None = None,
     tokens_per_step: int | None = None,
     domain_tokens: float | None = None,
+    warmup_steps: int | None = None,
     level: float = 0.9,
-) -> Prediction:
-    """Predict the general and domain loss of a CPT run.
+) -> Prediction | PretrainPrediction:
+    """Predict a planned run: both losses of a CPT run (a :class:`CptLaw`), or the loss of
+    a pre-training run (a :class:`PretrainRunsLaw`).
 
     Parameters
     ----------
     law : a fitted law (:func:`cptopt.fit` or :func:`cptopt.load_law`).
-    schedule : the CPT LR schedule.
-    replay_ratio : share of general (PT-like) data in each CPT batch, in [0, 1].
-    checkpoint : which PT checkpoint CPT starts from (needed when the law knows several).
-    steps : CPT steps to report (default: 0, 10 evenly spaced steps, and the last).
-    tokens_per_step : tokens per CPT step (default: the pilots', when they share one).
-    domain_tokens : unique tokens of the domain corpus (default: the manifest's); with
-        ``tokens_per_step`` the steps that repeat domain data count less (docs/law.md).
+    schedule : the run's LR schedule (a pre-training run's whole schedule, from step 1).
+    replay_ratio : CPT runs: share of general (PT-like) data in each batch, in [0, 1].
+    checkpoint : CPT runs: the PT checkpoint CPT starts from (needed when the law knows
+        several).
+    steps : steps to report (default: CPT, step 0, 10 evenly spaced steps and the last;
+        pre-training, the first step after the warmup, 10 evenly spaced steps and the last:
+        the law describes the loss after the warmup only).
+    tokens_per_step : tokens per step (CPT default: the pilots', when they share one);
+        flagged when it differs from the pilots'.
+    domain_tokens : CPT runs: unique tokens of the domain corpus (default: the manifest's);
+        with ``tokens_per_step`` the steps that repeat domain data count less (docs/law.md).
+    warmup_steps : pre-training runs: the annealing memory starts after it (default: the
+        schedule's own, or for a custom schedule the steps before its LR first peaks).
     level : central probability of the intervals (default 0.9).
+
+    The law's scenario decides which options apply (a replay ratio is required for a CPT
+    run and refused for a pre-training one).
     """
-    law.require_cpt("predicting a CPT run")
-    name, state = law.checkpoint_state(checkpoint)
-    return predict_from_state(
-        law,
+    run = law.scenario.planned(
         schedule,
         replay_ratio,
-        name,
-        state,
-        steps=steps,
+        checkpoint=checkpoint,
         tokens_per_step=tokens_per_step,
         domain_tokens=domain_tokens,
-        level=level,
+        warmup_steps=warmup_steps,
     )
+    return predict_run(run, law, schedule, steps=steps, level=level)
 
 
-def predict_from_state(
-    law: FittedLaw,
+@singledispatch
+def predict_run(
+    run: RunInput,
+    law: CptLaw | PretrainRunsLaw,
     schedule: Schedule,
-    replay_ratio: float,
-    checkpoint: str,
-    state: CheckpointState,
     *,
     steps: list[int] | np.ndarray | None = None,
-    tokens_per_step: int | None = None,
-    domain_tokens: float | None = None,
+    level: float = 0.9,
+    require_positive: bool = True,
+) -> Prediction | PretrainPrediction:
+    """Predict ``run`` (from ``law.scenario``: ``planned``, ``plan_run`` or ``run``) of
+    ``schedule`` with ``law`` (see :func:`predict`). ``require_positive`` False returns
+    predictions whose loss is not positive (far outside what the law can predict) instead
+    of raising, for callers that mark them themselves."""
+    raise TypeError(f"not a run a law reads: {type(run).__name__}")
+
+
+@predict_run.register
+def _predict_cpt_run(
+    run: CptRunInput,
+    law: CptLaw,
+    schedule: Schedule,
+    *,
+    steps: list[int] | np.ndarray | None = None,
     level: float = 0.9,
     require_positive: bool = True,
 ) -> Prediction:
-    """:func:`predict` from a checkpoint's area state (e.g. a PT step no pilot started from).
-
-    ``require_positive`` False returns predictions whose loss is not positive (far outside
-    what the law can predict) instead of raising, for callers that mark them themselves.
-    """
-    law.require_cpt("predicting a CPT run")
-    if not 0.0 <= replay_ratio <= 1.0:
-        raise InputError(f"replay_ratio == {replay_ratio!r}, must be in [0, 1]")
-    if not 0.0 < level < 1.0:
-        raise InputError(f"level == {level!r}, must be in (0, 1)")
-    lr = schedule.lr_array()
-    total = lr.size
-    if steps is None:
-        report = np.unique(np.linspace(0, total, 11).round().astype(int))
-    else:
-        report = np.unique(np.asarray(steps, dtype=int))
-        if report.size == 0 or report.min() < 0 or report.max() > total:
-            raise InputError(f"report steps must lie in 0..{total}")
+    _check_level(level)
+    report = run.report_steps(steps)
+    total = run.steps
     curve_steps = _curve_steps(law, total, report)
-
-    def areas_at(steps: np.ndarray) -> Areas:
-        return law.point_areas(lr, steps, state, replay_ratio, tokens_per_step, domain_tokens)
-
-    areas = areas_at(curve_steps)
-    z = z_value(level)
-    report_index = np.searchsorted(curve_steps, report)
-    general, general_curve = _forecast(
-        law, "general", areas, curve_steps, report_index, z, require_positive
-    )
-    domain, _ = _forecast(law, "domain", areas, curve_steps, report_index, z, require_positive)
-    general.steps = domain.steps = report.tolist()
+    forecasts, curves = _forecasts(law, run, curve_steps, report, level, require_positive)
     general_law, general_values = law.form_for("general"), np.asarray(law.general.values)
 
     def general_at(steps: np.ndarray) -> np.ndarray:
-        return general_law.evaluate(general_values, areas_at(steps))
+        return general_law.evaluate(general_values, law.run_inputs(run, steps))
 
+    general_curve = curves["general"]
     turning_step = _sampled_turning_step(curve_steps, general_curve, general_at)
-    flags = coverage_flags(
-        law,
+    flags = law.scenario.coverage_flags(
         peak_lr=schedule.peak,
-        replay_ratio=replay_ratio,
+        replay_ratio=run.replay_ratio,
         steps=total,
-        checkpoint=checkpoint,
-        tokens_per_step=tokens_per_step,
+        checkpoint=run.checkpoint,
+        tokens_per_step=run.tokens_per_step,
     )
     return Prediction(
         schedule=schedule.describe(),
         peak_lr=schedule.peak,
         steps=total,
-        replay_ratio=replay_ratio,
-        checkpoint=checkpoint,
+        replay_ratio=run.replay_ratio,
+        checkpoint=run.checkpoint,
         level=level,
-        general=general,
-        domain=domain,
+        general=forecasts["general"],
+        domain=forecasts["domain"],
         in_range=not flags,
         flags=flags,
         notes=list(law.notes),
@@ -341,111 +340,30 @@ def predict_from_state(
     )
 
 
-# ------------------------------------------------------------------ pre-training schedules
-
-
-class PretrainPrediction(BaseModel):
-    """What a law fitted to pre-training pilots predicts for one pre-training schedule."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["pretrain"] = "pretrain"
-    schedule: str
-    peak_lr: float
-    steps: int
-    warmup_steps: int = Field(
-        description="the annealing memory starts after it; the law describes the loss after it"
-    )
-    level: float
-    loss: LossForecast = Field(description="the validation loss at the reported steps")
-    in_range: bool
-    flags: list[str] = Field(description="settings outside what the pilots covered")
-    notes: list[str]
-
-
-def pretrain_coverage_flags(
-    law: FittedLaw, *, peak_lr: float, steps: int, tokens_per_step: int | None = None
-) -> list[str]:
-    """One message per setting of a pre-training schedule outside what the pilots covered."""
-    flags = _lr_flags(law, peak_lr)
-    longest = law.coverage.steps_max
-    if steps > longest:
-        flags.append(
-            f"{steps} steps beyond the longest pilot ({longest}): "
-            f"{steps / longest:.1f}x the longest fitted run"
-        )
-    return flags + _tokens_flags(law, tokens_per_step, "the law counts steps, not tokens")
-
-
-def pretrain_warmup(schedule: Schedule) -> int:
-    """A schedule's warmup: its own, or (custom) the steps before its LR first peaks."""
-    if schedule.family == "custom":
-        return infer_warmup(schedule.lr_array())
-    return schedule.n_warmup
-
-
-def predict_pretrain(
-    law: FittedLaw,
+@predict_run.register
+def _predict_pretrain_run(
+    run: PretrainRunInput,
+    law: PretrainRunsLaw,
     schedule: Schedule,
     *,
     steps: list[int] | np.ndarray | None = None,
-    warmup_steps: int | None = None,
-    tokens_per_step: int | None = None,
     level: float = 0.9,
+    require_positive: bool = True,
 ) -> PretrainPrediction:
-    """Predict the loss curve of a pre-training schedule (a law fitted to pre-training pilots).
-
-    Parameters
-    ----------
-    law : a law fitted to pre-training pilots (``law.kind == "pretrain"``).
-    schedule : the whole pre-training schedule, from step 1.
-    steps : steps to report, after the warmup (default: the first step after it, 10 evenly
-        spaced steps and the last); the law describes the loss after the warmup only.
-    warmup_steps : the annealing memory starts after it (default: the schedule's own, or for
-        a custom schedule the steps before its LR first reaches its peak).
-    tokens_per_step : flagged when it differs from the pilots'.
-    level : central probability of the intervals (default 0.9).
-
-    Intervals as for CPT predictions (module docstring); beyond the longest pilot they
-    widen by the pilots' own length-extrapolation error per doubling.
-    """
-    if law.kind != "pretrain":
-        raise InputError(
-            "this law was fitted to CPT pilots; a pre-training schedule needs a law fitted to "
-            "pre-training pilots (manifest 'kind: pretrain')"
-        )
-    if not 0.0 < level < 1.0:
-        raise InputError(f"level == {level!r}, must be in (0, 1)")
-    lr = schedule.lr_array()
-    total = lr.size
-    warmup = pretrain_warmup(schedule) if warmup_steps is None else int(warmup_steps)
-    if not 0 <= warmup < total:
-        raise InputError(f"warmup_steps == {warmup}, must be in 0..{total - 1}")
-    first = warmup + 1
-    if steps is None:
-        report = np.unique(np.linspace(first, total, 11).round().astype(int))
-    else:
-        report = np.unique(np.asarray(steps, dtype=int))
-        if report.size == 0 or report.min() < first or report.max() > total:
-            raise InputError(
-                f"report steps must lie in {first}..{total} (after the {warmup}-step warmup: "
-                "the law describes the loss after it)"
-            )
-    curve_steps = np.union1d(report, [first, total])
-    areas = law.pretrain_point_areas(lr, warmup, curve_steps)
-    report_index = np.searchsorted(curve_steps, report)
-    loss, _ = _forecast(law, "general", areas, curve_steps, report_index, z_value(level))
-    loss.steps = report.tolist()
-    flags = pretrain_coverage_flags(
-        law, peak_lr=schedule.peak, steps=total, tokens_per_step=tokens_per_step
+    _check_level(level)
+    report = run.report_steps(steps)
+    curve_steps = np.union1d(report, [run.warmup_steps + 1, run.steps])
+    forecasts, _ = _forecasts(law, run, curve_steps, report, level, require_positive)
+    flags = law.scenario.coverage_flags(
+        peak_lr=schedule.peak, steps=run.steps, tokens_per_step=run.tokens_per_step
     )
     return PretrainPrediction(
         schedule=schedule.describe(),
         peak_lr=schedule.peak,
-        steps=total,
-        warmup_steps=warmup,
+        steps=run.steps,
+        warmup_steps=run.warmup_steps,
         level=level,
-        loss=loss,
+        loss=forecasts["loss"],
         in_range=not flags,
         flags=flags,
         notes=list(law.notes),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.law.areas import checkpoint_state, cpt_point_areas, pretrain_areas
-from cptopt.law.forms import PretrainLaw, make_law
+from cptopt.law.forms import PretrainPartForm, make_law
+from cptopt.law.scenario import LOSS, CptScenario, InputNeeds, PretrainScenario
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PilotSet, PretrainHistory, PretrainPilots, PretrainRun, Run
 from cptopt.schedules import Schedule
@@ -113,13 +113,14 @@ def synthetic_pilots(
         ]
     replay_terms = len({replay for _, replay in configs}) >= 2
     checkpoint = next(iter(pretrain.checkpoints), "checkpoint")
+    scenario = CptScenario(pretrain)  # the inputs of runs from it (no pilots yet)
+    needs = InputNeeds(lam, history=annealing == "mpl")
     rng = np.random.default_rng(seed)
     runs = []
     for index, (schedule, replay) in enumerate(configs):
         lr = schedule.lr_array()
         steps = eval_steps(lr.size)
-        state = checkpoint_state(pretrain, checkpoint, lam)
-        areas = cpt_point_areas(lr, steps, lam, state, replay, history=annealing == "mpl")
+        areas = scenario.inputs(scenario.run(lr, replay, checkpoint), steps, needs)
         curves = {}
         for validation_set in ("general", "domain"):
             law = make_law(form, validation_set, replay_terms, pretrain.known, annealing)
@@ -161,10 +162,11 @@ def pretrain_curve(
     lam: float | None = None,
 ) -> np.ndarray:
     """The pre-training law with ``values`` at ``steps`` (after the warmup) of ``schedule``."""
-    law = make_law(PretrainLaw.name, "general", False, True, annealing)
-    areas = pretrain_areas(schedule.lr_array(), schedule.n_warmup, lam)
+    law = make_law(PretrainPartForm.name, LOSS, False, True, annealing)
+    scenario = PretrainScenario()
+    run = scenario.run(schedule, schedule.n_warmup)
     vector = np.array([values[name] for name in law.names])
-    return law.evaluate(vector, areas.points(steps, law.needs_history))
+    return law.evaluate(vector, scenario.inputs(run, steps, InputNeeds(lam, law.needs_history)))
 
 
 def synthetic_pretrain_pilots(

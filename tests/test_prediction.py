@@ -1,4 +1,5 @@
-"""Predicting a pre-training schedule from a law fitted to pre-training pilots."""
+"""Predicting a pre-training schedule from a law fitted to pre-training pilots (the one
+prediction path: the law's scenario decides what a run is)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import cptopt
 from cptopt import Schedule, fit
 from cptopt.exceptions import InputError
-from cptopt.prediction import predict, predict_pretrain
+from cptopt.prediction import predict
 from cptopt.testing import REFERENCE_PRETRAIN, pretrain_curve, synthetic_pretrain_pilots
 
 WSD = Schedule(
@@ -29,7 +30,7 @@ def synthetic_law():
 
 def test_a_new_schedule_is_predicted_as_the_law_says(synthetic_law):
     steps = np.array([1000, 5000, 8000, 9000])
-    prediction = predict_pretrain(synthetic_law, WSD, steps=steps)
+    prediction = predict(synthetic_law, WSD, steps=steps)
     np.testing.assert_allclose(
         prediction.loss.mean, pretrain_curve(REFERENCE_PRETRAIN, WSD, steps), rtol=1e-5
     )
@@ -47,7 +48,7 @@ def _band(prediction):
 
 
 def test_default_steps_start_after_the_warmup_and_end_at_the_last(synthetic_law):
-    prediction = predict_pretrain(synthetic_law, WSD)
+    prediction = predict(synthetic_law, WSD)
     assert prediction.loss.steps[0] == 501 and prediction.loss.steps[-1] == 9000
     assert len(prediction.loss.steps) == 11
     assert prediction.loss.initial == pytest.approx(prediction.loss.mean[0])
@@ -56,7 +57,7 @@ def test_default_steps_start_after_the_warmup_and_end_at_the_last(synthetic_law)
 def test_intervals_widen_beyond_the_longest_pilot(pretrain_law):
     def width(steps: int) -> float:
         schedule = Schedule(family="cosine", peak_lr=3e-4, steps=steps, warmup_steps=2160)
-        loss = predict_pretrain(pretrain_law, schedule).loss
+        loss = predict(pretrain_law, schedule).loss
         return np.log(loss.final_upper / loss.final_lower)
 
     assert width(72000) > 1.5 * width(24000)
@@ -64,7 +65,7 @@ def test_intervals_widen_beyond_the_longest_pilot(pretrain_law):
 
 def test_flags_name_what_the_pilots_did_not_cover(pretrain_law):
     schedule = Schedule(family="constant", peak_lr=1e-3, steps=72000, warmup_steps=2160)
-    prediction = predict_pretrain(pretrain_law, schedule, tokens_per_step=4096)
+    prediction = predict(pretrain_law, schedule, tokens_per_step=4096)
     assert prediction.flags == [
         "peak LR 0.001 outside the pilots' 0.0003..0.0003",
         "72000 steps beyond the longest pilot (24000): 3.0x the longest fitted run",
@@ -75,11 +76,11 @@ def test_a_custom_schedule_takes_its_warmup_from_its_peak(synthetic_law):
     lr = WSD.lr_array()
     custom = Schedule(family="custom", lr=tuple(lr.tolist()))
     steps = [600, 9000]
-    ours = predict_pretrain(synthetic_law, custom, steps=steps)
+    ours = predict(synthetic_law, custom, steps=steps)
     assert ours.warmup_steps == 499  # the LR first reaches its peak at update 500
-    explicit = predict_pretrain(synthetic_law, custom, steps=steps, warmup_steps=500)
+    explicit = predict(synthetic_law, custom, steps=steps, warmup_steps=500)
     np.testing.assert_allclose(
-        explicit.loss.mean, predict_pretrain(synthetic_law, WSD, steps=steps).loss.mean
+        explicit.loss.mean, predict(synthetic_law, WSD, steps=steps).loss.mean
     )
 
 
@@ -94,18 +95,22 @@ def test_a_custom_schedule_takes_its_warmup_from_its_peak(synthetic_law):
 )
 def test_bad_requests_are_one_line_errors(synthetic_law, options, message):
     with pytest.raises(InputError, match=message):
-        predict_pretrain(synthetic_law, WSD, **options)
+        predict(synthetic_law, WSD, **options)
 
 
 def test_each_kind_of_law_predicts_its_own_kind_of_run(synthetic_law, fitted_law):
-    with pytest.raises(InputError, match="predicting a CPT run needs a CPT law"):
+    with pytest.raises(InputError, match="a pre-training schedule has no replay_ratio"):
         predict(synthetic_law, WSD, 0.25)
-    with pytest.raises(InputError, match="fitted to CPT pilots; a pre-training schedule needs"):
-        predict_pretrain(fitted_law, WSD)
+    with pytest.raises(InputError, match="replay_ratio is required for a CPT run"):
+        predict(fitted_law, WSD)
+    with pytest.raises(InputError, match="warmup_steps: only for a pre-training run"):
+        predict(fitted_law, WSD, 0.25, warmup_steps=10)
+    with pytest.raises(InputError, match="a pre-training schedule has no checkpoint"):
+        predict(synthetic_law, WSD, checkpoint="final")
 
 
 def test_the_public_predict_dispatches_on_the_laws_kind(synthetic_law, tmp_path):
-    direct = predict_pretrain(synthetic_law, WSD, steps=[1000, 9000])
+    direct = predict(synthetic_law, WSD, steps=[1000, 9000])
     assert cptopt.predict(synthetic_law, WSD, steps=[1000, 9000]) == direct
     config = tmp_path / "pt.yaml"
     config.write_text(f"schedule: {WSD.model_dump_json(exclude_none=True)}\n")

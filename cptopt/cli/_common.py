@@ -25,7 +25,7 @@ from typer.models import OptionInfo
 
 from cptopt._io import os_error_line
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
+from cptopt.law import DEFAULT_LAW_PATH, CptLaw, load_cpt_law
 from cptopt.search import SearchConfig, parse_weights
 
 app = typer.Typer(
@@ -222,10 +222,11 @@ class _NullContext:
 
 
 def weights_and_law(
-    merged: SearchConfig, law_path: Path | None, command: str = "cptopt recommend"
-) -> tuple[tuple[float, float], FittedLaw]:
-    """The objective weights (a note on stderr when normalised) and the (CPT) law of a
-    command that takes a search config, as ``recommend`` resolves them."""
+    merged: SearchConfig, law_path: Path | None, purpose: str = "recommend()"
+) -> tuple[tuple[float, float], CptLaw]:
+    """The objective weights (a note on stderr when normalised) and the CPT law of a
+    command that takes a search config, as ``recommend`` resolves them (``purpose``: the
+    library function the command runs, for the error a pre-training law gets)."""
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -238,6 +239,4 @@ def weights_and_law(
         raise InputError(
             f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
         )
-    law = load_law(path)
-    law.require_cpt(command, str(path))
-    return (w_general, w_domain), law
+    return (w_general, w_domain), load_cpt_law(path, purpose)

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 from cptopt.cli._common import OutputFormat, stdout
 from cptopt.design import next_pilot_hint
-from cptopt.law.fitted import FittedLaw
+from cptopt.law import CptLaw
 from cptopt.report.next_pilot import next_pilot_line
 from cptopt.search import Candidate, SearchConfig
 
 
 def print_next_pilot_hint(
-    law: FittedLaw,
+    law: CptLaw,
     weights: tuple[float, float],
     config: SearchConfig,
     output_format: OutputFormat,

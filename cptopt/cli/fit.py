@@ -18,9 +18,9 @@ from cptopt.cli._common import (
     status,
     stderr,
 )
-from cptopt.fitting.estimator import LawFitter
-from cptopt.law.fitted import DEFAULT_LAW_PATH
-from cptopt.pilots.manifest import load_manifest, manifest_kind
+from cptopt.fitting import LawFitter
+from cptopt.law import DEFAULT_LAW_PATH, scenario_type
+from cptopt.pilots import load_pilots, read_manifest
 from cptopt.report.fit import fit_report
 
 
@@ -176,9 +176,10 @@ def fit_command(
         jackknife=jackknife,
         n_jobs=jobs,
     )
-    fitter.check_settings(manifest_kind(manifest))  # before reading logs, which can be slow
+    header = read_manifest(manifest)  # the logs, which can be slow to read, come last
+    fitter.check_settings(scenario_type(header.kind))
     check_output_path(output)
-    pilots = load_manifest(manifest)
+    pilots = load_pilots(header, manifest)
     with status(f"fitting {len(pilots.runs)} pilot runs"):
         law = fitter.fit(pilots).law_
     law.save(output)

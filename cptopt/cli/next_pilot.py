@@ -114,11 +114,11 @@ def next_pilot_command(
         "weights": weights,
     }
     merged = base.with_overrides(flags, aliases=OPTION_KEYS)
-    weights_pair, law = weights_and_law(merged, law_path, "cptopt next-pilot")
+    weights_pair, law = weights_and_law(merged, law_path, "next_pilot()")
     result = next_pilot(
         law,
         weights_pair,
-        pilots=load_manifest(pilots) if pilots is not None else None,
+        pilots=load_manifest(pilots, kind="cpt") if pilots is not None else None,
         candidate_pilots=load_candidates(candidates) if candidates is not None else None,
         options=load_candidates(options) if options is not None else None,
         space=merged.space,

@@ -9,8 +9,8 @@ import typer
 
 from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
-from cptopt.law.fitted import DEFAULT_LAW_PATH, load_law
-from cptopt.pilots.manifest import load_manifest
+from cptopt.law import DEFAULT_LAW_PATH, load_cpt_law
+from cptopt.pilots import load_manifest
 from cptopt.report.plot import DEFAULT_DPI, parse_size, plot_fit
 
 
@@ -43,8 +43,7 @@ def plot_command(
     """
     dimensions = parse_size(size)
     check_output_path(output)
-    law = load_law(law_path)
-    law.require_cpt("cptopt plot", str(law_path))
-    pilot_set = load_manifest(pilots) if pilots is not None else None
+    law = load_cpt_law(law_path, "plot_fit()")
+    pilot_set = load_manifest(pilots, kind="cpt") if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
     stderr.print(f"plot written to {written}", highlight=False)

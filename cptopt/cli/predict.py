@@ -18,12 +18,11 @@ from cptopt.cli._common import (
     stderr,
 )
 from cptopt.exceptions import InputError
-from cptopt.law.fitted import DEFAULT_LAW_PATH, FittedLaw, load_law
-from cptopt.pilots.manifest import load_manifest
-from cptopt.plan import config_law, load_config, load_pretrain_config
-from cptopt.prediction import predict, predict_pretrain
-from cptopt.report.plot import dense_steps, parse_size, plot_prediction
-from cptopt.report.prediction import prediction_report, pretrain_prediction_report
+from cptopt.law import DEFAULT_LAW_PATH, cpt_law, load_law
+from cptopt.pilots import load_manifest
+from cptopt.plan import config_law
+from cptopt.prediction import predict_run
+from cptopt.report import dense_steps, parse_size, plot_prediction, prediction_report
 
 
 def parse_steps(text: str | None) -> list[int] | None:
@@ -100,50 +99,16 @@ def predict_command(
         check_output_path(plot)
     if pilots is not None and plot is None:
         raise InputError("--pilots is only used with --plot")
-    law = load_law(law_path or Path(config_law(config) or DEFAULT_LAW_PATH))
-    if law.kind == "pretrain":
-        if plot is not None:
-            raise InputError(
-                "--plot draws CPT predictions; not for a law fitted to pre-training pilots"
-            )
-        _predict_pretrain(config, law, parse_steps(steps), level, output_format)
-        return
-    training = load_config(config)
-    prediction = predict(
-        law,
-        training.schedule,
-        training.replay_ratio,
-        checkpoint=training.checkpoint,
-        steps=parse_steps(steps),
-        tokens_per_step=training.tokens_per_step,
-        level=level,
-    )
+    path = law_path or Path(config_law(config) or DEFAULT_LAW_PATH)
+    law = load_law(path)
+    if plot is not None:  # the plot draws CPT predictions
+        law = cpt_law(law, "plot", str(path))
+    plan = law.scenario.read_plan(config)  # the law's kind says what a config plans
+    run = law.scenario.plan_run(plan)  # type: ignore[arg-type]
+    prediction = predict_run(run, law, plan.schedule, steps=parse_steps(steps), level=level)
     emit(prediction, output_format, lambda: prediction_report(prediction))
     if plot is not None and size is not None:
-        dense = predict(
-            law,
-            training.schedule,
-            training.replay_ratio,
-            checkpoint=training.checkpoint,
-            steps=dense_steps(prediction.steps),
-            tokens_per_step=training.tokens_per_step,
-            level=level,
-        )
-        pilot_set = load_manifest(pilots) if pilots is not None else None
-        written = plot_prediction(dense, plot, pilot_set, size=size)
+        dense = predict_run(run, law, plan.schedule, steps=dense_steps(run.steps), level=level)
+        pilot_set = load_manifest(pilots, kind="cpt") if pilots is not None else None
+        written = plot_prediction(dense, plot, pilot_set, size=size)  # type: ignore[arg-type]
         stderr.print(f"plot written to {written}", highlight=False)
-
-
-def _predict_pretrain(
-    config: Path, law: FittedLaw, steps: list[int] | None, level: float, output_format: OutputFormat
-) -> None:
-    """``cptopt predict`` with a law fitted to pre-training pilots: a pre-training config."""
-    planned = load_pretrain_config(config)
-    prediction = predict_pretrain(
-        law,
-        planned.schedule,
-        steps=steps,
-        tokens_per_step=planned.tokens_per_step,
-        level=level,
-    )
-    emit(prediction, output_format, lambda: pretrain_prediction_report(prediction))

@@ -8,7 +8,7 @@ decision ``recommend`` makes, with the maths of :mod:`cptopt.design.pilot_value`
    replicas' deviations scaled so that ``z ~ N(0, I_K)`` has exactly the jackknife
    covariance. Both sets share ``z``: every fold leaves a pilot out of both, so the stacked
    replicas carry the cross-set covariance (a pilot's misfit shows in both losses), and
-   tied parameters (``FittedLaw.tied``) move together without special cases. This is the
+   tied parameters (``CptLaw.tied``) move together without special cases. This is the
    Gaussian behind ``P(best)`` of ``recommend --candidates``. The jackknife is rank
    deficient (K - 1 < P parameters): working in the replicas' span needs no
    regularisation, and directions no refit moves stay certain.
@@ -65,11 +65,10 @@ from cptopt.design.pilot_value import (
     posterior_covariance,
 )
 from cptopt.exceptions import CptoptError, InputError, param
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import CptLaw
 from cptopt.pilots.runs import PilotSet
-from cptopt.prediction import coverage_flags
 from cptopt.search.candidates import checkpoint_choices
-from cptopt.search.evaluate import VALIDATION_SETS, Evaluator
+from cptopt.search.evaluate import Evaluator
 from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights
 from cptopt.search.space import resolve_space
 
@@ -156,7 +155,7 @@ def decision_of(
     dropped), the tolerance made absolute (a share of the recommended objective)."""
     objective = np.zeros(len(options.areas))
     sensitivity = np.zeros((len(options.areas), model.dimension))
-    for weight, vs in zip(weights, VALIDATION_SETS, strict=True):
+    for weight, vs in zip(weights, model.law.validation_sets, strict=True):
         prediction, derivative = model.sensitivity(vs, options.areas, log=False)
         objective = objective + weight * prediction
         sensitivity = sensitivity + weight * derivative
@@ -176,7 +175,7 @@ def parameter_gains(
     before = model.parameter_variance(prior)
     after = model.parameter_variance(posteriors)
     names, reductions = [], []
-    for vs in VALIDATION_SETS:
+    for vs in model.law.validation_sets:
         names += [f"{vs} {name}" for name in model.forms[vs].names]
         known = before[vs] > 1e-30
         reductions.append(np.where(known, 1.0 - after[vs] / np.where(known, before[vs], 1), 0))
@@ -217,8 +216,6 @@ def stop_rule(
 
 
 def _check_settings(
-    law: FittedLaw,
-    pilots: PilotSet | None,
     tolerance: float,
     p_best_threshold: float,
     top_k: int | None,
@@ -227,9 +224,6 @@ def _check_settings(
     candidate_pilots: Sequence[Candidate] | None,
     seed: int,
 ) -> None:
-    law.require_cpt("next-pilot")
-    if pilots is not None and pilots.kind != "cpt":
-        raise InputError(f"{param('pilots')}: pre-training pilots (kind: pretrain), not CPT runs")
     if candidate_pilots is not None and not candidate_pilots:
         raise InputError("no candidate pilots given")
     if candidate_pilots is not None and pilot_steps is not None:
@@ -251,7 +245,7 @@ def _check_settings(
 
 
 def _options(
-    law: FittedLaw,
+    law: CptLaw,
     options: Sequence[Candidate] | None,
     evaluator_args: tuple,
     space_args: tuple,
@@ -292,7 +286,7 @@ def _updates(
 
 
 def next_pilot(
-    law: FittedLaw,
+    law: CptLaw,
     weights: str | Sequence[float] = (0.5, 0.5),
     *,
     pilots: PilotSet | None = None,
@@ -322,9 +316,7 @@ def next_pilot(
     refits) or "jacobian". ``draws``, ``seed``: the Monte Carlo draws.
     """
     started = time.perf_counter()
-    _check_settings(
-        law, pilots, tolerance, p_best_threshold, top_k, draws, pilot_steps, candidate_pilots, seed
-    )
+    _check_settings(tolerance, p_best_threshold, top_k, draws, pilot_steps, candidate_pilots, seed)
     w_general, w_domain, normalised = parse_weights(weights)
     constraints = constraints or Constraints()
     model = LatentModel(law, linearisation)
@@ -378,7 +370,7 @@ def next_pilot(
 
 
 def next_pilot_hint(
-    law: FittedLaw,
+    law: CptLaw,
     weights: Sequence[float],
     *,
     space: SearchSpace | None = None,
@@ -403,7 +395,7 @@ def next_pilot_hint(
 
 
 def _scores(
-    law: FittedLaw,
+    law: CptLaw,
     model: LatentModel,
     runs: list[PilotRun],
     covariances: tuple[np.ndarray, np.ndarray],
@@ -429,8 +421,7 @@ def _scores(
             if len(rows)
             else 0.0
         )
-        flags = coverage_flags(
-            law,
+        flags = law.scenario.coverage_flags(
             peak_lr=float(run.lr.max()),
             replay_ratio=run.replay_ratio,
             steps=int(run.lr.size),

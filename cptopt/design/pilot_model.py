@@ -17,10 +17,11 @@ import numpy as np
 from cptopt.design.pilot_value import information
 from cptopt.exceptions import InputError
 from cptopt.law.areas import Areas, CheckpointState
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import CptLaw
+from cptopt.law.scenario import CptRunInput
 from cptopt.pilots.runs import PilotSet
 from cptopt.search.candidates import checkpoint_choices
-from cptopt.search.evaluate import VALIDATION_SETS, Evaluator, feasible_mask
+from cptopt.search.evaluate import Evaluator, feasible_mask
 from cptopt.search.models import Candidate, shape_schedule
 from cptopt.search.space import ResolvedSpace
 
@@ -46,19 +47,18 @@ MIN_NOISE = 1e-4
 class LatentModel:
     """Predictions of both laws as linear functions of the latent ``z ~ N(0, I_K)``."""
 
-    law: FittedLaw
+    law: CptLaw
     linearisation: Linearisation
 
     def __post_init__(self) -> None:
-        self.forms = {vs: self.law.form_for(vs) for vs in VALIDATION_SETS}
-        self.values = {
-            vs: np.asarray(self.law.set_fit(vs).values, dtype=float) for vs in VALIDATION_SETS
-        }
+        sets = self.law.validation_sets
+        self.forms = {vs: self.law.form_for(vs) for vs in sets}
+        self.values = {vs: np.asarray(self.law.set_fit(vs).values, dtype=float) for vs in sets}
         self.replicas = {
             vs: np.asarray(self.law.set_fit(vs).jackknife, dtype=float).reshape(
                 -1, self.values[vs].size
             )
-            for vs in VALIDATION_SETS
+            for vs in sets
         }
         counts = {replicas.shape[0] for replicas in self.replicas.values()}
         self.k = min(counts)
@@ -72,7 +72,7 @@ class LatentModel:
             vs: scale * (r - r.mean(axis=0)) for vs, r in self.replicas.items()
         }  # (K, P): theta = theta_hat + D' z
         self.noise = {}
-        for vs in VALIDATION_SETS:
+        for vs in sets:
             fit = self.law.set_fit(vs)
             noise = max(fit.noise, MIN_NOISE)
             offset = np.sqrt(max((fit.cv_rms or 0.0) ** 2 - noise**2, 0.0))
@@ -131,12 +131,21 @@ class PilotRun:
     schedule: str
     tokens_per_step: int | None = None
 
-    def points(self, law: FittedLaw, every: int) -> dict[str, Areas]:
+    def law_run(self, law: CptLaw) -> CptRunInput:
+        """This run as ``law``'s scenario reads it."""
+        return law.scenario.run(
+            self.lr,
+            self.replay_ratio,
+            self.checkpoint,
+            state=self.state,
+            tokens_per_step=self.tokens_per_step,
+        )
+
+    def points(self, law: CptLaw, every: int) -> dict[str, Areas]:
         """Areas at its eval steps, every ``every`` steps (step 0 excluded: it is known
         already), for each validation set."""
-        steps = eval_steps(self.lr.size, every)
-        areas = law.point_areas(self.lr, steps, self.state, self.replay_ratio, self.tokens_per_step)
-        return dict.fromkeys(VALIDATION_SETS, areas)
+        areas = law.run_inputs(self.law_run(law), eval_steps(self.lr.size, every))
+        return dict.fromkeys(law.validation_sets, areas)
 
     def repeats(self, other: PilotRun) -> bool:
         """Whether this run would log a prefix of ``other``'s curves (same LR, replay, start)."""
@@ -154,7 +163,7 @@ def eval_steps(length: int, every: int) -> np.ndarray:
     return np.unique(np.append(np.arange(every, length + 1, every), length))
 
 
-def eval_interval(law: FittedLaw, pilots: PilotSet | None) -> int:
+def eval_interval(law: CptLaw, pilots: PilotSet | None) -> int:
     """Steps between two evaluations of a candidate: the pilots' median spacing."""
     if pilots is not None:
         spacing = [
@@ -169,7 +178,7 @@ def eval_interval(law: FittedLaw, pilots: PilotSet | None) -> int:
     return max(1, int(round(float(np.median(spacing)))))
 
 
-def pilot_runs(law: FittedLaw, pilots: PilotSet) -> list[PilotRun]:
+def pilot_runs(law: CptLaw, pilots: PilotSet) -> list[PilotRun]:
     """The pilots the law was fitted to, checked against the law file."""
     known = {run.name for run in law.general.runs}
     given = {run.name for run in pilots.runs}
@@ -178,15 +187,16 @@ def pilot_runs(law: FittedLaw, pilots: PilotSet) -> list[PilotRun]:
             f"the pilots given ({', '.join(sorted(given))}) are not the ones the law was "
             f"fitted to ({', '.join(sorted(known))})"
         )
-    out = []
+    scenario, out = law.scenario, []
     for run in pilots.runs:
-        label, state = law.checkpoint_state(run.checkpoint if law.pretrain.known else None)
+        label = scenario.checkpoint_name(run.checkpoint if scenario.history.known else None)
+        state = scenario.checkpoint_state(label, law.lam)
         out.append(PilotRun(run.name, run.cpt_lr, run.replay_ratio, label, state, run.name))
     return out
 
 
 def listed_pilots(
-    law: FittedLaw, candidate_pilots: Sequence[Candidate], default_tps: int | None
+    law: CptLaw, candidate_pilots: Sequence[Candidate], default_tps: int | None
 ) -> list[PilotRun]:
     """The user's candidate pilots (a candidates file)."""
     choices, index = checkpoint_choices(law, candidate_pilots)
@@ -241,7 +251,7 @@ class Options:
     areas: Areas
 
 
-def grid_options(law: FittedLaw, space: ResolvedSpace, evaluator: Evaluator) -> Options:
+def grid_options(law: CptLaw, space: ResolvedSpace, evaluator: Evaluator) -> Options:
     """A full-factorial grid of the recommend space, the feasible settings only."""
     batch = space.grid(OPTION_RESOLUTION)
     _, _, _, violations = evaluator.evaluate(batch)
@@ -254,16 +264,11 @@ def grid_options(law: FittedLaw, space: ResolvedSpace, evaluator: Evaluator) -> 
     return Options(labels, evaluator.final_areas(batch))
 
 
-def listed_options(law: FittedLaw, options: Sequence[Candidate], evaluator: Evaluator) -> Options:
+def listed_options(law: CptLaw, options: Sequence[Candidate], evaluator: Evaluator) -> Options:
     """The user's own options (``recommend --candidates`` format), feasible ones only."""
     runs = listed_pilots(law, options, evaluator.tokens_per_step)
     areas = Areas.concatenate(
-        [
-            law.point_areas(
-                run.lr, np.array([run.lr.size]), run.state, run.replay_ratio, run.tokens_per_step
-            )
-            for run in runs
-        ]
+        [law.run_inputs(run.law_run(law), np.array([run.lr.size])) for run in runs]
     )
     general, domain, _ = evaluator.losses_at(areas)
     labels = [c.label for c in evaluator.checkpoints]
@@ -285,7 +290,7 @@ def informations(
     how many of its points the law cannot predict. One law evaluation per set for all."""
     points = [run.points(model.law, every) for run in runs]
     per_set = {}
-    for vs in VALIDATION_SETS:
+    for vs in model.law.validation_sets:
         parts = [p[vs] for p in points if vs in p]
         counts = [len(p[vs]) if vs in p else 0 for p in points]
         if not parts or not sum(counts):

@@ -1,33 +1,36 @@
-"""Law-file assembly: turn the fit results into a :class:`~cptopt.law.fitted.FittedLaw`.
+"""Law-file assembly: turn the fit results into the records of a law file.
 
-The records of the law file (parameters with jackknife standard errors, per-pilot fit and
-CV errors, the interval scale, what the pilots covered, the PT history, input hashes) are
-computed here from a :class:`~cptopt.fitting.crossval.SetResult` per validation set.
+The records of each validation set (parameters with jackknife standard errors, per-pilot
+fit and CV errors, the interval scale) are computed here from a
+:class:`~cptopt.fitting.crossval.SetResult`; what the pilots covered, their inputs and
+notes come from their scenario.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, shared_replay_folds
+from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.optimise import at_bound, relative_residuals
-from cptopt.law.fitted import Coverage, InputRecord, PretrainRecord, RunFit, SetFit
+from cptopt.law.fitted import PretrainRecord, RunFit, SetFit
 from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
+from cptopt.law.scenario import Scenario
 from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
-from cptopt.pilots.runs import Pilots, PilotSet
+from cptopt.pilots.runs import PretrainHistory
 
 
 def set_fit_record(
-    result: SetResult, pilots: Pilots, with_jackknife: bool, pt_points: str = "all"
+    result: SetResult, scenario: Scenario, with_jackknife: bool, pt_points: str = "all"
 ) -> SetFit:
-    """The law-file record of one validation set's fit (``pt_points``: those pooled)."""
+    """The law-file record of one validation set's fit (``pt_points``: those pooled), its
+    pilots named as the ``scenario`` names them."""
     law, data, best = result.law, result.data, result.best
     residuals = relative_residuals(law, best.values, data)
     cpt_points = (data.run_index >= 0) & (data.step > 0)
     replica_array = np.array(result.replicas) if result.replicas and with_jackknife else None
     stderr = np.sqrt(jackknife_variance(replica_array)) if replica_array is not None else None
-    run_fits = []
+    run_fits, names = [], scenario.run_names
     for index in sorted({int(i) for i in data.run_index if i >= 0}):
         mask = (data.run_index == index) & (data.step > 0)
         if not mask.any():
@@ -36,7 +39,7 @@ def set_fit_record(
         held = result.held_out.get(index)
         run_fits.append(
             RunFit(
-                name=pilots.runs[index].name,
+                name=names[index],
                 n_points=int(mask.sum()),
                 mean_abs_error=float(np.abs(errors).mean()),
                 max_abs_error=float(np.abs(errors).max()),
@@ -51,7 +54,7 @@ def set_fit_record(
     total = float(((data.loss - data.loss.mean()) ** 2).sum())
     predicted = law.evaluate(best.values, data.areas)
     r2 = 1.0 - float(((predicted - data.loss) ** 2).sum()) / total if total > 0 else float("nan")
-    shared = shared_replay_folds(pilots) or None
+    shared = scenario.shared_replay_folds() or None
     cv_rms = result.cv_rms(shared)
     noise = robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0
     costs = sorted(best.start_costs)
@@ -148,9 +151,8 @@ def interval_scale(result: SetResult, noise: float) -> float | None:
     return float(quantile / z_value(CALIBRATION_LEVEL))
 
 
-def pretrain_record(pilots: PilotSet) -> PretrainRecord:
+def pretrain_record(history: PretrainHistory) -> PretrainRecord:
     """The PT history a law needs to continue the areas."""
-    history = pilots.pretrain
     return PretrainRecord(
         known=history.known,
         warmup_steps=history.warmup_steps,
@@ -158,34 +160,3 @@ def pretrain_record(pilots: PilotSet) -> PretrainRecord:
         final_lr=history.final_lr,
         lr=None if history.lr is None else history.lr.tolist(),
     )
-
-
-def coverage(pilots: Pilots) -> Coverage:
-    """What the pilots covered: predictions outside it are flagged (pre-training pilots
-    have no replay ratios and no checkpoints)."""
-    peaks = [run.peak_lr for run in pilots.runs]
-    steps = [run.steps for run in pilots.runs]
-    cpt = pilots.kind == "cpt"
-    return Coverage(
-        peak_lr_min=min(peaks),
-        peak_lr_max=max(peaks),
-        replay_ratios=sorted({run.replay_ratio for run in pilots.runs}) if cpt else [],
-        steps_min=min(steps),
-        steps_max=max(steps),
-        tokens_per_step=sorted({run.tokens_per_step for run in pilots.runs if run.tokens_per_step}),
-        checkpoints=list(dict.fromkeys(run.checkpoint for run in pilots.runs)) if cpt else [],
-    )
-
-
-def input_records(pilots: Pilots) -> list[InputRecord]:
-    """Every input log with its SHA-256, so that a law file is reproducible from itself."""
-    records = [
-        InputRecord(name=run.name, source=run.source, sha256=run.sha256) for run in pilots.runs
-    ]
-    if pilots.kind == "cpt" and pilots.pretrain.source:
-        records.append(
-            InputRecord(
-                name="pretrain", source=pilots.pretrain.source, sha256=pilots.pretrain.sha256
-            )
-        )
-    return records

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cptopt.fitting.data import FitData
 from cptopt.fitting.optimise import (
     JointProblem,
     Problem,
@@ -24,7 +23,10 @@ from cptopt.fitting.optimise import (
     relative_residuals,
 )
 from cptopt.law.forms import LawForm
-from cptopt.pilots.runs import VALIDATION_SETS, Pilots
+from cptopt.law.scenario import CptScenario, FitData
+
+#: The two sets a tied variant fits as one problem (CPT pilots).
+VALIDATION_SETS = CptScenario.validation_sets
 
 #: At most this many cross-validation folds; with more pilots, folds group pilots.
 MAX_FOLDS = 10
@@ -36,20 +38,6 @@ def cv_folds(run_ids: list[int], max_folds: int = MAX_FOLDS) -> list[list[int]]:
     if len(run_ids) <= max(max_folds, MAX_FOLDS):
         return [[run_id] for run_id in run_ids]
     return [run_ids[start::max_folds] for start in range(max_folds)]
-
-
-def shared_replay_folds(pilots: Pilots) -> list[int]:
-    """Pilots (by index) whose replay ratio at least one other pilot shares.
-
-    Their leave-one-out folds interpolate in replay, so they test the annealing memory
-    rather than the replay form. Empty when fewer than 2 pilots qualify: then every fold
-    counts; always empty for pre-training pilots, which have no replay ratio.
-    """
-    if pilots.kind != "cpt":
-        return []
-    ratios = [run.replay_ratio for run in pilots.runs]
-    shared = [i for i, ratio in enumerate(ratios) if ratios.count(ratio) >= 2]
-    return shared if len(shared) >= 2 else []
 
 
 @dataclass

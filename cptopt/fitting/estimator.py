@@ -1,27 +1,40 @@
-"""The estimator: :class:`LawFitter` fits both validation sets of a pilot set.
+"""The estimator: :class:`LawFitter` fits the validation sets of a pilot set.
 
-It resolves its settings into the law variants to try, runs the selection
-(:mod:`cptopt.fitting.selection`) or the one variant asked for, and assembles the law file
-(:mod:`cptopt.fitting.assemble`). Pre-training pilots (:class:`PretrainPilots`) get the
-law's pre-training part, its memory chosen by their CV (:mod:`cptopt.fitting.pretraining`).
+The pilots' scenario (:func:`cptopt.law.scenario.scenario_of`) says what they are, and the
+fit of each kind is its own procedure (:data:`PROCEDURES`). CPT pilots: the settings become
+the law variants to try, the selection (:mod:`cptopt.fitting.selection`) or the one variant
+asked for runs, and the law file is assembled (:mod:`cptopt.fitting.assemble`).
+Pre-training pilots get the law's pre-training part, its memory chosen by their CV
+(:mod:`cptopt.fitting.pretraining`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError, param
-from cptopt.fitting.assemble import coverage, input_records, pretrain_record, set_fit_record
+from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
-from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS, PT_POINT_CHOICES, lr_reference
+from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, fit_pretrain
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
-from cptopt.law.fitted import FittedLaw, SelectionRow
-from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainLaw
-from cptopt.pilots.runs import VALIDATION_SETS, Pilots, PilotSet, PretrainPilots
+from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
+from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainPartForm
+from cptopt.law.scenario import (
+    PT_POINT_CHOICES,
+    CptScenario,
+    PretrainScenario,
+    scenario_of,
+)
+from cptopt.pilots.runs import Pilots
+
+#: The validation sets of CPT pilots (the sets ``pt_points`` may name).
+VALIDATION_SETS = CptScenario.validation_sets
 
 #: ``tie`` as words (the command line's ``--tie``).
 TIE_WORDS: dict[str, bool | str] = {"yes": True, "no": False, "auto": "auto"}
@@ -47,27 +60,6 @@ def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...
     return notes
 
 
-def pilot_notes(pilots: Pilots) -> list[str]:
-    """The runs' notes, and what the pilots' replay ratios allow."""
-    notes = list(dict.fromkeys(note for run in pilots.runs for note in run.notes))
-    if pilots.kind != "cpt":
-        return notes
-    ratios = sorted({run.replay_ratio for run in pilots.runs})
-    if len(ratios) == 1:
-        notes.append(
-            f"all pilots use replay ratio {ratios[0]:g}: the replay terms are not "
-            "identifiable, so the law predicts that ratio only (replay is fixed)"
-        )
-    elif len(ratios) == 2:
-        notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
-    return notes
-
-
-def _replay_terms(pilots: PilotSet) -> bool:
-    """Whether the pilots' replay ratios identify the replay terms (>= 2 distinct)."""
-    return len({run.replay_ratio for run in pilots.runs}) >= 2
-
-
 @dataclass(frozen=True)
 class _Outcome:
     """A fit's results before they become a law file."""
@@ -82,9 +74,10 @@ class _Outcome:
 class LawFitter:
     """Fits the CPT law to a :class:`~cptopt.pilots.PilotSet` (scikit-learn style).
 
-    The constructor only stores settings; :meth:`fit` validates the pilots, fits both
-    validation sets and sets ``law_`` (a :class:`~cptopt.law.FittedLaw`); reading ``law_``
-    before that raises :class:`~cptopt.exceptions.NotFittedError`.
+    The constructor only stores settings; :meth:`fit` validates the pilots, fits their
+    validation sets and sets ``law_`` (a :class:`~cptopt.law.CptLaw`, or for pre-training
+    pilots a :class:`~cptopt.law.PretrainRunsLaw`); reading ``law_`` before that raises
+    :class:`~cptopt.exceptions.NotFittedError`.
 
     Parameters
     ----------
@@ -159,21 +152,24 @@ class LawFitter:
         self.seed = seed
         self.jackknife = jackknife
         self.n_jobs = n_jobs
-        self._law: FittedLaw | None = None
+        self._law: CptLaw | PretrainRunsLaw | None = None
 
     @property
-    def law_(self) -> FittedLaw:
+    def law_(self) -> CptLaw | PretrainRunsLaw:
         """The fitted law (set by :meth:`fit`)."""
         if self._law is None:
             raise NotFittedError("this LawFitter is not fitted yet: call fit(pilots) first")
         return self._law
 
-    def check_settings(self, kind: str = "cpt") -> None:
-        """Raise :class:`InputError` for settings :meth:`fit` would refuse for pilots of
-        ``kind`` ("cpt" or "pretrain"; no data needed)."""
-        if kind == "pretrain":
-            self._pretrain_variants()
-            return
+    def check_settings(
+        self, scenario: type[CptScenario] | type[PretrainScenario] = CptScenario
+    ) -> None:
+        """Raise :class:`InputError` for settings :meth:`fit` would refuse for the pilots of
+        ``scenario`` (the type: :func:`cptopt.law.scenario.scenario_type` of a manifest's
+        kind; no data needed)."""
+        PROCEDURES[scenario].check(self)
+
+    def _check_cpt_settings(self) -> None:
         self._variants()
         self._pt_points()
         self._lr_power()
@@ -259,7 +255,7 @@ class LawFitter:
 
     def _pretrain_variants(self) -> list[Variant]:
         """The variants for pre-training pilots: memories of the ``pretrain`` form."""
-        if self.form not in ("auto", "paper", PretrainLaw.name):
+        if self.form not in ("auto", "paper", PretrainPartForm.name):
             raise InputError(
                 f"{param('form')} == {self.form!r}: a CPT replay form; pre-training pilots "
                 "(kind: pretrain) are fitted with the law's pre-training part: use "
@@ -277,7 +273,7 @@ class LawFitter:
                     f"{param(option)}: not for pre-training pilots (kind: pretrain): {why}"
                 )
         lams, annealings = self._memories(PRETRAIN_ANNEALINGS, "auto")
-        name = PretrainLaw.name
+        name = PretrainPartForm.name
         variants = [Variant(name, lam) for lam in lams] if "s2" in annealings else []
         return variants + [Variant(name, None, a) for a in annealings if a != "s2"]
 
@@ -286,7 +282,7 @@ class LawFitter:
         if self.form != "auto" and self.form not in FORMS:
             choices = ", ".join(("auto", *FORMS))
             what = "a law form for pre-training pilots (kind: pretrain)"
-            known = what if self.form == PretrainLaw.name else "unknown law form"
+            known = what if self.form == PretrainPartForm.name else "unknown law form"
             raise InputError(f"{param('form')} == {self.form!r}: {known}; choose from {choices}")
         forms = AUTO_FORMS if self.form == "auto" else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
@@ -310,22 +306,21 @@ class LawFitter:
         return variants, tie
 
     def fit(self, pilots: Pilots) -> LawFitter:
-        """Fit both validation sets (choosing the variant by CV if asked); returns ``self``.
+        """Fit the pilots' validation sets (choosing the variant by CV if asked); returns
+        ``self``. CPT pilots: both sets; pre-training pilots: their one set, with the law's
+        pre-training part."""
+        scenario = scenario_of(pilots)
+        procedure = PROCEDURES[type(scenario)]
+        procedure.check(self)
+        self._law = procedure.fit(self, scenario)
+        return self
 
-        Pre-training pilots: their one set, with the law's pre-training part."""
-        self.check_settings(pilots.kind)
-        if isinstance(pilots, PretrainPilots):
-            return self._fit_pretrain(pilots)
-        return self._fit_cpt(pilots)
-
-    def _fit_cpt(self, pilots: PilotSet) -> LawFitter:
+    def _fit_cpt(self, scenario: CptScenario) -> CptLaw:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
         selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
-        logged = [
-            sum(run.curve(name) is not None for run in pilots.runs) for name in VALIDATION_SETS
-        ]
+        logged = [scenario.logged(name) for name in scenario.validation_sets]
         if selecting and min(logged) < 3:
             raise InputError(
                 "choosing the law variant by cross-validation needs >= 3 pilots logging each "
@@ -346,16 +341,15 @@ class LawFitter:
             tuple(sorted(pt_points.items())),
         )
         if selecting:
-            outcome = self._select(pilots, variants, settings, tie, lr_power)
+            outcome = self._select(scenario, variants, settings, tie, lr_power)
         else:
             variant = replace(variants[0], tied=True) if tie is True else variants[0]
-            outcome = self._fit_one(pilots, variant, settings, pt_points)
-        self._law = self._record(pilots, outcome, self.jackknife or selecting)
-        return self
+            outcome = self._fit_one(scenario, variant, settings, pt_points)
+        return self._cpt_law(scenario, outcome, self.jackknife or selecting)
 
     def _select(
         self,
-        pilots: PilotSet,
+        scenario: CptScenario,
         variants: list[Variant],
         settings: FitSettings,
         tie: bool | str,
@@ -363,25 +357,27 @@ class LawFitter:
     ) -> _Outcome:
         from threadpoolctl import threadpool_limits
 
-        replay_terms = _replay_terms(pilots)
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
             selected = select_variant(
-                pilots, replay_terms, variants, settings, tie=tie, lr_power=lr_power, pool=pool
+                scenario, variants, settings, tie=tie, lr_power=lr_power, pool=pool
             )
         notes = replay_doubt_notes(selected.replay_doubt)
         return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
 
     def _fit_one(
-        self, pilots: PilotSet, variant: Variant, settings: FitSettings, pt_points: dict[str, str]
+        self,
+        scenario: CptScenario,
+        variant: Variant,
+        settings: FitSettings,
+        pt_points: dict[str, str],
     ) -> _Outcome:
         from threadpoolctl import threadpool_limits
 
-        chosen = dict.fromkeys(VALIDATION_SETS, variant)
+        chosen = dict.fromkeys(scenario.validation_sets, variant)
         with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
             final = fit_variant(
-                pilots,
-                _replay_terms(pilots),
+                scenario,
                 chosen,
                 {},
                 settings,
@@ -391,61 +387,75 @@ class LawFitter:
             )
         return _Outcome(chosen, [], final, pt_points, [])
 
-    def _record(self, pilots: PilotSet, outcome: _Outcome, jackknife: bool) -> FittedLaw:
-        """The law file of a fit."""
+    def _cpt_law(self, scenario: CptScenario, outcome: _Outcome, jackknife: bool) -> CptLaw:
+        """The law file of a fit of CPT pilots."""
         sets = {
-            name: set_fit_record(result, pilots, jackknife, outcome.pt_points[name])
+            name: set_fit_record(result, scenario, jackknife, outcome.pt_points[name])
             for name, result in outcome.final.items()
         }
         general = outcome.chosen["general"]
-        return FittedLaw(
+        return CptLaw(
             form=general.form,
             annealing=general.annealing,
             lam=general.lam,
             tied=list(general.shared),
             huber_delta=self.huber_delta,
             seed=self.seed,
-            replay_terms=_replay_terms(pilots),
+            replay_terms=scenario.replay_terms,
             domain_forward=self.domain_forward,  # type: ignore[arg-type]
-            domain_tokens=pilots.domain_tokens,
-            lr_reference=lr_reference(pilots),
-            notes=pilot_notes(pilots) + outcome.notes,
-            info=list(dict.fromkeys(line for run in pilots.runs for line in run.info)),
-            pretrain=pretrain_record(pilots),
-            coverage=coverage(pilots),
+            domain_tokens=scenario.domain_tokens,
+            lr_reference=scenario.lr_reference,
+            notes=scenario.notes() + outcome.notes,
+            info=scenario.info(),
+            pretrain=pretrain_record(scenario.history),
+            coverage=scenario.coverage,
             general=sets["general"],
             domain=sets["domain"],
-            inputs=input_records(pilots),
+            inputs=scenario.input_records(),
             selection=outcome.rows,
         )
 
-    def _fit_pretrain(self, pilots: PretrainPilots) -> LawFitter:
+    def _fit_pretrain(self, scenario: PretrainScenario) -> PretrainRunsLaw:
         """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
         from threadpoolctl import threadpool_limits
 
         variants = self._pretrain_variants()
-        if len(variants) > 1 and len(pilots.runs) < 3:
+        runs = len(scenario.run_names)
+        if len(variants) > 1 and runs < 3:
             raise InputError(
                 "choosing the annealing memory by cross-validation needs >= 3 pre-training "
-                f"pilots, got {len(pilots.runs)}; pass an explicit {param('annealing')} (and "
+                f"pilots, got {runs}; pass an explicit {param('annealing')} (and "
                 f"{param('lam')})"
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
         with threadpool_limits(limits=1):
-            fitted = fit_pretrain(pilots, variants, settings, jackknife=self.jackknife)
+            fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
         with_jackknife = self.jackknife or bool(fitted.rows)
-        self._law = FittedLaw(
-            kind="pretrain",
-            form=PretrainLaw.name,
+        return PretrainRunsLaw(
             annealing=fitted.chosen.annealing,  # type: ignore[arg-type]
             lam=fitted.chosen.lam,
             huber_delta=self.huber_delta,
             seed=self.seed,
-            replay_terms=False,
-            notes=pilot_notes(pilots),
-            coverage=coverage(pilots),
-            general=set_fit_record(fitted.final, pilots, with_jackknife, "none"),
-            inputs=input_records(pilots),
+            notes=scenario.notes(),
+            info=scenario.info(),
+            coverage=scenario.coverage,
+            loss=set_fit_record(fitted.final, scenario, with_jackknife, "none"),
+            inputs=scenario.input_records(),
             selection=fitted.rows,
         )
-        return self
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """How the fitter treats one kind of pilot: the settings it checks (no data needed)
+    and its fit."""
+
+    check: Callable[[LawFitter], Any]
+    fit: Callable[[LawFitter, Any], CptLaw | PretrainRunsLaw]
+
+
+#: The procedure of each scenario (a new kind of pilot adds its own).
+PROCEDURES: dict[type, Procedure] = {
+    CptScenario: Procedure(LawFitter._check_cpt_settings, LawFitter._fit_cpt),
+    PretrainScenario: Procedure(LawFitter._pretrain_variants, LawFitter._fit_pretrain),
+}

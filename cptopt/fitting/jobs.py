@@ -1,11 +1,11 @@
-"""Fit jobs: one law variant on one pilot set, run in-process or in a pool of two workers.
+"""Fit jobs: one law variant on the pilots' data, run in-process or in a pool of two workers.
 
 A variant's general and domain fits are independent problems, so they run side by side in
 two forked processes (the machine's two cores). A tied variant is one joint problem. Each
 job seeds its own generator from the fitter's seed and the validation set, so results do
 not depend on the pool.
 
-How hard a job tries is its :class:`Stage`: while selecting among variants every candidate
+How hard a job tries is its :class:`Effort`: while selecting among variants every candidate
 gets a cheap fit (one polished start with a capped budget, short leave-one-out refits);
 the chosen variant then gets the final fit (two polished starts to convergence).
 """
@@ -23,17 +23,10 @@ import numpy as np
 
 from cptopt._processes import die_with_parent, stop_workers
 from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
-from cptopt.fitting.data import (
-    AUTO_PT_POINTS,
-    FIT_POINTS,
-    SELECTION_POINTS,
-    FitData,
-    collect_points,
-    thin,
-)
+from cptopt.fitting.data import AUTO_PT_POINTS, FIT_POINTS, SELECTION_POINTS, thin
 from cptopt.fitting.optimise import Starts
 from cptopt.law.forms import LawForm, make_law
-from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
+from cptopt.law.scenario import CptScenario, FitData, InputNeeds
 
 #: Tied variants share the multi-power memory between the general and the domain law: how
 #: fast an LR drop's credit arrives is a property of the optimiser and the schedule.
@@ -69,7 +62,7 @@ class Variant:
 
 
 @dataclass(frozen=True)
-class Stage:
+class Effort:
     """How hard a fit tries.
 
     ``n_polish`` starts are optimised until converged or ``polish_budget`` evaluations
@@ -90,7 +83,7 @@ class Stage:
 
 #: Choosing among variants: slowly converging forms stop early, a warm start is trusted,
 #: curves are thinned harder.
-SELECTING = Stage(
+SELECTING = Effort(
     "selecting",
     n_polish=1,
     refit_budget=25,
@@ -101,7 +94,7 @@ SELECTING = Stage(
 )
 #: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check,
 #: and the length-extrapolation check that widens intervals beyond the pilots' length.
-FINAL = Stage(
+FINAL = Effort(
     "final", n_polish=2, refit_budget=60, polish_budget=None, warm_starts=2, length_check=True
 )
 #: The chosen variant after a selection, whose candidates explored the starts already:
@@ -132,47 +125,43 @@ WarmStarts = dict[tuple[str, str, bool, str], np.ndarray]
 
 
 def law_for(
-    variant: Variant,
-    validation_set: str,
-    pilots: PilotSet,
-    replay_terms: bool,
-    settings: FitSettings,
+    variant: Variant, validation_set: str, scenario: CptScenario, settings: FitSettings
 ) -> LawForm:
     """The law form of one validation set under ``variant`` and the fitter's settings."""
     return make_law(
         variant.form,
         validation_set,
-        replay_terms,
-        pilots.pretrain.known,
+        scenario.replay_terms,
+        scenario.checkpoint_known,
         variant.annealing,
         domain_forward=settings.domain_forward,
         lr_power=variant.lr_power,
     )
 
 
-def fit_at_stage(
+def fit_with_effort(
     law: LawForm,
     data: FitData,
     settings: FitSettings,
-    stage: Stage,
+    effort: Effort,
     rng: np.random.Generator,
     *,
     start: np.ndarray | None = None,
     jackknife: bool = True,
     length_check: bool = False,
 ) -> SetResult:
-    """One set's fit at ``stage``: its points thinned to the stage's, fresh starts
-    (``settings.n_starts``) or the warm ``start`` (``stage.warm_starts`` in all, it
-    included), the stage's budgets, and its leave-one-pilot-out refits (``jackknife``)."""
-    n_starts = settings.n_starts if start is None else stage.warm_starts
+    """One set's fit with ``effort``: its points thinned to the effort's, fresh starts
+    (``settings.n_starts``) or the warm ``start`` (``effort.warm_starts`` in all, it
+    included), the effort's budgets, and its leave-one-pilot-out refits (``jackknife``)."""
+    n_starts = settings.n_starts if start is None else effort.warm_starts
     return fit_validation_set(
         law,
-        thin(data, stage.points),
+        thin(data, effort.points),
         delta=settings.huber_delta,
         rng=rng,
-        starts=Starts(n_starts, settings.n_screen, stage.n_polish, stage.polish_budget),
-        refit_budget=stage.refit_budget,
-        max_folds=stage.max_folds,
+        starts=Starts(n_starts, settings.n_screen, effort.n_polish, effort.polish_budget),
+        refit_budget=effort.refit_budget,
+        max_folds=effort.max_folds,
         jackknife=jackknife,
         warm_start=start,
         length_check=length_check,
@@ -181,17 +170,17 @@ def fit_at_stage(
 
 @dataclass(frozen=True)
 class FitJob:
-    """One picklable unit of work: ``validation_sets`` of ``pilots``, each under its variant.
+    """One picklable unit of work: ``validation_sets`` of the pilots (their ``scenario``
+    gives the data), each under its variant.
 
     One set (an untied variant), or both at once for a tied variant (one joint problem).
     """
 
-    pilots: PilotSet
-    replay_terms: bool
+    scenario: CptScenario
     variants: tuple[Variant, ...]
     validation_sets: tuple[str, ...]
     settings: FitSettings
-    stage: Stage
+    effort: Effort
     n_starts: int
     jackknife: bool
     warm_start: dict[str, np.ndarray] | None
@@ -199,38 +188,31 @@ class FitJob:
     def __call__(self) -> dict[str, SetResult]:
         from threadpoolctl import threadpool_limits
 
-        settings, stage = self.settings, self.stage
+        settings, effort, scenario = self.settings, self.effort, self.scenario
         variants = dict(zip(self.validation_sets, self.variants, strict=True))
         variant = self.variants[0]
-        laws = {
-            name: law_for(variants[name], name, self.pilots, self.replay_terms, settings)
-            for name in self.validation_sets
+        laws = {name: law_for(variants[name], name, scenario, settings) for name in variants}
+        needs = {
+            name: InputNeeds(variants[name].lam, law.needs_history, law.needs_steps)
+            for name, law in laws.items()
         }
         datas = {
             name: thin(
-                collect_points(
-                    self.pilots,
-                    name,
-                    variants[name].lam,
-                    history=laws[name].needs_history,
-                    pt_points=settings.pt_points_of(name),
-                    steps=laws[name].needs_steps,
-                ),
-                stage.points,
+                scenario.fit_data(name, needs[name], settings.pt_points_of(name)), effort.points
             )
             for name in self.validation_sets
         }
         # One stream per set (tied: per pair), whatever the pool does.
-        stream = VALIDATION_SETS.index(self.validation_sets[0]) if not variant.tied else 2
+        stream = scenario.validation_sets.index(self.validation_sets[0]) if not variant.tied else 2
         rng = np.random.default_rng([settings.seed, stream])
-        starts = Starts(self.n_starts, settings.n_screen, stage.n_polish, stage.polish_budget)
+        starts = Starts(self.n_starts, settings.n_screen, effort.n_polish, effort.polish_budget)
         budgets = {
             "delta": settings.huber_delta,
             "rng": rng,
             "starts": starts,
-            "refit_budget": stage.refit_budget,
+            "refit_budget": effort.refit_budget,
             "jackknife": self.jackknife,
-            "max_folds": stage.max_folds,
+            "max_folds": effort.max_folds,
         }
         # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
         with threadpool_limits(limits=1):
@@ -242,7 +224,7 @@ class FitJob:
                 laws[name],
                 datas[name],
                 warm_start=warm,
-                length_check=stage.length_check and self.jackknife,
+                length_check=effort.length_check and self.jackknife,
                 **budgets,
             )
             return {name: result}
@@ -282,12 +264,11 @@ def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
 
 
 def fit_variant(
-    pilots: PilotSet,
-    replay_terms: bool,
+    scenario: CptScenario,
     variant: Variant | dict[str, Variant],
     warm: WarmStarts,
     settings: FitSettings,
-    stage: Stage,
+    effort: Effort,
     *,
     jackknife: bool = True,
     pool: ProcessPoolExecutor | None = None,
@@ -296,27 +277,27 @@ def fit_variant(
     """Fit both validation sets under ``variant`` (or a variant per set), warm-started from
     ``warm`` where it has that variant's optimum; record the results in ``warm``.
 
-    ``n_starts`` overrides the stage's choice (``settings.n_starts`` without a warm start,
-    ``stage.warm_starts`` with one). A tied variant is one joint problem for both sets.
+    ``n_starts`` overrides the effort's choice (``settings.n_starts`` without a warm start,
+    ``effort.warm_starts`` with one). A tied variant is one joint problem for both sets.
     """
-    variants = variant if isinstance(variant, dict) else dict.fromkeys(VALIDATION_SETS, variant)
+    sets = scenario.validation_sets
+    variants = variant if isinstance(variant, dict) else dict.fromkeys(sets, variant)
     tied = variants["general"].tied
-    keys = {name: variants[name].warm_key(name) for name in VALIDATION_SETS}
-    groups = [VALIDATION_SETS] if tied else [(name,) for name in VALIDATION_SETS]
+    keys = {name: variants[name].warm_key(name) for name in sets}
+    groups = [sets] if tied else [(name,) for name in sets]
     futures = []
-    for sets in groups:
+    for group in groups:
         # A tied variant starts from the untied optimum (tied values from the general law).
-        warm_ok = all(keys[name] in warm for name in sets)
+        warm_ok = all(keys[name] in warm for name in group)
         job = FitJob(
-            pilots=pilots,
-            replay_terms=replay_terms,
-            variants=tuple(variants[name] for name in sets),
-            validation_sets=sets,
+            scenario=scenario,
+            variants=tuple(variants[name] for name in group),
+            validation_sets=group,
             settings=settings,
-            stage=stage,
-            n_starts=n_starts or (stage.warm_starts if warm_ok else settings.n_starts),
+            effort=effort,
+            n_starts=n_starts or (effort.warm_starts if warm_ok else settings.n_starts),
             jackknife=jackknife,
-            warm_start={name: warm[keys[name]] for name in sets} if warm_ok else None,
+            warm_start={name: warm[keys[name]] for name in group} if warm_ok else None,
         )
         futures.append(pool.submit(job) if pool else job)
     per_set: dict[str, SetResult] = {}

@@ -1,7 +1,7 @@
 """Fitting pre-training pilots (manifest ``kind: pretrain``): the law's pre-training part.
 
 The pilots are pre-training runs with one validation loss, so the law is the ``pretrain``
-form (:class:`~cptopt.law.forms.PretrainLaw`) of the ``general`` set and the only choice
+form (:class:`~cptopt.law.forms.PretrainPartForm`) of the ``loss`` set and the only choice
 is its annealing memory. It is made as the CPT selection's memory stage makes it
 (:mod:`cptopt.fitting.selection`): every candidate memory gets the cheap
 :data:`~cptopt.fitting.jobs.SELECTING` fit with its leave-one-run-out refits, the lowest CV
@@ -19,28 +19,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from cptopt.fitting.crossval import SetResult
-from cptopt.fitting.data import FitData, collect_pretrain_points
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
     SELECTING,
+    Effort,
     FitSettings,
-    Stage,
     Variant,
-    fit_at_stage,
+    fit_with_effort,
 )
 from cptopt.fitting.selection import Candidate, merged_rows
 from cptopt.law.fitted import SelectionRow
-from cptopt.law.forms import PretrainLaw, make_law
-from cptopt.pilots.runs import PretrainPilots
+from cptopt.law.forms import PretrainPartForm, make_law
+from cptopt.law.scenario import LOSS, FitData, InputNeeds, PretrainScenario
 
 #: The memories pre-training pilots choose among with ``annealing="auto"`` (their
 #: default): each S2 lambda, the multi-power memory, and the multi-power memory at
 #: ``zeta = 1`` (``mpl1``: one parameter fewer; the free ``zeta`` ran to its lower limit on
 #: the three bundled pre-training pilots).
 PRETRAIN_ANNEALINGS = ("s2", "mpl", "mpl1")
-#: The one validation set of pre-training pilots (their loss).
-PRETRAIN_SET = "general"
 
 
 @dataclass(frozen=True)
@@ -58,24 +55,24 @@ class _Fits:
     """Fits of one pre-training pilot set: its pooled points (per S2 lambda and history)
     and one random stream, whatever is fitted in which order."""
 
-    def __init__(self, pilots: PretrainPilots, settings: FitSettings) -> None:
-        self.pilots, self.settings = pilots, settings
+    def __init__(self, scenario: PretrainScenario, settings: FitSettings) -> None:
+        self.scenario, self.settings = scenario, settings
         self.datas: dict[tuple[float | None, bool], FitData] = {}
         self.rng = np.random.default_rng([settings.seed, 0])
 
     def fit(
-        self, variant: Variant, start: np.ndarray | None, stage: Stage, jackknife: bool = True
+        self, variant: Variant, start: np.ndarray | None, effort: Effort, jackknife: bool = True
     ) -> SetResult:
-        law = make_law(PretrainLaw.name, PRETRAIN_SET, False, True, variant.annealing)
+        law = make_law(PretrainPartForm.name, LOSS, False, True, variant.annealing)
         key = (variant.lam, law.needs_history)
         if key not in self.datas:
-            self.datas[key] = collect_pretrain_points(self.pilots, variant.lam, key[1])
-        length_check = stage.length_check and jackknife
-        return fit_at_stage(
+            self.datas[key] = self.scenario.fit_data(LOSS, InputNeeds(variant.lam, key[1]))
+        length_check = effort.length_check and jackknife
+        return fit_with_effort(
             law,
             self.datas[key],
             self.settings,
-            stage,
+            effort,
             self.rng,
             start=start,
             jackknife=jackknife,
@@ -84,7 +81,7 @@ class _Fits:
 
 
 def fit_pretrain(
-    pilots: PretrainPilots,
+    scenario: PretrainScenario,
     variants: list[Variant],
     settings: FitSettings,
     *,
@@ -96,7 +93,7 @@ def fit_pretrain(
     leave-one-run-out CV (>= 3 runs, checked by the caller) and the final fit always has
     its refits, whatever ``jackknife`` says.
     """
-    fits = _Fits(pilots, settings)
+    fits = _Fits(scenario, settings)
     if len(variants) == 1:
         return PretrainFit(variants[0], [], fits.fit(variants[0], None, FINAL, jackknife))
     candidates: list[Candidate] = []
@@ -107,12 +104,9 @@ def fit_pretrain(
         candidates.append(Candidate.of(variant, result))
         if s2:
             start = result.best.values
-    rows = merged_rows({PRETRAIN_SET: candidates}, [])  # one row per candidate, in order
+    rows = merged_rows({LOSS: candidates}, [])  # one row per candidate, in order
     best = min(range(len(rows)), key=lambda index: rows[index].cv_mean)
     chosen = candidates[best]
     final = fits.fit(chosen.variant, chosen.values, FINAL_SELECTED)
-    marked = [
-        row.model_copy(update={"chosen": index == best, "chosen_general": index == best})
-        for index, row in enumerate(rows)
-    ]
+    marked = [row.model_copy(update={"chosen": index == best}) for index, row in enumerate(rows)]
     return PretrainFit(chosen.variant, marked, final)

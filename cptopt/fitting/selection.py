@@ -5,7 +5,7 @@ Stages (:func:`select_variant`), each a comparison of CV errors:
 1. **The annealing memory** (each lambda of S2, and the multi-power memory), fitted with the
    reference replay form (``exp``): the memory is a property of the optimiser and the
    schedule, not of the replay form. It is judged on the folds that test it, the pilots whose
-   replay ratio another pilot shares (:func:`~cptopt.fitting.crossval.shared_replay_folds`):
+   replay ratio another pilot shares (:meth:`~cptopt.law.scenario.CptScenario.shared_replay_folds`):
    leaving out the only pilot at a replay ratio makes the fold an extrapolation in replay,
    whose error is the replay form's and would drown the memory's. Skipped with one memory
    (the default: multi-power).
@@ -36,24 +36,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, shared_replay_folds
-from cptopt.fitting.data import AUTO_PT_POINTS, FitData, collect_points, lr_reference
+from cptopt.fitting.crossval import SetResult
+from cptopt.fitting.data import AUTO_PT_POINTS
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
     SELECTING,
+    Effort,
     FitSettings,
-    Stage,
     Variant,
     WarmStarts,
-    fit_at_stage,
     fit_variant,
+    fit_with_effort,
     law_for,
 )
-from cptopt.law.areas import checkpoint_state, cpt_point_areas
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
-from cptopt.pilots.runs import VALIDATION_SETS, PilotSet
+from cptopt.law.scenario import CptScenario, FitData, InputNeeds
+
+#: The sets of CPT pilots, each selected on its own CV.
+VALIDATION_SETS = CptScenario.validation_sets
 
 #: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots. The
 #: paper's Eq. 8 form is not among them (still available by name): its pilot CV was 5-10x
@@ -177,8 +179,7 @@ class SetSelection:
     ``warm``: the reference variant's optimum from stage 1, if it was fitted there.
     """
 
-    pilots: PilotSet
-    replay_terms: bool
+    scenario: CptScenario
     validation_set: str
     reference: Variant
     forms: tuple[str, ...]
@@ -204,30 +205,23 @@ class _SetSelectionRun:
         self.found: dict[Variant, tuple[LawForm, Candidate]] = {}
 
     def law(self, variant: Variant) -> LawForm:
-        job = self.job
-        return law_for(variant, self.name, job.pilots, job.replay_terms, self.settings)
+        return law_for(variant, self.name, self.job.scenario, self.settings)
 
     def data(self, steps: bool) -> FitData:
         key = (steps, self.policy)
         if key not in self.datas:
             reference = self.job.reference
-            self.datas[key] = collect_points(
-                self.job.pilots,
-                self.name,
-                reference.lam,
-                history=reference.annealing == "mpl",
-                pt_points=self.policy,
-                steps=steps,
-            )
+            needs = InputNeeds(reference.lam, reference.annealing == "mpl", steps)
+            self.datas[key] = self.job.scenario.fit_data(self.name, needs, self.policy)
         return self.datas[key]
 
-    def fit(self, variant: Variant, start: np.ndarray | None, stage: Stage) -> SetResult:
+    def fit(self, variant: Variant, start: np.ndarray | None, effort: Effort) -> SetResult:
         law, data = self.law(variant), self.data(variant.lr_power)
-        length_check = stage.length_check or self.name == "domain"
-        result = fit_at_stage(
-            law, data, self.settings, stage, self.rng, start=start, length_check=length_check
+        length_check = effort.length_check or self.name == "domain"
+        result = fit_with_effort(
+            law, data, self.settings, effort, self.rng, start=start, length_check=length_check
         )
-        if stage.name != "final":
+        if effort.name != "final":
             self.found[variant] = (law, Candidate.of(variant, result))
         return result
 
@@ -302,26 +296,18 @@ class _SetSelectionRun:
         tell these forms apart, and the forms differ most there.
         """
         forms = {v.form: v for v in close}
-        pilots = self.job.pilots
-        ratios = sorted({run.replay_ratio for run in pilots.runs})
-        if len(forms) < 2 or len(ratios) < 2 or not self.job.replay_terms:
+        scenario, reference = self.job.scenario, self.job.reference
+        ratios = scenario.coverage.replay_ratios if scenario.coverage is not None else []
+        if len(forms) < 2 or len(ratios) < 2 or not scenario.replay_terms:
             return []
-        run = pilots.runs[0]
-        state = checkpoint_state(pilots.pretrain, run.checkpoint, self.job.reference.lam)
+        needs = InputNeeds(
+            reference.lam, reference.annealing == "mpl", any(v.lr_power for v in close)
+        )
         out = []
         for low, high in zip(ratios[:-1], ratios[1:], strict=True):
             middle = (low + high) / 2
-            areas = cpt_point_areas(  # as collect_points builds the fit's inputs
-                run.cpt_lr,
-                np.array([run.cpt_lr.size]),
-                self.job.reference.lam,
-                state,
-                middle,
-                history=self.job.reference.annealing == "mpl",
-                tokens_per_step=run.tokens_per_step,
-                domain_tokens=pilots.domain_tokens,
-                lr_reference=lr_reference(pilots) if any(v.lr_power for v in close) else None,
-            )
+            probe = scenario.replay_probe(middle)
+            areas = scenario.inputs(probe, np.array([probe.steps]), needs)
             finals = [
                 float(self.found[v][0].evaluate(self.found[v][1].values, areas)[0])
                 for v in forms.values()
@@ -458,8 +444,7 @@ def _key_of(variant: Variant) -> tuple:
 
 
 def _choose_memory(
-    pilots: PilotSet,
-    replay_terms: bool,
+    scenario: CptScenario,
     reference: str,
     memories: list[tuple[str, float | None]],
     settings: FitSettings,
@@ -474,17 +459,16 @@ def _choose_memory(
     # S2 from the longest memory down, each warm-started from its neighbour.
     for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
         variant = Variant(reference, lam, annealing)
-        fitted = fit_variant(pilots, replay_terms, variant, warm, settings, SELECTING, pool=pool)
+        fitted = fit_variant(scenario, variant, warm, settings, SELECTING, pool=pool)
         for name, result in fitted.items():
             candidates[name].append(Candidate.of(variant, result))
-    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    rows = merged_rows(candidates, scenario.shared_replay_folds())
     best = min(rows, key=lambda row: row.cv_memory)
     return _variant(best), candidates, warm
 
 
 def _choose_tie(
-    pilots: PilotSet,
-    replay_terms: bool,
+    scenario: CptScenario,
     untied: Variant,
     candidates: dict[str, list[Candidate]],
     settings: FitSettings,
@@ -496,18 +480,17 @@ def _choose_tie(
         untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
         for name, cs in candidates.items()
     }
-    fitted = fit_variant(pilots, replay_terms, tied, warm, settings, SELECTING, pool=pool)
+    fitted = fit_variant(scenario, tied, warm, settings, SELECTING, pool=pool)
     for name, result in fitted.items():
         candidates[name].append(Candidate.of(tied, result))
-    rows = merged_rows(candidates, shared_replay_folds(pilots))
+    rows = merged_rows(candidates, scenario.shared_replay_folds())
     compared = [row for row in rows if _key(row) in {_key_of(untied), _key_of(tied)}]
     best, errors = one_standard_error_choice(compared, _fewest_parameters)
     return _variant(best), {_key(row): se for row, se in zip(compared, errors, strict=True)}
 
 
 def select_variant(
-    pilots: PilotSet,
-    replay_terms: bool,
+    scenario: CptScenario,
     variants: list[Variant],
     settings: FitSettings,
     *,
@@ -524,18 +507,15 @@ def select_variant(
     """
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
-    shared_folds = shared_replay_folds(pilots)
+    shared_folds = scenario.shared_replay_folds()
     first = REFERENCE_FORM if REFERENCE_FORM in forms else forms[0]
-    reference, candidates, warm = _choose_memory(
-        pilots, replay_terms, first, memories, settings, pool
-    )
+    reference, candidates, warm = _choose_memory(scenario, first, memories, settings, pool)
     if lr_power is True:
         reference = replace(reference, lr_power=True)
     jobs = {}
     for name in VALIDATION_SETS:
         job = SetSelection(
-            pilots,
-            replay_terms,
+            scenario,
             name,
             reference,
             forms,
@@ -564,13 +544,13 @@ def select_variant(
     if tie is not False and reference.annealing == "mpl":
         if tie == "auto" and chosen["general"] == chosen["domain"]:
             untied = chosen["general"]
-            tied, errors = _choose_tie(pilots, replay_terms, untied, candidates, settings, pool)
+            tied, errors = _choose_tie(scenario, untied, candidates, settings, pool)
             chosen = dict.fromkeys(VALIDATION_SETS, tied)
         elif tie is True:
             chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
         if chosen["general"].tied:
             start = {chosen[name].warm_key(name): final[name].best.values for name in final}
-            final = fit_variant(pilots, replay_terms, chosen, start, settings, FINAL, pool=pool)
+            final = fit_variant(scenario, chosen, start, settings, FINAL, pool=pool)
     rows = []
     for row in merged_rows(candidates, shared_folds):
         marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}

@@ -1,51 +1,59 @@
 """The fitted-law file: versioned JSON, written atomically, validated on load.
 
 It holds everything ``predict``, ``recommend`` and ``check`` need without the pilot logs:
-the law form and annealing memory (``annealing``, and ``lam`` for S2), both parameter sets
-with their leave-one-pilot-out (jackknife) replicas, the PT history needed to continue the
-areas, what the pilots covered (to flag extrapolation), the fit-quality report, and the
-inputs' SHA-256.
+the law form and annealing memory (``annealing``, and ``lam`` for S2), each validation
+set's parameters with their leave-one-pilot-out (jackknife) replicas, what the pilots
+covered (to flag extrapolation), the scenario's inputs (for CPT pilots, the PT history
+needed to continue the areas), the fit-quality report, and the inputs' SHA-256.
 
-A law fitted to pre-training pilots (``kind: pretrain``) has one validation set (``general``,
-the runs' one loss), no domain set and no PT history: it predicts pre-training schedules
-only (:func:`cptopt.prediction.predict_pretrain`); CPT commands refuse it
-(:meth:`FittedLaw.require_cpt`).
+A law is a record of its kind of pilots, :data:`FittedLaw` (discriminated on ``kind``):
+:class:`CptLaw` (CPT pilots: the ``general`` and ``domain`` sets) or
+:class:`PretrainRunsLaw` (pre-training runs as pilots: one set, ``loss``). Each gives its
+:class:`~cptopt.law.scenario.CptScenario` / :class:`~cptopt.law.scenario.PretrainScenario`
+(``law.scenario``), which builds its inputs. Commands for CPT laws only narrow a law
+once, when they load it (:func:`load_cpt_law`, :func:`cpt_law`).
+
+This module is the law file's reader: it alone looks at a file's ``kind`` (and upgrades
+the files of schemas 3 and 4).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
-from cptopt.exceptions import InputError, SchemaVersionError
+from cptopt.exceptions import InputError, SchemaVersionError, param
 from cptopt.law.annealing import ANNEALINGS
-from cptopt.law.areas import (
-    Areas,
-    CheckpointState,
-    checkpoint_state,
-    cpt_point_areas,
-    pretrain_areas,
-    unknown_checkpoint,
-)
+from cptopt.law.areas import Areas
 from cptopt.law.forms import LawForm, make_law
 from cptopt.law.parameters import Parameter
+from cptopt.law.scenario import (
+    LOSS,
+    Coverage,
+    CptRunInput,
+    CptScenario,
+    InputNeeds,
+    InputRecord,
+    PretrainScenario,
+)
 from cptopt.pilots.runs import PretrainHistory
 
 #: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional;
 #: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
 #: the PT-phase points used, the length-extrapolation error; 4: ``kind``, laws fitted to
-#: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory).
-SCHEMA_VERSION = 4
+#: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory; 5: a record
+#: per kind: a pre-training law keeps only its own keys and names its set ``loss``).
+SCHEMA_VERSION = 5
 #: The versions this cptopt reads: a version-3 file is a CPT law of version 4 (the keys
-#: version 4 added take their defaults).
-READABLE_SCHEMA_VERSIONS = (3, 4)
+#: version 4 added take their defaults); a version-4 file is upgraded on load.
+READABLE_SCHEMA_VERSIONS = (3, 4, 5)
 #: Where ``cptopt fit`` writes and later commands look by default.
 DEFAULT_LAW_PATH = "cptopt-law.json"
 
@@ -116,20 +124,6 @@ class SetFit(BaseModel):
     starts_agree: bool = Field(description="the two best starts reached the same cost")
 
 
-class Coverage(BaseModel):
-    """What the pilots covered: predictions outside it are flagged as extrapolation."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    peak_lr_min: float
-    peak_lr_max: float
-    replay_ratios: list[float]
-    steps_min: int
-    steps_max: int
-    tokens_per_step: list[int]
-    checkpoints: list[str]
-
-
 class PretrainRecord(BaseModel):
     """The PT history needed to continue the areas (``lr`` is None when unknown)."""
 
@@ -149,14 +143,6 @@ class PretrainRecord(BaseModel):
             checkpoints=self.checkpoints,
             final_lr=self.final_lr,
         )
-
-
-class InputRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    source: str
-    sha256: str
 
 
 class SelectionRow(BaseModel):
@@ -199,21 +185,96 @@ class SelectionRow(BaseModel):
     )
 
 
-class FittedLaw(BaseModel):
-    """A fitted law. Load with :func:`load_law`.
-
-    ``kind`` "cpt": the CPT law, both validation sets. ``kind`` "pretrain": the law's
-    pre-training part (form ``pretrain``) fitted to pre-training pilots: one validation
-    set (``general``), ``domain`` and ``pretrain`` None.
-    """
+class LawRecord(BaseModel):
+    """What every fitted law offers; its fields are its kind's (:class:`CptLaw`,
+    :class:`PretrainRunsLaw`)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    if TYPE_CHECKING:  # fields of every record, declared there (the file keeps their order)
+        annealing: str
+        lam: float | None
+
+    @property
+    def scenario(self) -> CptScenario | PretrainScenario:
+        """The scenario of the pilots this law was fitted to (it builds the law's inputs)."""
+        raise NotImplementedError
+
+    @property
+    def validation_sets(self) -> tuple[str, ...]:
+        """The sets this law was fitted on (its scenario's)."""
+        return self.scenario.validation_sets
+
+    @property
+    def set_fits(self) -> list[SetFit]:
+        return [self.set_fit(name) for name in self.validation_sets]
+
+    def set_fit(self, validation_set: str) -> SetFit:
+        """The fit of one of :attr:`validation_sets`."""
+        if validation_set not in self.validation_sets:
+            raise InputError(
+                f"this law has no {validation_set} set; it was fitted on "
+                f"{', '.join(self.validation_sets)}"
+            )
+        return getattr(self, validation_set)
+
+    def form_for(self, validation_set: str) -> LawForm:
+        """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
+        fit = self.set_fit(validation_set)
+        return make_law(
+            fit.form,
+            validation_set,
+            self.scenario.replay_terms,
+            self.scenario.checkpoint_known,
+            self.annealing,
+            domain_forward=self._domain_forward,
+            lr_power=fit.lr_power,
+        )
+
+    @property
+    def _domain_forward(self) -> str:
+        return "frozen"
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether predictions need the drop history (a multi-power annealing memory)."""
+        return ANNEALINGS[self.annealing].needs_history
+
+    @property
+    def needs_steps(self) -> bool:
+        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
+        return any(fit.lr_power for fit in self.set_fits)
+
+    @property
+    def needs(self) -> InputNeeds:
+        """What this law reads from a run besides its areas."""
+        return InputNeeds(self.lam, self.needs_history, self.needs_steps)
+
+    @property
+    def annealing_description(self) -> str:
+        """The annealing memory in words, for reports."""
+        if self.annealing == "mpl":
+            return "multi-power annealing" + (" (tied)" if self._tied else "")
+        if self.annealing == "mpl1":
+            return "multi-power annealing, zeta = 1"
+        return f"lambda = {self.lam:g}"
+
+    @property
+    def _tied(self) -> bool:
+        return False
+
+    def save(self, path: str | Path) -> Path:
+        """Write the law as JSON, atomically."""
+        return atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+
+
+class CptLaw(LawRecord):
+    """A law fitted to CPT pilots: the ``general`` and ``domain`` sets, each with its own
+    replay form (``form`` names the general law's), and the checkpoints' PT history."""
+
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
-    kind: Literal["cpt", "pretrain"] = Field(
-        default="cpt", description="the pilots: CPT runs, or pre-training runs"
-    )
+    kind: Literal["cpt"] = Field(default="cpt", description="the pilots: CPT runs")
     form: str = Field(description="the general law's replay form (each set's: SetFit.form)")
     annealing: Literal["s2", "mpl", "mpl1"] = "s2"
     lam: float | None = Field(description="S2 memory factor (None with the mpl annealing)")
@@ -237,64 +298,28 @@ class FittedLaw(BaseModel):
     info: list[str] = Field(
         default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
     )
-    pretrain: PretrainRecord | None = Field(
-        default=None, description="the checkpoints' PT history (CPT laws only)"
-    )
+    pretrain: PretrainRecord = Field(description="the checkpoints' PT history")
     coverage: Coverage
     general: SetFit
-    domain: SetFit | None = Field(default=None, description="the domain set (CPT laws only)")
+    domain: SetFit
     inputs: list[InputRecord] = Field(default_factory=list)
     selection: list[SelectionRow] = Field(
         default_factory=list, description="candidate law variants and their CV errors"
     )
 
-    @model_validator(mode="after")
-    def _consistent_kind(self) -> FittedLaw:
-        if self.kind == "cpt" and (self.domain is None or self.pretrain is None):
-            raise ValueError("a CPT law needs 'domain' and 'pretrain'")
-        if self.kind == "pretrain" and (self.domain or self.pretrain or self.form != "pretrain"):
-            raise ValueError("a pre-training law has form 'pretrain', no 'domain', no 'pretrain'")
-        return self
-
     @property
-    def validation_sets(self) -> tuple[str, ...]:
-        """The sets this law was fitted on (``general`` only for pre-training pilots)."""
-        return ("general",) if self.domain is None else ("general", "domain")
-
-    @property
-    def set_fits(self) -> list[SetFit]:
-        return [self.set_fit(name) for name in self.validation_sets]
-
-    def set_fit(self, validation_set: str) -> SetFit:
-        fit = self.general if validation_set == "general" else self.domain
-        if fit is None:
-            raise InputError(
-                f"this law has no {validation_set} set: it was fitted to pre-training pilots"
-            )
-        return fit
-
-    def require_cpt(self, what: str, source: str | None = None) -> None:
-        """A one-line error (naming ``source``, the law file, if given) when ``what``, a
-        CPT-only command or function, gets a law fitted to pre-training pilots."""
-        if self.kind != "cpt":
-            where = f"{source}: kind: " if source else ""
-            raise InputError(
-                f"{where}{what} needs a CPT law; this law was fitted to pre-training pilots "
-                "(kind: pretrain) and predicts pre-training schedules only (cptopt predict)"
-            )
-
-    def form_for(self, validation_set: str) -> LawForm:
-        """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
-        fit = self.set_fit(validation_set)
-        return make_law(
-            fit.form,
-            validation_set,
-            self.replay_terms,
-            self.pretrain.known if self.pretrain is not None else True,
-            self.annealing,
-            domain_forward=self.domain_forward,
-            lr_power=fit.lr_power,
+    def scenario(self) -> CptScenario:
+        return CptScenario(
+            self.pretrain.history(), self.coverage, self.domain_tokens, self.lr_reference
         )
+
+    @property
+    def _domain_forward(self) -> str:
+        return self.domain_forward
+
+    @property
+    def _tied(self) -> bool:
+        return bool(self.tied)
 
     @property
     def forms_description(self) -> str:
@@ -304,87 +329,79 @@ class FittedLaw(BaseModel):
             return names[0]
         return f"general {names[0]}, domain {names[1]}"
 
-    @property
-    def needs_history(self) -> bool:
-        """Whether predictions need the drop history (a multi-power annealing memory)."""
-        return ANNEALINGS[self.annealing].needs_history
+    def run_inputs(self, run: CptRunInput, steps: np.ndarray) -> Areas:
+        """This law's inputs at CPT ``steps`` of ``run`` (its scenario's, with its needs)."""
+        return self.scenario.inputs(run, np.asarray(steps), self.needs)
+
+
+class PretrainRunsLaw(LawRecord):
+    """A law fitted to pre-training runs as pilots (manifest ``kind: pretrain``): the
+    law's pre-training part (form ``pretrain``), one set, ``loss``."""
+
+    schema_version: int = SCHEMA_VERSION
+    cptopt_version: str = __version__
+    kind: Literal["pretrain"] = Field(
+        default="pretrain", description="the pilots: pre-training runs"
+    )
+    annealing: Literal["s2", "mpl", "mpl1"] = "s2"
+    lam: float | None = Field(description="S2 memory factor (None with a multi-power memory)")
+    huber_delta: float
+    seed: int
+    notes: list[str] = Field(default_factory=list, description="warnings about the fit")
+    info: list[str] = Field(
+        default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
+    )
+    coverage: Coverage
+    loss: SetFit = Field(description="the runs' one validation loss")
+    inputs: list[InputRecord] = Field(default_factory=list)
+    selection: list[SelectionRow] = Field(
+        default_factory=list, description="the annealing memories compared, their CV errors"
+    )
 
     @property
-    def needs_steps(self) -> bool:
-        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
-        return any(fit.lr_power for fit in self.set_fits)
-
-    def corpus_tokens_per_step(self, tokens_per_step: float | None) -> float | None:
-        """Tokens per step for the repetition discount: the one given, else the pilots'
-        when they all used one."""
-        if tokens_per_step:
-            return float(tokens_per_step)
-        used = self.coverage.tokens_per_step
-        return float(used[0]) if len(used) == 1 else None
-
-    def point_areas(
-        self,
-        lr: np.ndarray,
-        steps: np.ndarray,
-        state: CheckpointState,
-        replay_ratio: float,
-        tokens_per_step: float | None = None,
-        domain_tokens: float | None = None,
-    ) -> Areas:
-        """The law's inputs at CPT ``steps`` of a run with per-step LRs ``lr``: its S2
-        memory, drop history, repetition discount and per-step LRs as this law needs.
-
-        ``domain_tokens`` (the domain corpus size) defaults to the pilots' (manifest)."""
-        return cpt_point_areas(
-            lr,
-            steps,
-            self.lam,
-            state,
-            replay_ratio,
-            history=self.needs_history,
-            tokens_per_step=self.corpus_tokens_per_step(tokens_per_step),
-            domain_tokens=domain_tokens or self.domain_tokens,
-            lr_reference=self.lr_reference if self.needs_steps else None,
-        )
-
-    def pretrain_point_areas(self, lr: np.ndarray, warmup_steps: int, steps: np.ndarray) -> Areas:
-        """The inputs of a law fitted to pre-training pilots at ``steps`` of a pre-training
-        run with per-step LRs ``lr`` (the annealing memory from the end of its warmup)."""
-        areas = pretrain_areas(lr, warmup_steps, self.lam)
-        return areas.points(steps, self.needs_history)
-
-    @property
-    def annealing_description(self) -> str:
-        """The annealing memory in words, for reports."""
-        if self.annealing == "mpl":
-            return "multi-power annealing" + (" (tied)" if self.tied else "")
-        if self.annealing == "mpl1":
-            return "multi-power annealing, zeta = 1"
-        return f"lambda = {self.lam:g}"
-
-    def checkpoint_state(self, checkpoint: str | None) -> tuple[str, CheckpointState]:
-        """Resolve a checkpoint name (None = the only/first one) to its area state."""
-        self.require_cpt("a checkpoint")
-        assert self.pretrain is not None
-        if not self.pretrain.known:
-            return "checkpoint", unknown_checkpoint(self.pretrain.final_lr)
-        names = list(self.pretrain.checkpoints)
-        if checkpoint is None:
-            if len(names) > 1 and len(self.coverage.checkpoints) > 1:
-                raise InputError(
-                    f"the law knows several checkpoints ({', '.join(names)}): name one "
-                    "with 'checkpoint'"
-                )
-            checkpoint = self.coverage.checkpoints[0]
-        return checkpoint, checkpoint_state(self.pretrain.history(), checkpoint, self.lam)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the law as JSON, atomically."""
-        return atomic_write_text(path, self.model_dump_json(indent=1) + "\n")
+    def scenario(self) -> PretrainScenario:
+        return PretrainScenario(self.coverage)
 
 
-def load_law(path: str | Path) -> FittedLaw:
-    """Read a law file; a missing file, bad JSON or another schema version is an InputError."""
+#: A fitted law of either kind (pydantic discriminates on ``kind``); load with
+#: :func:`load_law`, test with ``isinstance(law, LawRecord)``.
+FittedLaw = Annotated[CptLaw | PretrainRunsLaw, Field(discriminator="kind")]
+#: The record of each ``kind``.
+LAW_RECORDS: dict[str, type[CptLaw] | type[PretrainRunsLaw]] = {
+    "cpt": CptLaw,
+    "pretrain": PretrainRunsLaw,
+}
+#: Keys of a version-4 pre-training law that a version-5 one no longer has.
+_CPT_ONLY_KEYS = (
+    "form",
+    "tied",
+    "replay_terms",
+    "domain_forward",
+    "domain_tokens",
+    "lr_reference",
+    "pretrain",
+    "domain",
+)
+
+
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """A file of an older readable schema as this schema's keys."""
+    version, data = data["schema_version"], {**data, "schema_version": SCHEMA_VERSION}
+    data.setdefault("kind", "cpt")  # version 3 had no kind: every law was a CPT law
+    if version == 4 and data["kind"] == "pretrain" and "general" in data:
+        fit = data.pop("general")
+        if isinstance(fit, dict):
+            fit = {**fit, "validation_set": LOSS}
+        data[LOSS] = fit
+        data = {key: value for key, value in data.items() if key not in _CPT_ONLY_KEYS}
+    return data
+
+
+def load_law(path: str | Path) -> CptLaw | PretrainRunsLaw:
+    """Read a law file; a missing file, bad JSON or another schema version is an InputError.
+
+    Returns the record of the file's kind (:data:`FittedLaw`).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"law file not found: {path} (create it with 'cptopt fit')")
@@ -395,10 +412,35 @@ def load_law(path: str | Path) -> FittedLaw:
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path}: not a cptopt law file (no 'schema_version')")
     if data["schema_version"] not in READABLE_SCHEMA_VERSIONS:
-        readable = " and ".join(map(str, READABLE_SCHEMA_VERSIONS))
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS[:-1]))
+        readable += f" and {READABLE_SCHEMA_VERSIONS[-1]}"
         raise SchemaVersionError(
             f"{path}: law file schema version {data['schema_version']!r}, this cptopt reads "
             f"versions {readable}; refit with 'cptopt fit'"
         )
-    # An older readable version is this version with defaults for the keys it lacks.
-    return validate(FittedLaw, {**data, "schema_version": SCHEMA_VERSION}, str(path))
+    data = _upgraded(data)
+    record = LAW_RECORDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if record is None:
+        raise InputError(
+            f"{path}: kind: {data['kind']!r} is not a kind of law ({', '.join(LAW_RECORDS)})"
+        )
+    return validate(record, data, str(path))
+
+
+def cpt_law(law: CptLaw | PretrainRunsLaw, purpose: str, source: str | None = None) -> CptLaw:
+    """``law`` as a CPT law, or a one-line error naming ``source`` (its file, if given) and
+    ``purpose`` (what needs a CPT law: a function, e.g. ``recommend()``, or a parameter;
+    marked with :func:`cptopt.exceptions.param`, the command line names it its way)."""
+    if isinstance(law, CptLaw):
+        return law
+    where = f"{source}: kind: " if source else ""
+    raise InputError(
+        f"{where}{param(purpose)} needs a CPT law; this law was fitted to pre-training "
+        f"pilots (kind: pretrain) and predicts pre-training schedules only "
+        f"({param('predict()')})"
+    )
+
+
+def load_cpt_law(path: str | Path, purpose: str) -> CptLaw:
+    """:func:`load_law` for what needs a CPT law (``purpose``, see :func:`cpt_law`)."""
+    return cpt_law(load_law(path), purpose, str(path))

@@ -32,7 +32,7 @@ memory (:mod:`cptopt.law.annealing`): the paper's S2, or the multi-power memory.
 The loss is linear in ``L0, A, C1, C2, Bbeta`` given the other ("shape") parameters; fits use
 that to start from the best linear solution for random shapes (variable projection).
 
-:class:`PretrainLaw` (``"pretrain"``) is the law's pre-training part alone, for pilots that
+:class:`PretrainPartForm` (``"pretrain"``) is the law's pre-training part alone, for pilots that
 are pre-training runs: ``L0 + A*S1^(-alpha) - C1*annealing``.
 """
 
@@ -462,7 +462,7 @@ class OddsReplayLaw(ShareReplayLaw):
         return share ** shape["a1"] * np.log(share), -odds / (1.0 + shape["a2"] * odds) ** 2
 
 
-class PretrainLaw(LawForm):
+class PretrainPartForm(LawForm):
     """The law's pre-training part alone, for pilots that are pre-training runs.
 
         L(t) = L0 + A * S1(t)^(-alpha) - C1 * annealing(t)
@@ -529,7 +529,7 @@ FORMS: dict[str, type[LawForm]] = {
     "odds": OddsReplayLaw,
 }
 #: Every law form :func:`make_law` builds: the CPT forms and the form of pre-training pilots.
-LAW_FORMS: dict[str, type[LawForm]] = {**FORMS, PretrainLaw.name: PretrainLaw}
+LAW_FORMS: dict[str, type[LawForm]] = {**FORMS, PretrainPartForm.name: PretrainPartForm}
 
 
 def make_law(

@@ -9,9 +9,8 @@
 """
 
 from cptopt.pilots.logs import ColumnMap, LogData, Series, read_log
-from cptopt.pilots.manifest import PilotManifest, load_manifest
+from cptopt.pilots.manifest import PilotManifest, load_manifest, load_pilots, read_manifest
 from cptopt.pilots.runs import (
-    VALIDATION_SETS,
     Pilots,
     PilotSet,
     PretrainHistory,
@@ -23,7 +22,6 @@ from cptopt.pilots.runs import (
 )
 
 __all__ = [
-    "VALIDATION_SETS",
     "ColumnMap",
     "LogData",
     "PilotManifest",
@@ -35,7 +33,9 @@ __all__ = [
     "Run",
     "Series",
     "load_manifest",
+    "load_pilots",
     "pretrain_run_from_log",
     "read_log",
+    "read_manifest",
     "run_from_log",
 ]

@@ -55,7 +55,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cptopt._validation import error_line, load_yaml_mapping, validate
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import (
     FORMATS,
     ColumnMap,
@@ -337,25 +337,41 @@ def _check_once(
     seen[key] = run
 
 
-def manifest_kind(path: str | Path) -> str:
-    """The ``kind`` of a manifest ("cpt" or "pretrain"), read without its logs."""
-    data = load_yaml_mapping(path)
-    kind = data.get("kind", "cpt")
-    if kind not in ("cpt", "pretrain"):
-        raise InputError(f"{path}: kind: must be 'cpt' or 'pretrain' (got {kind!r})")
-    return str(kind)
+#: The pilots of each manifest ``kind``, in words.
+KIND_WORDS = {"cpt": "CPT runs", "pretrain": "pre-training pilots"}
 
 
-def load_manifest(path: str | Path) -> Pilots:
+def read_manifest(path: str | Path) -> PilotManifest:
+    """A manifest as written: validated, its logs not read (they can be slow to read)."""
+    return validate(PilotManifest, load_yaml_mapping(path), str(path))
+
+
+def load_manifest(
+    path: str | Path, kind: Literal["cpt", "pretrain"] | None = None, name: str = "pilots"
+) -> Pilots:
     """Read and validate a pilot manifest; every problem is a one-line ``InputError``.
 
     A :class:`PilotSet` of CPT runs, or with ``kind: pretrain`` the
-    :class:`PretrainPilots` of pre-training runs.
+    :class:`PretrainPilots` of pre-training runs. ``kind``: the pilots the caller needs
+    (another kind is an error naming the parameter ``name``, before any log is read).
     """
-    path = Path(path)
-    manifest = validate(PilotManifest, load_yaml_mapping(path), str(path))
-    if manifest.kind == "pretrain":
-        return _load_pretrain_pilots(manifest, path)
+    manifest = read_manifest(path)
+    if kind is not None and manifest.kind != kind:
+        raise InputError(
+            f"{param(name)}: {KIND_WORDS[manifest.kind]} (kind: {manifest.kind}), not "
+            f"{KIND_WORDS[kind]}"
+        )
+    return load_pilots(manifest, path)
+
+
+def load_pilots(manifest: PilotManifest, path: str | Path) -> Pilots:
+    """The pilots of a manifest read with :func:`read_manifest` from ``path`` (the logs are
+    read relative to it): its kind's pilot set."""
+    return _PILOTS[manifest.kind](manifest, Path(path))
+
+
+def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
+    """The runs of a CPT manifest (see the module docstring)."""
     if manifest.pretrain is None:
         raise InputError(
             f"{path}: pretrain: required for CPT pilots (the checkpoints' PT history, or "
@@ -479,3 +495,10 @@ def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots
         )
         runs.append(replace(run, notes=run.notes + schedule_notes))
     return PretrainPilots(tuple(runs), str(path))
+
+
+#: How each manifest ``kind`` becomes its pilot set.
+_PILOTS: dict[str, Callable[[PilotManifest, Path], Pilots]] = {
+    "cpt": _load_cpt_pilots,
+    "pretrain": _load_pretrain_pilots,
+}

@@ -40,8 +40,6 @@ from cptopt.exceptions import InputError
 from cptopt.pilots.logs import LogData, Series, logging_interval, lr_per_step
 from cptopt.schedules import Schedule
 
-VALIDATION_SETS = ("general", "domain")
-
 
 @dataclass(frozen=True, kw_only=True)
 class _PilotRecord:
@@ -136,10 +134,9 @@ def _check_run_names(names: list[str]) -> None:
 class PilotSet:
     """Everything a CPT fit needs: the pilot runs and their PT history."""
 
-    #: What the pilots are: CPT runs from PT checkpoints (see :class:`PretrainPilots`).
+    #: What the pilots are (the manifest's ``kind``): CPT runs from PT checkpoints (see
+    #: :class:`PretrainPilots`). Their scenario (:mod:`cptopt.law.scenario`) says the rest.
     kind: ClassVar[str] = "cpt"
-    #: The validation sets a fit of these pilots has.
-    validation_sets: ClassVar[tuple[str, ...]] = VALIDATION_SETS
 
     runs: tuple[Run, ...]
     pretrain: PretrainHistory
@@ -186,23 +183,18 @@ class PretrainRun(_PilotRecord):
     def update_lr(self) -> np.ndarray:
         return self.lr
 
-    def curve(self, validation_set: str) -> Series | None:
-        """The loss for ``"general"`` (the one validation set a pre-training fit has)."""
-        return self.loss if validation_set == "general" else None
-
 
 @dataclass(frozen=True)
 class PretrainPilots:
     """Everything a fit of pre-training pilots needs: the runs (no PT history: they are it).
 
     Their law is the CPT law's pre-training part (docs/law.md), fitted to one validation
-    set, stored as ``general``.
+    set, their loss (the manifest maps it with the ``general`` column role).
     """
 
-    #: What the pilots are: pre-training runs (see :class:`PilotSet` for CPT runs).
+    #: What the pilots are (the manifest's ``kind``): pre-training runs (see
+    #: :class:`PilotSet` for CPT runs).
     kind: ClassVar[str] = "pretrain"
-    #: The validation sets a fit of these pilots has.
-    validation_sets: ClassVar[tuple[str, ...]] = ("general",)
 
     runs: tuple[PretrainRun, ...]
     source: str = ""
@@ -217,7 +209,7 @@ class PretrainPilots:
         return replace(self, runs=tuple(run for run in self.runs if run.name in set(names)))
 
 
-#: Either kind of pilot set (``.kind`` says which).
+#: Either kind of pilot set (:func:`cptopt.law.scenario.scenario_of` gives its scenario).
 Pilots = PilotSet | PretrainPilots
 
 

@@ -1,7 +1,7 @@
 """Report: every renderer. Rich tables and text for people, GitHub annotations, plots.
 
 - :mod:`cptopt.report.fit`: the fit-quality report of a law file;
-- :mod:`cptopt.report.prediction`: a prediction;
+- :mod:`cptopt.report.prediction`: a prediction (every kind: one row per validation set);
 - :mod:`cptopt.report.search`: a recommendation, a candidate ranking;
 - :mod:`cptopt.report.next_pilot`: which pilot to run next (``next-pilot``);
 - :mod:`cptopt.report.check`: a check report (text, GitHub workflow commands);
@@ -10,3 +10,28 @@
 
 Nothing here prints or exits; the CLI does.
 """
+
+from cptopt.report.check import format_github, format_text
+from cptopt.report.fit import fit_report
+from cptopt.report.inspect import inspect_table
+from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
+from cptopt.report.plot import DEFAULT_DPI, dense_steps, parse_size, plot_fit, plot_prediction
+from cptopt.report.prediction import prediction_report
+from cptopt.report.search import ranking_report, recommendation_report
+
+__all__ = [
+    "DEFAULT_DPI",
+    "dense_steps",
+    "fit_report",
+    "format_github",
+    "format_text",
+    "inspect_table",
+    "next_pilot_line",
+    "next_pilot_report",
+    "parse_size",
+    "plot_fit",
+    "plot_prediction",
+    "prediction_report",
+    "ranking_report",
+    "recommendation_report",
+]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import singledispatch
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cptopt.law.fitted import FittedLaw, SelectionRow, SetFit
+from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow, SetFit
 from cptopt.report.names import short_names
 
 
@@ -66,7 +67,7 @@ def _parameter_table(fit: SetFit, name: str | None = None) -> Table:
     return table
 
 
-def _run_table(law: FittedLaw) -> Table:
+def _run_table(law: CptLaw) -> Table:
     names, legend = short_names([run.name for run in law.general.runs])
     table = Table(
         title="fit error per pilot (|pred/obs - 1|; CV = law refitted without that pilot)",
@@ -111,31 +112,40 @@ _QUALITY_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
 ]
 
 
-def _summary_table(law: FittedLaw) -> Table:
+#: Rows of the fit-quality table of a CPT law (before :data:`_QUALITY_ROWS`).
+_CPT_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
+    ("replay form", lambda f: f.form),
+    ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
+    ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
+    ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
+]
+#: ... and of a law fitted to pre-training pilots.
+_PRETRAIN_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
+    ("points (after the warmup)", lambda f: f"{f.n_points}"),
+]
+
+
+def _summary_table(
+    law: CptLaw | PretrainRunsLaw, rows: list[tuple[str, Callable[[SetFit], str]]]
+) -> Table:
+    """The fit-quality table: a column per validation set, ``rows`` then the common ones."""
     table = Table(title="fit quality", title_justify="left")
     table.add_column("")
-    if law.kind == "pretrain":
-        table.add_column("loss", justify="right")
-        rows = [("points (after the warmup)", lambda f: f"{f.n_points}"), *_QUALITY_ROWS]
-    else:
-        table.add_column("general", justify="right")
-        table.add_column("domain", justify="right")
-        rows = [
-            ("replay form", lambda f: f.form),
-            ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
-            ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
-            ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
-            *_QUALITY_ROWS,
-        ]
-    for label, getter in rows:
+    for name in law.validation_sets:
+        table.add_column(name, justify="right")
+    for label, getter in [*rows, *_QUALITY_ROWS]:
         table.add_row(label, *(getter(fit) for fit in law.set_fits))
     return table
 
 
-def fit_report(law: FittedLaw) -> RenderableType:
+@singledispatch
+def fit_report(law: CptLaw | PretrainRunsLaw) -> RenderableType:
     """The fit-quality report: settings, summary, parameters, per-pilot errors, warnings."""
-    if law.kind == "pretrain":
-        return pretrain_fit_report(law)
+    raise TypeError(f"not a fitted law: {type(law).__name__}")
+
+
+@fit_report.register
+def _cpt_fit_report(law: CptLaw) -> RenderableType:
     corpus = (
         f", domain corpus {law.domain_tokens:.4g} tokens (repeats discounted)"
         if law.domain_tokens
@@ -150,35 +160,44 @@ def fit_report(law: FittedLaw) -> RenderableType:
     parts: list[RenderableType] = [header]
     if law.selection:
         parts.append(selection_table(law))
-    parts += [_summary_table(law), *map(_parameter_table, law.set_fits), _run_table(law)]
+    parts += [
+        _summary_table(law, _CPT_ROWS),
+        *map(_parameter_table, law.set_fits),
+        _run_table(law),
+    ]
     if law.info:
         parts.append(Text("\n".join(f"note: {line}" for line in law.info)))
     return Group(*parts, *_warning_text(law))
 
 
-def _warning_text(law: FittedLaw) -> list[Text]:
+def _warning_text(law: CptLaw | PretrainRunsLaw) -> list[Text]:
     warnings = fit_warnings(law)
     if not warnings:
         return []
     return [Text("\n".join(f"warning: {w}" for w in warnings), style="yellow")]
 
 
-def pretrain_fit_report(law: FittedLaw) -> RenderableType:
+@fit_report.register
+def _pretrain_fit_report(law: PretrainRunsLaw) -> RenderableType:
     """The fit report of a law fitted to pre-training pilots (one validation loss)."""
     header = Text(
         f"pre-training law L0 + A*S1^-alpha - C1*annealing, {law.annealing_description}, "
-        f"fitted to {len(law.general.runs)} pre-training runs (one validation loss; no CPT "
+        f"fitted to {len(law.loss.runs)} pre-training runs (one validation loss; no CPT "
         "phase, no domain set)"
     )
     parts: list[RenderableType] = [header]
     if law.selection:
         parts.append(pretrain_selection_table(law))
-    parts += [_summary_table(law), _parameter_table(law.general, "loss"), _pretrain_runs(law)]
+    parts += [
+        _summary_table(law, _PRETRAIN_ROWS),
+        _parameter_table(law.loss, "loss"),
+        _pretrain_runs(law),
+    ]
     return Group(*parts, *_warning_text(law))
 
 
-def _pretrain_runs(law: FittedLaw) -> Table:
-    names, legend = short_names([run.name for run in law.general.runs])
+def _pretrain_runs(law: PretrainRunsLaw) -> Table:
+    names, legend = short_names([run.name for run in law.loss.runs])
     table = Table(
         title="fit error per run after its warmup (|pred/obs - 1|; CV = law refitted "
         "without that run)",
@@ -189,15 +208,15 @@ def _pretrain_runs(law: FittedLaw) -> Table:
     table.add_column("run", no_wrap=True, min_width=max(map(len, names), default=5))
     for column in ("points", "mean", "worst", "final", "CV mean"):
         table.add_column(column, justify="right")
-    for run, short in zip(law.general.runs, names, strict=True):
+    for run, short in zip(law.loss.runs, names, strict=True):
         errors = (run.mean_abs_error, run.max_abs_error, run.final_error, run.cv_mean_abs_error)
         table.add_row(short, str(run.n_points), *map(_percent, errors))
     return table
 
 
-def pretrain_selection_table(law: FittedLaw) -> Table:
+def pretrain_selection_table(law: PretrainRunsLaw) -> Table:
     """The annealing memories a fit to pre-training pilots compared, with their CV."""
-    names, _ = short_names([run.name for run in law.general.runs])
+    names, _ = short_names([run.name for run in law.loss.runs])
     table = Table(
         title="annealing memories (chosen by leave-one-run-out CV: mean |rel. error| of each "
         "left-out run; ✓ = chosen)",
@@ -225,7 +244,7 @@ def _memory_label(row: SelectionRow) -> str:
     return f"λ {row.lam:g}"
 
 
-def selection_table(law: FittedLaw) -> Table:
+def selection_table(law: CptLaw) -> Table:
     """The variants ``--law auto`` compared, with the CV errors each stage used."""
     table = Table(
         title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
@@ -252,11 +271,11 @@ def selection_table(law: FittedLaw) -> Table:
     return table
 
 
-def fit_warnings(law: FittedLaw) -> list[str]:
+def fit_warnings(law: CptLaw | PretrainRunsLaw) -> list[str]:
     """Plain-language warnings about the fit (bounds, identifiability, notes)."""
     warnings = list(law.notes)
     for fit in law.set_fits:
-        name = "loss" if law.kind == "pretrain" else fit.validation_set
+        name = fit.validation_set
         if fit.at_bound:
             warnings.append(
                 f"{name}: parameters at a bound: {', '.join(fit.at_bound)} "

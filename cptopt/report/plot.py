@@ -19,8 +19,8 @@ import numpy as np
 
 from cptopt._io import atomic_writer
 from cptopt.exceptions import InputError, param
-from cptopt.law.fitted import FittedLaw
-from cptopt.pilots.runs import Pilots, PilotSet, Run
+from cptopt.law.fitted import CptLaw
+from cptopt.pilots.runs import PilotSet, Run
 from cptopt.prediction import Prediction
 
 #: Default picture size in pixels (width, height) and resolution.
@@ -30,8 +30,6 @@ DEFAULT_DPI = 100
 MAX_LABELLED_PILOTS = 8
 #: Points of a dense prediction curve for plotting.
 DENSE_POINTS = 400
-
-_VALIDATION_SETS = ("general", "domain")
 
 
 def _matplotlib() -> tuple[Any, Any]:
@@ -85,12 +83,12 @@ def _save(figure: Any, path: str | Path, dpi: int) -> Path:
     return target
 
 
-def fitted_curve(law: FittedLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
+def fitted_curve(law: CptLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
     """The law's loss for pilot ``run`` at CPT ``steps`` (shape ``(n,)``)."""
-    _, state = law.checkpoint_state(run.checkpoint)
-    areas = law.point_areas(
-        run.cpt_lr, np.asarray(steps), state, run.replay_ratio, run.tokens_per_step
+    planned = law.scenario.run(
+        run.cpt_lr, run.replay_ratio, run.checkpoint, tokens_per_step=run.tokens_per_step
     )
+    areas = law.run_inputs(planned, np.asarray(steps))
     values = np.asarray(law.set_fit(validation_set).values, dtype=float)
     curve = law.form_for(validation_set).evaluate(values[None, :], areas)
     return np.atleast_2d(curve)[0]
@@ -100,18 +98,10 @@ def _label(run: Run) -> str:
     return f"{run.name} (r={run.replay_ratio:g}, peak {run.peak_lr:.2g})"
 
 
-def _require_cpt_pilots(pilots: Pilots | None) -> None:
-    """A one-line error for pre-training pilots given to a CPT plot."""
-    if pilots is not None and pilots.kind != "cpt":
-        raise InputError(
-            f"{param('pilots')}: pre-training pilots (kind: pretrain); the plot draws CPT runs"
-        )
-
-
 def plot_fit(
-    law: FittedLaw,
+    law: CptLaw,
     path: str | Path,
-    pilots: Pilots | None = None,
+    pilots: PilotSet | None = None,
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: int = DEFAULT_DPI,
@@ -121,8 +111,6 @@ def plot_fit(
     With ``pilots``, runs that the law was fitted to are drawn solid; other runs of the
     manifest (held out) dashed, so the picture also shows how the law predicts them.
     """
-    law.require_cpt("plot")
-    _require_cpt_pilots(pilots)
     figure, _ = _new_figure(size, dpi)
     if pilots is None:
         _draw_fit_errors(figure, law)
@@ -136,10 +124,10 @@ def plot_fit(
     return _save(figure, path, dpi)
 
 
-def _draw_fit_curves(figure: Any, law: FittedLaw, pilots: PilotSet) -> None:
+def _draw_fit_curves(figure: Any, law: CptLaw, pilots: PilotSet) -> None:
     grid = figure.add_gridspec(2, 2, height_ratios=(3, 1))
     colors = _colors(len(pilots.runs))
-    for column, validation_set in enumerate(_VALIDATION_SETS):
+    for column, validation_set in enumerate(law.validation_sets):
         fitted_names = {run.name for run in law.set_fit(validation_set).runs}
         curves = figure.add_subplot(grid[0, column])
         residuals = figure.add_subplot(grid[1, column], sharex=curves)
@@ -174,9 +162,9 @@ def _draw_fit_curves(figure: Any, law: FittedLaw, pilots: PilotSet) -> None:
             curves.legend(fontsize="x-small", loc="best")
 
 
-def _draw_fit_errors(figure: Any, law: FittedLaw) -> None:
+def _draw_fit_errors(figure: Any, law: CptLaw) -> None:
     axes = figure.subplots(1, 2)
-    for ax, validation_set in zip(axes, _VALIDATION_SETS, strict=True):
+    for ax, validation_set in zip(axes, law.validation_sets, strict=True):
         fit = law.set_fit(validation_set)
         names = [run.name for run in fit.runs]
         position = np.arange(len(names))
@@ -204,7 +192,7 @@ def _colors(n: int) -> list[Any]:
 def plot_prediction(
     prediction: Prediction,
     path: str | Path,
-    pilots: Pilots | None = None,
+    pilots: PilotSet | None = None,
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: int = DEFAULT_DPI,
@@ -214,12 +202,10 @@ def plot_prediction(
     ``prediction`` should hold many steps (``predict(..., steps=dense_steps(T))``); the
     interval is the prediction's own (``prediction.level``).
     """
-    _require_cpt_pilots(pilots)
     figure, _ = _new_figure(size, dpi)
     axes = figure.subplots(1, 2)
     level = f"{100 * prediction.level:.0f} % interval"
-    for ax, validation_set in zip(axes, _VALIDATION_SETS, strict=True):
-        forecast = getattr(prediction, validation_set)
+    for ax, (validation_set, forecast) in zip(axes, prediction.forecasts().items(), strict=True):
         if pilots is not None:
             few = len(pilots.runs) <= MAX_LABELLED_PILOTS
             colors = _colors(len(pilots.runs)) if few else ["0.6"] * len(pilots.runs)

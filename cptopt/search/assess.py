@@ -2,7 +2,7 @@
 
 The search finds settings with the vectorised :class:`~cptopt.search.evaluate.Evaluator`;
 the few it reports (the recommendation, alternatives, baselines, ranked candidates) are
-then predicted in full (:func:`~cptopt.prediction.predict_from_state`): intervals, the
+then predicted in full (:func:`~cptopt.prediction.predict_run`): intervals, the
 general loss's turning step, and the flags of settings outside what the pilots covered.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import CptLaw
 from cptopt.law.uncertainty import jackknife_variance, z_value
-from cptopt.prediction import coverage_flags, predict_from_state
+from cptopt.prediction import predict_run
 from cptopt.schedules import Schedule
 from cptopt.search.evaluate import CheckpointChoice, Evaluator, violation_text
 from cptopt.search.models import Assessment, Constraints, Setting
@@ -46,7 +46,7 @@ def broken_constraints(
 
 
 def assess(
-    law: FittedLaw,
+    law: CptLaw,
     label: str,
     schedule: Schedule,
     replay_ratio: float,
@@ -61,29 +61,21 @@ def assess(
     """The full assessment of one setting (see the module docstring)."""
     z = z_value(level)
     steps = schedule.n_steps
-    prediction = predict_from_state(
-        law,
-        schedule,
+    run = law.scenario.run(
+        schedule.lr_array(),
         replay_ratio,
         checkpoint.label,
-        checkpoint.state,
-        steps=[0, steps],
+        state=checkpoint.state,
         tokens_per_step=tokens_per_step,
         domain_tokens=domain_tokens,
-        level=level,
-        require_positive=False,
+    )
+    prediction = predict_run(
+        run, law, schedule, steps=[0, steps], level=level, require_positive=False
     )
     general, domain = prediction.general, prediction.domain
     finals = (general.final, domain.final)
     invalid = [] if np.isfinite(finals).all() and min(finals) > 0 else [INVALID_FLAG]
-    flags = invalid + coverage_flags(
-        law,
-        peak_lr=schedule.peak,
-        replay_ratio=replay_ratio,
-        steps=steps,
-        checkpoint=checkpoint.label,
-        tokens_per_step=tokens_per_step,
-    )
+    flags = invalid + prediction.flags
     tokens = steps * tokens_per_step if tokens_per_step else None
     epochs = None
     if domain_tokens and tokens_per_step:

@@ -17,7 +17,7 @@ from cptopt._io import check_input_file, read_text
 from cptopt._validation import load_yaml_mapping, validate
 from cptopt.exceptions import InputError
 from cptopt.law.areas import Areas
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import CptLaw
 from cptopt.law.uncertainty import jackknife_covariance
 from cptopt.search.assess import Scored, assess, broken_constraints
 from cptopt.search.evaluate import CheckpointChoice, Evaluator
@@ -127,21 +127,24 @@ def probability_best(
 
 
 def checkpoint_choices(
-    law: FittedLaw, candidates: Sequence[Candidate]
+    law: CptLaw, candidates: Sequence[Candidate]
 ) -> tuple[list[CheckpointChoice], np.ndarray]:
     """The distinct checkpoints the candidates start from, and each candidate's index."""
+    scenario = law.scenario
+    names = [scenario.checkpoint_name(candidate.checkpoint) for candidate in candidates]
     choices: dict[str, CheckpointChoice] = {}
-    for candidate in candidates:
-        name, state = law.checkpoint_state(candidate.checkpoint)
-        piloted = name in law.coverage.checkpoints
-        choices.setdefault(name, CheckpointChoice(name, state, None, None, piloted))
+    for name in names:
+        if name not in choices:
+            state = scenario.checkpoint_state(name, law.lam)
+            piloted = name in law.coverage.checkpoints
+            choices[name] = CheckpointChoice(name, state, None, None, piloted)
     labels = list(choices)
-    index = [labels.index(law.checkpoint_state(c.checkpoint)[0]) for c in candidates]
+    index = [labels.index(name) for name in names]
     return list(choices.values()), np.array(index, dtype=int)
 
 
 def rank_candidates(
-    law: FittedLaw,
+    law: CptLaw,
     candidates: Sequence[Candidate],
     weights: str | Sequence[float] = (0.5, 0.5),
     *,
@@ -151,7 +154,6 @@ def rank_candidates(
 ) -> CandidateRanking:
     """Rank configurations by the predicted objective, with P(best) under fit uncertainty
     (:func:`probability_best`). Infeasible candidates are ranked too, and marked."""
-    law.require_cpt("ranking candidates")
     constraints = constraints or Constraints()
     w_general, w_domain, normalised = parse_weights(weights)
     if not candidates:
@@ -168,19 +170,18 @@ def rank_candidates(
     schedules = [candidate.schedule for candidate in candidates]
     replay = np.array([candidate.replay_ratio for candidate in candidates])
     tokens_per_step = [candidate.tokens_per_step or default_tps for candidate in candidates]
-    areas = Areas.concatenate(
-        [
-            law.point_areas(
-                schedule.lr_array(),
-                np.array([schedule.n_steps]),
-                choices[checkpoint[i]].state,
-                replay[i],
-                tokens_per_step[i],
-                constraints.domain_tokens,
-            )
-            for i, schedule in enumerate(schedules)
-        ]
-    )
+    runs = [
+        law.scenario.run(
+            schedule.lr_array(),
+            replay[i],
+            choices[checkpoint[i]].label,
+            state=choices[checkpoint[i]].state,
+            tokens_per_step=tokens_per_step[i],
+            domain_tokens=constraints.domain_tokens,
+        )
+        for i, schedule in enumerate(schedules)
+    ]
+    areas = Areas.concatenate([law.run_inputs(run, np.array([run.steps])) for run in runs])
     general, domain, objective = evaluator.losses_at(areas, replicas=True)
     steps = np.array([schedule.n_steps for schedule in schedules])
     tps = np.array([np.nan if t is None else t for t in tokens_per_step], dtype=float)

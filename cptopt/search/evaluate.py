@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from cptopt.law.areas import Areas, CheckpointState
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import CptLaw
 from cptopt.search.models import Constraints
 from cptopt.search.shapes import Batch, FinalAreas
 
 #: Points per chunk when evaluating the law (bounds memory at ~100 MB).
 CHUNK = 250_000
-VALIDATION_SETS = ("general", "domain")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Evaluator:
     sweep over weights), so that per-shape work is done once.
     """
 
-    law: FittedLaw
+    law: CptLaw
     checkpoints: list[CheckpointChoice]
     w_general: float
     w_domain: float
@@ -51,17 +50,18 @@ class Evaluator:
     final_areas: FinalAreas | None = None
 
     def __post_init__(self) -> None:
-        self.forms = {vs: self.law.form_for(vs) for vs in VALIDATION_SETS}
-        self.values = {vs: np.asarray(self.law.set_fit(vs).values, float) for vs in VALIDATION_SETS}
+        sets = self.law.validation_sets
+        self.forms = {vs: self.law.form_for(vs) for vs in sets}
+        self.values = {vs: np.asarray(self.law.set_fit(vs).values, float) for vs in sets}
         self.replicas = {
             vs: np.asarray(self.law.set_fit(vs).jackknife, float).reshape(-1, self.values[vs].size)
-            for vs in VALIDATION_SETS
+            for vs in sets
         }
         if self.final_areas is None:
             states = [choice.state for choice in self.checkpoints]
             domain_tokens = self.constraints.domain_tokens if self.constraints else None
-            self.final_areas = FinalAreas.for_law(
-                self.law, states, self.tokens_per_step, domain_tokens
+            self.final_areas = FinalAreas.for_scenario(
+                self.law.scenario, self.law.needs, states, self.tokens_per_step, domain_tokens
             )
         start = self.final_areas.at_start()
         self.initial = {vs: self.forms[vs].evaluate(self.values[vs], start) for vs in self.forms}
@@ -90,7 +90,7 @@ class Evaluator:
         K leave-one-pilot-out (jackknife) refits.
         """
         out = []
-        for vs in VALIDATION_SETS:
+        for vs in self.law.validation_sets:
             values = self.values[vs]
             if replicas:
                 values = np.vstack([values[None, :], self.replicas[vs]])

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from cptopt.exceptions import InputError
-from cptopt.law.fitted import FittedLaw
-from cptopt.prediction import coverage_flags
+from cptopt.law.fitted import CptLaw
 from cptopt.search.assess import assess_batch
 from cptopt.search.evaluate import Evaluator, feasible_mask
 from cptopt.search.models import (
@@ -54,7 +53,7 @@ GAP_TOLERANCE = 1e-4
 
 
 def _evaluator(
-    law: FittedLaw, space: ResolvedSpace, constraints: Constraints, weights: tuple[float, float]
+    law: CptLaw, space: ResolvedSpace, constraints: Constraints, weights: tuple[float, float]
 ) -> Evaluator:
     # The space already keeps steps and tokens within the budget: no constraint for them.
     limits = constraints.model_copy(update={"max_steps": None, "max_tokens": None})
@@ -62,7 +61,7 @@ def _evaluator(
 
 
 def recommend(
-    law: FittedLaw,
+    law: CptLaw,
     weights: str | Sequence[float] = (0.5, 0.5),
     *,
     space: SearchSpace | None = None,
@@ -93,10 +92,9 @@ def recommend(
 
     Raises
     ------
-    InputError : bad weights, space or storage, or a law fitted to pre-training pilots.
+    InputError : bad weights, space or storage.
     InfeasibleError : nothing satisfies the constraints.
     """
-    law.require_cpt("recommend")
     constraints = constraints or Constraints()
     settings = settings or SearchSettings()
     w_general, w_domain, normalised = parse_weights(weights)
@@ -143,7 +141,7 @@ def recommend(
 
 
 def _fingerprint(
-    law: FittedLaw,
+    law: CptLaw,
     weights: tuple[float, float],
     space: ResolvedSpace,
     constraints: Constraints,
@@ -349,8 +347,7 @@ def _pareto(evaluator: Evaluator, space: ResolvedSpace, n: int = 11) -> list[Par
             continue
         seen.add(key)
         general, domain, _ = evaluator.losses(best)
-        flags = coverage_flags(
-            evaluator.law,
+        flags = evaluator.law.scenario.coverage_flags(
             peak_lr=setting.peak_lr,
             replay_ratio=setting.replay_ratio,
             steps=setting.steps,
@@ -372,7 +369,7 @@ def _pareto(evaluator: Evaluator, space: ResolvedSpace, n: int = 11) -> list[Par
 
 
 def dense_optimum(
-    law: FittedLaw,
+    law: CptLaw,
     weights: str | Sequence[float],
     *,
     space: SearchSpace | None = None,

@@ -36,7 +36,7 @@ import numpy as np
 
 from cptopt.law.areas import Areas, CheckpointState, StepLRs, repetition_weights
 from cptopt.law.drops import DropHistory, drop_history, lr_drops
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.scenario import CptScenario, InputNeeds
 from cptopt.schedules import family_lr_array
 from cptopt.search.models import SEARCH_FAMILIES
 
@@ -130,14 +130,16 @@ def shape_key(code: int) -> ShapeKey:
 
 @dataclass
 class FinalAreas:
-    """Builds the law's inputs at the last step of every setting of a batch.
+    """Builds the law's inputs at the last step of every setting of a batch: the contract
+    of :meth:`cptopt.law.scenario.CptScenario.inputs`, vectorised (a test holds the two to
+    the same numbers on every bundled domain).
 
     ``lam`` is the law's S2 memory factor (None: no S2); ``needs_history``: also the drop
     history (the multi-power memory). ``tokens_per_step`` and ``domain_tokens``: the
     repetition discount of the domain shift (none unless both are given); ``lr_reference``:
     also the per-step LRs (a shift driven by LR^q; None: not needed). Per-shape work is
-    cached, so one instance should serve a whole search. :meth:`for_law` takes these from a
-    law, as :meth:`FittedLaw.point_areas` does for ``predict``.
+    cached, so one instance should serve a whole search. :meth:`for_scenario` takes these
+    from a scenario and what the law needs, as the scenario's ``inputs`` does.
     """
 
     checkpoints: list[CheckpointState]
@@ -159,20 +161,26 @@ class FinalAreas:
         self.known = np.array([state.known for state in self.checkpoints])
 
     @staticmethod
-    def for_law(
-        law: FittedLaw,
+    def for_scenario(
+        scenario: CptScenario,
+        needs: InputNeeds,
         checkpoints: list[CheckpointState],
         tokens_per_step: float | None = None,
         domain_tokens: float | None = None,
     ) -> FinalAreas:
-        """The final areas of ``law``'s inputs (``domain_tokens`` defaults to the law's)."""
+        """The final areas of runs from ``checkpoints`` as ``scenario`` builds a run's inputs
+        for a law that ``needs`` (``tokens_per_step`` and ``domain_tokens`` default as
+        :meth:`~cptopt.law.scenario.CptScenario.run` defaults them)."""
+        corpus = tokens_per_step
+        if scenario.coverage is not None:
+            corpus = scenario.coverage.corpus_tokens_per_step(tokens_per_step)
         return FinalAreas(
             checkpoints,
-            law.lam,
-            law.needs_history,
-            law.corpus_tokens_per_step(tokens_per_step),
-            domain_tokens or law.domain_tokens,
-            law.lr_reference if law.needs_steps else None,
+            needs.lam,
+            needs.history,
+            corpus,
+            domain_tokens or scenario.domain_tokens,
+            scenario.lr_reference if needs.steps else None,
         )
 
     def _unit_shape(self, key: ShapeKey) -> np.ndarray:

@@ -22,8 +22,8 @@ import numpy as np
 
 from cptopt.exceptions import IdentifiabilityError, InputError, param
 from cptopt.law.areas import history_areas
-from cptopt.law.fitted import FittedLaw
-from cptopt.prediction import RANGE_TOLERANCE
+from cptopt.law.fitted import CptLaw
+from cptopt.law.scenario import RANGE_TOLERANCE
 from cptopt.search.evaluate import CheckpointChoice
 from cptopt.search.models import (
     SEARCH_FAMILIES,
@@ -239,7 +239,7 @@ class ResolvedSpace:
 
 
 def _peak_lr_range(
-    law: FittedLaw, space: SearchSpace, allow_extrapolation: bool, notes: list[str]
+    law: CptLaw, space: SearchSpace, allow_extrapolation: bool, notes: list[str]
 ) -> Range:
     cov = law.coverage
     if space.peak_lr is not None:
@@ -263,7 +263,7 @@ def _peak_lr_range(
 
 
 def _replay_range(
-    law: FittedLaw, space: SearchSpace, allow_extrapolation: bool, notes: list[str]
+    law: CptLaw, space: SearchSpace, allow_extrapolation: bool, notes: list[str]
 ) -> Range:
     ratios = sorted(law.coverage.replay_ratios)
     requested = space.replay_ratio
@@ -290,7 +290,7 @@ def _replay_range(
     return (0.0, 1.0) if allow_extrapolation else (ratios[0], ratios[-1])
 
 
-def _tokens_per_step(law: FittedLaw, constraints: Constraints) -> int | None:
+def _tokens_per_step(law: CptLaw, constraints: Constraints) -> int | None:
     piloted = law.coverage.tokens_per_step
     tokens_per_step = constraints.tokens_per_step or (piloted[0] if len(piloted) == 1 else None)
     if constraints.max_tokens is not None and not tokens_per_step:
@@ -308,7 +308,7 @@ def _tokens_per_step(law: FittedLaw, constraints: Constraints) -> int | None:
 
 
 def _step_range(
-    law: FittedLaw,
+    law: CptLaw,
     space: SearchSpace,
     constraints: Constraints,
     tokens_per_step: int | None,
@@ -352,9 +352,10 @@ def _step_range(
     return steps, granularity
 
 
-def _checkpoints(law: FittedLaw, requested: list[str | int] | None) -> list[CheckpointChoice]:
+def _checkpoints(law: CptLaw, requested: list[str | int] | None) -> list[CheckpointChoice]:
     """Checkpoint names or PT steps -> states (PT steps need a known PT history)."""
-    pretrain = law.pretrain
+    scenario = law.scenario
+    pretrain = scenario.history
     if not pretrain.known:
         if requested:
             raise InputError(
@@ -362,9 +363,10 @@ def _checkpoints(law: FittedLaw, requested: list[str | int] | None) -> list[Chec
                 "fitted "
                 "without it (black-box mode): the starting point cannot be searched"
             )
-        name, state = law.checkpoint_state(None)
+        name = scenario.checkpoint_name(None)
+        state = scenario.checkpoint_state(name, law.lam)
         return [CheckpointChoice(name, state, None, None, True)]
-    areas = history_areas(pretrain.history(), law.lam)
+    areas = history_areas(pretrain, law.lam)
     pt_lr = np.asarray(pretrain.lr, dtype=float)
     peak = float(pt_lr.max()) if pt_lr.size else 0.0
     by_step = {step: name for name, step in pretrain.checkpoints.items()}
@@ -397,7 +399,7 @@ def _checkpoints(law: FittedLaw, requested: list[str | int] | None) -> list[Chec
 
 
 def resolve_space(
-    law: FittedLaw, space: SearchSpace, constraints: Constraints, allow_extrapolation: bool
+    law: CptLaw, space: SearchSpace, constraints: Constraints, allow_extrapolation: bool
 ) -> ResolvedSpace:
     """The space to search (see the module docstring); notes say why each range is what it is."""
     notes: list[str] = []

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from cptopt.exceptions import InputError, param
-from cptopt.law.fitted import FittedLaw
+from cptopt.law.fitted import LawRecord
 from cptopt.search.evaluate import Evaluator
 from cptopt.search.models import SearchSettings
 from cptopt.search.shapes import Batch
@@ -93,7 +93,7 @@ def study_name_for(fingerprint: dict[str, Any]) -> str:
     return "cptopt-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def law_digest(law: FittedLaw) -> str:
+def law_digest(law: LawRecord) -> str:
     return hashlib.sha256(law.model_dump_json().encode()).hexdigest()[:16]
 
 

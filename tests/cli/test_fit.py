@@ -266,7 +266,8 @@ def test_fit_pretraining_pilots_report_has_no_domain_set(tmp_path, pretrain_mani
     assert "domain" not in text.replace("no domain set", "")
     assert "general" not in text and "replay" not in text
     law = load_law(out)
-    assert law.kind == "pretrain" and law.form == "pretrain" and law.domain is None
+    assert law.kind == "pretrain" and law.validation_sets == ("loss",)
+    assert law.form_for("loss").name == "pretrain"
     assert [r.name for r in law.inputs] == ["cosine_24000", "constant_24000", "wsdcon_9"]
 
 
@@ -275,9 +276,9 @@ def test_fit_pretraining_pilots_with_a_fixed_memory_as_json(tmp_path, pretrain_m
     result = invoke("fit", pretrain_manifest, "-o", out, "--form", "paper", "--format", "json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["kind"] == "pretrain" and report["domain"] is None
+    assert report["kind"] == "pretrain" and "domain" not in report and "general" not in report
     assert (report["annealing"], report["lam"]) == ("s2", 0.999) and report["selection"] == []
-    assert report["general"]["parameter_names"] == ["L0", "A", "alpha", "C1"]
+    assert report["loss"]["parameter_names"] == ["L0", "A", "alpha", "C1"]
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,7 @@ def test_predict_refuses_to_mix_kinds_of_law_and_run(pretrain_law_file, law_file
     result = runner.invoke(
         app, ["predict", str(pretrain_config), "--law", str(pretrain_law_file), "--plot", "x.png"]
     )
-    assert result.exit_code == 2 and "--plot draws CPT predictions" in result.stderr
+    assert result.exit_code == 2 and "kind: --plot needs a CPT law" in result.stderr
+    assert result.stdout == ""
     result = runner.invoke(app, ["predict", str(pretrain_config), "--law", str(law_file)])
     assert result.exit_code == 2 and "replay_ratio" in result.stderr

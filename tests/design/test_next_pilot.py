@@ -141,10 +141,7 @@ def test_ensemble_and_jacobian_agree_when_the_refits_are_close(fitted_law) -> No
     # close enough for the law to be linear across them: the refits' E spans decades
     law = _with_spread(fitted_law, 1e-7)
     run_lr = Schedule(family="wsd", peak_lr=1e-3, steps=800, warmup_steps=16).lr_array()
-    from cptopt.law.areas import cpt_point_areas
-
-    _, state = law.checkpoint_state(None)
-    areas = cpt_point_areas(run_lr, eval_steps(800, 50), law.lam, state, 0.1, history=True)
+    areas = law.run_inputs(law.scenario.run(run_lr, 0.1), eval_steps(800, 50))
     for vs in ("general", "domain"):
         _, secant = LatentModel(law, "ensemble").sensitivity(vs, areas, log=True)
         _, tangent = LatentModel(law, "jacobian").sensitivity(vs, areas, log=True)

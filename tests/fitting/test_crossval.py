@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cptopt.fitting.crossval import cv_folds, shared_replay_folds
+from cptopt.fitting.crossval import cv_folds
+from cptopt.law.scenario import scenario_of
 from cptopt.schedules import Schedule
 from cptopt.testing import synthetic_pilots
 
@@ -35,6 +36,6 @@ def test_shared_replay_folds_are_the_pilots_sharing_a_replay_ratio():
     ratios = (0.25, 0.25, 0.25, 0.0, 0.5)
     pilots = synthetic_pilots("exp", VALUES, lam=0.99, configs=[(schedule, r) for r in ratios])
     # leaving out the only r = 0 or r = 0.5 pilot is a replay extrapolation
-    assert shared_replay_folds(pilots) == [0, 1, 2]
+    assert scenario_of(pilots).shared_replay_folds() == [0, 1, 2]
     distinct = pilots.subset([run.name for run in pilots.runs][2:])
-    assert shared_replay_folds(distinct) == []  # fewer than 2 qualify: every fold counts
+    assert scenario_of(distinct).shared_replay_folds() == []  # fewer than 2: every fold counts

@@ -7,7 +7,7 @@ import pytest
 
 from cptopt import InputError, NotFittedError, fit, predict
 from cptopt.fitting.estimator import LawFitter
-from cptopt.law.areas import checkpoint_state
+from cptopt.law.scenario import scenario_of
 from cptopt.schedules import Schedule
 from cptopt.testing import REFERENCE_MPL, REFERENCE_S2, REFERENCE_TIED, synthetic_pilots
 
@@ -33,7 +33,7 @@ def test_recovers_the_generating_law_from_two_starts(synthetic, seed):
         for name in ("A", "alpha", "C2"):
             truth = REFERENCE_S2[validation_set][name]
             assert recovered[name] == pytest.approx(truth, rel=1e-3), name
-        s2_pt = checkpoint_state(synthetic.pretrain, "ckpt", 0.99).s2_pt
+        s2_pt = scenario_of(synthetic).checkpoint_state("ckpt", 0.99).s2_pt
         offset = REFERENCE_S2[validation_set]["L0"] - REFERENCE_S2[validation_set]["C1"] * s2_pt
         assert recovered["L0"] - recovered["C1"] * s2_pt == pytest.approx(offset, rel=1e-4)
     # And it predicts a schedule none of the pilots used.

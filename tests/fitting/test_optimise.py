@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.fitting.data import collect_points
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.jobs import TIED_PARAMETERS
 from cptopt.fitting.optimise import JointProblem, Problem
 from cptopt.law.forms import make_law
@@ -27,7 +27,8 @@ def test_tied_jacobian_matches_finite_differences():
     parts = []
     for name in ("general", "domain"):
         law = make_law("exp", name, True, True, "mpl")
-        parts.append(Problem(law, collect_points(pilots, name, None, history=True), 1e-3))
+        data = scenario_of(pilots).fit_data(name, InputNeeds(None, history=True))
+        parts.append(Problem(law, data, 1e-3))
     problem = JointProblem(parts[0], parts[1], TIED_PARAMETERS)
     general = np.array([REFERENCE_TIED["general"][n] for n in parts[0].law.names])
     domain = np.array([REFERENCE_TIED["domain"][n] for n in parts[1].law.names])

@@ -14,6 +14,7 @@ from cptopt.exceptions import InputError
 from cptopt.fitting import LawFitter
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS
 from cptopt.fitting.selection import AUTO_LAMBDAS
+from cptopt.law import PretrainRunsLaw, PretrainScenario
 from cptopt.testing import REFERENCE_PRETRAIN, synthetic_pretrain_pilots
 
 
@@ -24,16 +25,17 @@ def synthetic():
 
 def test_fit_recovers_a_known_pretraining_law(synthetic):
     law = fit(synthetic, annealing="mpl1", seed=1)
-    assert law.kind == "pretrain" and law.form == "pretrain" and law.annealing == "mpl1"
-    assert law.domain is None and law.pretrain is None and law.selection == []
+    assert isinstance(law, PretrainRunsLaw) and law.annealing == "mpl1"
+    assert law.loss.form == "pretrain" and law.validation_sets == ("loss",)
+    assert law.selection == []
     np.testing.assert_allclose(
-        law.general.values, [REFERENCE_PRETRAIN[n] for n in law.general.parameter_names], rtol=1e-5
+        law.loss.values, [REFERENCE_PRETRAIN[n] for n in law.loss.parameter_names], rtol=1e-5
     )
     # the warmup points (logged 1 nat higher) are not fitted
-    assert law.general.n_points == sum(
+    assert law.loss.n_points == sum(
         int((run.loss.steps > run.warmup_steps).sum()) for run in synthetic.runs
     )
-    assert law.general.cv_error < 1e-6 and len(law.general.jackknife) == 3
+    assert law.loss.cv_error < 1e-6 and len(law.loss.jackknife) == 3
     assert law.coverage.steps_max == 6000 and law.coverage.replay_ratios == []
 
 
@@ -49,7 +51,7 @@ def test_default_fit_chooses_the_memory_by_leave_one_run_out_cv(pretrain_law):
     assert (chosen.annealing, chosen.lam) == (pretrain_law.annealing, pretrain_law.lam)
     assert all(row.cv_domain is None and row.form == "pretrain" for row in pretrain_law.selection)
     assert set(chosen.cv_per_pilot) == {"0", "1", "2"}
-    assert pretrain_law.general.cv_error < 0.003 and pretrain_law.general.r2 > 0.99
+    assert pretrain_law.loss.cv_error < 0.003 and pretrain_law.loss.r2 > 0.99
 
 
 @pytest.mark.parametrize(
@@ -86,7 +88,7 @@ def test_annealing_auto_offers_every_pretraining_memory():
 )
 def test_settings_that_do_not_apply_to_pretraining_pilots(synthetic, settings, message):
     with pytest.raises(InputError, match=message):
-        LawFitter(**settings).check_settings("pretrain")
+        LawFitter(**settings).check_settings(PretrainScenario)
     with pytest.raises(InputError, match=message):
         fit(synthetic, **settings)
 
@@ -103,4 +105,4 @@ def test_choosing_a_memory_needs_three_runs(synthetic):
     with pytest.raises(InputError, match="needs >= 3 pre-training pilots, got 2"):
         fit(two)
     law = fit(two, annealing="mpl1", jackknife=False)
-    assert law.general.cv_error is None and law.general.mean_abs_error < 1e-6
+    assert law.loss.cv_error is None and law.loss.mean_abs_error < 1e-6

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cptopt.fitting.data import collect_points
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.estimator import LawFitter
 from cptopt.fitting.selection import one_standard_error_choice, translate_start
 from cptopt.law.fitted import SelectionRow
@@ -64,7 +64,7 @@ def test_translated_start_reproduces_the_source_where_forms_coincide(synthetic):
     """share at a1 = 0 is exp at a1 = 0: the translated start must give the same curve."""
     exp_law = make_law("exp", "general", True, True)
     share_law = make_law("share", "general", True, True)
-    data = collect_points(synthetic, "general", 0.99)
+    data = scenario_of(synthetic).fit_data("general", InputNeeds(0.99))
     values = np.array([{**REFERENCE_S2["general"], "a1": 0.0}[name] for name in exp_law.names])
     start = translate_start(exp_law, values, share_law)
     np.testing.assert_allclose(

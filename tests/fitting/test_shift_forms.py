@@ -9,9 +9,10 @@ import pytest
 
 from cptopt.fitting import LawFitter
 from cptopt.fitting.crossval import fit_validation_set, length_extrapolation_rms
-from cptopt.fitting.data import FIT_POINTS, collect_points, lr_reference, thin
+from cptopt.fitting.data import FIT_POINTS, thin
 from cptopt.fitting.optimise import Starts
 from cptopt.law.areas import checkpoint_state, cpt_point_areas
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.law.forms import make_law
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
@@ -85,13 +86,17 @@ def odds_power_pilots(noise: float = 0.0) -> PilotSet:
     return PilotSet(tuple(runs), pretrain, use_pretrain_points=False)
 
 
+#: What the multi-power law with an LR power reads from a run.
+NEEDS = InputNeeds(None, history=True, steps=True)
+
+
 @pytest.fixture(scope="module")
 def pilots() -> PilotSet:
     return odds_power_pilots()
 
 
 def test_recovers_the_odds_law_with_lr_power(pilots):
-    assert lr_reference(pilots) == 2e-3
+    assert scenario_of(pilots).lr_reference == 2e-3
     law = LawFitter(form="odds", lr_power=True, jackknife=False, n_starts=4).fit(pilots).law_
     assert law.domain_forward == "frozen" and law.needs_steps
     for name in ("general", "domain"):
@@ -105,7 +110,7 @@ def test_recovers_the_odds_law_with_lr_power(pilots):
 
 def test_length_check_is_small_on_the_generating_law(pilots):
     law = make_law("odds", "general", True, True, "mpl", domain_forward="frozen", lr_power=True)
-    data = collect_points(pilots, "general", None, history=True, steps=True)
+    data = scenario_of(pilots).fit_data("general", NEEDS)
     values = np.array([TRUE["general"][p] for p in law.names])
     rng = np.random.default_rng(0)
     rms = length_extrapolation_rms(law, data, values, 1e-3, rng, Starts(1, max_nfev=30))
@@ -113,7 +118,7 @@ def test_length_check_is_small_on_the_generating_law(pilots):
 
 
 def test_thin_keeps_each_curve_ends_and_every_pt_point(pilots):
-    data = collect_points(pilots, "domain", None, history=True, steps=True)
+    data = scenario_of(pilots).fit_data("domain", NEEDS)
     assert thin(data, FIT_POINTS).loss.size == data.loss.size  # few points: untouched
     thinned = thin(data, 60)
     assert thinned.loss.size < data.loss.size
@@ -142,7 +147,7 @@ def test_interval_scale_calibrates_on_the_pilots():
 
 def test_fit_validation_set_with_lr_power_from_a_warm_start(pilots):
     law = make_law("odds", "domain", True, True, "mpl", domain_forward="frozen", lr_power=True)
-    data = collect_points(pilots, "domain", None, history=True, steps=True)
+    data = scenario_of(pilots).fit_data("domain", NEEDS)
     values = np.array([TRUE["domain"][p] for p in law.names])
     result = fit_validation_set(
         law,

@@ -1,19 +1,32 @@
-"""The law file, schema 4: each set's form and LR power, the domain forward area, the corpus
-size, the areas a law builds for ``predict``, and laws of pre-training pilots (``kind``)."""
+"""The law file, schema 5: a record per kind of pilot (discriminated on ``kind``), each set's
+form and LR power, the domain forward area, the corpus size, and the files of schemas 3
+and 4 that users already have (tests/fixtures/laws, written by those versions)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cptopt import Schedule, predict
 from cptopt.exceptions import InputError, SchemaVersionError
-from cptopt.law.fitted import SCHEMA_VERSION, FittedLaw, load_law
+from cptopt.law import (
+    SCHEMA_VERSION,
+    CptLaw,
+    LawRecord,
+    PretrainRunsLaw,
+    cpt_law,
+    load_cpt_law,
+    load_law,
+)
+
+LAWS = Path(__file__).resolve().parents[1] / "fixtures" / "laws"
 
 
-def test_schema_4_round_trip(fitted_law, tmp_path):
-    assert SCHEMA_VERSION == 4 and fitted_law.kind == "cpt"
+def test_schema_5_round_trip(fitted_law, tmp_path):
+    assert SCHEMA_VERSION == 5 and isinstance(fitted_law, CptLaw) and fitted_law.kind == "cpt"
     path = fitted_law.save(tmp_path / "law.json")
     loaded = load_law(path)
     assert loaded == fitted_law
@@ -27,61 +40,99 @@ def test_schema_4_round_trip(fitted_law, tmp_path):
     assert loaded.domain.pt_points == "checkpoint"
 
 
-def test_schema_3_files_still_load_as_cpt_laws(fitted_law, tmp_path):
-    data = json.loads(fitted_law.model_dump_json())
-    data["schema_version"] = 3
-    del data["kind"]  # version 3 had no kind: every law was a CPT law
-    path = tmp_path / "v3.json"
-    path.write_text(json.dumps(data))
-    loaded = load_law(path)
-    assert loaded.kind == "cpt" and loaded.schema_version == SCHEMA_VERSION
-    assert loaded.model_copy(update={"schema_version": 4}) == fitted_law
+def test_a_pretraining_law_round_trips_with_its_one_set(pretrain_law, tmp_path):
+    assert isinstance(pretrain_law, PretrainRunsLaw) and pretrain_law.kind == "pretrain"
+    assert pretrain_law.validation_sets == ("loss",) and pretrain_law.loss.validation_set == "loss"
+    assert pretrain_law.set_fits == [pretrain_law.loss]
+    loaded = load_law(pretrain_law.save(tmp_path / "law.json"))
+    assert loaded == pretrain_law and loaded.form_for("loss").name == "pretrain"
+    data = json.loads((tmp_path / "law.json").read_text())
+    assert {"domain", "pretrain", "general", "form", "replay_terms"}.isdisjoint(data)
+
+
+def test_schema_4_files_load_and_predict_as_they_did():
+    """Today's files, read by this version: a CPT law keeps every key (only the version
+    moves); a pre-training law names its set ``loss`` and drops the CPT keys."""
+    cpt_file = LAWS / "v4-cpt-unannealed.json"
+    law = load_law(cpt_file)
+    assert isinstance(law, CptLaw) and law.schema_version == SCHEMA_VERSION
+    written = json.loads(cpt_file.read_text())
+    assert json.loads(law.model_dump_json()) == {**written, "schema_version": SCHEMA_VERSION}
+    pretrain = load_law(LAWS / "v4-pretrain-mpl25.json")
+    assert isinstance(pretrain, PretrainRunsLaw) and pretrain.loss.validation_set == "loss"
+    old = json.loads((LAWS / "v4-pretrain-mpl25.json").read_text())
+    assert pretrain.loss.values == old["general"]["values"]
+    assert pretrain.loss.jackknife == old["general"]["jackknife"]
+    # Exactly what the version-4 law predicts, through the new record.
+    schedule = Schedule(family="wsd", peak_lr=3e-4, steps=24000, warmup_steps=2160)
+    prediction = predict(pretrain, schedule, steps=[2161, 24000])
+    form = pretrain.form_for("loss")
+    inputs = pretrain.scenario.inputs(
+        pretrain.scenario.run(schedule), np.array([2161, 24000]), pretrain.needs
+    )
+    mean = form.evaluate(np.array(old["general"]["values"]), inputs)
+    np.testing.assert_allclose(prediction.loss.mean, mean, rtol=1e-12)
+
+
+def test_schema_3_files_load_as_cpt_laws():
+    v3 = load_law(LAWS / "v3-cpt-unannealed.json")
+    assert isinstance(v3, CptLaw) and v3.schema_version == SCHEMA_VERSION
+    written = json.loads((LAWS / "v3-cpt-unannealed.json").read_text())
+    assert "kind" not in written and written["schema_version"] == 3
+    assert v3.general.values == written["general"]["values"]
+    schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_steps=20)
+    prediction = predict(v3, schedule, 0.25)
+    assert 0 < prediction.domain.final < prediction.domain.initial  # CPT on the domain
+    assert prediction.checkpoint == "unannealed"
 
 
 def test_a_law_file_says_what_it_was_fitted_to(fitted_law, tmp_path):
     data = json.loads(fitted_law.model_dump_json())
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({**data, "kind": "pretrain"}))
-    with pytest.raises(InputError, match="bad.json: .*pre-training law has form 'pretrain'"):
+    with pytest.raises(InputError, match=r"bad\.json: loss: Field required"):
         load_law(path)
     path.write_text(json.dumps({**data, "domain": None}))
-    with pytest.raises(InputError, match="a CPT law needs 'domain' and 'pretrain'"):
+    with pytest.raises(InputError, match=r"bad\.json: domain: "):
+        load_law(path)
+    path.write_text(json.dumps({**data, "kind": "mid-training"}))
+    with pytest.raises(InputError, match=r"kind: 'mid-training' is not a kind of law"):
         load_law(path)
 
 
-def test_a_pretraining_law_has_one_set_and_refuses_cpt_use(pretrain_law):
-    assert pretrain_law.kind == "pretrain" and pretrain_law.validation_sets == ("general",)
-    assert pretrain_law.domain is None and pretrain_law.pretrain is None
-    assert pretrain_law.set_fits == [pretrain_law.general]
-    with pytest.raises(InputError, match="no domain set: it was fitted to pre-training pilots"):
+def test_cpt_only_uses_narrow_a_law_once(pretrain_law, fitted_law, tmp_path):
+    path = pretrain_law.save(tmp_path / "law.json")
+    with pytest.raises(InputError, match=r"law\.json: kind: recommend\(\) needs a CPT law") as e:
+        load_cpt_law(path, "recommend()")
+    assert e.value.fields == ("recommend()", "predict()")
+    assert e.value.render({"recommend()": "cptopt recommend"}).count("cptopt recommend") == 1
+    with pytest.raises(InputError, match=r"^check\(\) needs a CPT law"):
+        cpt_law(pretrain_law, "check()")
+    assert cpt_law(fitted_law, "check()") is fitted_law
+    assert isinstance(pretrain_law, LawRecord) and isinstance(fitted_law, LawRecord)
+    with pytest.raises(InputError, match="no domain set; it was fitted on loss"):
         pretrain_law.set_fit("domain")
-    with pytest.raises(InputError, match="law.json: kind: recommend needs a CPT law"):
-        pretrain_law.require_cpt("recommend", "law.json")
-    with pytest.raises(InputError, match="needs a CPT law"):
-        pretrain_law.checkpoint_state(None)
-    again = FittedLaw.model_validate_json(pretrain_law.model_dump_json())
-    assert again == pretrain_law and again.form_for("general").name == "pretrain"
 
 
-def test_older_schema_is_refused(fitted_law, tmp_path):
+def test_older_and_newer_schemas_are_refused(fitted_law, tmp_path):
     data = json.loads(fitted_law.model_dump_json())
-    data["schema_version"] = 2
     path = tmp_path / "old.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(SchemaVersionError, match="refit"):
-        load_law(path)
+    for version in (2, SCHEMA_VERSION + 1):
+        path.write_text(json.dumps({**data, "schema_version": version}))
+        with pytest.raises(SchemaVersionError, match="reads versions 3, 4 and 5; refit"):
+            load_law(path)
 
 
-def test_point_areas_discount_repeated_domain_data(fitted_law):
+def test_inputs_discount_repeated_domain_data(fitted_law):
     law = fitted_law.model_copy(update={"domain_tokens": 300_000.0})
-    _, state = law.checkpoint_state(None)
     lr = np.full(2000, 1e-3)
     steps = np.array([0, 200, 2000])
-    areas = law.point_areas(lr, steps, state, 0.25, tokens_per_step=1024)
+    areas = law.run_inputs(law.scenario.run(lr, 0.25, tokens_per_step=1024), steps)
     # 2000 steps x 0.75 x 1024 tokens: ~5 epochs of a 300k-token corpus
     assert areas.s1_shift[1] == areas.s1_cpt[1]  # the first epoch is fresh
     assert areas.s1_shift[2] < areas.s1_cpt[2]
-    fresh = fitted_law.point_areas(lr, steps, state, 0.25, tokens_per_step=1024)
+    scenario = fitted_law.scenario
+    fresh = fitted_law.run_inputs(scenario.run(lr, 0.25, tokens_per_step=1024), steps)
     np.testing.assert_array_equal(fresh.s1_shift, fresh.s1_cpt)  # corpus size unknown
-    override = fitted_law.point_areas(lr, steps, state, 0.25, 1024, domain_tokens=300_000.0)
-    np.testing.assert_array_equal(override.s1_shift, areas.s1_shift)
+    given = scenario.run(lr, 0.25, tokens_per_step=1024, domain_tokens=300_000.0)
+    np.testing.assert_array_equal(fitted_law.run_inputs(given, steps).s1_shift, areas.s1_shift)

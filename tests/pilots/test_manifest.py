@@ -157,7 +157,6 @@ def write_pretrain(tmp_path: Path, runs: str, top: str = "") -> Path:
 
 
 def test_pretrain_manifest_loads_runs_with_their_whole_schedule(pretrain_manifest):
-    from cptopt.fitting.data import collect_pretrain_points
     from cptopt.pilots.runs import PretrainPilots
 
     pilots = load_manifest(pretrain_manifest)
@@ -166,10 +165,8 @@ def test_pretrain_manifest_loads_runs_with_their_whole_schedule(pretrain_manifes
     assert all(run.warmup_steps == 2160 and run.notes == () for run in pilots.runs)
     assert [run.steps for run in pilots.runs] == [24000, 24000, 16000]
     assert pilots.runs[2].lr[8000] == pytest.approx(9e-5) and pilots.runs[2].peak_lr == 3e-4
-    data = collect_pretrain_points(pilots, 0.995)
-    # cosine_24000 logs a point at step 2160, inside the warmup: kept, not fitted
-    assert (data.step > 2160).all() and data.loss.size == 171 + 170 + 95
-    assert (data.areas.s1_cpt == 0).all() and (data.areas.s1_pt > 0.3).all()
+    # cosine_24000 logs a point at step 2160, inside the warmup: read (not fitted)
+    assert 2160 in pilots.runs[0].loss.steps.tolist()
 
 
 def test_pretrain_run_without_a_schedule_takes_the_logged_lr_and_infers_its_warmup(tmp_path):

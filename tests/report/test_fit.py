@@ -46,13 +46,13 @@ def test_pretraining_fit_report_speaks_of_one_loss(pretrain_law):
     text = render(fit_report(pretrain_law))
     assert text.startswith("pre-training law L0 + A*S1^-alpha - C1*annealing")
     assert "fitted to 3 pre-training runs" in text and "no domain set" in text
-    for run in pretrain_law.general.runs:
+    for run in pretrain_law.loss.runs:
         assert run.name in text
     chosen = next(row for row in pretrain_law.selection if row.chosen)
     labels = {"mpl1": "mpl ζ=1", "mpl": "mpl", "s2": f"λ {chosen.lam or 0:g}"}
     label = labels[chosen.annealing]
     assert f"{label} ✓" in text
     assert "general" not in text and "replay" not in text and "PT-phase" not in text
-    bounded = pretrain_law.general.model_copy(update={"at_bound": ["gamma"]})
-    law = pretrain_law.model_copy(update={"general": bounded})
+    bounded = pretrain_law.loss.model_copy(update={"at_bound": ["gamma"]})
+    law = pretrain_law.model_copy(update={"loss": bounded})
     assert "warning: loss: parameters at a bound: gamma" in render(fit_report(law))

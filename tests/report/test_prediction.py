@@ -23,12 +23,11 @@ def test_prediction_report_flags_extrapolation(fitted_law):
 
 
 def test_pretraining_prediction_report(pretrain_law):
-    from cptopt.prediction import predict_pretrain
-    from cptopt.report.prediction import pretrain_prediction_report
+    from cptopt.prediction import predict
 
     schedule = Schedule(family="cosine", peak_lr=3e-4, steps=72000, warmup_steps=2160)
-    prediction = predict_pretrain(pretrain_law, schedule, steps=[3000, 72000])
-    text = render(pretrain_prediction_report(prediction))
+    prediction = predict(pretrain_law, schedule, steps=[3000, 72000])
+    text = render(prediction_report(prediction))
     assert text.startswith("pre-training cosine 72000 steps, peak 0.0003, warmup 2160")
     assert "after the warmup (step 2161)" in text and "final (step 72000)" in text
     assert "outside the pilots: 72000 steps beyond the longest pilot (24000): 3.0x" in text

@@ -78,7 +78,8 @@ def law_per_memory(request, unannealed_manifest):
 def test_vectorised_final_losses_match_predict(law_per_memory) -> None:
     """Both search paths (S2 closed form, scaled multi-power history) equal ``predict``."""
     fitted_law = law_per_memory
-    name, state = fitted_law.checkpoint_state(None)
+    name = fitted_law.scenario.checkpoint_name(None)
+    state = fitted_law.scenario.checkpoint_state(name, fitted_law.lam)
     evaluator = Evaluator(fitted_law, [CheckpointChoice(name, state, None, None, True)], 0.4, 0.6)
     rng = np.random.default_rng(0)
     n = 24

@@ -1,0 +1,110 @@
+"""What every scenario shares: what a law needs from a run, the fit data, what the pilots
+covered and the flags of a setting outside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from cptopt.law.areas import Areas
+
+#: Relative slack before a peak LR counts as outside the pilots' range.
+RANGE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class InputNeeds:
+    """What a law's terms read from a run besides its areas: the S2 memory factor ``lam``
+    (None: no m-recursion), the drop history (``history``: a per-drop annealing memory) and
+    the per-step LRs (``steps``: a shift driven by a power of the LR)."""
+
+    lam: float | None
+    history: bool = False
+    steps: bool = False
+
+
+@dataclass(frozen=True)
+class FitData:
+    """Pooled observations of one validation set: areas, losses, and their origin.
+
+    ``run_index[i]`` is the pilot index of point ``i`` (-1 for PT-phase points);
+    ``step[i]`` its step (CPT step, or PT step for PT-phase points).
+    """
+
+    areas: Areas
+    loss: np.ndarray
+    run_index: np.ndarray
+    step: np.ndarray
+
+    def take(self, mask: np.ndarray) -> FitData:
+        return FitData(
+            self.areas.take(mask), self.loss[mask], self.run_index[mask], self.step[mask]
+        )
+
+    @staticmethod
+    def pool(parts: list[tuple[Areas, np.ndarray, int, np.ndarray]]) -> FitData:
+        """One data set from ``(areas, losses, run index, steps)`` per curve."""
+        return FitData(
+            Areas.concatenate([areas for areas, _, _, _ in parts]),
+            np.concatenate([loss for _, loss, _, _ in parts]),
+            np.concatenate([np.full(len(loss), index) for _, loss, index, _ in parts]),
+            np.concatenate([steps for _, _, _, steps in parts]),
+        )
+
+
+class Coverage(BaseModel):
+    """What the pilots covered: predictions outside it are flagged as extrapolation.
+
+    Pre-training pilots have no replay ratios and no checkpoints (empty lists).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    peak_lr_min: float
+    peak_lr_max: float
+    replay_ratios: list[float]
+    steps_min: int
+    steps_max: int
+    tokens_per_step: list[int]
+    checkpoints: list[str]
+
+    def lr_flags(self, peak_lr: float) -> list[str]:
+        """A flag when ``peak_lr`` is outside the pilots' peak LRs (beyond a small slack)."""
+        low = self.peak_lr_min * (1 - RANGE_TOLERANCE)
+        high = self.peak_lr_max * (1 + RANGE_TOLERANCE)
+        if low <= peak_lr <= high:
+            return []
+        return [
+            f"peak LR {peak_lr:.3g} outside the pilots' {self.peak_lr_min:.3g}.."
+            f"{self.peak_lr_max:.3g}"
+        ]
+
+    def tokens_flags(self, tokens_per_step: float | None, why: str) -> list[str]:
+        """A flag when ``tokens_per_step`` is not one of the pilots' (when both are known)."""
+        used = self.tokens_per_step
+        if not tokens_per_step or not used or tokens_per_step in used:
+            return []
+        return [
+            f"tokens per step {tokens_per_step} differ from the pilots' "
+            f"{', '.join(map(str, used))} ({why})"
+        ]
+
+    def corpus_tokens_per_step(self, tokens_per_step: float | None) -> float | None:
+        """Tokens per step for the repetition discount: the one given, else the pilots'
+        when they all used one."""
+        if tokens_per_step:
+            return float(tokens_per_step)
+        used = self.tokens_per_step
+        return float(used[0]) if len(used) == 1 else None
+
+
+class InputRecord(BaseModel):
+    """One input log of a fit and its SHA-256 (a law file is reproducible from itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    source: str
+    sha256: str
