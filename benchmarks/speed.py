@@ -32,9 +32,9 @@ from threadpoolctl import threadpool_limits
 
 import cptopt
 from cptopt.fitting import LawFitter
-from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.optimise import Problem
 from cptopt.law.forms import make_law
+from cptopt.law.scenario import InputNeeds, scenario_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data" / "cpt-code"

@@ -1,68 +1,125 @@
 """cptopt: fit the CPT scaling law to pilot runs, predict any CPT schedule, choose settings.
 
-Pilots that are pre-training runs (a manifest with ``kind: pretrain``) get the law's
-pre-training part, and ``predict`` then predicts pre-training schedules.
+Choose the peak LR, replay ratio and length of a continual pre-training (CPT) run from a
+few short pilot runs: cptopt fits the CPT law of Wang et al. (ICML 2025) to the pilots'
+general and domain validation curves, predicts both losses of any schedule with intervals,
+searches the settings with Optuna, and says which pilot to run next. Pilots may also be
+pre-training runs (a manifest with ``kind: pretrain``): the law is then its pre-training
+part, and ``predict`` predicts pre-training runs.
 
-The data flows one way: logs -> runs -> areas -> law -> fit -> search -> report.
+Quick start (the command line does the same: ``cptopt fit``, ``cptopt predict``, ...)::
 
->>> from cptopt import fit, predict, load_manifest, Schedule
->>> law = fit("examples/pilots/unannealed.yaml")                      # doctest: +SKIP
->>> schedule = Schedule(family="wsd", peak_lr=2e-3, steps=1000, warmup_steps=20)
->>> predict(law, schedule, replay_ratio=0.25).domain.final           # doctest: +SKIP
+    from cptopt import Schedule, fit, predict, recommend
+    law = fit("examples/pilots/unannealed.yaml")            # a CptLaw
+    schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_fraction=0.02)
+    predict(law, schedule, replay_ratio=0.25).domain.final  # with .final_lower/.final_upper
+    recommend(law, "0.3,0.7").recommended.setting.describe()
+    law.save("cptopt-law.json"); load_law("cptopt-law.json")
+
+The functions (below, in full)
+    fit          pilots (a manifest path or a pilot set) -> a fitted law
+    predict      a law and a planned run (config, path or schedule) -> its loss curves
+    recommend    a CPT law and objective weights -> the best settings, how sure, the baselines
+    next_pilot   a CPT law and weights -> which pilot run to launch next, when to stop
+    check        training configs and limits -> verdicts for CI
+    load_law, load_cpt_law, load_manifest, load_config, load_pretrain_config, read_log
+
+The types (``help(cptopt.NAME)`` shows each; they are loaded when first used)
+    manifests    PilotManifest (the YAML file), ColumnMap (which log series is what),
+                 Schedule (a per-step LR array), TrainingConfig, PretrainConfig
+    pilots       PilotSet and Run (CPT pilots), PretrainPilots and PretrainRun
+    laws         FittedLaw: CptLaw (general and domain sets) or PretrainRunsLaw (one set,
+                 ``loss``), both a LawRecord; LawFitter (scikit-learn style); each law's
+                 ``scenario`` builds its inputs
+    results      Prediction, PretrainPrediction, Recommendation, NextPilot, CheckReport
+    errors       CptoptError > InputError (> SchemaVersionError, IdentifiabilityError),
+                 FitError, InfeasibleError, NotFittedError; an InputError's ``fields``
+                 are the parameters its message names
+
+The stages, one package each (the data flows one way; docs/architecture.md)
+    pilots   logs -> runs: log readers, manifests, pilot sets
+    law      runs -> areas -> law: areas, forms, scenarios (one per kind of pilot), law files
+    fitting  law -> fit: LawFitter, cross-validation, the variant's selection
+    prediction, search (recommend, rank_candidates), design (next_pilot), limits (check)
+    report   renderers; cli: the ``cptopt`` command
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cptopt._version import __version__
-from cptopt.design.next_pilot import NextPilot
-from cptopt.exceptions import (
-    CptoptError,
-    FitError,
-    IdentifiabilityError,
-    InfeasibleError,
-    InputError,
-    NotFittedError,
-    SchemaVersionError,
-)
-from cptopt.fitting.estimator import LawFitter
-from cptopt.law.fitted import (
-    DEFAULT_LAW_PATH,
-    CptLaw,
-    FittedLaw,
-    LawRecord,
-    cpt_law,
-    load_cpt_law,
-    load_law,
-)
-from cptopt.limits import CheckReport, check
-from cptopt.pilots import PilotSet, PretrainPilots, PretrainRun, Run, load_manifest
-from cptopt.pilots.logs import read_log
-from cptopt.plan import PretrainConfig, TrainingConfig, load_config, load_pretrain_config
-from cptopt.prediction import Prediction, PretrainPrediction
+from cptopt.law import DEFAULT_LAW_PATH, cpt_law, load_cpt_law, load_law
+from cptopt.limits import check
+from cptopt.pilots import load_manifest, read_log
+from cptopt.plan import load_config, load_pretrain_config
 from cptopt.prediction import predict as _predict
-from cptopt.schedules import Schedule
-from cptopt.search.recommendation import Recommendation
+
+if TYPE_CHECKING:
+    from cptopt.design import NextPilot
+    from cptopt.law import CptLaw, FittedLaw
+    from cptopt.pilots import PilotSet, PretrainPilots
+    from cptopt.plan import PretrainConfig, TrainingConfig
+    from cptopt.prediction import Prediction, PretrainPrediction
+    from cptopt.schedules import Schedule
+    from cptopt.search import Recommendation
+
+#: The types, by the module that defines them: loaded on first use, and not rendered in
+#: full by ``help(cptopt)`` (pydantic models are long), which lists them instead.
+_TYPES = {
+    "cptopt.exceptions": (
+        "CptoptError",
+        "FitError",
+        "IdentifiabilityError",
+        "InfeasibleError",
+        "InputError",
+        "NotFittedError",
+        "SchemaVersionError",
+    ),
+    "cptopt.pilots": (
+        "ColumnMap",
+        "PilotManifest",
+        "PilotSet",
+        "PretrainPilots",
+        "PretrainRun",
+        "Run",
+    ),
+    "cptopt.schedules": ("Schedule",),
+    "cptopt.plan": ("PretrainConfig", "TrainingConfig"),
+    "cptopt.law": ("CptLaw", "FittedLaw", "LawRecord", "PretrainRunsLaw"),
+    "cptopt.fitting": ("LawFitter",),
+    "cptopt.prediction": ("Prediction", "PretrainPrediction"),
+    "cptopt.search": ("Recommendation",),
+    "cptopt.design": ("NextPilot",),
+    "cptopt.limits": ("CheckReport",),
+}
+_HOME = {name: module for module, names in _TYPES.items() for name in names}
 
 __all__ = [
-    "DEFAULT_LAW_PATH",
     "CheckReport",
+    "ColumnMap",
+    "CptLaw",
     "CptoptError",
+    "DEFAULT_LAW_PATH",
     "FitError",
     "FittedLaw",
     "IdentifiabilityError",
     "InfeasibleError",
     "InputError",
     "LawFitter",
+    "LawRecord",
     "NextPilot",
     "NotFittedError",
+    "PilotManifest",
     "PilotSet",
     "Prediction",
     "PretrainConfig",
     "PretrainPilots",
     "PretrainPrediction",
     "PretrainRun",
+    "PretrainRunsLaw",
     "Recommendation",
     "Run",
     "Schedule",
@@ -72,6 +129,7 @@ __all__ = [
     "check",
     "fit",
     "load_config",
+    "load_cpt_law",
     "load_law",
     "load_manifest",
     "load_pretrain_config",
@@ -82,12 +140,22 @@ __all__ = [
 ]
 
 
-def fit(pilots: PilotSet | PretrainPilots | str | Path, **settings: object) -> FittedLaw:
-    """Fit the CPT law to pilot runs (a :class:`PilotSet` or a manifest path); to
-    pre-training runs (:class:`PretrainPilots`, ``kind: pretrain``), its pre-training part.
+def __getattr__(name: str) -> Any:
+    """The types (see the module docstring), loaded when first used."""
+    if name in _HOME:
+        return getattr(import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'cptopt' has no attribute {name!r}")
 
-    ``settings`` are :class:`LawFitter` arguments (``form``, ``lam``, ``seed``, ...).
+
+def fit(pilots: PilotSet | PretrainPilots | str | Path, **settings: object) -> FittedLaw:
+    """Fit the law to pilot runs: a manifest path, a ``PilotSet`` (CPT pilots: a ``CptLaw``)
+    or ``PretrainPilots`` (pre-training runs, ``kind: pretrain``: a ``PretrainRunsLaw``).
+
+    ``settings`` are ``LawFitter`` arguments (``form``, ``lam``, ``annealing``, ``seed``, ...).
     """
+    from cptopt.fitting import LawFitter
+    from cptopt.pilots import PilotSet, PretrainPilots
+
     if not isinstance(pilots, (PilotSet, PretrainPilots)):
         pilots = load_manifest(pilots)
     return LawFitter(**settings).fit(pilots).law_  # type: ignore[arg-type]
@@ -101,12 +169,16 @@ def predict(
 ) -> Prediction | PretrainPrediction:
     """Predict a planned run from a config (object or YAML path) or a schedule.
 
-    A CPT law predicts both losses of a CPT run (with a :class:`Schedule`, pass
+    A CPT law predicts both losses of a CPT run (with a ``Schedule``, pass
     ``replay_ratio``); a law fitted to pre-training pilots the loss of a pre-training run
-    (a :class:`PretrainPrediction`; no replay ratio). ``options`` go to
-    :func:`cptopt.prediction.predict` (``checkpoint``, ``steps``, ``level``,
+    (a ``PretrainPrediction``; no replay ratio). ``options`` go to
+    ``cptopt.prediction.predict`` (``checkpoint``, ``steps``, ``level``,
     ``tokens_per_step``, ``warmup_steps``); the law's scenario says which apply.
     """
+    from cptopt.law import LawRecord
+    from cptopt.plan import PretrainConfig, TrainingConfig
+    from cptopt.schedules import Schedule
+
     if not isinstance(law, LawRecord):
         law = load_law(law)
     if isinstance(config, (str, Path)):
@@ -117,6 +189,8 @@ def predict(
         options = {**planned, **options}
         config = config.schedule
     if not isinstance(config, Schedule):
+        from cptopt.exceptions import InputError
+
         raise InputError("predict: needs a Schedule, a training config or its path")
     return _predict(law, config, replay_ratio, **options)  # type: ignore[arg-type]
 
@@ -128,12 +202,12 @@ def recommend(
 ) -> Recommendation:
     """Search the CPT settings minimising ``w_g * L_general(T) + w_d * L_domain(T)``.
 
-    ``law`` is a :class:`FittedLaw` or a law-file path; ``weights`` is ``(w_general,
-    w_domain)`` or ``"0.3,0.7"``; ``options`` go to :func:`cptopt.search.recommend`
-    (``space``, ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``, ``level``,
+    ``law`` is a ``CptLaw`` or a law-file path; ``weights`` is ``(w_general, w_domain)`` or
+    ``"0.3,0.7"``; ``options`` go to ``cptopt.search.recommend`` (``space``,
+    ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``, ``level``,
     ``pareto``).
     """
-    from cptopt.search.recommendation import recommend as _recommend
+    from cptopt.search import recommend as _recommend
 
     return _recommend(_cpt_law(law, "recommend()"), weights, **options)  # type: ignore[arg-type]
 
@@ -145,12 +219,12 @@ def next_pilot(
 ) -> NextPilot:
     """Which pilot run to launch next to improve the decision, and whether to stop piloting.
 
-    ``law`` is a :class:`FittedLaw` or a law-file path; ``weights`` as for :func:`recommend`;
-    ``options`` go to :func:`cptopt.search.next_pilot` (``pilots`` (a :class:`PilotSet` or a
-    manifest path), ``candidates``, ``options``, ``space``, ``constraints``, ``pilot_steps``,
-    ``top_k``, ``tolerance``, ...).
+    ``law`` is a ``CptLaw`` or a law-file path; ``weights`` as for ``recommend``;
+    ``options`` go to ``cptopt.design.next_pilot`` (``pilots`` (a ``PilotSet`` or a
+    manifest path), ``candidate_pilots``, ``options``, ``space``, ``constraints``,
+    ``pilot_steps``, ``top_k``, ``tolerance``, ...).
     """
-    from cptopt.design.next_pilot import next_pilot as _next_pilot
+    from cptopt.design import next_pilot as _next_pilot
 
     pilots = options.get("pilots")
     if isinstance(pilots, (str, Path)):
@@ -161,6 +235,8 @@ def next_pilot(
 
 def _cpt_law(law: FittedLaw | str | Path, purpose: str) -> CptLaw:
     """A CPT law from a law or its path, narrowed once (a one-line error otherwise)."""
+    from cptopt.law import LawRecord
+
     if isinstance(law, LawRecord):
         return cpt_law(law, purpose)
     return load_cpt_law(law, purpose)

@@ -70,14 +70,14 @@ def error_line(
     loc = tuple(first.get("loc", ()))
     location = ".".join(str(part) for part in (*prefix, *loc)) or "<top level>"
     location = (aliases or {}).get(location, location)
-    kind = first.get("type")
+    error_type = first.get("type")
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
+    if error_type == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         message = f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
     shown = ""
     value = first.get("input")
-    if kind not in ("extra_forbidden", "missing") and not isinstance(value, dict):
+    if error_type not in ("extra_forbidden", "missing") and not isinstance(value, dict):
         shown = f" (got {value!r:.60})"
     more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
     where = f"{source}: " if source else ""

@@ -187,22 +187,22 @@ def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Sch
     trainer = validate(TrainerKeys, keys, source)
     steps, peak = trainer.max_steps, trainer.learning_rate
     warmup = _trainer_warmup(trainer, source)
-    kind = trainer.lr_scheduler_type
+    scheduler = trainer.lr_scheduler_type
     kwargs = trainer.lr_scheduler_kwargs
     fields: dict[str, Any] = {"peak_lr": peak, "steps": steps, "warmup_steps": warmup}
     family: Family
-    if kind in ("linear", "cosine"):
-        family = kind
-    elif kind == "constant":
+    if scheduler in ("linear", "cosine"):
+        family = scheduler
+    elif scheduler == "constant":
         if warmup:
             raise InputError(
                 f"{source}: lr_scheduler_type: HF 'constant' ignores warmup; "
                 "use 'constant_with_warmup' (got 'constant' with a warmup)"
             )
         family = "constant"
-    elif kind == "constant_with_warmup":
+    elif scheduler == "constant_with_warmup":
         family = "constant"
-    elif kind == "cosine_with_min_lr":
+    elif scheduler == "cosine_with_min_lr":
         cosine = validate(_CosineMinLrKwargs, kwargs, source, ("lr_scheduler_kwargs",))
         if cosine.min_lr is not None and cosine.min_lr_rate is None:
             fields["min_lr"] = cosine.min_lr
@@ -217,9 +217,9 @@ def schedule_from_trainer(keys: dict[str, Any], source: str = "<config>") -> Sch
     else:  # warmup_stable_decay
         family = "wsd"
         fields.update(_wsd_fields(kwargs, steps, warmup, peak, source))
-    if kind not in ("cosine_with_min_lr", "warmup_stable_decay") and kwargs:
+    if scheduler not in ("cosine_with_min_lr", "warmup_stable_decay") and kwargs:
         raise InputError(
-            f"{source}: lr_scheduler_kwargs: not used by lr_scheduler_type '{kind}' "
+            f"{source}: lr_scheduler_kwargs: not used by lr_scheduler_type '{scheduler}' "
             f"(got keys {', '.join(map(str, kwargs))})"
         )
     try:

@@ -97,3 +97,35 @@ def test_no_import_cycles() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_the_design_stage_sits_after_search_and_before_limits_and_report() -> None:
+    """Next-pilot and the first-pilots design use the search and the law; nothing before
+    them uses the design (the stage order above enforces it)."""
+    order = [prefixes[0] for prefixes in STAGES]
+    assert (
+        order.index("cptopt.search")
+        < order.index("cptopt.design")
+        < order.index("cptopt.limits")
+        < order.index("cptopt.report")
+    )
+    design = set().union(
+        *(_imports(MODULES[m]) for m in MODULES if _stage(m) == _stage("cptopt.design"))
+    )
+    assert any(name.startswith("cptopt.search") for name in design)
+    assert any(name.startswith("cptopt.law") for name in design)
+
+
+#: What the command line may import: each stage through its package (``cptopt.law``, not
+#: ``cptopt.law.fitted``), the shared modules, and its own modules.
+FRONT_DOORS = {prefix for prefixes in STAGES for prefix in prefixes} | {"cptopt"}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _stage(m) == _stage("cptopt.cli")))
+def test_the_cli_imports_each_stage_through_its_front_door(module: str) -> None:
+    deep = sorted(
+        name
+        for name in _imports(MODULES[module])
+        if name not in FRONT_DOORS and not name.startswith("cptopt.cli")
+    )
+    assert not deep, f"{module} imports deep modules {deep}: import them from their stage package"

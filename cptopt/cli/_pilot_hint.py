@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from cptopt.cli._common import OutputFormat, stdout
 from cptopt.design import next_pilot_hint
 from cptopt.law import CptLaw
-from cptopt.report.next_pilot import next_pilot_line
+from cptopt.report import next_pilot_line
 from cptopt.search import Candidate, SearchConfig
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cptopt.law.fitted import DEFAULT_LAW_PATH
+from cptopt.law import DEFAULT_LAW_PATH
 
 RANGE_HELP = "'LOW,HIGH' or one value to fix it"
 

@@ -11,7 +11,7 @@ import typer
 from cptopt._io import atomic_write_text, check_output_path
 from cptopt.cli._common import app, handle_errors, stderr, stdout
 from cptopt.limits import check
-from cptopt.report.check import format_github, format_text
+from cptopt.report import format_github, format_text
 
 
 class CheckFormat(str, Enum):

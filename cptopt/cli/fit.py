@@ -21,7 +21,7 @@ from cptopt.cli._common import (
 from cptopt.fitting import LawFitter
 from cptopt.law import DEFAULT_LAW_PATH, scenario_type
 from cptopt.pilots import load_pilots, read_manifest
-from cptopt.report.fit import fit_report
+from cptopt.report import fit_report
 
 
 @app.command("fit")

@@ -20,8 +20,8 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
-from cptopt.pilots.logs import FORMATS, ColumnMap, read_raw, summarize
-from cptopt.report.inspect import inspect_table
+from cptopt.pilots import FORMATS, ColumnMap, read_raw, summarize
+from cptopt.report import inspect_table
 
 LOG_FORMAT_HELP = f"Log format: {', '.join(FORMATS)} ('auto' detects it from the file)."
 

@@ -27,8 +27,8 @@ from cptopt.cli._search_options import (
     StepsOption,
 )
 from cptopt.design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
-from cptopt.pilots.manifest import load_manifest
-from cptopt.report.next_pilot import next_pilot_report
+from cptopt.pilots import load_manifest
+from cptopt.report import next_pilot_report
 from cptopt.search import SearchConfig, load_candidates, load_search_config
 
 

@@ -11,7 +11,7 @@ from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
 from cptopt.law import DEFAULT_LAW_PATH, load_cpt_law
 from cptopt.pilots import load_manifest
-from cptopt.report.plot import DEFAULT_DPI, parse_size, plot_fit
+from cptopt.report import DEFAULT_DPI, parse_size, plot_fit
 
 
 @app.command("plot")

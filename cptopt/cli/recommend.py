@@ -31,7 +31,7 @@ from cptopt.cli._search_options import (
     ReplayOption,
     StepsOption,
 )
-from cptopt.report.search import ranking_report, recommendation_report
+from cptopt.report import ranking_report, recommendation_report
 from cptopt.search import (
     SearchConfig,
     load_candidates,

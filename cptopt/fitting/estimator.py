@@ -90,7 +90,7 @@ class LawFitter:
     annealing : ``"s2"`` (the paper's m-recursion), ``"mpl"`` (multi-power memory, no
         lambda) or ``"auto"`` (both are candidates). Default (None): ``"mpl"``, or
         ``"auto"`` when ``lam`` is given or ``form="paper"``. The multi-power memory won the
-        memory stage on every bundled pilot set by a wide margin (docs/law.md).
+        memory comparison on every bundled pilot set by a wide margin (docs/law.md).
     tie : share the multi-power memory (``TIED_PARAMETERS``) between the general and the
         domain law: ``True`` (or ``"yes"``), ``False`` (``"no"``, the default), or ``"auto"``
         (when the memory chosen is ``mpl``, the tied variant is a candidate of its own, kept if

@@ -2,10 +2,10 @@
 
 The pilots are pre-training runs with one validation loss, so the law is the ``pretrain``
 form (:class:`~cptopt.law.forms.PretrainPartForm`) of the ``loss`` set and the only choice
-is its annealing memory. It is made as the CPT selection's memory stage makes it
+is its annealing memory. It is made as the CPT selection's memory comparison makes it
 (:mod:`cptopt.fitting.selection`): every candidate memory gets the cheap
 :data:`~cptopt.fitting.jobs.SELECTING` fit with its leave-one-run-out refits, the lowest CV
-mean wins, and the winner is refitted at the final stage. The S2 lambdas are fitted from
+mean wins, and the winner is refitted with the final effort. The S2 lambdas are fitted from
 the longest memory down, each warm-started from its neighbour's optimum.
 
 No process pool: with one validation set there is nothing to run side by side, and

@@ -1,14 +1,15 @@
 """Model selection: choose the law variant by leave-one-pilot-out CV on the pilots only.
 
-Stages (:func:`select_variant`), each a comparison of CV errors:
+The comparisons of :func:`select_variant`, each of CV errors:
 
 1. **The annealing memory** (each lambda of S2, and the multi-power memory), fitted with the
    reference replay form (``exp``): the memory is a property of the optimiser and the
    schedule, not of the replay form. It is judged on the folds that test it, the pilots whose
-   replay ratio another pilot shares (:meth:`~cptopt.law.scenario.CptScenario.shared_replay_folds`):
-   leaving out the only pilot at a replay ratio makes the fold an extrapolation in replay,
-   whose error is the replay form's and would drown the memory's. Skipped with one memory
-   (the default: multi-power).
+   replay ratio another pilot shares
+   (:meth:`~cptopt.law.scenario.CptScenario.shared_replay_folds`): leaving out the only
+   pilot at a replay ratio makes the fold an extrapolation in replay, whose error is the
+   replay form's and would drown the memory's. Skipped with one memory (the default:
+   multi-power).
 1b. **The PT-phase points of the general set** (``pt_points="auto"``, the default): only
    the checkpoints' values, or every logged PT point, with the reference form, by the
    one-standard-error rule; "checkpoint" (the prior's side) unless "all" clearly wins.
@@ -25,7 +26,7 @@ Stages (:func:`select_variant`), each a comparison of CV errors:
    memory shared by the two sets, against the untied laws, by the same rule.
 
 Every candidate gets the cheap :data:`~cptopt.fitting.jobs.SELECTING` fit; the winners are
-refitted at the :data:`~cptopt.fitting.jobs.FINAL` stage.
+refitted with the :data:`~cptopt.fitting.jobs.FINAL` effort.
 """
 
 from __future__ import annotations
@@ -57,13 +58,13 @@ from cptopt.law.scenario import CptScenario, FitData, InputNeeds
 #: The sets of CPT pilots, each selected on its own CV.
 VALIDATION_SETS = CptScenario.validation_sets
 
-#: Variants ``--law auto`` compares by leave-one-pilot-out CV error on the pilots. The
+#: Variants ``form="auto"`` compares by leave-one-pilot-out CV error on the pilots. The
 #: paper's Eq. 8 form is not among them (still available by name): its pilot CV was 5-10x
 #: the other forms' on every bundled pilot set, a gap no domain is likely to close.
 AUTO_FORMS = ("exp", "share", "mix", "odds")
 AUTO_LAMBDAS = (0.98, 0.99, 0.995, 0.999)
 AUTO_ANNEALINGS = ("s2", "mpl")
-#: The replay form stage 1 compares memories with (when it is a candidate).
+#: The replay form comparison 1 fits every memory with (when it is a candidate).
 REFERENCE_FORM = "exp"
 
 
@@ -172,11 +173,11 @@ class SetOutcome:
 
 @dataclass(frozen=True)
 class SetSelection:
-    """Stages 1b, 2 and 3 for one validation set, then its final fit: one job, one worker.
+    """Comparisons 1b, 2 and 3 of one validation set, then its final fit: one job, one worker.
 
     The general and the domain law are separate fits, so each set's whole selection runs
     in its own process without waiting for the other's (see the module docstring).
-    ``warm``: the reference variant's optimum from stage 1, if it was fitted there.
+    ``warm``: the reference variant's optimum from comparison 1, if it was fitted there.
     """
 
     scenario: CptScenario
@@ -242,7 +243,7 @@ class _SetSelectionRun:
         return _variant(best), close
 
     def choose_pt_points(self, reference: Variant) -> None:
-        """Stage 1b: the PT-phase points (``policy`` "auto"), with the reference form."""
+        """Comparison 1b: the PT-phase points (``policy`` "auto"), with the reference form."""
         tried = {}
         for policy in AUTO_PT_POINTS:
             self.policy = policy
@@ -257,7 +258,8 @@ class _SetSelectionRun:
         self.found[reference] = tried[self.policy]
 
     def fit_forms(self, reference: Variant) -> None:
-        """Stage 2's candidates: every form, from the reference's optimum (twins shared)."""
+        """Comparison 2's candidates: every form, from the reference's optimum (twins
+        shared)."""
         names = {reference.form: self.law(reference).names}
         for form in self.job.forms:
             variant = replace(reference, form=form)
@@ -450,7 +452,7 @@ def _choose_memory(
     settings: FitSettings,
     pool: ProcessPoolExecutor | None,
 ) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
-    """Stage 1: the memory with the lowest CV over the shared-replay folds."""
+    """Comparison 1: the memory with the lowest CV over the shared-replay folds."""
     warm: WarmStarts = {}
     candidates: dict[str, list[Candidate]] = {name: [] for name in VALIDATION_SETS}
     if len(memories) == 1:
@@ -474,7 +476,7 @@ def _choose_tie(
     settings: FitSettings,
     pool: ProcessPoolExecutor | None,
 ) -> tuple[Variant, dict[tuple, float]]:
-    """Stage 4: the chosen variant with its memory tied between the two sets, or not."""
+    """Comparison 4: the chosen variant with its memory tied between the two sets, or not."""
     tied = replace(untied, tied=True)
     warm = {
         untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
@@ -500,10 +502,11 @@ def select_variant(
 ) -> Selected:
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
-    ``lr_power``: "auto" (stage 3 decides), True or False (every candidate with or without).
-    Returns the variant chosen for each set (tied when ``tie`` is True, or when stage 4
-    chose it), every row compared (the chosen ones marked), the final fit, the PT-phase
-    points each set pooled (stage 1b resolves "auto") and the replay forms' disagreement.
+    ``lr_power``: "auto" (comparison 3 decides), True or False (every candidate with or
+    without). Returns the variant chosen for each set (tied when ``tie`` is True, or when
+    comparison 4 chose it), every row compared (the chosen ones marked), the final fit, the
+    PT-phase points each set pooled (comparison 1b resolves "auto") and the replay forms'
+    disagreement.
     """
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))

@@ -74,7 +74,7 @@ class LawForm:
         with a fitted ``q`` instead of the LR area (``q = 1``, Eq. 4)
     """
 
-    #: The form's name in :data:`FORMS` (``--law``).
+    #: The form's name in :data:`FORMS` (``--form``).
     name = "paper"
 
     #: Replay multipliers: "paper" (Eq. 8), "exp", "share" (see the subclasses).
@@ -322,7 +322,7 @@ class ExpReplayLaw(LawForm):
     needed for the credit to be small: ``C2`` itself can be 0.
     """
 
-    #: The form's name in :data:`FORMS` (``--law``).
+    #: The form's name in :data:`FORMS` (``--form``).
     name = "exp"
 
     replay_form = "exp"
@@ -365,7 +365,7 @@ class ShareReplayLaw(LawForm):
     the data decide; ``C2`` is the credit at share 1.
     """
 
-    #: The form's name in :data:`FORMS` (``--law``).
+    #: The form's name in :data:`FORMS` (``--form``).
     name = "share"
 
     replay_form = "share"
@@ -403,7 +403,7 @@ class MixAreaLaw(ShareReplayLaw):
     domain law is the ``share`` form's: its PT-phase power law already describes transfer.
     """
 
-    #: The form's name in :data:`FORMS` (``--law``).
+    #: The form's name in :data:`FORMS` (``--form``).
     name = "mix"
 
     def _specs(self) -> list[ParamSpec]:
@@ -433,7 +433,7 @@ class OddsReplayLaw(ShareReplayLaw):
     most of the forgetting. At ``r = 1`` (pure replay) the shift is 0.
     """
 
-    #: The form's name in :data:`FORMS` (``--law``).
+    #: The form's name in :data:`FORMS` (``--form``).
     name = "odds"
 
     replay_form = "odds"
@@ -520,7 +520,7 @@ class PretrainPartForm(LawForm):
         return {"B (multi-power law)": values["C1"] / values.get("zeta", 1.0)}
 
 
-#: Law forms of CPT pilots by replay form name (``--law``).
+#: Law forms of CPT pilots by replay form name (``--form``).
 FORMS: dict[str, type[LawForm]] = {
     "paper": LawForm,
     "exp": ExpReplayLaw,

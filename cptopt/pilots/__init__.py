@@ -8,7 +8,7 @@
 - :mod:`cptopt.pilots.manifest`: the pilot manifest (YAML) and :func:`load_manifest`.
 """
 
-from cptopt.pilots.logs import ColumnMap, LogData, Series, read_log
+from cptopt.pilots.logs import FORMATS, ColumnMap, LogData, Series, read_log, read_raw, summarize
 from cptopt.pilots.manifest import PilotManifest, load_manifest, load_pilots, read_manifest
 from cptopt.pilots.runs import (
     Pilots,
@@ -22,6 +22,7 @@ from cptopt.pilots.runs import (
 )
 
 __all__ = [
+    "FORMATS",
     "ColumnMap",
     "LogData",
     "PilotManifest",
@@ -37,5 +38,7 @@ __all__ = [
     "pretrain_run_from_log",
     "read_log",
     "read_manifest",
+    "read_raw",
     "run_from_log",
+    "summarize",
 ]

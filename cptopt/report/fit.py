@@ -245,7 +245,8 @@ def _memory_label(row: SelectionRow) -> str:
 
 
 def selection_table(law: CptLaw) -> Table:
-    """The variants ``--law auto`` compared, with the CV errors each stage used."""
+    """The variants a fit with ``form="auto"`` compared, with the CV errors each
+    comparison of the selection used."""
     table = Table(
         title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
         "folds, then each set's replay form and LR power on its own CV; ✓ = chosen)",

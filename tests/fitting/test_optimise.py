@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.jobs import TIED_PARAMETERS
 from cptopt.fitting.optimise import JointProblem, Problem
 from cptopt.law.forms import make_law
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.testing import REFERENCE_TIED, synthetic_pilots
 
 

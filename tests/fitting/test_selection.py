@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.fitting.estimator import LawFitter
 from cptopt.fitting.selection import one_standard_error_choice, translate_start
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import make_law
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.testing import REFERENCE_S2, synthetic_pilots
 
 

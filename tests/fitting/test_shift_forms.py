@@ -12,8 +12,8 @@ from cptopt.fitting.crossval import fit_validation_set, length_extrapolation_rms
 from cptopt.fitting.data import FIT_POINTS, thin
 from cptopt.fitting.optimise import Starts
 from cptopt.law.areas import checkpoint_state, cpt_point_areas
-from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.law.forms import make_law
+from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
 from cptopt.schedules import Schedule

@@ -252,6 +252,14 @@ def shift_lightning_scalars(scalars: _Scalars) -> _Scalars:
     }
 
 
+def _is_number(array: np.ndarray) -> bool:
+    """A scalar integer or float (not a bool, a string or a histogram)."""
+    integer_or_float = np.issubdtype(array.dtype, np.integer) or np.issubdtype(
+        array.dtype, np.floating
+    )
+    return array.size == 1 and bool(integer_or_float)
+
+
 def _scalars(
     file: Path, accumulator_class, tensor_util
 ) -> tuple[list[tuple[str, list, list, list]], int | None]:
@@ -280,7 +288,7 @@ def _scalars(
         arrays = [tensor_util.make_ndarray(event.tensor_proto) for event in events]
         if tag == HF_ARGS_TAG and arrays:
             max_steps = hf_max_steps(arrays[-1].reshape(-1)[0])
-        if not arrays or any(a.size != 1 or a.dtype.kind not in "fiu" for a in arrays):
+        if not arrays or not all(map(_is_number, arrays)):
             continue
         numbers = [float(a.reshape(())) for a in arrays]
         values = [

@@ -76,26 +76,28 @@ def _records(file: Path) -> tuple[list[bytes], str]:
         if room < _CHUNK_HEADER.size:  # block trailer padding
             position += room
             continue
-        checksum, length, kind = _CHUNK_HEADER.unpack_from(data, position)
+        checksum, length, chunk_type = _CHUNK_HEADER.unpack_from(data, position)
         start = position + _CHUNK_HEADER.size
-        if kind == 0 and length == 0:  # zero padding (preallocated or unfinished block)
+        if chunk_type == 0 and length == 0:  # zero padding (preallocated or unfinished block)
             position += room
             continue
         chunk = data[start : start + length]
-        if kind not in _CRC_SEED:
-            raise InputError(f"{file}: corrupt record at byte {position} (record type {kind})")
+        if chunk_type not in _CRC_SEED:
+            raise InputError(
+                f"{file}: corrupt record at byte {position} (record type {chunk_type})"
+            )
         if len(chunk) < length:
             return records, _partial(file, position, len(data))  # an unfinished last record
-        if zlib.crc32(chunk, _CRC_SEED[kind]) & 0xFFFFFFFF != checksum:
+        if zlib.crc32(chunk, _CRC_SEED[chunk_type]) & 0xFFFFFFFF != checksum:
             raise InputError(f"{file}: corrupt record at byte {position} (CRC mismatch)")
         position = start + length
-        if kind == _FULL:
+        if chunk_type == _FULL:
             records.append(chunk)
-        elif kind == _FIRST:
+        elif chunk_type == _FIRST:
             pending, pending_start = [chunk], position - _CHUNK_HEADER.size - length
         elif pending is not None:
             pending.append(chunk)
-            if kind == _LAST:
+            if chunk_type == _LAST:
                 records.append(b"".join(pending))
                 pending = None
     if pending is not None:
@@ -144,12 +146,12 @@ def _history_rows(file: Path) -> tuple[list[str], list[list[object]], dict[str, 
             record.ParseFromString(blob)
         except Exception:  # noqa: BLE001 - protobuf's DecodeError
             raise InputError(f"{file}: a record is not a W&B protobuf record") from None
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
+        record_type = record.WhichOneof("record_type")
+        if record_type == "history":
             rows.append(_items(record.history.item))
-        elif kind == "config":
+        elif record_type == "config":
             config.update(_items(record.config.update))
-        elif kind == "run":
+        elif record_type == "run":
             config.update(_items(record.run.config.update))
     if not rows:
         raise InputError(f"{file}: the W&B run file holds no history (nothing was logged)")

@@ -1,0 +1,107 @@
+"""The search's batch path builds the same inputs as the scenario builds for one run.
+
+:class:`~cptopt.search.shapes.FinalAreas` is the vectorised twin of
+:meth:`~cptopt.law.scenario.CptScenario.inputs` (closed-form S2, scaled drop histories,
+per-shape step sums). On every bundled CPT domain (cpt-code with one and two checkpoints,
+cpt-cyr with a domain corpus small enough that long runs repeat it) and for every kind of
+input a law reads, both give the same numbers for many random searched settings, from
+named checkpoints and from a PT step no pilot started from. Pre-training runs (pt-mpl25)
+have no batch path: nothing searches them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cptopt import load_manifest
+from cptopt.law.annealing import ANNEALINGS
+from cptopt.law.areas import history_areas
+from cptopt.law.scenario import InputNeeds, scenario_of
+from cptopt.search.models import SEARCH_FAMILIES, shape_schedule
+from cptopt.search.shapes import FinalAreas, make_batch
+
+PILOTS = Path(__file__).resolve().parents[2] / "examples" / "pilots"
+#: What a law may read besides the areas: S2 memories, the drop history (multi-power), the
+#: per-step LRs (a shift driven by LR^q), and both.
+NEEDS = {
+    "s2": InputNeeds(0.995),
+    "mpl": InputNeeds(None, history=True),
+    "s2-lr-power": InputNeeds(0.999, steps=True),
+    "mpl-lr-power": InputNeeds(None, history=True, steps=True),
+}
+#: The areas, exactly the same function of the schedule in both paths.
+AREA_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "s1_shift")
+
+
+def _both_paths(manifest: str, needs: InputNeeds, n: int = 40):
+    """Random searched settings: the batch's inputs, and each one's own."""
+    scenario = scenario_of(load_manifest(PILOTS / manifest))
+    labels = list(scenario.coverage.checkpoints)
+    states = [scenario.checkpoint_state(name, needs.lam) for name in labels]
+    labels.append("pt2400")  # a PT step the search may try (no pilot started there)
+    states.append(history_areas(scenario.history, needs.lam).state_at(2400))
+    rng = np.random.default_rng(0)
+    batch = make_batch(
+        checkpoint=rng.integers(len(states), size=n),
+        family=rng.integers(len(SEARCH_FAMILIES), size=n),
+        warmup_fraction=rng.uniform(0, 0.1, n),
+        decay_fraction=rng.uniform(0.1, 0.5, n),
+        steps=rng.integers(200, 4000, n),
+        peak_lr=np.exp(rng.uniform(np.log(5e-4), np.log(2e-3), n)),
+        replay_ratio=rng.uniform(0, 0.6, n),
+    )
+    batched = FinalAreas.for_scenario(scenario, needs, states)(batch)
+    singles = []
+    for i in range(n):
+        row = batch.row(i)
+        schedule = shape_schedule(
+            SEARCH_FAMILIES[row["family"]],
+            row["steps"],
+            row["warmup_fraction"],
+            row["decay_fraction"],
+            row["peak_lr"],
+        )
+        index = int(row["checkpoint"])
+        run = scenario.run(
+            schedule.lr_array(), row["replay_ratio"], labels[index], state=states[index]
+        )
+        singles.append(scenario.inputs(run, np.array([row["steps"]]), needs))
+    return scenario, batched, singles
+
+
+@pytest.mark.parametrize("needs", list(NEEDS))
+@pytest.mark.parametrize("manifest", ["unannealed.yaml", "both_checkpoints.yaml", "cyr.yaml"])
+def test_batch_and_single_run_inputs_agree(manifest, needs):
+    scenario, batched, singles = _both_paths(manifest, NEEDS[needs])
+    if manifest == "cyr.yaml":  # the domain corpus is small: long runs repeat it
+        repeated = np.array([s.s1_shift[0] < s.s1_cpt[0] for s in singles])
+        assert scenario.domain_tokens and repeated.any() and not repeated.all()
+    for name in AREA_FIELDS:
+        single = np.array([getattr(s, name)[0] for s in singles])
+        np.testing.assert_allclose(getattr(batched, name), single, rtol=1e-12, atol=0, err_msg=name)
+    if NEEDS[needs].steps:
+        # the per-step LR sums a shift driven by LR^q reads, at a q != 1
+        for weighted in (False, True):
+            q = np.array([[0.7]])
+            single = np.concatenate([s.steps.power_sums(q, weighted)[0][0] for s in singles])
+            together = batched.steps.power_sums(q, weighted)[0][0]
+            np.testing.assert_allclose(together, single, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("manifest", ["unannealed.yaml", "both_checkpoints.yaml", "cyr.yaml"])
+def test_batch_and_single_run_drop_histories_give_the_same_annealing(manifest):
+    """Both paths bin old drops (law/drops.py); the batch keeps the PT->CPT boundary drop
+    as its own pair, the single run bins it with the CPT drops, so their multi-power
+    amounts agree to the binning's accuracy, not to rounding."""
+    _, batched, singles = _both_paths(manifest, NEEDS["mpl"])
+    memory = ANNEALINGS["mpl"]()
+    for rate, gamma, zeta in ((300.0, 0.2, 0.3), (40.0, 0.6, 0.2)):
+        shape = {"rate": np.array([rate]), "gamma": np.array([gamma]), "zeta": np.array([zeta])}
+        pt, cpt = memory.amounts(shape, batched)
+        for i, single in enumerate(singles):
+            pt_single, cpt_single = (np.ravel(x)[0] for x in memory.amounts(shape, single))
+            assert pt[i] == pytest.approx(pt_single, rel=1e-7, abs=1e-15)
+            assert cpt[i] == pytest.approx(cpt_single, rel=1e-7)
