@@ -7,7 +7,7 @@ two ways, for each memory (S2 with lambda 0.995, and the multi-power memory):
   the same number of random starts (uniform in the bounds; log-uniform for scale
   parameters), keeping the best, as App. C of the paper describes.
 Both fit the general and the domain law without jackknife, then cptopt's complete default
-fit (``--law auto``: variant selection by leave-one-pilot-out CV, jackknife) is timed too.
+fit (``--form auto``: variant selection by leave-one-pilot-out CV, jackknife) is timed too.
 Data: the unannealed scenario's 5 pilots, and all 38 bundled runs. Prints seconds (best of
 ``--repeat``), the ratio cptopt / baseline, and the Huber cost each reached (lower is
 better), with the core count.

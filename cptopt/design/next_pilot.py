@@ -70,7 +70,7 @@ from cptopt.pilots.runs import PilotSet
 from cptopt.search.candidates import checkpoint_choices
 from cptopt.search.evaluate import Evaluator
 from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights
-from cptopt.search.space import resolve_space
+from cptopt.search.space import ResolvedSpace, resolve_space
 
 #: Default tolerance: a regret below 0.1 % of the objective is below the noise floor (the
 #: seed-to-seed spread of a final loss on the bundled runs is 0.08-0.44 %).
@@ -325,11 +325,7 @@ def next_pilot(
     chosen_options, options_text = _options(law, options, evaluator_args, (resolved,))
     decision, labels = decision_of(model, chosen_options, (w_general, w_domain), tolerance)
     every = eval_interval(law, pilots)
-    runs = (
-        grid_pilots(resolved, pilot_steps or law.coverage.steps_max)
-        if candidate_pilots is None
-        else listed_pilots(law, candidate_pilots, resolved.tokens_per_step)
-    )
+    runs = _candidate_runs(law, resolved, candidate_pilots, pilot_steps)
     existing = pilot_runs(law, pilots) if pilots is not None else []
     prior = np.eye(model.dimension)
     posteriors, stacked, bad, repeats = _updates(model, prior, runs, existing, every)
@@ -337,19 +333,10 @@ def next_pilot(
     regret_after = result.regret_after(posteriors)
     # A repeat is worth nothing by construction, not by a subtraction that rounds to 1e-16.
     regret_after[[i for i, pilot in enumerate(repeats) if pilot is not None]] = result.regret
-    best_value = result.regret - float(regret_after.min())
-    settled, reason = stop_rule(
-        result.regret, result.p_best, best_value, decision, p_best_threshold
-    )
-    scores = _scores(
-        law,
-        model,
-        runs,
-        (prior, posteriors),
-        (result, regret_after),
-        (stacked, bad, repeats),
-        top_k,
-    )
+    value = result.regret - float(regret_after.min())
+    settled, reason = stop_rule(result.regret, result.p_best, value, decision, p_best_threshold)
+    outcome, per_run = (result, regret_after), (stacked, bad, repeats)
+    scores = _scores(law, model, runs, (prior, posteriors), outcome, per_run, top_k)
     return NextPilot(
         weights=(w_general, w_domain),
         recommendation=labels[decision.chosen],
@@ -367,6 +354,19 @@ def next_pilot(
         notes=list(law.notes) + _notes(pilots, normalised, (w_general, w_domain), bad, every),
         seconds=time.perf_counter() - started,
     )
+
+
+def _candidate_runs(
+    law: CptLaw,
+    space: ResolvedSpace,
+    candidate_pilots: Sequence[Candidate] | None,
+    pilot_steps: int | None,
+) -> list[PilotRun]:
+    """The candidate pilots: the user's, or a grid of the search space ``pilot_steps`` long
+    (default: the longest pilot)."""
+    if candidate_pilots is None:
+        return grid_pilots(space, pilot_steps or law.coverage.steps_max)
+    return listed_pilots(law, candidate_pilots, space.tokens_per_step)
 
 
 def next_pilot_hint(
