@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -192,8 +192,13 @@ class LawRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     if TYPE_CHECKING:  # fields of every record, declared there (the file keeps their order)
+        kind: str
         annealing: str
         lam: float | None
+
+    #: What a law of this kind was fitted to, and what it predicts (for the error of a
+    #: use that needs another kind).
+    fitted_to: ClassVar[str] = "pilots"
 
     @property
     def scenario(self) -> CptScenario | PretrainScenario:
@@ -272,6 +277,8 @@ class CptLaw(LawRecord):
     """A law fitted to CPT pilots: the ``general`` and ``domain`` sets, each with its own
     replay form (``form`` names the general law's), and the checkpoints' PT history."""
 
+    fitted_to: ClassVar[str] = "CPT pilots (kind: cpt)"
+
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
     kind: Literal["cpt"] = Field(default="cpt", description="the pilots: CPT runs")
@@ -337,6 +344,10 @@ class CptLaw(LawRecord):
 class PretrainRunsLaw(LawRecord):
     """A law fitted to pre-training runs as pilots (manifest ``kind: pretrain``): the
     law's pre-training part (form ``pretrain``), one set, ``loss``."""
+
+    fitted_to: ClassVar[str] = (
+        "pre-training pilots (kind: pretrain) and predicts pre-training schedules only"
+    )
 
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
@@ -435,8 +446,7 @@ def cpt_law(law: CptLaw | PretrainRunsLaw, purpose: str, source: str | None = No
         return law
     where = f"{source}: kind: " if source else ""
     raise InputError(
-        f"{where}{param(purpose)} needs a CPT law; this law was fitted to pre-training "
-        f"pilots (kind: pretrain) and predicts pre-training schedules only "
+        f"{where}{param(purpose)} needs a CPT law; this law was fitted to {law.fitted_to} "
         f"({param('predict()')})"
     )
 

@@ -36,7 +36,7 @@ from cptopt.law.scenario._base import (
 )
 from cptopt.law.scenario.cpt import PT_POINT_CHOICES, PT_POINTS_FROM, CptRunInput, CptScenario
 from cptopt.law.scenario.pretraining import LOSS, PretrainRunInput, PretrainScenario
-from cptopt.pilots.runs import Pilots, PilotSet, PretrainPilots
+from cptopt.pilots.runs import Pilots
 
 #: Either scenario.
 Scenario = CptScenario | PretrainScenario
@@ -57,12 +57,12 @@ def scenario_type(kind: str) -> type[CptScenario] | type[PretrainScenario]:
 
 
 def scenario_of(pilots: Pilots) -> Scenario:
-    """The scenario of a pilot set, built from it (the fit reads its data through it)."""
-    if isinstance(pilots, PilotSet):
-        return CptScenario.from_pilots(pilots)
-    if isinstance(pilots, PretrainPilots):
-        return PretrainScenario.from_pilots(pilots)
-    raise InputError(f"not a pilot set: {type(pilots).__name__}")
+    """The scenario of a pilot set (its ``kind``), built from it (the fit reads its data
+    through it)."""
+    kind = getattr(type(pilots), "kind", None)
+    if kind not in SCENARIOS:
+        raise InputError(f"not a pilot set: {type(pilots).__name__}")
+    return SCENARIOS[kind].from_pilots(pilots)  # type: ignore[arg-type]
 
 
 __all__ = [
