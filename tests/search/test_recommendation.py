@@ -23,7 +23,7 @@ from cptopt.search import (
 )
 from cptopt.search.evaluate import CheckpointChoice, Evaluator
 from cptopt.search.models import SEARCH_FAMILIES, shape_schedule
-from cptopt.search.shapes import make_batch, unit_shape
+from cptopt.search.shapes import unit_shape
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "examples" / "configs"
@@ -75,33 +75,18 @@ def law_per_memory(request, unannealed_manifest):
     return law
 
 
-def test_vectorised_final_losses_match_predict(law_per_memory) -> None:
+def test_vectorised_final_losses_match_predict(law_per_memory, random_batch, row_schedule):
     """Both search paths (S2 closed form, scaled multi-power history) equal ``predict``."""
     fitted_law = law_per_memory
     name = fitted_law.scenario.checkpoint_name(None)
     state = fitted_law.scenario.checkpoint_state(name, fitted_law.lam)
     evaluator = Evaluator(fitted_law, [CheckpointChoice(name, state, None, None, True)], 0.4, 0.6)
-    rng = np.random.default_rng(0)
     n = 24
-    batch = make_batch(
-        checkpoint=0,
-        family=rng.integers(len(SEARCH_FAMILIES), size=n),
-        warmup_fraction=rng.uniform(0, 0.1, n),
-        decay_fraction=rng.uniform(0.1, 0.5, n),
-        steps=rng.integers(200, 2500, n),
-        peak_lr=np.exp(rng.uniform(np.log(5e-4), np.log(2e-3), n)),
-        replay_ratio=rng.uniform(0, 0.5, n),
-    )
+    batch = random_batch(n)
     general, domain, objective = evaluator.losses(batch)
     for i in range(n):
         row = batch.row(i)
-        schedule = shape_schedule(
-            SEARCH_FAMILIES[row["family"]],
-            row["steps"],
-            row["warmup_fraction"],
-            row["decay_fraction"],
-            row["peak_lr"],
-        )
+        schedule = row_schedule(row)
         reference = predict(fitted_law, schedule, replay_ratio=row["replay_ratio"])
         assert general[i] == pytest.approx(reference.general.final, rel=1e-10)
         assert domain[i] == pytest.approx(reference.domain.final, rel=1e-10)

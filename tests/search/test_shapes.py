@@ -11,6 +11,7 @@ have no batch path: nothing searches them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,7 @@ from cptopt import load_manifest
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.areas import history_areas
 from cptopt.law.scenario import InputNeeds, scenario_of
-from cptopt.search.models import SEARCH_FAMILIES, shape_schedule
-from cptopt.search.shapes import FinalAreas, make_batch
+from cptopt.search.shapes import FinalAreas
 
 PILOTS = Path(__file__).resolve().parents[2] / "examples" / "pilots"
 #: What a law may read besides the areas: S2 memories, the drop history (multi-power), the
@@ -36,34 +36,19 @@ NEEDS = {
 AREA_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "s1_shift")
 
 
-def _both_paths(manifest: str, needs: InputNeeds, n: int = 40):
+def _both_paths(manifest: str, needs: InputNeeds, batch_of: Callable, schedule_of: Callable):
     """Random searched settings: the batch's inputs, and each one's own."""
     scenario = scenario_of(load_manifest(PILOTS / manifest))
     labels = list(scenario.coverage.checkpoints)
     states = [scenario.checkpoint_state(name, needs.lam) for name in labels]
     labels.append("pt2400")  # a PT step the search may try (no pilot started there)
     states.append(history_areas(scenario.history, needs.lam).state_at(2400))
-    rng = np.random.default_rng(0)
-    batch = make_batch(
-        checkpoint=rng.integers(len(states), size=n),
-        family=rng.integers(len(SEARCH_FAMILIES), size=n),
-        warmup_fraction=rng.uniform(0, 0.1, n),
-        decay_fraction=rng.uniform(0.1, 0.5, n),
-        steps=rng.integers(200, 4000, n),
-        peak_lr=np.exp(rng.uniform(np.log(5e-4), np.log(2e-3), n)),
-        replay_ratio=rng.uniform(0, 0.6, n),
-    )
+    batch = batch_of(40, checkpoints=len(states), max_steps=4000)
     batched = FinalAreas.for_scenario(scenario, needs, states)(batch)
     singles = []
-    for i in range(n):
+    for i in range(len(batch)):
         row = batch.row(i)
-        schedule = shape_schedule(
-            SEARCH_FAMILIES[row["family"]],
-            row["steps"],
-            row["warmup_fraction"],
-            row["decay_fraction"],
-            row["peak_lr"],
-        )
+        schedule = schedule_of(row)
         index = int(row["checkpoint"])
         run = scenario.run(
             schedule.lr_array(), row["replay_ratio"], labels[index], state=states[index]
@@ -74,8 +59,8 @@ def _both_paths(manifest: str, needs: InputNeeds, n: int = 40):
 
 @pytest.mark.parametrize("needs", list(NEEDS))
 @pytest.mark.parametrize("manifest", ["unannealed.yaml", "both_checkpoints.yaml", "cyr.yaml"])
-def test_batch_and_single_run_inputs_agree(manifest, needs):
-    scenario, batched, singles = _both_paths(manifest, NEEDS[needs])
+def test_batch_and_single_run_inputs_agree(manifest, needs, random_batch, row_schedule):
+    scenario, batched, singles = _both_paths(manifest, NEEDS[needs], random_batch, row_schedule)
     if manifest == "cyr.yaml":  # the domain corpus is small: long runs repeat it
         repeated = np.array([s.s1_shift[0] < s.s1_cpt[0] for s in singles])
         assert scenario.domain_tokens and repeated.any() and not repeated.all()
@@ -92,11 +77,13 @@ def test_batch_and_single_run_inputs_agree(manifest, needs):
 
 
 @pytest.mark.parametrize("manifest", ["unannealed.yaml", "both_checkpoints.yaml", "cyr.yaml"])
-def test_batch_and_single_run_drop_histories_give_the_same_annealing(manifest):
+def test_batch_and_single_run_drop_histories_give_the_same_annealing(
+    manifest, random_batch, row_schedule
+):
     """Both paths bin old drops (law/drops.py); the batch keeps the PT->CPT boundary drop
     as its own pair, the single run bins it with the CPT drops, so their multi-power
     amounts agree to the binning's accuracy, not to rounding."""
-    _, batched, singles = _both_paths(manifest, NEEDS["mpl"])
+    _, batched, singles = _both_paths(manifest, NEEDS["mpl"], random_batch, row_schedule)
     memory = ANNEALINGS["mpl"]()
     for rate, gamma, zeta in ((300.0, 0.2, 0.3), (40.0, 0.6, 0.2)):
         shape = {"rate": np.array([rate]), "gamma": np.array([gamma]), "zeta": np.array([zeta])}

@@ -3,12 +3,15 @@ covered and the flags of a setting outside it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from cptopt.law.areas import Areas
+from cptopt.pilots.runs import PretrainRun, Run
 
 #: Relative slack before a peak LR counts as outside the pilots' range.
 RANGE_TOLERANCE = 0.01
@@ -62,6 +65,25 @@ class Coverage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    @staticmethod
+    def of(
+        runs: Sequence[Run] | Sequence[PretrainRun],
+        replay_ratios: Iterable[float] = (),
+        checkpoints: Iterable[str] = (),
+    ) -> Coverage:
+        """What ``runs`` covered (their replay ratios and checkpoints, for CPT pilots)."""
+        peaks = [run.peak_lr for run in runs]
+        steps = [run.steps for run in runs]
+        return Coverage(
+            peak_lr_min=min(peaks),
+            peak_lr_max=max(peaks),
+            replay_ratios=sorted(set(replay_ratios)),
+            steps_min=min(steps),
+            steps_max=max(steps),
+            tokens_per_step=sorted({run.tokens_per_step for run in runs if run.tokens_per_step}),
+            checkpoints=list(dict.fromkeys(checkpoints)),
+        )
+
     peak_lr_min: float
     peak_lr_max: float
     replay_ratios: list[float]
@@ -108,3 +130,32 @@ class InputRecord(BaseModel):
     name: str
     source: str
     sha256: str
+
+
+class FromPilots:
+    """What a scenario built from its pilots (``pilots``, None when built from a law file)
+    says of them for the fit: their names, notes and inputs, by pilot index."""
+
+    pilots: Any
+
+    def _runs(self) -> tuple:
+        if self.pilots is None:
+            raise ValueError(f"this {type(self).__name__} was not built from pilots")
+        return self.pilots.runs
+
+    @property
+    def run_names(self) -> list[str]:
+        """The pilots' names, by pilot index."""
+        return [run.name for run in self._runs()]
+
+    def run_notes(self) -> list[str]:
+        """The warnings reading the pilots gave, each once."""
+        return list(dict.fromkeys(note for run in self._runs() for note in run.notes))
+
+    def info(self) -> list[str]:
+        """How the runs were read (e.g. the schedule their LR points pin down)."""
+        return list(dict.fromkeys(line for run in self._runs() for line in run.info))
+
+    def run_records(self) -> list[InputRecord]:
+        """Every pilot's log with its SHA-256."""
+        return [InputRecord(name=r.name, source=r.source, sha256=r.sha256) for r in self._runs()]

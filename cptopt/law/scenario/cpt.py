@@ -25,7 +25,7 @@ from cptopt.law.areas import (
     history_areas,
     unknown_checkpoint,
 )
-from cptopt.law.scenario._base import Coverage, FitData, InputNeeds, InputRecord
+from cptopt.law.scenario._base import Coverage, FitData, FromPilots, InputNeeds, InputRecord
 from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.schedules import Schedule
@@ -74,7 +74,7 @@ class CptRunInput:
 
 
 @dataclass(frozen=True)
-class CptScenario:
+class CptScenario(FromPilots):
     """CPT pilots and the laws fitted to them: the one owner of their inputs.
 
     ``history``: the checkpoints' PT history (``lr`` None: unknown, black-box mode);
@@ -97,20 +97,12 @@ class CptScenario:
     @staticmethod
     def from_pilots(pilots: PilotSet) -> CptScenario:
         """The scenario of CPT pilots (what they covered; the pilots kept for the fit)."""
-        peaks = [run.peak_lr for run in pilots.runs]
-        steps = [run.steps for run in pilots.runs]
-        coverage = Coverage(
-            peak_lr_min=min(peaks),
-            peak_lr_max=max(peaks),
-            replay_ratios=sorted({run.replay_ratio for run in pilots.runs}),
-            steps_min=min(steps),
-            steps_max=max(steps),
-            tokens_per_step=sorted(
-                {run.tokens_per_step for run in pilots.runs if run.tokens_per_step}
-            ),
-            checkpoints=list(dict.fromkeys(run.checkpoint for run in pilots.runs)),
+        runs = pilots.runs
+        coverage = Coverage.of(
+            runs, [run.replay_ratio for run in runs], [run.checkpoint for run in runs]
         )
-        return CptScenario(pilots.pretrain, coverage, pilots.domain_tokens, max(peaks), pilots)
+        reference = coverage.peak_lr_max
+        return CptScenario(pilots.pretrain, coverage, pilots.domain_tokens, reference, pilots)
 
     @property
     def replay_terms(self) -> bool:
@@ -263,18 +255,12 @@ class CptScenario:
     # -- the pilots' data, for the fit --------------------------------------------------
 
     def _pilots(self) -> PilotSet:
-        if self.pilots is None:
-            raise ValueError("this scenario was not built from pilots (CptScenario.from_pilots)")
-        return self.pilots
-
-    @property
-    def run_names(self) -> list[str]:
-        """The pilots' names, by pilot index."""
-        return [run.name for run in self._pilots().runs]
+        self._runs()  # not built from pilots: an error
+        return self.pilots  # type: ignore[return-value]
 
     def logged(self, validation_set: str) -> int:
         """How many pilots log ``validation_set``'s loss."""
-        return sum(run.curve(validation_set) is not None for run in self._pilots().runs)
+        return sum(run.curve(validation_set) is not None for run in self._runs())
 
     def shared_replay_folds(self) -> list[int]:
         """Pilots (by index) whose replay ratio at least one other pilot shares.
@@ -283,7 +269,7 @@ class CptScenario:
         rather than the replay form. Empty when fewer than 2 pilots qualify: then every
         fold counts.
         """
-        ratios = [run.replay_ratio for run in self._pilots().runs]
+        ratios = [run.replay_ratio for run in self._runs()]
         shared = [i for i, ratio in enumerate(ratios) if ratios.count(ratio) >= 2]
         return shared if len(shared) >= 2 else []
 
@@ -323,15 +309,14 @@ class CptScenario:
     def replay_probe(self, replay_ratio: float) -> CptRunInput:
         """The first pilot's schedule at another replay ratio (to compare law variants
         between the pilots' ratios)."""
-        run = self._pilots().runs[0]
+        run = self._runs()[0]
         tokens = run.tokens_per_step
         return CptRunInput(run.cpt_lr, replay_ratio, run.checkpoint, None, tokens, tokens)
 
     def notes(self) -> list[str]:
         """The runs' notes, and what the pilots' replay ratios allow."""
-        runs = self._pilots().runs
-        notes = list(dict.fromkeys(note for run in runs for note in run.notes))
-        ratios = sorted({run.replay_ratio for run in runs})
+        notes = self.run_notes()
+        ratios = sorted({run.replay_ratio for run in self._runs()})
         if len(ratios) == 1:
             notes.append(
                 f"all pilots use replay ratio {ratios[0]:g}: the replay terms are not "
@@ -341,14 +326,9 @@ class CptScenario:
             notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
         return notes
 
-    def info(self) -> list[str]:
-        """How the runs were read (e.g. the schedule their LR points pin down)."""
-        return list(dict.fromkeys(line for run in self._pilots().runs for line in run.info))
-
     def input_records(self) -> list[InputRecord]:
         """Every input log with its SHA-256, the PT log last."""
-        pilots = self._pilots()
-        records = [InputRecord(name=r.name, source=r.source, sha256=r.sha256) for r in pilots.runs]
+        pilots, records = self._pilots(), self.run_records()
         if pilots.pretrain.source:
             pretrain = pilots.pretrain
             records.append(

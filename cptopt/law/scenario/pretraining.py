@@ -16,7 +16,7 @@ import numpy as np
 
 from cptopt.exceptions import InputError, param
 from cptopt.law.areas import Areas, pretrain_areas
-from cptopt.law.scenario._base import Coverage, FitData, InputNeeds, InputRecord
+from cptopt.law.scenario._base import Coverage, FitData, FromPilots, InputNeeds, InputRecord
 from cptopt.pilots.runs import PretrainPilots, infer_warmup
 from cptopt.plan import PretrainConfig, load_pretrain_config
 from cptopt.schedules import Schedule
@@ -55,7 +55,7 @@ class PretrainRunInput:
 
 
 @dataclass(frozen=True)
-class PretrainScenario:
+class PretrainScenario(FromPilots):
     """Pre-training pilots and the laws fitted to them (see the module docstring).
 
     ``coverage``: what the pilots covered (no replay ratios, no checkpoints). Built from
@@ -76,20 +76,7 @@ class PretrainScenario:
     @staticmethod
     def from_pilots(pilots: PretrainPilots) -> PretrainScenario:
         """The scenario of pre-training pilots (what they covered; the pilots kept)."""
-        peaks = [run.peak_lr for run in pilots.runs]
-        steps = [run.steps for run in pilots.runs]
-        coverage = Coverage(
-            peak_lr_min=min(peaks),
-            peak_lr_max=max(peaks),
-            replay_ratios=[],
-            steps_min=min(steps),
-            steps_max=max(steps),
-            tokens_per_step=sorted(
-                {run.tokens_per_step for run in pilots.runs if run.tokens_per_step}
-            ),
-            checkpoints=[],
-        )
-        return PretrainScenario(coverage, pilots)
+        return PretrainScenario(Coverage.of(pilots.runs), pilots)
 
     # -- runs and their inputs ----------------------------------------------------------
 
@@ -161,19 +148,9 @@ class PretrainScenario:
 
     # -- the pilots' data, for the fit --------------------------------------------------
 
-    def _pilots(self) -> PretrainPilots:
-        if self.pilots is None:
-            raise ValueError("this scenario was not built from pilots (from_pilots)")
-        return self.pilots
-
-    @property
-    def run_names(self) -> list[str]:
-        """The pilots' names, by pilot index."""
-        return [run.name for run in self._pilots().runs]
-
     def logged(self, validation_set: str) -> int:
         """How many pilots log the loss (all of them)."""
-        return len(self._pilots().runs) if validation_set == LOSS else 0
+        return len(self._runs()) if validation_set == LOSS else 0
 
     def shared_replay_folds(self) -> list[int]:
         """None: pre-training runs have no replay ratio (every fold counts)."""
@@ -185,7 +162,7 @@ class PretrainScenario:
         if validation_set != LOSS:
             raise InputError(f"pre-training pilots have one validation set, {LOSS!r}")
         parts = []
-        for index, run in enumerate(self._pilots().runs):
+        for index, run in enumerate(self._runs()):
             after = run.loss.steps > run.warmup_steps
             steps = run.loss.steps[after]
             areas = self.inputs(PretrainRunInput(run.lr, run.warmup_steps), steps, needs)
@@ -194,13 +171,8 @@ class PretrainScenario:
 
     def notes(self) -> list[str]:
         """The runs' notes."""
-        return list(dict.fromkeys(note for run in self._pilots().runs for note in run.notes))
-
-    def info(self) -> list[str]:
-        """How the runs were read (e.g. the schedule their LR points pin down)."""
-        return list(dict.fromkeys(line for run in self._pilots().runs for line in run.info))
+        return self.run_notes()
 
     def input_records(self) -> list[InputRecord]:
         """Every input log with its SHA-256."""
-        runs = self._pilots().runs
-        return [InputRecord(name=r.name, source=r.source, sha256=r.sha256) for r in runs]
+        return self.run_records()
