@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from cptopt.exceptions import IdentifiabilityError, InputError, param
-from cptopt.law.areas import history_areas
 from cptopt.law.fitted import CptLaw
 from cptopt.law.scenario import RANGE_TOLERANCE
 from cptopt.search.evaluate import CheckpointChoice
@@ -360,13 +359,11 @@ def _checkpoints(law: CptLaw, requested: list[str | int] | None) -> list[Checkpo
         if requested:
             raise InputError(
                 f"{param('checkpoints')} needs the pre-training history, and this law was "
-                "fitted "
-                "without it (black-box mode): the starting point cannot be searched"
+                "fitted without it (black-box mode): the starting point cannot be searched"
             )
         name = scenario.checkpoint_name(None)
         state = scenario.checkpoint_state(name, law.lam)
         return [CheckpointChoice(name, state, None, None, True)]
-    areas = history_areas(pretrain, law.lam)
     pt_lr = np.asarray(pretrain.lr, dtype=float)
     peak = float(pt_lr.max()) if pt_lr.size else 0.0
     by_step = {step: name for name, step in pretrain.checkpoints.items()}
@@ -390,7 +387,7 @@ def _checkpoints(law: CptLaw, requested: list[str | int] | None) -> list[Checkpo
                     f"(1..{pt_lr.size})"
                 )
             label = by_step.get(step, f"pt{step}")
-        state = areas.state_at(step)
+        state = scenario.state_at(step, law.lam)
         potential = state.lr_last / peak if peak > 0 else None
         if all(c.label != label for c in out):
             piloted = label in law.coverage.checkpoints

@@ -19,7 +19,6 @@ import pytest
 
 from cptopt import load_manifest
 from cptopt.law.annealing import ANNEALINGS
-from cptopt.law.areas import history_areas
 from cptopt.law.scenario import InputNeeds, scenario_of
 from cptopt.search.shapes import FinalAreas
 
@@ -42,7 +41,7 @@ def _both_paths(manifest: str, needs: InputNeeds, batch_of: Callable, schedule_o
     labels = list(scenario.coverage.checkpoints)
     states = [scenario.checkpoint_state(name, needs.lam) for name in labels]
     labels.append("pt2400")  # a PT step the search may try (no pilot started there)
-    states.append(history_areas(scenario.history, needs.lam).state_at(2400))
+    states.append(scenario.state_at(2400, needs.lam))
     batch = batch_of(40, checkpoints=len(states), max_steps=4000)
     batched = FinalAreas.for_scenario(scenario, needs, states)(batch)
     singles = []

@@ -138,6 +138,11 @@ class CptScenario(FromPilots):
             return unknown_checkpoint(self.history.final_lr)
         return checkpoint_state(self.history, self.checkpoint_name(checkpoint), lam)
 
+    def state_at(self, pt_step: int, lam: float | None) -> CheckpointState:
+        """The area state after PT step ``pt_step`` of a known PT history (a checkpoint no
+        pilot may have started from, e.g. one the search tries)."""
+        return history_areas(self.history, lam).state_at(pt_step)
+
     def run(
         self,
         lr: np.ndarray,
