@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter
 
 from cptopt import Schedule, predict
 from cptopt.exceptions import InputError, SchemaVersionError
 from cptopt.law import (
     SCHEMA_VERSION,
     CptLaw,
+    FittedLaw,
     LawRecord,
     PretrainRunsLaw,
     cpt_law,
@@ -46,6 +48,8 @@ def test_a_pretraining_law_round_trips_with_its_one_set(pretrain_law, tmp_path):
     assert pretrain_law.set_fits == [pretrain_law.loss]
     loaded = load_law(pretrain_law.save(tmp_path / "law.json"))
     assert loaded == pretrain_law and loaded.form_for("loss").name == "pretrain"
+    # pydantic tells the kinds apart by ``kind`` alone (FittedLaw is a discriminated union)
+    assert TypeAdapter(FittedLaw).validate_json(pretrain_law.model_dump_json()) == pretrain_law
     data = json.loads((tmp_path / "law.json").read_text())
     assert {"domain", "pretrain", "general", "form", "replay_terms"}.isdisjoint(data)
 
