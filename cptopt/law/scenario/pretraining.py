@@ -25,7 +25,7 @@ from cptopt.law.scenario._base import (
     InputNeeds,
     InputRecord,
 )
-from cptopt.pilots.runs import PretrainPilots, infer_warmup
+from cptopt.pilots.runs import PretrainPilots, PretrainRun, infer_warmup
 from cptopt.plan import PretrainConfig, load_pretrain_config
 from cptopt.schedules import Schedule
 
@@ -135,6 +135,10 @@ class PretrainScenario(FromPilots):
         """The run a pre-training config plans."""
         return self.run(plan.schedule, tokens_per_step=plan.tokens_per_step)
 
+    def pilot_run(self, run: PretrainRun) -> PretrainRunInput:
+        """A pilot as the law reads it."""
+        return PretrainRunInput(run.lr, run.warmup_steps, run.tokens_per_step)
+
     def inputs(self, run: PretrainRunInput, steps: np.ndarray, needs: InputNeeds) -> Areas:
         """The law's inputs at ``steps`` of ``run``: the one place a pre-training run
         becomes areas (``S1`` from step 1, the memory from the end of the warmup)."""
@@ -205,7 +209,7 @@ class PretrainScenario(FromPilots):
         for index, run in enumerate(self._runs()):
             after = run.loss.steps > run.warmup_steps
             steps = run.loss.steps[after]
-            areas = self.inputs(PretrainRunInput(run.lr, run.warmup_steps), steps, needs)
+            areas = self.inputs(self.pilot_run(run), steps, needs)
             parts.append((areas, run.loss.values[after], index, steps))
         return FitData.pool(parts)
 
