@@ -33,6 +33,13 @@ MAX_SEED = 2**32 - 1
 MAX_TRIALS = 1_000_000
 #: Optimiser starts polished per fit (each costs a full optimisation).
 MAX_STARTS = 100
+#: Nodes a YAML file's aliases (``*name``) may add to it when expanded: far more than any
+#: manifest or config repeats, far less than an alias bomb (a few hundred bytes that
+#: expand to billions of nodes).
+MAX_YAML_ALIAS_NODES = 100_000
+#: How deeply YAML collections may nest (cptopt's files nest a few levels; thousands of
+#: levels overflow the parser's stack).
+MAX_YAML_DEPTH = 100
 
 
 def validate(
@@ -132,16 +139,77 @@ def _unique_key_loader() -> type:
     return UniqueKeyLoader
 
 
+def _check_yaml_size(text: str, path: str | Path) -> None:
+    """Refuse a YAML text whose aliases would expand it by more than
+    :data:`MAX_YAML_ALIAS_NODES` nodes, that nests deeper than :data:`MAX_YAML_DEPTH`, or
+    whose alias refers to a collection that holds it (a recursive structure).
+
+    Reads the parser's events (libyaml's when installed, no recursion, nothing built), so
+    a bomb is refused before anything expands it: the expanded size of each anchored node
+    is counted once, and an alias adds that size.
+    """
+    import yaml
+
+    loader = _unique_key_loader()(text)
+    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    open_nodes: list[list] = []  # [anchor, nodes so far] of each collection being read
+    added = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            size = 0
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in sizes:
+                    if any(frame[0] == event.anchor for frame in open_nodes):
+                        line = event.start_mark.line + 1
+                        raise InputError(
+                            f"{path}: line {line} alias *{event.anchor} refers to a "
+                            "collection that holds it (a recursive structure)"
+                        )
+                    continue  # an undefined alias: the loader says so
+                size = sizes[event.anchor]
+                added += size
+                if added > MAX_YAML_ALIAS_NODES:
+                    line = event.start_mark.line + 1
+                    raise InputError(
+                        f"{path}: line {line} aliases expand the file by more than "
+                        f"{MAX_YAML_ALIAS_NODES} nodes (an alias bomb?); write the values out"
+                    )
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                open_nodes.append([event.anchor, 1])
+                if len(open_nodes) > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise InputError(
+                        f"{path}: line {line} collections nested more than {MAX_YAML_DEPTH} deep"
+                    )
+                continue
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, size = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+            elif isinstance(event, yaml.ScalarEvent):
+                size = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            if open_nodes:
+                open_nodes[-1][1] += size
+    finally:
+        loader.dispose()
+
+
 def load_yaml_mapping(path: str | Path) -> dict:
     """Read a YAML file that must hold a mapping; one-line ``InputError`` otherwise.
 
     The file must be UTF-8 text (``_io.read_text``); a key given twice in a mapping is an
-    error (YAML would silently keep the last one).
+    error (YAML would silently keep the last one); aliases that would expand the file by
+    more than :data:`MAX_YAML_ALIAS_NODES` nodes, or nesting deeper than
+    :data:`MAX_YAML_DEPTH`, are refused before anything is built.
     """
     import yaml
 
     text = read_text(path)
     try:
+        _check_yaml_size(text, path)
         data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
