@@ -7,10 +7,12 @@ law file) is a pydantic model. :func:`validate` is the one place where a pydanti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from cptopt._io import read_text
@@ -75,11 +77,17 @@ def error_line(
         return f"{source}: invalid"
     first = details[0]
     loc = tuple(first.get("loc", ()))
-    parts = [str(part) for part in (*prefix, *loc)]
-    location = ".".join(parts) or "<top level>"
+    parts = [*prefix, *loc]
+    location = (
+        "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts
+        ).removeprefix(".")
+        or "<top level>"
+    )
     for end in range(len(parts), 0, -1):  # an item of a list is named by the list's alias
-        if ".".join(parts[:end]) in (aliases or {}):
-            location = (aliases or {})[".".join(parts[:end])]
+        key = ".".join(str(part) for part in parts[:end])
+        if key in (aliases or {}):
+            location = (aliases or {})[key]
             break
     error_type = first.get("type")
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
@@ -93,6 +101,36 @@ def error_line(
     more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
     where = f"{source}: " if source else ""
     return f"{where}{location}: {message}{shown}{more}"
+
+
+def first_non_finite(data: Any, path: str = "") -> str | None:
+    """Where the first NaN or infinity of JSON data (dicts, lists, numbers) sits, as
+    ``general.values[3] is NaN`` (``path``: the key path of ``data``), or None.
+
+    Lists of numbers are checked at once (a law file's per-step LRs run to millions).
+    """
+    if isinstance(data, float):
+        if math.isfinite(data):
+            return None
+        return f"{path} is {'NaN' if math.isnan(data) else ('-' if data < 0 else '') + 'Infinity'}"
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = first_non_finite(value, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(data, list):
+        try:
+            numbers = np.asarray(data, dtype=float) if data else np.zeros(0)
+        except (TypeError, ValueError, OverflowError):
+            numbers = None  # nested or mixed: item by item
+        if numbers is not None and numbers.ndim == 1:
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            return first_non_finite(float(data[bad[0]]), f"{path}[{bad[0]}]") if bad.size else None
+        for index, value in enumerate(data):
+            found = first_non_finite(value, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _allowed_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:

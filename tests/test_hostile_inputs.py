@@ -1,16 +1,19 @@
 """Hostile but realistic input, swept through every command: one line on stderr, exit 2.
 
-Each case is a row of :data:`CASES`: a name, the command line (``{law}``, ``{manifest}``,
-``{config}`` and ``{tmp}`` are filled in), the files it needs, the expected exit code and a
-pattern the one error line must match. Every case also checks that the command printed no
+Each case is a row of :data:`CASES`: a name, the command line (``{law}``, ``{ptlaw}``,
+``{manifest}``, ``{config}``, ``{ptconfig}`` and ``{tmp}`` are filled in), the files it needs
+(a :class:`LawEdit` is a damaged copy of the test law), the expected exit code and a pattern
+the one error line must match. Every case also checks that the command printed no
 traceback and no ``internal error``, wrote nothing to stdout, and left no new file in its
 working directory. Add a row for every new option or input.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from cptopt.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "configs" / "wsd-lr1e-3-replay25.yaml"
+PRETRAIN_CONFIG = ROOT / "examples" / "configs" / "pretrain-wsd.yaml"
 MANIFEST = ROOT / "examples" / "pilots" / "unannealed.yaml"
 GOOD_CONFIG = "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 500}\nreplay_ratio: 0.25\n"
 NON_UTF8 = b"replay_ratio: 0.25\nname: \xff\xfe\n"
@@ -65,11 +69,32 @@ def _manifest(*logs: str) -> str:
 
 
 @dataclass(frozen=True)
+class LawEdit:
+    """A file's content: the test session's law file (``base``: ``law`` or ``ptlaw``) with
+    its JSON changed by ``edit`` (a hand-edited or damaged law)."""
+
+    edit: Callable[[dict], object]
+    base: str = "law"
+
+
+def _set(*path: str | int, to: object) -> LawEdit:
+    """A law with the value at ``path`` (keys and list indices) set ``to``."""
+
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = to
+
+    return LawEdit(edit, "ptlaw" if path[0] == "loss" else "law")
+
+
+@dataclass(frozen=True)
 class Case:
     name: str
     args: list[str]
     pattern: str
-    files: dict[str, bytes | str | None] = field(default_factory=dict)  # None: a FIFO
+    files: dict[str, bytes | str | LawEdit | None] = field(default_factory=dict)  # None: FIFO
     code: int = 2
 
 
@@ -357,6 +382,86 @@ CASES = [
         ["predict", "{config}", "--law", "{ptlaw}"],
         r"replay25\.yaml: replay_ratio: a pre-training run has no replay ratio",
     ),
+    # --- law files checked as a whole when loaded, by every command (one line: file, field)
+    Case(
+        "law with a NaN jackknife replica (nan .. nan intervals)",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.jackknife\[0\]\[2\] is NaN",
+        {"l.json": _set("general", "jackknife", 0, 2, to=float("nan"))},
+    ),
+    Case(
+        "law with a NaN parameter, plotted",
+        ["plot", "{tmp}/l.json"],
+        r"l\.json: general\.values\[3\] is NaN",
+        {"l.json": _set("general", "values", 3, to=float("nan"))},
+    ),
+    Case(
+        "law whose coverage has min > max",
+        ["check", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: coverage\.peak_lr_min 0\.01 and peak_lr_max 0\.002: must be 0 < min <= max",
+        {"l.json": _set("coverage", "peak_lr_min", to=0.01)},
+    ),
+    Case(
+        "law with an Infinity parameter",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: domain\.values\[0\] is Infinity",
+        {"l.json": _set("domain", "values", 0, to=float("inf"))},
+    ),
+    Case(
+        "law with NaN parameters, in recommend",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values\[0\] is NaN",
+        {"l.json": _set("general", "values", 0, to=float("nan"))},
+    ),
+    Case(
+        "law with NaN parameters, in check (not blamed on the limits)",
+        ["check", "{config}", "--law", "{tmp}/l.json", "--max-general-rise", "0.1"],
+        r"l\.json: domain\.values\[2\] is NaN",
+        {"l.json": _set("domain", "values", 2, to=float("nan"))},
+    ),
+    Case(
+        "law with an Infinity parameter, in next-pilot",
+        ["next-pilot", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values\[1\] is Infinity",
+        {"l.json": _set("general", "values", 1, to=float("inf"))},
+    ),
+    Case(
+        "law with short values",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values: 12 values for 13 parameters",
+        {"l.json": LawEdit(lambda law: law["general"]["values"].pop())},
+    ),
+    Case(
+        "law with no replay ratios",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: coverage\.replay_ratios: empty",
+        {"l.json": _set("coverage", "replay_ratios", to=[])},
+    ),
+    Case(
+        "law with an empty PT LR",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: pretrain\.lr: empty",
+        {"l.json": _set("pretrain", "lr", to=[])},
+    ),
+    Case(
+        "law with a short PT LR",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: pretrain\.checkpoints\.unannealed == 3200, outside the 10 steps of "
+        r"pretrain\.lr",
+        {"l.json": LawEdit(lambda law: law["pretrain"].update(lr=law["pretrain"]["lr"][:10]))},
+    ),
+    Case(
+        "law with an unknown form",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.form: 'linear' is not a form of this kind of law \(paper, exp",
+        {"l.json": _set("general", "form", to="linear")},
+    ),
+    Case(
+        "pre-training law with a NaN parameter",
+        ["predict", "{ptconfig}", "--law", "{tmp}/l.json"],
+        r"l\.json: loss\.values\[1\] is NaN",
+        {"l.json": _set("loss", "values", 1, to=float("nan"))},
+    ),
     # --- values out of range or not numbers
     Case(
         "config steps 1e12",
@@ -492,11 +597,15 @@ CASES = [
 ]
 
 
-def _prepare(case: Case, folder: Path) -> None:
+def _prepare(case: Case, folder: Path, values: dict[str, str]) -> None:
     for name, content in case.files.items():
         path = folder / name
         if content is None:
             os.mkfifo(path)
+        elif isinstance(content, LawEdit):
+            law = json.loads(Path(values[content.base]).read_text())
+            content.edit(law)
+            path.write_text(json.dumps(law))
         elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
@@ -509,17 +618,18 @@ def test_hostile_input_is_one_line_and_leaves_nothing(
 ) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    _prepare(case, inputs)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
     values = {
         "law": str(law_file),
         "ptlaw": str(pretrain_law_file),
         "manifest": str(MANIFEST),
         "config": str(CONFIG),
+        "ptconfig": str(PRETRAIN_CONFIG),
         "tmp": str(inputs),
     }
+    _prepare(case, inputs, values)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     before = sorted(inputs.iterdir())
     code = run([arg.format(**values) for arg in case.args])
     captured = capsys.readouterr()

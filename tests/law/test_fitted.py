@@ -5,6 +5,7 @@ and 4 that users already have (tests/fixtures/laws, written by those versions)."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,92 @@ def test_inputs_discount_repeated_domain_data(fitted_law):
     np.testing.assert_array_equal(fresh.s1_shift, fresh.s1_cpt)  # corpus size unknown
     given = scenario.run(lr, 0.25, tokens_per_step=1024, domain_tokens=300_000.0)
     np.testing.assert_array_equal(fitted_law.run_inputs(given, steps).s1_shift, areas.s1_shift)
+
+
+def _edit(path: list, value: object):
+    """An edit of a law file's JSON: set the value at ``path`` (keys and list indices)."""
+
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+#: Damaged law files (an edit of a good one) and the one line each gets: the file, the field.
+DAMAGED = [
+    (_edit(["general", "jackknife", 0, 2], float("nan")), r"general\.jackknife\[0\]\[2\] is NaN"),
+    (_edit(["general", "values", 3], float("nan")), r"general\.values\[3\] is NaN"),
+    (_edit(["domain", "values", 0], float("inf")), r"domain\.values\[0\] is Infinity"),
+    (_edit(["general", "values", 0], "-inf"), r"general\.values\[0\] is -Infinity"),
+    (_edit(["general", "values", 1], 1e300), r"values\[1\] \(A\) == 1e\+300, outside .* 0\.\.1000"),
+    (lambda d: d["general"]["values"].pop(), r"general\.values: 12 values for 13 parameters"),
+    (lambda d: d["domain"]["jackknife"][1].pop(), r"domain\.jackknife\[1\]: 12 values for 13"),
+    (_edit(["general", "parameters", 2, "value"], 0.5), r"parameters\[2\]\.value == 0\.5 but "),
+    (lambda d: d["general"]["parameter_names"].reverse(), r"general\.parameter_names: a2, a1"),
+    (_edit(["general", "interval_scale"], -1.0), r"general\.interval_scale == -1\.0, must be > 0"),
+    (_edit(["domain", "noise"], float("nan")), r"domain\.noise is NaN"),
+    (_edit(["coverage", "peak_lr_min"], 0.01), r"coverage\.peak_lr_min 0\.01 and peak_lr_max"),
+    (_edit(["coverage", "steps_min"], 10**6), r"coverage\.steps_min 1000000 and steps_max"),
+    (_edit(["coverage", "replay_ratios"], []), r"coverage\.replay_ratios: empty"),
+    (_edit(["coverage", "replay_ratios"], [0.0, 1.5]), r"coverage\.replay_ratios: 1\.5 is outside"),
+    (_edit(["coverage", "checkpoints"], ["x"]), r"coverage\.checkpoints: 'x' is not one of"),
+    (_edit(["pretrain", "lr"], []), r"pretrain\.lr: empty"),
+    (lambda d: d["pretrain"].update(lr=d["pretrain"]["lr"][:99]), r"outside the 99 steps of"),
+    (_edit(["pretrain", "lr", 5], -1.0), r"pretrain\.lr\[5\] == -1\.0, must be >= 0"),
+    (_edit(["pretrain", "warmup_steps"], 10**6), r"pretrain\.warmup_steps == 1000000"),
+    (_edit(["general", "form"], "linear"), r"general\.form: 'linear' is not a form of this kind"),
+    (_edit(["domain", "form"], "pretrain"), r"domain\.form: 'pretrain' is not a form of this"),
+    (_edit(["form"], "paper"), r"form: 'paper', but general\.form is 'odds'"),
+    (lambda d: d.update(annealing="s2", lam=None), r"lam == None: the S2 memory needs"),
+    (lambda d: d.update(annealing="s2", lam=1.5), r"lam == 1\.5: the S2 memory needs"),
+    (_edit(["replay_terms"], False), r"replay_terms: False, but coverage\.replay_ratios has 3"),
+    (_edit(["domain_tokens"], -5), r"domain_tokens == -5\.0, must be > 0"),
+    (_edit(["tied"], ["nope"]), r"tied: 'nope' is not a parameter of both sets"),
+    (_edit(["general", "jackknife", 0], ["a"] * 13), r"general\.jackknife\[0\]\[0\]: Input should"),
+]
+
+
+@pytest.mark.parametrize(("edit", "pattern"), DAMAGED, ids=[p for _, p in DAMAGED])
+def test_a_damaged_law_file_is_refused_naming_the_field(fitted_law, tmp_path, edit, pattern):
+    data = json.loads(fitted_law.model_dump_json())
+    assert (data["form"], data["annealing"]) == ("odds", "mpl")  # what the edits assume
+    edit(data)
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as error:
+        load_law(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: .*", str(error.value))
+    assert re.search(pattern, str(error.value)), str(error.value)
+
+
+def test_a_damaged_pretraining_law_is_refused_too(pretrain_law, tmp_path):
+    data = json.loads(pretrain_law.model_dump_json())
+    path = tmp_path / "law.json"
+    for edit, pattern in [
+        (_edit(["loss", "values", 1], float("nan")), r"loss\.values\[1\] is NaN"),
+        (_edit(["loss", "form"], "paper"), r"loss\.form: 'paper' is not a form of this kind"),
+        (_edit(["coverage", "steps_min"], 10**6), r"coverage\.steps_min 1000000 and"),
+    ]:
+        damaged = json.loads(json.dumps(data))
+        edit(damaged)
+        path.write_text(json.dumps(damaged))
+        with pytest.raises(InputError, match=pattern):
+            load_law(path)
+
+
+def test_every_law_file_cptopt_wrote_passes_the_checks(fitted_law, pretrain_law, tmp_path):
+    for law in (fitted_law, pretrain_law):
+        assert law.problem() is None
+        assert load_law(law.save(tmp_path / "law.json")) == law
+    for path in sorted(LAWS.glob("*.json")):
+        assert load_law(path).problem() is None, path.name
+
+
+def test_a_law_file_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "law.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"law\.json: nested too deeply to be a law file"):
+        load_law(path)
