@@ -29,6 +29,7 @@ GOOD_CONFIG = "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 500}\nreplay_rati
 NON_UTF8 = b"replay_ratio: 0.25\nname: \xff\xfe\n"
 EVENTS = next((ROOT / "tests" / "fixtures" / "logs" / "tensorboard").iterdir()).read_bytes()
 WANDB_RUN = next((ROOT / "tests" / "fixtures" / "real-logs" / "wandb-pl").rglob("*.wandb"))
+HF_RUN = ROOT / "tests" / "fixtures" / "real-logs" / "hf-B"
 
 
 def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
@@ -51,6 +52,15 @@ def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) ->
     if big:
         rows.append(f"{big},1e-3,1.5,1.5")
     return "\n".join(rows) + "\n"
+
+
+def _hf_state(last_step: int | None = None) -> str:
+    """The HF run's ``trainer_state.json``; ``last_step``: as its checkpoint at that step."""
+    state = json.loads((HF_RUN / "trainer_state.json").read_text())
+    if last_step is not None:
+        state["log_history"] = [e for e in state["log_history"] if e["step"] <= last_step]
+        state["global_step"] = last_step
+    return json.dumps(state)
 
 
 def _pretrain_manifest(extra: str = "", log: str = "a.csv") -> str:
@@ -238,6 +248,24 @@ CASES = [
         ["fit", "{tmp}/m.yaml"],
         r"m\.yaml: runs 'a' \(a\.csv\) and 'b' \(b\.csv\) read identical files \(same SHA-256\)",
         {"a.csv": _pilot_csv(), "b.csv": _pilot_csv(), "m.yaml": _manifest("a.csv", "b.csv")},
+    ),
+    Case(
+        "one HF run listed as its output folder and its TensorBoard folder",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'hf-B' \(.*hf-B\) and 'hf-B/runs' \(.*hf-B/runs\) hold the same curves "
+        r"\(steps and losses\), one run read from two places: list each pilot once",
+        {"m.yaml": _manifest(str(HF_RUN), str(HF_RUN / "runs"))},
+    ),
+    Case(
+        "an HF checkpoint of a listed run",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'out' \(out\) and 'out/checkpoint-100' \(out/checkpoint-100\) hold "
+        r"curves of which one is the start of the other, a checkpoint of one run",
+        {
+            "out/trainer_state.json": _hf_state(),
+            "out/checkpoint-100/trainer_state.json": _hf_state(100),
+            "m.yaml": _manifest("out", "out/checkpoint-100"),
+        },
     ),
     # --- pre-training pilots (kind: pretrain) and their laws
     Case(
@@ -600,6 +628,7 @@ CASES = [
 def _prepare(case: Case, folder: Path, values: dict[str, str]) -> None:
     for name, content in case.files.items():
         path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if content is None:
             os.mkfifo(path)
         elif isinstance(content, LawEdit):

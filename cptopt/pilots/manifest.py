@@ -76,6 +76,7 @@ from cptopt.pilots.runs import (
     infer_warmup,
     pretrain_run_from_log,
     run_from_log,
+    shared_curve,
 )
 from cptopt.plan import TRAINER_KEYS, schedule_from_trainer
 from cptopt.schedules import Schedule
@@ -241,6 +242,11 @@ class RunSpec(BaseModel):
     schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
     tokens_per_step: int | None = Field(default=None, gt=0)
+    replicate: bool = Field(
+        default=False,
+        description="A separate run even where its curves coincide with another entry's "
+        "(a deterministic replicate); without it such entries are one run listed twice.",
+    )
 
     _schedule = field_validator("schedule", mode="before")(_schedule_field)
 
@@ -327,7 +333,7 @@ def _check_once(
     what: str,
 ) -> None:
     """A one-line error when two pilots (``run``: name, log) read one log (``key``: its
-    resolved path or its SHA-256)."""
+    resolved path)."""
     if key in seen:
         (name, log), (other, other_log) = seen[key], run
         raise InputError(
@@ -335,6 +341,33 @@ def _check_once(
             "list each pilot once"
         )
     seen[key] = run
+
+
+#: How two entries whose curves coincide are told (``runs.shared_curve``).
+_SAME_RUN = {
+    "sha256": "read identical files (same SHA-256)",
+    "same": "hold the same curves (steps and losses), one run read from two places",
+    "prefix": "hold curves of which one is the start of the other, a checkpoint of one run",
+}
+
+
+def _check_distinct(
+    manifest: Path, read: list[tuple[RunSpec, str, LogData]], spec: RunSpec, name: str, log: LogData
+) -> None:
+    """A one-line error when a pilot's curves coincide with an earlier one's (``read``),
+    unless either entry says it is a ``replicate``: one run is fitted once, whatever files
+    it is read from (HF's ``trainer_state.json``, a ``checkpoint-N/`` copy, its event
+    files), or it would count twice in the fit and leak into its own leave-one-out CV."""
+    for other_spec, other_name, other_log in read:
+        if spec.replicate or other_spec.replicate:
+            continue
+        how = "sha256" if log.sha256 == other_log.sha256 else shared_curve(log, other_log)
+        if how:
+            raise InputError(
+                f"{manifest}: runs '{other_name}' ({other_spec.log}) and '{name}' ({spec.log}) "
+                f"{_SAME_RUN[how]}: list each pilot once (a separate run with identical "
+                "numbers: 'replicate: true')"
+            )
 
 
 #: The pilots of each manifest ``kind``, in words.
@@ -431,16 +464,19 @@ def _read_runs(
 ) -> Iterator[tuple[RunSpec, str, LogData, Schedule | np.ndarray | None, tuple[str, ...]]]:
     """Each run of a manifest: its spec, name, log (read with ``columns_of(spec, where)``),
     resolved schedule and the notes on what the schedule took from the log. A log listed
-    twice (same path or same SHA-256) is an error."""
+    twice (same path), or one run listed twice (identical files, or curves that coincide:
+    :func:`_check_distinct`), is an error."""
     base = path.parent
     names = default_run_names([spec.log for spec in manifest.runs])
     seen: dict[object, tuple[str, str]] = {}
+    read: list[tuple[RunSpec, str, LogData]] = []
     for spec, default_name in zip(manifest.runs, names, strict=True):
         name = spec.name or default_name
         where = f"{path}: run '{spec.log}'"
         _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
         log = read_log(base / spec.log, columns_of(spec, where), spec.format or manifest.format)
-        _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
+        _check_distinct(path, read, spec, name, log)
+        read.append((spec, name, log))
         schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
         yield spec, name, log, schedule, schedule_notes
 

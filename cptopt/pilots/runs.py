@@ -366,6 +366,36 @@ def pretrain_run_from_log(
     )
 
 
+def shared_curve(a: LogData, b: LogData) -> str:
+    """How two logs' loss curves coincide: ``"same"`` (one run, whatever files it was read
+    from), ``"prefix"`` (the shorter is the start of the longer: a checkpoint of that run),
+    or ``""`` (different runs).
+
+    They coincide when, on every loss both log (at least one), the steps and values of the
+    shorter curve are the first ones of the longer, beyond step 0 (every run from one
+    checkpoint starts at its loss). Values are compared as float32, the precision
+    TensorBoard stores, so that a run's ``trainer_state.json`` and its event files match.
+    """
+    lengths = []
+    for role in ("general", "domain"):
+        first, second = getattr(a, role), getattr(b, role)
+        if first is None or second is None:
+            continue
+        n = min(len(first), len(second))
+        if (
+            first.steps[n - 1] <= 0
+            or not np.array_equal(first.steps[:n], second.steps[:n])
+            or not np.array_equal(
+                first.values[:n].astype(np.float32), second.values[:n].astype(np.float32)
+            )
+        ):
+            return ""
+        lengths.append(len(first) == len(second))
+    if not lengths:
+        return ""
+    return "same" if all(lengths) else "prefix"
+
+
 def infer_warmup(lr: np.ndarray) -> int:
     """Steps before the LR first reaches its maximum (0 if it starts there)."""
     return int(np.argmax(lr >= lr.max()))

@@ -293,11 +293,14 @@ def test_pilot_names_come_from_the_run_folder(tmp_path):
     }
     for log, name in names.items():
         assert default_run_name(log) == name, log
+    # hf-A2's second run folder holds a copy of hf-B's event file: the same run, listed
+    # here for its name only (as a replicate, or the manifest would refuse it)
     path = manifest(
         tmp_path,
         f"  - {{log: {REAL / 'hf-B/runs'}, replay_ratio: 0.25}}\n"
         f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-42-16_vm'}, replay_ratio: 0.25}}\n"
-        f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-43-09_vm'}, replay_ratio: 0.25}}\n",
+        f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-43-09_vm'}, replay_ratio: 0.25, "
+        "replicate: true}\n",
     )
     names = [run.name for run in load_manifest(path).runs]
     assert names == ["hf-B", "hf-A2/Dec02_00-42-16_vm", "hf-A2/Dec02_00-43-09_vm"]
