@@ -267,6 +267,22 @@ CASES = [
             "m.yaml": _manifest("out", "out/checkpoint-100"),
         },
     ),
+    # --- the domain corpus size: a bound that means something, never a silent no-op
+    Case(
+        "domain_tokens smaller than one step's domain tokens",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: domain_tokens == 1, less than one step's domain tokens \(7\.5 in run 'a'",
+        {
+            "a.csv": _pilot_csv(),
+            "m.yaml": "tokens_per_step: 10\ndomain_tokens: 1\n" + _manifest("a.csv"),
+        },
+    ),
+    Case(
+        "domain_tokens without tokens_per_step",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: domain_tokens needs tokens_per_step, which run 'a' lacks",
+        {"a.csv": _pilot_csv(), "m.yaml": "domain_tokens: 1000000\n" + _manifest("a.csv")},
+    ),
     # --- pre-training pilots (kind: pretrain) and their laws
     Case(
         "pre-training run given a replay ratio",

@@ -241,6 +241,8 @@ class CptLaw(LawRecord):
         for key, value in sizes.items():
             if value is not None and value <= 0:
                 return f"{key} == {value!r}, must be > 0"
+        if self.domain_tokens is not None and not cov.tokens_per_step:
+            return "domain_tokens: given, but coverage.tokens_per_step is empty (no step's tokens)"
         if self.lr_reference is None and (self.general.lr_power or self.domain.lr_power):
             return "lr_reference: missing; a set with lr_power divides the LRs by it"
         shared = set(self.general.parameter_names) & set(self.domain.parameter_names)

@@ -31,12 +31,14 @@ Per-step LR rule (the areas S1, S2 need the LR of every update):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
 
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import LogData, Series, logging_interval, lr_per_step
 from cptopt.schedules import Schedule
 
@@ -121,6 +123,34 @@ class PretrainHistory:
         return self.general if validation_set == "general" else self.domain
 
 
+def check_domain_tokens(
+    domain_tokens: float, runs: Sequence[tuple[str, float | None, float]], where: str = ""
+) -> None:
+    """``domain_tokens`` (the domain corpus's unique tokens, the repetition discount) against
+    the runs it applies to (``label``, tokens per step, replay ratio), or a one-line error
+    (``where``: a prefix, e.g. the manifest): every run needs its tokens per step (else
+    nothing would be discounted), and the corpus must hold at least one step's domain
+    tokens, ``tokens_per_step * (1 - replay_ratio)`` (a smaller one is repeated within every
+    step: not a corpus size)."""
+    if not math.isfinite(domain_tokens) or domain_tokens <= 0:
+        raise InputError(f"{where}{param('domain_tokens')} == {domain_tokens!r}, must be > 0")
+    for label, tokens_per_step, _ in runs:
+        if not tokens_per_step:
+            raise InputError(
+                f"{where}{param('domain_tokens')} needs {param('tokens_per_step')}, which "
+                f"{label} lacks: without it no step's domain tokens are known and nothing "
+                "would be discounted"
+            )
+    per_step = [(tps * (1 - replay), label) for label, tps, replay in runs]  # type: ignore[operator]
+    most, label = max(per_step, default=(0.0, ""))
+    if domain_tokens < most:
+        raise InputError(
+            f"{where}{param('domain_tokens')} == {domain_tokens:g}, less than one step's "
+            f"domain tokens ({most:g} in {label}: tokens_per_step x (1 - replay_ratio)); give "
+            "the domain corpus's size in unique tokens"
+        )
+
+
 def _check_run_names(names: list[str]) -> None:
     """At least one run, and unique names (one-line errors)."""
     if not names:
@@ -157,6 +187,9 @@ class PilotSet:
                     "with an unknown PT history all pilots must start from one checkpoint, "
                     f"got {len(checkpoints)}: {', '.join(sorted(checkpoints))}"
                 )
+        if self.domain_tokens is not None:
+            runs = [(f"run '{r.name}'", r.tokens_per_step, r.replay_ratio) for r in self.runs]
+            check_domain_tokens(self.domain_tokens, runs, f"{self.source}: " if self.source else "")
 
     def subset(self, names: list[str] | tuple[str, ...]) -> PilotSet:
         """The same pilot set restricted to the runs named (order kept)."""

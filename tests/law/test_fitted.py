@@ -184,6 +184,10 @@ DAMAGED = [
     (lambda d: d.update(annealing="s2", lam=1.5), r"lam == 1\.5: the S2 memory needs"),
     (_edit(["replay_terms"], False), r"replay_terms: False, but coverage\.replay_ratios has 3"),
     (_edit(["domain_tokens"], -5), r"domain_tokens == -5\.0, must be > 0"),
+    (
+        lambda d: d.update(domain_tokens=1e6, coverage={**d["coverage"], "tokens_per_step": []}),
+        r"domain_tokens: given, but coverage\.tokens_per_step is empty",
+    ),
     (_edit(["tied"], ["nope"]), r"tied: 'nope' is not a parameter of both sets"),
     (_edit(["general", "jackknife", 0], ["a"] * 13), r"general\.jackknife\[0\]\[0\]: Input should"),
 ]
