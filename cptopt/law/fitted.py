@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt._io import atomic_write_text, read_text
+from cptopt._io import atomic_write_text, read_text, remove_stale_temps
 from cptopt._validation import first_non_finite, validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
@@ -366,6 +366,7 @@ def load_law(path: str | Path) -> CptLaw | PretrainRunsLaw:
     Returns the record of the file's kind (:data:`FittedLaw`).
     """
     path = Path(path)
+    remove_stale_temps(path)  # left by a 'cptopt fit' killed while writing this file
     if not path.exists():
         raise InputError(f"law file not found: {path} (create it with 'cptopt fit')")
     try:
