@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
-from cptopt._processes import die_with_parent, stop_workers
+from cptopt._processes import die_with_parent, start_workers, stop_workers
+from cptopt.exceptions import FitError, param
 from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
 from cptopt.fitting.data import AUTO_PT_POINTS, FIT_POINTS, SELECTION_POINTS, thin
 from cptopt.fitting.optimise import Starts
@@ -256,11 +259,30 @@ def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
         initargs=(os.getpid(),),
     )
     try:
+        start_workers(pool, min(n_jobs, 2))
         yield pool
     except BaseException:
         stop_workers(pool)  # an error or a signal: no waiting for the running fits
         raise
     pool.shutdown(wait=True)
+
+
+#: What a fit job returns.
+T = TypeVar("T")
+
+
+def job_result(job: Future | Callable[[], T]) -> T:
+    """A job's result: ``job()`` here, or its future's from the pool; a worker that died
+    (killed, out of memory) is a one-line :class:`FitError`, not a broken-pool trace."""
+    if not isinstance(job, Future):
+        return job()
+    try:
+        return job.result()
+    except BrokenProcessPool:
+        raise FitError(
+            f"a fit worker process ended abruptly (killed, or out of memory); rerun, or fit "
+            f"in this process with {param('n_jobs')} 1"
+        ) from None
 
 
 def fit_variant(
@@ -302,7 +324,7 @@ def fit_variant(
         futures.append(pool.submit(job) if pool else job)
     per_set: dict[str, SetResult] = {}
     for future in futures:
-        per_set.update(future.result() if isinstance(future, Future) else future())
+        per_set.update(job_result(future))
     if not tied:
         for name, result in per_set.items():
             warm[keys[name]] = result.best.values

@@ -32,7 +32,7 @@ refitted with the :data:`~cptopt.fitting.jobs.FINAL` effort.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -49,6 +49,7 @@ from cptopt.fitting.jobs import (
     WarmStarts,
     fit_variant,
     fit_with_effort,
+    job_result,
     law_for,
 )
 from cptopt.law.fitted import SelectionRow
@@ -532,7 +533,7 @@ def select_variant(
     pt_points: dict[str, str] = {}
     doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
     for name, job in jobs.items():
-        outcome = job.result() if isinstance(job, Future) else job()
+        outcome = job_result(job)
         chosen[name], final[name], pt_points[name] = (
             outcome.chosen,
             outcome.final,
