@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,17 @@ def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
     for index in np.random.default_rng(seed).integers(0, len(data), count):
         damaged[index] ^= 0xFF
     return bytes(damaged)
+
+
+def _record_head(length: int) -> bytes:
+    """A TFRecord header claiming ``length`` bytes, with its valid CRC."""
+    import numpy as np
+
+    from cptopt.pilots.logs._crc32c import masked_crc32c
+
+    head = struct.pack("<Q", length)
+    crc = masked_crc32c(np.frombuffer(head, dtype=np.uint8), np.array([0]), np.array([8]))
+    return head + struct.pack("<I", int(crc[0]))
 
 
 def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) -> str:
@@ -206,6 +218,13 @@ CASES = [
             "events.out.tfevents.1.vm": EVENTS[: len(EVENTS) // 2],
             "m.yaml": _manifest("events.out.tfevents.1.vm"),
         },
+    ),
+    Case(
+        "event file whose last record claims a huge length",
+        ["inspect", "{tmp}/events.out.tfevents.1.vm"],
+        r"events\.out\.tfevents\.1\.vm: the record at byte \d+ claims 1099511627776 bytes, "
+        r"more than any file cptopt reads \(2147483648\): the event file is damaged",
+        {"events.out.tfevents.1.vm": EVENTS + _record_head(2**40) + b"x" * 30},
     ),
     Case(
         "W&B run file with a flipped byte",
@@ -557,7 +576,12 @@ CASES = [
     Case(
         "next-pilot P(best) 1.5",
         ["next-pilot", "--law", "{law}", "--p-best", "1.5"],
-        r"P\(best\) threshold == 1\.5",
+        r"--p-best == 1\.5, must be in \(0, 1\]",
+    ),
+    Case(
+        "recommend weights that overflow",
+        ["recommend", "--law", "{law}", "--weights", "1e308,1e308"],
+        r"--weights == \[1e\+308, 1e\+308\]: their sum overflows",
     ),
     Case(
         "next-pilot pilot steps 1e8",
