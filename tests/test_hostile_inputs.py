@@ -43,6 +43,13 @@ def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
     return bytes(damaged)
 
 
+def _alias_bomb(levels: int) -> str:
+    """A YAML alias bomb: each level lists the previous one 9 times (9**levels nodes)."""
+    lines = ["a0: &a0 [" + ",".join(["lol"] * 9) + "]"]
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nversion: *a{levels - 1}\n"
+
+
 def _record_head(length: int) -> bytes:
     """A TFRecord header claiming ``length`` bytes, with its valid CRC."""
     import numpy as np
@@ -136,6 +143,24 @@ CASES = [
         {"m.yaml": "version: 1\nversion: 1\n"},
     ),
     Case("manifest not a mapping", ["fit", "{tmp}/m.yaml"], r"mapping", {"m.yaml": "- 1\n"}),
+    Case(
+        "manifest an 11-level YAML alias bomb",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: line 6 aliases expand the file by more than 100000 nodes \(an alias bomb\?\)",
+        {"m.yaml": _alias_bomb(11)},
+    ),
+    Case(
+        "config nested 100,000 deep",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: line 1 collections nested more than 100 deep",
+        {"c.yaml": "schedule: " + "[" * 100_000 + "]" * 100_000 + "\n"},
+    ),
+    Case(
+        "manifest with a recursive alias",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: line 1 alias \*a refers to a collection that holds it",
+        {"m.yaml": "runs: &a [*a]\n"},
+    ),
     Case(
         "config not UTF-8",
         ["predict", "{tmp}/c.yaml", "--law", "{law}"],
