@@ -99,11 +99,22 @@ def die_with_parent(parent: int) -> None:
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate a pool's workers now (on an error or a signal in the parent)."""
-    workers = list(getattr(pool, "_processes", {}).values())  # no public API before 3.14
+    """Terminate a pool's workers now (on an error or a signal in the parent).
+
+    A worker killed while sending its result leaves the pool's reader thread waiting for
+    the rest, which the parent's own end of the result pipe would keep open forever (and
+    the exit, which joins that thread, with it): that end is closed once the workers are
+    gone, so the reader sees the pipe end and the pool winds down.
+    """
+    # no public API before 3.14 (and shutdown() forgets both)
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
         if worker.is_alive():
             worker.kill()
     for worker in workers:
         worker.join(timeout=5)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()

@@ -157,3 +157,38 @@ def test_a_worker_that_dies_is_a_fit_error_not_a_broken_pool():
 
     with process_pool(2) as pool, pytest.raises(FitError, match="worker process ended abruptly"):
         job_result(pool.submit(_die))
+
+
+HALF_A_REPLY = """
+import multiprocessing, os, signal, struct, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from cptopt._processes import stop_workers
+
+POOL = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+
+def half_a_reply():
+    # a worker that dies while sending its result: a header, 10 of 1,000,000 bytes, then
+    # frozen until the parent kills it
+    os.write(POOL._result_queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+def stopped(pid):
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+POOL.submit(half_a_reply)
+while not any(stopped(worker.pid) for worker in POOL._processes.values()):
+    time.sleep(0.05)
+stop_workers(POOL)  # as process_pool does on SIGTERM
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_worker_killed_mid_reply_does_not_hold_the_exit():
+    # the pool's reader thread, waiting for the rest of the reply, was joined at exit
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run(
+        [sys.executable, "-c", HALF_A_REPLY], capture_output=True, env=env, timeout=120
+    )
+    assert process.stdout == b"exiting\n" and process.returncode == 0, process.stderr.decode()
