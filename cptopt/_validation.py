@@ -29,6 +29,9 @@ MAX_STEPS = 10_000_000
 MAX_LOG_ROWS = 3 * MAX_STEPS
 #: The largest batch, in tokens per update.
 MAX_TOKENS_PER_STEP = 1_000_000_000
+#: The largest learning rate a schedule may reach: far above any used to train a language
+#: model (Adam's are below 0.1), far below where the law's areas overflow.
+MAX_LR = 10.0
 #: Seeds are 32-bit (Optuna's samplers pass them to numpy's legacy generator).
 MAX_SEED = 2**32 - 1
 #: Complete trials a study may be asked for.

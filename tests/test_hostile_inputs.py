@@ -567,6 +567,32 @@ CASES = [
         {"c.yaml": "schedule: {family: wsd, peak_lr: .nan, steps: 500}\nreplay_ratio: 0.2\n"},
     ),
     Case(
+        "config peak LR 1e300 (the areas would overflow)",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: schedule\.peak_lr: Input should be less than or equal to 10 \(got 1e\+300\)",
+        {"c.yaml": "schedule: {family: wsd, peak_lr: 1.0e+300, steps: 500}\nreplay_ratio: 0.2\n"},
+    ),
+    Case(
+        "manifest tokens per step 1e30",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: tokens_per_step: Input should be less than or equal to 1000000000",
+        {
+            "a.csv": _pilot_csv(),
+            "m.yaml": "tokens_per_step: 10000000000000000000000000000\n" + _manifest("a.csv"),
+        },
+    ),
+    Case(
+        "manifest with two runs of one name",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: pilot run names must be unique, repeated: x",
+        {
+            "a.csv": _pilot_csv(),
+            "b.csv": _pilot_csv().replace("1.9", "1.7"),
+            "m.yaml": "version: 1\npretrain: unknown\nruns:\n  - {log: a.csv, replay_ratio: 0.2, "
+            "name: x}\n  - {log: b.csv, replay_ratio: 0.5, name: x}\n",
+        },
+    ),
+    Case(
         "config tokens per step 1e18",
         ["predict", "{tmp}/c.yaml", "--law", "{law}"],
         r"tokens_per_step",

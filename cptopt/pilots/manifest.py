@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cptopt._validation import error_line, load_yaml_mapping, validate
+from cptopt._validation import MAX_TOKENS_PER_STEP, error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import (
     FORMATS,
@@ -241,7 +241,7 @@ class RunSpec(BaseModel):
     )
     schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
     replicate: bool = Field(
         default=False,
         description="A separate run even where its curves coincide with another entry's "
@@ -262,7 +262,7 @@ class PilotManifest(BaseModel):
     )
     format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
     columns: ColumnMap = Field(default_factory=ColumnMap)
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
     domain_tokens: float | None = Field(
         default=None,
         gt=0,
@@ -279,22 +279,24 @@ class PilotManifest(BaseModel):
 
 
 def _load_pretrain(
-    spec: PretrainSpec, base: Path, default_columns: ColumnMap, default_format: str = "auto"
+    spec: PretrainSpec, path: Path, default_columns: ColumnMap, default_format: str = "auto"
 ) -> PretrainHistory:
+    """The PT history of the manifest at ``path`` (its log read relative to it)."""
+    where = f"{path}: pretrain"
     if spec.unknown:
         if spec.log or spec.schedule or spec.checkpoints:
-            raise InputError("pretrain: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
+            raise InputError(f"{where}: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
         return PretrainHistory(lr=None, final_lr=spec.final_lr)
     if spec.log is None and spec.schedule is None:
-        raise InputError("pretrain: give a 'log' with an LR column, a 'schedule', or 'unknown'")
+        raise InputError(f"{where}: give a 'log' with an LR column, a 'schedule', or 'unknown'")
     if not spec.checkpoints:
-        raise InputError("pretrain: 'checkpoints' (name: PT step) is required when PT is known")
+        raise InputError(f"{where}: 'checkpoints' (name: PT step) is required when PT is known")
     log = None
     if spec.log:
         log = read_log(
-            base / spec.log, spec.columns or default_columns, spec.format or default_format
+            path.parent / spec.log, spec.columns or default_columns, spec.format or default_format
         )
-    schedule, _ = _resolve_schedule(spec.schedule, log, "pretrain")
+    schedule, _ = _resolve_schedule(spec.schedule, log, where)
     if schedule is not None:
         lr = schedule.lr_array() if isinstance(schedule, Schedule) else schedule
     else:
@@ -303,7 +305,7 @@ def _load_pretrain(
     for name, step in spec.checkpoints.items():
         if not 0 < step <= lr.size:
             raise InputError(
-                f"pretrain: checkpoint '{name}' at step {step} is outside the PT schedule "
+                f"{where}: checkpoint '{name}' at step {step} is outside the PT schedule "
                 f"(1..{lr.size})"
             )
     warmup = spec.warmup_steps if spec.warmup_steps is not None else infer_warmup(lr)
@@ -421,7 +423,7 @@ def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
                 f"{path}: run '{spec.log}': warmup_steps: only for pre-training runs (kind: "
                 "pretrain); a CPT run's warmup is in its schedule"
             )
-    pretrain = _load_pretrain(manifest.pretrain, path.parent, manifest.columns, manifest.format)
+    pretrain = _load_pretrain(manifest.pretrain, path, manifest.columns, manifest.format)
     runs = []
     for spec, name, log, schedule, schedule_notes in _read_runs(
         manifest, path, lambda spec, where: spec.columns or manifest.columns

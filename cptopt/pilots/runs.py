@@ -116,7 +116,9 @@ class PretrainHistory:
         """The PT step of checkpoint ``name`` (an error names the known ones)."""
         if name not in self.checkpoints:
             known = ", ".join(self.checkpoints) or "none"
-            raise InputError(f"unknown checkpoint '{name}'; the PT history defines: {known}")
+            raise InputError(
+                f"{param('checkpoint')} == {name!r}: unknown; the PT history defines: {known}"
+            )
         return self.checkpoints[name]
 
     def curve(self, validation_set: str) -> Series | None:
@@ -151,13 +153,16 @@ def check_domain_tokens(
         )
 
 
-def _check_run_names(names: list[str]) -> None:
-    """At least one run, and unique names (one-line errors)."""
+def _check_run_names(names: list[str], source: str = "") -> None:
+    """At least one run, and unique names (one-line errors naming ``source``, if given)."""
+    where = f"{source}: " if source else ""
     if not names:
-        raise InputError("no pilot runs given")
+        raise InputError(f"{where}no pilot runs given")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InputError(f"pilot run names must be unique, repeated: {', '.join(duplicates)}")
+        raise InputError(
+            f"{where}pilot run names must be unique, repeated: {', '.join(duplicates)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ class PilotSet:
     domain_tokens: float | None = None
 
     def __post_init__(self) -> None:
-        _check_run_names([run.name for run in self.runs])
+        _check_run_names([run.name for run in self.runs], self.source)
         if any(not isinstance(run, Run) for run in self.runs):
             raise InputError("a CPT pilot set holds CPT runs only (see PretrainPilots)")
         if not self.pretrain.known:
@@ -233,7 +238,7 @@ class PretrainPilots:
     source: str = ""
 
     def __post_init__(self) -> None:
-        _check_run_names([run.name for run in self.runs])
+        _check_run_names([run.name for run in self.runs], self.source)
         if any(not isinstance(run, PretrainRun) for run in self.runs):
             raise InputError("pre-training pilots hold pre-training runs only (see PilotSet)")
 

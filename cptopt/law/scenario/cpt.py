@@ -72,7 +72,7 @@ class CptRunInput:
             return np.unique(np.linspace(0, total, 11).round().astype(int))
         report = np.unique(np.asarray(steps, dtype=int))
         if report.size == 0 or report.min() < 0 or report.max() > total:
-            raise InputError(f"report steps must lie in 0..{total}")
+            raise InputError(f"{param('steps')} (the steps to report) must lie in 0..{total}")
         return report
 
 
