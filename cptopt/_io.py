@@ -146,13 +146,14 @@ def _unnamed_temp(folder: Path) -> int | None:
     if not flag or not Path("/proc/self/fd").is_dir():
         return None
     try:
-        return os.open(folder, flag | os.O_WRONLY, 0o666)
+        return os.open(folder, flag | os.O_RDWR, 0o666)
     except OSError:
         return None  # e.g. a file system without O_TMPFILE: a named temporary file
 
 
 def _name_temp(fd: int, folder: Path, prefix: str) -> str:
-    """Give the unnamed file ``fd`` a temporary name in ``folder`` (just before the rename)."""
+    """Give the unnamed file ``fd`` a temporary name in ``folder`` (just before the rename);
+    where the system refuses, copy its data to a named temporary file."""
     # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names it; os.link only calls linkat
     # (rather than link, which would not follow) when given a directory fd.
     anchor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -164,8 +165,30 @@ def _name_temp(fd: int, folder: Path, prefix: str) -> str:
                 return name
             except FileExistsError:
                 continue
+            except OSError:
+                return _copy_to_named(fd, folder, prefix)
     finally:
         os.close(anchor)
+
+
+def _copy_to_named(fd: int, folder: Path, prefix: str) -> str:
+    """The data of ``fd`` in a new named temporary file in ``folder``, fsynced."""
+    named, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(named, view) :]
+            offset += len(chunk)
+        os.fsync(named)
+        os.chmod(name, 0o666 & ~_current_umask())
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        os.close(named)
+    return name
 
 
 @contextlib.contextmanager

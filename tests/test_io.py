@@ -51,3 +51,19 @@ def test_binary_writes(tmp_path, temp_kind):
     with _io.atomic_writer(tmp_path / "x.bin", binary=True) as handle:
         handle.write(b"\x00\xff")
     assert (tmp_path / "x.bin").read_bytes() == b"\x00\xff"
+
+
+def test_where_the_unnamed_file_cannot_be_named_its_data_is_copied(tmp_path, monkeypatch):
+    fd = _io._unnamed_temp(tmp_path)
+    if fd is None:
+        pytest.skip("no unnamed temporary files here (O_TMPFILE)")
+    os.close(fd)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "linking refused")
+
+    monkeypatch.setattr(os, "link", refuse)
+    text = "x" * 3_000_000  # more than one copied chunk
+    _io.atomic_write_text(tmp_path / "law.json", text)
+    assert (tmp_path / "law.json").read_text() == text
+    assert [path.name for path in tmp_path.iterdir()] == ["law.json"]
