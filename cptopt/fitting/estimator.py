@@ -19,9 +19,10 @@ from cptopt.exceptions import InputError, NotFittedError, param
 from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
-from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
+from cptopt.fitting.jobs import FINAL, SELECTING, FitSettings, Variant, fit_variant, set_data
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, fit_pretrain
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
+from cptopt.fitting.workers import FitContext, SetData, one_blas_thread, process_pool
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
 from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainPartForm
@@ -355,12 +356,10 @@ class LawFitter:
         tie: bool | str,
         lr_power: bool | str,
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
-        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        context = _context(scenario, _selection_data(scenario, variants, settings, lr_power))
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             selected = select_variant(
-                scenario, variants, settings, tie=tie, lr_power=lr_power, pool=pool
+                scenario, variants, settings, tie=tie, lr_power=lr_power, runner=runner
             )
         notes = replay_doubt_notes(selected.replay_doubt)
         return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
@@ -372,10 +371,13 @@ class LawFitter:
         settings: FitSettings,
         pt_points: dict[str, str],
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
         chosen = dict.fromkeys(scenario.validation_sets, variant)
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        recipes = [
+            set_data(scenario, variant, name, settings, FINAL.points)
+            for name in scenario.validation_sets
+        ]
+        context = _context(scenario, recipes)
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             final = fit_variant(
                 scenario,
                 chosen,
@@ -383,7 +385,7 @@ class LawFitter:
                 settings,
                 FINAL,
                 jackknife=self.jackknife,
-                pool=pool,
+                runner=runner,
             )
         return _Outcome(chosen, [], final, pt_points, [])
 
@@ -417,8 +419,6 @@ class LawFitter:
 
     def _fit_pretrain(self, scenario: PretrainScenario) -> PretrainRunsLaw:
         """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
-        from threadpoolctl import threadpool_limits
-
         variants = self._pretrain_variants()
         runs = len(scenario.run_names)
         if len(variants) > 1 and runs < 3:
@@ -428,7 +428,7 @@ class LawFitter:
                 f"{param('lam')})"
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
-        with threadpool_limits(limits=1):
+        with one_blas_thread():
             fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
         with_jackknife = self.jackknife or bool(fitted.rows)
         return PretrainRunsLaw(
@@ -443,6 +443,35 @@ class LawFitter:
             inputs=scenario.input_records(),
             selection=fitted.rows,
         )
+
+
+def _selection_data(
+    scenario: CptScenario, variants: list[Variant], settings: FitSettings, lr_power: bool | str
+) -> list[SetData]:
+    """The data a selection among ``variants`` fits: each set under each memory, PT-point
+    policy and shift drive it may compare, thinned for the candidates and for the final fit."""
+    recipes = []
+    policies = {
+        name: AUTO_PT_POINTS if settings.pt_points_of(name, resolve=False) == "auto" else ()
+        for name in scenario.validation_sets
+    }
+    drives = (False, True) if lr_power in ("auto", True) else (False,)
+    for variant in dict.fromkeys(replace(v, form=variants[0].form) for v in variants):
+        for name in scenario.validation_sets:
+            for policy in policies[name] or (settings.pt_points_of(name),):
+                for power in drives:
+                    recipe = set_data(scenario, replace(variant, lr_power=power), name, settings, 0)
+                    for points in (SELECTING.points, FINAL.points):
+                        recipes.append(replace(recipe, pt_points=policy, points=points))
+    return recipes
+
+
+def _context(scenario: CptScenario, recipes: list[SetData]) -> FitContext:
+    """The fit's context with the data of ``recipes`` built (the workers inherit them)."""
+    context = FitContext(scenario)
+    for recipe in recipes:
+        context.data(recipe)
+    return context
 
 
 @dataclass(frozen=True)

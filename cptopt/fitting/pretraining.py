@@ -77,7 +77,7 @@ class _Fits:
             start=start,
             jackknife=jackknife,
             length_check=length_check,
-        )
+        ).result()
 
 
 def fit_pretrain(

@@ -32,12 +32,12 @@ refitted with the :data:`~cptopt.fitting.jobs.FINAL` effort.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult
+from cptopt.fitting.crossval import PendingSet, SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS
 from cptopt.fitting.jobs import (
     FINAL,
@@ -50,10 +50,12 @@ from cptopt.fitting.jobs import (
     fit_variant,
     fit_with_effort,
     law_for,
+    side_by_side,
 )
+from cptopt.fitting.workers import Runner, SetData
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
-from cptopt.law.scenario import CptScenario, FitData, InputNeeds
+from cptopt.law.scenario import CptScenario, InputNeeds
 
 #: The sets of CPT pilots, each selected on its own CV.
 VALIDATION_SETS = CptScenario.validation_sets
@@ -158,6 +160,28 @@ class Candidate:
         )
 
 
+class _Fitted:
+    """A candidate whose refits may still be running: its optimum now, the rest (its
+    :class:`Candidate`) when asked, so that the next candidate's fit need not wait."""
+
+    def __init__(self, variant: Variant, pending: PendingSet) -> None:
+        self.variant, self.pending = variant, pending
+        self._candidate: Candidate | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.pending.best.values
+
+    def candidate(self) -> Candidate:
+        if self._candidate is None:
+            self._candidate = Candidate.of(self.variant, self.pending.result())
+        return self._candidate
+
+    def renamed(self, variant: Variant) -> _Fitted:
+        """The same fit as another variant's (a twin form: the same law)."""
+        return _Fitted(variant, self.pending)
+
+
 @dataclass(frozen=True)
 class SetOutcome:
     """One validation set's selection: the chosen variant, every candidate, the final fit,
@@ -173,11 +197,12 @@ class SetOutcome:
 
 @dataclass(frozen=True)
 class SetSelection:
-    """Comparisons 1b, 2 and 3 of one validation set, then its final fit: one job, one worker.
+    """Comparisons 1b, 2 and 3 of one validation set, then its final fit.
 
-    The general and the domain law are separate fits, so each set's whole selection runs
-    in its own process without waiting for the other's (see the module docstring).
-    ``warm``: the reference variant's optimum from comparison 1, if it was fitted there.
+    The general and the domain law are separate fits, so each set's selection runs without
+    waiting for the other's (side by side, each handing its fits' refits to the runner's
+    workers: see the module docstring). ``warm``: the reference variant's optimum from
+    comparison 1, if it was fitted there.
     """
 
     scenario: CptScenario
@@ -188,51 +213,62 @@ class SetSelection:
     settings: FitSettings
     warm: np.ndarray | None = None
 
-    def __call__(self) -> SetOutcome:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
-            return _SetSelectionRun(self).run()
+    def __call__(self, runner: Runner | None = None) -> SetOutcome:
+        return _SetSelectionRun(self, runner or Runner()).run()
 
 
 class _SetSelectionRun:
-    """The state of one :class:`SetSelection`: its data, generator and candidates."""
+    """The state of one :class:`SetSelection`: its generator and candidates."""
 
-    def __init__(self, job: SetSelection) -> None:
+    def __init__(self, job: SetSelection, runner: Runner) -> None:
         self.job, self.name, self.settings = job, job.validation_set, job.settings
+        self.runner = runner
         self.policy = job.settings.pt_points_of(job.validation_set, resolve=False)
-        self.datas: dict[tuple[bool, str], FitData] = {}
         self.rng = np.random.default_rng([job.settings.seed, VALIDATION_SETS.index(self.name)])
-        self.found: dict[Variant, tuple[LawForm, Candidate]] = {}
+        self.found: dict[Variant, tuple[LawForm, _Fitted]] = {}
 
     def law(self, variant: Variant) -> LawForm:
         return law_for(variant, self.name, self.job.scenario, self.settings)
 
-    def data(self, steps: bool) -> FitData:
-        key = (steps, self.policy)
-        if key not in self.datas:
-            reference = self.job.reference
-            needs = InputNeeds(reference.lam, reference.annealing == "mpl", steps)
-            self.datas[key] = self.job.scenario.fit_data(self.name, needs, self.policy)
-        return self.datas[key]
+    def data(self, steps: bool) -> SetData:
+        """The recipe of this set's data under the current PT-point policy (thinned by the
+        fit's effort)."""
+        reference = self.job.reference
+        needs = InputNeeds(reference.lam, reference.annealing == "mpl", steps)
+        return SetData(self.name, needs, self.policy, 0)
 
-    def fit(self, variant: Variant, start: np.ndarray | None, effort: Effort) -> SetResult:
+    def fit(self, variant: Variant, start: np.ndarray | None, effort: Effort) -> PendingSet:
+        """Fit ``variant`` (its refits go on running) and, while selecting, keep it."""
+        law, fitted = self.fitted(variant, start, effort)
+        if effort.name != "final":
+            self.found[variant] = (law, fitted)
+        return fitted.pending
+
+    def fitted(
+        self, variant: Variant, start: np.ndarray | None, effort: Effort
+    ) -> tuple[LawForm, _Fitted]:
+        """The fit of ``variant`` with ``effort`` from ``start``, not kept."""
         law, data = self.law(variant), self.data(variant.lr_power)
         length_check = effort.length_check or self.name == "domain"
         result = fit_with_effort(
-            law, data, self.settings, effort, self.rng, start=start, length_check=length_check
+            law,
+            data,
+            self.settings,
+            effort,
+            self.rng,
+            start=start,
+            length_check=length_check,
+            runner=self.runner,
         )
-        if effort.name != "final":
-            self.found[variant] = (law, Candidate.of(variant, result))
-        return result
+        return law, _Fitted(variant, result)
 
     def translated(self, source: Variant, target: Variant) -> np.ndarray:
-        law, candidate = self.found[source]
-        return translate_start(law, candidate.values, self.law(target))
+        law, fitted = self.found[source]
+        return translate_start(law, fitted.values, self.law(target))
 
     def choose(self, variants: list[Variant]) -> tuple[Variant, list[Variant]]:
         """The 1-SE choice among ``variants`` and the ones within the noise of the best."""
-        rows = [_set_row(self.found[v][1]) for v in variants]
+        rows = [_set_row(self.found[v][1].candidate()) for v in variants]
         best, errors = one_standard_error_choice(rows, _prior_preference(self.name))
         lowest = min(rows, key=lambda row: row.cv_mean)
         close = [
@@ -251,26 +287,41 @@ class _SetSelectionRun:
             self.fit(reference, start, SELECTING)
             tried[policy] = self.found[reference]
         scores = [
-            _set_row(candidate).model_copy(update={"form": policy})
-            for policy, (_, candidate) in tried.items()
+            _set_row(fitted.candidate()).model_copy(update={"form": policy})
+            for policy, (_, fitted) in tried.items()
         ]
         self.policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
         self.found[reference] = tried[self.policy]
 
     def fit_forms(self, reference: Variant) -> None:
         """Comparison 2's candidates: every form, from the reference's optimum (twins
-        shared)."""
+        shared). Each starts from the reference alone, so they are fitted side by side."""
         names = {reference.form: self.law(reference).names}
+        twins: dict[Variant, Variant] = {}
         for form in self.job.forms:
             variant = replace(reference, form=form)
             law = self.law(variant)
             twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
             if twin is not None:  # e.g. mix is share for the domain law: the same fit
-                law_twin, candidate = self.found[replace(reference, form=twin)]
-                self.found[variant] = (law_twin, replace(candidate, variant=variant))
-            elif variant not in self.found:
-                self.fit(variant, self.translated(reference, variant), SELECTING)
+                twins[variant] = replace(reference, form=twin)
             names.setdefault(form, law.names)
+        variants = [
+            replace(reference, form=form)
+            for form in self.job.forms
+            if replace(reference, form=form) not in twins
+        ]
+        new = [v for v in variants if v not in self.found]
+        calls = [partial(self.fitted, v, self.translated(reference, v), SELECTING) for v in new]
+        # Side by side only if no fit draws from the set's stream (else: in order).
+        draws = SELECTING.warm_starts > 1 and self.settings.n_screen > 0
+        results = [call() for call in calls] if draws else side_by_side(self.runner, calls)
+        fitted = dict(zip(new, results, strict=True))
+        for variant in (replace(reference, form=form) for form in self.job.forms):
+            if variant in twins:
+                law_twin, twin_fit = self.found[twins[variant]]
+                self.found[variant] = (law_twin, twin_fit.renamed(variant))
+            elif variant in fitted:
+                self.found[variant] = fitted[variant]
 
     def run(self) -> SetOutcome:
         reference = self.job.reference
@@ -285,8 +336,8 @@ class _SetSelectionRun:
             powered = replace(chosen, lr_power=True)
             self.fit(powered, self.translated(chosen, powered), SELECTING)
             chosen, _ = self.choose([chosen, powered])
-        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED)
-        candidates = [candidate for _, candidate in self.found.values()]
+        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED).result()
+        candidates = [fitted.candidate() for _, fitted in self.found.values()]
         return SetOutcome(chosen, candidates, final, self.policy, doubt)
 
     def replay_doubt(self, close: list[Variant]) -> list[tuple[float, float, tuple[str, ...]]]:
@@ -450,7 +501,7 @@ def _choose_memory(
     reference: str,
     memories: list[tuple[str, float | None]],
     settings: FitSettings,
-    pool: ProcessPoolExecutor | None,
+    runner: Runner,
 ) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
     """Comparison 1: the memory with the lowest CV over the shared-replay folds."""
     warm: WarmStarts = {}
@@ -461,7 +512,7 @@ def _choose_memory(
     # S2 from the longest memory down, each warm-started from its neighbour.
     for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
         variant = Variant(reference, lam, annealing)
-        fitted = fit_variant(scenario, variant, warm, settings, SELECTING, pool=pool)
+        fitted = fit_variant(scenario, variant, warm, settings, SELECTING, runner=runner)
         for name, result in fitted.items():
             candidates[name].append(Candidate.of(variant, result))
     rows = merged_rows(candidates, scenario.shared_replay_folds())
@@ -474,7 +525,7 @@ def _choose_tie(
     untied: Variant,
     candidates: dict[str, list[Candidate]],
     settings: FitSettings,
-    pool: ProcessPoolExecutor | None,
+    runner: Runner,
 ) -> tuple[Variant, dict[tuple, float]]:
     """Comparison 4: the chosen variant with its memory tied between the two sets, or not."""
     tied = replace(untied, tied=True)
@@ -482,7 +533,7 @@ def _choose_tie(
         untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
         for name, cs in candidates.items()
     }
-    fitted = fit_variant(scenario, tied, warm, settings, SELECTING, pool=pool)
+    fitted = fit_variant(scenario, tied, warm, settings, SELECTING, runner=runner)
     for name, result in fitted.items():
         candidates[name].append(Candidate.of(tied, result))
     rows = merged_rows(candidates, scenario.shared_replay_folds())
@@ -498,7 +549,7 @@ def select_variant(
     *,
     tie: bool | str,
     lr_power: bool | str = "auto",
-    pool: ProcessPoolExecutor | None,
+    runner: Runner | None = None,
 ) -> Selected:
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
@@ -508,31 +559,34 @@ def select_variant(
     PT-phase points each set pooled (comparison 1b resolves "auto") and the replay forms'
     disagreement.
     """
+    runner = runner or Runner()
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
     shared_folds = scenario.shared_replay_folds()
     first = REFERENCE_FORM if REFERENCE_FORM in forms else forms[0]
-    reference, candidates, warm = _choose_memory(scenario, first, memories, settings, pool)
+    reference, candidates, warm = _choose_memory(scenario, first, memories, settings, runner)
     if lr_power is True:
         reference = replace(reference, lr_power=True)
-    jobs = {}
-    for name in VALIDATION_SETS:
-        job = SetSelection(
-            scenario,
-            name,
-            reference,
-            forms,
-            lr_power,
-            settings,
-            warm.get(reference.warm_key(name)),
+    jobs = [
+        partial(
+            SetSelection(
+                scenario,
+                name,
+                reference,
+                forms,
+                lr_power,
+                settings,
+                warm.get(reference.warm_key(name)),
+            ),
+            runner,
         )
-        jobs[name] = pool.submit(job) if pool else job
+        for name in VALIDATION_SETS
+    ]
     chosen: dict[str, Variant] = {}
     final: dict[str, SetResult] = {}
     pt_points: dict[str, str] = {}
     doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
-    for name, job in jobs.items():
-        outcome = job.result() if isinstance(job, Future) else job()
+    for name, outcome in zip(VALIDATION_SETS, side_by_side(runner, jobs), strict=True):
         chosen[name], final[name], pt_points[name] = (
             outcome.chosen,
             outcome.final,
@@ -547,13 +601,13 @@ def select_variant(
     if tie is not False and reference.annealing == "mpl":
         if tie == "auto" and chosen["general"] == chosen["domain"]:
             untied = chosen["general"]
-            tied, errors = _choose_tie(scenario, untied, candidates, settings, pool)
+            tied, errors = _choose_tie(scenario, untied, candidates, settings, runner)
             chosen = dict.fromkeys(VALIDATION_SETS, tied)
         elif tie is True:
             chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
         if chosen["general"].tied:
             start = {chosen[name].warm_key(name): final[name].best.values for name in final}
-            final = fit_variant(scenario, chosen, start, settings, FINAL, pool=pool)
+            final = fit_variant(scenario, chosen, start, settings, FINAL, runner=runner)
     rows = []
     for row in merged_rows(candidates, shared_folds):
         marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}
