@@ -8,9 +8,8 @@ Comput. 21(1), 1999). It computes the same iterates with the same floating-point
 operations, including SciPy's LAPACK ``gesdd`` for the SVD, so a fit gives bit for bit what
 ``least_squares`` gives (``tests/fitting/test_trf.py``). What it leaves out is the general
 machinery around the algorithm (argument checks, function wrappers with memoisation,
-sparse and LinearOperator Jacobians, other losses and solvers), which cost as much as the
-algorithm on the fit's small problems, and the ``scipy.optimize`` import (0.2-0.4 s) that a
-fit would otherwise pay at start-up.
+sparse and LinearOperator Jacobians, other losses and solvers): on the fit's small problems
+that machinery took about a fifth of a 25-evaluation refit.
 """
 
 from __future__ import annotations
