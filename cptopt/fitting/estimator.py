@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cptopt._progress import Progress
 from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError, param
 from cptopt.fitting.assemble import pretrain_record, set_fit_record
@@ -306,17 +307,18 @@ class LawFitter:
                 variants.append(Variant(form, None, "mpl", lr_power=power))
         return variants, tie
 
-    def fit(self, pilots: Pilots) -> LawFitter:
+    def fit(self, pilots: Pilots, progress: Progress | None = None) -> LawFitter:
         """Fit the pilots' validation sets (choosing the variant by CV if asked); returns
         ``self``. CPT pilots: both sets; pre-training pilots: their one set, with the law's
-        pre-training part."""
+        pre-training part. ``progress(stage, done, total)`` hears of each stage and count
+        (:mod:`cptopt._progress`; called from the threads that fit the two sets)."""
         scenario = scenario_of(pilots)
         procedure = PROCEDURES[type(scenario)]
         procedure.check(self)
-        self._law = procedure.fit(self, scenario)
+        self._law = procedure.fit(self, scenario, progress)
         return self
 
-    def _fit_cpt(self, scenario: CptScenario) -> CptLaw:
+    def _fit_cpt(self, scenario: CptScenario, progress: Progress | None = None) -> CptLaw:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
@@ -342,10 +344,10 @@ class LawFitter:
             tuple(sorted(pt_points.items())),
         )
         if selecting:
-            outcome = self._select(scenario, variants, settings, tie, lr_power)
+            outcome = self._select(scenario, variants, settings, tie, lr_power, progress)
         else:
             variant = replace(variants[0], tied=True) if tie is True else variants[0]
-            outcome = self._fit_one(scenario, variant, settings, pt_points)
+            outcome = self._fit_one(scenario, variant, settings, pt_points, progress)
         return self._cpt_law(scenario, outcome, self.jackknife or selecting)
 
     def _select(
@@ -355,11 +357,18 @@ class LawFitter:
         settings: FitSettings,
         tie: bool | str,
         lr_power: bool | str,
+        progress: Progress | None,
     ) -> _Outcome:
         context = _context(scenario, _selection_data(scenario, variants, settings, lr_power))
         with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             selected = select_variant(
-                scenario, variants, settings, tie=tie, lr_power=lr_power, runner=runner
+                scenario,
+                variants,
+                settings,
+                tie=tie,
+                lr_power=lr_power,
+                runner=runner,
+                progress=progress,
             )
         notes = replay_doubt_notes(selected.replay_doubt)
         return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
@@ -370,6 +379,7 @@ class LawFitter:
         variant: Variant,
         settings: FitSettings,
         pt_points: dict[str, str],
+        progress: Progress | None,
     ) -> _Outcome:
         chosen = dict.fromkeys(scenario.validation_sets, variant)
         recipes = [
@@ -386,6 +396,7 @@ class LawFitter:
                 FINAL,
                 jackknife=self.jackknife,
                 runner=runner,
+                progress=progress,
             )
         return _Outcome(chosen, [], final, pt_points, [])
 
@@ -417,7 +428,9 @@ class LawFitter:
             selection=outcome.rows,
         )
 
-    def _fit_pretrain(self, scenario: PretrainScenario) -> PretrainRunsLaw:
+    def _fit_pretrain(
+        self, scenario: PretrainScenario, progress: Progress | None = None
+    ) -> PretrainRunsLaw:
         """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
         variants = self._pretrain_variants()
         runs = len(scenario.run_names)
@@ -429,7 +442,9 @@ class LawFitter:
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
         with one_blas_thread():
-            fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
+            fitted = fit_pretrain(
+                scenario, variants, settings, jackknife=self.jackknife, progress=progress
+            )
         with_jackknife = self.jackknife or bool(fitted.rows)
         return PretrainRunsLaw(
             annealing=fitted.chosen.annealing,  # type: ignore[arg-type]
@@ -480,7 +495,7 @@ class Procedure:
     and its fit."""
 
     check: Callable[[LawFitter], Any]
-    fit: Callable[[LawFitter, Any], CptLaw | PretrainRunsLaw]
+    fit: Callable[[LawFitter, Any, Progress | None], CptLaw | PretrainRunsLaw]
 
 
 #: The procedure of each scenario (a new kind of pilot adds its own).

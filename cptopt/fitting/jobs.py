@@ -13,6 +13,7 @@ the chosen variant then gets the final fit (two polished starts to convergence).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from cptopt._progress import Progress, report
 from cptopt.fitting.crossval import (
     MAX_FOLDS,
     PendingSet,
@@ -245,6 +247,30 @@ def _fit_group(
 T = TypeVar("T")
 
 
+class Counter:
+    """Counts finished steps of one stage for ``progress`` (from any thread)."""
+
+    def __init__(self, progress: Progress | None, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total, self.done = progress, stage, total, 0
+        self.lock = threading.Lock()
+        report(progress, stage, 0, total)
+
+    def tick(self) -> None:
+        with self.lock:
+            self.done += 1
+            report(self.progress, self.stage, self.done, self.total)
+
+    def counted(self, call: Callable[[], T]) -> Callable[[], T]:
+        """``call``, counted when it returns."""
+
+        def counted_call() -> T:
+            result = call()
+            self.tick()
+            return result
+
+        return counted_call
+
+
 def side_by_side(runner: Runner, calls: list[Callable[[], T]]) -> list[T]:
     """The results of ``calls``: each in a thread of its own when the runner has workers
     to keep busy (each call waits on the tasks it hands the runner), else one by one."""
@@ -265,13 +291,14 @@ def fit_variant(
     jackknife: bool = True,
     runner: Runner | None = None,
     n_starts: int | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, SetResult]:
     """Fit both validation sets under ``variant`` (or a variant per set), warm-started from
     ``warm`` where it has that variant's optimum; record the results in ``warm``.
 
     ``n_starts`` overrides the effort's choice (``settings.n_starts`` without a warm start,
     ``effort.warm_starts`` with one). A tied variant is one joint problem for both sets;
-    untied, the two sets run side by side.
+    untied, the two sets run side by side. ``progress`` hears "final fit" of each set.
     """
     runner = runner or Runner()
     sets = scenario.validation_sets
@@ -295,8 +322,9 @@ def fit_variant(
                 runner,
             )
         )
+    counter = Counter(progress, "final fit", len(calls))
     per_set: dict[str, SetResult] = {}
-    for results in side_by_side(runner, calls):
+    for results in side_by_side(runner, [counter.counted(call) for call in calls]):
         per_set.update(results)
     if not tied:
         for name, result in per_set.items():

@@ -32,17 +32,19 @@ refitted with the :data:`~cptopt.fitting.jobs.FINAL` effort.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
 
+from cptopt._progress import Progress, report
 from cptopt.fitting.crossval import PendingSet, SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
     SELECTING,
+    Counter,
     Effort,
     FitSettings,
     Variant,
@@ -212,6 +214,7 @@ class SetSelection:
     lr_power: bool | str
     settings: FitSettings
     warm: np.ndarray | None = None
+    progress: Progress | None = field(default=None, compare=False)
 
     def __call__(self, runner: Runner | None = None) -> SetOutcome:
         return _SetSelectionRun(self, runner or Runner()).run()
@@ -226,6 +229,7 @@ class _SetSelectionRun:
         self.policy = job.settings.pt_points_of(job.validation_set, resolve=False)
         self.rng = np.random.default_rng([job.settings.seed, VALIDATION_SETS.index(self.name)])
         self.found: dict[Variant, tuple[LawForm, _Fitted]] = {}
+        self.counter = Counter(None, "", 0)  # set by run(), which knows the candidates
 
     def law(self, variant: Variant) -> LawForm:
         return law_for(variant, self.name, self.job.scenario, self.settings)
@@ -243,6 +247,20 @@ class _SetSelectionRun:
         if effort.name != "final":
             self.found[variant] = (law, fitted)
         return fitted.pending
+
+    def twins(self, reference: Variant) -> dict[Variant, Variant]:
+        """Forms that are another form's law for this set (``mix`` is ``share`` for the
+        domain law): the same fit serves both."""
+        names = {reference.form: self.law(reference).names}
+        twins: dict[Variant, Variant] = {}
+        for form in self.job.forms:
+            variant = replace(reference, form=form)
+            law = self.law(variant)
+            twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
+            if twin is not None:
+                twins[variant] = replace(reference, form=twin)
+            names.setdefault(form, law.names)
+        return twins
 
     def fitted(
         self, variant: Variant, start: np.ndarray | None, effort: Effort
@@ -285,6 +303,7 @@ class _SetSelectionRun:
             self.policy = policy
             start = self.job.warm if not tried else self.found[reference][1].values
             self.fit(reference, start, SELECTING)
+            self.counter.tick()
             tried[policy] = self.found[reference]
         scores = [
             _set_row(fitted.candidate()).model_copy(update={"form": policy})
@@ -296,22 +315,17 @@ class _SetSelectionRun:
     def fit_forms(self, reference: Variant) -> None:
         """Comparison 2's candidates: every form, from the reference's optimum (twins
         shared). Each starts from the reference alone, so they are fitted side by side."""
-        names = {reference.form: self.law(reference).names}
-        twins: dict[Variant, Variant] = {}
-        for form in self.job.forms:
-            variant = replace(reference, form=form)
-            law = self.law(variant)
-            twin = next((f for f in names if _same_law(f, form, law.names, names[f])), None)
-            if twin is not None:  # e.g. mix is share for the domain law: the same fit
-                twins[variant] = replace(reference, form=twin)
-            names.setdefault(form, law.names)
+        twins = self.twins(reference)
         variants = [
             replace(reference, form=form)
             for form in self.job.forms
             if replace(reference, form=form) not in twins
         ]
         new = [v for v in variants if v not in self.found]
-        calls = [partial(self.fitted, v, self.translated(reference, v), SELECTING) for v in new]
+        calls = [
+            self.counter.counted(partial(self.fitted, v, self.translated(reference, v), SELECTING))
+            for v in new
+        ]
         # Side by side only if no fit draws from the set's stream (else: in order).
         draws = SELECTING.warm_starts > 1 and self.settings.n_screen > 0
         results = [call() for call in calls] if draws else side_by_side(self.runner, calls)
@@ -325,18 +339,27 @@ class _SetSelectionRun:
 
     def run(self) -> SetOutcome:
         reference = self.job.reference
+        policies = len(AUTO_PT_POINTS) if self.policy == "auto" else 1
+        forms = sum(replace(reference, form=f) not in self.twins(reference) for f in self.job.forms)
+        power = 1 if self.job.lr_power == "auto" else 0
+        # Its candidates and, last, the chosen one's final fit.
+        stage = f"selecting the {self.name} law"
+        self.counter = Counter(self.job.progress, stage, policies + forms - 1 + power + 1)
         if self.policy == "auto":
             self.choose_pt_points(reference)
         else:
             self.fit(reference, self.job.warm, SELECTING)
+            self.counter.tick()
         self.fit_forms(reference)
         chosen, close = self.choose([replace(reference, form=f) for f in self.job.forms])
         doubt = self.replay_doubt(close)
         if self.job.lr_power == "auto":
             powered = replace(chosen, lr_power=True)
             self.fit(powered, self.translated(chosen, powered), SELECTING)
+            self.counter.tick()
             chosen, _ = self.choose([chosen, powered])
         final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED).result()
+        self.counter.tick()
         candidates = [fitted.candidate() for _, fitted in self.found.values()]
         return SetOutcome(chosen, candidates, final, self.policy, doubt)
 
@@ -502,6 +525,7 @@ def _choose_memory(
     memories: list[tuple[str, float | None]],
     settings: FitSettings,
     runner: Runner,
+    progress: Progress | None = None,
 ) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
     """Comparison 1: the memory with the lowest CV over the shared-replay folds."""
     warm: WarmStarts = {}
@@ -509,10 +533,12 @@ def _choose_memory(
     if len(memories) == 1:
         annealing, lam = memories[0]
         return Variant(reference, lam, annealing), candidates, warm
+    counter = Counter(progress, "choosing the annealing memory", len(memories))
     # S2 from the longest memory down, each warm-started from its neighbour.
     for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
         variant = Variant(reference, lam, annealing)
         fitted = fit_variant(scenario, variant, warm, settings, SELECTING, runner=runner)
+        counter.tick()
         for name, result in fitted.items():
             candidates[name].append(Candidate.of(variant, result))
     rows = merged_rows(candidates, scenario.shared_replay_folds())
@@ -550,6 +576,7 @@ def select_variant(
     tie: bool | str,
     lr_power: bool | str = "auto",
     runner: Runner | None = None,
+    progress: Progress | None = None,
 ) -> Selected:
     """Choose among ``variants`` (see the module docstring) and fit the winners.
 
@@ -564,7 +591,9 @@ def select_variant(
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
     shared_folds = scenario.shared_replay_folds()
     first = REFERENCE_FORM if REFERENCE_FORM in forms else forms[0]
-    reference, candidates, warm = _choose_memory(scenario, first, memories, settings, runner)
+    reference, candidates, warm = _choose_memory(
+        scenario, first, memories, settings, runner, progress
+    )
     if lr_power is True:
         reference = replace(reference, lr_power=True)
     jobs = [
@@ -577,6 +606,7 @@ def select_variant(
                 lr_power,
                 settings,
                 warm.get(reference.warm_key(name)),
+                progress,
             ),
             runner,
         )
@@ -601,13 +631,17 @@ def select_variant(
     if tie is not False and reference.annealing == "mpl":
         if tie == "auto" and chosen["general"] == chosen["domain"]:
             untied = chosen["general"]
+            report(progress, "tying the memory", 0, 1)
             tied, errors = _choose_tie(scenario, untied, candidates, settings, runner)
+            report(progress, "tying the memory", 1, 1)
             chosen = dict.fromkeys(VALIDATION_SETS, tied)
         elif tie is True:
             chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
         if chosen["general"].tied:
             start = {chosen[name].warm_key(name): final[name].best.values for name in final}
-            final = fit_variant(scenario, chosen, start, settings, FINAL, runner=runner)
+            final = fit_variant(
+                scenario, chosen, start, settings, FINAL, runner=runner, progress=progress
+            )
     rows = []
     for row in merged_rows(candidates, shared_folds):
         marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}

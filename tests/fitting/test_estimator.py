@@ -206,3 +206,42 @@ def test_lr_power_forced_on_every_candidate_fits_and_predicts():
     schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_steps=20)
     prediction = predict(law, schedule, 0.1)
     assert np.isfinite(prediction.general.mean).all() and prediction.domain.final > 0
+
+
+def test_progress_names_each_stage_with_its_count(unannealed_manifest):
+    """The fit reports through the callback it is given (the library prints nothing): the
+    logs read k of n, the PT history, and each set's candidates k of n with the final fit
+    last; counts only grow, from 0 to their total."""
+    import threading
+
+    from cptopt import load_manifest
+
+    calls: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        with lock:
+            calls.append((stage, done, total))
+
+    pilots = load_manifest(unannealed_manifest, progress=progress)
+    LawFitter(n_jobs=2).fit(pilots, progress=progress)
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages[:2] == ["reading the pre-training history", "reading logs"]
+    assert set(stages[2:]) == {"selecting the general law", "selecting the domain law"}
+    for stage in stages:
+        counts = [(done, total) for name, done, total in calls if name == stage]
+        totals = {total for _, total in counts}
+        assert len(totals) == 1, stage
+        done = [d for d, _ in counts]
+        assert done == sorted(done) and done[0] == 0 and done[-1] == totals.pop(), stage
+    assert ("reading logs", 5, 5) in calls
+    # general: 2 PT-point policies + 3 more replay forms + the LR power + the final fit;
+    # domain: 1 + 2 (mix is share for the domain law) + 1 + 1
+    assert ("selecting the general law", 7, 7) in calls
+    assert ("selecting the domain law", 5, 5) in calls
+
+
+def test_progress_of_a_fixed_variant_is_its_final_fit(unannealed_manifest):
+    calls: list[tuple[str, int, int]] = []
+    fit(unannealed_manifest, form="exp", lam=0.99, progress=lambda *a: calls.append(a))
+    assert [c for c in calls if c[0] == "final fit"][-1] == ("final fit", 2, 2)
