@@ -355,17 +355,21 @@ def _write_rdb(storage: Any, study_id: int, trials: list[Any]) -> None:
             .select_from(table)
             .where(table.c.study_id == study_id)
         ).scalar_one()
-        for offset, trial in enumerate(trials):
-            inserted = connection.execute(
-                table.insert().values(
-                    number=count + offset,
-                    study_id=study_id,
-                    state=trial.state,
-                    datetime_start=_utc(trial.datetime_start),
-                    datetime_complete=_utc(trial.datetime_complete),
-                )
-            )
-            trial_id = inserted.inserted_primary_key[0]
+        inserted = connection.execute(
+            table.insert().returning(table.c.trial_id, sort_by_parameter_order=True),
+            [
+                {
+                    "number": count + offset,
+                    "study_id": study_id,
+                    "state": trial.state,
+                    "datetime_start": _utc(trial.datetime_start),
+                    "datetime_complete": _utc(trial.datetime_complete),
+                }
+                for offset, trial in enumerate(trials)
+            ],
+        )
+        trial_ids = [row[0] for row in inserted]
+        for trial, trial_id in zip(trials, trial_ids, strict=True):
             for objective, value in enumerate(trial.values or []):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 rows[models.TrialValueModel].append(
