@@ -8,7 +8,7 @@ interval scale, and (ii) the jackknife replicas of every parameter and predictio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class SetResult:
     #: RMS log error at the pilots' ends of the law refitted on their first halves
     #: (:func:`length_extrapolation_rms`); None when not measured.
     length_rms: float | None = None
+    #: An averaged law's members, each fitted alone (:mod:`cptopt.fitting.averaging`).
+    members: list[SetResult] = field(default_factory=list)
 
     @property
     def cv_error(self) -> float | None:

@@ -21,7 +21,7 @@ from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, depth_sd, fit_pretrain
-from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
+from cptopt.fitting.selection import AUTO, AUTO_ANNEALINGS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
 from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainPartForm
@@ -46,15 +46,15 @@ REPLAY_DOUBT_NOTE = 0.01
 
 
 def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]]) -> list[str]:
-    """One note per set whose CV-equivalent replay forms disagree between the pilots' ratios."""
+    """One note per set whose averaged law's members disagree between the pilots' ratios."""
     notes = []
     for name, items in doubts.items():
         worst = max(items, key=lambda item: item[1], default=None)
         if worst is not None and worst[1] > REPLAY_DOUBT_NOTE:
             ratio, spread, forms = worst
             notes.append(
-                f"{name}: the replay forms the pilots' CV cannot tell apart ({', '.join(forms)}) "
-                f"differ by {100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' "
+                f"{name}: the averaged law's members ({', '.join(forms)}) differ by "
+                f"{100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' replay "
                 "ratios: predictions there are uncertain; a pilot near that ratio would decide"
             )
     return notes
@@ -82,8 +82,9 @@ class LawFitter:
     Parameters
     ----------
     form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"``,
-        ``"odds"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: every form of
-        ``AUTO_FORMS`` is a candidate, chosen for each validation set by its own CV.
+        ``"odds"``, ``"relax"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: each
+        validation set gets the average of its members
+        (:data:`~cptopt.fitting.selection.AUTO_MEMBERS`), weighted by their CV.
     lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
         it by CV from ``AUTO_LAMBDAS``. A number implies ``annealing="s2"``. Default: 0.999
         for ``form="paper"`` (unless ``annealing="mpl"``), else ``"auto"``.
@@ -103,8 +104,10 @@ class LawFitter:
         on 2 or more cores and processes can be forked, else 1). The result does not depend
         on it.
     lr_power : drive the shift by ``sum eta^q`` (``q`` fitted per set) instead of the LR
-        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: a candidate per
-        set, kept by the one-standard-error rule). Default for a named form: False.
+        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: the averaged
+        laws' members as listed; with a named form, ``"auto"`` makes it a candidate kept by
+        the one-standard-error rule). True or False sets every member's. Default for a
+        named form: False.
     domain_forward : ``"frozen"`` (default) or ``"advance"`` (Eq. 4): whether CPT steps
         advance the domain law's PT power law (:data:`cptopt.law.forms.DOMAIN_FORWARDS`).
     pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` or
@@ -284,12 +287,18 @@ class LawFitter:
             what = "a law form for pre-training pilots (kind: pretrain)"
             known = what if self.form == PretrainPartForm.name else "unknown law form"
             raise InputError(f"{param('form')} == {self.form!r}: {known}; choose from {choices}")
-        forms = AUTO_FORMS if self.form == "auto" else (self.form,)
+        forms = (AUTO,) if self.form == AUTO else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
         if tie not in ("auto", True, False):
             raise InputError(f"{param('tie')} == {self.tie!r}, must be yes, no or auto")
         lams, annealings = self._memories()
         if tie is True:
+            if self.form == AUTO:
+                raise InputError(
+                    f"{param('tie')} == {self.tie!r} shares one form's memory between the sets, "
+                    f"and {param('form')} == 'auto' averages forms per set: name a form too "
+                    f"(e.g. {param('form')} == 'odds')"
+                )
             if annealings == ("s2",):
                 raise InputError(
                     f"{param('tie')}: only the multi-power memory is tied; use "
@@ -319,7 +328,7 @@ class LawFitter:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
-        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
+        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto" or self.form == AUTO
         logged = [scenario.logged(name) for name in scenario.validation_sets]
         if selecting and min(logged) < 3:
             raise InputError(

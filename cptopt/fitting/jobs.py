@@ -22,10 +22,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cptopt._processes import die_with_parent, stop_workers
-from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
+from cptopt.fitting.averaging import fit_set
+from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied
 from cptopt.fitting.data import AUTO_PT_POINTS, FIT_POINTS, SELECTION_POINTS, thin
 from cptopt.fitting.optimise import Starts
-from cptopt.law.forms import LawForm, make_law
+from cptopt.law.averaged import build_law
+from cptopt.law.forms import LawForm
 from cptopt.law.scenario import CptScenario, FitData, InputNeeds
 
 #: Tied variants share the multi-power memory between the general and the domain law: how
@@ -127,8 +129,9 @@ WarmStarts = dict[tuple[str, str, bool, str], np.ndarray]
 def law_for(
     variant: Variant, validation_set: str, scenario: CptScenario, settings: FitSettings
 ) -> LawForm:
-    """The law form of one validation set under ``variant`` and the fitter's settings."""
-    return make_law(
+    """The law form of one validation set under ``variant`` and the fitter's settings (an
+    averaged law when ``variant.form`` names members: :func:`~cptopt.law.averaged.build_law`)."""
+    return build_law(
         variant.form,
         validation_set,
         scenario.replay_terms,
@@ -154,7 +157,7 @@ def fit_with_effort(
     (``settings.n_starts``) or the warm ``start`` (``effort.warm_starts`` in all, it
     included), the effort's budgets, and its leave-one-pilot-out refits (``jackknife``)."""
     n_starts = settings.n_starts if start is None else effort.warm_starts
-    return fit_validation_set(
+    return fit_set(
         law,
         thin(data, effort.points),
         delta=settings.huber_delta,
@@ -220,7 +223,7 @@ class FitJob:
                 return fit_tied(laws, datas, variant.shared, warm_start=self.warm_start, **budgets)
             (name,) = self.validation_sets
             warm = None if self.warm_start is None else self.warm_start[name]
-            result = fit_validation_set(
+            result = fit_set(
                 laws[name],
                 datas[name],
                 warm_start=warm,

@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
 from cptopt.law.anneal_coverage import AnnealCoverage
-from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.areas import Areas
-from cptopt.law.forms import LawForm, make_law
+from cptopt.law.averaged import build_law, check_weights, is_averaged, member_forms
+from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
 from cptopt.law.scenario import (
     LOSS,
@@ -125,6 +125,21 @@ class SetFit(BaseModel):
     at_bound: list[str]
     weakly_identified: list[str]
     starts_agree: bool = Field(description="the two best starts reached the same cost")
+
+    @field_validator("form")
+    @classmethod
+    def _known_members(cls, form: str) -> str:
+        if is_averaged(form):
+            member_forms(form)
+        return form
+
+    @field_validator("values")
+    @classmethod
+    def _averaged_weights(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        form, names = info.data.get("form"), info.data.get("parameter_names")
+        if form is not None and names is not None and is_averaged(form):
+            check_weights(form, names, values)
+        return values
 
 
 class PretrainRecord(BaseModel):
@@ -229,7 +244,7 @@ class LawRecord(BaseModel):
     def form_for(self, validation_set: str) -> LawForm:
         """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
         fit = self.set_fit(validation_set)
-        return make_law(
+        return build_law(
             fit.form,
             validation_set,
             self.scenario.replay_terms,
@@ -245,13 +260,15 @@ class LawRecord(BaseModel):
 
     @property
     def needs_history(self) -> bool:
-        """Whether predictions need the drop history (a multi-power annealing memory)."""
-        return ANNEALINGS[self.annealing].needs_history
+        """Whether predictions need the drop history (a set's form says: a multi-power
+        annealing memory)."""
+        return any(self.form_for(name).needs_history for name in self.validation_sets)
 
     @property
     def needs_steps(self) -> bool:
-        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
-        return any(fit.lr_power for fit in self.set_fits)
+        """Whether predictions need the per-step LRs (a set's form says: its shift, or an
+        averaged law's member's, is driven by LR^q)."""
+        return any(self.form_for(name).needs_steps for name in self.validation_sets)
 
     @property
     def needs(self) -> InputNeeds:
@@ -334,7 +351,10 @@ class CptLaw(LawRecord):
     @property
     def forms_description(self) -> str:
         """The replay form(s) in words: one name, or the general's and the domain's."""
-        names = [fit.form + (" + LR^q" if fit.lr_power else "") for fit in self.set_fits]
+        names = [
+            fit.form + (" + LR^q" if fit.lr_power and not is_averaged(fit.form) else "")
+            for fit in self.set_fits
+        ]
         if len(set(names)) == 1:
             return names[0]
         return f"general {names[0]}, domain {names[1]}"

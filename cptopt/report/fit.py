@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cptopt.law.averaged import is_averaged
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow, SetFit
 from cptopt.report.names import short_names
 
@@ -112,10 +113,16 @@ _QUALITY_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
 ]
 
 
+def _drive(fit: SetFit) -> str:
+    if is_averaged(fit.form):
+        return "per member (^q: sum of LR^q)"
+    return "sum of LR^q" if fit.lr_power else "LR area"
+
+
 #: Rows of the fit-quality table of a CPT law (before :data:`_QUALITY_ROWS`).
 _CPT_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
     ("replay form", lambda f: f.form),
-    ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
+    ("shift driven by", _drive),
     ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
     ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
 ]
@@ -258,8 +265,9 @@ def selection_table(law: CptLaw) -> Table:
     """The variants a fit with ``form="auto"`` compared, with the CV errors each
     comparison of the selection used."""
     table = Table(
-        title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
-        "folds, then each set's replay form and LR power on its own CV; ✓ = chosen)",
+        title="law variants (leave-one-pilot-out CV: the memory on the shared-replay folds; "
+        "with the auto form each set is the average of its members, a/b, weighted by their "
+        "CV; ✓ = chosen)",
         title_justify="left",
     )
     columns = ("variant", "memory", "params", "CV general", "CV domain", "CV mean")
@@ -269,7 +277,7 @@ def selection_table(law: CptLaw) -> Table:
         marks = [name for name in ("general", "domain") if getattr(row, f"chosen_{name}")]
         mark = " ✓" if row.chosen or len(marks) == 2 else f" ✓ {marks[0]}" if marks else ""
         memory = _memory_label(row)
-        power = " + LR^q" if row.lr_power else ""
+        power = " + LR^q" if row.lr_power and not is_averaged(row.form) else ""
         table.add_row(
             f"{row.form}{power}{mark}",
             memory,
