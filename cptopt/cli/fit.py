@@ -49,7 +49,7 @@ def fit_command(
             "Eq. 4/Eq. 8 exactly: "
             "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
             "(exponential replay terms), 'share' (annealing credit ~ own data share), "
-            "'mix' (share, and CPT steps count for the general power law by their data mix) "
+            "'mix' (share, and CPT steps count for the general power law by their data mix), "
             "'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0) or 'relax' "
             "(odds's level, reached sooner with replay). "
             "Pre-training pilots take 'auto' (the law's pre-training part) or 'paper' (S2, "
