@@ -296,8 +296,8 @@ class LawFitter:
             if self.form == AUTO:
                 raise InputError(
                     f"{param('tie')} == {self.tie!r} shares one form's memory between the sets, "
-                    f"and {param('form')} == 'auto' averages forms per set: name a form too "
-                    f"(e.g. {param('form')} == 'odds')"
+                    f"and {param('form')} == 'auto' averages forms per set: name a form too, "
+                    f"e.g. {param('form')}='odds'"
                 )
             if annealings == ("s2",):
                 raise InputError(
