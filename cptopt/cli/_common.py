@@ -86,6 +86,9 @@ COMMAND_NAMES = {
     "next_pilot()": "cptopt next-pilot",
     "check()": "cptopt check",
     "plot_fit()": "cptopt plot",
+    "rank_candidates()": "cptopt recommend --candidates",
+    "load_search_config()": "cptopt recommend --config",
+    "check(limits_file=...)": "cptopt check --limits",
 }
 
 
@@ -177,23 +180,13 @@ def _size_consoles() -> None:
     stdout.width = stderr.width = width
 
 
-def emit(
-    result: BaseModel | dict,
-    output_format: OutputFormat,
-    render: Callable[[], Any],
-    width: int | None = None,
-) -> None:
-    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people.
-
-    ``width`` is the width to render at when stdout is not a terminal (rich's default, 80
-    columns, would wrap wide tables in files and CI logs).
-    """
+def emit(result: BaseModel | dict, output_format: OutputFormat, render: Callable[[], Any]) -> None:
+    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people, at the
+    width of the terminal, or of ``$COLUMNS``, else 80 columns (files and pipes too)."""
     if output_format is OutputFormat.json:
         print_json(result)
-    elif width is None or stdout.is_terminal:
-        stdout.print(render())
     else:
-        Console(soft_wrap=False, width=width).print(render())
+        stdout.print(render())
 
 
 def print_json(payload: BaseModel | dict | list) -> None:

@@ -246,7 +246,7 @@ def recommend_command(
             level=merged.level,
             seed=merged.search.seed,
         )
-        emit(ranking, output_format, lambda: ranking_report(ranking), width=120)
+        emit(ranking, output_format, lambda: ranking_report(ranking))
         print_next_pilot_hint(law, (w_general, w_domain), merged, output_format, ranked)
         return
     with _progress_bar(True) as progress:
@@ -263,5 +263,5 @@ def recommend_command(
             verbose=verbose,
             progress=progress,
         )
-    emit(result, output_format, lambda: recommendation_report(result), width=120)
+    emit(result, output_format, lambda: recommendation_report(result))
     print_next_pilot_hint(law, (w_general, w_domain), merged, output_format)
