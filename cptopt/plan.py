@@ -48,7 +48,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cptopt._validation import MAX_STEPS, MAX_TOKENS_PER_STEP, load_yaml_mapping, validate
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, NotATrainingConfig, param
 from cptopt.schedules import Family, Schedule
 
 #: Top-level keys taken from a Hugging Face ``TrainingArguments``.
@@ -272,9 +272,73 @@ def load_config(path: str | Path) -> TrainingConfig:
     """Read a training config; one-line ``InputError`` naming the file and key on problems.
 
     ``law`` is made relative to the config's folder; ``name`` defaults to the file's stem.
+    A file that is another kind of file cptopt reads (a search config, a candidates list, a
+    pre-training config, ...) raises :class:`NotATrainingConfig` saying what it is and what
+    takes it.
     """
+    other = _other_file_by_name(Path(path))
+    if other is not None:
+        raise other
     data = load_yaml_mapping(str(path))
+    other = _other_file(Path(path), data)
+    if other is not None:
+        raise other
     return _located(config_from_mapping(data, str(path)), path)
+
+
+#: Files that are not training configs, known by keys that only they hold: what each is,
+#: and what takes it (marked names: the command line names its command and option).
+_OTHER_FILES: tuple[tuple[frozenset[str], str, str], ...] = (
+    (
+        frozenset({"candidates"}),
+        "a candidates list",
+        f"rank them with {param('rank_candidates()')}",
+    ),
+    (frozenset({"runs"}), "a pilot manifest", f"fit it with {param('fit()')}"),
+    (
+        frozenset({"space", "constraints", "search", "weights", "top_k", "pareto"}),
+        "a search config",
+        f"give it to {param('load_search_config()')}",
+    ),
+    (
+        frozenset({"schema_version", "cptopt_version"}),
+        "a law file",
+        f"give it as {param('law')}",
+    ),
+)
+#: ... and by their name.
+_OTHER_SUFFIXES = {
+    ".csv": ("a CSV file", f"a candidates CSV is ranked with {param('rank_candidates()')}"),
+    ".toml": ("a TOML file", f"a limits file is read by {param('check(limits_file=...)')}"),
+}
+
+
+def _not_a_config(path: Path, kind: str, what_takes_it: str) -> NotATrainingConfig:
+    return NotATrainingConfig(f"{path}: {kind}, not a CPT training config: {what_takes_it}", kind)
+
+
+def _other_file_by_name(path: Path) -> NotATrainingConfig | None:
+    found = _OTHER_SUFFIXES.get(path.suffix.lower())
+    return _not_a_config(path, *found) if found else None
+
+
+def _other_file(path: Path, data: dict[str, Any]) -> NotATrainingConfig | None:
+    """What a YAML mapping given as a training config is instead, or None when it is meant
+    as one (it describes a run: its own errors then say what is wrong)."""
+    if "schedule" in data or any(key in data for key in TRAINER_KEYS):
+        if "replay_ratio" in data or "checkpoint" in data:
+            return None
+        kind = "a pre-training config"
+        return NotATrainingConfig(
+            f"{path}: replay_ratio: missing: a schedule without it is {kind}, not a CPT "
+            f"training config; predict it with {param('predict()')} and a law fitted to "
+            "pre-training pilots",
+            kind,
+        )
+    for keys, kind, what_takes_it in _OTHER_FILES:
+        if keys & set(data):
+            return _not_a_config(path, kind, what_takes_it)
+    return None
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:
