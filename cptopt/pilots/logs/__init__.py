@@ -118,6 +118,13 @@ def detect_format(path: str | Path) -> str:
             return "lightning"
         if wandb_files(path):
             return "wandb-run"
+        below = _logs_below(path)
+        if below:
+            more = f" and {len(below) - 3} more" if len(below) > 3 else ""
+            raise InputError(
+                f"{path}: no log in this folder; below it: {', '.join(map(str, below[:3]))}"
+                f"{more}: give one of them as the log"
+            )
         raise InputError(
             f"{path}: a directory without trainer_state.json, TensorBoard event files, "
             "metrics.csv or a W&B run file; give the log file itself"
@@ -140,6 +147,19 @@ def detect_format(path: str | Path) -> str:
         f"{path}: cannot tell the log format from the name; give one of "
         f"{', '.join(FORMATS[1:])} ({param('format:')})"
     )
+
+
+#: Where logs sit below a folder a user may give instead (Lightning's
+#: ``lightning_logs/version_N/metrics.csv``, an output dir of several HF runs).
+_LOGS_BELOW = ("*/metrics.csv", "*/trainer_state.json", "*/*/metrics.csv", "*/*/trainer_state.json")
+
+
+def _logs_below(path: Path) -> list[Path]:
+    """Log files one or two folders below ``path``, nearest first."""
+    found: list[Path] = []
+    for pattern in _LOGS_BELOW:
+        found += sorted(file for file in path.glob(pattern) if file.is_file())
+    return found
 
 
 def _head(path: Path) -> str:
