@@ -276,14 +276,31 @@ def load_config(path: str | Path) -> TrainingConfig:
     pre-training config, ...) raises :class:`NotATrainingConfig` saying what it is and what
     takes it.
     """
-    other = _other_file_by_name(Path(path))
-    if other is not None:
-        raise other
-    data = load_yaml_mapping(str(path))
-    other = _other_file(Path(path), data)
-    if other is not None:
-        raise other
+    data = _run_config_mapping(Path(path))
+    describes_a_run = "schedule" in data or any(key in data for key in TRAINER_KEYS)
+    if describes_a_run and "replay_ratio" not in data and "checkpoint" not in data:
+        kind = "a pre-training config"
+        raise NotATrainingConfig(
+            f"{path}: replay_ratio: missing: a schedule without it is {kind}, not a CPT "
+            f"training config; predict it with {param('predict()')} and a law fitted to "
+            "pre-training pilots",
+            kind,
+        )
     return _located(config_from_mapping(data, str(path)), path)
+
+
+def _run_config_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping of a file given as a run's config (CPT or pre-training), or
+    :class:`NotATrainingConfig` when it is another kind of file cptopt reads."""
+    found = _OTHER_SUFFIXES.get(path.suffix.lower())
+    if found is not None:
+        raise _not_a_config(path, *found)
+    data = load_yaml_mapping(str(path))
+    if "schedule" not in data and not any(key in data for key in TRAINER_KEYS):
+        for keys, kind, what_takes_it in _OTHER_FILES:
+            if keys & set(data):
+                raise _not_a_config(path, kind, what_takes_it)
+    return data
 
 
 #: Files that are not training configs, known by keys that only they hold: what each is,
@@ -314,37 +331,13 @@ _OTHER_SUFFIXES = {
 
 
 def _not_a_config(path: Path, kind: str, what_takes_it: str) -> NotATrainingConfig:
-    return NotATrainingConfig(f"{path}: {kind}, not a CPT training config: {what_takes_it}", kind)
-
-
-def _other_file_by_name(path: Path) -> NotATrainingConfig | None:
-    found = _OTHER_SUFFIXES.get(path.suffix.lower())
-    return _not_a_config(path, *found) if found else None
-
-
-def _other_file(path: Path, data: dict[str, Any]) -> NotATrainingConfig | None:
-    """What a YAML mapping given as a training config is instead, or None when it is meant
-    as one (it describes a run: its own errors then say what is wrong)."""
-    if "schedule" in data or any(key in data for key in TRAINER_KEYS):
-        if "replay_ratio" in data or "checkpoint" in data:
-            return None
-        kind = "a pre-training config"
-        return NotATrainingConfig(
-            f"{path}: replay_ratio: missing: a schedule without it is {kind}, not a CPT "
-            f"training config; predict it with {param('predict()')} and a law fitted to "
-            "pre-training pilots",
-            kind,
-        )
-    for keys, kind, what_takes_it in _OTHER_FILES:
-        if keys & set(data):
-            return _not_a_config(path, kind, what_takes_it)
-    return None
+    return NotATrainingConfig(f"{path}: {kind}, not a training config: {what_takes_it}", kind)
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:
     """Read a pre-training config (:class:`PretrainConfig`) as :func:`load_config` reads a
     training config; a ``replay_ratio`` or ``checkpoint`` is a one-line error naming it."""
-    data = load_yaml_mapping(str(path))
+    data = _run_config_mapping(Path(path))
     for key in ("replay_ratio", "checkpoint"):
         if key in data:
             raise InputError(
@@ -358,7 +351,7 @@ def load_pretrain_config(path: str | Path) -> PretrainConfig:
 def config_law(path: str | Path) -> str | None:
     """The ``law`` key of a config (relative to its folder) before the config is validated,
     so that the law's kind can say which config model applies. None when absent."""
-    law = load_yaml_mapping(str(path)).get("law")
+    law = _run_config_mapping(Path(path)).get("law")
     return str(Path(path).parent / law) if isinstance(law, str) else None
 
 

@@ -75,7 +75,7 @@ def check_command(
         typer.Option(
             "--limits",
             help="cptopt.toml or pyproject.toml to read limits from. Default: the nearest one "
-            "above each config (\\[check] or \\[tool.cptopt.check] table).",
+            "above each config ([check] or [tool.cptopt.check] table).",
             show_default=False,
         ),
     ] = None,
@@ -107,7 +107,7 @@ def check_command(
 
     A config fails when the law's prediction breaks a limit or, unless extrapolation is
     allowed, a setting lies outside what the pilots covered. Limits come from these flags,
-    else from \\[tool.cptopt.check] in pyproject.toml or \\[check] in cptopt.toml.
+    else from [tool.cptopt.check] in pyproject.toml or [check] in cptopt.toml.
     """
     if output is not None:
         check_output_path(output)  # before any work

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cptopt._version import __version__
 from cptopt.cli._common import (
     EXIT_ERROR,
     FormatOption,
@@ -74,7 +75,7 @@ def inspect_command(
         for path in logs
     ]
     if output_format is OutputFormat.json:
-        print_json({"logs": summaries})
+        print_json({"cptopt_version": __version__, "logs": summaries})
     else:
         for summary in summaries:
             stdout.print(inspect_table(summary))

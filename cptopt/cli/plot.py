@@ -39,7 +39,7 @@ def plot_command(
 ) -> None:
     """Draw the fitted law over the pilot data with residuals, to judge whether to trust it.
 
-    Needs matplotlib: pip install 'cptopt\\[plot]'.
+    Needs matplotlib: pip install 'cptopt[plot]'.
     """
     dimensions = parse_size(size)
     check_output_path(output)

@@ -7,6 +7,9 @@ from rich.text import Text
 
 from cptopt.report.layout import add_columns, plain_table
 
+#: The longest series name that never wraps at 80 columns (the other columns need the rest).
+NAME_ROOM = 32
+
 
 def inspect_table(summary: dict) -> RenderableType:
     """One log's series, the role cptopt gives each, and its LR coverage (the title and
@@ -37,7 +40,10 @@ def inspect_table(summary: dict) -> RenderableType:
         plain_table(),
         [("series", "left"), ("role", "left"), ("steps", "right"), ("points", "right")],
     )
-    table.add_column("problems", ratio=1, overflow="fold")  # wraps before the names do
+    table.add_column("problems", overflow="fold")
+    # names up to NAME_ROOM characters never wrap (the problems do); longer ones fold
+    longest = max((len(row["name"]) for row in summary["series"]), default=0)
+    table.columns[0].no_wrap = longest <= NAME_ROOM
     for row in summary["series"]:
         span = f"{row['first_step']}..{row['last_step']}" if row["points"] else "-"
         table.add_row(
