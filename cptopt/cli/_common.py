@@ -13,6 +13,7 @@ import shutil
 import sys
 import traceback
 import typing
+import urllib.parse
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -67,7 +68,9 @@ def version_line() -> str:
     commit = direct.get("vcs_info", {}).get("commit_id")
     running = Path(__file__).resolve().parents[1] / "__init__.py"  # this cptopt package
     if commit and installed == running:
-        line += f" (commit {commit}, {direct.get('url', '?')})"
+        url = urllib.parse.urlsplit(str(direct.get("url", "?")))
+        public = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no token
+        line += f" (commit {commit}, {public})"
     return line
 
 
