@@ -78,7 +78,7 @@ def inspect_command(
         print_json({"cptopt_version": __version__, "logs": summaries})
     else:
         for summary in summaries:
-            stdout.print(inspect_table(summary))
+            stdout.print(inspect_table(summary), crop=False)
             for note in summary["notes"]:
                 stdout.print(f"note: {note}", highlight=False)
             if summary["suggested_columns"]:

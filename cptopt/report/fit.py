@@ -238,7 +238,7 @@ def pretrain_selection_table(law: PretrainRunsLaw) -> RenderableType:
     labels = [f"{_memory_label(row)}{' ✓' if row.chosen else ''}" for row in law.selection]
     narrow = add_columns(
         plain_table(title, "\n".join(legend) or None),
-        [("", "left"), *((label, "right") for label in labels)],
+        [("memory", "left"), *((label, "right") for label in labels)],
     )
     per_run = [
         [row.cv_per_pilot.get(str(index)) for index in range(len(names))] for row in law.selection

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from cptopt.report.layout import add_columns, plain_table
+from cptopt.report.layout import PathLine, add_columns, plain_table
 
 #: The longest series name that never wraps at 80 columns (the other columns need the rest).
 NAME_ROOM = 32
@@ -55,5 +55,6 @@ def inspect_table(summary: dict) -> RenderableType:
             str(row["points"]),
             "; ".join(row["problems"]),
         )
-    title = f"{summary['source']} ({summary['format']}, {step})"
-    return Group(Text(title), table, Text(lr_text))
+    # the path stays whole, even wider than the terminal (it is copied into manifests)
+    title = PathLine(summary["source"], f"({summary['format']}, {step})")
+    return Group(title, table, Text(lr_text))

@@ -11,6 +11,7 @@ from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 #: Wider than any table cptopt draws: measures a layout's natural (unwrapped) width.
 _UNBOUNDED = 10_000
@@ -45,16 +46,31 @@ class ByWidth:
         return Measurement.get(console, options, self.choose(console, options))
 
 
-def legend(rows: list[tuple[str, ...]]) -> Table:
-    """Lines under a table: the key columns as they are, the last column (a description)
-    wrapping under itself, never under the keys."""
+class PathLine:
+    """A path, then text: on one line where it fits, else the text on the next line; the
+    path is never split, even when wider than the terminal (print it uncropped)."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path, self.text = path, text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if len(self.path) + 1 + len(self.text) <= options.max_width:
+            yield Text(f"{self.path} {self.text}")
+        else:
+            yield Text(self.path, no_wrap=True, overflow="ignore")
+            yield Text(self.text)
+
+
+def legend(rows: list[tuple[str, ...]], heading: str | None = None) -> RenderableType:
+    """Lines under a table (after a ``heading``): the key columns as they are, the last
+    column (a description) wrapping under itself, never under the keys."""
     grid = Table.grid(padding=(0, 1))
-    for index in range(len(rows[0]) if rows else 1):
-        last = index == len(rows[0]) - 1 if rows else True
-        grid.add_column(no_wrap=not last, overflow="fold")
+    width = len(rows[0]) if rows else 1
+    for index in range(width):
+        grid.add_column(no_wrap=index < width - 1, overflow="fold")
     for row in rows:
         grid.add_row(*row)
-    return grid
+    return Group(Text(heading), grid) if heading else grid
 
 
 def plain_table(title: str | None = None, caption: str | None = None) -> Table:

@@ -66,7 +66,9 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
         schedule = "" if item.schedule == item.name else item.schedule
         if schedule:
             described.append((f"{item.name}:", schedule))
-        pinned.append((str(item.rank), "; ".join(filter(None, (_pins(item), schedule)))))
+        pinned.append(
+            (str(item.rank), f"{item.name}:", "; ".join(filter(None, (_pins(item), schedule))))
+        )
     lines.append(
         f"options: {result.n_options} ({result.n_contenders} can be the best); "
         f"{result.seconds:.2f} s"
@@ -77,7 +79,7 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
         Text.from_markup("\n".join(head)),
         ByWidth(
             (wide, *([legend(described)] if described else [])),
-            (narrow, Text("pins down (variance); schedule"), legend(pinned)),
+            (narrow, legend(pinned, "candidate: pins down (variance); schedule")),
         ),
         Text.from_markup("\n".join(lines)),
     )

@@ -75,7 +75,7 @@ def _assessment_table(
         narrow.add_row(item.label + mark, *cells)
         settings.append((f"{item.label}:", setting))
     return Group(
-        ByWidth(wide, (narrow, legend(settings))),
+        ByWidth(wide, (narrow, legend(settings, "setting"))),
         *([Text.from_markup("\n".join(notes))] if notes else []),
     )
 
@@ -238,6 +238,6 @@ def ranking_report(ranking: CandidateRanking) -> RenderableType:
     ranked = [(str(c.rank), f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
     lines = notes + [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
     return Group(
-        ByWidth((wide, legend(described)), (narrow, legend(ranked))),
+        ByWidth((wide, legend(described)), (narrow, legend(ranked, "rank, name: schedule"))),
         Text.from_markup("\n".join(lines)),
     )
