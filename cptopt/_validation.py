@@ -68,19 +68,23 @@ def error_line(
     ``runs.0.replay_ratio, runs.1.replay_ratio: ... (got 25, 50)``); entries are joined
     by ``; ``. A fraction given as a percentage says so (``a fraction, e.g. 0.25 for 25 %``).
     """
-    groups: dict[str, tuple[list[str], list[str]]] = {}  # message -> locations, values
+    groups: dict[str, tuple[list[str], list[str], list[str]]] = {}  # locations, values, hints
     for detail in error.errors():
-        location, message, shown = _problem(detail, model, prefix, aliases)
-        locations, values = groups.setdefault(message, ([], []))
+        location, message, shown, hint = _problem(detail, model, prefix, aliases)
+        locations, values, hints = groups.setdefault(message, ([], [], []))
         locations.append(location)
         values += [shown] if shown is not None else []
+        hints += [hint] if hint else []
     if not groups:
         return f"{source}: invalid"
     entries = []
-    for message, (locations, values) in groups.items():
+    for message, (locations, values, hints) in groups.items():
+        if len(locations) > 1 and message.startswith("unknown key"):
+            message = message.replace("unknown key", "unknown keys", 1)
         got = f" (got {', '.join(values)})" if values else ""
-        head, _, hint = message.partition("\x00")
-        entries.append(f"{', '.join(locations)}: {head}{got}" + (f": {hint}" if hint else ""))
+        entries.append(
+            f"{', '.join(locations)}: {message}{got}" + (f": {hints[0]}" if hints else "")
+        )
     where = f"{source}: " if source else ""
     return where + "; ".join(entries)
 
@@ -90,22 +94,20 @@ def _problem(
     model: type[BaseModel] | None,
     prefix: Sequence[str],
     aliases: Mapping[str, str] | None,
-) -> tuple[str, str, str | None]:
-    """One pydantic error as (location, message, value shown or None); a hint follows the
-    message after a NUL (it is written after the values)."""
+) -> tuple[str, str, str | None, str | None]:
+    """One pydantic error as (location, message, value shown or None, hint or None)."""
     loc = tuple(detail.get("loc", ()))
     location = ".".join(str(part) for part in (*prefix, *loc)) or "<top level>"
     location = (aliases or {}).get(location, location)
     error_type = detail.get("type")
     message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
-    if error_type == "extra_forbid" or error_type == "extra_forbidden":
+    if error_type == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         message = f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
     value = detail.get("input")
     if error_type in ("extra_forbidden", "missing") or isinstance(value, dict):
-        return location, message, None
-    hint = _fraction_hint(loc, detail, value)
-    return location, message + (f"\x00{hint}" if hint else ""), f"{value!r:.60}"
+        return location, message, None, None
+    return location, message, f"{value!r:.60}", _fraction_hint(loc, detail, value)
 
 
 #: Keys that hold a share (0..1), whose values users write as percentages by mistake.

@@ -2,8 +2,8 @@
 
 Each command the README runs is run at 80 columns and at 200 (in a folder where the README's
 relative paths resolve): at 80 no line is wider than 80 and nothing ends in an ellipsis, and
-every number printed at 200 columns is printed at 80 too (a cut or folded number would be
-missing), and so is every name. Help pages: every option the wide page names is on the narrow one, whole.
+every number and name printed at 200 columns is printed at 80 too (a cut or folded one would
+be missing). Help pages: every option the wide page names is on the narrow one, whole.
 """
 
 from __future__ import annotations
