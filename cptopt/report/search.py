@@ -36,19 +36,29 @@ def _compact(item: Assessment) -> str:
     return f"{text} lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
 
 
+def _prediction_columns(level: float, p_best: bool = False) -> list[tuple[str, str]]:
+    """The number columns of a table of settings (P(best) after the objective's interval)."""
+    objective = [("objective", "right"), (f"{100 * level:.0f} % (fit)", "right")]
+    losses = [("general", "right"), ("domain", "right"), ("gen. recovers", "right")]
+    return objective + ([("P(best)", "right")] if p_best else []) + losses
+
+
+def _prediction_cells(item: Assessment, p_best: float | None = None) -> list[str]:
+    """The cells of :func:`_prediction_columns` for one setting."""
+    objective = [
+        f"{item.objective:.4f}",
+        f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
+    ]
+    losses = [f"{item.general:.4f}", f"{item.domain:.4f}", _recovery(item)]
+    return objective + ([f"{p_best:.2f}"] if p_best is not None else []) + losses
+
+
 def _assessment_table(
     title: str, items: list[Assessment], level: float, checkpoints: bool = False
 ) -> RenderableType:
     """Settings with their predictions: a row each, the setting in its own column (wide) or
     listed under the table by its label (narrow)."""
-    pct = f"{100 * level:.0f} %"
-    numbers = [
-        ("objective", "right"),
-        (f"{pct} (fit)", "right"),
-        ("general", "right"),
-        ("domain", "right"),
-        ("gen. recovers", "right"),
-    ]
+    numbers = _prediction_columns(level)
     wide = add_columns(plain_table(title), [("", "left"), ("setting", "left"), *numbers])
     narrow = add_columns(plain_table(title), [("", "left"), *numbers])
     notes: list[str] = []
@@ -64,13 +74,7 @@ def _assessment_table(
         if item.flags:
             mark += " [yellow]![/]"
             notes += [f"{item.label}: [yellow]{f}[/]" for f in item.flags]
-        cells = [
-            f"{item.objective:.4f}",
-            f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
-            f"{item.general:.4f}",
-            f"{item.domain:.4f}",
-            _recovery(item),
-        ]
+        cells = _prediction_cells(item)
         wide.add_row(item.label + mark, setting, *cells)
         narrow.add_row(item.label + mark, *cells)
         settings.append((f"{item.label}:", setting))
@@ -205,17 +209,9 @@ def _gap(value: float | None) -> str:
 def ranking_report(ranking: CandidateRanking) -> RenderableType:
     """Candidates ranked by the predicted objective, with P(best) and flags: named in the
     table (wide) or by their rank, with the names under the table (narrow)."""
-    pct = f"{100 * ranking.level:.0f} %"
     w_g, w_d = ranking.weights
     title = f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain"
-    numbers = [
-        ("objective", "right"),
-        (f"{pct} (fit)", "right"),
-        ("P(best)", "right"),
-        ("general", "right"),
-        ("domain", "right"),
-        ("gen. recovers", "right"),
-    ]
+    numbers = _prediction_columns(ranking.level, p_best=True)
     wide = add_columns(plain_table(title), [("rank", "right"), ("name", "left"), *numbers])
     narrow = add_columns(plain_table(title), [("rank", "right"), *numbers])
     notes = []
@@ -224,14 +220,7 @@ def ranking_report(ranking: CandidateRanking) -> RenderableType:
         mark = (" [red]✗[/]" if a.violations else "") + (" [yellow]![/]" if a.flags else "")
         notes += [f"{item.name}: [red]{v}[/]" for v in a.violations]
         notes += [f"{item.name}: [yellow]{f}[/]" for f in a.flags]
-        cells = [
-            f"{a.objective:.4f}",
-            f"{a.objective_lower:.3f}..{a.objective_upper:.3f}",
-            f"{item.probability_best:.2f}",
-            f"{a.general:.4f}",
-            f"{a.domain:.4f}",
-            _recovery(a),
-        ]
+        cells = _prediction_cells(a, item.probability_best)
         wide.add_row(str(item.rank), item.name + mark, *cells)
         narrow.add_row(f"{item.rank}{mark}", *cells)
     described = [(f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
