@@ -47,7 +47,7 @@ def validate(
     ``source`` names where the data came from (a file; empty for command-line options);
     ``prefix`` is the key path of ``data`` inside that source (e.g.
     ``("tool", "cptopt", "check")``); ``aliases`` rename dotted key paths in the message
-    (``{"space.peak_lr": "--peak-lr"}``).
+    (``{"space.peak_lr": "--peak-lr"}``; an item of a list takes its list's name).
     """
     try:
         return model.model_validate(data)
@@ -97,8 +97,12 @@ def _problem(
 ) -> tuple[str, str, str | None, str | None]:
     """One pydantic error as (location, message, value shown or None, hint or None)."""
     loc = tuple(detail.get("loc", ()))
-    location = ".".join(str(part) for part in (*prefix, *loc)) or "<top level>"
-    location = (aliases or {}).get(location, location)
+    parts = [str(part) for part in (*prefix, *loc)]
+    location = ".".join(parts) or "<top level>"
+    for end in range(len(parts), 0, -1):  # an item of a list is named by the list's alias
+        if ".".join(parts[:end]) in (aliases or {}):
+            location = (aliases or {})[".".join(parts[:end])]
+            break
     error_type = detail.get("type")
     message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
     if error_type == "extra_forbidden":

@@ -265,12 +265,8 @@ class _NullContext:
         return None
 
 
-def weights_and_law(
-    merged: SearchConfig, law_path: Path | None, purpose: str = "recommend()"
-) -> tuple[tuple[float, float], CptLaw]:
-    """The objective weights (a note on stderr when normalised) and the CPT law of a
-    command that takes a search config, as ``recommend`` resolves them (``purpose``: the
-    library function the command runs, for the error a pre-training law gets)."""
+def objective_weights(merged: SearchConfig) -> tuple[float, float]:
+    """A search config's objective weights (a note on stderr when normalised)."""
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -278,9 +274,26 @@ def weights_and_law(
             f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
             highlight=False,
         )
-    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
+    return w_general, w_domain
+
+
+def law_file(law_path: Path | None, named: str | None) -> Path:
+    """The law file a search command reads: ``--law``, else the one its config names
+    (``named``), else the default; one that does not exist is an error saying how to
+    make it."""
+    path = law_path or Path(named or DEFAULT_LAW_PATH)
     if not path.exists():
         raise InputError(
             f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
         )
-    return (w_general, w_domain), load_cpt_law(path, purpose)
+    return path
+
+
+def weights_and_law(
+    merged: SearchConfig, law_path: Path | None, purpose: str = "recommend()"
+) -> tuple[tuple[float, float], CptLaw]:
+    """The objective weights (a note on stderr when normalised) and the CPT law of a
+    command that takes a search config (``purpose``: the library function the command
+    runs, for the error a pre-training law gets)."""
+    weights = objective_weights(merged)
+    return weights, load_cpt_law(law_file(law_path, merged.law), purpose)

@@ -20,7 +20,7 @@ from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
 from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
-from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, fit_pretrain
+from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, depth_sd, fit_pretrain
 from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
@@ -431,6 +431,7 @@ class LawFitter:
         with threadpool_limits(limits=1):
             fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
         with_jackknife = self.jackknife or bool(fitted.rows)
+        loss = set_fit_record(fitted.final, scenario, with_jackknife, "none")
         return PretrainRunsLaw(
             annealing=fitted.chosen.annealing,  # type: ignore[arg-type]
             lam=fitted.chosen.lam,
@@ -439,7 +440,9 @@ class LawFitter:
             notes=scenario.notes(),
             info=scenario.info(),
             coverage=scenario.coverage,
-            loss=set_fit_record(fitted.final, scenario, with_jackknife, "none"),
+            anneal=scenario.anneal,
+            loss=loss,
+            depth_sd=depth_sd(fitted.final, scenario, loss.noise, loss.interval_scale),
             inputs=scenario.input_records(),
             selection=fitted.rows,
         )

@@ -30,6 +30,7 @@ from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
+from cptopt.law.anneal_coverage import AnnealCoverage
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.areas import Areas
 from cptopt.law.forms import LawForm, make_law
@@ -41,6 +42,7 @@ from cptopt.law.scenario import (
     CptScenario,
     InputNeeds,
     InputRecord,
+    PretrainRunInput,
     PretrainScenario,
 )
 from cptopt.pilots.runs import PretrainHistory
@@ -49,7 +51,8 @@ from cptopt.pilots.runs import PretrainHistory
 #: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
 #: the PT-phase points used, the length-extrapolation error; 4: ``kind``, laws fitted to
 #: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory; 5: a record
-#: per kind: a pre-training law keeps only its own keys and names its set ``loss``).
+#: per kind: a pre-training law keeps only its own keys and names its set ``loss``; its
+#: optional ``anneal`` and ``depth_sd``, added within 5, default to None when absent).
 SCHEMA_VERSION = 5
 #: The versions this cptopt reads: a version-3 file is a CPT law of version 4 (the keys
 #: version 4 added take their defaults); a version-4 file is upgraded on load.
@@ -363,7 +366,20 @@ class PretrainRunsLaw(LawRecord):
         default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
     )
     coverage: Coverage
+    anneal: AnnealCoverage | None = Field(
+        default=None,
+        description="how far the pilots annealed (cptopt.law.anneal_coverage; None: not "
+        "kept, law files of earlier versions)",
+    )
     loss: SetFit = Field(description="the runs' one validation loss")
+    depth_sd: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="log-scale SD per unit of anneal-depth gap to the pilots, from their "
+        "left-out runs; widens intervals where a schedule anneals unlike any pilot (None: "
+        "not measured)",
+    )
     inputs: list[InputRecord] = Field(default_factory=list)
     selection: list[SelectionRow] = Field(
         default_factory=list, description="the annealing memories compared, their CV errors"
@@ -371,7 +387,14 @@ class PretrainRunsLaw(LawRecord):
 
     @property
     def scenario(self) -> PretrainScenario:
-        return PretrainScenario(self.coverage)
+        return PretrainScenario(self.coverage, anneal=self.anneal)
+
+    def anneal_sd(self, run: PretrainRunInput, steps: np.ndarray) -> np.ndarray | float:
+        """Log-scale SD at ``steps`` of ``run`` for how far it anneals from the pilots: the
+        fit's SD per unit of gap times the gap (0 when the law did not measure it)."""
+        if not self.depth_sd:
+            return 0.0
+        return self.depth_sd * self.scenario.depth_gap(run, steps)
 
 
 #: A fitted law of either kind (pydantic discriminates on ``kind``); load with

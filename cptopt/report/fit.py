@@ -203,6 +203,16 @@ def _pretrain_fit_report(law: PretrainRunsLaw) -> RenderableType:
         _parameter_table(law.loss, "loss"),
         _pretrain_runs(law),
     ]
+    if law.anneal is not None:
+        gap = (
+            f"; intervals widen by {100 * law.depth_sd:.2f} % (log SD) per unit of anneal-depth "
+            "gap to the pilots (from their left-out runs)"
+            if law.depth_sd
+            else ""
+        )
+        parts.append(
+            Text(f"the pilots' lowest LR after their warmup: {law.anneal.lowest_lr:.3g}{gap}")
+        )
     return Group(*parts, *_warning_text(law))
 
 

@@ -1,9 +1,13 @@
 """Render search results (recommendation, candidate ranking) as rich renderables.
 
+:func:`recommendation_report` renders either kind of recommendation: CPT settings
+(:class:`Recommendation`) or a pre-training schedule (:class:`PretrainRecommendation`).
 Nothing here prints: the CLI does.
 """
 
 from __future__ import annotations
+
+from functools import singledispatch
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -11,6 +15,11 @@ from rich.text import Text
 
 from cptopt.report.layout import ByWidth, add_columns, legend, plain_table
 from cptopt.search.models import Assessment, CandidateRanking, Recommendation
+from cptopt.search.pretrain_models import (
+    PretrainAssessment,
+    PretrainRecommendation,
+    PretrainSetting,
+)
 
 
 def _lr(value: float) -> str:
@@ -173,8 +182,14 @@ def _search_lines(result: Recommendation) -> list[str]:
     return lines + [f"note: {note}" for note in result.notes]
 
 
-def recommendation_report(result: Recommendation) -> RenderableType:
+@singledispatch
+def recommendation_report(result: Recommendation | PretrainRecommendation) -> RenderableType:
     """The recommended settings, alternatives, baselines, search statistics and notes."""
+    raise TypeError(f"not a recommendation: {type(result).__name__}")
+
+
+@recommendation_report.register
+def _cpt_recommendation_report(result: Recommendation) -> RenderableType:
     rec = result.recommended
     parts: list[RenderableType] = [_main_table(result)]
     flag_lines = [
@@ -199,6 +214,117 @@ def recommendation_report(result: Recommendation) -> RenderableType:
     if result.pareto:
         parts.append(_pareto_table(result, many))
     parts.append(Text("\n".join(_search_lines(result))))
+    return Group(*parts)
+
+
+def _pretrain_main_table(result: PretrainRecommendation) -> Table:
+    rec, setting = result.recommended, result.recommended.setting
+    main = add_columns(
+        plain_table("recommended pre-training schedule: minimise the final loss"),
+        [("", "left"), ("value", "right"), (f"{100 * result.level:.0f} % interval", "right")],
+    )
+    shape = setting.family
+    rows = []
+    if setting.family == "wsd":
+        shape = f"wsd, {setting.decay_shape} decay {setting.decay_fraction:.0%}"
+        rows.append(("decay", f"steps {setting.decay_start}..{setting.steps}", ""))
+    rows = [
+        ("schedule", shape, ""),
+        *rows,
+        ("peak LR", _lr(setting.peak_lr), ""),
+        ("final LR", _lr(setting.final_lr), ""),
+        ("warmup steps", str(setting.warmup_steps), ""),
+        ("steps", str(setting.steps), ""),
+        ("final loss", f"{rec.final:.4f}", f"{rec.final_lower:.4f}..{rec.final_upper:.4f}"),
+        ("inside the pilots' range", "yes" if rec.in_range else "[yellow]no[/]", ""),
+    ]
+    for row in rows:
+        main.add_row(*row)
+    return main
+
+
+#: WSD decay shapes in a few letters, for narrow tables.
+_SHAPE_ABBREVIATIONS = {"linear": "lin", "cosine": "cos", "exponential": "exp"}
+
+
+def _pretrain_compact(setting: PretrainSetting, like: PretrainSetting) -> str:
+    """``wsd cos 23%``, ``cosine``; the peak LR and steps where they differ from ``like``."""
+    text = setting.family
+    if setting.family == "wsd" and setting.decay_shape is not None:
+        shape = _SHAPE_ABBREVIATIONS.get(setting.decay_shape, setting.decay_shape)
+        text += f" {shape} {setting.decay_fraction:.0%}"
+    if setting.peak_lr != like.peak_lr:
+        text += f" lr {setting.peak_lr:.2g}"
+    if setting.steps != like.steps:
+        text += f" T {setting.steps}"
+    return text
+
+
+def _pretrain_table(
+    title: str, items: list[PretrainAssessment], result: PretrainRecommendation
+) -> RenderableType:
+    rec = result.recommended
+    table = add_columns(
+        plain_table(title),
+        [
+            ("", "left"),
+            ("schedule", "left"),
+            ("final LR", "right"),
+            ("final loss", "right"),
+            (f"{100 * result.level:.0f} %", "right"),
+            ("vs rec.", "right"),
+        ],
+    )
+    notes = []
+    for item in items:
+        label = item.label.removeprefix("best ")  # the title says so
+        notes += [f"{label}: [yellow]{flag}[/]" for flag in item.flags]
+        table.add_row(
+            label + (" [yellow]![/]" if item.flags else ""),
+            _pretrain_compact(item.setting, rec.setting),
+            "-" if item.setting.family == "constant" else _lr(item.setting.final_lr),
+            f"{item.final:.4f}",
+            f"{item.final_lower:.3f}..{item.final_upper:.3f}",
+            f"{item.final - rec.final:+.4f}",
+        )
+    if not notes:
+        return table
+    return Group(table, Text.from_markup("\n".join(notes)))
+
+
+def _pretrain_search_lines(result: PretrainRecommendation) -> list[str]:
+    space = result.space
+    decay = space.decay_fraction
+    lines = [
+        f"space: peak LR {space.peak_lr[0]:.3g}..{space.peak_lr[1]:.3g}, steps "
+        f"{space.steps[0]}..{space.steps[1]}, warmup {space.warmup_steps}, families "
+        f"{', '.join(space.families)}; WSD decays {', '.join(space.decay_shapes)} over "
+        f"{decay[0]:.0%}..{decay[1]:.0%} of the steps; final LR {space.final_lr[0]:.3g}.."
+        f"{space.final_lr[1]:.3g}",
+        f"search: a grid over every family and decay shape, then a zoom on each one's best: "
+        f"{result.evaluations} schedules, {result.search_seconds:.2f} s",
+    ]
+    return lines + [f"note: {note}" for note in result.notes]
+
+
+@recommendation_report.register
+def _pretrain_recommendation_report(result: PretrainRecommendation) -> RenderableType:
+    rec = result.recommended
+    lines = [
+        "intervals: fit uncertainty + eval noise, wider where the schedule anneals unlike "
+        "any pilot or runs longer"
+    ]
+    lines += [f"[yellow]outside the pilots:[/] {flag}" for flag in rec.flags]
+    parts: list[RenderableType] = [
+        _pretrain_main_table(result),
+        Text.from_markup("\n".join(lines)),
+    ]
+    if result.alternatives:
+        title = "the best of every other family and WSD decay shape"
+        parts.append(_pretrain_table(title, result.alternatives, result))
+    compared = [rec, *result.baselines]
+    parts.append(_pretrain_table("compared at the same budget", compared, result))
+    parts.append(Text("\n".join(_pretrain_search_lines(result))))
     return Group(*parts)
 
 
