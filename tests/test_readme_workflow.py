@@ -110,10 +110,11 @@ def test_workflow_steps_run_as_pasted_against_a_clone(tmp_path, law_file):
     assert judged.returncode == 1, judged.stderr  # limits broken, no bad input
     annotations = judged.stdout.splitlines()
     assert annotations[-1] == (
-        "cptopt check: 5 configs, 2 passed, 3 failed, 0 errors, 3 skipped (not training configs)"
+        "cptopt check: 5 configs, 2 passed, 3 failed, 0 errors, 4 skipped (not training configs)"
     )
     notices = [line for line in annotations if line.startswith("::notice ")]
     assert [line.split(",", 1)[0] for line in notices] == [
-        f"::notice file=configs/{name}.yaml" for name in ("candidates", "pretrain-wsd", "search")
+        f"::notice file=configs/{name}.yaml"
+        for name in ("candidates", "pretrain-search", "pretrain-wsd", "search")
     ]
     assert any(line.startswith("::error file=configs/const-noreplay.yaml") for line in annotations)

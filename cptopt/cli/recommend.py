@@ -341,7 +341,7 @@ def _recommend_pretrain(
     result = recommend_pretrain(
         law, merged.space, allow_extrapolation=merged.allow_extrapolation, level=merged.level
     )
-    emit(result, output_format, lambda: recommendation_report(result), width=120)
+    emit(result, output_format, lambda: recommendation_report(result))
 
 
 #: How the command searches each kind of law (the library's search: ``law_search``).
