@@ -139,7 +139,8 @@ def check_command(
         atomic_write_text(output, text)
         stderr.print(f"report written to {output}", highlight=False)
     elif output_format is CheckFormat.text:
-        stdout.print(text, end="", highlight=False, markup=False, soft_wrap=True)  # wrapped
+        # format_text wrapped it at this width already
+        stdout.print(text, end="", highlight=False, markup=False, soft_wrap=True)
     else:
         typer.echo(text, nl=False)
     raise typer.Exit(report.exit_code(exit_zero))
