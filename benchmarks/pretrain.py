@@ -10,8 +10,14 @@ steps from its own per-step LR, and prints per test run
     PredE = mean |pred - loss| / loss,   WorstE = max |pred - loss| / loss
 
 over all its rows, their unweighted means over the test runs, and next to them the
-reference figures of the Multi-Power Law paper's split on the 25M model (MPL 0.110 % /
-0.41 %; the LR-annealing law with lambda 0.999, 0.152 % / 0.59 %).
+reference figures of the Multi-Power Law paper's split for the model size the folder holds
+(the ``model_size`` key of ``protocol.json``, or ``--model-size``): MPL's README table,
+25M 0.110 % / 0.41 %, 100M 0.142 % / 0.58 %, 400M 0.168 / 1.0 %, and the LR-annealing law
+with lambda 0.999 where known. An unknown size has no reference, and the table says so.
+
+It also prints, per test run and overall, the share of its rows inside the 90 % interval
+of the prediction (the intervals are calibrated on the train runs alone), and each test
+run's coverage flags (a run longer than the train runs, an LR drop deeper than theirs).
 
 It also times the default fit, and the chosen law alone (no selection, no refits) against
 a plain scipy fit of the same law on the same points, in the same run (best of
@@ -26,11 +32,14 @@ per-step LR rebuilt from ``protocol.json`` (checked against every logged ``lr``)
 
     python benchmarks/pretrain.py [--data DIR] [--format table|json] [--repeat 1]
                                   [--annealing auto|s2|mpl|mpl1] [--lam X]
+                                  [--model-size 25M|100M|400M]
 
 JSON: ``{"runs": {name: {"pred_e", "worst_e"}}, "mean": {"pred_e", "worst_e"}, ...}``
-(fractions), plus ``reference``, ``details`` (per test run: steps, points, the mean signed
-error over the last tenth of its logged steps and where its worst point is), ``law`` (the
-chosen memory, its parameters and the CV table) and ``timing``.
+(fractions), plus ``model_size``, ``reference`` (empty for an unknown size), ``details``
+(per test run: steps, points, the mean signed error over the last tenth of its logged
+steps, where its worst point is, the share of its rows inside the 90 % interval and its
+flags), ``coverage`` (overall share inside), ``law`` (the chosen memory, its parameters and
+the CV table) and ``timing``.
 """
 
 from __future__ import annotations
@@ -49,7 +58,10 @@ from threadpoolctl import threadpool_limits
 
 from cptopt.exceptions import CptoptError, InputError
 from cptopt.fitting import LawFitter
+from cptopt.fitting.data import thin
+from cptopt.fitting.jobs import FINAL
 from cptopt.fitting.optimise import Problem
+from cptopt.fitting.pretraining import equal_points
 from cptopt.law import InputNeeds, PretrainRunsLaw, scenario_of
 from cptopt.pilots.logs import Series
 from cptopt.pilots.runs import PretrainPilots, PretrainRun
@@ -58,13 +70,26 @@ from cptopt.schedules import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "examples" / "data" / "pt-mpl25"
-#: Reference figures (mean PredE, mean WorstE over the six test runs, fractions) of the
-#: paper's split on the 25M model: the MPL paper's README table, and a careful fit of the
-#: original LR-annealing law (lambda 0.999).
-REFERENCES = {
-    "Multi-Power Law (paper)": (0.00110, 0.0041),
-    "LR-annealing law, lambda 0.999": (0.00152, 0.0059),
+#: Reference figures (mean PredE, mean WorstE over the six test runs, fractions; None:
+#: not published) of the paper's split by model size: the MPL paper's README table, and a
+#: careful fit of the original LR-annealing law (lambda 0.999; the 25M data README, issue
+#: 24 for the larger models).
+REFERENCES: dict[str, dict[str, tuple[float, float | None]]] = {
+    "25M": {
+        "Multi-Power Law (paper)": (0.00110, 0.0041),
+        "LR-annealing law, lambda 0.999": (0.00152, 0.0059),
+    },
+    "100M": {
+        "Multi-Power Law (paper)": (0.00142, 0.0058),
+        "LR-annealing law, lambda 0.999": (0.00140, None),
+    },
+    "400M": {
+        "Multi-Power Law (paper)": (0.00168, 0.0100),
+        "LR-annealing law, lambda 0.999": (0.00182, None),
+    },
 }
+#: The level of the intervals whose coverage is reported.
+LEVEL = 0.9
 #: Logged LRs must agree with the rebuilt schedule to this share of the peak LR.
 LR_TOLERANCE = 1e-9
 
@@ -140,14 +165,18 @@ def load_folder(data: Path) -> tuple[dict, dict[str, PretrainRun]]:
     return protocol, runs
 
 
-def score(law: PretrainRunsLaw, run: PretrainRun) -> dict[str, float]:
+def score(law: PretrainRunsLaw, run: PretrainRun) -> dict:
     """PredE and WorstE of ``law`` on every point of ``run`` after its warmup, the mean
-    signed error over the last tenth of its logged steps, and the step of its worst point."""
+    signed error over the last tenth of its logged steps, the step of its worst point, the
+    share of its points inside the prediction's :data:`LEVEL` interval, and its flags."""
     keep = run.loss.steps > run.warmup_steps
     steps, observed = run.loss.steps[keep], run.loss.values[keep]
     schedule = Schedule(family="custom", lr=tuple(run.lr.tolist()))
-    predicted = predict(law, schedule, steps=steps, warmup_steps=run.warmup_steps)
+    predicted = predict(law, schedule, steps=steps, warmup_steps=run.warmup_steps, level=LEVEL)
     signed = np.asarray(predicted.loss.mean) / observed - 1.0
+    inside = (np.asarray(predicted.loss.lower) <= observed) & (
+        observed <= np.asarray(predicted.loss.upper)
+    )
     late = steps >= 0.9 * steps[-1]
     return {
         "pred_e": float(np.abs(signed).mean()),
@@ -156,15 +185,31 @@ def score(law: PretrainRunsLaw, run: PretrainRun) -> dict[str, float]:
         "worst_step": int(steps[np.argmax(np.abs(signed))]),
         "n_points": int(keep.sum()),
         "steps": run.steps,
+        "coverage": float(inside.mean()),
+        "flags": predicted.flags,
     }
+
+
+def model_size_of(protocol: dict, given: str | None) -> str | None:
+    """The model size: ``given`` (``--model-size``), else the protocol's ``model_size``."""
+    size = given if given is not None else protocol.get("model_size")
+    return None if size is None else str(size).strip().upper()
+
+
+def references_for(size: str | None) -> dict[str, dict[str, float | None]]:
+    """The reference figures for ``size`` (empty when unknown or not given)."""
+    known = REFERENCES.get(size or "", {})
+    return {label: {"pred_e": pred, "worst_e": worst} for label, (pred, worst) in known.items()}
 
 
 def scipy_baseline(pilots: PretrainPilots, law: PretrainRunsLaw, n_starts: int, seed: int = 0):
     """Plain multi-start L-BFGS-B (numerical gradients) of the law ``law`` has, on the same
-    points and Huber objective; returns (seconds, best cost)."""
+    points (every pilot thinned to the same count, as the fit does) and Huber objective;
+    returns (seconds, best cost)."""
     started = time.perf_counter()
     form = law.form_for("loss")
     data = scenario_of(pilots).fit_data("loss", InputNeeds(law.lam, history=form.needs_history))
+    data = thin(data, equal_points(data, FINAL).points)  # the points the fit itself uses
     problem = Problem(form, data, law.huber_delta)
     rng = np.random.default_rng(seed)
     bounds = list(zip(problem.lower, problem.upper, strict=True))
@@ -206,23 +251,25 @@ def timing(pilots: PretrainPilots, law: PretrainRunsLaw, repeat: int) -> dict:
     }
 
 
-def run_benchmark(data: Path, settings: dict, repeat: int) -> dict:
+def run_benchmark(data: Path, settings: dict, repeat: int, model_size: str | None = None) -> dict:
     protocol, runs = load_folder(data)
+    size = model_size_of(protocol, model_size)
     pilots = PretrainPilots(tuple(runs[name] for name in protocol["train"]), str(data))
     fit_seconds, law = best_of(repeat, lambda: LawFitter(**settings).fit(pilots).law_)
     scores = {name: score(law, runs[name]) for name in protocol["test"]}
+    details = ("steps", "n_points", "late_signed", "worst_step", "coverage", "flags")
     return {
         "runs": {name: {k: v[k] for k in ("pred_e", "worst_e")} for name, v in scores.items()},
         "mean": {
             key: float(np.mean([v[key] for v in scores.values()])) for key in ("pred_e", "worst_e")
         },
-        "reference": {
-            label: {"pred_e": pred, "worst_e": worst} for label, (pred, worst) in REFERENCES.items()
-        },
-        "details": {
-            name: {k: v[k] for k in ("steps", "n_points", "late_signed", "worst_step")}
-            for name, v in scores.items()
-        },
+        "model_size": size,
+        "reference": references_for(size),
+        "details": {name: {k: v[k] for k in details} for name, v in scores.items()},
+        "coverage": float(
+            sum(v["coverage"] * v["n_points"] for v in scores.values())
+            / sum(v["n_points"] for v in scores.values())
+        ),
         "law": {
             "memory": law.annealing_description,
             "annealing": law.annealing,
@@ -244,8 +291,8 @@ def run_benchmark(data: Path, settings: dict, repeat: int) -> dict:
     }
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.3f} %"
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.3f} %"
 
 
 def print_table(result: dict) -> None:
@@ -253,8 +300,10 @@ def print_table(result: dict) -> None:
     from rich.table import Table
 
     console = Console(width=120)
+    size = result["model_size"]
     table = Table(title="pre-training pilots: held-out test runs (fit on the train runs only)")
-    for column in ("test run", "steps", "points", "PredE", "WorstE", "last 10 %", "worst at"):
+    columns = ("test run", "steps", "points", "PredE", "WorstE", "last 10 %", "worst at")
+    for column in (*columns, f"in {LEVEL:.0%} interval"):
         table.add_column(column, justify="left" if column == "test run" else "right")
     for name, value in result["runs"].items():
         details = result["details"][name]
@@ -266,12 +315,30 @@ def print_table(result: dict) -> None:
             _percent(value["worst_e"]),
             f"{100 * details['late_signed']:+.3f} %",
             str(details["worst_step"]),
+            f"{details['coverage']:.0%}",
         )
     mean = result["mean"]
-    table.add_row("mean (cptopt)", "", "", _percent(mean["pred_e"]), _percent(mean["worst_e"]))
+    table.add_row(
+        "mean (cptopt)",
+        "",
+        "",
+        _percent(mean["pred_e"]),
+        _percent(mean["worst_e"]),
+        "",
+        "",
+        f"{result['coverage']:.0%}",
+    )
     for label, value in result["reference"].items():
-        table.add_row(f"{label}", "", "", _percent(value["pred_e"]), _percent(value["worst_e"]))
+        row = f"{label}, {size}"
+        table.add_row(row, "", "", _percent(value["pred_e"]), _percent(value["worst_e"]))
     console.print(table)
+    if not result["reference"]:
+        known = ", ".join(REFERENCES)
+        why = f"model size {size}" if size else "no model size (protocol.json or --model-size)"
+        console.print(f"no reference figures: {why}; known sizes: {known}", highlight=False)
+    for name, details in result["details"].items():
+        for flag in details["flags"]:
+            console.print(f"{name}: {flag}", highlight=False)
     law = result["law"]
     choices = ", ".join(
         f"{'λ ' + format(row['lam'], 'g') if row['annealing'] == 's2' else row['annealing']}"
@@ -303,10 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--annealing", default=None, help="auto (default: CV), s2, mpl or mpl1")
     parser.add_argument("--lam", default=None, help="S2 lambda (with --annealing s2)")
+    parser.add_argument(
+        "--model-size", default=None, help="the reference's model size (default: protocol.json)"
+    )
     args = parser.parse_args(argv)
     settings = {"annealing": args.annealing, "lam": args.lam}
     try:
-        result = run_benchmark(args.data, settings, max(1, args.repeat))
+        result = run_benchmark(args.data, settings, max(1, args.repeat), args.model_size)
     except (CptoptError, OSError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

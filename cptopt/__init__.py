@@ -5,7 +5,7 @@ few short pilot runs: cptopt fits the CPT law of Wang et al. (ICML 2025) to the 
 general and domain validation curves, predicts both losses of any schedule with intervals,
 searches the settings with Optuna, and says which pilot to run next. Pilots may also be
 pre-training runs (a manifest with ``kind: pretrain``): the law is then its pre-training
-part, and ``predict`` predicts pre-training runs.
+part, ``predict`` predicts pre-training runs and ``recommend`` searches their schedule.
 
 Quick start (the command line does the same: ``cptopt fit``, ``cptopt predict``, ...)::
 
@@ -19,7 +19,8 @@ Quick start (the command line does the same: ``cptopt fit``, ``cptopt predict``,
 The functions (below, in full)
     fit          pilots (a manifest path or a pilot set) -> a fitted law
     predict      a law and a planned run (config, path or schedule) -> its loss curves
-    recommend    a CPT law and objective weights -> the best settings, how sure, the baselines
+    recommend    a CPT law and objective weights -> the best settings, how sure, the baselines;
+                 a pre-training law -> the schedule with the lowest final loss
     next_pilot   a CPT law and weights -> which pilot run to launch next, when to stop
     check        training configs and limits -> verdicts for CI
     load_law, load_cpt_law, load_manifest, load_config, load_pretrain_config, read_log
@@ -31,7 +32,8 @@ The types (``help(cptopt.NAME)`` shows each; they are loaded when first used)
     laws         FittedLaw: CptLaw (general and domain sets) or PretrainRunsLaw (one set,
                  ``loss``), both a LawRecord; LawFitter (scikit-learn style); each law's
                  ``scenario`` builds its inputs
-    results      Prediction, PretrainPrediction, Recommendation, NextPilot, CheckReport
+    results      Prediction, PretrainPrediction, Recommendation, PretrainRecommendation,
+                 NextPilot, CheckReport
     errors       CptoptError > InputError (> SchemaVersionError, IdentifiabilityError),
                  FitError, InfeasibleError, NotFittedError; an InputError's ``fields``
                  are the parameters its message names
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
     from cptopt.plan import PretrainConfig, TrainingConfig
     from cptopt.prediction import Prediction, PretrainPrediction
     from cptopt.schedules import Schedule
-    from cptopt.search import Recommendation
+    from cptopt.search import PretrainRecommendation, Recommendation
 
 #: The types, by the module that defines them: loaded on first use, and not rendered in
 #: full by ``help(cptopt)`` (pydantic models are long), which lists them instead.
@@ -93,7 +95,7 @@ _TYPES = {
     "cptopt.law": ("CptLaw", "FittedLaw", "LawRecord", "PretrainRunsLaw"),
     "cptopt.fitting": ("LawFitter",),
     "cptopt.prediction": ("Prediction", "PretrainPrediction"),
-    "cptopt.search": ("Recommendation",),
+    "cptopt.search": ("PretrainRecommendation", "Recommendation"),
     "cptopt.design": ("NextPilot",),
     "cptopt.limits": ("CheckReport",),
 }
@@ -120,6 +122,7 @@ __all__ = [
     "PretrainConfig",
     "PretrainPilots",
     "PretrainPrediction",
+    "PretrainRecommendation",
     "PretrainRun",
     "PretrainRunsLaw",
     "Recommendation",
@@ -207,19 +210,26 @@ def predict(
 
 def recommend(
     law: FittedLaw | str | Path,
-    weights: str | tuple[float, float] = (0.5, 0.5),
+    weights: str | tuple[float, float] | None = None,
     **options: object,
-) -> Recommendation:
-    """Search the CPT settings minimising ``w_g * L_general(T) + w_d * L_domain(T)``.
+) -> Recommendation | PretrainRecommendation:
+    """Search the settings the law's kind chooses (``cptopt.search.LAW_SEARCHES``).
 
-    ``law`` is a ``CptLaw`` or a law-file path; ``weights`` is ``(w_general, w_domain)`` or
-    ``"0.3,0.7"``; ``options`` go to ``cptopt.search.recommend`` (``space``,
-    ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``, ``level``,
-    ``pareto``).
+    A ``CptLaw`` (or its file): the CPT settings minimising
+    ``w_g * L_general(T) + w_d * L_domain(T)``; ``weights`` is ``(w_general, w_domain)``
+    or ``"0.3,0.7"`` (default 0.5,0.5); ``options`` go to ``cptopt.search.recommend``
+    (``space``, ``constraints``, ``settings``, ``allow_extrapolation``, ``top_k``,
+    ``level``, ``pareto``). A ``PretrainRunsLaw``: the pre-training schedule with the
+    lowest predicted final loss (no weights: one loss); ``options`` go to
+    ``cptopt.search.recommend_pretrain`` (``space``, a ``PretrainSearchSpace``;
+    ``allow_extrapolation``, ``level``).
     """
-    from cptopt.search import recommend as _recommend
+    from cptopt.law import LawRecord
+    from cptopt.search import recommend_for
 
-    return _recommend(_cpt_law(law, "recommend()"), weights, **options)  # type: ignore[arg-type]
+    if not isinstance(law, LawRecord):
+        law = load_law(law)
+    return recommend_for(law, weights, **options)  # type: ignore[arg-type]
 
 
 def next_pilot(

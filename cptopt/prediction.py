@@ -12,9 +12,12 @@ Intervals combine computed sources of error (nothing is assumed):
   the fit, :func:`cptopt.fitting.assemble.interval_scale`) so that they cover 90 % of the
   points of each pilot when it was left out of the fit;
 - beyond the pilots' longest run, how wrong the law was when it extrapolated the pilots'
-  first halves to their ends (``length_rms``, from the fit), once per doubling of length.
+  first halves to their ends (``length_rms``, from the fit), once per doubling of length;
+- pre-training schedules: where the schedule anneals unlike any pilot, the SD the pilots'
+  left-out runs showed per unit of anneal-depth gap (``depth_sd``, from the fit; the gap,
+  :mod:`cptopt.law.anneal_coverage`).
 All are on the log scale; the interval is
-``pred * exp(+-z * sqrt(scale^2 (noise^2 + jackknife^2) + length^2))``.
+``pred * exp(+-z * sqrt(scale^2 (noise^2 + jackknife^2) + length^2 + gap^2))``.
 Without cross-validation (fewer than 3 pilots, or no jackknife) there is neither a scale
 nor a spread: the eval noise alone sets the interval, which is then too narrow (the report
 says so).
@@ -29,6 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._version import __version__
 from cptopt.exceptions import InputError, param
 from cptopt.law.areas import Areas
 from cptopt.law.fitted import CptLaw, LawRecord, PretrainRunsLaw
@@ -60,6 +64,7 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    cptopt_version: str = __version__
     schedule: str
     peak_lr: float
     steps: int
@@ -86,6 +91,7 @@ class PretrainPrediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    cptopt_version: str = __version__
     kind: Literal["pretrain"] = "pretrain"
     schedule: str
     peak_lr: float
@@ -129,7 +135,10 @@ def _forecast(
     report_index: np.ndarray,
     z: float,
     require_positive: bool = True,
+    extra_sd: np.ndarray | float = 0.0,
 ) -> tuple[LossForecast, np.ndarray]:
+    """The forecast at ``curve_steps``; ``extra_sd``: a log-scale SD per point added to the
+    interval (pre-training schedules: the anneal-depth gap's)."""
     fit = law.set_fit(validation_set)
     form = law.form_for(validation_set)
     parameter_sets = np.array([fit.values, *fit.jackknife])
@@ -148,7 +157,7 @@ def _forecast(
         scale = fit.cv_rms if fit.cv_rms is not None else fit.noise
         variance = fit_var + scale**2
     length_sd = length_extrapolation_sd(law, validation_set, curve_steps)
-    half = z * np.sqrt(variance + np.square(length_sd))
+    half = z * np.sqrt(variance + np.square(length_sd) + np.square(extra_sd))
     lower, upper = mean * np.exp(-half), mean * np.exp(half)
     picked = report_index
     forecast = LossForecast(
@@ -210,15 +219,17 @@ def _forecasts(
     report: np.ndarray,
     level: float,
     require_positive: bool,
+    extra_sd: np.ndarray | float = 0.0,
 ) -> tuple[dict[str, LossForecast], dict[str, np.ndarray]]:
     """Every validation set's forecast at the ``report`` steps and its curve at
-    ``curve_steps``: the one path of every prediction (the scenario builds the inputs)."""
+    ``curve_steps``: the one path of every prediction (the scenario builds the inputs;
+    ``extra_sd``, a log-scale SD added at each of ``curve_steps``)."""
     areas = law.scenario.inputs(run, curve_steps, law.needs)  # type: ignore[arg-type]
     index = np.searchsorted(curve_steps, report)
     forecasts, curves = {}, {}
     for name in law.validation_sets:
         forecast, curve = _forecast(
-            law, name, areas, curve_steps, index, z_value(level), require_positive
+            law, name, areas, curve_steps, index, z_value(level), require_positive, extra_sd
         )
         forecast.steps = report.tolist()
         forecasts[name], curves[name] = forecast, curve
@@ -353,9 +364,13 @@ def _predict_pretrain_run(
     _check_level(level)
     report = run.report_steps(steps)
     curve_steps = np.union1d(report, [run.warmup_steps + 1, run.steps])
-    forecasts, _ = _forecasts(law, run, curve_steps, report, level, require_positive)
+    gap_sd = law.anneal_sd(run, curve_steps)
+    forecasts, _ = _forecasts(law, run, curve_steps, report, level, require_positive, gap_sd)
     flags = law.scenario.coverage_flags(
-        peak_lr=schedule.peak, steps=run.steps, tokens_per_step=run.tokens_per_step
+        peak_lr=schedule.peak,
+        steps=run.steps,
+        tokens_per_step=run.tokens_per_step,
+        lowest_lr=float(run.lr[run.warmup_steps :].min()),
     )
     return PretrainPrediction(
         schedule=schedule.describe(),

@@ -263,10 +263,97 @@ CASES = [
         ["fit", "{manifest}", "--annealing", "mpl1"],
         r"--annealing == 'mpl1'.*it is for pre-training pilots",
     ),
+    # --- recommend: a pre-training law takes the schedule's options, not a CPT run's
+    *(
+        Case(
+            f"recommend a pre-training schedule given {option}",
+            ["recommend", "--law", "{ptlaw}", option, *values],
+            rf"{option}: a CPT search setting; this law was fitted to pre-training pilots",
+        )
+        for option, *values in (
+            ("--weights", "0.3,0.7"),
+            ("--replay", "0.2"),
+            ("--warmup-fraction", "0.05"),
+            ("--checkpoints", "a"),
+            ("--max-steps", "100"),
+            ("--tokens-per-step", "1000"),
+            ("--top-k", "3"),
+            ("--pareto",),
+            ("--sampler", "gp"),
+            ("--seed", "1"),
+            ("--candidates", "{tmp}/c.csv"),
+            ("--verbose",),
+        )
+    ),
+    *(
+        Case(
+            f"recommend CPT settings given {option}",
+            ["recommend", "--law", "{law}", option, value],
+            rf"{option}: not a setting of a CPT search \(it is for laws fitted to pre-training",
+        )
+        for option, value in (
+            ("--final-lr", "1e-5"),
+            ("--decay-shapes", "cosine"),
+            ("--warmup-steps", "100"),
+        )
+    ),
     Case(
-        "recommend with a pre-training law",
-        ["recommend", "--law", "{ptlaw}"],
-        r"law\.json: kind: cptopt recommend needs a CPT law",
+        "recommend pre-training final LR below the pilots'",
+        ["recommend", "--law", "{ptlaw}", "--final-lr", "1e-6,1e-5"],
+        r"--final-lr from 1e-06 below the pilots' lowest LR after their warmup \(3e-05\); "
+        r"allow extrapolation \(--allow-extrapolation\)",
+    ),
+    Case(
+        "recommend pre-training final LR above the peak",
+        ["recommend", "--law", "{ptlaw}", "--final-lr", "3e-5,1e-3"],
+        r"--final-lr up to 0\.001 must stay below the peak LR",
+    ),
+    Case(
+        "recommend pre-training peak LR outside the pilots'",
+        ["recommend", "--law", "{ptlaw}", "--peak-lr", "1e-3"],
+        r"--peak-lr 0\.001\.\.0\.001 outside the pilots' 0\.0003\.\.0\.0003",
+    ),
+    Case(
+        "recommend pre-training warmup as long as the run",
+        ["recommend", "--law", "{ptlaw}", "--warmup-steps", "24000"],
+        r"--warmup-steps == 24000, must be below the step budget 24000",
+    ),
+    Case(
+        "recommend pre-training negative warmup",
+        ["recommend", "--law", "{ptlaw}", "--warmup-steps", "-1"],
+        r"--warmup-steps: .*greater than or equal to 0",
+    ),
+    Case(
+        "recommend pre-training unknown decay shape",
+        ["recommend", "--law", "{ptlaw}", "--decay-shapes", "cosine,step"],
+        r"--decay-shapes: Input should be 'linear', 'cosine' or 'exponential'",
+    ),
+    Case(
+        "recommend pre-training decay over more than the run",
+        ["recommend", "--law", "{ptlaw}", "--decay-fraction", "0.1,1.5"],
+        r"--decay-fraction: WSD decay fraction must lie in \[0\.01, 1\]",
+    ),
+    Case(
+        "recommend pre-training NaN final LR",
+        ["recommend", "--law", "{ptlaw}", "--final-lr", "nan"],
+        r"--final-lr",
+    ),
+    Case(
+        "recommend pre-training steps 1e12",
+        ["recommend", "--law", "{ptlaw}", "--steps", "1e12"],
+        r"--steps",
+    ),
+    Case(
+        "recommend pre-training config with a CPT key",
+        ["recommend", "--law", "{ptlaw}", "-c", "{tmp}/s.yaml"],
+        r"s\.yaml: space\.replay_ratio: unknown key \(allowed: peak_lr, steps, warmup_steps",
+        {"s.yaml": "space: {replay_ratio: 0.2}\n"},
+    ),
+    Case(
+        "recommend config naming a law that is not a path",
+        ["recommend", "-c", "{tmp}/s.yaml"],
+        r"s\.yaml: law: must be a file path, got 3",
+        {"s.yaml": "law: 3\n"},
     ),
     Case(
         "check with a pre-training law",
@@ -274,9 +361,9 @@ CASES = [
         r"law\.json: kind: cptopt check needs a CPT law",
     ),
     Case(
-        "plot a pre-training law",
-        ["plot", "{ptlaw}"],
-        r"law\.json: kind: cptopt plot needs a CPT law",
+        "plot a pre-training law over CPT pilots",
+        ["plot", "{ptlaw}", "--pilots", "{manifest}", "-o", "{tmp}/p.png"],
+        r"--pilots: CPT runs \(kind: cpt\), not pre-training pilots",
     ),
     Case(
         "predict a CPT config with a pre-training law",

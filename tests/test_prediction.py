@@ -120,3 +120,62 @@ def test_the_public_predict_dispatches_on_the_laws_kind(synthetic_law, tmp_path)
     config.write_text(f"schedule: {WSD.model_dump_json(exclude_none=True)}\nreplay_ratio: 0.2\n")
     with pytest.raises(InputError, match=r"pt\.yaml: replay_ratio: a pre-training run has no"):
         cptopt.predict(synthetic_law, config)
+
+
+def test_an_lr_drop_deeper_than_any_pilots_is_flagged(pretrain_law):
+    """The pilots' lowest LR after their warmup is 3e-5 (the cosine's end)."""
+    common = {"peak_lr": 3e-4, "steps": 24000, "warmup_steps": 2160}
+    to_zero = predict(pretrain_law, Schedule(family="cosine", **common))
+    assert to_zero.flags == [
+        "lowest LR 0 below the pilots' lowest after their warmup (3e-05): an LR drop deeper "
+        "than any pilot's"
+    ]
+    as_deep = Schedule(family="wsd", decay_start_step=20000, min_lr=3e-5, **common)
+    assert predict(pretrain_law, as_deep).flags == []
+
+
+def test_intervals_widen_where_a_schedule_anneals_unlike_any_pilot(pretrain_law):
+    """A drop to 0.1 x peak at step 8000 (the pilots dropped to 0.3 x there, or decayed
+    slowly): 2,000 steps later the nearest pilot at the same forward area, the two-stage
+    one, is at depth 0.7 against 0.9, a gap of 0.2, which adds the fit's SD per unit of gap
+    to the interval; a pilot's own schedule gets nothing added."""
+    drop = Schedule(
+        family="step",
+        peak_lr=3e-4,
+        steps=16000,
+        warmup_steps=2160,
+        milestones=(8000,),
+        step_factor=0.1,
+    )
+    cosine = Schedule(family="cosine", peak_lr=3e-4, steps=24000, warmup_steps=2160, min_lr=3e-5)
+    unmeasured = pretrain_law.model_copy(update={"depth_sd": None})
+    z = 1.6448536269514722  # the 90 % interval's normal quantile
+
+    def half(law, schedule, step):
+        loss = predict(law, schedule, steps=[step]).loss
+        return np.log(loss.upper[0] / loss.mean[0])
+
+    extra = np.sqrt(half(pretrain_law, drop, 10000) ** 2 - half(unmeasured, drop, 10000) ** 2)
+    assert extra == pytest.approx(z * pretrain_law.depth_sd * 0.2, rel=1e-3)
+    assert half(pretrain_law, cosine, 20000) == pytest.approx(
+        half(unmeasured, cosine, 20000), rel=1e-9
+    )
+
+
+def test_the_law_file_keeps_what_the_pilots_annealed(pretrain_law, tmp_path):
+    anneal = pretrain_law.anneal
+    assert anneal.lowest_lr == pytest.approx(3e-5) and anneal.warmup_steps == [2160] * 3
+    assert [max(path.depth) for path in anneal.paths] == pytest.approx([0.9, 0.0, 0.7])
+    loaded = cptopt.load_law(pretrain_law.save(tmp_path / "law.json"))
+    assert loaded.anneal == pretrain_law.anneal and loaded.depth_sd == pretrain_law.depth_sd
+
+
+def test_a_law_file_without_the_anneal_record_predicts_without_the_gap_term(pretrain_law):
+    """Schema-5 files written before cptopt kept how the pilots annealed: no gap term, no
+    deeper-drop flag, the rest unchanged."""
+    older = pretrain_law.model_copy(update={"anneal": None, "depth_sd": None})
+    cosine = Schedule(family="cosine", peak_lr=3e-4, steps=24000, warmup_steps=2160)
+    old, new = predict(older, cosine), predict(pretrain_law, cosine)
+    assert old.flags == [] and len(new.flags) == 1
+    np.testing.assert_allclose(old.loss.mean, new.loss.mean, rtol=1e-12)
+    assert np.all(np.asarray(old.loss.upper) <= np.asarray(new.loss.upper))

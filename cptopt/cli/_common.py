@@ -14,6 +14,7 @@ import sys
 import threading
 import traceback
 import typing
+import urllib.parse
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -25,6 +26,7 @@ from rich.console import Console
 from typer.models import OptionInfo
 
 from cptopt._io import os_error_line
+from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
 from cptopt.law import DEFAULT_LAW_PATH, CptLaw, load_cpt_law
 from cptopt.search import SearchConfig, parse_weights
@@ -36,15 +38,64 @@ app = typer.Typer(
         "short pilot runs, predict the general and domain loss of any CPT schedule, and choose "
         "peak LR, replay ratio and steps.\n\n"
         "Typical session:\n\n"
-        "  cptopt fit examples/pilots/unannealed.yaml          # writes cptopt-law.json\n\n"
-        "  cptopt predict examples/configs/wsd-replay25.yaml    # predicted losses\n\n"
+        "\b\n"  # click keeps this paragraph's lines as they are
+        "  cptopt fit examples/pilots/unannealed.yaml         # writes cptopt-law.json\n"
+        "  cptopt predict examples/configs/wsd-replay25.yaml  # predicted losses\n\n"
         "Exit codes: 0 ok, 1 findings, 2 bad input or internal error."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # click's own help layout: option names are never cut, and a help text goes under its
+    # option when the option is long (rich's panels cut names and squeeze the help to a
+    # narrow column at 80 columns); lines up to 100 columns on wide terminals
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
+
+
+def version_line() -> str:
+    """``cptopt 0.1.0``, with the commit when this very copy was installed from a git URL
+    (pip records it; a CI log then says which cptopt judged its configs)."""
+    import importlib.metadata
+
+    line = f"cptopt {__version__}"
+    try:
+        dist = importlib.metadata.distribution("cptopt")
+        installed = Path(str(dist.locate_file("cptopt/__init__.py"))).resolve()
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+        return line
+    commit = direct.get("vcs_info", {}).get("commit_id")
+    running = Path(__file__).resolve().parents[1] / "__init__.py"  # this cptopt package
+    if commit and installed == running:
+        url = urllib.parse.urlsplit(str(direct.get("url", "?")))
+        public = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no token
+        line += f" (commit {commit}, {public})"
+    return line
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print cptopt's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Options of cptopt itself (before the command)."""
+
 
 stdout = Console(soft_wrap=False)
 # Diagnostics are single lines whatever the terminal width (CI logs, grep).
@@ -87,6 +138,9 @@ COMMAND_NAMES = {
     "next_pilot()": "cptopt next-pilot",
     "check()": "cptopt check",
     "plot_fit()": "cptopt plot",
+    "rank_candidates()": "cptopt recommend --candidates",
+    "load_search_config()": "cptopt recommend --config",
+    "check(limits_file=...)": "cptopt check --limits",
 }
 
 
@@ -178,23 +232,13 @@ def _size_consoles() -> None:
     stdout.width = stderr.width = width
 
 
-def emit(
-    result: BaseModel | dict,
-    output_format: OutputFormat,
-    render: Callable[[], Any],
-    width: int | None = None,
-) -> None:
-    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people.
-
-    ``width`` is the width to render at when stdout is not a terminal (rich's default, 80
-    columns, would wrap wide tables in files and CI logs).
-    """
+def emit(result: BaseModel | dict, output_format: OutputFormat, render: Callable[[], Any]) -> None:
+    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people, at the
+    width of the terminal, or of ``$COLUMNS``, else 80 columns (files and pipes too)."""
     if output_format is OutputFormat.json:
         print_json(result)
-    elif width is None or stdout.is_terminal:
-        stdout.print(render())
     else:
-        Console(soft_wrap=False, width=width).print(render())
+        stdout.print(render())
 
 
 def print_json(payload: BaseModel | dict | list) -> None:
@@ -248,12 +292,8 @@ class Spinner:
         return "; ".join(f"{stage} {done}/{total}" for stage, (done, total) in shown)
 
 
-def weights_and_law(
-    merged: SearchConfig, law_path: Path | None, purpose: str = "recommend()"
-) -> tuple[tuple[float, float], CptLaw]:
-    """The objective weights (a note on stderr when normalised) and the CPT law of a
-    command that takes a search config, as ``recommend`` resolves them (``purpose``: the
-    library function the command runs, for the error a pre-training law gets)."""
+def objective_weights(merged: SearchConfig) -> tuple[float, float]:
+    """A search config's objective weights (a note on stderr when normalised)."""
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -261,9 +301,26 @@ def weights_and_law(
             f"note: weights {raw_weights} normalised to {w_general:.4g},{w_domain:.4g}",
             highlight=False,
         )
-    path = law_path or Path(merged.law or DEFAULT_LAW_PATH)
+    return w_general, w_domain
+
+
+def law_file(law_path: Path | None, named: str | None) -> Path:
+    """The law file a search command reads: ``--law``, else the one its config names
+    (``named``), else the default; one that does not exist is an error saying how to
+    make it."""
+    path = law_path or Path(named or DEFAULT_LAW_PATH)
     if not path.exists():
         raise InputError(
             f"law file not found: {path} (run 'cptopt fit PILOTS.yaml' first, or pass --law)"
         )
-    return (w_general, w_domain), load_cpt_law(path, purpose)
+    return path
+
+
+def weights_and_law(
+    merged: SearchConfig, law_path: Path | None, purpose: str = "recommend()"
+) -> tuple[tuple[float, float], CptLaw]:
+    """The objective weights (a note on stderr when normalised) and the CPT law of a
+    command that takes a search config (``purpose``: the library function the command
+    runs, for the error a pre-training law gets)."""
+    weights = objective_weights(merged)
+    return weights, load_cpt_law(law_file(law_path, merged.law), purpose)

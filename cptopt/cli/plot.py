@@ -9,7 +9,7 @@ import typer
 
 from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
-from cptopt.law import DEFAULT_LAW_PATH, load_cpt_law
+from cptopt.law import DEFAULT_LAW_PATH, load_law
 from cptopt.pilots import load_manifest
 from cptopt.report import DEFAULT_DPI, parse_size, plot_fit
 
@@ -25,9 +25,9 @@ def plot_command(
         Path | None,
         typer.Option(
             "--pilots",
-            help="Pilot manifest: draw the fitted curves over its runs, with residuals. "
-            "Runs the law was not fitted to are drawn dashed (held out). Without it: the "
-            "per-pilot errors stored in the law file.",
+            help="Pilot manifest (of the law's kind): draw the fitted curves over its runs, "
+            "with residuals. Runs the law was not fitted to are drawn dashed (held out). "
+            "Without it: the per-pilot errors stored in the law file.",
             show_default=False,
         ),
     ] = None,
@@ -37,13 +37,14 @@ def plot_command(
     size: Annotated[str, typer.Option(help="Image size in pixels, WIDTHxHEIGHT.")] = "1200x800",
     dpi: Annotated[int, typer.Option(min=30, max=600, help="Resolution.")] = DEFAULT_DPI,
 ) -> None:
-    """Draw the fitted law over the pilot data with residuals, to judge whether to trust it.
+    """Draw the fitted law over the pilot data with residuals, to judge whether to trust it
+    (a CPT law's general and domain loss, or a pre-training law's loss).
 
-    Needs matplotlib: pip install 'cptopt\\[plot]'.
+    Needs matplotlib: pip install 'cptopt[plot]'.
     """
     dimensions = parse_size(size)
     check_output_path(output)
-    law = load_cpt_law(law_path, "plot_fit()")
-    pilot_set = load_manifest(pilots, kind="cpt") if pilots is not None else None
+    law = load_law(law_path)
+    pilot_set = load_manifest(pilots, kind=law.scenario.kind) if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
     stderr.print(f"plot written to {written}", highlight=False)

@@ -1,4 +1,7 @@
-"""``cptopt recommend``: the settings that minimise the weighted final loss, from a law file."""
+"""``cptopt recommend``: the settings that minimise the final loss, from a law file: CPT
+settings for a CPT law (the weighted general and domain loss), a pre-training schedule for
+a law fitted to pre-training pilots. The law's kind picks the search
+(``cptopt.search.law_search``) and so the options and config keys it takes."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ from cptopt.cli._common import (
     app,
     emit,
     handle_errors,
+    law_file,
+    objective_weights,
     stderr,
-    weights_and_law,
 )
 from cptopt.cli._pilot_hint import print_next_pilot_hint
 from cptopt.cli._search_options import (
@@ -31,13 +35,19 @@ from cptopt.cli._search_options import (
     ReplayOption,
     StepsOption,
 )
+from cptopt.exceptions import InputError, param
+from cptopt.law import CptLaw, PretrainRunsLaw, load_law
 from cptopt.report import ranking_report, recommendation_report
 from cptopt.search import (
+    PretrainSearchConfig,
     SearchConfig,
+    law_search,
     load_candidates,
     load_search_config,
     rank_candidates,
     recommend,
+    recommend_pretrain,
+    search_config_law,
 )
 
 
@@ -92,7 +102,32 @@ def recommend_command(
     decay_fraction: Annotated[
         str | None,
         typer.Option(
-            help=f"WSD decay fraction, {RANGE_HELP} (default: 0.1,0.5).", show_default=False
+            help=f"WSD decay fraction, {RANGE_HELP} (default: 0.1,0.5; pre-training laws "
+            "0.02,0.9).",
+            show_default=False,
+        ),
+    ] = None,
+    decay_shapes: Annotated[
+        str | None,
+        typer.Option(
+            help="Pre-training laws: WSD decay shapes, e.g. cosine,linear (default: linear, "
+            "cosine, exponential).",
+            show_default=False,
+        ),
+    ] = None,
+    final_lr: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Pre-training laws: the LR the decay ends at, {RANGE_HELP} (default: the "
+            "pilots' lowest after their warmup up to 10x it).",
+            show_default=False,
+        ),
+    ] = None,
+    warmup_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Pre-training laws: warmup steps (default: the pilots' longest).",
+            show_default=False,
         ),
     ] = None,
     checkpoints: Annotated[
@@ -108,7 +143,8 @@ def recommend_command(
         typer.Option(
             "--allow-extrapolation",
             help="Search peak LRs up to 3x beyond the pilots' "
-            "range (flagged: the law has no 'LR too large' regime).",
+            "range (flagged: the law has no 'LR too large' regime); pre-training laws: "
+            "peak LRs outside the pilots' as given, final LRs below theirs.",
             show_default=False,
         ),
     ] = None,
@@ -202,13 +238,20 @@ def recommend_command(
     ] = False,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Recommend peak LR, replay ratio, steps and schedule shape for a CPT run.
+    """Recommend the settings of a run: a CPT run, or a pre-training schedule.
 
-    Minimises w_g*L_general(T) + w_d*L_domain(T) predicted by the fitted law with an Optuna
-    study, then cross-checks the answer with a dense vectorised search of the same space.
-    The space defaults to what the pilots covered; settings outside it are flagged.
+    A CPT law: peak LR, replay ratio, steps and schedule shape minimising
+    w_g*L_general(T) + w_d*L_domain(T), with an Optuna study cross-checked by a dense
+    vectorised search. A law fitted to pre-training pilots: the schedule (peak LR, family,
+    WSD decay shape and length, final LR; --steps fixes or bounds the budget, default the
+    longest pilot's) with the lowest predicted final loss, on a grid refined around each
+    family's best; options for CPT runs only are refused. The space defaults to what the
+    pilots covered; settings outside it are flagged.
     """
-    base = load_search_config(config) if config is not None else SearchConfig()
+    named = search_config_law(config) if config is not None else None
+    law = load_law(law_file(law_path, named))
+    model = law_search(law).config
+    base = load_search_config(config, model) if config is not None else model()
     flags = {
         "space.peak_lr": peak_lr,
         "space.replay_ratio": replay,
@@ -217,6 +260,9 @@ def recommend_command(
         "space.warmup_fraction": warmup_fraction,
         "space.decay_fraction": decay_fraction,
         "space.checkpoints": checkpoints,
+        "space.final_lr": final_lr,
+        "space.decay_shapes": decay_shapes,
+        "space.warmup_steps": warmup_steps,
         "constraints.max_steps": max_steps,
         "constraints.tokens_per_step": tokens_per_step,
         "constraints.max_tokens": max_tokens,
@@ -235,7 +281,20 @@ def recommend_command(
         "pareto": pareto,
     }
     merged = base.with_overrides(flags, aliases=OPTION_KEYS)
-    (w_general, w_domain), law = weights_and_law(merged, law_path)
+    run = _SEARCHES[type(law)]
+    run(law, merged, candidates=candidates, verbose=verbose, output_format=output_format)
+
+
+def _recommend_cpt(
+    law: CptLaw,
+    merged: SearchConfig,
+    *,
+    candidates: Path | None,
+    verbose: bool,
+    output_format: OutputFormat,
+) -> None:
+    """Search (or rank ``candidates``) CPT settings; the next-pilot hint after."""
+    w_general, w_domain = objective_weights(merged)
     if candidates is not None:
         ranked = load_candidates(candidates)
         ranking = rank_candidates(
@@ -246,7 +305,7 @@ def recommend_command(
             level=merged.level,
             seed=merged.search.seed,
         )
-        emit(ranking, output_format, lambda: ranking_report(ranking), width=120)
+        emit(ranking, output_format, lambda: ranking_report(ranking))
         print_next_pilot_hint(law, (w_general, w_domain), merged, output_format, ranked)
         return
     with _progress_bar(True) as progress:
@@ -263,5 +322,27 @@ def recommend_command(
             verbose=verbose,
             progress=progress,
         )
-    emit(result, output_format, lambda: recommendation_report(result), width=120)
+    emit(result, output_format, lambda: recommendation_report(result))
     print_next_pilot_hint(law, (w_general, w_domain), merged, output_format)
+
+
+def _recommend_pretrain(
+    law: PretrainRunsLaw,
+    merged: PretrainSearchConfig,
+    *,
+    candidates: Path | None,
+    verbose: bool,
+    output_format: OutputFormat,
+) -> None:
+    """Search a pre-training schedule (no candidates to rank, no Optuna log to show)."""
+    for name, given in (("candidates", candidates is not None), ("verbose", verbose)):
+        if given:
+            raise InputError(f"{param(name)}: {merged.foreign}")
+    result = recommend_pretrain(
+        law, merged.space, allow_extrapolation=merged.allow_extrapolation, level=merged.level
+    )
+    emit(result, output_format, lambda: recommendation_report(result))
+
+
+#: How the command searches each kind of law (the library's search: ``law_search``).
+_SEARCHES = {CptLaw: _recommend_cpt, PretrainRunsLaw: _recommend_pretrain}

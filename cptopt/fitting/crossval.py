@@ -14,7 +14,7 @@ starts, from the caller's generator, which comes back advanced as if it had run 
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,8 @@ class SetResult:
     #: RMS log error at the pilots' ends of the law refitted on their first halves
     #: (:func:`length_extrapolation_rms`); None when not measured.
     length_rms: float | None = None
+    #: An averaged law's members, each fitted alone (:mod:`cptopt.fitting.averaging`).
+    members: list[SetResult] = field(default_factory=list)
 
     @property
     def cv_error(self) -> float | None:
@@ -204,6 +206,11 @@ class PendingSet:
     refits: list[Future]
     length: Future | None
     _done: SetResult | None = None
+
+    @classmethod
+    def done(cls, result: SetResult) -> PendingSet:
+        """A set fitted to the end: ``result``."""
+        return cls(result.law, result.data, result.best, [], None, result)
 
     def result(self) -> SetResult:
         if self._done is None:

@@ -21,8 +21,15 @@ from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
 from cptopt.fitting.jobs import FINAL, SELECTING, FitSettings, Variant, fit_variant, set_data
-from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, fit_pretrain
-from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
+from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, depth_sd, fit_pretrain
+from cptopt.fitting.selection import (
+    AUTO,
+    AUTO_ANNEALINGS,
+    AUTO_LAMBDAS,
+    REFERENCE_FORM,
+    auto_form,
+    select_variant,
+)
 from cptopt.fitting.workers import FitContext, SetData, one_blas_thread, process_pool
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
@@ -48,15 +55,15 @@ REPLAY_DOUBT_NOTE = 0.01
 
 
 def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]]) -> list[str]:
-    """One note per set whose CV-equivalent replay forms disagree between the pilots' ratios."""
+    """One note per set whose averaged law's members disagree between the pilots' ratios."""
     notes = []
     for name, items in doubts.items():
         worst = max(items, key=lambda item: item[1], default=None)
         if worst is not None and worst[1] > REPLAY_DOUBT_NOTE:
             ratio, spread, forms = worst
             notes.append(
-                f"{name}: the replay forms the pilots' CV cannot tell apart ({', '.join(forms)}) "
-                f"differ by {100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' "
+                f"{name}: the averaged law's members ({', '.join(forms)}) differ by "
+                f"{100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' replay "
                 "ratios: predictions there are uncertain; a pilot near that ratio would decide"
             )
     return notes
@@ -84,8 +91,9 @@ class LawFitter:
     Parameters
     ----------
     form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"``,
-        ``"odds"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: every form of
-        ``AUTO_FORMS`` is a candidate, chosen for each validation set by its own CV.
+        ``"odds"``, ``"relax"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: each
+        validation set gets the average of its members
+        (:data:`~cptopt.fitting.selection.AUTO_MEMBERS`), weighted by their CV.
     lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
         it by CV from ``AUTO_LAMBDAS``. A number implies ``annealing="s2"``. Default: 0.999
         for ``form="paper"`` (unless ``annealing="mpl"``), else ``"auto"``.
@@ -105,8 +113,10 @@ class LawFitter:
         on 2 or more cores and processes can be forked, else 1). The result does not depend
         on it.
     lr_power : drive the shift by ``sum eta^q`` (``q`` fitted per set) instead of the LR
-        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: a candidate per
-        set, kept by the one-standard-error rule). Default for a named form: False.
+        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: the averaged
+        laws' members as listed; with a named form, ``"auto"`` makes it a candidate kept by
+        the one-standard-error rule). True or False sets every member's. Default for a
+        named form: False.
     domain_forward : ``"frozen"`` (default) or ``"advance"`` (Eq. 4): whether CPT steps
         advance the domain law's PT power law (:data:`cptopt.law.forms.DOMAIN_FORWARDS`).
     pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` or
@@ -286,12 +296,18 @@ class LawFitter:
             what = "a law form for pre-training pilots (kind: pretrain)"
             known = what if self.form == PretrainPartForm.name else "unknown law form"
             raise InputError(f"{param('form')} == {self.form!r}: {known}; choose from {choices}")
-        forms = AUTO_FORMS if self.form == "auto" else (self.form,)
+        forms = (AUTO,) if self.form == AUTO else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
         if tie not in ("auto", True, False):
             raise InputError(f"{param('tie')} == {self.tie!r}, must be yes, no or auto")
         lams, annealings = self._memories()
         if tie is True:
+            if self.form == AUTO:
+                raise InputError(
+                    f"{param('tie')} == {self.tie!r} shares one form's memory between the sets, "
+                    f"and {param('form')} == 'auto' averages forms per set: name a form too, "
+                    f"e.g. {param('form')}='odds'"
+                )
             if annealings == ("s2",):
                 raise InputError(
                     f"{param('tie')}: only the multi-power memory is tied; use "
@@ -322,7 +338,7 @@ class LawFitter:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
-        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
+        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto" or self.form == AUTO
         logged = [scenario.logged(name) for name in scenario.validation_sets]
         if selecting and min(logged) < 3:
             raise InputError(
@@ -446,6 +462,7 @@ class LawFitter:
                 scenario, variants, settings, jackknife=self.jackknife, progress=progress
             )
         with_jackknife = self.jackknife or bool(fitted.rows)
+        loss = set_fit_record(fitted.final, scenario, with_jackknife, "none")
         return PretrainRunsLaw(
             annealing=fitted.chosen.annealing,  # type: ignore[arg-type]
             lam=fitted.chosen.lam,
@@ -454,7 +471,9 @@ class LawFitter:
             notes=scenario.notes(),
             info=scenario.info(),
             coverage=scenario.coverage,
-            loss=set_fit_record(fitted.final, scenario, with_jackknife, "none"),
+            anneal=scenario.anneal,
+            loss=loss,
+            depth_sd=depth_sd(fitted.final, scenario, loss.noise, loss.interval_scale),
             inputs=scenario.input_records(),
             selection=fitted.rows,
         )
@@ -470,12 +489,18 @@ def _selection_data(
         name: AUTO_PT_POINTS if settings.pt_points_of(name, resolve=False) == "auto" else ()
         for name in scenario.validation_sets
     }
-    drives = (False, True) if lr_power in ("auto", True) else (False,)
-    for variant in dict.fromkeys(replace(v, form=variants[0].form) for v in variants):
+    averaging = variants[0].form == AUTO
+    drives = (False, True) if lr_power in ("auto", True) and not averaging else (False,)
+    first = REFERENCE_FORM if averaging else variants[0].form
+    for variant in dict.fromkeys(replace(v, form=first) for v in variants):
         for name in scenario.validation_sets:
+            laws = [replace(variant, lr_power=power) for power in drives]
+            if averaging:  # the reference form compares PT points, the average is fitted
+                form, steps = auto_form(name, lr_power)
+                laws.append(replace(variant, form=form, lr_power=steps))
             for policy in policies[name] or (settings.pt_points_of(name),):
-                for power in drives:
-                    recipe = set_data(scenario, replace(variant, lr_power=power), name, settings, 0)
+                for law in laws:
+                    recipe = set_data(scenario, law, name, settings, 0)
                     for points in (SELECTING.points, FINAL.points):
                         recipes.append(replace(recipe, pt_points=policy, points=points))
     return recipes

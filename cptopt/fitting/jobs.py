@@ -22,18 +22,13 @@ from typing import TypeVar
 import numpy as np
 
 from cptopt._progress import Progress, report
-from cptopt.fitting.crossval import (
-    MAX_FOLDS,
-    PendingSet,
-    SetResult,
-    fit_tied,
-    fit_validation_set,
-    start_validation_set,
-)
+from cptopt.fitting.averaging import start_set
+from cptopt.fitting.crossval import MAX_FOLDS, PendingSet, SetResult, fit_tied
 from cptopt.fitting.data import AUTO_PT_POINTS, FIT_POINTS, SELECTION_POINTS, thin
 from cptopt.fitting.optimise import Starts
 from cptopt.fitting.workers import Runner, SetData
-from cptopt.law.forms import LawForm, make_law
+from cptopt.law.averaged import build_law
+from cptopt.law.forms import LawForm
 from cptopt.law.scenario import CptScenario, FitData, InputNeeds
 
 #: Tied variants share the multi-power memory between the general and the domain law: how
@@ -135,8 +130,9 @@ WarmStarts = dict[tuple[str, str, bool, str], np.ndarray]
 def law_for(
     variant: Variant, validation_set: str, scenario: CptScenario, settings: FitSettings
 ) -> LawForm:
-    """The law form of one validation set under ``variant`` and the fitter's settings."""
-    return make_law(
+    """The law form of one validation set under ``variant`` and the fitter's settings (an
+    averaged law when ``variant.form`` names members: :func:`~cptopt.law.averaged.build_law`)."""
+    return build_law(
         variant.form,
         validation_set,
         scenario.replay_terms,
@@ -168,7 +164,7 @@ def fit_with_effort(
         thinned: FitData | SetData = replace(data, points=effort.points)
     else:
         thinned = thin(data, effort.points)
-    return start_validation_set(
+    return start_set(
         law,
         thinned,
         delta=settings.huber_delta,
@@ -228,7 +224,7 @@ def _fit_group(
             runner=runner,
         )
     (name,) = names
-    result = fit_validation_set(
+    result = start_set(
         laws[name],
         datas[name],
         delta=settings.huber_delta,
@@ -241,7 +237,7 @@ def _fit_group(
         max_folds=effort.max_folds,
         runner=runner,
     )
-    return {name: result}
+    return {name: result.result()}
 
 
 T = TypeVar("T")

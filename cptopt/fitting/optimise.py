@@ -231,6 +231,12 @@ class SingleFit:
     nfev: int
     start_costs: tuple[float, ...]
 
+    @property
+    def starts_agree(self) -> bool:
+        """Whether the two best starts reached the same cost (to a relative 1e-5)."""
+        costs = sorted(self.start_costs)
+        return len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
+
 
 def _solve_each(
     problem: Problem | JointProblem, starts: list[np.ndarray], max_nfev: int | None

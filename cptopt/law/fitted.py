@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cptopt._io import atomic_write_text, read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
-from cptopt.law.annealing import ANNEALINGS
+from cptopt.law.anneal_coverage import AnnealCoverage
 from cptopt.law.areas import Areas
-from cptopt.law.forms import LawForm, make_law
+from cptopt.law.averaged import build_law, check_weights, is_averaged, member_forms
+from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
 from cptopt.law.scenario import (
     LOSS,
@@ -41,6 +42,7 @@ from cptopt.law.scenario import (
     CptScenario,
     InputNeeds,
     InputRecord,
+    PretrainRunInput,
     PretrainScenario,
 )
 from cptopt.pilots.runs import PretrainHistory
@@ -49,7 +51,8 @@ from cptopt.pilots.runs import PretrainHistory
 #: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
 #: the PT-phase points used, the length-extrapolation error; 4: ``kind``, laws fitted to
 #: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory; 5: a record
-#: per kind: a pre-training law keeps only its own keys and names its set ``loss``).
+#: per kind: a pre-training law keeps only its own keys and names its set ``loss``; its
+#: optional ``anneal`` and ``depth_sd``, added within 5, default to None when absent).
 SCHEMA_VERSION = 5
 #: The versions this cptopt reads: a version-3 file is a CPT law of version 4 (the keys
 #: version 4 added take their defaults); a version-4 file is upgraded on load.
@@ -122,6 +125,21 @@ class SetFit(BaseModel):
     at_bound: list[str]
     weakly_identified: list[str]
     starts_agree: bool = Field(description="the two best starts reached the same cost")
+
+    @field_validator("form")
+    @classmethod
+    def _known_members(cls, form: str) -> str:
+        if is_averaged(form):
+            member_forms(form)
+        return form
+
+    @field_validator("values")
+    @classmethod
+    def _averaged_weights(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        form, names = info.data.get("form"), info.data.get("parameter_names")
+        if form is not None and names is not None and is_averaged(form):
+            check_weights(form, names, values)
+        return values
 
 
 class PretrainRecord(BaseModel):
@@ -226,7 +244,7 @@ class LawRecord(BaseModel):
     def form_for(self, validation_set: str) -> LawForm:
         """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
         fit = self.set_fit(validation_set)
-        return make_law(
+        return build_law(
             fit.form,
             validation_set,
             self.scenario.replay_terms,
@@ -242,13 +260,15 @@ class LawRecord(BaseModel):
 
     @property
     def needs_history(self) -> bool:
-        """Whether predictions need the drop history (a multi-power annealing memory)."""
-        return ANNEALINGS[self.annealing].needs_history
+        """Whether predictions need the drop history (a set's form says: a multi-power
+        annealing memory)."""
+        return any(self.form_for(name).needs_history for name in self.validation_sets)
 
     @property
     def needs_steps(self) -> bool:
-        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
-        return any(fit.lr_power for fit in self.set_fits)
+        """Whether predictions need the per-step LRs (a set's form says: its shift, or an
+        averaged law's member's, is driven by LR^q)."""
+        return any(self.form_for(name).needs_steps for name in self.validation_sets)
 
     @property
     def needs(self) -> InputNeeds:
@@ -331,7 +351,10 @@ class CptLaw(LawRecord):
     @property
     def forms_description(self) -> str:
         """The replay form(s) in words: one name, or the general's and the domain's."""
-        names = [fit.form + (" + LR^q" if fit.lr_power else "") for fit in self.set_fits]
+        names = [
+            fit.form + (" + LR^q" if fit.lr_power and not is_averaged(fit.form) else "")
+            for fit in self.set_fits
+        ]
         if len(set(names)) == 1:
             return names[0]
         return f"general {names[0]}, domain {names[1]}"
@@ -363,7 +386,20 @@ class PretrainRunsLaw(LawRecord):
         default_factory=list, description="how the inputs were read (e.g. a matched schedule)"
     )
     coverage: Coverage
+    anneal: AnnealCoverage | None = Field(
+        default=None,
+        description="how far the pilots annealed (cptopt.law.anneal_coverage; None: not "
+        "kept, law files of earlier versions)",
+    )
     loss: SetFit = Field(description="the runs' one validation loss")
+    depth_sd: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="log-scale SD per unit of anneal-depth gap to the pilots, from their "
+        "left-out runs; widens intervals where a schedule anneals unlike any pilot (None: "
+        "not measured)",
+    )
     inputs: list[InputRecord] = Field(default_factory=list)
     selection: list[SelectionRow] = Field(
         default_factory=list, description="the annealing memories compared, their CV errors"
@@ -371,7 +407,14 @@ class PretrainRunsLaw(LawRecord):
 
     @property
     def scenario(self) -> PretrainScenario:
-        return PretrainScenario(self.coverage)
+        return PretrainScenario(self.coverage, anneal=self.anneal)
+
+    def anneal_sd(self, run: PretrainRunInput, steps: np.ndarray) -> np.ndarray | float:
+        """Log-scale SD at ``steps`` of ``run`` for how far it anneals from the pilots: the
+        fit's SD per unit of gap times the gap (0 when the law did not measure it)."""
+        if not self.depth_sd:
+            return 0.0
+        return self.depth_sd * self.scenario.depth_gap(run, steps)
 
 
 #: A fitted law of either kind (pydantic discriminates on ``kind``); load with

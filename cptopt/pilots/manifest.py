@@ -153,9 +153,7 @@ class TrainerScheduleSpec(BaseModel):
         if "max_steps" not in keys and log is not None:
             keys["max_steps"] = log.max_steps or log.last_step
             taken.append(f"max_steps {keys['max_steps']}")
-        schedule = schedule_from_trainer(keys, f"{where}: schedule")
-        start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
-        per_step = torch_convention(schedule.lr_array(), start)
+        per_step = _torch_lr(schedule_from_trainer(keys, f"{where}: schedule"))
         notes = ()
         if taken:
             notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
@@ -193,9 +191,49 @@ ScheduleField = Schedule | ScheduleSpec | TrainerScheduleSpec | None
 def _resolve_schedule(
     schedule: ScheduleField, log: LogData | None, where: str, label: str = ""
 ) -> tuple[Schedule | np.ndarray | None, tuple[str, ...]]:
+    notes: tuple[str, ...] = ()
     if isinstance(schedule, (ScheduleSpec, TrainerScheduleSpec)):
-        return schedule.resolve(log, where, label)
-    return schedule, ()
+        schedule, notes = schedule.resolve(log, where, label)
+    if isinstance(schedule, Schedule) and log is not None:
+        notes += _convention_note(schedule, log, label or where)
+    return schedule, notes
+
+
+def _torch_lr(schedule: Schedule) -> np.ndarray:
+    """The per-update LR of ``schedule`` run as a PyTorch scheduler runs it (update ``s`` at
+    the scheduler's step ``s - 1``)."""
+    start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
+    return torch_convention(schedule.lr_array(), start)
+
+
+#: Log formats whose runs step a PyTorch scheduler once per update (update ``s`` at the
+#: scheduler's step ``s - 1``): the HF Trainer's and Lightning's.
+_TORCH_SCHEDULER_FORMATS = ("hf", "lightning")
+
+
+def _convention_note(schedule: Schedule, log: LogData, label: str) -> tuple[str, ...]:
+    """A note when a schedule in cptopt's keys describes an HF or Lightning run: their
+    PyTorch scheduler runs every update one step later than cptopt's keys say (the warmup
+    one update off), unless the logged LR follows cptopt's convention more closely."""
+    if log.format not in _TORCH_SCHEDULER_FORMATS:
+        return ()
+    ours, theirs = schedule.lr_array(), _torch_lr(schedule)
+    if np.allclose(ours, theirs, rtol=0, atol=1e-12 * float(ours.max())):
+        return ()
+    if log.lr is not None:
+        logged = log.lr.steps[(log.lr.steps >= 1) & (log.lr.steps <= ours.size)].astype(int)
+        values = log.lr.values[(log.lr.steps >= 1) & (log.lr.steps <= ours.size)]
+        if logged.size and (
+            np.abs(ours[logged - 1] - values).sum() < np.abs(theirs[logged - 1] - values).sum()
+        ):
+            return ()  # the run's own scheduler follows cptopt's convention
+    change = float(ours.sum() / theirs.sum() - 1)
+    return (
+        f"{label}: schedule in cptopt's keys, but the {log.format} run steps a PyTorch "
+        "scheduler (update s runs at its step s - 1), so the warmup runs one update later "
+        f"than written (S1 {change:+.2%} against the run); give the trainer's keys "
+        f"({', '.join(TRAINER_KEYS[:4])}) for its exact schedule",
+    )
 
 
 class PretrainSpec(BaseModel):

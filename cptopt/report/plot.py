@@ -1,8 +1,9 @@
 """Pictures of a fit and of a prediction (matplotlib, an optional extra: ``cptopt[plot]``).
 
-- :func:`plot_fit`: the fitted law over the pilot curves, one column per validation set,
-  with the relative residuals underneath; without pilot curves, the per-pilot fit and
-  leave-one-pilot-out errors stored in the law file.
+- :func:`plot_fit`: the fitted law over the pilot curves, one column per validation set
+  (a CPT law's general and domain, a pre-training law's loss), with the relative residuals
+  underneath; without pilot curves, the per-pilot fit and leave-one-pilot-out errors
+  stored in the law file.
 - :func:`plot_prediction`: both predicted curves of a planned run with their intervals, the
   pre-CPT levels, the general loss's turning step, and pilot curves when given.
 
@@ -12,6 +13,7 @@ state) and written atomically. ``size`` is in pixels: the file is exactly that l
 
 from __future__ import annotations
 
+from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ import numpy as np
 
 from cptopt._io import atomic_writer
 from cptopt.exceptions import InputError, param
-from cptopt.law.fitted import CptLaw
-from cptopt.pilots.runs import PilotSet, Run
+from cptopt.law.fitted import CptLaw, PretrainRunsLaw
+from cptopt.law.scenario import LOSS
+from cptopt.pilots.logs import Series
+from cptopt.pilots.runs import PilotSet, PretrainPilots, PretrainRun, Run
 from cptopt.prediction import Prediction
 
 #: Default picture size in pixels (width, height) and resolution.
@@ -83,59 +87,133 @@ def _save(figure: Any, path: str | Path, dpi: int) -> Path:
     return target
 
 
-def fitted_curve(law: CptLaw, run: Run, validation_set: str, steps: np.ndarray) -> np.ndarray:
-    """The law's loss for pilot ``run`` at CPT ``steps`` (shape ``(n,)``)."""
+def fitted_curve(
+    law: CptLaw | PretrainRunsLaw, run: Run | PretrainRun, validation_set: str, steps: np.ndarray
+) -> np.ndarray:
+    """The law's loss for pilot ``run`` at ``steps`` (shape ``(n,)``): CPT steps of a CPT
+    pilot, steps from initialisation of a pre-training one."""
+    return _law_curve(run, law, validation_set, steps)
+
+
+def _cannot_draw(run: object) -> InputError:
+    """The error for pilots of a kind the fit plot has no registrations for."""
+    return InputError(f"{param('pilots')}: cannot draw pilots of type {type(run).__name__}")
+
+
+@singledispatch
+def _law_curve(
+    run: Run | PretrainRun, law: CptLaw | PretrainRunsLaw, validation_set: str, steps: np.ndarray
+) -> np.ndarray:
+    raise _cannot_draw(run)
+
+
+def _evaluate(law: CptLaw | PretrainRunsLaw, validation_set: str, areas: Any) -> np.ndarray:
+    values = np.asarray(law.set_fit(validation_set).values, dtype=float)
+    return np.atleast_2d(law.form_for(validation_set).evaluate(values[None, :], areas))[0]
+
+
+@_law_curve.register
+def _cpt_pilot_curve(run: Run, law: CptLaw, validation_set: str, steps: np.ndarray) -> np.ndarray:
     planned = law.scenario.run(
         run.cpt_lr, run.replay_ratio, run.checkpoint, tokens_per_step=run.tokens_per_step
     )
-    areas = law.run_inputs(planned, np.asarray(steps))
-    values = np.asarray(law.set_fit(validation_set).values, dtype=float)
-    curve = law.form_for(validation_set).evaluate(values[None, :], areas)
-    return np.atleast_2d(curve)[0]
+    return _evaluate(law, validation_set, law.run_inputs(planned, np.asarray(steps)))
 
 
-def _label(run: Run) -> str:
+@_law_curve.register
+def _pretrain_pilot_curve(
+    run: PretrainRun, law: PretrainRunsLaw, validation_set: str, steps: np.ndarray
+) -> np.ndarray:
+    scenario = law.scenario
+    areas = scenario.inputs(scenario.pilot_run(run), np.asarray(steps), law.needs)
+    return _evaluate(law, validation_set, areas)
+
+
+@singledispatch
+def _label(run: Run | PretrainRun) -> str:
+    raise _cannot_draw(run)
+
+
+@_label.register
+def _cpt_label(run: Run) -> str:
     return f"{run.name} (r={run.replay_ratio:g}, peak {run.peak_lr:.2g})"
 
 
+@_label.register
+def _pretrain_label(run: PretrainRun) -> str:
+    lowest = float(run.lr[run.warmup_steps :].min())
+    return f"{run.name} (peak {run.peak_lr:.2g}, lowest {lowest:.2g})"
+
+
+@singledispatch
+def _pilot_curve(run: Run | PretrainRun, validation_set: str) -> tuple[Series | None, int]:
+    """A pilot's logged curve of ``validation_set`` and the first step the law describes."""
+    raise _cannot_draw(run)
+
+
+@_pilot_curve.register
+def _cpt_pilot_series(run: Run, validation_set: str) -> tuple[Series | None, int]:
+    return run.curve(validation_set), 0
+
+
+@_pilot_curve.register
+def _pretrain_pilot_series(run: PretrainRun, validation_set: str) -> tuple[Series | None, int]:
+    return (run.loss if validation_set == LOSS else None), run.warmup_steps + 1
+
+
+def _loss_name(validation_set: str) -> str:
+    """``general loss``, ``domain loss``; a pre-training law's one set: ``loss``."""
+    return validation_set if validation_set == LOSS else f"{validation_set} loss"
+
+
+#: The step axis of each kind of law's pilots.
+_STEP_AXIS = {CptLaw: "CPT step", PretrainRunsLaw: "step (from initialisation)"}
+
+
 def plot_fit(
-    law: CptLaw,
+    law: CptLaw | PretrainRunsLaw,
     path: str | Path,
-    pilots: PilotSet | None = None,
+    pilots: PilotSet | PretrainPilots | None = None,
     *,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: int = DEFAULT_DPI,
 ) -> Path:
     """Draw the fit to ``path``: curves over pilot data with residuals, or per-pilot errors.
 
-    With ``pilots``, runs that the law was fitted to are drawn solid; other runs of the
-    manifest (held out) dashed, so the picture also shows how the law predicts them.
+    With ``pilots`` (of the law's kind), runs that the law was fitted to are drawn solid;
+    other runs of the manifest (held out) dashed, so the picture also shows how the law
+    predicts them. A pre-training law's curves start after each pilot's warmup (the law
+    describes the loss after it).
     """
     figure, _ = _new_figure(size, dpi)
     if pilots is None:
         _draw_fit_errors(figure, law)
     else:
         _draw_fit_curves(figure, law, pilots)
+    form = law.set_fit(law.validation_sets[0]).form
     figure.suptitle(
-        f"cptopt law '{law.form}' ({law.annealing_description}): "
+        f"cptopt law '{form}' ({law.annealing_description}): "
         + ("fit over the pilot curves" if pilots is not None else "per-pilot fit error"),
         fontsize="medium",
     )
     return _save(figure, path, dpi)
 
 
-def _draw_fit_curves(figure: Any, law: CptLaw, pilots: PilotSet) -> None:
-    grid = figure.add_gridspec(2, 2, height_ratios=(3, 1))
+def _draw_fit_curves(
+    figure: Any, law: CptLaw | PretrainRunsLaw, pilots: PilotSet | PretrainPilots
+) -> None:
+    grid = figure.add_gridspec(2, len(law.validation_sets), height_ratios=(3, 1))
     colors = _colors(len(pilots.runs))
     for column, validation_set in enumerate(law.validation_sets):
         fitted_names = {run.name for run in law.set_fit(validation_set).runs}
         curves = figure.add_subplot(grid[0, column])
         residuals = figure.add_subplot(grid[1, column], sharex=curves)
         for color, run in zip(colors, pilots.runs, strict=True):
-            series = run.curve(validation_set)
+            series, first = _pilot_curve(run, validation_set)
             if series is None or len(series) == 0:
                 continue
             dense = dense_steps(run.steps)
+            dense = dense[dense >= first]
             style = "solid" if run.name in fitted_names else "dashed"
             curves.plot(series.steps, series.values, ".", color=color, markersize=3, alpha=0.6)
             curves.plot(
@@ -146,24 +224,27 @@ def _draw_fit_curves(figure: Any, law: CptLaw, pilots: PilotSet) -> None:
                 linewidth=1.2,
                 label=_label(run) + ("" if style == "solid" else " held out"),
             )
-            predicted = fitted_curve(law, run, validation_set, series.steps)
-            relative = 100 * (predicted / series.values - 1)
-            residuals.plot(series.steps, relative, linestyle=style, color=color, linewidth=0.8)
+            steps, observed = (
+                series.steps[series.steps >= first],
+                series.values[series.steps >= first],
+            )
+            relative = 100 * (fitted_curve(law, run, validation_set, steps) / observed - 1)
+            residuals.plot(steps, relative, linestyle=style, color=color, linewidth=0.8)
         noise = 100 * law.set_fit(validation_set).noise
         residuals.axhspan(-noise, noise, color="0.85", zorder=0, label="eval noise (±1 SD)")
         residuals.axhline(0, color="0.3", linewidth=0.6)
-        curves.set_title(f"{validation_set} loss: dots = pilot data, lines = law")
+        curves.set_title(f"{_loss_name(validation_set)}: dots = pilot data, lines = law")
         curves.set_ylabel("validation loss (nats)")
         curves.tick_params(labelbottom=False)
         residuals.set_ylabel("pred/obs - 1 (%)")
-        residuals.set_xlabel("CPT step")
+        residuals.set_xlabel(_STEP_AXIS.get(type(law), "step"))
         residuals.legend(fontsize="x-small", loc="upper right")
         if column == 0:
             curves.legend(fontsize="x-small", loc="best")
 
 
-def _draw_fit_errors(figure: Any, law: CptLaw) -> None:
-    axes = figure.subplots(1, 2)
+def _draw_fit_errors(figure: Any, law: CptLaw | PretrainRunsLaw) -> None:
+    axes = figure.subplots(1, len(law.validation_sets), squeeze=False)[0]
     for ax, validation_set in zip(axes, law.validation_sets, strict=True):
         fit = law.set_fit(validation_set)
         names = [run.name for run in fit.runs]
@@ -178,7 +259,7 @@ def _draw_fit_errors(figure: Any, law: CptLaw) -> None:
         ax.axvline(100 * fit.noise, color="0.3", linestyle=":", label="eval noise (robust SD)")
         ax.set_yticks(position, names, fontsize="x-small")
         ax.set_xlabel("mean relative error (%)")
-        ax.set_title(f"{validation_set} loss (give the pilots to see the curves)")
+        ax.set_title(f"{_loss_name(validation_set)} (give the pilots to see the curves)")
         ax.legend(fontsize="x-small")
 
 

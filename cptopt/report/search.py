@@ -1,20 +1,25 @@
 """Render search results (recommendation, candidate ranking) as rich renderables.
 
+:func:`recommendation_report` renders either kind of recommendation: CPT settings
+(:class:`Recommendation`) or a pre-training schedule (:class:`PretrainRecommendation`).
 Nothing here prints: the CLI does.
 """
 
 from __future__ import annotations
 
-from rich import box
+from functools import singledispatch
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cptopt.report.layout import ByWidth, add_columns, legend, plain_table
 from cptopt.search.models import Assessment, CandidateRanking, Recommendation
-
-
-def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+from cptopt.search.pretrain_models import (
+    PretrainAssessment,
+    PretrainRecommendation,
+    PretrainSetting,
+)
 
 
 def _lr(value: float) -> str:
@@ -40,22 +45,33 @@ def _compact(item: Assessment) -> str:
     return f"{text} lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
 
 
+def _prediction_columns(level: float, p_best: bool = False) -> list[tuple[str, str]]:
+    """The number columns of a table of settings (P(best) after the objective's interval)."""
+    objective = [("objective", "right"), (f"{100 * level:.0f} % (fit)", "right")]
+    losses = [("general", "right"), ("domain", "right"), ("gen. recovers", "right")]
+    return objective + ([("P(best)", "right")] if p_best else []) + losses
+
+
+def _prediction_cells(item: Assessment, p_best: float | None = None) -> list[str]:
+    """The cells of :func:`_prediction_columns` for one setting."""
+    objective = [
+        f"{item.objective:.4f}",
+        f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
+    ]
+    losses = [f"{item.general:.4f}", f"{item.domain:.4f}", _recovery(item)]
+    return objective + ([f"{p_best:.2f}"] if p_best is not None else []) + losses
+
+
 def _assessment_table(
     title: str, items: list[Assessment], level: float, checkpoints: bool = False
 ) -> RenderableType:
-    pct = f"{100 * level:.0f} %"
-    table = _table(title)
-    for column, justify in (
-        ("", "left"),
-        ("setting", "left"),
-        ("objective", "right"),
-        (f"{pct} (fit)", "right"),
-        ("general", "right"),
-        ("domain", "right"),
-        ("gen. recovers", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    notes = []
+    """Settings with their predictions: a row each, the setting in its own column (wide) or
+    listed under the table by its label (narrow)."""
+    numbers = _prediction_columns(level)
+    wide = add_columns(plain_table(title), [("", "left"), ("setting", "left"), *numbers])
+    narrow = add_columns(plain_table(title), [("", "left"), *numbers])
+    notes: list[str] = []
+    settings: list[tuple[str, ...]] = []
     for item in items:
         setting = _compact(item)
         if checkpoints and item.setting is not None:
@@ -67,27 +83,14 @@ def _assessment_table(
         if item.flags:
             mark += " [yellow]![/]"
             notes += [f"{item.label}: [yellow]{f}[/]" for f in item.flags]
-        table.add_row(
-            item.label + mark,
-            setting,
-            f"{item.objective:.4f}",
-            f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
-            f"{item.general:.4f}",
-            f"{item.domain:.4f}",
-            _recovery(item),
-        )
-    if not notes:
-        return table
-    return Group(table, Text.from_markup("\n".join(notes)))
-
-
-def _shape(item: Assessment) -> str:
-    setting = item.setting
-    assert setting is not None
-    text = f"{setting.family}, warmup {setting.warmup_fraction:.0%}"
-    if setting.decay_fraction is not None:
-        text += f", decay {setting.decay_fraction:.0%}"
-    return text
+        cells = _prediction_cells(item)
+        wide.add_row(item.label + mark, setting, *cells)
+        narrow.add_row(item.label + mark, *cells)
+        settings.append((f"{item.label}:", setting))
+    return Group(
+        ByWidth(wide, (narrow, legend(settings, "setting"))),
+        *([Text.from_markup("\n".join(notes))] if notes else []),
+    )
 
 
 def _main_table(result: Recommendation) -> Table:
@@ -95,13 +98,17 @@ def _main_table(result: Recommendation) -> Table:
     setting = rec.setting
     assert setting is not None
     w_g, w_d = result.weights
-    main = _table(f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
+    title = f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain"
+    main = plain_table(title)
     main.add_column("")
     main.add_column("value", justify="right")
     main.add_column(f"{100 * result.level:.0f} % interval", justify="right")
     main.add_column("at step 0", justify="right")
-    rows: list[tuple[str, str, str, str]] = [
-        ("schedule", _shape(rec), "", ""),
+    rows: list[tuple[str, str, str, str]] = [("schedule", setting.family, "", "")]
+    rows.append(("warmup", f"first {setting.warmup_fraction:.0%}", "", ""))
+    if setting.decay_fraction is not None:
+        rows.append(("decay", f"last {setting.decay_fraction:.0%}", "", ""))
+    rows += [
         ("start from", setting.checkpoint, "", ""),
         ("peak LR", _lr(setting.peak_lr), "", ""),
         ("replay ratio", f"{setting.replay_ratio:.3f}", "", ""),
@@ -136,7 +143,7 @@ def _main_table(result: Recommendation) -> Table:
 
 
 def _pareto_table(result: Recommendation, many: bool) -> Table:
-    front = _table("general-vs-domain Pareto front (best setting for each weight)")
+    front = plain_table("general-vs-domain Pareto front (best setting for each weight)")
     for column in ("w_general", "setting", "general", "domain", ""):
         front.add_column(column, justify="left" if column == "setting" else "right")
     for point in result.pareto or []:
@@ -175,8 +182,14 @@ def _search_lines(result: Recommendation) -> list[str]:
     return lines + [f"note: {note}" for note in result.notes]
 
 
-def recommendation_report(result: Recommendation) -> RenderableType:
+@singledispatch
+def recommendation_report(result: Recommendation | PretrainRecommendation) -> RenderableType:
     """The recommended settings, alternatives, baselines, search statistics and notes."""
+    raise TypeError(f"not a recommendation: {type(result).__name__}")
+
+
+@recommendation_report.register
+def _cpt_recommendation_report(result: Recommendation) -> RenderableType:
     rec = result.recommended
     parts: list[RenderableType] = [_main_table(result)]
     flag_lines = [
@@ -204,43 +217,142 @@ def recommendation_report(result: Recommendation) -> RenderableType:
     return Group(*parts)
 
 
+def _pretrain_main_table(result: PretrainRecommendation) -> Table:
+    rec, setting = result.recommended, result.recommended.setting
+    main = add_columns(
+        plain_table("recommended pre-training schedule: minimise the final loss"),
+        [("", "left"), ("value", "right"), (f"{100 * result.level:.0f} % interval", "right")],
+    )
+    shape = setting.family
+    rows = []
+    if setting.family == "wsd":
+        shape = f"wsd, {setting.decay_shape} decay {setting.decay_fraction:.0%}"
+        rows.append(("decay", f"steps {setting.decay_start}..{setting.steps}", ""))
+    rows = [
+        ("schedule", shape, ""),
+        *rows,
+        ("peak LR", _lr(setting.peak_lr), ""),
+        ("final LR", _lr(setting.final_lr), ""),
+        ("warmup steps", str(setting.warmup_steps), ""),
+        ("steps", str(setting.steps), ""),
+        ("final loss", f"{rec.final:.4f}", f"{rec.final_lower:.4f}..{rec.final_upper:.4f}"),
+        ("inside the pilots' range", "yes" if rec.in_range else "[yellow]no[/]", ""),
+    ]
+    for row in rows:
+        main.add_row(*row)
+    return main
+
+
+#: WSD decay shapes in a few letters, for narrow tables.
+_SHAPE_ABBREVIATIONS = {"linear": "lin", "cosine": "cos", "exponential": "exp"}
+
+
+def _pretrain_compact(setting: PretrainSetting, like: PretrainSetting) -> str:
+    """``wsd cos 23%``, ``cosine``; the peak LR and steps where they differ from ``like``."""
+    text = setting.family
+    if setting.family == "wsd" and setting.decay_shape is not None:
+        shape = _SHAPE_ABBREVIATIONS.get(setting.decay_shape, setting.decay_shape)
+        text += f" {shape} {setting.decay_fraction:.0%}"
+    if setting.peak_lr != like.peak_lr:
+        text += f" lr {setting.peak_lr:.2g}"
+    if setting.steps != like.steps:
+        text += f" T {setting.steps}"
+    return text
+
+
+def _pretrain_table(
+    title: str, items: list[PretrainAssessment], result: PretrainRecommendation
+) -> RenderableType:
+    rec = result.recommended
+    table = add_columns(
+        plain_table(title),
+        [
+            ("", "left"),
+            ("schedule", "left"),
+            ("final LR", "right"),
+            ("final loss", "right"),
+            (f"{100 * result.level:.0f} %", "right"),
+            ("vs rec.", "right"),
+        ],
+    )
+    notes = []
+    for item in items:
+        label = item.label.removeprefix("best ")  # the title says so
+        notes += [f"{label}: [yellow]{flag}[/]" for flag in item.flags]
+        table.add_row(
+            label + (" [yellow]![/]" if item.flags else ""),
+            _pretrain_compact(item.setting, rec.setting),
+            "-" if item.setting.family == "constant" else _lr(item.setting.final_lr),
+            f"{item.final:.4f}",
+            f"{item.final_lower:.3f}..{item.final_upper:.3f}",
+            f"{item.final - rec.final:+.4f}",
+        )
+    if not notes:
+        return table
+    return Group(table, Text.from_markup("\n".join(notes)))
+
+
+def _pretrain_search_lines(result: PretrainRecommendation) -> list[str]:
+    space = result.space
+    decay = space.decay_fraction
+    lines = [
+        f"space: peak LR {space.peak_lr[0]:.3g}..{space.peak_lr[1]:.3g}, steps "
+        f"{space.steps[0]}..{space.steps[1]}, warmup {space.warmup_steps}, families "
+        f"{', '.join(space.families)}; WSD decays {', '.join(space.decay_shapes)} over "
+        f"{decay[0]:.0%}..{decay[1]:.0%} of the steps; final LR {space.final_lr[0]:.3g}.."
+        f"{space.final_lr[1]:.3g}",
+        f"search: a grid over every family and decay shape, then a zoom on each one's best: "
+        f"{result.evaluations} schedules, {result.search_seconds:.2f} s",
+    ]
+    return lines + [f"note: {note}" for note in result.notes]
+
+
+@recommendation_report.register
+def _pretrain_recommendation_report(result: PretrainRecommendation) -> RenderableType:
+    rec = result.recommended
+    lines = [
+        "intervals: fit uncertainty + eval noise, wider where the schedule anneals unlike "
+        "any pilot or runs longer"
+    ]
+    lines += [f"[yellow]outside the pilots:[/] {flag}" for flag in rec.flags]
+    parts: list[RenderableType] = [
+        _pretrain_main_table(result),
+        Text.from_markup("\n".join(lines)),
+    ]
+    if result.alternatives:
+        title = "the best of every other family and WSD decay shape"
+        parts.append(_pretrain_table(title, result.alternatives, result))
+    compared = [rec, *result.baselines]
+    parts.append(_pretrain_table("compared at the same budget", compared, result))
+    parts.append(Text("\n".join(_pretrain_search_lines(result))))
+    return Group(*parts)
+
+
 def _gap(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2e}"
 
 
 def ranking_report(ranking: CandidateRanking) -> RenderableType:
-    """Candidates ranked by the predicted objective, with P(best) and flags."""
-    pct = f"{100 * ranking.level:.0f} %"
+    """Candidates ranked by the predicted objective, with P(best) and flags: named in the
+    table (wide) or by their rank, with the names under the table (narrow)."""
     w_g, w_d = ranking.weights
-    table = _table(f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
-    for column in (
-        "rank",
-        "name",
-        "objective",
-        f"{pct} (fit)",
-        "P(best)",
-        "general",
-        "domain",
-        "gen. recovers",
-    ):
-        table.add_column(column, justify="left" if column == "name" else "right")
+    title = f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain"
+    numbers = _prediction_columns(ranking.level, p_best=True)
+    wide = add_columns(plain_table(title), [("rank", "right"), ("name", "left"), *numbers])
+    narrow = add_columns(plain_table(title), [("rank", "right"), *numbers])
     notes = []
     for item in ranking.candidates:
         a = item.assessment
         mark = (" [red]✗[/]" if a.violations else "") + (" [yellow]![/]" if a.flags else "")
         notes += [f"{item.name}: [red]{v}[/]" for v in a.violations]
         notes += [f"{item.name}: [yellow]{f}[/]" for f in a.flags]
-        table.add_row(
-            str(item.rank),
-            item.name + mark,
-            f"{a.objective:.4f}",
-            f"{a.objective_lower:.3f}..{a.objective_upper:.3f}",
-            f"{item.probability_best:.2f}",
-            f"{a.general:.4f}",
-            f"{a.domain:.4f}",
-            _recovery(a),
-        )
-    lines = [f"{c.name}: {c.assessment.schedule}" for c in ranking.candidates]
-    lines += notes
-    lines += [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
-    return Group(table, Text.from_markup("\n".join(lines)))
+        cells = _prediction_cells(a, item.probability_best)
+        wide.add_row(str(item.rank), item.name + mark, *cells)
+        narrow.add_row(f"{item.rank}{mark}", *cells)
+    described = [(f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
+    ranked = [(str(c.rank), f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
+    lines = notes + [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
+    return Group(
+        ByWidth((wide, legend(described)), (narrow, legend(ranked, "rank, name: schedule"))),
+        Text.from_markup("\n".join(lines)),
+    )

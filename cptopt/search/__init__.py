@@ -9,12 +9,17 @@
 - :mod:`cptopt.search.refine`: local refinement and the dense search;
 - :mod:`cptopt.search.study`, :mod:`cptopt.search.storage`: the Optuna study;
 - :mod:`cptopt.search.recommendation`: :func:`recommend`;
-- :mod:`cptopt.search.candidates`: :func:`rank_candidates`.
+- :mod:`cptopt.search.candidates`: :func:`rank_candidates`;
+- :mod:`cptopt.search.pretraining` (records in :mod:`~cptopt.search.pretrain_models`):
+  :func:`recommend_pretrain`, a pre-training schedule from a law fitted to pre-training
+  pilots;
+- :mod:`cptopt.search.kinds`: each kind of law's search (:func:`recommend_for`).
 
 Which pilot to run next is the design stage's (:mod:`cptopt.design`).
 """
 
 from cptopt.search.candidates import checkpoint_choices, load_candidates, rank_candidates
+from cptopt.search.kinds import LAW_SEARCHES, LawSearch, law_search, recommend_for
 from cptopt.search.models import (
     Assessment,
     Candidate,
@@ -27,14 +32,30 @@ from cptopt.search.models import (
     Setting,
     load_search_config,
     parse_weights,
+    search_config_law,
 )
+from cptopt.search.pretrain_models import (
+    PretrainAssessment,
+    PretrainRecommendation,
+    PretrainSearchConfig,
+    PretrainSearchSpace,
+    PretrainSetting,
+)
+from cptopt.search.pretraining import recommend_pretrain
 from cptopt.search.recommendation import dense_optimum, recommend
 
 __all__ = [
+    "LAW_SEARCHES",
     "Assessment",
     "Candidate",
     "CandidateRanking",
     "Constraints",
+    "LawSearch",
+    "PretrainAssessment",
+    "PretrainRecommendation",
+    "PretrainSearchConfig",
+    "PretrainSearchSpace",
+    "PretrainSetting",
     "Recommendation",
     "SearchConfig",
     "SearchSettings",
@@ -42,9 +63,13 @@ __all__ = [
     "Setting",
     "checkpoint_choices",
     "dense_optimum",
+    "law_search",
     "load_candidates",
     "load_search_config",
     "parse_weights",
     "rank_candidates",
     "recommend",
+    "recommend_for",
+    "recommend_pretrain",
+    "search_config_law",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -69,6 +69,30 @@ def parse_range(value: Any) -> Any:
         if len(value) != 2:
             raise ValueError(f"a range is 'low,high' (two numbers), got {len(value)} numbers")
         return tuple(value)
+    return value
+
+
+def ordered_range(value: tuple | None) -> tuple | None:
+    """A range's bounds are finite and ``low <= high`` (None passes)."""
+    if value is not None:
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError("bounds must be finite")
+        if value[0] > value[1]:
+            raise ValueError(f"low {value[0]} > high {value[1]}")
+    return value
+
+
+def positive_lr_range(value: tuple | None) -> tuple | None:
+    """Peak LR bounds are > 0 (None passes)."""
+    if value is not None and value[0] <= 0:
+        raise ValueError("peak LR bounds must be > 0")
+    return value
+
+
+def steps_range(value: tuple | None) -> tuple | None:
+    """Step bounds lie in 10..MAX_STEPS (None passes)."""
+    if value is not None and not 10 <= value[0] <= value[1] <= MAX_STEPS:
+        raise ValueError(f"steps must lie in 10..{MAX_STEPS}")
     return value
 
 
@@ -148,22 +172,10 @@ class SearchSpace(BaseModel):
     )(parse_range)
     _lists = field_validator("families", "checkpoints", mode="before")(parse_list)
 
-    @field_validator("peak_lr", "replay_ratio", "steps", "warmup_fraction", "decay_fraction")
-    @classmethod
-    def _ordered(cls, value: tuple | None) -> tuple | None:
-        if value is not None:
-            if not all(math.isfinite(v) for v in value):
-                raise ValueError("bounds must be finite")
-            if value[0] > value[1]:
-                raise ValueError(f"low {value[0]} > high {value[1]}")
-        return value
-
-    @field_validator("peak_lr")
-    @classmethod
-    def _positive_lr(cls, value: tuple | None) -> tuple | None:
-        if value is not None and value[0] <= 0:
-            raise ValueError("peak LR bounds must be > 0")
-        return value
+    _ordered = field_validator(
+        "peak_lr", "replay_ratio", "steps", "warmup_fraction", "decay_fraction"
+    )(ordered_range)
+    _positive_lr = field_validator("peak_lr")(positive_lr_range)
 
     @field_validator("replay_ratio")
     @classmethod
@@ -172,12 +184,7 @@ class SearchSpace(BaseModel):
             raise ValueError("replay ratio bounds must lie in [0, 1]")
         return value
 
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, value: tuple | None) -> tuple | None:
-        if value is not None and not 10 <= value[0] <= value[1] <= MAX_STEPS:
-            raise ValueError(f"steps must lie in 10..{MAX_STEPS}")
-        return value
+    _steps = field_validator("steps")(steps_range)
 
     @field_validator("warmup_fraction")
     @classmethod
@@ -239,10 +246,47 @@ class SearchSettings(BaseModel):
     seed_trials: int = Field(default=DEFAULT_SEED_TRIALS, ge=0, le=4096)
 
 
-class SearchConfig(BaseModel):
-    """A search config file (YAML): everything ``cptopt recommend`` takes. CLI flags win."""
+Config = TypeVar("Config", bound="OverridableConfig")
+
+
+class OverridableConfig(BaseModel):
+    """A config file whose keys command-line options override (:meth:`with_overrides`);
+    ``foreign`` says what a key it does not have is (another kind of law's setting)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    foreign: ClassVar[str] = "not a setting of this search"
+
+    def with_overrides(
+        self: Config, overrides: dict[str, Any], aliases: dict[str, str] | None = None
+    ) -> Config:
+        """This config with ``overrides`` (dotted keys such as ``space.peak_lr``; ``None``
+        values ignored) applied and validated again. ``aliases`` name the keys in errors
+        (``{"space.peak_lr": "--peak-lr"}``); a key this config has not is an error."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            *sections, name = key.split(".")
+            target = data
+            for section in sections:
+                target = target.get(section)
+                if not isinstance(target, dict):
+                    break
+            if not isinstance(target, dict) or name not in target:
+                raise InputError(f"{(aliases or {}).get(key, key)}: {self.foreign}")
+            target[name] = value
+        return validate(type(self), data, "", aliases=aliases)
+
+
+class SearchConfig(OverridableConfig):
+    """A search config file (YAML): everything ``cptopt recommend`` takes for a CPT law.
+    CLI flags win."""
+
+    foreign: ClassVar[str] = (
+        "not a setting of a CPT search (it is for laws fitted to pre-training pilots, kind: "
+        "pretrain)"
+    )
 
     law: str | None = None
     weights: str | list[float] | None = None
@@ -254,27 +298,23 @@ class SearchConfig(BaseModel):
     level: float = Field(default=0.9, gt=0, lt=1)
     pareto: bool = False
 
-    def with_overrides(
-        self, overrides: dict[str, Any], aliases: dict[str, str] | None = None
-    ) -> SearchConfig:
-        """This config with ``overrides`` (dotted keys such as ``space.peak_lr``; ``None``
-        values ignored) applied and validated again. ``aliases`` name the keys in errors
-        (``{"space.peak_lr": "--peak-lr"}``)."""
-        data = self.model_dump()
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            *sections, name = key.split(".")
-            target = data
-            for section in sections:
-                target = target[section]
-            target[name] = value
-        return validate(SearchConfig, data, "", aliases=aliases)
+
+def load_search_config(
+    path: str | Path,
+    model: type[Config] = SearchConfig,  # type: ignore[assignment]
+) -> Config:
+    """Read and validate a search config YAML as ``model`` (a CPT law's
+    :class:`SearchConfig` by default; unknown keys rejected, one-line errors)."""
+    return validate(model, load_yaml_mapping(path), str(path))
 
 
-def load_search_config(path: str | Path) -> SearchConfig:
-    """Read and validate a search config YAML (unknown keys rejected, one-line errors)."""
-    return validate(SearchConfig, load_yaml_mapping(path), str(path))
+def search_config_law(path: str | Path) -> str | None:
+    """The law file a search config YAML names (``law:``; None when it names none), read
+    before the rest: which keys the config may hold depends on that law's kind."""
+    law = load_yaml_mapping(path).get("law")
+    if law is not None and not isinstance(law, str):
+        raise InputError(f"{path}: law: must be a file path, got {law!r:.60}")
+    return law
 
 
 # -- results ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -81,7 +82,7 @@ def journal_path(url: str) -> Path:
         rest = rest[2:]
     if not rest:
         raise InputError(
-            f"{param('storage')} == {url!r}: name the journal file, e.g. journal:study.log"
+            f"{param('storage')} {url!r}: name the journal file, e.g. journal:study.log"
         )
     return Path(rest)
 
@@ -129,14 +130,13 @@ def open_storage(url: str) -> Any:
         except OSError as exc:
             raise InputError(f"{param('storage')} {url}: {os_error_line(exc, path)}") from None
         except Exception as exc:  # noqa: BLE001 - Optuna raises plain errors for bad journals
-            message = " ".join(str(exc).split())[:200]
             raise InputError(
-                f"{param('storage')} {url}: not a readable journal ({message})"
+                f"{param('storage')} {url}: not a readable journal ({_reason(exc)})"
             ) from None
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
         raise InputError(
-            f"{param('storage')} == {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
+            f"{param('storage')} {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
             "postgresql://USER:PW@HOST/DB or journal:FILE"
         )
     if scheme == "sqlite":
@@ -157,8 +157,23 @@ def open_storage(url: str) -> Any:
             f"{param('storage')} {redact(url)}: database driver missing: {missing}{hint}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
-        message = " ".join(str(exc).split())[:200]
-        raise InputError(f"{param('storage')} {redact(url)}: cannot open ({message})") from None
+        reason = _reason(exc)
+        raise InputError(f"{param('storage')} {redact(url)}: cannot open ({reason})") from None
+
+
+#: SQLAlchemy's pointer to its documentation, which ends every message it raises.
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+#: The longest reason an error line quotes from a driver (cut between words beyond it).
+REASON_CHARS = 300
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver's message on one line, without SQLAlchemy's documentation link, cut only
+    between words (a URL or a host name in it stays whole)."""
+    text = _BACKGROUND.sub("", " ".join(str(exc).split()))
+    if len(text) <= REASON_CHARS:
+        return text
+    return text[: text.rfind(" ", 0, REASON_CHARS)] + " ..."
 
 
 def _check_journal(path: Path) -> None:

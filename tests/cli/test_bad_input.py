@@ -315,10 +315,13 @@ def test_binary_or_undecodable_file_is_one_line_and_exit_2(tmp_path, fmt, given)
     assert "internal error" not in result.stderr and "UnicodeDecodeError" not in result.stderr
 
 
-def test_debugging_adds_the_traceback_and_keeps_the_exit_code() -> None:
-    """CPTOPT_DEBUG=1 in a CI job must still tell bad input (2) from a broken limit (1)."""
+def test_debugging_adds_the_traceback_and_keeps_the_exit_code(law_file) -> None:
+    """CPTOPT_DEBUG=1 in a CI job must still tell bad input (2) from a broken limit (1).
+    (The law comes first: its kind says what the options mean.)"""
     result = CliRunner().invoke(
-        app, ["recommend", "--weights", "abc"], env={"COLUMNS": "3000", "CPTOPT_DEBUG": "1"}
+        app,
+        ["recommend", "--law", str(law_file), "--weights", "abc"],
+        env={"COLUMNS": "3000", "CPTOPT_DEBUG": "1"},
     )
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     assert "Traceback (most recent call last)" in result.stderr

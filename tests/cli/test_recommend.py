@@ -231,3 +231,107 @@ def test_a_study_created_with_other_settings_is_refused(in_project, tmp_path) ->
     assert other.exit_code == 2
     line = _one_line(other)
     assert "other settings" in line and "weights" in line
+
+
+# --- a law fitted to pre-training pilots: the schedule search
+
+
+def test_a_pretraining_law_gets_a_schedule_with_alternatives_and_baselines(
+    pretrain_law_file,
+) -> None:
+    result = runner.invoke(app, ["recommend", "--law", str(pretrain_law_file)])
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for text in (
+        "recommended pre-training schedule: minimise the final loss",
+        "wsd, cosine decay 23%",  # the bundled pilots' answer
+        "steps 18416..24000",
+        "final LR",
+        "90 % interval",
+        "inside the pilots' range",
+        "the best of every other family and WSD decay shape",
+        "wsd exponential",
+        "constant",
+        "compared at the same budget",
+        "wsd linear 20%",
+        "note: the final LR is at its lower bound (3e-05)",
+    ):
+        assert text in out, text
+    assert "replay" not in out and result.stderr.strip() == ""
+
+
+def test_a_pretraining_recommendation_as_json_is_the_model(pretrain_law_file) -> None:
+    from cptopt.search import PretrainRecommendation
+
+    args = ["recommend", "--law", str(pretrain_law_file), "--format", "json"]
+    result = runner.invoke(app, [*args, "--families", "wsd,cosine", "--decay-shapes", "linear"])
+    assert result.exit_code == 0, result.stderr
+    parsed = PretrainRecommendation.model_validate_json(result.stdout)
+    assert parsed.kind == "pretrain" and parsed.space.decay_shapes == ["linear"]
+    assert parsed.recommended.setting.family == "wsd"
+    assert parsed.recommended.setting.decay_shape == "linear"
+    assert [a.label for a in parsed.alternatives] == ["best cosine"]
+    assert all(a.final >= parsed.recommended.final for a in parsed.baselines)
+
+
+def test_a_pretraining_search_from_a_config_file_with_flags_over_it(
+    pretrain_law_file, tmp_path
+) -> None:
+    """The config's keys are the pre-training search's; a flag overrides its key."""
+    config = tmp_path / "search.yaml"
+    config.write_text(
+        f"law: {pretrain_law_file}\n"
+        "allow_extrapolation: true\n"
+        "space: {families: [wsd], decay_shapes: [cosine], final_lr: [0, 1e-4], steps: 20000}\n"
+    )
+    base = runner.invoke(app, ["recommend", "-c", str(config), "--format", "json"])
+    assert base.exit_code == 0, base.stderr
+    found = json.loads(base.stdout)
+    assert found["space"]["final_lr"] == [0.0, 1e-4] and found["space"]["steps"] == [20000] * 2
+    setting = found["recommended"]["setting"]
+    assert setting["steps"] == 20000 and setting["final_lr"] < 3e-5  # below the pilots'
+    assert any("an LR drop deeper than any pilot's" in f for f in found["recommended"]["flags"])
+    over = runner.invoke(
+        app, ["recommend", "-c", str(config), "--final-lr", "5e-5,1e-4", "--format", "json"]
+    )
+    assert over.exit_code == 0, over.stderr
+    assert json.loads(over.stdout)["recommended"]["setting"]["final_lr"] >= 5e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--replay", "0.3"], "--replay: a CPT search setting; this law was fitted to"),
+        (["--weights", "0.3,0.7"], "--weights: a CPT search setting"),
+        (["--verbose"], "--verbose: a CPT search setting"),
+        (["--final-lr", "1e-6"], "--final-lr from 1e-06 below the pilots' lowest LR"),
+        (["--peak-lr", "3e-3"], "allow extrapolation (--allow-extrapolation) to search it"),
+    ],
+)
+def test_a_pretraining_law_refuses_what_its_search_does_not_take(
+    pretrain_law_file, args, needle
+) -> None:
+    result = runner.invoke(app, ["recommend", "--law", str(pretrain_law_file), *args])
+    assert result.exit_code == 2
+    assert needle in _one_line(result)
+
+
+def test_a_cpt_law_refuses_the_pretraining_search_options(in_project) -> None:
+    result = runner.invoke(app, ["recommend", "--decay-shapes", "cosine", *FAST])
+    assert result.exit_code == 2
+    assert _one_line(result) == (
+        "error: --decay-shapes: not a setting of a CPT search (it is for laws fitted to "
+        "pre-training pilots, kind: pretrain)"
+    )
+
+
+def test_example_pretraining_search_config_runs(pretrain_law_file, tmp_path, monkeypatch):
+    """examples/configs/pretrain-search.yaml names the default law file."""
+    shutil.copy(pretrain_law_file, tmp_path / "cptopt-law.json")
+    monkeypatch.chdir(tmp_path)
+    config = CONFIGS / "pretrain-search.yaml"
+    result = runner.invoke(app, ["recommend", "--config", str(config), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["space"]["steps"] == [24000, 24000] and found["space"]["warmup_steps"] == 2160
+    assert found["space"]["final_lr"] == [3e-5, 1.5e-4] and found["recommended"]["flags"] == []

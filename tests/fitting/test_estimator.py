@@ -235,10 +235,9 @@ def test_progress_names_each_stage_with_its_count(unannealed_manifest):
         done = [d for d, _ in counts]
         assert done == sorted(done) and done[0] == 0 and done[-1] == totals.pop(), stage
     assert ("reading logs", 5, 5) in calls
-    # general: 2 PT-point policies + 3 more replay forms + the LR power + the final fit;
-    # domain: 1 + 2 (mix is share for the domain law) + 1 + 1
-    assert ("selecting the general law", 7, 7) in calls
-    assert ("selecting the domain law", 5, 5) in calls
+    # general: 2 PT-point policies + the averaged law's fit; domain: the averaged law's fit
+    assert ("selecting the general law", 3, 3) in calls
+    assert ("selecting the domain law", 1, 1) in calls
 
 
 def test_progress_of_a_fixed_variant_is_its_final_fit(unannealed_manifest):

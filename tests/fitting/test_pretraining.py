@@ -12,9 +12,19 @@ import pytest
 from cptopt import fit
 from cptopt.exceptions import InputError
 from cptopt.fitting import LawFitter
-from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS
+from cptopt.fitting.jobs import FINAL
+from cptopt.fitting.pretraining import (
+    EQUAL_POINTS_FLOOR,
+    GAP_CALIBRATION_LEVEL,
+    MIN_CALIBRATION_GAP,
+    PRETRAIN_ANNEALINGS,
+    equal_points,
+)
 from cptopt.fitting.selection import AUTO_LAMBDAS
 from cptopt.law import PretrainRunsLaw, PretrainScenario
+from cptopt.law.areas import Areas
+from cptopt.law.scenario import FitData
+from cptopt.law.uncertainty import z_value
 from cptopt.testing import REFERENCE_PRETRAIN, synthetic_pretrain_pilots
 
 
@@ -31,10 +41,12 @@ def test_fit_recovers_a_known_pretraining_law(synthetic):
     np.testing.assert_allclose(
         law.loss.values, [REFERENCE_PRETRAIN[n] for n in law.loss.parameter_names], rtol=1e-5
     )
-    # the warmup points (logged 1 nat higher) are not fitted
-    assert law.loss.n_points == sum(
-        int((run.loss.steps > run.warmup_steps).sum()) for run in synthetic.runs
-    )
+    # the warmup points (logged 1 nat higher) are not fitted, and every pilot counts
+    # equally: each curve is thinned to the shortest's count (not below the floor)
+    counts = [int((run.loss.steps > run.warmup_steps).sum()) for run in synthetic.runs]
+    per_run = max(min(counts), EQUAL_POINTS_FLOOR)
+    assert [run.n_points for run in law.loss.runs] == [min(c, per_run) for c in counts]
+    assert law.loss.n_points == sum(min(c, per_run) for c in counts) < sum(counts)
     assert law.loss.cv_error < 1e-6 and len(law.loss.jackknife) == 3
     assert law.coverage.steps_max == 6000 and law.coverage.replay_ratios == []
 
@@ -106,3 +118,70 @@ def test_choosing_a_memory_needs_three_runs(synthetic):
         fit(two)
     law = fit(two, annealing="mpl1", jackknife=False)
     assert law.loss.cv_error is None and law.loss.mean_abs_error < 1e-6
+
+
+def _fit_data(counts: list[int]) -> FitData:
+    run_index = np.concatenate([np.full(count, index) for index, count in enumerate(counts)])
+    zeros = np.zeros(run_index.size)
+    areas = Areas(zeros + 1.0, zeros, zeros, zeros, zeros)
+    return FitData(areas, zeros + 3.0, run_index, np.arange(run_index.size) + 1)
+
+
+@pytest.mark.parametrize(
+    ("counts", "per_run"),
+    [
+        ([171, 171, 95], 95),  # the bundled pilots: every curve thinned to the shortest's
+        ([500, 500, 10], EQUAL_POINTS_FLOOR),  # a tiny curve does not thin the others to it
+        ([300, 300, 300], 200),  # within the effort's own budget (600 points)
+    ],
+)
+def test_every_pilot_curve_is_thinned_to_the_same_count(counts, per_run):
+    assert equal_points(_fit_data(counts), FINAL).points == min(FINAL.points, per_run * 3)
+
+
+def test_the_bundled_pilots_count_equally_in_the_fit(pretrain_law):
+    """171, 171 and 95 points logged after the warmup: 95 of each are fitted."""
+    assert [run.n_points for run in pretrain_law.loss.runs] == [95, 95, 95]
+
+
+def test_the_depth_gap_sd_covers_the_left_out_pilots_that_annealed_unlike_the_others(
+    pretrain_law, pretrain_manifest
+):
+    """The SD per unit of anneal-depth gap is the smallest that covers, at the calibration
+    level, the points of each left-out pilot that annealed away from the other two (their
+    errors under the refit without them, the in-range part at the interval scale first)."""
+    from cptopt.fitting.data import thin
+    from cptopt.fitting.optimise import relative_residuals
+    from cptopt.law import InputNeeds, scenario_of
+    from cptopt.law.anneal_coverage import anneal_path, anneal_state, depth_gap
+    from cptopt.pilots import load_manifest
+
+    fit_ = pretrain_law.loss
+    assert pretrain_law.depth_sd is not None and pretrain_law.depth_sd > 0
+    pilots = load_manifest(pretrain_manifest)
+    law = pretrain_law.form_for("loss")
+    needs = InputNeeds(pretrain_law.lam, law.needs_history)
+    data = scenario_of(pilots).fit_data("loss", needs)
+    data = thin(data, equal_points(data, FINAL).points)
+    paths = [anneal_path(run.lr, run.warmup_steps) for run in pilots.runs]
+    errors, gaps, weights = [], [], []
+    for index, replica in enumerate(fit_.jackknife):  # replica k left pilot k out
+        mask = data.run_index == index
+        s1, depth = anneal_state(pilots.runs[index].lr, data.step[mask])
+        gap = depth_gap(s1, depth, [p for i, p in enumerate(paths) if i != index])
+        wide = gap >= MIN_CALIBRATION_GAP
+        errors.append(np.log1p(relative_residuals(law, np.array(replica), data.take(mask))[wide]))
+        gaps.append(gap[wide])
+        weights.append(np.full(int(wide.sum()), 1.0 / max(wide.sum(), 1)))
+    errors, gaps, weights = map(np.concatenate, (errors, gaps, weights))
+    assert gaps.size > 50  # the cosine's deep end and the two-stage drop
+
+    def covered(per_gap: float) -> float:
+        half = z_value(GAP_CALIBRATION_LEVEL) * np.sqrt(
+            (fit_.interval_scale * fit_.noise) ** 2 + (per_gap * gaps) ** 2
+        )
+        return float(np.average(np.abs(errors) <= half, weights=weights))
+
+    # the refits of the law file are the calibration's (to the optimiser's tolerance)
+    assert covered(pretrain_law.depth_sd * 1.02) >= GAP_CALIBRATION_LEVEL
+    assert covered(pretrain_law.depth_sd * 0.8) < GAP_CALIBRATION_LEVEL

@@ -140,3 +140,65 @@ def test_inputs_discount_repeated_domain_data(fitted_law):
     np.testing.assert_array_equal(fresh.s1_shift, fresh.s1_cpt)  # corpus size unknown
     given = scenario.run(lr, 0.25, tokens_per_step=1024, domain_tokens=300_000.0)
     np.testing.assert_array_equal(fitted_law.run_inputs(given, steps).s1_shift, areas.s1_shift)
+
+
+def _with_domain(fitted_law, tmp_path, **changes) -> Path:
+    """``fitted_law``'s file with keys of its domain set changed (as a hand edit would)."""
+    data = json.loads(fitted_law.model_dump_json())
+    data["domain"].update(changes)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_averaged_forms_members_and_weights_are_checked_when_read(fitted_law, tmp_path):
+    """The default law's sets are averages (``relax/relax^q``): the reader refuses unknown
+    members and weights that are not a distribution, in one line naming file and field."""
+    fit = fitted_law.domain
+    assert fit.form == "relax/relax^q"
+    at = {name: i for i, name in enumerate(fit.parameter_names)}
+    first, second = at["weight.relax"], at["weight.relax^q"]
+    for form, message in (
+        ("relax/bogus^q", "'bogus' is not a law form"),
+        ("relax/relax", "needs two or more different members"),
+        ("pretrain/relax", "'pretrain' is not a law form"),  # not a CPT form
+    ):
+        path = _with_domain(fitted_law, tmp_path, form=form)
+        with pytest.raises(InputError, match=f"edited.json: domain.form: .*{message}"):
+            load_law(path)
+
+    def weights(a: float, b: float) -> list[float]:
+        values = list(fit.values)
+        values[first], values[second] = a, b
+        return values
+
+    for a, b, message in (
+        (float("nan"), 0.5, "must be finite and non-negative"),
+        (1.2, -0.2, "must be finite and non-negative"),
+        (0.5, 0.6, "sum to 1.1, not 1"),
+        (0.5, 0.5 + 1e-8, "sum to 1.00000001, not 1"),
+    ):
+        path = _with_domain(fitted_law, tmp_path, values=weights(a, b))
+        with pytest.raises(InputError, match="edited.json: domain.values: weight.relax, "):
+            load_law(path)
+        with pytest.raises(InputError, match=message):
+            load_law(path)
+    names = [name.replace("weight.relax^q", "weight.odds") for name in fit.parameter_names]
+    with pytest.raises(InputError, match="domain.values: .*no weight.relax\\^q among"):
+        load_law(_with_domain(fitted_law, tmp_path, parameter_names=names))
+    # within 1e-9 of 1 is a distribution: JSON keeps each float, the fit normalises them
+    loaded = load_law(_with_domain(fitted_law, tmp_path, values=weights(0.25, 0.75 + 1e-12)))
+    assert loaded.domain.values[second] == pytest.approx(0.75, abs=1e-11)  # read as written
+
+
+def test_an_averaged_law_reads_what_any_member_reads(fitted_law):
+    """The inputs a law needs come from its sets' forms: an average needs the per-step LRs
+    when any member's shift is driven by LR^q, whatever the stored ``lr_power`` says."""
+    unmarked = {
+        name: getattr(fitted_law, name).model_copy(update={"lr_power": False})
+        for name in ("general", "domain")
+    }
+    law = fitted_law.model_copy(update=unmarked)
+    assert law.form_for("domain").needs_steps and law.needs.steps
+    assert law.needs.history == (law.annealing == "mpl")
+    assert law.needs == fitted_law.needs

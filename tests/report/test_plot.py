@@ -147,3 +147,46 @@ def test_readme_embeds_real_plots_made_from_the_bundled_data() -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert struct.unpack(">II", data[16:24]) == (1200, 800)
     assert "--pilots examples/pilots/unannealed.yaml -o docs/fit.png" in readme
+
+
+def test_a_pretraining_fit_is_drawn_over_its_pilots(pretrain_law, pretrain_manifest, tmp_path):
+    pilots = load_manifest(pretrain_manifest)
+    path = plot_fit(pretrain_law, tmp_path / "pt.png", pilots, size=(900, 600))
+    assert_png(path, 900, 600)
+    assert_png(plot_fit(pretrain_law, tmp_path / "errors.png", size=(500, 400)), 500, 400)
+
+
+def test_a_pretraining_pilots_fitted_curve_is_what_predict_says(pretrain_law, pretrain_manifest):
+    from cptopt.schedules import Schedule
+
+    run = load_manifest(pretrain_manifest).runs[2]  # the two-stage pilot
+    steps = np.array([run.warmup_steps + 1, 8000, 8100, run.steps])
+    schedule = Schedule(family="custom", lr=tuple(run.lr))
+    expected = predict(pretrain_law, schedule, steps=steps, warmup_steps=run.warmup_steps)
+    np.testing.assert_allclose(
+        fitted_curve(pretrain_law, run, "loss", steps), expected.loss.mean, rtol=1e-12
+    )
+
+
+def test_cli_plot_of_a_pretraining_law(pretrain_law_file, pretrain_manifest, tmp_path) -> None:
+    out = tmp_path / "pt.png"
+    args = ["plot", str(pretrain_law_file), "--pilots", str(pretrain_manifest), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--size", "800x600"])
+    assert result.exit_code == 0, result.stderr
+    assert_png(out, 800, 600)
+    mixed = runner.invoke(
+        app,
+        [
+            "plot",
+            str(pretrain_law_file),
+            "--pilots",
+            str(ROOT / "examples/pilots/unannealed.yaml"),
+            "-o",
+            str(tmp_path / "x.png"),
+        ],
+    )
+    assert (
+        mixed.exit_code == 2
+        and "--pilots: CPT runs (kind: cpt), not pre-training pilots" in mixed.stderr
+    )
+    assert not (tmp_path / "x.png").exists()

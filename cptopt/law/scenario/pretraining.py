@@ -15,9 +15,17 @@ from typing import ClassVar
 import numpy as np
 
 from cptopt.exceptions import InputError, param
+from cptopt.law.anneal_coverage import AnnealCoverage
 from cptopt.law.areas import Areas, pretrain_areas
-from cptopt.law.scenario._base import Coverage, FitData, FromPilots, InputNeeds, InputRecord
-from cptopt.pilots.runs import PretrainPilots, infer_warmup
+from cptopt.law.scenario._base import (
+    RANGE_TOLERANCE,
+    Coverage,
+    FitData,
+    FromPilots,
+    InputNeeds,
+    InputRecord,
+)
+from cptopt.pilots.runs import PretrainPilots, PretrainRun, infer_warmup
 from cptopt.plan import PretrainConfig, load_pretrain_config
 from cptopt.schedules import Schedule
 
@@ -58,9 +66,10 @@ class PretrainRunInput:
 class PretrainScenario(FromPilots):
     """Pre-training pilots and the laws fitted to them (see the module docstring).
 
-    ``coverage``: what the pilots covered (no replay ratios, no checkpoints). Built from
-    the pilots (:meth:`from_pilots`, which keeps them for the fit's data) or from a law file
-    (``PretrainRunsLaw.scenario``).
+    ``coverage``: what the pilots covered (no replay ratios, no checkpoints); ``anneal``:
+    how far they annealed (:mod:`cptopt.law.anneal_coverage`; None in law files written
+    before cptopt kept it). Built from the pilots (:meth:`from_pilots`, which keeps them for
+    the fit's data) or from a law file (``PretrainRunsLaw.scenario``).
     """
 
     kind: ClassVar[str] = "pretrain"
@@ -72,11 +81,12 @@ class PretrainScenario(FromPilots):
 
     coverage: Coverage | None = None
     pilots: PretrainPilots | None = field(default=None, compare=False, repr=False)
+    anneal: AnnealCoverage | None = None
 
     @staticmethod
     def from_pilots(pilots: PretrainPilots) -> PretrainScenario:
         """The scenario of pre-training pilots (what they covered; the pilots kept)."""
-        return PretrainScenario(Coverage.of(pilots.runs), pilots)
+        return PretrainScenario(Coverage.of(pilots.runs), pilots, AnnealCoverage.of(pilots.runs))
 
     # -- runs and their inputs ----------------------------------------------------------
 
@@ -125,6 +135,10 @@ class PretrainScenario(FromPilots):
         """The run a pre-training config plans."""
         return self.run(plan.schedule, tokens_per_step=plan.tokens_per_step)
 
+    def pilot_run(self, run: PretrainRun) -> PretrainRunInput:
+        """A pilot as the law reads it."""
+        return PretrainRunInput(run.lr, run.warmup_steps, run.tokens_per_step)
+
     def inputs(self, run: PretrainRunInput, steps: np.ndarray, needs: InputNeeds) -> Areas:
         """The law's inputs at ``steps`` of ``run``: the one place a pre-training run
         becomes areas (``S1`` from step 1, the memory from the end of the warmup)."""
@@ -132,9 +146,16 @@ class PretrainScenario(FromPilots):
         return areas.points(steps, needs.history)
 
     def coverage_flags(
-        self, *, peak_lr: float, steps: int, tokens_per_step: int | None = None
+        self,
+        *,
+        peak_lr: float,
+        steps: int,
+        tokens_per_step: int | None = None,
+        lowest_lr: float | None = None,
     ) -> list[str]:
-        """One message per setting of a pre-training run outside what the pilots covered."""
+        """One message per setting of a pre-training run outside what the pilots covered
+        (``lowest_lr``: the run's lowest LR after its warmup; below every pilot's, an LR
+        drop deeper than any of theirs)."""
         cov = self.coverage
         if cov is None:
             return []
@@ -144,7 +165,30 @@ class PretrainScenario(FromPilots):
                 f"{steps} steps beyond the longest pilot ({cov.steps_max}): "
                 f"{steps / cov.steps_max:.1f}x the longest fitted run"
             )
+        floor = None if self.anneal is None else self.anneal.lowest_lr * (1 - RANGE_TOLERANCE)
+        if floor is not None and lowest_lr is not None and lowest_lr < floor:
+            flags.append(
+                f"lowest LR {lowest_lr:.3g} below the pilots' lowest after their warmup "
+                f"({self.anneal.lowest_lr:.3g}): an LR drop deeper than any pilot's"
+            )
         return flags + cov.tokens_flags(tokens_per_step, "the law counts steps, not tokens")
+
+    def depth_gap(self, run: PretrainRunInput, steps: np.ndarray) -> np.ndarray:
+        """How far ``run`` has annealed from every pilot after each of ``steps``
+        (:mod:`cptopt.law.anneal_coverage`); zeros when the pilots' paths are unknown and at
+        step 0 (before any update)."""
+        steps = np.asarray(steps, dtype=int)
+        if self.anneal is None:
+            return np.zeros(steps.shape)
+        return self.anneal.gap(run.lr, np.maximum(steps, 1))
+
+    def pilot_depth_gap(self, index: int, steps: np.ndarray) -> np.ndarray:
+        """How far pilot ``index`` had annealed from the OTHER pilots after each of its
+        ``steps``: what a fit without it had not seen (the gap's calibration)."""
+        run, anneal = self._runs()[index], self.anneal
+        if anneal is None:
+            raise ValueError("this PretrainScenario does not know how its pilots annealed")
+        return anneal.gap(run.lr, np.maximum(np.asarray(steps, dtype=int), 1), without=index)
 
     # -- the pilots' data, for the fit --------------------------------------------------
 
@@ -165,7 +209,7 @@ class PretrainScenario(FromPilots):
         for index, run in enumerate(self._runs()):
             after = run.loss.steps > run.warmup_steps
             steps = run.loss.steps[after]
-            areas = self.inputs(PretrainRunInput(run.lr, run.warmup_steps), steps, needs)
+            areas = self.inputs(self.pilot_run(run), steps, needs)
             parts.append((areas, run.loss.values[after], index, steps))
         return FitData.pool(parts)
 
