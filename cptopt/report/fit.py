@@ -23,7 +23,8 @@ from cptopt.report.names import short_names
 
 def pdg_format(value: float, error: float | None) -> str:
     """``value +/- error`` rounded by the PDG rule (plain ``%.4g`` without an error)."""
-    if error is None or not math.isfinite(error) or error <= 0:
+    # an error at rounding level (an average's weights, the same in every replica) is none
+    if error is None or not math.isfinite(error) or error <= 1e-12 * abs(value):
         return f"{value:.4g}"
     exponent = math.floor(math.log10(error))
     leading = int(error / 10 ** (exponent - 2))
@@ -53,6 +54,7 @@ def _parameter_table(fit: SetFit, name: str | None = None) -> RenderableType:
     ]
     wide = add_columns(plain_table(title), columns)
     narrow = add_columns(plain_table(title), columns)
+    narrow.columns[0].no_wrap = True  # an average's names (weight.relax^q) must stay whole
     for parameter in fit.parameters:
         flags = []
         if parameter.at_bound:
