@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import traceback
 import typing
 import urllib.parse
@@ -250,19 +251,45 @@ def print_json(payload: BaseModel | dict | list) -> None:
     sys.stdout.flush()
 
 
-def status(message: str):
-    """A spinner on stderr while long work runs (silent when stderr is not a terminal)."""
-    if stderr.is_terminal:
-        return stderr.status(message)
-    return _NullContext()
+def status(message: str) -> Spinner:
+    """A spinner on stderr while long work runs, showing ``message`` and then the stages the
+    library reports (call it as the library's ``progress``); silent when stderr is not a
+    terminal."""
+    return Spinner(message)
 
 
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
+class Spinner:
+    """The spinner of :func:`status`: ``spinner(stage, done, total)`` shows the stages still
+    running with their counts (the general and the domain law are fitted side by side),
+    else the last one."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.stages: dict[str, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+        self.live: Any = stderr.status(message) if stderr.is_terminal else None
+
+    def __enter__(self) -> Spinner:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self.lock:
+            self.stages.pop(stage, None)
+            self.stages[stage] = (done, total)  # the latest last
+            if self.live is not None:
+                self.live.update(self.text())
+
+    def text(self) -> str:
+        """What the spinner says: the running stages ``stage done/total``."""
+        running = [(s, c) for s, c in self.stages.items() if c[0] < c[1]]
+        shown = running or list(self.stages.items())[-1:]
+        return "; ".join(f"{stage} {done}/{total}" for stage, (done, total) in shown)
 
 
 def objective_weights(merged: SearchConfig) -> tuple[float, float]:

@@ -184,9 +184,9 @@ def fit_command(
     header = read_manifest(manifest)  # the logs, which can be slow to read, come last
     fitter.check_settings(scenario_type(header.kind))
     check_output_path(output)
-    pilots = load_pilots(header, manifest)
-    with status(f"fitting {len(pilots.runs)} pilot runs"):
-        law = fitter.fit(pilots).law_
+    with status(f"reading {len(header.runs)} pilot logs") as progress:
+        pilots = load_pilots(header, manifest, progress)
+        law = fitter.fit(pilots, progress).law_
     law.save(output)
     emit(law, output_format, lambda: fit_report(law))
     stderr.print(f"law written to {output}", highlight=False)

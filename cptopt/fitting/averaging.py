@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult, fit_validation_set
+from cptopt.fitting.crossval import PendingSet, SetResult, start_validation_set
 from cptopt.fitting.optimise import Problem, SingleFit
+from cptopt.fitting.workers import SetData
 from cptopt.law.averaged import AveragedLaw
 from cptopt.law.forms import LawForm
 from cptopt.law.scenario import FitData
@@ -48,24 +49,27 @@ def evidence_weights(errors: list[dict[int, float]], rng: np.random.Generator) -
 
 def fit_average(
     law: AveragedLaw,
-    data: FitData,
+    data: FitData | SetData,
     *,
     delta: float,
     warm_start: np.ndarray | None = None,
     **options: Any,
 ) -> SetResult:
     """Fit every member of ``law`` on ``data`` as
-    :func:`~cptopt.fitting.crossval.fit_validation_set` fits one form (the same options),
-    weight them (:func:`evidence_weights`) and combine: the values, each fold's replica,
-    the left-out errors of the average, and the length-extrapolation RMS (the members'
-    weighted sum, an upper bound of the average's)."""
+    :func:`~cptopt.fitting.crossval.fit_validation_set` fits one form (the same options;
+    a member's refits run while the next member is fitted), weight them
+    (:func:`evidence_weights`) and combine: the values, each fold's replica, the left-out
+    errors of the average, and the length-extrapolation RMS (the members' weighted sum, an
+    upper bound of the average's)."""
     member_starts: list[np.ndarray | None] = [None] * len(law.members)
     if warm_start is not None:
         member_starts = list(law.split_members(warm_start)[0])
-    results = [
-        fit_validation_set(member, data, delta=delta, warm_start=start, **options)
+    pending = [
+        start_validation_set(member, data, delta=delta, warm_start=start, **options)
         for member, start in zip(law.members, member_starts, strict=True)
     ]
+    results = [member.result() for member in pending]
+    points = results[0].data
     weights = evidence_weights([result.cv_per_run() for result in results], options["rng"])
     values = law.join([result.best.values for result in results], weights)
     replicas = [
@@ -80,18 +84,24 @@ def fit_average(
     length_rms = None
     if all(length is not None for length in lengths):
         length_rms = float(np.dot(weights, np.array(lengths, dtype=float)))
-    problem = Problem(law, data, delta)
+    problem = Problem(law, points, delta)
     cost = problem.cost(problem.to_internal(values))
     # the average's best starts agree when every member's do (else a disagreeing member's)
     disagreeing = [r.best.start_costs for r in results if not r.best.starts_agree]
     nfev = sum(r.best.nfev for r in results)
     best = SingleFit(values, cost, nfev, disagreeing[0] if disagreeing else (cost,))
-    return SetResult(law, data, best, replicas, held_out, length_rms, results)
+    return SetResult(law, points, best, replicas, held_out, length_rms, results)
 
 
-def fit_set(law: LawForm, data: FitData, **options: Any) -> SetResult:
-    """One set's fit with its leave-one-pilot-out refits: :func:`fit_average` for an
-    averaged law, :func:`~cptopt.fitting.crossval.fit_validation_set` for one form."""
+def start_set(law: LawForm, data: FitData | SetData, **options: Any) -> PendingSet:
+    """One set's fit, its leave-one-pilot-out refits running on
+    (:func:`~cptopt.fitting.crossval.start_validation_set`), or an averaged law's whole fit
+    (:func:`fit_average`: its weights need every member's refits)."""
     if isinstance(law, AveragedLaw):
-        return fit_average(law, data, **options)
-    return fit_validation_set(law, data, **options)
+        return PendingSet.done(fit_average(law, data, **options))
+    return start_validation_set(law, data, **options)
+
+
+def fit_set(law: LawForm, data: FitData | SetData, **options: Any) -> SetResult:
+    """:func:`start_set`, waiting for its refits."""
+    return start_set(law, data, **options).result()

@@ -14,14 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cptopt._progress import Progress
 from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError, param
 from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
-from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
+from cptopt.fitting.jobs import FINAL, SELECTING, FitSettings, Variant, fit_variant, set_data
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, depth_sd, fit_pretrain
-from cptopt.fitting.selection import AUTO, AUTO_ANNEALINGS, AUTO_LAMBDAS, select_variant
+from cptopt.fitting.selection import (
+    AUTO,
+    AUTO_ANNEALINGS,
+    AUTO_LAMBDAS,
+    REFERENCE_FORM,
+    auto_form,
+    select_variant,
+)
+from cptopt.fitting.workers import FitContext, SetData, one_blas_thread, process_pool
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
 from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainPartForm
@@ -314,17 +323,18 @@ class LawFitter:
                 variants.append(Variant(form, None, "mpl", lr_power=power))
         return variants, tie
 
-    def fit(self, pilots: Pilots) -> LawFitter:
+    def fit(self, pilots: Pilots, progress: Progress | None = None) -> LawFitter:
         """Fit the pilots' validation sets (choosing the variant by CV if asked); returns
         ``self``. CPT pilots: both sets; pre-training pilots: their one set, with the law's
-        pre-training part."""
+        pre-training part. ``progress(stage, done, total)`` hears of each stage and count
+        (:mod:`cptopt._progress`; called from the threads that fit the two sets)."""
         scenario = scenario_of(pilots)
         procedure = PROCEDURES[type(scenario)]
         procedure.check(self)
-        self._law = procedure.fit(self, scenario)
+        self._law = procedure.fit(self, scenario, progress)
         return self
 
-    def _fit_cpt(self, scenario: CptScenario) -> CptLaw:
+    def _fit_cpt(self, scenario: CptScenario, progress: Progress | None = None) -> CptLaw:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
@@ -350,10 +360,10 @@ class LawFitter:
             tuple(sorted(pt_points.items())),
         )
         if selecting:
-            outcome = self._select(scenario, variants, settings, tie, lr_power)
+            outcome = self._select(scenario, variants, settings, tie, lr_power, progress)
         else:
             variant = replace(variants[0], tied=True) if tie is True else variants[0]
-            outcome = self._fit_one(scenario, variant, settings, pt_points)
+            outcome = self._fit_one(scenario, variant, settings, pt_points, progress)
         return self._cpt_law(scenario, outcome, self.jackknife or selecting)
 
     def _select(
@@ -363,13 +373,18 @@ class LawFitter:
         settings: FitSettings,
         tie: bool | str,
         lr_power: bool | str,
+        progress: Progress | None,
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
-        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        context = _context(scenario, _selection_data(scenario, variants, settings, lr_power))
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             selected = select_variant(
-                scenario, variants, settings, tie=tie, lr_power=lr_power, pool=pool
+                scenario,
+                variants,
+                settings,
+                tie=tie,
+                lr_power=lr_power,
+                runner=runner,
+                progress=progress,
             )
         notes = replay_doubt_notes(selected.replay_doubt)
         return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
@@ -380,11 +395,15 @@ class LawFitter:
         variant: Variant,
         settings: FitSettings,
         pt_points: dict[str, str],
+        progress: Progress | None,
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
         chosen = dict.fromkeys(scenario.validation_sets, variant)
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        recipes = [
+            set_data(scenario, variant, name, settings, FINAL.points)
+            for name in scenario.validation_sets
+        ]
+        context = _context(scenario, recipes)
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             final = fit_variant(
                 scenario,
                 chosen,
@@ -392,7 +411,8 @@ class LawFitter:
                 settings,
                 FINAL,
                 jackknife=self.jackknife,
-                pool=pool,
+                runner=runner,
+                progress=progress,
             )
         return _Outcome(chosen, [], final, pt_points, [])
 
@@ -424,10 +444,10 @@ class LawFitter:
             selection=outcome.rows,
         )
 
-    def _fit_pretrain(self, scenario: PretrainScenario) -> PretrainRunsLaw:
+    def _fit_pretrain(
+        self, scenario: PretrainScenario, progress: Progress | None = None
+    ) -> PretrainRunsLaw:
         """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
-        from threadpoolctl import threadpool_limits
-
         variants = self._pretrain_variants()
         runs = len(scenario.run_names)
         if len(variants) > 1 and runs < 3:
@@ -437,8 +457,10 @@ class LawFitter:
                 f"{param('lam')})"
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
-        with threadpool_limits(limits=1):
-            fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
+        with one_blas_thread():
+            fitted = fit_pretrain(
+                scenario, variants, settings, jackknife=self.jackknife, progress=progress
+            )
         with_jackknife = self.jackknife or bool(fitted.rows)
         loss = set_fit_record(fitted.final, scenario, with_jackknife, "none")
         return PretrainRunsLaw(
@@ -457,13 +479,48 @@ class LawFitter:
         )
 
 
+def _selection_data(
+    scenario: CptScenario, variants: list[Variant], settings: FitSettings, lr_power: bool | str
+) -> list[SetData]:
+    """The data a selection among ``variants`` fits: each set under each memory, PT-point
+    policy and shift drive it may compare, thinned for the candidates and for the final fit."""
+    recipes = []
+    policies = {
+        name: AUTO_PT_POINTS if settings.pt_points_of(name, resolve=False) == "auto" else ()
+        for name in scenario.validation_sets
+    }
+    averaging = variants[0].form == AUTO
+    drives = (False, True) if lr_power in ("auto", True) and not averaging else (False,)
+    first = REFERENCE_FORM if averaging else variants[0].form
+    for variant in dict.fromkeys(replace(v, form=first) for v in variants):
+        for name in scenario.validation_sets:
+            laws = [replace(variant, lr_power=power) for power in drives]
+            if averaging:  # the reference form compares PT points, the average is fitted
+                form, steps = auto_form(name, lr_power)
+                laws.append(replace(variant, form=form, lr_power=steps))
+            for policy in policies[name] or (settings.pt_points_of(name),):
+                for law in laws:
+                    recipe = set_data(scenario, law, name, settings, 0)
+                    for points in (SELECTING.points, FINAL.points):
+                        recipes.append(replace(recipe, pt_points=policy, points=points))
+    return recipes
+
+
+def _context(scenario: CptScenario, recipes: list[SetData]) -> FitContext:
+    """The fit's context with the data of ``recipes`` built (the workers inherit them)."""
+    context = FitContext(scenario)
+    for recipe in recipes:
+        context.data(recipe)
+    return context
+
+
 @dataclass(frozen=True)
 class Procedure:
     """How the fitter treats one kind of pilot: the settings it checks (no data needed)
     and its fit."""
 
     check: Callable[[LawFitter], Any]
-    fit: Callable[[LawFitter, Any], CptLaw | PretrainRunsLaw]
+    fit: Callable[[LawFitter, Any, Progress | None], CptLaw | PretrainRunsLaw]
 
 
 #: The procedure of each scenario (a new kind of pilot adds its own).

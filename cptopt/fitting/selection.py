@@ -32,17 +32,18 @@ fitted with the :data:`~cptopt.fitting.jobs.FINAL` effort.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cptopt.fitting.crossval import SetResult
+from cptopt._progress import Progress, report
+from cptopt.fitting.crossval import PendingSet, SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
     SELECTING,
+    Counter,
     Effort,
     FitSettings,
     Variant,
@@ -50,11 +51,13 @@ from cptopt.fitting.jobs import (
     fit_variant,
     fit_with_effort,
     law_for,
+    side_by_side,
 )
+from cptopt.fitting.workers import Runner, SetData
 from cptopt.law.averaged import MEMBER_SEPARATOR, AveragedLaw, member_name
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import LawForm
-from cptopt.law.scenario import CptScenario, FitData, InputNeeds
+from cptopt.law.scenario import CptScenario, InputNeeds
 
 #: The sets of CPT pilots, each selected on its own CV.
 VALIDATION_SETS = CptScenario.validation_sets
@@ -184,6 +187,24 @@ class Candidate:
         )
 
 
+class _Fitted:
+    """A candidate whose refits may still be running: its optimum now, the rest (its
+    :class:`Candidate`) when asked, so that the next candidate's fit need not wait."""
+
+    def __init__(self, variant: Variant, pending: PendingSet) -> None:
+        self.variant, self.pending = variant, pending
+        self._candidate: Candidate | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.pending.best.values
+
+    def candidate(self) -> Candidate:
+        if self._candidate is None:
+            self._candidate = Candidate.of(self.variant, self.pending.result())
+        return self._candidate
+
+
 @dataclass(frozen=True)
 class SetOutcome:
     """One validation set's selection: the chosen variant, every candidate, the final fit,
@@ -199,10 +220,11 @@ class SetOutcome:
 
 @dataclass(frozen=True)
 class SetSelection:
-    """Comparisons 1b, 2 and 3 of one validation set, then its final fit: one job, one worker.
+    """Comparisons 1b, 2 and 3 of one validation set, then its final fit.
 
-    The general and the domain law are separate fits, so each set's whole selection runs
-    in its own process without waiting for the other's (see the module docstring).
+    The general and the domain law are separate fits, so each set's selection runs without
+    waiting for the other's (side by side, each handing its fits' refits to the runner's
+    workers: see the module docstring).
     ``reference``: the memory's variant, of the named form (or the reference form);
     ``averaging``: ``form="auto"``, the set's law is its average (:func:`auto_form`).
     ``warm``: the reference variant's optimum from comparison 1, if it was fitted there.
@@ -215,53 +237,57 @@ class SetSelection:
     lr_power: bool | str
     settings: FitSettings
     warm: np.ndarray | None = None
+    progress: Progress | None = field(default=None, compare=False)
 
-    def __call__(self) -> SetOutcome:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
-            return _SetSelectionRun(self).run()
+    def __call__(self, runner: Runner | None = None) -> SetOutcome:
+        return _SetSelectionRun(self, runner or Runner()).run()
 
 
 class _SetSelectionRun:
-    """The state of one :class:`SetSelection`: its data, generator and candidates."""
+    """The state of one :class:`SetSelection`: its generator and candidates."""
 
-    def __init__(self, job: SetSelection) -> None:
+    def __init__(self, job: SetSelection, runner: Runner) -> None:
         self.job, self.name, self.settings = job, job.validation_set, job.settings
+        self.runner = runner
         self.policy = job.settings.pt_points_of(job.validation_set, resolve=False)
-        self.datas: dict[tuple[InputNeeds, str], FitData] = {}
         self.rng = np.random.default_rng([job.settings.seed, VALIDATION_SETS.index(self.name)])
-        self.found: dict[Variant, tuple[LawForm, Candidate]] = {}
+        self.found: dict[Variant, tuple[LawForm, _Fitted]] = {}
+        self.counter = Counter(None, "", 0)  # set by run(), which knows the candidates
 
     def law(self, variant: Variant) -> LawForm:
         return law_for(variant, self.name, self.job.scenario, self.settings)
 
-    def data(self, law: LawForm) -> FitData:
-        """The set's fit data with the inputs ``law`` reads (an average: any member's)."""
+    def data(self, law: LawForm) -> SetData:
+        """The recipe of the set's fit data with the inputs ``law`` reads (an average: any
+        member's), under the current PT-point policy (thinned by the fit's effort)."""
         needs = InputNeeds(self.job.reference.lam, law.needs_history, law.needs_steps)
-        key = (needs, self.policy)
-        if key not in self.datas:
-            self.datas[key] = self.job.scenario.fit_data(self.name, needs, self.policy)
-        return self.datas[key]
+        return SetData(self.name, needs, self.policy, 0)
 
-    def fit(self, variant: Variant, start: np.ndarray | None, effort: Effort) -> SetResult:
+    def fit(self, variant: Variant, start: np.ndarray | None, effort: Effort) -> PendingSet:
+        """Fit ``variant`` (its refits go on running) and, while selecting, keep it."""
         law = self.law(variant)
-        data = self.data(law)
         length_check = effort.length_check or self.name == "domain"
-        result = fit_with_effort(
-            law, data, self.settings, effort, self.rng, start=start, length_check=length_check
+        pending = fit_with_effort(
+            law,
+            self.data(law),
+            self.settings,
+            effort,
+            self.rng,
+            start=start,
+            length_check=length_check,
+            runner=self.runner,
         )
         if effort.name != "final":
-            self.found[variant] = (law, Candidate.of(variant, result))
-        return result
+            self.found[variant] = (law, _Fitted(variant, pending))
+        return pending
 
     def translated(self, source: Variant, target: Variant) -> np.ndarray:
-        law, candidate = self.found[source]
-        return translate_start(law, candidate.values, self.law(target))
+        law, fitted = self.found[source]
+        return translate_start(law, fitted.values, self.law(target))
 
     def choose(self, variants: list[Variant]) -> Variant:
         """The 1-SE choice among ``variants``."""
-        rows = [_set_row(self.found[v][1]) for v in variants]
+        rows = [_set_row(self.found[v][1].candidate()) for v in variants]
         return _variant(one_standard_error_choice(rows, _prior_preference(self.name))[0])
 
     def choose_pt_points(self, reference: Variant) -> None:
@@ -271,45 +297,57 @@ class _SetSelectionRun:
             self.policy = policy
             start = self.job.warm if not tried else self.found[reference][1].values
             self.fit(reference, start, SELECTING)
+            self.counter.tick()
             tried[policy] = self.found[reference]
         scores = [
-            _set_row(candidate).model_copy(update={"form": policy})
-            for policy, (_, candidate) in tried.items()
+            _set_row(fitted.candidate()).model_copy(update={"form": policy})
+            for policy, (_, fitted) in tried.items()
         ]
         self.policy = one_standard_error_choice(scores, _in_order(AUTO_PT_POINTS))[0].form
         self.found[reference] = tried[self.policy]
 
     def run(self) -> SetOutcome:
+        policies = len(AUTO_PT_POINTS) if self.policy == "auto" else 0
+        # Its candidates and, last, the final fit.
+        stage = f"selecting the {self.name} law"
         if self.job.averaging:
+            self.counter = Counter(self.job.progress, stage, policies + 1)
             form, steps = auto_form(self.name, self.job.lr_power)
             return self.run_averaged(replace(self.job.reference, form=form, lr_power=steps))
+        power = 1 if self.job.lr_power == "auto" else 0
+        self.counter = Counter(self.job.progress, stage, max(policies, 1) + power + 1)
         reference = self.job.reference
         if self.policy == "auto":
             self.choose_pt_points(reference)
         else:
             self.fit(reference, self.job.warm, SELECTING)
+            self.counter.tick()
         chosen = reference
         if self.job.lr_power == "auto":
             powered = replace(chosen, lr_power=True)
             self.fit(powered, self.translated(chosen, powered), SELECTING)
+            self.counter.tick()
             chosen = self.choose([chosen, powered])
-        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED)
-        candidates = [candidate for _, candidate in self.found.values()]
+        final = self.fit(chosen, self.found[chosen][1].values, FINAL_SELECTED).result()
+        self.counter.tick()
+        candidates = [fitted.candidate() for _, fitted in self.found.values()]
         return SetOutcome(chosen, candidates, final, self.policy, [])
 
     def run_averaged(self, averaged: Variant) -> SetOutcome:
         """Comparison 2 of ``form="auto"``: the set's averaged law, its members fitted alone."""
         if self.policy == "auto":
             self.choose_pt_points(self.job.reference)
-        final = self.fit(averaged, None, FINAL)
+        final = self.fit(averaged, None, FINAL).result()
+        self.counter.tick()
         law = self.law(averaged)
+        candidates = [fitted.candidate() for _, fitted in self.found.values()]
         members = []
         if isinstance(law, AveragedLaw):  # one member left (a forced LR power): one form
             for member, result in zip(law.members, final.members, strict=True):
                 variant = replace(averaged, form=member.name, lr_power=member.lr_power)
-                self.found[variant] = (member, Candidate.of(variant, result))
+                self.found[variant] = (member, _Fitted(variant, PendingSet.done(result)))
+                candidates.append(Candidate.of(variant, result))
                 members.append(variant)
-        candidates = [candidate for _, candidate in self.found.values()]
         candidates.append(Candidate.of(averaged, final))
         doubt = self.replay_doubt(members)
         return SetOutcome(averaged, candidates, final, self.policy, doubt)
@@ -456,7 +494,8 @@ def _choose_memory(
     reference: str,
     memories: list[tuple[str, float | None]],
     settings: FitSettings,
-    pool: ProcessPoolExecutor | None,
+    runner: Runner,
+    progress: Progress | None = None,
 ) -> tuple[Variant, dict[str, list[Candidate]], WarmStarts]:
     """Comparison 1: the memory with the lowest CV over the shared-replay folds."""
     warm: WarmStarts = {}
@@ -464,10 +503,12 @@ def _choose_memory(
     if len(memories) == 1:
         annealing, lam = memories[0]
         return Variant(reference, lam, annealing), candidates, warm
+    counter = Counter(progress, "choosing the annealing memory", len(memories))
     # S2 from the longest memory down, each warm-started from its neighbour.
     for annealing, lam in sorted(memories, key=lambda m: (m[0] != "s2", -(m[1] or 0.0))):
         variant = Variant(reference, lam, annealing)
-        fitted = fit_variant(scenario, variant, warm, settings, SELECTING, pool=pool)
+        fitted = fit_variant(scenario, variant, warm, settings, SELECTING, runner=runner)
+        counter.tick()
         for name, result in fitted.items():
             candidates[name].append(Candidate.of(variant, result))
     rows = merged_rows(candidates, scenario.shared_replay_folds())
@@ -480,7 +521,7 @@ def _choose_tie(
     untied: Variant,
     candidates: dict[str, list[Candidate]],
     settings: FitSettings,
-    pool: ProcessPoolExecutor | None,
+    runner: Runner,
 ) -> tuple[Variant, dict[tuple, float]]:
     """Comparison 4: the chosen variant with its memory tied between the two sets, or not."""
     tied = replace(untied, tied=True)
@@ -488,7 +529,7 @@ def _choose_tie(
         untied.warm_key(name): next(c.values for c in cs if c.variant == untied)
         for name, cs in candidates.items()
     }
-    fitted = fit_variant(scenario, tied, warm, settings, SELECTING, pool=pool)
+    fitted = fit_variant(scenario, tied, warm, settings, SELECTING, runner=runner)
     for name, result in fitted.items():
         candidates[name].append(Candidate.of(tied, result))
     rows = merged_rows(candidates, scenario.shared_replay_folds())
@@ -504,7 +545,8 @@ def select_variant(
     *,
     tie: bool | str,
     lr_power: bool | str = "auto",
-    pool: ProcessPoolExecutor | None,
+    runner: Runner | None = None,
+    progress: Progress | None = None,
 ) -> Selected:
     """Choose among ``variants`` (of one form, or of :data:`AUTO`: each set's average; see
     the module docstring) and fit the winners.
@@ -515,17 +557,19 @@ def select_variant(
     chosen ones marked), the final fits, the PT-phase points each set pooled (comparison 1b
     resolves "auto") and how far an average's members disagree between the pilots' ratios.
     """
+    runner = runner or Runner()
     forms = tuple(dict.fromkeys(v.form for v in variants))
     memories = list(dict.fromkeys((v.annealing, v.lam) for v in variants))
     shared_folds = scenario.shared_replay_folds()
     averaging = forms == (AUTO,)
     first = REFERENCE_FORM if averaging or REFERENCE_FORM in forms else forms[0]
-    reference, candidates, warm = _choose_memory(scenario, first, memories, settings, pool)
+    reference, candidates, warm = _choose_memory(
+        scenario, first, memories, settings, runner, progress
+    )
     if lr_power is True and not averaging:
         reference = replace(reference, lr_power=True)
-    jobs = {}
-    for name in VALIDATION_SETS:
-        job = SetSelection(
+    jobs = [
+        SetSelection(
             scenario,
             name,
             reference,
@@ -533,14 +577,16 @@ def select_variant(
             lr_power,
             settings,
             warm.get(reference.warm_key(name)),
+            progress,
         )
-        jobs[name] = pool.submit(job) if pool else job
+        for name in VALIDATION_SETS
+    ]
     chosen: dict[str, Variant] = {}
     final: dict[str, SetResult] = {}
     pt_points: dict[str, str] = {}
     doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
-    for name, job in jobs.items():
-        outcome = job.result() if isinstance(job, Future) else job()
+    calls = [lambda job=job: job(runner) for job in jobs]
+    for name, outcome in zip(VALIDATION_SETS, side_by_side(runner, calls), strict=True):
         chosen[name], final[name], pt_points[name] = (
             outcome.chosen,
             outcome.final,
@@ -555,13 +601,17 @@ def select_variant(
     if tie is not False and reference.annealing == "mpl":
         if tie == "auto" and chosen["general"] == chosen["domain"]:
             untied = chosen["general"]
-            tied, errors = _choose_tie(scenario, untied, candidates, settings, pool)
+            report(progress, "tying the memory", 0, 1)
+            tied, errors = _choose_tie(scenario, untied, candidates, settings, runner)
+            report(progress, "tying the memory", 1, 1)
             chosen = dict.fromkeys(VALIDATION_SETS, tied)
         elif tie is True:
             chosen = {name: replace(variant, tied=True) for name, variant in chosen.items()}
         if chosen["general"].tied:
             start = {chosen[name].warm_key(name): final[name].best.values for name in final}
-            final = fit_variant(scenario, chosen, start, settings, FINAL, pool=pool)
+            final = fit_variant(
+                scenario, chosen, start, settings, FINAL, runner=runner, progress=progress
+            )
     rows = []
     for row in merged_rows(candidates, shared_folds):
         marks = {name: _key(row) == _key_of(chosen[name]) for name in VALIDATION_SETS}

@@ -316,9 +316,9 @@ class LawForm:
         )
         if self.checkpoint_known:
             prediction = prediction + named["C1"] * columns["C1"]
-        jac = np.stack(
-            [np.broadcast_to(columns[name], forward.shape) for name in self.names], axis=1
-        )
+        jac = np.empty((forward.size, len(self.names)))
+        for index, name in enumerate(self.names):  # a column may be a scalar: broadcast
+            jac[:, index] = columns[name]
         return prediction, jac
 
     def derived(self, values: dict[str, float]) -> dict[str, float]:

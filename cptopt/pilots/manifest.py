@@ -54,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cptopt._progress import Progress, report
 from cptopt._validation import error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import (
@@ -385,13 +386,17 @@ def read_manifest(path: str | Path) -> PilotManifest:
 
 
 def load_manifest(
-    path: str | Path, kind: Literal["cpt", "pretrain"] | None = None, name: str = "pilots"
+    path: str | Path,
+    kind: Literal["cpt", "pretrain"] | None = None,
+    name: str = "pilots",
+    progress: Progress | None = None,
 ) -> Pilots:
     """Read and validate a pilot manifest; every problem is a one-line ``InputError``.
 
     A :class:`PilotSet` of CPT runs, or with ``kind: pretrain`` the
     :class:`PretrainPilots` of pre-training runs. ``kind``: the pilots the caller needs
     (another kind is an error naming the parameter ``name``, before any log is read).
+    ``progress`` hears of each log read (:mod:`cptopt._progress`).
     """
     manifest = read_manifest(path)
     if kind is not None and manifest.kind != kind:
@@ -399,16 +404,20 @@ def load_manifest(
             f"{param(name)}: {KIND_WORDS[manifest.kind]} (kind: {manifest.kind}), not "
             f"{KIND_WORDS[kind]}"
         )
-    return load_pilots(manifest, path)
+    return load_pilots(manifest, path, progress)
 
 
-def load_pilots(manifest: PilotManifest, path: str | Path) -> Pilots:
+def load_pilots(
+    manifest: PilotManifest, path: str | Path, progress: Progress | None = None
+) -> Pilots:
     """The pilots of a manifest read with :func:`read_manifest` from ``path`` (the logs are
-    read relative to it): its kind's pilot set."""
-    return _PILOTS[manifest.kind](manifest, Path(path))
+    read relative to it): its kind's pilot set. ``progress`` hears of each log read."""
+    return _PILOTS[manifest.kind](manifest, Path(path), progress)
 
 
-def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
+def _load_cpt_pilots(
+    manifest: PilotManifest, path: Path, progress: Progress | None = None
+) -> PilotSet:
     """The runs of a CPT manifest (see the module docstring)."""
     if manifest.pretrain is None:
         raise InputError(
@@ -426,10 +435,12 @@ def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
                 f"{path}: run '{spec.log}': warmup_steps: only for pre-training runs (kind: "
                 "pretrain); a CPT run's warmup is in its schedule"
             )
+    report(progress, "reading the pre-training history", 0, 1)
     pretrain = _load_pretrain(manifest.pretrain, path.parent, manifest.columns, manifest.format)
+    report(progress, "reading the pre-training history", 1, 1)
     runs = []
     for spec, name, log, schedule, schedule_notes in _read_runs(
-        manifest, path, lambda spec, where: spec.columns or manifest.columns
+        manifest, path, lambda spec, where: spec.columns or manifest.columns, progress
     ):
         checkpoint = spec.checkpoint
         if checkpoint is None:
@@ -465,21 +476,26 @@ def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
 
 
 def _read_runs(
-    manifest: PilotManifest, path: Path, columns_of: Callable[[RunSpec, str], ColumnMap]
+    manifest: PilotManifest,
+    path: Path,
+    columns_of: Callable[[RunSpec, str], ColumnMap],
+    progress: Progress | None = None,
 ) -> Iterator[tuple[RunSpec, str, LogData, Schedule | np.ndarray | None, tuple[str, ...]]]:
     """Each run of a manifest: its spec, name, log (read with ``columns_of(spec, where)``),
     resolved schedule and the notes on what the schedule took from the log. A log listed
-    twice (same path or same SHA-256) is an error."""
+    twice (same path or same SHA-256) is an error. ``progress`` hears of each log read."""
     base = path.parent
     names = default_run_names([spec.log for spec in manifest.runs])
     seen: dict[object, tuple[str, str]] = {}
-    for spec, default_name in zip(manifest.runs, names, strict=True):
+    report(progress, "reading logs", 0, len(manifest.runs))
+    for index, (spec, default_name) in enumerate(zip(manifest.runs, names, strict=True)):
         name = spec.name or default_name
         where = f"{path}: run '{spec.log}'"
         _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
         log = read_log(base / spec.log, columns_of(spec, where), spec.format or manifest.format)
         _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
         schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
+        report(progress, "reading logs", index + 1, len(manifest.runs))
         yield spec, name, log, schedule, schedule_notes
 
 
@@ -503,7 +519,9 @@ def pretrain_columns(columns: ColumnMap, where: str) -> ColumnMap:
     return ColumnMap(**{**values, "domain": None})
 
 
-def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots:
+def _load_pretrain_pilots(
+    manifest: PilotManifest, path: Path, progress: Progress | None = None
+) -> PretrainPilots:
     """The runs of a ``kind: pretrain`` manifest (see the module docstring)."""
     for key in ("pretrain", "domain_tokens"):
         if getattr(manifest, key) is not None:
@@ -523,6 +541,7 @@ def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots
         manifest,
         path,
         lambda spec, where: pretrain_columns(spec.columns or manifest.columns, where),
+        progress,
     ):
         run = pretrain_run_from_log(
             log,
@@ -536,7 +555,7 @@ def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots
 
 
 #: How each manifest ``kind`` becomes its pilot set.
-_PILOTS: dict[str, Callable[[PilotManifest, Path], Pilots]] = {
+_PILOTS: dict[str, Callable[[PilotManifest, Path, Progress | None], Pilots]] = {
     "cpt": _load_cpt_pilots,
     "pretrain": _load_pretrain_pilots,
 }

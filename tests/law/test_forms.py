@@ -331,3 +331,26 @@ def test_mpl1_is_the_multi_power_memory_at_zeta_one():
     assert float(amount[0]) == pytest.approx(5e-4 * x / (1 + x), rel=1e-12)
     general, _ = mpl.annealing.amounts({**shape, "zeta": np.array([1.0])}, areas)
     assert float(general[0]) == pytest.approx(float(amount[0]), rel=1e-12)
+
+
+def test_mpl_kernel_kept_between_loss_and_jacobian_changes_nothing():
+    """The multi-power memory keeps the last point's kernel (the optimiser asks for the loss
+    and then the Jacobian there): every answer equals a fresh law's, whichever came first,
+    at that point and at the next (exactness is the contract: the same arrays)."""
+    areas = mpl_areas()
+    law = make_law("exp", "general", True, True, "mpl")
+    rng = np.random.default_rng(5)
+    points = [
+        np.array([rng.uniform(s.start_low or 0.1, s.start_high or 1.0) for s in law.specs])
+        for _ in range(3)
+    ]
+    for values in points:
+        fresh = make_law("exp", "general", True, True, "mpl")
+        loss = law.evaluate(values, areas)
+        prediction, jac = law.jacobian(values, areas)
+        fresh_prediction, fresh_jac = fresh.jacobian(values, areas)
+        assert np.array_equal(loss, fresh.evaluate(values, areas))
+        assert np.array_equal(prediction, fresh_prediction) and np.array_equal(jac, fresh_jac)
+    import pickle
+
+    assert "_last_kernel" not in pickle.loads(pickle.dumps(law)).annealing.__dict__
