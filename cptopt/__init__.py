@@ -60,6 +60,8 @@ from cptopt.plan import load_config, load_pretrain_config
 from cptopt.prediction import predict as _predict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cptopt.design import NextPilot
     from cptopt.law import CptLaw, FittedLaw
     from cptopt.pilots import PilotSet, PretrainPilots
@@ -150,18 +152,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cptopt' has no attribute {name!r}")
 
 
-def fit(pilots: PilotSet | PretrainPilots | str | Path, **settings: object) -> FittedLaw:
+def fit(
+    pilots: PilotSet | PretrainPilots | str | Path,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    **settings: object,
+) -> FittedLaw:
     """Fit the law to pilot runs: a manifest path, a ``PilotSet`` (CPT pilots: a ``CptLaw``)
     or ``PretrainPilots`` (pre-training runs, ``kind: pretrain``: a ``PretrainRunsLaw``).
 
     ``settings`` are ``LawFitter`` arguments (``form``, ``lam``, ``annealing``, ``seed``, ...).
+    ``progress(stage, done, total)``, if given, hears what runs: "reading logs" (k of n),
+    "reading the pre-training history", "selecting the general law" and "... domain law"
+    (candidates, the final fit last; both at once), "final fit" (of a fixed variant), ...
     """
     from cptopt.fitting import LawFitter
     from cptopt.pilots import PilotSet, PretrainPilots
 
     if not isinstance(pilots, (PilotSet, PretrainPilots)):
-        pilots = load_manifest(pilots)
-    return LawFitter(**settings).fit(pilots).law_  # type: ignore[arg-type]
+        pilots = load_manifest(pilots, progress=progress)
+    return LawFitter(**settings).fit(pilots, progress).law_  # type: ignore[arg-type]
 
 
 def predict(

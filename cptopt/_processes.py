@@ -71,12 +71,12 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
-    """Fork a new pool's ``workers`` now, with SIGTERM and SIGINT held back (CPython forks
-    every worker of a fork-context pool at its first submission)."""
+def start_workers(pool: ProcessPoolExecutor) -> None:
+    """Fork a new fork-context pool's workers now, from this thread alone, with SIGTERM and
+    SIGINT held back (CPython forks every worker of such a pool at its first submission)."""
     with signals_held():
-        for _ in range(workers):
-            pool.submit(int)
+        ready = pool.submit(int)
+    ready.result()
 
 
 def die_with_parent(parent: int) -> None:

@@ -74,36 +74,73 @@ def error_line(
     prefix: Sequence[str] = (),
     aliases: Mapping[str, str] | None = None,
 ) -> str:
-    """``source: key.path: message (got value) [+N more]`` for the first error of ``error``."""
-    details = error.errors()
-    if not details:
+    """``source: key.path: message (got value)``, for every problem of ``error``.
+
+    Problems with the same message share one entry (``a, b: unknown key (allowed: ...)``,
+    ``runs.0.replay_ratio, runs.1.replay_ratio: ... (got 25, 50)``); entries are joined
+    by ``; ``. A fraction given as a percentage says so (``a fraction, e.g. 0.25 for 25 %``).
+    """
+    groups: dict[str, tuple[list[str], list[str], list[str]]] = {}  # locations, values, hints
+    for detail in error.errors():
+        location, message, shown, hint = _problem(detail, model, prefix, aliases)
+        locations, values, hints = groups.setdefault(message, ([], [], []))
+        locations.append(location)
+        values += [shown] if shown is not None else []
+        hints += [hint] if hint else []
+    if not groups:
         return f"{source}: invalid"
-    first = details[0]
-    loc = tuple(first.get("loc", ()))
-    parts = [*prefix, *loc]
-    location = (
-        "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts
-        ).removeprefix(".")
-        or "<top level>"
-    )
+    entries = []
+    for message, (locations, values, hints) in groups.items():
+        if len(locations) > 1 and message.startswith("unknown key"):
+            message = message.replace("unknown key", "unknown keys", 1)
+        got = f" (got {', '.join(values)})" if values else ""
+        entries.append(
+            f"{', '.join(locations)}: {message}{got}" + (f": {hints[0]}" if hints else "")
+        )
+    where = f"{source}: " if source else ""
+    return where + "; ".join(entries)
+
+
+def _problem(
+    detail: Any,
+    model: type[BaseModel] | None,
+    prefix: Sequence[str],
+    aliases: Mapping[str, str] | None,
+) -> tuple[str, str, str | None, str | None]:
+    """One pydantic error as (location, message, value shown or None, hint or None)."""
+    loc = tuple(detail.get("loc", ()))
+    parts = [str(part) for part in (*prefix, *loc)]
+    location = ".".join(parts) or "<top level>"
     for end in range(len(parts), 0, -1):  # an item of a list is named by the list's alias
-        key = ".".join(str(part) for part in parts[:end])
-        if key in (aliases or {}):
-            location = (aliases or {})[key]
+        if ".".join(parts[:end]) in (aliases or {}):
+            location = (aliases or {})[".".join(parts[:end])]
             break
-    error_type = first.get("type")
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    error_type = detail.get("type")
+    message = str(detail.get("msg", "invalid")).removeprefix("Value error, ")
     if error_type == "extra_forbidden":
         allowed = _allowed_keys(model, loc[:-1])
         message = f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
-    shown = ""
-    value = first.get("input")
-    if error_type not in ("extra_forbidden", "missing") and not isinstance(value, dict):
-        shown = f" (got {value!r:.60})"
-    more = f" [+{len(details) - 1} more]" if len(details) > 1 else ""
-    where = f"{source}: " if source else ""
-    return f"{where}{location}: {message}{shown}{more}"
+    value = detail.get("input")
+    if error_type in ("extra_forbidden", "missing") or isinstance(value, dict):
+        return location, message, None, None
+    return location, message, f"{value!r:.60}", _fraction_hint(loc, detail, value)
+
+
+#: Keys that hold a share (0..1), whose values users write as percentages by mistake.
+_FRACTION_SUFFIXES = ("_ratio", "_fraction", "_rate")
+
+
+def _fraction_hint(loc: tuple, detail: Any, value: Any) -> str | None:
+    """``a fraction, e.g. 0.25 for 25 %`` for a share given as a percentage (1 < value <= 100)."""
+    key = str(loc[-1]) if loc else ""
+    bound = (detail.get("ctx") or {}).get("le", (detail.get("ctx") or {}).get("lt"))
+    if not key.endswith(_FRACTION_SUFFIXES) or bound not in (1, 1.0):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f"a fraction, e.g. {number / 100:g} for {number:g} %" if 1 < number <= 100 else None
 
 
 def first_non_finite(data: Any, path: str = "") -> str | None:

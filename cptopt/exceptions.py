@@ -51,6 +51,19 @@ class InputError(CptoptError, ValueError):
         return type(self), (self.template,)
 
 
+class NotATrainingConfig(InputError):
+    """A file given as a training config that is another kind of file (a search config, a
+    candidates list, ...): the message says what it is and what takes it; ``kind`` names
+    it in a few words (``a search config``)."""
+
+    def __init__(self, message: str = "", kind: str = "another kind of file") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.template, self.kind)
+
+
 class SchemaVersionError(InputError):
     """A law or study file was written by an incompatible version of cptopt."""
 

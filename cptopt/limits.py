@@ -31,12 +31,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cptopt._io import read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
-from cptopt.exceptions import CptoptError, InputError
+from cptopt.exceptions import CptoptError, InputError, NotATrainingConfig
 from cptopt.law.fitted import DEFAULT_LAW_PATH, CptLaw, LawRecord, cpt_law, load_cpt_law
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.prediction import Prediction, predict
@@ -46,12 +46,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-#: Version of the JSON layout of :class:`CheckReport`.
-REPORT_SCHEMA_VERSION = 1
+#: Version of the JSON layout of :class:`CheckReport` (2: files that are not training
+#: configs are ``skipped``, with a ``note``).
+REPORT_SCHEMA_VERSION = 2
 #: Files searched for limits, in order of precedence within one folder.
 LIMITS_FILES = ("cptopt.toml", "pyproject.toml")
 
-Verdict = Literal["pass", "fail", "error"]
+Verdict = Literal["pass", "fail", "error", "skipped"]
 
 
 class Limits(BaseModel):
@@ -109,16 +110,27 @@ class ConfigResult(BaseModel):
         default_factory=list, description="out-of-range settings when extrapolation is allowed"
     )
     error: str | None = Field(default=None, description="one line: file, key, problem")
+    note: str | None = Field(
+        default=None, description="why a file was skipped: what it is and what takes it"
+    )
     prediction: Prediction | None = None
+    #: The error or the note as raised, its fields marked (the CLI names them its way).
+    _problem: CptoptError | None = PrivateAttr(default=None)
+
+    @property
+    def problem(self) -> CptoptError | None:
+        """The exception behind ``error`` or ``note`` (None for a judged config)."""
+        return self._problem
 
 
 class CheckSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    configs: int
+    configs: int = Field(description="training configs judged or in error (not skipped)")
     passed: int
     failed: int
     errors: int
+    skipped: int = Field(default=0, description="files that are not training configs")
 
 
 class CheckReport(BaseModel):
@@ -128,7 +140,9 @@ class CheckReport(BaseModel):
 
     schema_version: int = REPORT_SCHEMA_VERSION
     cptopt_version: str = __version__
-    status: Verdict = Field(description="error if any config errored, else fail if any failed")
+    status: Literal["pass", "fail", "error"] = Field(
+        description="error if any config errored, else fail if any failed"
+    )
     summary: CheckSummary
     results: list[ConfigResult]
 
@@ -363,16 +377,29 @@ def check(
                 )
             file_limits, source = file_cache[folder]
         effective = resolve_limits(limits, file_limits, source or "arguments")
-        result = _check_one(path, fixed_law, effective, source, laws)
-        if fixed_label is not None:
+        result = _check_one(path, fixed_law, effective, source, laws, skip_others=len(paths) > 1)
+        if fixed_label is not None and result.verdict != "skipped":
             result = result.model_copy(update={"law": fixed_label})
         results.append(result)
+    if all(result.verdict == "skipped" for result in results):
+        kinds = "; ".join(
+            f"{result.path}: {getattr(result.problem, 'kind', 'not a training config')}"
+            for result in results
+        )
+        raise InputError(f"none of the {len(results)} files is a CPT training config ({kinds})")
     return _report(results)
 
 
 def _check_one(
-    path: str, fixed_law: CptLaw | None, limits: Limits, source: str | None, laws: _LawCache
+    path: str,
+    fixed_law: CptLaw | None,
+    limits: Limits,
+    source: str | None,
+    laws: _LawCache,
+    skip_others: bool = False,
 ) -> ConfigResult:
+    """The verdict on the config at ``path``; with ``skip_others``, a file that is not a
+    training config is skipped (with a note saying what it is) instead of an error."""
     law_path: str | None = None
     try:
         config = load_config(path)
@@ -388,28 +415,37 @@ def _check_one(
             try:
                 law = laws.get(law_path)
             except InputError as exc:
-                raise InputError(f"{where}{exc}") from None
+                raise InputError(f"{where}{exc.template}") from None
         result = check_config(config, law, limits, path)
     except CptoptError as exc:
         message = " ".join(str(exc).split())
         if not message.startswith(path):
             message = f"{path}: {message}"
-        return ConfigResult(
-            path=path, verdict="error", law=law_path, limits_file=source, error=message
-        )
+            exc = InputError(f"{path}: {exc.template}") if isinstance(exc, InputError) else exc
+        if skip_others and isinstance(exc, NotATrainingConfig):
+            failed = ConfigResult(path=path, verdict="skipped", note=message)
+        else:
+            failed = ConfigResult(
+                path=path, verdict="error", law=law_path, limits_file=source, error=message
+            )
+        failed._problem = exc
+        return failed
     return result.model_copy(update={"law": law_path, "limits_file": source})
 
 
 def _report(results: list[ConfigResult]) -> CheckReport:
     counts = {verdict: sum(r.verdict == verdict for r in results) for verdict in get_args(Verdict)}
-    status: Verdict = "error" if counts["error"] else "fail" if counts["fail"] else "pass"
+    status: Literal["pass", "fail", "error"] = (
+        "error" if counts["error"] else "fail" if counts["fail"] else "pass"
+    )
     return CheckReport(
         status=status,
         summary=CheckSummary(
-            configs=len(results),
+            configs=len(results) - counts["skipped"],
             passed=counts["pass"],
             failed=counts["fail"],
             errors=counts["error"],
+            skipped=counts["skipped"],
         ),
         results=results,
     )

@@ -48,7 +48,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cptopt._validation import MAX_STEPS, MAX_TOKENS_PER_STEP, load_yaml_mapping, validate
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, NotATrainingConfig, param
 from cptopt.schedules import Family, Schedule
 
 #: Top-level keys taken from a Hugging Face ``TrainingArguments``.
@@ -272,15 +272,72 @@ def load_config(path: str | Path) -> TrainingConfig:
     """Read a training config; one-line ``InputError`` naming the file and key on problems.
 
     ``law`` is made relative to the config's folder; ``name`` defaults to the file's stem.
+    A file that is another kind of file cptopt reads (a search config, a candidates list, a
+    pre-training config, ...) raises :class:`NotATrainingConfig` saying what it is and what
+    takes it.
     """
-    data = load_yaml_mapping(str(path))
+    data = _run_config_mapping(Path(path))
+    describes_a_run = "schedule" in data or any(key in data for key in TRAINER_KEYS)
+    if describes_a_run and "replay_ratio" not in data and "checkpoint" not in data:
+        kind = "a pre-training config"
+        raise NotATrainingConfig(
+            f"{path}: replay_ratio: missing: a schedule without it is {kind}, not a CPT "
+            f"training config; predict it with {param('predict()')} and a law fitted to "
+            "pre-training pilots",
+            kind,
+        )
     return _located(config_from_mapping(data, str(path)), path)
+
+
+def _run_config_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping of a file given as a run's config (CPT or pre-training), or
+    :class:`NotATrainingConfig` when it is another kind of file cptopt reads."""
+    found = _OTHER_SUFFIXES.get(path.suffix.lower())
+    if found is not None:
+        raise _not_a_config(path, *found)
+    data = load_yaml_mapping(str(path))
+    if "schedule" not in data and not any(key in data for key in TRAINER_KEYS):
+        for keys, kind, what_takes_it in _OTHER_FILES:
+            if keys & set(data):
+                raise _not_a_config(path, kind, what_takes_it)
+    return data
+
+
+#: Files that are not training configs, known by keys that only they hold: what each is,
+#: and what takes it (marked names: the command line names its command and option).
+_OTHER_FILES: tuple[tuple[frozenset[str], str, str], ...] = (
+    (
+        frozenset({"candidates"}),
+        "a candidates list",
+        f"rank them with {param('rank_candidates()')}",
+    ),
+    (frozenset({"runs"}), "a pilot manifest", f"fit it with {param('fit()')}"),
+    (
+        frozenset({"space", "constraints", "search", "weights", "top_k", "pareto"}),
+        "a search config",
+        f"give it to {param('load_search_config()')}",
+    ),
+    (
+        frozenset({"schema_version", "cptopt_version"}),
+        "a law file",
+        f"give it as {param('law')}",
+    ),
+)
+#: ... and by their name.
+_OTHER_SUFFIXES = {
+    ".csv": ("a CSV file", f"a candidates CSV is ranked with {param('rank_candidates()')}"),
+    ".toml": ("a TOML file", f"a limits file is read by {param('check(limits_file=...)')}"),
+}
+
+
+def _not_a_config(path: Path, kind: str, what_takes_it: str) -> NotATrainingConfig:
+    return NotATrainingConfig(f"{path}: {kind}, not a training config: {what_takes_it}", kind)
 
 
 def load_pretrain_config(path: str | Path) -> PretrainConfig:
     """Read a pre-training config (:class:`PretrainConfig`) as :func:`load_config` reads a
     training config; a ``replay_ratio`` or ``checkpoint`` is a one-line error naming it."""
-    data = load_yaml_mapping(str(path))
+    data = _run_config_mapping(Path(path))
     for key in ("replay_ratio", "checkpoint"):
         if key in data:
             raise InputError(
@@ -294,7 +351,7 @@ def load_pretrain_config(path: str | Path) -> PretrainConfig:
 def config_law(path: str | Path) -> str | None:
     """The ``law`` key of a config (relative to its folder) before the config is validated,
     so that the law's kind can say which config model applies. None when absent."""
-    law = load_yaml_mapping(str(path)).get("law")
+    law = _run_config_mapping(Path(path)).get("law")
     return str(Path(path).parent / law) if isinstance(law, str) else None
 
 

@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._version import __version__
 from cptopt.exceptions import InputError, param
 from cptopt.law.areas import Areas
 from cptopt.law.fitted import CptLaw, LawRecord, PretrainRunsLaw
@@ -63,6 +64,7 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    cptopt_version: str = __version__
     schedule: str
     peak_lr: float
     steps: int
@@ -89,6 +91,7 @@ class PretrainPrediction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    cptopt_version: str = __version__
     kind: Literal["pretrain"] = "pretrain"
     schedule: str
     peak_lr: float

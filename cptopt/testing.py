@@ -201,3 +201,31 @@ def synthetic_pretrain_pilots(
             )
         )
     return PretrainPilots(tuple(runs))
+
+
+def published_coefficients() -> dict[str, dict[str, float]]:
+    """The paper's fit of the 106M model (docs/law.md), in cptopt's parametrisation
+    (``Bbeta = B * beta``; :mod:`cptopt.law.forms`)."""
+    general = {
+        "L0": 3.057,
+        "A": 0.490,
+        "alpha": 0.497,
+        "C1": 0.299,
+        "C2": 0.298,
+        "B": 0.366,
+        "E": 28.0,
+        "beta": 0.189,
+    }
+    domain = {
+        "L0": 3.024,
+        "A": 0.412,
+        "alpha": 0.677,
+        "C1": 0.278,
+        "C2": 0.324,
+        "B": -0.666,
+        "E": 5662.0,
+        "beta": 0.146,
+    }
+    for coefficients in (general, domain):
+        coefficients["Bbeta"] = coefficients.pop("B") * coefficients["beta"]
+    return {"general": general, "domain": domain}

@@ -20,6 +20,7 @@ STAGES = [
         "cptopt._version",
         "cptopt.exceptions",
         "cptopt._processes",
+        "cptopt._progress",
         "cptopt._io",
         "cptopt._validation",
     ),

@@ -33,6 +33,19 @@ WANDB_RUN = next((ROOT / "tests" / "fixtures" / "real-logs" / "wandb-pl").rglob(
 HF_RUN = ROOT / "tests" / "fixtures" / "real-logs" / "hf-B"
 
 
+def _study_without_settings() -> bytes:
+    """An SQLite Optuna storage holding study 'orphan' but not its settings: what a
+    ``recommend`` killed between creating a study and recording its settings leaves."""
+    import tempfile
+
+    import optuna
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s.db"
+        optuna.create_study(storage=f"sqlite:///{path}", study_name="orphan")
+        return path.read_bytes()
+
+
 def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
     """``data`` with ``count`` bytes flipped at random places (a failing disk)."""
     import numpy as np
@@ -516,7 +529,7 @@ CASES = [
     Case(
         "law with short values",
         ["predict", "{config}", "--law", "{tmp}/l.json"],
-        r"l\.json: general\.values: 12 values for 13 parameters",
+        r"l\.json: general\.values: \d+ values for \d+ parameters",
         {"l.json": LawEdit(lambda law: law["general"]["values"].pop())},
     ),
     Case(
@@ -713,6 +726,13 @@ CASES = [
         ["recommend", "--law", "{law}", "--storage", "redis://x"],
         r"not a storage URL",
     ),
+    Case(
+        "study without its settings",
+        ["recommend", "--law", "{law}", "--storage", "sqlite:///{tmp}/s.db"]
+        + ["--study-name", "orphan", "--trials", "5"],
+        r"study 'orphan' in sqlite:///.*s\.db has no recorded settings.*--study-name",
+        {"s.db": _study_without_settings()},
+    ),
 ]
 
 
@@ -775,3 +795,24 @@ def test_check_reports_the_good_configs_when_one_is_unreadable(law_file, tmp_pat
     assert captured.out.splitlines()[0].startswith("PASS  ") and "good.yaml" in captured.out
     assert captured.out.splitlines()[-1].endswith("1 passed, 0 failed, 1 error")
     assert re.fullmatch(r"error: .*bad\.yaml: not UTF-8 .*", captured.err.strip())
+
+
+def test_a_seed_batch_found_incomplete_is_completed_on_resume(law_file, tmp_path, capsys):
+    """A study whose seed batch is short (older versions wrote it trial by trial, and a kill
+    could land in between; here a first run asked for fewer trials than the batch) gets the
+    rest of the batch, not a search without it, and still ends at the requested total."""
+    import json
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["recommend", "--law", str(law_file), "--storage", url, "--study-name", "seeds"]
+    assert run([*base, "--trials", "17", "--format", "json"]) == 0
+    capsys.readouterr()
+    assert run([*base, "--trials", "80", "--format", "json"]) == 0
+    search = json.loads(capsys.readouterr().out)["search"]
+    assert search["resumed"] is True and search["seed_trials_added"] == 64 - 17
+    trials = optuna.load_study(study_name="seeds", storage=url).get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 80 == len(trials)
+    assert sum(t.user_attrs.get("seed") is True for t in complete) == 64

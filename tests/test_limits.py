@@ -108,7 +108,13 @@ def test_report_exit_codes(law_file, tmp_path: Path) -> None:
     assert mixed.status == "error"
     assert mixed.exit_code() == mixed.exit_code(exit_zero=True) == 2
     assert [r.verdict for r in mixed.results] == ["fail", "error"]
-    assert mixed.summary.model_dump() == {"configs": 2, "passed": 0, "failed": 1, "errors": 1}
+    assert mixed.summary.model_dump() == {
+        "configs": 2,
+        "passed": 0,
+        "failed": 1,
+        "errors": 1,
+        "skipped": 0,
+    }
 
 
 def test_check_accepts_a_law_object(fitted_law) -> None:

@@ -129,34 +129,38 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_read_of_the_law(tmp_p
     assert not stale.exists()
 
 
-def _signal_state() -> tuple:
+def _signal_state(context: object) -> tuple:
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     stop = {signal.SIGTERM, signal.SIGINT}
     return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), stop & blocked
 
 
-def _die() -> None:
+def _die(context: object) -> None:
     os._exit(9)
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
 def test_workers_die_of_sigterm_silently_and_leave_sigint_to_the_parent():
-    from cptopt.fitting.jobs import process_pool
+    from cptopt.fitting.workers import FitContext, process_pool
 
-    with process_pool(2) as pool:
-        assert pool is not None
+    with process_pool(2, FitContext()) as runner:
+        assert runner.parallel
         # forked with the stop signals held back, then: SIGTERM kills (no handler raising
         # SystemExit in a worker), SIGINT is the parent's, nothing left blocked
-        assert pool.submit(_signal_state).result() == (signal.SIG_DFL, signal.SIG_IGN, set())
+        expected = (signal.SIG_DFL, signal.SIG_IGN, set())
+        assert runner.submit(_signal_state).result() == expected
         assert not {signal.SIGTERM, signal.SIGINT} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
 def test_a_worker_that_dies_is_a_fit_error_not_a_broken_pool():
     from cptopt.exceptions import FitError
-    from cptopt.fitting.jobs import job_result, process_pool
+    from cptopt.fitting.workers import FitContext, process_pool
 
-    with process_pool(2) as pool, pytest.raises(FitError, match="worker process ended abruptly"):
-        job_result(pool.submit(_die))
+    with (
+        pytest.raises(FitError, match="worker process ended abruptly"),
+        process_pool(2, FitContext()) as runner,
+    ):
+        runner.submit(_die).result()
 
 
 HALF_A_REPLY = """

@@ -109,4 +109,4 @@ class _Manifest(BaseModel):
 def test_error_lines_name_list_items_by_index():
     with pytest.raises(InputError) as error:
         validate(_Manifest, {"runs": [{"log": "a"}, {"log": 3}]}, "m.yaml")
-    assert str(error.value).startswith("m.yaml: runs[1].log: Input should be a valid string")
+    assert str(error.value).startswith("m.yaml: runs.1.log: Input should be a valid string")

@@ -23,11 +23,14 @@ from cptopt.cli._common import EXIT_ERROR, app, stderr
 
 
 def _flow_command_help() -> None:
-    """Typer keeps a docstring's line breaks in ``--help``, so source-wrapped sentences
-    break mid-line on a wide terminal: join each paragraph into one line and let rich wrap it."""
+    """A docstring's source line breaks would show in ``--help``: each paragraph becomes one
+    line that the help wraps to the terminal. The command list shows the first paragraph
+    whole (click would cut it at 45 characters with '...')."""
     for info in app.registered_commands:
         doc = cleandoc(info.callback.__doc__ or "") if info.callback else ""
-        info.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
+        paragraphs = [" ".join(paragraph.split()) for paragraph in doc.split("\n\n")]
+        info.help = "\n\n".join(paragraphs)
+        info.short_help = paragraphs[0]
 
 
 _flow_command_help()

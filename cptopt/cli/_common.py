@@ -11,8 +11,10 @@ import json
 import os
 import shutil
 import sys
+import threading
 import traceback
 import typing
+import urllib.parse
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -24,6 +26,7 @@ from rich.console import Console
 from typer.models import OptionInfo
 
 from cptopt._io import os_error_line
+from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
 from cptopt.law import DEFAULT_LAW_PATH, CptLaw, load_cpt_law
 from cptopt.search import SearchConfig, parse_weights
@@ -35,15 +38,64 @@ app = typer.Typer(
         "short pilot runs, predict the general and domain loss of any CPT schedule, and choose "
         "peak LR, replay ratio and steps.\n\n"
         "Typical session:\n\n"
-        "  cptopt fit examples/pilots/unannealed.yaml          # writes cptopt-law.json\n\n"
-        "  cptopt predict examples/configs/wsd-replay25.yaml    # predicted losses\n\n"
+        "\b\n"  # click keeps this paragraph's lines as they are
+        "  cptopt fit examples/pilots/unannealed.yaml         # writes cptopt-law.json\n"
+        "  cptopt predict examples/configs/wsd-replay25.yaml  # predicted losses\n\n"
         "Exit codes: 0 ok, 1 findings, 2 bad input or internal error."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # click's own help layout: option names are never cut, and a help text goes under its
+    # option when the option is long (rich's panels cut names and squeeze the help to a
+    # narrow column at 80 columns); lines up to 100 columns on wide terminals
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
+
+
+def version_line() -> str:
+    """``cptopt 0.1.0``, with the commit when this very copy was installed from a git URL
+    (pip records it; a CI log then says which cptopt judged its configs)."""
+    import importlib.metadata
+
+    line = f"cptopt {__version__}"
+    try:
+        dist = importlib.metadata.distribution("cptopt")
+        installed = Path(str(dist.locate_file("cptopt/__init__.py"))).resolve()
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, OSError, ValueError):
+        return line
+    commit = direct.get("vcs_info", {}).get("commit_id")
+    running = Path(__file__).resolve().parents[1] / "__init__.py"  # this cptopt package
+    if commit and installed == running:
+        url = urllib.parse.urlsplit(str(direct.get("url", "?")))
+        public = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no token
+        line += f" (commit {commit}, {public})"
+    return line
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print cptopt's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Options of cptopt itself (before the command)."""
+
 
 stdout = Console(soft_wrap=False)
 # Diagnostics are single lines whatever the terminal width (CI logs, grep).
@@ -86,6 +138,9 @@ COMMAND_NAMES = {
     "next_pilot()": "cptopt next-pilot",
     "check()": "cptopt check",
     "plot_fit()": "cptopt plot",
+    "rank_candidates()": "cptopt recommend --candidates",
+    "load_search_config()": "cptopt recommend --config",
+    "check(limits_file=...)": "cptopt check --limits",
 }
 
 
@@ -177,23 +232,13 @@ def _size_consoles() -> None:
     stdout.width = stderr.width = width
 
 
-def emit(
-    result: BaseModel | dict,
-    output_format: OutputFormat,
-    render: Callable[[], Any],
-    width: int | None = None,
-) -> None:
-    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people.
-
-    ``width`` is the width to render at when stdout is not a terminal (rich's default, 80
-    columns, would wrap wide tables in files and CI logs).
-    """
+def emit(result: BaseModel | dict, output_format: OutputFormat, render: Callable[[], Any]) -> None:
+    """Print a result: as JSON, or as ``render()`` (a rich renderable) for people, at the
+    width of the terminal, or of ``$COLUMNS``, else 80 columns (files and pipes too)."""
     if output_format is OutputFormat.json:
         print_json(result)
-    elif width is None or stdout.is_terminal:
-        stdout.print(render())
     else:
-        Console(soft_wrap=False, width=width).print(render())
+        stdout.print(render())
 
 
 def print_json(payload: BaseModel | dict | list) -> None:
@@ -206,19 +251,45 @@ def print_json(payload: BaseModel | dict | list) -> None:
     sys.stdout.flush()
 
 
-def status(message: str):
-    """A spinner on stderr while long work runs (silent when stderr is not a terminal)."""
-    if stderr.is_terminal:
-        return stderr.status(message)
-    return _NullContext()
+def status(message: str) -> Spinner:
+    """A spinner on stderr while long work runs, showing ``message`` and then the stages the
+    library reports (call it as the library's ``progress``); silent when stderr is not a
+    terminal."""
+    return Spinner(message)
 
 
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
+class Spinner:
+    """The spinner of :func:`status`: ``spinner(stage, done, total)`` shows the stages still
+    running with their counts (the general and the domain law are fitted side by side),
+    else the last one."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.stages: dict[str, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+        self.live: Any = stderr.status(message) if stderr.is_terminal else None
+
+    def __enter__(self) -> Spinner:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self.lock:
+            self.stages.pop(stage, None)
+            self.stages[stage] = (done, total)  # the latest last
+            if self.live is not None:
+                self.live.update(self.text())
+
+    def text(self) -> str:
+        """What the spinner says: the running stages ``stage done/total``."""
+        running = [(s, c) for s, c in self.stages.items() if c[0] < c[1]]
+        shown = running or list(self.stages.items())[-1:]
+        return "; ".join(f"{stage} {done}/{total}" for stage, (done, total) in shown)
 
 
 def objective_weights(merged: SearchConfig) -> tuple[float, float]:

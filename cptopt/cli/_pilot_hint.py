@@ -32,4 +32,4 @@ def print_next_pilot_hint(
     )
     line = next_pilot_line(result)
     if line is not None:
-        stdout.print(line, highlight=False, soft_wrap=True)
+        stdout.print(line, highlight=False)

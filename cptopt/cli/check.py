@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cptopt._io import atomic_write_text, check_output_path
-from cptopt.cli._common import app, handle_errors, stderr, stdout
+from cptopt.cli._common import app, handle_errors, long_options, render_message, stderr, stdout
 from cptopt.limits import check
 from cptopt.report import format_github, format_text
 
@@ -74,7 +75,7 @@ def check_command(
         typer.Option(
             "--limits",
             help="cptopt.toml or pyproject.toml to read limits from. Default: the nearest one "
-            "above each config (\\[check] or \\[tool.cptopt.check] table).",
+            "above each config ([check] or [tool.cptopt.check] table).",
             show_default=False,
         ),
     ] = None,
@@ -106,7 +107,7 @@ def check_command(
 
     A config fails when the law's prediction breaks a limit or, unless extrapolation is
     allowed, a setting lies outside what the pilots covered. Limits come from these flags,
-    else from \\[tool.cptopt.check] in pyproject.toml or \\[check] in cptopt.toml.
+    else from [tool.cptopt.check] in pyproject.toml or [check] in cptopt.toml.
     """
     if output is not None:
         check_output_path(output)  # before any work
@@ -122,19 +123,23 @@ def check_command(
         conservative=conservative,
         level=level,
     )
+    options = long_options(check_command)
     for result in report.results:
-        if result.error is not None:
-            stderr.print(f"error: {result.error}", highlight=False, markup=False, soft_wrap=True)
+        if result.problem is not None:
+            line = render_message(result.problem, options)
+            prefix = "note: skipped " if result.verdict == "skipped" else "error: "
+            stderr.print(prefix + line, highlight=False, markup=False, soft_wrap=True)
     if output_format is CheckFormat.json:
         text = report.model_dump_json(indent=1) + "\n"
     elif output_format is CheckFormat.github:
-        text = format_github(report)
+        text = format_github(report, partial(render_message, options=options))
     else:
-        text = format_text(report)
+        text = format_text(report, width=None if output is not None else stdout.width)
     if output is not None:
         atomic_write_text(output, text)
         stderr.print(f"report written to {output}", highlight=False)
     elif output_format is CheckFormat.text:
+        # format_text wrapped it at this width already
         stdout.print(text, end="", highlight=False, markup=False, soft_wrap=True)
     else:
         typer.echo(text, nl=False)

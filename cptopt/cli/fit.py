@@ -43,12 +43,15 @@ def fit_command(
         str,
         typer.Option(
             "--form",
-            help="Law form: 'auto' (choose each validation set's replay form by "
-            "leave-one-pilot-out CV on the pilots), 'paper' (the paper's Eq. 4/Eq. 8 exactly: "
+            help="Law form: 'auto' (each validation set's law is the average of a few replay "
+            "forms, weighted by their leave-one-pilot-out CV on the pilots: general odds and "
+            "relax with an LR power, domain relax with and without), 'paper' (the paper's "
+            "Eq. 4/Eq. 8 exactly: "
             "S2 with lambda 0.999, unless --lam/--annealing say otherwise), 'exp' "
             "(exponential replay terms), 'share' (annealing credit ~ own data share), "
-            "'mix' (share, and CPT steps count for the general power law by their data mix) "
-            "or 'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0). "
+            "'mix' (share, and CPT steps count for the general power law by their data mix), "
+            "'odds' (share, and forgetting ~ 1/(1 + a2 r/(1-r)): steep near r = 0) or 'relax' "
+            "(odds's level, reached sooner with replay). "
             "Pre-training pilots take 'auto' (the law's pre-training part) or 'paper' (S2, "
             "lambda 0.999).",
         ),
@@ -70,8 +73,9 @@ def fit_command(
         typer.Option(
             "--lr-power",
             help="Drive the shift term by the sum of LR^q (q fitted per set) instead of the "
-            "LR area: 'yes', 'no' or 'auto' (a candidate per set, kept when its CV clearly "
-            "wins). Default: auto with --form auto, else no.",
+            "LR area: 'yes', 'no' or 'auto'. With --form auto, yes/no sets every member's "
+            "(auto: as listed there); with a named form, auto makes it a candidate per set, "
+            "kept when its CV clearly wins. Default: auto with --form auto, else no.",
             show_default=False,
         ),
     ] = None,
@@ -98,8 +102,9 @@ def fit_command(
         typer.Option(
             "--tie",
             help="Share the multi-power memory (rate, gamma, zeta) between the general and the "
-            "domain law: 'no', 'yes', or 'auto' (a candidate of its own, kept when its CV is "
-            "within the noise of the untied law's; about 0.7 s more).",
+            "domain law of a named form (--form NAME): 'no', 'yes', or 'auto' (a candidate of "
+            "its own, kept when its CV is within the noise of the untied law's; about 0.7 s "
+            "more).",
         ),
     ] = "no",
     lam: Annotated[
@@ -146,9 +151,9 @@ def fit_command(
     """Fit the CPT law to pilot runs and write it to a law file.
 
     Both validation sets (general and domain) get their own parameters. With --form auto
-    (the default) each set's replay form, then whether an LR power drives its shift, are
-    chosen by leave-one-pilot-out cross-validated error on the pilots; the report shows
-    that table and which PT-phase points each fit used. It then shows every parameter
+    (the default) each set's law is the average of a few replay forms, each fitted alone
+    and weighted by its leave-one-pilot-out cross-validated error on the pilots; the report
+    shows that table and which PT-phase points each fit used. It then shows every parameter
     with its jackknife standard error, the fit error of each pilot and its cross-validated
     error, and warnings (parameters at a bound, weakly identified terms, a single replay
     ratio). The law file is written atomically.
@@ -179,9 +184,9 @@ def fit_command(
     header = read_manifest(manifest)  # the logs, which can be slow to read, come last
     fitter.check_settings(scenario_type(header.kind))
     check_output_path(output)
-    pilots = load_pilots(header, manifest)
-    with status(f"fitting {len(pilots.runs)} pilot runs"):
-        law = fitter.fit(pilots).law_
+    with status(f"reading {len(header.runs)} pilot logs") as progress:
+        pilots = load_pilots(header, manifest, progress)
+        law = fitter.fit(pilots, progress).law_
     law.save(output)
     emit(law, output_format, lambda: fit_report(law))
     stderr.print(f"law written to {output}", highlight=False)

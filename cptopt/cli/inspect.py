@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cptopt._version import __version__
 from cptopt.cli._common import (
     EXIT_ERROR,
     FormatOption,
@@ -74,10 +75,10 @@ def inspect_command(
         for path in logs
     ]
     if output_format is OutputFormat.json:
-        print_json({"logs": summaries})
+        print_json({"cptopt_version": __version__, "logs": summaries})
     else:
         for summary in summaries:
-            stdout.print(inspect_table(summary))
+            stdout.print(inspect_table(summary), crop=False)
             for note in summary["notes"]:
                 stdout.print(f"note: {note}", highlight=False)
             if summary["suggested_columns"]:

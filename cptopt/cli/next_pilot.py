@@ -130,4 +130,4 @@ def next_pilot_command(
         p_best_threshold=p_best,
         seed=seed,
     )
-    emit(result, output_format, lambda: next_pilot_report(result), width=140)
+    emit(result, output_format, lambda: next_pilot_report(result))

@@ -40,7 +40,7 @@ def plot_command(
     """Draw the fitted law over the pilot data with residuals, to judge whether to trust it
     (a CPT law's general and domain loss, or a pre-training law's loss).
 
-    Needs matplotlib: pip install 'cptopt\\[plot]'.
+    Needs matplotlib: pip install 'cptopt[plot]'.
     """
     dimensions = parse_size(size)
     check_output_path(output)

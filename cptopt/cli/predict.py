@@ -71,7 +71,7 @@ def predict_command(
         typer.Option(
             "--plot",
             help="Also draw both predicted curves with their intervals to this image (PNG). "
-            "Needs matplotlib: pip install 'cptopt\\[plot]'.",
+            "Needs matplotlib: pip install 'cptopt[plot]'.",
             show_default=False,
         ),
     ] = None,

@@ -305,7 +305,7 @@ def _recommend_cpt(
             level=merged.level,
             seed=merged.search.seed,
         )
-        emit(ranking, output_format, lambda: ranking_report(ranking), width=120)
+        emit(ranking, output_format, lambda: ranking_report(ranking))
         print_next_pilot_hint(law, (w_general, w_domain), merged, output_format, ranked)
         return
     with _progress_bar(True) as progress:
@@ -322,7 +322,7 @@ def _recommend_cpt(
             verbose=verbose,
             progress=progress,
         )
-    emit(result, output_format, lambda: recommendation_report(result), width=120)
+    emit(result, output_format, lambda: recommendation_report(result))
     print_next_pilot_hint(law, (w_general, w_domain), merged, output_format)
 
 
@@ -341,7 +341,7 @@ def _recommend_pretrain(
     result = recommend_pretrain(
         law, merged.space, allow_extrapolation=merged.allow_extrapolation, level=merged.level
     )
-    emit(result, output_format, lambda: recommendation_report(result), width=120)
+    emit(result, output_format, lambda: recommendation_report(result))
 
 
 #: How the command searches each kind of law (the library's search: ``law_search``).

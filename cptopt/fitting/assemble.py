@@ -57,8 +57,6 @@ def set_fit_record(
     shared = scenario.shared_replay_folds() or None
     cv_rms = result.cv_rms(shared)
     noise = robust_sd(np.log1p(residuals[cpt_points])) if cpt_points.any() else 0.0
-    costs = sorted(best.start_costs)
-    agree = len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
     return SetFit(
         validation_set=law.validation_set,
         form=law.name,
@@ -85,7 +83,7 @@ def set_fit_record(
         runs=run_fits,
         at_bound=bound_names,
         weakly_identified=weak,
-        starts_agree=bool(agree),
+        starts_agree=best.starts_agree,
     )
 
 

@@ -4,11 +4,18 @@ Each pilot (fold) is left out in turn and the law refitted, warm-started from th
 The refits give (i) the cross-validated error that selects law variants and sets the
 interval scale, and (ii) the jackknife replicas of every parameter and prediction
 (:mod:`cptopt.law.uncertainty`).
+
+The fit, each refit and the length check are tasks (:class:`Fit`, :class:`Refit`,
+:class:`LengthCheck`) that a :class:`~cptopt.fitting.workers.Runner` runs in this process
+or in its workers: the refits of one fit run side by side. Only the fit draws random
+starts, from the caller's generator, which comes back advanced as if it had run here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +25,10 @@ from cptopt.fitting.optimise import (
     SingleFit,
     Starts,
     check_enough_points,
-    optimise,
     optimise_problem,
     relative_residuals,
 )
+from cptopt.fitting.workers import FitContext, Runner, SetData
 from cptopt.law.forms import LawForm
 from cptopt.law.scenario import CptScenario, FitData
 
@@ -52,6 +59,8 @@ class SetResult:
     #: RMS log error at the pilots' ends of the law refitted on their first halves
     #: (:func:`length_extrapolation_rms`); None when not measured.
     length_rms: float | None = None
+    #: An averaged law's members, each fitted alone (:mod:`cptopt.fitting.averaging`).
+    members: list[SetResult] = field(default_factory=list)
 
     @property
     def cv_error(self) -> float | None:
@@ -89,9 +98,136 @@ def _run_ids(*datas: FitData) -> list[int]:
     return sorted({int(i) for data in datas for i in data.run_index if i >= 0})
 
 
-def fit_validation_set(
+@dataclass(frozen=True)
+class Source:
+    """The problem a task solves: one law on its data, or (two laws, ``shared`` names) both
+    validation sets at once with the shared parameters tied. ``datas`` are recipes
+    (:class:`~cptopt.fitting.workers.SetData`, rebuilt in each process) or the points."""
+
+    laws: tuple[LawForm, ...]
+    datas: tuple[SetData | FitData, ...]
+    delta: float
+    shared: tuple[str, ...] = ()
+
+    def problem(self, context: FitContext, fold: tuple[int, ...] = ()) -> Problem | JointProblem:
+        """The problem on every point, or on the points outside the pilots of ``fold``."""
+        datas = [context.kept(d, fold) if fold else context.data(d) for d in self.datas]
+        parts = [Problem(law, data, self.delta) for law, data in zip(self.laws, datas, strict=True)]
+        return parts[0] if len(parts) == 1 else JointProblem(parts[0], parts[1], self.shared)
+
+    def split(self, values: np.ndarray, problem: Problem | JointProblem) -> list[np.ndarray]:
+        """Each law's parameters from the problem's vector."""
+        return list(problem.split(values)) if isinstance(problem, JointProblem) else [values]
+
+    @property
+    def what(self) -> str:
+        if len(self.laws) == 1:
+            return f"the {self.laws[0].validation_set} law"
+        return "the tied general and domain laws"
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Task: the multi-start fit of a source; returns it and the generator's state after
+    (None when the fit draws no random start: then it needs no generator)."""
+
+    source: Source
+    starts: Starts
+    warm_start: np.ndarray | None
+    rng: np.random.Generator | None
+
+    def __call__(self, context: FitContext) -> tuple[SingleFit, dict | None]:
+        problem = self.source.problem(context)
+        best = optimise_problem(problem, self.rng, self.starts, self.warm_start, self.source.what)
+        return best, None if self.rng is None else self.rng.bit_generator.state
+
+    @property
+    def draws(self) -> bool:
+        """Whether the fit draws random starts (fresh ones beyond the warm start)."""
+        have = 0 if self.warm_start is None else 1
+        return self.starts.n_starts > have and self.starts.n_screen > 0
+
+
+@dataclass(frozen=True)
+class Refit:
+    """Task: the refit without the pilots of ``fold``, from ``start`` (each law's values and
+    the relative residuals of the left-out pilots' CPT points under them)."""
+
+    source: Source
+    budget: int
+    start: np.ndarray
+    fold: tuple[int, ...]
+
+    def __call__(self, context: FitContext) -> tuple[list[np.ndarray], list[dict]]:
+        problem = self.source.problem(context, self.fold)
+        starts = Starts(n_starts=1, max_nfev=self.budget)
+        refit = optimise_problem(problem, None, starts, self.start)
+        values = self.source.split(refit.values, problem)
+        held = [
+            _held_out_errors(law, v, context.data(d), list(self.fold))
+            for law, v, d in zip(self.source.laws, values, self.source.datas, strict=True)
+        ]
+        return values, held
+
+
+@dataclass(frozen=True)
+class LengthCheck:
+    """Task: :func:`length_extrapolation_rms` of a one-law source from ``start``."""
+
+    source: Source
+    budget: int
+    start: np.ndarray
+
+    def __call__(self, context: FitContext) -> float | None:
+        law, data = self.source.laws[0], context.data(self.source.datas[0])
+        starts = Starts(n_starts=1, max_nfev=self.budget)
+        return length_extrapolation_rms(law, data, self.start, self.source.delta, None, starts)
+
+
+def run_fit(runner: Runner, task: Fit, rng: np.random.Generator) -> SingleFit:
+    """Run a :class:`Fit` task and advance ``rng`` as the fit did. A fit that draws no
+    random start is handed no generator, so that fits from warm starts may run at once."""
+    if not task.draws:
+        task = replace(task, rng=None)
+    best, state = runner.submit(task).result()
+    if state is not None:
+        rng.bit_generator.state = state
+    return best
+
+
+@dataclass
+class PendingSet:
+    """One set's fit whose refits may still be running: the optimum now (``best``), the
+    :class:`SetResult` when they are done (:meth:`result`)."""
+
+    law: LawForm
+    data: FitData
+    best: SingleFit
+    refits: list[Future]
+    length: Future | None
+    _done: SetResult | None = None
+
+    @classmethod
+    def done(cls, result: SetResult) -> PendingSet:
+        """A set fitted to the end: ``result``."""
+        return cls(result.law, result.data, result.best, [], None, result)
+
+    def result(self) -> SetResult:
+        if self._done is None:
+            replicas: list[np.ndarray] = []
+            held_out: dict[int, np.ndarray] = {}
+            for future in self.refits:
+                (values,), (held,) = future.result()
+                replicas.append(values)
+                held_out.update(held)
+            length_rms = self.length.result() if self.length is not None else None
+            self._done = SetResult(self.law, self.data, self.best, replicas, held_out, length_rms)
+        return self._done
+
+
+def start_validation_set(
     law: LawForm,
-    data: FitData,
+    data: SetData | FitData,
     *,
     delta: float,
     rng: np.random.Generator,
@@ -101,30 +237,30 @@ def fit_validation_set(
     warm_start: np.ndarray | None = None,
     length_check: bool = False,
     max_folds: int = MAX_FOLDS,
-) -> SetResult:
-    """Fit one validation set, then refit leaving each pilot (fold) out, warm-started.
+    runner: Runner | None = None,
+) -> PendingSet:
+    """Fit one validation set, then start the refits that leave each pilot (fold) out,
+    warm-started (and the length check): they run side by side while the caller goes on.
 
     ``length_check``: also measure the error of a 2x extrapolation in length
     (:func:`length_extrapolation_rms`), which widens intervals beyond the pilots' length.
+    ``runner``: where the tasks run (default: this process, at once).
     """
-    check_enough_points(law, data)
-    best = optimise(law, data, delta=delta, rng=rng, starts=starts, warm_start=warm_start)
-    refit = Starts(n_starts=1, max_nfev=refit_budget)  # from the full fit's optimum
-    replicas: list[np.ndarray] = []
-    held_out: dict[int, np.ndarray] = {}
-    run_ids = _run_ids(data)
-    if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids, max_folds):
-            kept = data.take(~np.isin(data.run_index, fold))
-            refitted = optimise(
-                law, kept, delta=delta, rng=rng, starts=refit, warm_start=best.values
-            )
-            replicas.append(refitted.values)
-            held_out.update(_held_out_errors(law, refitted.values, data, fold))
-    length_rms = None
-    if length_check:
-        length_rms = length_extrapolation_rms(law, data, best.values, delta, rng, refit)
-    return SetResult(law, data, best, replicas, held_out, length_rms)
+    runner = runner or Runner()
+    points = runner.context.data(data)
+    check_enough_points(law, points)
+    source = Source((law,), (data,), delta)
+    best = run_fit(runner, Fit(source, starts, warm_start, rng), rng)
+    run_ids = _run_ids(points)
+    folds = cv_folds(run_ids, max_folds) if jackknife and len(run_ids) >= 3 else []
+    refits = [runner.submit(Refit(source, refit_budget, best.values, tuple(f))) for f in folds]
+    length = runner.submit(LengthCheck(source, refit_budget, best.values)) if length_check else None
+    return PendingSet(law, points, best, refits, length)
+
+
+def fit_validation_set(law: LawForm, data: SetData | FitData, **options: Any) -> SetResult:
+    """:func:`start_validation_set` (same arguments), waiting for its refits."""
+    return start_validation_set(law, data, **options).result()
 
 
 #: Length check: the law is refitted on the first this share of every pilot's steps ...
@@ -138,7 +274,7 @@ def length_extrapolation_rms(
     data: FitData,
     start: np.ndarray,
     delta: float,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
     starts: Starts,
 ) -> float | None:
     """RMS log error at the pilots' ends of the law refitted on their first halves.
@@ -160,14 +296,15 @@ def length_extrapolation_rms(
     scored = cpt & (data.step >= LENGTH_CHECK_SCORED * end) & (data.step > 0)
     if not scored.any() or early.sum() <= len(law.names):
         return None
-    refit = optimise(law, data.take(early), delta=delta, rng=rng, starts=starts, warm_start=start)
+    problem = Problem(law, data.take(early), delta)
+    refit = optimise_problem(problem, rng, starts, start, f"the {law.validation_set} law")
     errors = np.log1p(relative_residuals(law, refit.values, data.take(scored)))
     return float(np.sqrt(np.mean(errors**2)))
 
 
 def fit_tied(
     laws: dict[str, LawForm],
-    datas: dict[str, FitData],
+    datas: dict[str, SetData | FitData],
     shared: tuple[str, ...],
     *,
     delta: float,
@@ -177,44 +314,43 @@ def fit_tied(
     jackknife: bool,
     warm_start: dict[str, np.ndarray] | None = None,
     max_folds: int = MAX_FOLDS,
+    runner: Runner | None = None,
 ) -> dict[str, SetResult]:
     """:func:`fit_validation_set` for both sets at once, the ``shared`` parameters tied.
 
     Leave-one-pilot-out refits leave the pilot out of both sets.
     """
+    runner = runner or Runner()
+    points = {name: runner.context.data(datas[name]) for name in VALIDATION_SETS}
     for name in VALIDATION_SETS:
-        check_enough_points(laws[name], datas[name])
-
-    def problem_for(masks: dict[str, np.ndarray] | None) -> JointProblem:
-        parts = {
-            name: Problem(
-                laws[name], datas[name] if masks is None else datas[name].take(masks[name]), delta
-            )
-            for name in VALIDATION_SETS
-        }
-        return JointProblem(parts["general"], parts["domain"], shared)
-
-    problem = problem_for(None)
+        check_enough_points(laws[name], points[name])
+    source = Source(
+        tuple(laws[name] for name in VALIDATION_SETS),
+        tuple(datas[name] for name in VALIDATION_SETS),
+        delta,
+        shared,
+    )
+    problem = source.problem(runner.context)
+    assert isinstance(problem, JointProblem)
     start = None
     if warm_start is not None:
         start = problem.join(warm_start["general"], warm_start["domain"])
-    best = optimise_problem(problem, rng, starts, start, "the tied general and domain laws")
-    refits = Starts(n_starts=1, max_nfev=refit_budget)  # from the full fit's optimum
+    best = run_fit(runner, Fit(source, starts, start, rng), rng)
     replicas: dict[str, list[np.ndarray]] = {name: [] for name in VALIDATION_SETS}
     held_out: dict[str, dict[int, np.ndarray]] = {name: {} for name in VALIDATION_SETS}
-    run_ids = _run_ids(*datas.values())
-    if jackknife and len(run_ids) >= 3:
-        for fold in cv_folds(run_ids, max_folds):
-            masks = {name: ~np.isin(datas[name].run_index, fold) for name in VALIDATION_SETS}
-            refit = optimise_problem(problem_for(masks), rng, refits, best.values)
-            for name, values in zip(VALIDATION_SETS, problem.split(refit.values), strict=True):
-                replicas[name].append(values)
-                held_out[name].update(_held_out_errors(laws[name], values, datas[name], fold))
+    run_ids = _run_ids(*points.values())
+    folds = cv_folds(run_ids, max_folds) if jackknife and len(run_ids) >= 3 else []
+    refits = [runner.submit(Refit(source, refit_budget, best.values, tuple(f))) for f in folds]
+    for future in refits:
+        values, held = future.result()
+        for name, set_values, set_held in zip(VALIDATION_SETS, values, held, strict=True):
+            replicas[name].append(set_values)
+            held_out[name].update(set_held)
     out = {}
     parts = {"general": problem.general, "domain": problem.domain}
     for name, values in zip(VALIDATION_SETS, problem.split(best.values), strict=True):
         single = SingleFit(
             values, parts[name].cost(parts[name].to_internal(values)), best.nfev, best.start_costs
         )
-        out[name] = SetResult(laws[name], datas[name], single, replicas[name], held_out[name])
+        out[name] = SetResult(laws[name], points[name], single, replicas[name], held_out[name])
     return out

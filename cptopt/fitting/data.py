@@ -55,7 +55,13 @@ def thin(data: FitData, total: int) -> FitData:
 
 
 def _compact(data: FitData) -> FitData:
-    """``data`` with its per-step LRs (if any) in fewer entries (``StepLRs.compact``)."""
-    if data.areas.steps is None:
-        return data
-    return replace(data, areas=replace(data.areas, steps=data.areas.steps.compact()))
+    """``data`` with its per-step LRs (if any) in fewer entries (``StepLRs.compact``) and its
+    drop history (if any) in the order the annealing sums reduce in (``DropHistory.by_phase``:
+    the same pairs, so every sum is the same; kept in one order instead of two, and subsets
+    of it keep that order)."""
+    areas = data.areas
+    if areas.steps is not None:
+        areas = replace(areas, steps=areas.steps.compact())
+    if areas.history is not None:
+        areas = replace(areas, history=areas.history.by_phase)
+    return data if areas is data.areas else replace(data, areas=areas)

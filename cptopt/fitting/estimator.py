@@ -14,14 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cptopt._progress import Progress
 from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.exceptions import InputError, NotFittedError, param
 from cptopt.fitting.assemble import pretrain_record, set_fit_record
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import AUTO_PT_POINTS, DEFAULT_PT_POINTS
-from cptopt.fitting.jobs import FINAL, FitSettings, Variant, fit_variant, process_pool
+from cptopt.fitting.jobs import FINAL, SELECTING, FitSettings, Variant, fit_variant, set_data
 from cptopt.fitting.pretraining import PRETRAIN_ANNEALINGS, depth_sd, fit_pretrain
-from cptopt.fitting.selection import AUTO_ANNEALINGS, AUTO_FORMS, AUTO_LAMBDAS, select_variant
+from cptopt.fitting.selection import (
+    AUTO,
+    AUTO_ANNEALINGS,
+    AUTO_LAMBDAS,
+    REFERENCE_FORM,
+    auto_form,
+    select_variant,
+)
+from cptopt.fitting.workers import FitContext, SetData, one_blas_thread, process_pool
 from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow
 from cptopt.law.forms import DOMAIN_FORWARDS, FORMS, PAPER_LAMBDA, PretrainPartForm
@@ -46,15 +55,15 @@ REPLAY_DOUBT_NOTE = 0.01
 
 
 def replay_doubt_notes(doubts: dict[str, list[tuple[float, float, tuple[str, ...]]]]) -> list[str]:
-    """One note per set whose CV-equivalent replay forms disagree between the pilots' ratios."""
+    """One note per set whose averaged law's members disagree between the pilots' ratios."""
     notes = []
     for name, items in doubts.items():
         worst = max(items, key=lambda item: item[1], default=None)
         if worst is not None and worst[1] > REPLAY_DOUBT_NOTE:
             ratio, spread, forms = worst
             notes.append(
-                f"{name}: the replay forms the pilots' CV cannot tell apart ({', '.join(forms)}) "
-                f"differ by {100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' "
+                f"{name}: the averaged law's members ({', '.join(forms)}) differ by "
+                f"{100 * spread:.1f} % at replay {ratio:.3g}, between the pilots' replay "
                 "ratios: predictions there are uncertain; a pilot near that ratio would decide"
             )
     return notes
@@ -82,8 +91,9 @@ class LawFitter:
     Parameters
     ----------
     form : replay form, ``"paper"`` (Eq. 4 / Eq. 8), ``"exp"``, ``"share"``, ``"mix"``,
-        ``"odds"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: every form of
-        ``AUTO_FORMS`` is a candidate, chosen for each validation set by its own CV.
+        ``"odds"``, ``"relax"`` (see :mod:`cptopt.law.forms`), or ``"auto"``: each
+        validation set gets the average of its members
+        (:data:`~cptopt.fitting.selection.AUTO_MEMBERS`), weighted by their CV.
     lam : annealing-memory factor of the m-recursion (paper: 0.999), or ``"auto"`` to choose
         it by CV from ``AUTO_LAMBDAS``. A number implies ``annealing="s2"``. Default: 0.999
         for ``form="paper"`` (unless ``annealing="mpl"``), else ``"auto"``.
@@ -103,8 +113,10 @@ class LawFitter:
         on 2 or more cores and processes can be forked, else 1). The result does not depend
         on it.
     lr_power : drive the shift by ``sum eta^q`` (``q`` fitted per set) instead of the LR
-        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: a candidate per
-        set, kept by the one-standard-error rule). Default for a named form: False.
+        area: ``True``, ``False`` or ``"auto"`` (default with ``form="auto"``: the averaged
+        laws' members as listed; with a named form, ``"auto"`` makes it a candidate kept by
+        the one-standard-error rule). True or False sets every member's. Default for a
+        named form: False.
     domain_forward : ``"frozen"`` (default) or ``"advance"`` (Eq. 4): whether CPT steps
         advance the domain law's PT power law (:data:`cptopt.law.forms.DOMAIN_FORWARDS`).
     pt_points : which PT-phase points each set pools: one of ``PT_POINT_CHOICES`` or
@@ -284,12 +296,18 @@ class LawFitter:
             what = "a law form for pre-training pilots (kind: pretrain)"
             known = what if self.form == PretrainPartForm.name else "unknown law form"
             raise InputError(f"{param('form')} == {self.form!r}: {known}; choose from {choices}")
-        forms = AUTO_FORMS if self.form == "auto" else (self.form,)
+        forms = (AUTO,) if self.form == AUTO else (self.form,)
         tie = TIE_WORDS.get(self.tie, self.tie) if isinstance(self.tie, str) else self.tie
         if tie not in ("auto", True, False):
             raise InputError(f"{param('tie')} == {self.tie!r}, must be yes, no or auto")
         lams, annealings = self._memories()
         if tie is True:
+            if self.form == AUTO:
+                raise InputError(
+                    f"{param('tie')} == {self.tie!r} shares one form's memory between the sets, "
+                    f"and {param('form')} == 'auto' averages forms per set: name a form too, "
+                    f"e.g. {param('form')}='odds'"
+                )
             if annealings == ("s2",):
                 raise InputError(
                     f"{param('tie')}: only the multi-power memory is tied; use "
@@ -305,21 +323,22 @@ class LawFitter:
                 variants.append(Variant(form, None, "mpl", lr_power=power))
         return variants, tie
 
-    def fit(self, pilots: Pilots) -> LawFitter:
+    def fit(self, pilots: Pilots, progress: Progress | None = None) -> LawFitter:
         """Fit the pilots' validation sets (choosing the variant by CV if asked); returns
         ``self``. CPT pilots: both sets; pre-training pilots: their one set, with the law's
-        pre-training part."""
+        pre-training part. ``progress(stage, done, total)`` hears of each stage and count
+        (:mod:`cptopt._progress`; called from the threads that fit the two sets)."""
         scenario = scenario_of(pilots)
         procedure = PROCEDURES[type(scenario)]
         procedure.check(self)
-        self._law = procedure.fit(self, scenario)
+        self._law = procedure.fit(self, scenario, progress)
         return self
 
-    def _fit_cpt(self, scenario: CptScenario) -> CptLaw:
+    def _fit_cpt(self, scenario: CptScenario, progress: Progress | None = None) -> CptLaw:
         """Fit CPT pilots (:meth:`fit`)."""
         variants, tie = self._variants()
         lr_power = self._lr_power()
-        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto"
+        selecting = len(variants) > 1 or tie == "auto" or lr_power == "auto" or self.form == AUTO
         logged = [scenario.logged(name) for name in scenario.validation_sets]
         if selecting and min(logged) < 3:
             raise InputError(
@@ -341,10 +360,10 @@ class LawFitter:
             tuple(sorted(pt_points.items())),
         )
         if selecting:
-            outcome = self._select(scenario, variants, settings, tie, lr_power)
+            outcome = self._select(scenario, variants, settings, tie, lr_power, progress)
         else:
             variant = replace(variants[0], tied=True) if tie is True else variants[0]
-            outcome = self._fit_one(scenario, variant, settings, pt_points)
+            outcome = self._fit_one(scenario, variant, settings, pt_points, progress)
         return self._cpt_law(scenario, outcome, self.jackknife or selecting)
 
     def _select(
@@ -354,13 +373,18 @@ class LawFitter:
         settings: FitSettings,
         tie: bool | str,
         lr_power: bool | str,
+        progress: Progress | None,
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
-        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        context = _context(scenario, _selection_data(scenario, variants, settings, lr_power))
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             selected = select_variant(
-                scenario, variants, settings, tie=tie, lr_power=lr_power, pool=pool
+                scenario,
+                variants,
+                settings,
+                tie=tie,
+                lr_power=lr_power,
+                runner=runner,
+                progress=progress,
             )
         notes = replay_doubt_notes(selected.replay_doubt)
         return _Outcome(selected.chosen, selected.rows, selected.final, selected.pt_points, notes)
@@ -371,11 +395,15 @@ class LawFitter:
         variant: Variant,
         settings: FitSettings,
         pt_points: dict[str, str],
+        progress: Progress | None,
     ) -> _Outcome:
-        from threadpoolctl import threadpool_limits
-
         chosen = dict.fromkeys(scenario.validation_sets, variant)
-        with threadpool_limits(limits=1), process_pool(self.n_jobs) as pool:
+        recipes = [
+            set_data(scenario, variant, name, settings, FINAL.points)
+            for name in scenario.validation_sets
+        ]
+        context = _context(scenario, recipes)
+        with one_blas_thread(), process_pool(self.n_jobs, context) as runner:
             final = fit_variant(
                 scenario,
                 chosen,
@@ -383,7 +411,8 @@ class LawFitter:
                 settings,
                 FINAL,
                 jackknife=self.jackknife,
-                pool=pool,
+                runner=runner,
+                progress=progress,
             )
         return _Outcome(chosen, [], final, pt_points, [])
 
@@ -415,10 +444,10 @@ class LawFitter:
             selection=outcome.rows,
         )
 
-    def _fit_pretrain(self, scenario: PretrainScenario) -> PretrainRunsLaw:
+    def _fit_pretrain(
+        self, scenario: PretrainScenario, progress: Progress | None = None
+    ) -> PretrainRunsLaw:
         """Fit pre-training pilots (:mod:`cptopt.fitting.pretraining`)."""
-        from threadpoolctl import threadpool_limits
-
         variants = self._pretrain_variants()
         runs = len(scenario.run_names)
         if len(variants) > 1 and runs < 3:
@@ -428,8 +457,10 @@ class LawFitter:
                 f"{param('lam')})"
             )
         settings = FitSettings(self.seed, self.huber_delta, self.n_starts, self.n_screen)
-        with threadpool_limits(limits=1):
-            fitted = fit_pretrain(scenario, variants, settings, jackknife=self.jackknife)
+        with one_blas_thread():
+            fitted = fit_pretrain(
+                scenario, variants, settings, jackknife=self.jackknife, progress=progress
+            )
         with_jackknife = self.jackknife or bool(fitted.rows)
         loss = set_fit_record(fitted.final, scenario, with_jackknife, "none")
         return PretrainRunsLaw(
@@ -448,13 +479,48 @@ class LawFitter:
         )
 
 
+def _selection_data(
+    scenario: CptScenario, variants: list[Variant], settings: FitSettings, lr_power: bool | str
+) -> list[SetData]:
+    """The data a selection among ``variants`` fits: each set under each memory, PT-point
+    policy and shift drive it may compare, thinned for the candidates and for the final fit."""
+    recipes = []
+    policies = {
+        name: AUTO_PT_POINTS if settings.pt_points_of(name, resolve=False) == "auto" else ()
+        for name in scenario.validation_sets
+    }
+    averaging = variants[0].form == AUTO
+    drives = (False, True) if lr_power in ("auto", True) and not averaging else (False,)
+    first = REFERENCE_FORM if averaging else variants[0].form
+    for variant in dict.fromkeys(replace(v, form=first) for v in variants):
+        for name in scenario.validation_sets:
+            laws = [replace(variant, lr_power=power) for power in drives]
+            if averaging:  # the reference form compares PT points, the average is fitted
+                form, steps = auto_form(name, lr_power)
+                laws.append(replace(variant, form=form, lr_power=steps))
+            for policy in policies[name] or (settings.pt_points_of(name),):
+                for law in laws:
+                    recipe = set_data(scenario, law, name, settings, 0)
+                    for points in (SELECTING.points, FINAL.points):
+                        recipes.append(replace(recipe, pt_points=policy, points=points))
+    return recipes
+
+
+def _context(scenario: CptScenario, recipes: list[SetData]) -> FitContext:
+    """The fit's context with the data of ``recipes`` built (the workers inherit them)."""
+    context = FitContext(scenario)
+    for recipe in recipes:
+        context.data(recipe)
+    return context
+
+
 @dataclass(frozen=True)
 class Procedure:
     """How the fitter treats one kind of pilot: the settings it checks (no data needed)
     and its fit."""
 
     check: Callable[[LawFitter], Any]
-    fit: Callable[[LawFitter, Any], CptLaw | PretrainRunsLaw]
+    fit: Callable[[LawFitter, Any, Progress | None], CptLaw | PretrainRunsLaw]
 
 
 #: The procedure of each scenario (a new kind of pilot adds its own).

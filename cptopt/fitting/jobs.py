@@ -1,9 +1,10 @@
-"""Fit jobs: one law variant on the pilots' data, run in-process or in a pool of two workers.
+"""Fit jobs: one law variant on the pilots' data, its work spread over the workers.
 
-A variant's general and domain fits are independent problems, so they run side by side in
-two forked processes (the machine's two cores). A tied variant is one joint problem. Each
-job seeds its own generator from the fitter's seed and the validation set, so results do
-not depend on the pool.
+A variant's general and domain fits are independent problems, so they run side by side,
+each handing its refits to the :class:`~cptopt.fitting.workers.Runner` (the workers of the
+process pool, or this process). A tied variant is one joint problem. Each set's random
+starts come from its own generator, seeded from the fitter's seed and the validation set,
+so results do not depend on the pool.
 
 How hard a job tries is its :class:`Effort`: while selecting among variants every candidate
 gets a cheap fit (one polished start with a capped budget, short leave-one-out refits);
@@ -12,23 +13,22 @@ the chosen variant then gets the final fit (two polished starts to convergence).
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
 
-from cptopt._processes import die_with_parent, start_workers, stop_workers
-from cptopt.exceptions import FitError, param
-from cptopt.fitting.crossval import MAX_FOLDS, SetResult, fit_tied, fit_validation_set
+from cptopt._progress import Progress, report
+from cptopt.fitting.averaging import start_set
+from cptopt.fitting.crossval import MAX_FOLDS, PendingSet, SetResult, fit_tied
 from cptopt.fitting.data import AUTO_PT_POINTS, FIT_POINTS, SELECTION_POINTS, thin
 from cptopt.fitting.optimise import Starts
-from cptopt.law.forms import LawForm, make_law
+from cptopt.fitting.workers import Runner, SetData
+from cptopt.law.averaged import build_law
+from cptopt.law.forms import LawForm
 from cptopt.law.scenario import CptScenario, FitData, InputNeeds
 
 #: Tied variants share the multi-power memory between the general and the domain law: how
@@ -130,8 +130,9 @@ WarmStarts = dict[tuple[str, str, bool, str], np.ndarray]
 def law_for(
     variant: Variant, validation_set: str, scenario: CptScenario, settings: FitSettings
 ) -> LawForm:
-    """The law form of one validation set under ``variant`` and the fitter's settings."""
-    return make_law(
+    """The law form of one validation set under ``variant`` and the fitter's settings (an
+    averaged law when ``variant.form`` names members: :func:`~cptopt.law.averaged.build_law`)."""
+    return build_law(
         variant.form,
         validation_set,
         scenario.replay_terms,
@@ -144,7 +145,7 @@ def law_for(
 
 def fit_with_effort(
     law: LawForm,
-    data: FitData,
+    data: FitData | SetData,
     settings: FitSettings,
     effort: Effort,
     rng: np.random.Generator,
@@ -152,14 +153,20 @@ def fit_with_effort(
     start: np.ndarray | None = None,
     jackknife: bool = True,
     length_check: bool = False,
-) -> SetResult:
-    """One set's fit with ``effort``: its points thinned to the effort's, fresh starts
-    (``settings.n_starts``) or the warm ``start`` (``effort.warm_starts`` in all, it
-    included), the effort's budgets, and its leave-one-pilot-out refits (``jackknife``)."""
+    runner: Runner | None = None,
+) -> PendingSet:
+    """One set's fit with ``effort``: its points thinned to the effort's (the points, or a
+    recipe the runner builds them from), fresh starts (``settings.n_starts``) or the warm
+    ``start`` (``effort.warm_starts`` in all, it included), the effort's budgets, and its
+    leave-one-pilot-out refits (``jackknife``), which run on while the caller goes on."""
     n_starts = settings.n_starts if start is None else effort.warm_starts
-    return fit_validation_set(
+    if isinstance(data, SetData):
+        thinned: FitData | SetData = replace(data, points=effort.points)
+    else:
+        thinned = thin(data, effort.points)
+    return start_set(
         law,
-        thin(data, effort.points),
+        thinned,
         delta=settings.huber_delta,
         rng=rng,
         starts=Starts(n_starts, settings.n_screen, effort.n_polish, effort.polish_budget),
@@ -168,121 +175,106 @@ def fit_with_effort(
         jackknife=jackknife,
         warm_start=start,
         length_check=length_check,
+        runner=runner,
     )
 
 
-@dataclass(frozen=True)
-class FitJob:
-    """One picklable unit of work: ``validation_sets`` of the pilots (their ``scenario``
-    gives the data), each under its variant.
-
-    One set (an untied variant), or both at once for a tied variant (one joint problem).
-    """
-
-    scenario: CptScenario
-    variants: tuple[Variant, ...]
-    validation_sets: tuple[str, ...]
-    settings: FitSettings
-    effort: Effort
-    n_starts: int
-    jackknife: bool
-    warm_start: dict[str, np.ndarray] | None
-
-    def __call__(self) -> dict[str, SetResult]:
-        from threadpoolctl import threadpool_limits
-
-        settings, effort, scenario = self.settings, self.effort, self.scenario
-        variants = dict(zip(self.validation_sets, self.variants, strict=True))
-        variant = self.variants[0]
-        laws = {name: law_for(variants[name], name, scenario, settings) for name in variants}
-        needs = {
-            name: InputNeeds(variants[name].lam, law.needs_history, law.needs_steps)
-            for name, law in laws.items()
-        }
-        datas = {
-            name: thin(
-                scenario.fit_data(name, needs[name], settings.pt_points_of(name)), effort.points
-            )
-            for name in self.validation_sets
-        }
-        # One stream per set (tied: per pair), whatever the pool does.
-        stream = scenario.validation_sets.index(self.validation_sets[0]) if not variant.tied else 2
-        rng = np.random.default_rng([settings.seed, stream])
-        starts = Starts(self.n_starts, settings.n_screen, effort.n_polish, effort.polish_budget)
-        budgets = {
-            "delta": settings.huber_delta,
-            "rng": rng,
-            "starts": starts,
-            "refit_budget": effort.refit_budget,
-            "jackknife": self.jackknife,
-            "max_folds": effort.max_folds,
-        }
-        # Small arrays: multi-threaded BLAS only adds overhead (and contention) here.
-        with threadpool_limits(limits=1):
-            if variant.tied:
-                return fit_tied(laws, datas, variant.shared, warm_start=self.warm_start, **budgets)
-            (name,) = self.validation_sets
-            warm = None if self.warm_start is None else self.warm_start[name]
-            result = fit_validation_set(
-                laws[name],
-                datas[name],
-                warm_start=warm,
-                length_check=effort.length_check and self.jackknife,
-                **budgets,
-            )
-            return {name: result}
+def set_data(
+    scenario: CptScenario, variant: Variant, validation_set: str, settings: FitSettings, points: int
+) -> SetData:
+    """The recipe of one set's fit data under ``variant``, thinned to ``points``."""
+    law = law_for(variant, validation_set, scenario, settings)
+    needs = InputNeeds(variant.lam, law.needs_history, law.needs_steps)
+    return SetData(validation_set, needs, settings.pt_points_of(validation_set), points)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (``taskset``, cgroup cpusets), not the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-@contextmanager
-def process_pool(n_jobs: int | None) -> Iterator[ProcessPoolExecutor | None]:
-    """Two forked workers when asked for (or by default when this process may run on >= 2
-    cores), else None.
-
-    The workers end with the parent, however it ends (:mod:`cptopt._processes`).
-    """
-    if n_jobs is None:
-        n_jobs = min(2, usable_cores())
-    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        yield None
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=min(n_jobs, 2),
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=die_with_parent,
-        initargs=(os.getpid(),),
+def _fit_group(
+    scenario: CptScenario,
+    variants: dict[str, Variant],
+    settings: FitSettings,
+    effort: Effort,
+    n_starts: int,
+    jackknife: bool,
+    warm_start: dict[str, np.ndarray] | None,
+    runner: Runner,
+) -> dict[str, SetResult]:
+    """One set under its variant, or both sets at once under a tied variant."""
+    names = tuple(variants)
+    variant = variants[names[0]]
+    laws = {name: law_for(variants[name], name, scenario, settings) for name in names}
+    datas: dict[str, SetData | FitData] = {
+        name: set_data(scenario, variants[name], name, settings, effort.points) for name in names
+    }
+    # One stream per set (tied: per pair), whatever the pool does.
+    stream = scenario.validation_sets.index(names[0]) if not variant.tied else 2
+    rng = np.random.default_rng([settings.seed, stream])
+    starts = Starts(n_starts, settings.n_screen, effort.n_polish, effort.polish_budget)
+    if variant.tied:
+        return fit_tied(
+            laws,
+            datas,
+            variant.shared,
+            delta=settings.huber_delta,
+            rng=rng,
+            starts=starts,
+            refit_budget=effort.refit_budget,
+            jackknife=jackknife,
+            warm_start=warm_start,
+            max_folds=effort.max_folds,
+            runner=runner,
+        )
+    (name,) = names
+    result = start_set(
+        laws[name],
+        datas[name],
+        delta=settings.huber_delta,
+        rng=rng,
+        starts=starts,
+        refit_budget=effort.refit_budget,
+        jackknife=jackknife,
+        warm_start=None if warm_start is None else warm_start[name],
+        length_check=effort.length_check and jackknife,
+        max_folds=effort.max_folds,
+        runner=runner,
     )
-    try:
-        start_workers(pool, min(n_jobs, 2))
-        yield pool
-    except BaseException:
-        stop_workers(pool)  # an error or a signal: no waiting for the running fits
-        raise
-    pool.shutdown(wait=True)
+    return {name: result.result()}
 
 
-#: What a fit job returns.
 T = TypeVar("T")
 
 
-def job_result(job: Future | Callable[[], T]) -> T:
-    """A job's result: ``job()`` here, or its future's from the pool; a worker that died
-    (killed, out of memory) is a one-line :class:`FitError`, not a broken-pool trace."""
-    if not isinstance(job, Future):
-        return job()
-    try:
-        return job.result()
-    except BrokenProcessPool:
-        raise FitError(
-            f"a fit worker process ended abruptly (killed, or out of memory); rerun, or fit "
-            f"in this process with {param('n_jobs')} 1"
-        ) from None
+class Counter:
+    """Counts finished steps of one stage for ``progress`` (from any thread)."""
+
+    def __init__(self, progress: Progress | None, stage: str, total: int) -> None:
+        self.progress, self.stage, self.total, self.done = progress, stage, total, 0
+        self.lock = threading.Lock()
+        report(progress, stage, 0, total)
+
+    def tick(self) -> None:
+        with self.lock:
+            self.done += 1
+            report(self.progress, self.stage, self.done, self.total)
+
+    def counted(self, call: Callable[[], T]) -> Callable[[], T]:
+        """``call``, counted when it returns."""
+
+        def counted_call() -> T:
+            result = call()
+            self.tick()
+            return result
+
+        return counted_call
+
+
+def side_by_side(runner: Runner, calls: list[Callable[[], T]]) -> list[T]:
+    """The results of ``calls``: each in a thread of its own when the runner has workers
+    to keep busy (each call waits on the tasks it hands the runner), else one by one."""
+    if not runner.parallel or len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls)) as threads:
+        futures = [threads.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def fit_variant(
@@ -293,39 +285,48 @@ def fit_variant(
     effort: Effort,
     *,
     jackknife: bool = True,
-    pool: ProcessPoolExecutor | None = None,
+    runner: Runner | None = None,
     n_starts: int | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, SetResult]:
     """Fit both validation sets under ``variant`` (or a variant per set), warm-started from
     ``warm`` where it has that variant's optimum; record the results in ``warm``.
 
     ``n_starts`` overrides the effort's choice (``settings.n_starts`` without a warm start,
-    ``effort.warm_starts`` with one). A tied variant is one joint problem for both sets.
+    ``effort.warm_starts`` with one). A tied variant is one joint problem for both sets;
+    untied, the two sets run side by side. ``progress`` hears "final fit" of each set.
     """
+    runner = runner or Runner()
     sets = scenario.validation_sets
     variants = variant if isinstance(variant, dict) else dict.fromkeys(sets, variant)
     tied = variants["general"].tied
     keys = {name: variants[name].warm_key(name) for name in sets}
     groups = [sets] if tied else [(name,) for name in sets]
-    futures = []
+    calls = []
     for group in groups:
         # A tied variant starts from the untied optimum (tied values from the general law).
         warm_ok = all(keys[name] in warm for name in group)
-        job = FitJob(
-            scenario=scenario,
-            variants=tuple(variants[name] for name in group),
-            validation_sets=group,
-            settings=settings,
-            effort=effort,
-            n_starts=n_starts or (effort.warm_starts if warm_ok else settings.n_starts),
-            jackknife=jackknife,
-            warm_start={name: warm[keys[name]] for name in group} if warm_ok else None,
+        calls.append(
+            _call_group(
+                scenario,
+                {name: variants[name] for name in group},
+                settings,
+                effort,
+                n_starts or (effort.warm_starts if warm_ok else settings.n_starts),
+                jackknife,
+                {name: warm[keys[name]] for name in group} if warm_ok else None,
+                runner,
+            )
         )
-        futures.append(pool.submit(job) if pool else job)
+    counter = Counter(progress, "final fit", len(calls))
     per_set: dict[str, SetResult] = {}
-    for future in futures:
-        per_set.update(job_result(future))
+    for results in side_by_side(runner, [counter.counted(call) for call in calls]):
+        per_set.update(results)
     if not tied:
         for name, result in per_set.items():
             warm[keys[name]] = result.best.values
     return per_set
+
+
+def _call_group(*args: object) -> Callable[[], dict[str, SetResult]]:
+    return lambda: _fit_group(*args)  # type: ignore[arg-type]

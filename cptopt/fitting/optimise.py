@@ -3,11 +3,12 @@
 Objective: Huber loss (``delta`` ~1e-3) of the log residuals ``log(pred) - log(observed)``,
 pooled over the points of :class:`~cptopt.fitting.data.FitData`.
 
-Method: bounded trust-region least squares (``scipy.optimize.least_squares``, ``trf``,
-``loss="huber"``), which minimises exactly that Huber objective with the residuals'
-analytic Jacobian. Starts: random draws of the shape parameters, each completed by the
-bounded linear least-squares solution for the linear ones (variable projection); the best
-few are probed, and the best of those polished. Deterministic for a seed.
+Method: bounded trust-region least squares (SciPy's ``least_squares`` with ``trf`` and
+``loss="huber"``, step for step: :mod:`cptopt.fitting.trf`), which minimises exactly that
+Huber objective with the residuals' analytic Jacobian. Starts: random draws of the shape
+parameters, each completed by the bounded linear least-squares solution for the linear ones
+(variable projection); the best few are probed, and the best of those polished.
+Deterministic for a seed.
 
 A :class:`Problem` is one law on one data set; a :class:`JointProblem` is both validation
 sets at once with some parameters tied (shared) between them.
@@ -21,6 +22,7 @@ import numpy as np
 
 from cptopt.exceptions import FitError, InputError
 from cptopt.fitting.data import FitData
+from cptopt.fitting.trf import solve
 from cptopt.law.forms import LawForm
 
 #: A parameter is "at a bound" when within this share of its range from it.
@@ -48,23 +50,19 @@ class Coordinates:
         return np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
 
     def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
-        """Bounded TRF with the Huber loss from ``x0``: (internal x, cost, evaluations)."""
-        from scipy.optimize import least_squares  # ~0.4 s to import: only when fitting
-
+        """Bounded TRF with the Huber loss from ``x0``: (internal x, cost, evaluations);
+        :func:`cptopt.fitting.trf.solve`, SciPy's ``least_squares`` step for step."""
         x0 = np.clip(x0, self.lower + 1e-10, self.upper - 1e-10)
-        result = least_squares(
+        return solve(
             self.residuals,  # type: ignore[attr-defined]
+            self.jacobian,  # type: ignore[attr-defined]
             x0,
-            jac=self.jacobian,  # type: ignore[attr-defined]
-            bounds=(self.lower, self.upper),
-            method="trf",
-            loss="huber",
-            f_scale=self.delta,  # type: ignore[attr-defined]
-            x_scale="jac",
-            ftol=FTOL,
-            max_nfev=max_nfev,
+            self.lower,
+            self.upper,
+            self.delta,  # type: ignore[attr-defined]
+            FTOL,
+            max_nfev,
         )
-        return result.x, float(result.cost), int(result.nfev)
 
 
 @dataclass
@@ -233,6 +231,12 @@ class SingleFit:
     nfev: int
     start_costs: tuple[float, ...]
 
+    @property
+    def starts_agree(self) -> bool:
+        """Whether the two best starts reached the same cost (to a relative 1e-5)."""
+        costs = sorted(self.start_costs)
+        return len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
+
 
 def _solve_each(
     problem: Problem | JointProblem, starts: list[np.ndarray], max_nfev: int | None
@@ -283,16 +287,22 @@ def optimise(
 
 def optimise_problem(
     problem: Problem | JointProblem,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
     starts: Starts,
     warm_start: np.ndarray | None = None,
     what: str = "the law",
 ) -> SingleFit:
-    """Multi-start fit of one problem (see :class:`Starts` and the module docstring)."""
+    """Multi-start fit of one problem (see :class:`Starts` and the module docstring).
+
+    ``rng`` draws the random shapes; it may be None for a fit that draws none (a single
+    start from ``warm_start``).
+    """
     candidates: list[np.ndarray] = []
     if warm_start is not None:
         candidates.append(problem.to_internal(warm_start))
     if starts.n_starts > len(candidates) and starts.n_screen > 0:
+        if rng is None:
+            raise ValueError("random starts need a generator")
         screened = [item for item in problem.screen(rng, starts.n_screen) if np.isfinite(item[1])]
         screened.sort(key=lambda item: item[1])
         for values, _ in screened[: starts.n_starts - len(candidates)]:

@@ -27,12 +27,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cptopt._progress import Progress, report
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.data import MIN_POINTS_PER_RUN
 from cptopt.fitting.jobs import (
     FINAL,
     FINAL_SELECTED,
     SELECTING,
+    Counter,
     Effort,
     FitSettings,
     Variant,
@@ -101,7 +103,7 @@ class _Fits:
             start=start,
             jackknife=jackknife,
             length_check=length_check,
-        )
+        ).result()
 
 
 def fit_pretrain(
@@ -110,6 +112,7 @@ def fit_pretrain(
     settings: FitSettings,
     *,
     jackknife: bool = True,
+    progress: Progress | None = None,
 ) -> PretrainFit:
     """Fit pre-training pilots: the one variant, or the memory the pilots' CV chooses.
 
@@ -119,19 +122,26 @@ def fit_pretrain(
     """
     fits = _Fits(scenario, settings)
     if len(variants) == 1:
-        return PretrainFit(variants[0], [], fits.fit(variants[0], None, FINAL, jackknife))
+        report(progress, "final fit", 0, 1)
+        final = fits.fit(variants[0], None, FINAL, jackknife)
+        report(progress, "final fit", 1, 1)
+        return PretrainFit(variants[0], [], final)
     candidates: list[Candidate] = []
     start = None
+    counter = Counter(progress, "choosing the annealing memory", len(variants))
     for variant in sorted(variants, key=lambda v: (v.annealing != "s2", -(v.lam or 0.0))):
         s2 = variant.annealing == "s2"  # the S2 lambdas share their parameters
         result = fits.fit(variant, start if s2 else None, SELECTING)
+        counter.tick()
         candidates.append(Candidate.of(variant, result))
         if s2:
             start = result.best.values
     rows = merged_rows({LOSS: candidates}, [])  # one row per candidate, in order
     best = min(range(len(rows)), key=lambda index: rows[index].cv_mean)
     chosen = candidates[best]
+    report(progress, "final fit", 0, 1)
     final = fits.fit(chosen.variant, chosen.values, FINAL_SELECTED)
+    report(progress, "final fit", 1, 1)
     marked = [row.model_copy(update={"chosen": index == best}) for index, row in enumerate(rows)]
     return PretrainFit(chosen.variant, marked, final)
 

@@ -4,6 +4,8 @@
 - :mod:`cptopt.law.drops`: LR drops and their history (the multi-power memory's input);
 - :mod:`cptopt.law.annealing`: annealing memories (the paper's S2, multi-power);
 - :mod:`cptopt.law.forms`: the law forms (:class:`LawForm` and its replay forms);
+- :mod:`cptopt.law.averaged`: averaged laws (the weighted average of member forms, the
+  default fit's law per set) and :func:`~cptopt.law.averaged.build_law`;
 - :mod:`cptopt.law.parameters`: coefficient specs and fitted parameters;
 - :mod:`cptopt.law.scenario`: one scenario per kind of pilot (the law's inputs, the fit
   data, what the pilots covered);

@@ -90,22 +90,37 @@ class MultiPowerAnnealing(S2Annealing):
             ),
         ]
 
+    def __getstate__(self) -> dict:
+        """Pickled without the kept kernel (arrays as long as the drop history)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_last_kernel"}
+
     @staticmethod
     def _pairs(areas: Areas) -> DropHistory:
         if areas.history is None:
             raise ValueError("the 'mpl' annealing needs the drop history (Areas.history)")
         return areas.history.by_phase
 
-    @staticmethod
-    def _kernel(shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
-        """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair."""
+    def _kernel(self, shape: dict[str, np.ndarray], history: DropHistory) -> tuple[np.ndarray, ...]:
+        """``x = rate * lr^-gamma * area``, ``log(1 + x)`` and ``g(zeta, x)`` per pair.
+
+        The last single parameter vector's kernel is kept: an optimiser asks for the loss
+        and then for its Jacobian at the same point, and on a long history the kernel is
+        most of either's cost.
+        """
+        key = _single(shape["rate"], shape["gamma"], shape["zeta"])
+        last = getattr(self, "_last_kernel", None)
+        if key is not None and last is not None and last[0] is history and last[1] == key:
+            return last[2]
         gamma = shape["gamma"]
         if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
             x = shape["rate"] * history.area
         else:
             x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
         log_term = np.log1p(x)
-        return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
+        kernel = (x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"])
+        if key is not None:
+            self._last_kernel = (history, key, kernel)
+        return kernel
 
     def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
         history = self._pairs(areas)
@@ -128,6 +143,13 @@ class MultiPowerAnnealing(S2Annealing):
         pt, cpt = history.phase_sums(per_pair)
         names = ("rate", "gamma", "zeta")
         return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
+
+
+def _single(*values: np.ndarray | float) -> tuple[float, ...] | None:
+    """The parameters as plain numbers when each is one number (None for a batch)."""
+    if any(np.ndim(v) > 1 or np.size(v) != 1 for v in values):
+        return None
+    return tuple(float(np.reshape(v, -1)[0]) for v in values)
 
 
 class SaturatingMultiPowerAnnealing(MultiPowerAnnealing):

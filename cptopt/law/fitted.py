@@ -31,9 +31,9 @@ from cptopt._validation import first_non_finite, validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
 from cptopt.law.anneal_coverage import AnnealCoverage
-from cptopt.law.annealing import ANNEALINGS
 from cptopt.law.areas import Areas
-from cptopt.law.forms import FORMS, LawForm, PretrainPartForm, make_law
+from cptopt.law.averaged import build_law, is_averaged
+from cptopt.law.forms import FORMS, LawForm, PretrainPartForm
 from cptopt.law.records import PretrainRecord, SelectionRow, SetFit
 from cptopt.law.scenario import (
     LOSS,
@@ -85,10 +85,11 @@ class LawRecord(BaseModel):
         if self.annealing == "s2" and (self.lam is None or not 0 < self.lam < 1):
             return f"lam == {self.lam!r}: the S2 memory needs a factor in (0, 1)"
         for name in self.validation_sets:
-            if self.set_fit(name).form not in self.forms:
+            known = self._forms_besides(self.set_fit(name).form)
+            if known:
                 return (
                     f"{name}.form: {self.set_fit(name).form!r} is not a form of this kind of "
-                    f"law ({', '.join(self.forms)})"
+                    f"law ({known})"
                 )
         found = self.coverage.problem() or self._kind_problem()
         for name in self.validation_sets:
@@ -100,6 +101,11 @@ class LawRecord(BaseModel):
     def _kind_problem(self) -> str | None:
         """The first inconsistency of the parts a law of this kind has besides its sets."""
         return None
+
+    @classmethod
+    def _forms_besides(cls, form: str) -> str | None:
+        """None when ``form`` is a form of this kind of law, else the forms in words."""
+        return None if form in cls.forms else ", ".join(cls.forms)
 
     @property
     def scenario(self) -> CptScenario | PretrainScenario:
@@ -127,7 +133,7 @@ class LawRecord(BaseModel):
     def form_for(self, validation_set: str) -> LawForm:
         """The law form of ``validation_set`` (evaluate it with that set's ``values``)."""
         fit = self.set_fit(validation_set)
-        return make_law(
+        return build_law(
             fit.form,
             validation_set,
             self.scenario.replay_terms,
@@ -143,13 +149,15 @@ class LawRecord(BaseModel):
 
     @property
     def needs_history(self) -> bool:
-        """Whether predictions need the drop history (a multi-power annealing memory)."""
-        return ANNEALINGS[self.annealing].needs_history
+        """Whether predictions need the drop history (a set's form says: a multi-power
+        annealing memory)."""
+        return any(self.form_for(name).needs_history for name in self.validation_sets)
 
     @property
     def needs_steps(self) -> bool:
-        """Whether predictions need the per-step LRs (a set whose shift is driven by LR^q)."""
-        return any(fit.lr_power for fit in self.set_fits)
+        """Whether predictions need the per-step LRs (a set's form says: its shift, or an
+        averaged law's member's, is driven by LR^q)."""
+        return any(self.form_for(name).needs_steps for name in self.validation_sets)
 
     @property
     def needs(self) -> InputNeeds:
@@ -249,6 +257,13 @@ class CptLaw(LawRecord):
         untied = [name for name in self.tied if name not in shared]
         return f"tied: {untied[0]!r} is not a parameter of both sets" if untied else None
 
+    @classmethod
+    def _forms_besides(cls, form: str) -> str | None:
+        # an average's members and weights are checked as the file is read (SetFit)
+        if form in cls.forms or is_averaged(form):
+            return None
+        return f"{', '.join(cls.forms)}, or an average such as 'relax/relax^q'"
+
     @property
     def _domain_forward(self) -> str:
         return self.domain_forward
@@ -260,7 +275,10 @@ class CptLaw(LawRecord):
     @property
     def forms_description(self) -> str:
         """The replay form(s) in words: one name, or the general's and the domain's."""
-        names = [fit.form + (" + LR^q" if fit.lr_power else "") for fit in self.set_fits]
+        names = [
+            fit.form + (" + LR^q" if fit.lr_power and not is_averaged(fit.form) else "")
+            for fit in self.set_fits
+        ]
         if len(set(names)) == 1:
             return names[0]
         return f"general {names[0]}, domain {names[1]}"

@@ -154,6 +154,12 @@ class LawForm:
             return np.exp(shape["a1"] * replay), -np.expm1(-shape["a2"] * r_cpt)
         return np.exp(shape["a1"] * r_cpt), np.expm1(shape["a2"] * r_cpt)
 
+    def drive_rate(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray | float, np.ndarray | None]:
+        """``(k, dk/da2)``: replay's factor on the drive, ``g(beta, E k X)`` (1 but in relax)."""
+        return 1.0, None
+
     def replay_derivatives(
         self, shape: dict[str, np.ndarray], replay: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +223,8 @@ class LawForm:
         else:
             anneal_mult = shift_mult = 1.0
         drive, _ = self.shift_drive(shape, areas)
+        if self.replay_terms:
+            drive = drive * self.drive_rate(shape, areas.replay_ratio)[0]
         shift = _shift_g(shape["beta"], shape["E"] * drive) * shift_mult
         amount_pt, amount_cpt = self.annealing.amounts(shape, areas)
         anneal_cpt = -amount_cpt * anneal_mult
@@ -245,6 +253,11 @@ class LawForm:
         total_s1 = s1_pt + areas.s1_cpt * self.forward_weight(named, areas.replay_ratio)
         forward = total_s1 ** (-named["alpha"])
         drive, d_drive = self.shift_drive(named, areas)
+        rate, d_rate = (1.0, None)
+        if self.replay_terms:
+            rate, d_rate = self.drive_rate(named, areas.replay_ratio)
+            drive = drive * rate
+            d_drive = None if d_drive is None else d_drive * rate
         x = named["E"] * drive
         log_term = np.log1p(x)
         beta = named["beta"]
@@ -282,6 +295,9 @@ class LawForm:
         if self.replay_terms:
             columns["a1"] = -named["C2"] * amount_cpt * d_anneal
             columns["a2"] = named["Bbeta"] * shift_g * d_shift
+            if d_rate is not None:  # a2 also sets the rate: d g(E X k) / d a2
+                slope = named["E"] * drive / rate * decay / (1.0 + x)
+                columns["a2"] = columns["a2"] + named["Bbeta"] * shift_mult * slope * d_rate
         if "kappa" in named:
             # d/dkappa of A * (S1pt + S1cpt * (r + kappa * (1 - r)))^-alpha
             columns["kappa"] = (
@@ -300,9 +316,9 @@ class LawForm:
         )
         if self.checkpoint_known:
             prediction = prediction + named["C1"] * columns["C1"]
-        jac = np.stack(
-            [np.broadcast_to(columns[name], forward.shape) for name in self.names], axis=1
-        )
+        jac = np.empty((forward.size, len(self.names)))
+        for index, name in enumerate(self.names):  # a column may be a scalar: broadcast
+            jac[:, index] = columns[name]
         return prediction, jac
 
     def derived(self, values: dict[str, float]) -> dict[str, float]:
@@ -462,6 +478,32 @@ class OddsReplayLaw(ShareReplayLaw):
         return share ** shape["a1"] * np.log(share), -odds / (1.0 + shape["a2"] * odds) ** 2
 
 
+class RelaxReplayLaw(OddsReplayLaw):
+    """The ``odds`` level, reached at a rate the replay sets: the shift as a relaxation.
+
+        shift = Bbeta v(r) g(beta, E k(r) X),   k(r) = 1 - r + a2 r,   v(r) = (1 - r) / k(r)
+
+    A batch pushes the loss towards the domain with its domain share ``1 - r`` and pulls it
+    back with its replay share ``r`` (weight ``a2``): a relaxation ``dF/dX = (1 - r) - k F``
+    moves at rate ``k`` towards the level ``(1 - r) / k``, odds's ``1 / (1 + a2 r/(1-r))``.
+    At the start the shift grows with the domain share alone (``Bbeta E (1 - r) X``); replay
+    sets how far it goes and how soon it gets there. ``odds`` makes every ratio follow the
+    course of ``r = 0``, but on a strong shift forgetting still grows at 1,000 steps at
+    ``r = 0`` and is flat after 100 at ``r = 0.1`` (docs/law.md). ``a2 -> 0``: the drive
+    is the domain share of ``X``. As many parameters as ``odds``; ``u(r)`` as ``share``.
+    """
+
+    #: The form's name in :data:`FORMS` (``--form``).
+    name = "relax"
+
+    replay_form = "relax"
+
+    def drive_rate(
+        self, shape: dict[str, np.ndarray], replay: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return 1.0 - replay + shape["a2"] * replay, replay + 0.0 * shape["a2"]
+
+
 class PretrainPartForm(LawForm):
     """The law's pre-training part alone, for pilots that are pre-training runs.
 
@@ -527,6 +569,7 @@ FORMS: dict[str, type[LawForm]] = {
     "share": ShareReplayLaw,
     "mix": MixAreaLaw,
     "odds": OddsReplayLaw,
+    "relax": RelaxReplayLaw,
 }
 #: Every law form :func:`make_law` builds: the CPT forms and the form of pre-training pilots.
 LAW_FORMS: dict[str, type[LawForm]] = {**FORMS, PretrainPartForm.name: PretrainPartForm}
@@ -542,7 +585,7 @@ def make_law(
     lr_power: bool = False,
 ) -> LawForm:
     """A law form by name, with the S2 (default) or a multi-power (``"mpl"``, ``"mpl1"``)
-    memory."""
+    memory (one form; :func:`cptopt.law.averaged.build_law` also builds averages)."""
     if form not in LAW_FORMS:
         raise ValueError(f"unknown law form '{form}'; choose from {', '.join(LAW_FORMS)}")
     if annealing not in ANNEALINGS:
@@ -555,30 +598,3 @@ def make_law(
         domain_forward=domain_forward,
         lr_power=lr_power,
     )
-
-
-def published_coefficients() -> dict[str, dict[str, float]]:
-    """The paper's fit of the 106M model (docs/law.md), in this module's parametrisation."""
-    general = {
-        "L0": 3.057,
-        "A": 0.490,
-        "alpha": 0.497,
-        "C1": 0.299,
-        "C2": 0.298,
-        "B": 0.366,
-        "E": 28.0,
-        "beta": 0.189,
-    }
-    domain = {
-        "L0": 3.024,
-        "A": 0.412,
-        "alpha": 0.677,
-        "C1": 0.278,
-        "C2": 0.324,
-        "B": -0.666,
-        "E": 5662.0,
-        "beta": 0.146,
-    }
-    for coefficients in (general, domain):
-        coefficients["Bbeta"] = coefficients.pop("B") * coefficients["beta"]
-    return {"general": general, "domain": domain}

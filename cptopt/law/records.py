@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cptopt.law.averaged import check_weights, is_averaged, member_forms
 from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
 from cptopt.pilots.runs import PretrainHistory
@@ -80,6 +81,27 @@ class SetFit(BaseModel):
     at_bound: list[str]
     weakly_identified: list[str]
     starts_agree: bool = Field(description="the two best starts reached the same cost")
+
+    @field_validator("form")
+    @classmethod
+    def _known_members(cls, form: str) -> str:
+        if is_averaged(form):
+            member_forms(form)
+        return form
+
+    @field_validator("values")
+    @classmethod
+    def _averaged_weights(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        form, names = info.data.get("form"), info.data.get("parameter_names")
+        # a weight is found by its name: with names and values apart, problem() says so
+        if (
+            form is not None
+            and names is not None
+            and is_averaged(form)
+            and len(names) == len(values)
+        ):
+            check_weights(form, names, values)
+        return values
 
     def problem(self, key: str, law: LawForm) -> str | None:
         """The first way this record (the file's ``key``) disagrees with its law form

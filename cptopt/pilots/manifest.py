@@ -54,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cptopt._progress import Progress, report
 from cptopt._validation import MAX_TOKENS_PER_STEP, error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import (
@@ -153,9 +154,7 @@ class TrainerScheduleSpec(BaseModel):
         if "max_steps" not in keys and log is not None:
             keys["max_steps"] = log.max_steps or log.last_step
             taken.append(f"max_steps {keys['max_steps']}")
-        schedule = schedule_from_trainer(keys, f"{where}: schedule")
-        start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
-        per_step = torch_convention(schedule.lr_array(), start)
+        per_step = _torch_lr(schedule_from_trainer(keys, f"{where}: schedule"))
         notes = ()
         if taken:
             notes = (f"{label or where}: schedule {' and '.join(taken)} taken from the log",)
@@ -193,9 +192,49 @@ ScheduleField = Schedule | ScheduleSpec | TrainerScheduleSpec | None
 def _resolve_schedule(
     schedule: ScheduleField, log: LogData | None, where: str, label: str = ""
 ) -> tuple[Schedule | np.ndarray | None, tuple[str, ...]]:
+    notes: tuple[str, ...] = ()
     if isinstance(schedule, (ScheduleSpec, TrainerScheduleSpec)):
-        return schedule.resolve(log, where, label)
-    return schedule, ()
+        schedule, notes = schedule.resolve(log, where, label)
+    if isinstance(schedule, Schedule) and log is not None:
+        notes += _convention_note(schedule, log, label or where)
+    return schedule, notes
+
+
+def _torch_lr(schedule: Schedule) -> np.ndarray:
+    """The per-update LR of ``schedule`` run as a PyTorch scheduler runs it (update ``s`` at
+    the scheduler's step ``s - 1``)."""
+    start = schedule.warmup_start_lr if schedule.n_warmup > 0 else schedule.peak
+    return torch_convention(schedule.lr_array(), start)
+
+
+#: Log formats whose runs step a PyTorch scheduler once per update (update ``s`` at the
+#: scheduler's step ``s - 1``): the HF Trainer's and Lightning's.
+_TORCH_SCHEDULER_FORMATS = ("hf", "lightning")
+
+
+def _convention_note(schedule: Schedule, log: LogData, label: str) -> tuple[str, ...]:
+    """A note when a schedule in cptopt's keys describes an HF or Lightning run: their
+    PyTorch scheduler runs every update one step later than cptopt's keys say (the warmup
+    one update off), unless the logged LR follows cptopt's convention more closely."""
+    if log.format not in _TORCH_SCHEDULER_FORMATS:
+        return ()
+    ours, theirs = schedule.lr_array(), _torch_lr(schedule)
+    if np.allclose(ours, theirs, rtol=0, atol=1e-12 * float(ours.max())):
+        return ()
+    if log.lr is not None:
+        logged = log.lr.steps[(log.lr.steps >= 1) & (log.lr.steps <= ours.size)].astype(int)
+        values = log.lr.values[(log.lr.steps >= 1) & (log.lr.steps <= ours.size)]
+        if logged.size and (
+            np.abs(ours[logged - 1] - values).sum() < np.abs(theirs[logged - 1] - values).sum()
+        ):
+            return ()  # the run's own scheduler follows cptopt's convention
+    change = float(ours.sum() / theirs.sum() - 1)
+    return (
+        f"{label}: schedule in cptopt's keys, but the {log.format} run steps a PyTorch "
+        "scheduler (update s runs at its step s - 1), so the warmup runs one update later "
+        f"than written (S1 {change:+.2%} against the run); give the trainer's keys "
+        f"({', '.join(TRAINER_KEYS[:4])}) for its exact schedule",
+    )
 
 
 class PretrainSpec(BaseModel):
@@ -382,13 +421,17 @@ def read_manifest(path: str | Path) -> PilotManifest:
 
 
 def load_manifest(
-    path: str | Path, kind: Literal["cpt", "pretrain"] | None = None, name: str = "pilots"
+    path: str | Path,
+    kind: Literal["cpt", "pretrain"] | None = None,
+    name: str = "pilots",
+    progress: Progress | None = None,
 ) -> Pilots:
     """Read and validate a pilot manifest; every problem is a one-line ``InputError``.
 
     A :class:`PilotSet` of CPT runs, or with ``kind: pretrain`` the
     :class:`PretrainPilots` of pre-training runs. ``kind``: the pilots the caller needs
     (another kind is an error naming the parameter ``name``, before any log is read).
+    ``progress`` hears of each log read (:mod:`cptopt._progress`).
     """
     manifest = read_manifest(path)
     if kind is not None and manifest.kind != kind:
@@ -396,16 +439,20 @@ def load_manifest(
             f"{param(name)}: {KIND_WORDS[manifest.kind]} (kind: {manifest.kind}), not "
             f"{KIND_WORDS[kind]}"
         )
-    return load_pilots(manifest, path)
+    return load_pilots(manifest, path, progress)
 
 
-def load_pilots(manifest: PilotManifest, path: str | Path) -> Pilots:
+def load_pilots(
+    manifest: PilotManifest, path: str | Path, progress: Progress | None = None
+) -> Pilots:
     """The pilots of a manifest read with :func:`read_manifest` from ``path`` (the logs are
-    read relative to it): its kind's pilot set."""
-    return _PILOTS[manifest.kind](manifest, Path(path))
+    read relative to it): its kind's pilot set. ``progress`` hears of each log read."""
+    return _PILOTS[manifest.kind](manifest, Path(path), progress)
 
 
-def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
+def _load_cpt_pilots(
+    manifest: PilotManifest, path: Path, progress: Progress | None = None
+) -> PilotSet:
     """The runs of a CPT manifest (see the module docstring)."""
     if manifest.pretrain is None:
         raise InputError(
@@ -423,10 +470,12 @@ def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
                 f"{path}: run '{spec.log}': warmup_steps: only for pre-training runs (kind: "
                 "pretrain); a CPT run's warmup is in its schedule"
             )
+    report(progress, "reading the pre-training history", 0, 1)
     pretrain = _load_pretrain(manifest.pretrain, path, manifest.columns, manifest.format)
+    report(progress, "reading the pre-training history", 1, 1)
     runs = []
     for spec, name, log, schedule, schedule_notes in _read_runs(
-        manifest, path, lambda spec, where: spec.columns or manifest.columns
+        manifest, path, lambda spec, where: spec.columns or manifest.columns, progress
     ):
         checkpoint = spec.checkpoint
         if checkpoint is None:
@@ -462,17 +511,21 @@ def _load_cpt_pilots(manifest: PilotManifest, path: Path) -> PilotSet:
 
 
 def _read_runs(
-    manifest: PilotManifest, path: Path, columns_of: Callable[[RunSpec, str], ColumnMap]
+    manifest: PilotManifest,
+    path: Path,
+    columns_of: Callable[[RunSpec, str], ColumnMap],
+    progress: Progress | None = None,
 ) -> Iterator[tuple[RunSpec, str, LogData, Schedule | np.ndarray | None, tuple[str, ...]]]:
     """Each run of a manifest: its spec, name, log (read with ``columns_of(spec, where)``),
     resolved schedule and the notes on what the schedule took from the log. A log listed
     twice (same path), or one run listed twice (identical files, or curves that coincide:
-    :func:`_check_distinct`), is an error."""
+    :func:`_check_distinct`), is an error. ``progress`` hears of each log read."""
     base = path.parent
     names = default_run_names([spec.log for spec in manifest.runs])
     seen: dict[object, tuple[str, str]] = {}
     read: list[tuple[RunSpec, str, LogData]] = []
-    for spec, default_name in zip(manifest.runs, names, strict=True):
+    report(progress, "reading logs", 0, len(manifest.runs))
+    for index, (spec, default_name) in enumerate(zip(manifest.runs, names, strict=True)):
         name = spec.name or default_name
         where = f"{path}: run '{spec.log}'"
         _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
@@ -480,6 +533,7 @@ def _read_runs(
         _check_distinct(path, read, spec, name, log)
         read.append((spec, name, log))
         schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
+        report(progress, "reading logs", index + 1, len(manifest.runs))
         yield spec, name, log, schedule, schedule_notes
 
 
@@ -503,7 +557,9 @@ def pretrain_columns(columns: ColumnMap, where: str) -> ColumnMap:
     return ColumnMap(**{**values, "domain": None})
 
 
-def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots:
+def _load_pretrain_pilots(
+    manifest: PilotManifest, path: Path, progress: Progress | None = None
+) -> PretrainPilots:
     """The runs of a ``kind: pretrain`` manifest (see the module docstring)."""
     for key in ("pretrain", "domain_tokens"):
         if getattr(manifest, key) is not None:
@@ -523,6 +579,7 @@ def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots
         manifest,
         path,
         lambda spec, where: pretrain_columns(spec.columns or manifest.columns, where),
+        progress,
     ):
         run = pretrain_run_from_log(
             log,
@@ -536,7 +593,7 @@ def _load_pretrain_pilots(manifest: PilotManifest, path: Path) -> PretrainPilots
 
 
 #: How each manifest ``kind`` becomes its pilot set.
-_PILOTS: dict[str, Callable[[PilotManifest, Path], Pilots]] = {
+_PILOTS: dict[str, Callable[[PilotManifest, Path, Progress | None], Pilots]] = {
     "cpt": _load_cpt_pilots,
     "pretrain": _load_pretrain_pilots,
 }

@@ -3,38 +3,77 @@
 from __future__ import annotations
 
 import re
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
+from cptopt.exceptions import CptoptError
 from cptopt.limits import CheckReport
 
 
-def format_text(report: CheckReport) -> str:
+def format_text(report: CheckReport, width: int | None = None) -> str:
     """People's format: one PASS/FAIL line per config, reasons indented, a summary line.
 
-    Configs in error are summarised only (their one-line errors belong on stderr).
+    Configs in error and skipped files are counted only (their lines belong on stderr).
+    With ``width`` (a terminal's) a line that does not fit wraps between words, its
+    continuation indented: a path or a number is never split.
     """
-    lines: list[str] = []
+    lines: list[tuple[str | None, str]] = []  # (indent, text); None: never wrapped
     for result in report.results:
-        if result.verdict == "error":
+        if result.verdict in ("error", "skipped"):
             continue
         prediction = result.prediction
         head = f"{result.verdict.upper():4}  {result.path}"
         if prediction is not None:
-            head += (
-                f"  general {prediction.general.initial:.4f} -> {prediction.general.final:.4f}"
+            summary = (
+                f"general {prediction.general.initial:.4f} -> {prediction.general.final:.4f}"
                 f" ({prediction.general_rise:+.4f}), domain {prediction.domain.initial:.4f}"
                 f" -> {prediction.domain.final:.4f}"
             )
-        lines.append(head)
-        lines += [f"      {message}" for message in result.findings]
-        lines += [f"      warning: {message}" for message in result.warnings]
-    summary = report.summary
-    noun = "config" if summary.configs == 1 else "configs"
-    lines.append(
-        f"{summary.configs} {noun} checked: {summary.passed} passed, {summary.failed} failed, "
-        f"{summary.errors} error{'s' if summary.errors != 1 else ''}"
+            if width is None or len(head) + 2 + len(summary) <= width:
+                head += f"  {summary}"
+            else:  # the verdict and the file on a line of their own
+                lines.append((None, head))
+                head = ""
+                lines.append((_INDENT, summary))
+        if head:
+            lines.append((None, head))  # the verdict and the file stay on one line
+        lines += [(_INDENT, message) for message in result.findings]
+        lines += [(_INDENT, f"warning: {message}") for message in result.warnings]
+    lines.append(("", summary_line(report)))
+    return "\n".join(_wrapped(indent, text, width) for indent, text in lines) + "\n"
+
+
+def summary_line(report: CheckReport) -> str:
+    """``5 configs checked: 2 passed, 3 failed, 0 errors`` (``; 3 files skipped ...``)."""
+    counts = report.summary
+    noun = "config" if counts.configs == 1 else "configs"
+    line = (
+        f"{counts.configs} {noun} checked: {counts.passed} passed, {counts.failed} failed, "
+        f"{counts.errors} error{'s' if counts.errors != 1 else ''}"
     )
-    return "\n".join(lines) + "\n"
+    if counts.skipped:
+        files = "file" if counts.skipped == 1 else "files"
+        line += f"; {counts.skipped} {files} skipped (not training configs)"
+    return line
+
+
+#: Where a config's reasons start (under its file name).
+_INDENT = " " * 6
+
+
+def _wrapped(indent: str | None, text: str, width: int | None) -> str:
+    """``indent + text``, wrapped at ``width`` between words (continuations indented 2 more)."""
+    if width is None or indent is None:
+        return (indent or "") + text
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _escape_data(text: str) -> str:
@@ -98,22 +137,30 @@ def _line_for(path: str, message: str) -> int | None:
     return None
 
 
-def format_github(report: CheckReport) -> str:
-    """GitHub Actions workflow commands: one annotation per finding, warning and error.
+def format_github(report: CheckReport, render: Callable[[CptoptError], str] | None = None) -> str:
+    """GitHub Actions workflow commands: one annotation per finding, warning and error,
+    and a notice per skipped file.
 
     Each points at the config file (and at the offending key's line where one is known),
-    so the pull request shows it inline. A plain summary line follows.
+    so the pull request shows it inline. A plain summary line follows. ``render`` writes
+    an error's or a skip note's message (the command line names the fields it marks as
+    its options; default: as Python names them).
     """
     lines: list[str] = []
     for result in report.results:
         name = result.name or Path(result.path).stem
-        if result.error is not None:
+        text = result.error or result.note
+        if text is not None and render is not None and result.problem is not None:
+            text = render(result.problem)
+        if result.note is not None and text is not None:
+            lines.append(_annotation("notice", result.path, "cptopt check: skipped", text, None))
+        if result.error is not None and text is not None:
             lines.append(
                 _annotation(
                     "error",
                     result.path,
                     "cptopt check: invalid input",
-                    result.error,
+                    text,
                     _line_for(result.path, result.error),
                 )
             )
@@ -149,9 +196,10 @@ def format_github(report: CheckReport) -> str:
                     _line_for(result.path, message),
                 )
             )
-    summary = report.summary
+    counts = report.summary
+    skipped = f", {counts.skipped} skipped (not training configs)" if counts.skipped else ""
     lines.append(
-        f"cptopt check: {summary.configs} configs, {summary.passed} passed, "
-        f"{summary.failed} failed, {summary.errors} errors"
+        f"cptopt check: {counts.configs} configs, {counts.passed} passed, "
+        f"{counts.failed} failed, {counts.errors} errors{skipped}"
     )
     return "\n".join(lines) + "\n"

@@ -15,13 +15,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cptopt.law.averaged import is_averaged
 from cptopt.law.fitted import CptLaw, PretrainRunsLaw, SelectionRow, SetFit
+from cptopt.report.layout import ByWidth, add_columns, plain_table, two_line
 from cptopt.report.names import short_names
 
 
 def pdg_format(value: float, error: float | None) -> str:
     """``value +/- error`` rounded by the PDG rule (plain ``%.4g`` without an error)."""
-    if error is None or not math.isfinite(error) or error <= 0:
+    # an error at rounding level (an average's weights, the same in every replica) is none
+    if error is None or not math.isfinite(error) or error <= 1e-12 * abs(value):
         return f"{value:.4g}"
     exponent = math.floor(math.log10(error))
     leading = int(error / 10 ** (exponent - 2))
@@ -40,46 +43,55 @@ def _percent(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f} %"
 
 
-def _parameter_table(fit: SetFit, name: str | None = None) -> Table:
+def _parameter_table(fit: SetFit, name: str | None = None) -> RenderableType:
     title = f"{name or fit.validation_set + ' loss'}: parameters"
-    table = Table(title=title, title_justify="left")
-    table.add_column("name")
-    table.add_column("value ± stderr", justify="right")
-    table.add_column("rel. err", justify="right")
-    table.add_column("bounds", justify="right")
-    table.add_column("flags")
+    columns = [
+        ("name", "left"),
+        ("value ± stderr", "right"),
+        ("rel. err", "right"),
+        ("bounds", "right"),
+        ("flags", "left"),
+    ]
+    wide = add_columns(plain_table(title), columns)
+    narrow = add_columns(plain_table(title), columns)
+    narrow.columns[0].no_wrap = True  # an average's names (weight.relax^q) must stay whole
     for parameter in fit.parameters:
         flags = []
         if parameter.at_bound:
-            flags.append("[yellow]at bound[/]")
+            flags.append("at bound")
         if parameter.name in fit.weakly_identified:
-            flags.append("[yellow]weakly identified[/]")
+            flags.append("weakly identified")
         rel = parameter.relative_stderr
-        table.add_row(
-            parameter.name,
+        cells = [
             pdg_format(parameter.value, parameter.stderr),
             "-" if rel is None else "> 999 %" if rel > 9.99 else f"{100 * rel:.0f} %",
             f"[{parameter.min:g}, {parameter.max:g}]",
-            ", ".join(flags),
-        )
+        ]
+        wide.add_row(parameter.name, *cells, _flags(flags))
+        short = [flag.replace("weakly identified", "weak") for flag in flags]
+        narrow.add_row(parameter.name, *cells, _flags(short))
     for name, value in fit.derived.items():
-        table.add_row(name, f"{value:.4g}", "", "derived", "")
-    return table
+        wide.add_row(name, f"{value:.4g}", "", "derived", "")
+        narrow.add_row(name, f"{value:.4g}", "", "derived", "")
+    weak = "weak = weakly identified (stderr > |value|)" if fit.weakly_identified else None
+    return ByWidth(wide, (narrow, *([Text(weak)] if weak else [])))
 
 
-def _run_table(law: CptLaw) -> Table:
+def _flags(flags: list[str]) -> str:
+    return ", ".join(f"[yellow]{flag}[/]" for flag in flags)
+
+
+def _run_table(law: CptLaw) -> RenderableType:
     names, legend = short_names([run.name for run in law.general.runs])
-    table = Table(
-        title="fit error per pilot (|pred/obs - 1|; CV = law refitted without that pilot)",
-        title_justify="left",
-        caption="\n".join(legend) or None,
-        caption_justify="left",
-    )
-    table.add_column("pilot", no_wrap=True, min_width=max(map(len, names), default=5))
-    for validation_set in ("general", "domain"):
-        table.add_column(f"{validation_set} mean", justify="right")
-        table.add_column(f"{validation_set} final", justify="right")
-        table.add_column(f"{validation_set} CV mean", justify="right")
+    title = "fit error per pilot (|pred/obs - 1|; CV = law refitted without that pilot)"
+    caption = "\n".join(legend) or None
+    numbers = [
+        (f"{validation_set}{part}", "right")
+        for validation_set in ("general", "domain")
+        for part in (" mean", " final", " CV mean")
+    ]
+    wide = add_columns(plain_table(title, caption), [("pilot", "left"), *numbers])
+    narrow = add_columns(plain_table(title, caption), [("pilot", "left"), *two_line(numbers)])
     domain_runs = {run.name: run for run in law.domain.runs}
     for run, short in zip(law.general.runs, names, strict=True):
         other = domain_runs.get(run.name)
@@ -93,8 +105,9 @@ def _run_table(law: CptLaw) -> Table:
                     _percent(item.final_error),
                     _percent(item.cv_mean_abs_error),
                 ]
-        table.add_row(*cells)
-    return table
+        wide.add_row(*cells)
+        narrow.add_row(*cells)
+    return ByWidth(wide, narrow)
 
 
 #: The PT-phase point policies in words.
@@ -112,10 +125,16 @@ _QUALITY_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
 ]
 
 
+def _drive(fit: SetFit) -> str:
+    if is_averaged(fit.form):
+        return "per member (^q: sum of LR^q)"
+    return "sum of LR^q" if fit.lr_power else "LR area"
+
+
 #: Rows of the fit-quality table of a CPT law (before :data:`_QUALITY_ROWS`).
 _CPT_ROWS: list[tuple[str, Callable[[SetFit], str]]] = [
     ("replay form", lambda f: f.form),
-    ("shift driven by", lambda f: "sum of LR^q" if f.lr_power else "LR area"),
+    ("shift driven by", _drive),
     ("PT-phase points used", lambda f: _PT_POINTS[f.pt_points]),
     ("points (PT-phase)", lambda f: f"{f.n_points} ({f.n_pretrain_points})"),
 ]
@@ -129,10 +148,10 @@ def _summary_table(
     law: CptLaw | PretrainRunsLaw, rows: list[tuple[str, Callable[[SetFit], str]]]
 ) -> Table:
     """The fit-quality table: a column per validation set, ``rows`` then the common ones."""
-    table = Table(title="fit quality", title_justify="left")
-    table.add_column("")
-    for name in law.validation_sets:
-        table.add_column(name, justify="right")
+    table = add_columns(
+        plain_table("fit quality"),
+        [("", "left"), *((name, "right") for name in law.validation_sets)],
+    )
     for label, getter in [*rows, *_QUALITY_ROWS]:
         table.add_row(label, *(getter(fit) for fit in law.set_fits))
     return table
@@ -208,41 +227,49 @@ def _pretrain_fit_report(law: PretrainRunsLaw) -> RenderableType:
 
 def _pretrain_runs(law: PretrainRunsLaw) -> Table:
     names, legend = short_names([run.name for run in law.loss.runs])
-    table = Table(
-        title="fit error per run after its warmup (|pred/obs - 1|; CV = law refitted "
-        "without that run)",
-        title_justify="left",
-        caption="\n".join(legend) or None,
-        caption_justify="left",
+    title = (
+        "fit error per run after its warmup (|pred/obs - 1|; CV = law refitted without that run)"
     )
-    table.add_column("run", no_wrap=True, min_width=max(map(len, names), default=5))
-    for column in ("points", "mean", "worst", "final", "CV mean"):
-        table.add_column(column, justify="right")
+    table = add_columns(
+        plain_table(title, "\n".join(legend) or None),
+        [
+            ("run", "left"),
+            *((name, "right") for name in ("points", "mean", "worst", "final", "CV mean")),
+        ],
+    )
     for run, short in zip(law.loss.runs, names, strict=True):
         errors = (run.mean_abs_error, run.max_abs_error, run.final_error, run.cv_mean_abs_error)
         table.add_row(short, str(run.n_points), *map(_percent, errors))
     return table
 
 
-def pretrain_selection_table(law: PretrainRunsLaw) -> Table:
-    """The annealing memories a fit to pre-training pilots compared, with their CV."""
-    names, _ = short_names([run.name for run in law.loss.runs])
-    table = Table(
-        title="annealing memories (chosen by leave-one-run-out CV: mean |rel. error| of each "
-        "left-out run; ✓ = chosen)",
-        title_justify="left",
+def pretrain_selection_table(law: PretrainRunsLaw) -> RenderableType:
+    """The annealing memories a fit to pre-training pilots compared, with their CV: a row
+    per memory (wide), or a column per memory and a row per run (narrow: any number of
+    runs fits)."""
+    names, legend = short_names([run.name for run in law.loss.runs])
+    title = (
+        "annealing memories (chosen by leave-one-run-out CV: mean |rel. error| of each "
+        "left-out run; ✓ = chosen)"
     )
-    for column in ("memory", "params", "CV mean", *(f"CV {name}" for name in names)):
-        table.add_column(column, justify="left" if column == "memory" else "right")
-    for row in law.selection:
-        per_run = [row.cv_per_pilot.get(str(index)) for index in range(len(names))]
-        table.add_row(
-            f"{_memory_label(row)}{' ✓' if row.chosen else ''}",
-            str(row.n_params),
-            _percent(row.cv_mean, 3),  # pre-training CVs are ~0.1 %: two digits tie them
-            *(_percent(value, 3) for value in per_run),
-        )
-    return table
+    columns = [("memory", "left"), ("params", "right"), ("CV mean", "right")]
+    wide = add_columns(plain_table(title), [*columns, *((f"CV {name}", "right") for name in names)])
+    labels = [f"{_memory_label(row)}{' ✓' if row.chosen else ''}" for row in law.selection]
+    narrow = add_columns(
+        plain_table(title, "\n".join(legend) or None),
+        [("memory", "left"), *((label, "right") for label in labels)],
+    )
+    per_run = [
+        [row.cv_per_pilot.get(str(index)) for index in range(len(names))] for row in law.selection
+    ]
+    for label, row, values in zip(labels, law.selection, per_run, strict=True):
+        # pre-training CVs are ~0.1 %: two digits would tie them
+        wide.add_row(label, str(row.n_params), *(_percent(v, 3) for v in [row.cv_mean, *values]))
+    narrow.add_row("params", *(str(row.n_params) for row in law.selection))
+    narrow.add_row("CV mean", *(_percent(row.cv_mean, 3) for row in law.selection))
+    for index, name in enumerate(names):  # the CV of each left-out run, by its name
+        narrow.add_row(name, *(_percent(values[index], 3) for values in per_run))
+    return ByWidth(wide, narrow)
 
 
 def _memory_label(row: SelectionRow) -> str:
@@ -254,32 +281,42 @@ def _memory_label(row: SelectionRow) -> str:
     return f"λ {row.lam:g}"
 
 
-def selection_table(law: CptLaw) -> Table:
+def selection_table(law: CptLaw) -> RenderableType:
     """The variants a fit with ``form="auto"`` compared, with the CV errors each
     comparison of the selection used."""
-    table = Table(
-        title="law variants (chosen by leave-one-pilot-out CV: the memory on the shared-replay "
-        "folds, then each set's replay form and LR power on its own CV; ✓ = chosen)",
-        title_justify="left",
+    title = (
+        "law variants (leave-one-pilot-out CV: the memory on the shared-replay folds; "
+        "with the auto form each set is the average of its members, a/b, weighted by their "
+        "CV; ✓ = chosen)"
     )
-    columns = ("variant", "memory", "params", "CV general", "CV domain", "CV mean")
-    for column in (*columns, "CV shared-replay"):
-        table.add_column(column, justify="right" if column != "variant" else "left")
+    labels = [("variant", "left"), ("memory", "left"), ("params", "right")]
+    numbers = [
+        ("CV general", "right"),
+        ("CV domain", "right"),
+        ("CV mean", "right"),
+        ("CV shared-replay", "right"),
+    ]
+    wide = add_columns(plain_table(title), [*labels, *numbers])
+    narrow = add_columns(
+        plain_table(title),
+        [*labels, *two_line(numbers)],
+    )
     for row in law.selection:
         marks = [name for name in ("general", "domain") if getattr(row, f"chosen_{name}")]
         mark = " ✓" if row.chosen or len(marks) == 2 else f" ✓ {marks[0]}" if marks else ""
-        memory = _memory_label(row)
-        power = " + LR^q" if row.lr_power else ""
-        table.add_row(
+        power = " + LR^q" if row.lr_power and not is_averaged(row.form) else ""
+        cells = [
             f"{row.form}{power}{mark}",
-            memory,
+            _memory_label(row),
             str(row.n_params),
             _percent(row.cv_general),
             _percent(row.cv_domain),
             _percent(row.cv_mean),
             _percent(row.cv_memory),
-        )
-    return table
+        ]
+        wide.add_row(*cells)
+        narrow.add_row(*cells)
+    return ByWidth(wide, narrow)
 
 
 def fit_warnings(law: CptLaw | PretrainRunsLaw) -> list[str]:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from cptopt.report.layout import PathLine, add_columns, plain_table
+
+#: The longest series name that never wraps at 80 columns (the other columns need the rest).
+NAME_ROOM = 32
 
 
-def inspect_table(summary: dict) -> Table:
-    """One log's series, the role cptopt gives each, and its LR coverage."""
+def inspect_table(summary: dict) -> RenderableType:
+    """One log's series, the role cptopt gives each, and its LR coverage (the title and
+    the LR line wrap at the terminal's width, not the table's)."""
     coverage = summary["lr_coverage"]
-    if coverage is None:
+    if summary["error"]:
+        lr_text = "nothing read: the mapping failed (the error says why)"
+    elif coverage is None:
         lr_text = "no LR series: the run needs a schedule"
     elif coverage["per_step"]:
         lr_text = f"LR at every step 1..{coverage['steps']}"
@@ -27,24 +36,25 @@ def inspect_table(summary: dict) -> Table:
     step = f"step = '{summary['step']}'"
     if summary.get("step_offset"):
         step += f" + {summary['step_offset']} (0-based in the file)"
-    table = Table(
-        title=f"{summary['source']} ({summary['format']}, {step})",
-        caption=lr_text,
-        title_justify="left",
-        caption_justify="left",
+    table = add_columns(
+        plain_table(),
+        [("series", "left"), ("role", "left"), ("steps", "right"), ("points", "right")],
     )
-    table.add_column("series")
-    table.add_column("role")
-    table.add_column("steps", justify="right")
-    table.add_column("points", justify="right")
-    table.add_column("problems")
+    table.add_column("problems", overflow="fold")
+    # names up to NAME_ROOM characters never wrap (the problems do); longer ones fold
+    longest = max((len(row["name"]) for row in summary["series"]), default=0)
+    table.columns[0].no_wrap = longest <= NAME_ROOM
     for row in summary["series"]:
         span = f"{row['first_step']}..{row['last_step']}" if row["points"] else "-"
         table.add_row(
             row["name"],
-            row["role"] or "",
+            "loss"
+            if row["role"] == "general" and summary.get("kind") == "pretrain"
+            else row["role"] or "",
             span,
             str(row["points"]),
             "; ".join(row["problems"]),
         )
-    return table
+    # the path stays whole, even wider than the terminal (it is copied into manifests)
+    title = PathLine(summary["source"], f"({summary['format']}, {step})")
+    return Group(title, table, Text(lr_text))

@@ -5,12 +5,11 @@ Nothing here prints: the CLI does.
 
 from __future__ import annotations
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from cptopt.design.next_pilot import NextPilot, PilotScore
+from cptopt.report.layout import ByWidth, add_columns, legend, plain_table, two_line
 
 
 def _share(value: float, objective: float) -> str:
@@ -38,44 +37,52 @@ def next_pilot_report(result: NextPilot) -> RenderableType:
         f" tolerance {result.tolerance:.4f} ({_share(result.tolerance, result.objective)})",
         ("[green]settled:[/] " if result.settled else "[yellow]not settled:[/] ") + result.reason,
     ]
-    table = Table(
-        title=f"candidate pilots, best first ({len(result.candidate_pilots)} of "
-        f"{result.n_candidate_pilots})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    title = (
+        f"candidate pilots, best first ({len(result.candidate_pilots)} of "
+        f"{result.n_candidate_pilots})"
     )
-    for column, justify in (
-        ("", "right"),
-        ("candidate", "left"),
-        ("exp. regret now → after", "right"),
-        ("P(best) now → after", "right"),
-        ("pins down (variance)", "left"),
-        ("steps", "right"),
-        ("tokens", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    lines = []
+    numbers = [("exp. regret now → after", "right"), ("P(best) now → after", "right")]
+    sizes = [("steps", "right"), ("tokens", "right")]
+    wide = add_columns(
+        plain_table(title),
+        [("", "right"), ("candidate", "left"), *numbers, ("pins down (variance)", "left"), *sizes],
+    )
+    # narrow: what each candidate pins down moves under the table, with its schedule
+    narrow = add_columns(
+        plain_table(title),
+        [("", "right"), ("candidate", "left"), *two_line(numbers, " now"), *sizes],
+    )
+    lines: list[str] = []
+    described: list[tuple[str, ...]] = []
+    pinned: list[tuple[str, ...]] = []
     for item in result.candidate_pilots:
         mark = " [yellow]![/]" if item.flags else ""
         lines += [f"{item.name}: [yellow]{flag}[/]" for flag in item.flags]
-        table.add_row(
-            str(item.rank),
-            item.name + mark,
-            f"{now} → {_share(item.expected_regret_after, result.objective)}",
-            f"{result.p_best:.2f} → {item.p_best_after:.2f}",
-            _pins(item),
-            str(item.steps),
-            _tokens(item),
+        regret = f"{now} → {_share(item.expected_regret_after, result.objective)}"
+        p_best = f"{result.p_best:.2f} → {item.p_best_after:.2f}"
+        steps, tokens = str(item.steps), _tokens(item)
+        wide.add_row(str(item.rank), item.name + mark, regret, p_best, _pins(item), steps, tokens)
+        narrow.add_row(str(item.rank), item.name + mark, regret, p_best, steps, tokens)
+        schedule = "" if item.schedule == item.name else item.schedule
+        if schedule:
+            described.append((f"{item.name}:", schedule))
+        pinned.append(
+            (str(item.rank), f"{item.name}:", "; ".join(filter(None, (_pins(item), schedule))))
         )
-    lines += [f"{c.name}: {c.schedule}" for c in result.candidate_pilots if c.schedule != c.name]
     lines.append(
         f"options: {result.n_options} ({result.n_contenders} can be the best); "
         f"{result.seconds:.2f} s"
     )
     lines.append(f"method: {result.method}")
     lines += [f"note: {note}" for note in result.notes]
-    return Group(Text.from_markup("\n".join(head)), table, Text.from_markup("\n".join(lines)))
+    return Group(
+        Text.from_markup("\n".join(head)),
+        ByWidth(
+            (wide, *([legend(described)] if described else [])),
+            (narrow, legend(pinned, "candidate: pins down (variance); schedule")),
+        ),
+        Text.from_markup("\n".join(lines)),
+    )
 
 
 def next_pilot_line(result: NextPilot | None) -> str | None:

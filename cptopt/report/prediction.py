@@ -10,10 +10,10 @@ from __future__ import annotations
 from functools import singledispatch
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from cptopt.prediction import Prediction, PretrainPrediction
+from cptopt.report.layout import ByWidth, add_columns, plain_table, two_line
 
 
 @singledispatch
@@ -57,25 +57,31 @@ def prediction_report(prediction: Prediction | PretrainPrediction) -> Renderable
     forecasts = prediction.forecasts()
     several = len(forecasts) > 1
     level = f"{100 * prediction.level:.0f} %"
-    summary = Table(title=title, title_justify="left")
-    summary.add_column("loss")
-    summary.add_column(start, justify="right")
-    summary.add_column(f"final (step {prediction.steps})", justify="right")
-    summary.add_column(f"{level} interval", justify="right")
-    summary.add_column("change", justify="right")
+    summary_columns = [
+        (start, "right"),
+        (f"final (step {prediction.steps})", "right"),
+        (f"{level} interval", "right"),
+        ("change", "right"),
+    ]
+    wide = add_columns(plain_table(title), [("loss", "left"), *summary_columns])
+    narrow = add_columns(plain_table(title), [("loss", "left"), *two_line(summary_columns, " (")])
     for name, forecast in forecasts.items():
-        summary.add_row(
+        cells = [
             name if several else "validation",
             f"{forecast.initial:.4f}",
             f"{forecast.final:.4f}",
             f"{forecast.final_lower:.4f} .. {forecast.final_upper:.4f}",
             f"{forecast.final - forecast.initial:+.4f}",
-        )
-    curve = Table(title="predicted curve", title_justify="left")
-    curve.add_column("step", justify="right")
+        ]
+        wide.add_row(*cells)
+        narrow.add_row(*cells)
+    curve_columns = [("step", "right")]
     for name in forecasts:
-        curve.add_column(name, justify="right")
-        curve.add_column(f"{name} {level}" if several else f"{level} interval", justify="right")
+        curve_columns += [
+            (name, "right"),
+            (f"{name} {level}" if several else f"{level} interval", "right"),
+        ]
+    curve = add_columns(plain_table("predicted curve"), curve_columns)
     report_steps = next(iter(forecasts.values())).steps
     for index, step in enumerate(report_steps):
         cells = [str(step)]
@@ -86,4 +92,4 @@ def prediction_report(prediction: Prediction | PretrainPrediction) -> Renderable
     lines = remarks + [f"[yellow]outside the pilots:[/] {flag}" for flag in prediction.flags]
     lines += [f"note: {note}" for note in prediction.notes]
     extra = [Text.from_markup("\n".join(lines))] if lines else []
-    return Group(summary, curve, *extra)
+    return Group(ByWidth(wide, narrow), curve, *extra)

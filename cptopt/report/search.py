@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cptopt.report.layout import ByWidth, add_columns, legend, plain_table
 from cptopt.search.models import Assessment, CandidateRanking, Recommendation
 from cptopt.search.pretrain_models import (
     PretrainAssessment,
     PretrainRecommendation,
     PretrainSetting,
 )
-
-
-def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _lr(value: float) -> str:
@@ -49,22 +45,33 @@ def _compact(item: Assessment) -> str:
     return f"{text} lr {s.peak_lr:.2g} r {s.replay_ratio:.2f} T {s.steps}"
 
 
+def _prediction_columns(level: float, p_best: bool = False) -> list[tuple[str, str]]:
+    """The number columns of a table of settings (P(best) after the objective's interval)."""
+    objective = [("objective", "right"), (f"{100 * level:.0f} % (fit)", "right")]
+    losses = [("general", "right"), ("domain", "right"), ("gen. recovers", "right")]
+    return objective + ([("P(best)", "right")] if p_best else []) + losses
+
+
+def _prediction_cells(item: Assessment, p_best: float | None = None) -> list[str]:
+    """The cells of :func:`_prediction_columns` for one setting."""
+    objective = [
+        f"{item.objective:.4f}",
+        f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
+    ]
+    losses = [f"{item.general:.4f}", f"{item.domain:.4f}", _recovery(item)]
+    return objective + ([f"{p_best:.2f}"] if p_best is not None else []) + losses
+
+
 def _assessment_table(
     title: str, items: list[Assessment], level: float, checkpoints: bool = False
 ) -> RenderableType:
-    pct = f"{100 * level:.0f} %"
-    table = _table(title)
-    for column, justify in (
-        ("", "left"),
-        ("setting", "left"),
-        ("objective", "right"),
-        (f"{pct} (fit)", "right"),
-        ("general", "right"),
-        ("domain", "right"),
-        ("gen. recovers", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    notes = []
+    """Settings with their predictions: a row each, the setting in its own column (wide) or
+    listed under the table by its label (narrow)."""
+    numbers = _prediction_columns(level)
+    wide = add_columns(plain_table(title), [("", "left"), ("setting", "left"), *numbers])
+    narrow = add_columns(plain_table(title), [("", "left"), *numbers])
+    notes: list[str] = []
+    settings: list[tuple[str, ...]] = []
     for item in items:
         setting = _compact(item)
         if checkpoints and item.setting is not None:
@@ -76,27 +83,14 @@ def _assessment_table(
         if item.flags:
             mark += " [yellow]![/]"
             notes += [f"{item.label}: [yellow]{f}[/]" for f in item.flags]
-        table.add_row(
-            item.label + mark,
-            setting,
-            f"{item.objective:.4f}",
-            f"{item.objective_lower:.3f}..{item.objective_upper:.3f}",
-            f"{item.general:.4f}",
-            f"{item.domain:.4f}",
-            _recovery(item),
-        )
-    if not notes:
-        return table
-    return Group(table, Text.from_markup("\n".join(notes)))
-
-
-def _shape(item: Assessment) -> str:
-    setting = item.setting
-    assert setting is not None
-    text = f"{setting.family}, warmup {setting.warmup_fraction:.0%}"
-    if setting.decay_fraction is not None:
-        text += f", decay {setting.decay_fraction:.0%}"
-    return text
+        cells = _prediction_cells(item)
+        wide.add_row(item.label + mark, setting, *cells)
+        narrow.add_row(item.label + mark, *cells)
+        settings.append((f"{item.label}:", setting))
+    return Group(
+        ByWidth(wide, (narrow, legend(settings, "setting"))),
+        *([Text.from_markup("\n".join(notes))] if notes else []),
+    )
 
 
 def _main_table(result: Recommendation) -> Table:
@@ -104,13 +98,17 @@ def _main_table(result: Recommendation) -> Table:
     setting = rec.setting
     assert setting is not None
     w_g, w_d = result.weights
-    main = _table(f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
+    title = f"recommended CPT settings: minimise {w_g:.3g}*L_general + {w_d:.3g}*L_domain"
+    main = plain_table(title)
     main.add_column("")
     main.add_column("value", justify="right")
     main.add_column(f"{100 * result.level:.0f} % interval", justify="right")
     main.add_column("at step 0", justify="right")
-    rows: list[tuple[str, str, str, str]] = [
-        ("schedule", _shape(rec), "", ""),
+    rows: list[tuple[str, str, str, str]] = [("schedule", setting.family, "", "")]
+    rows.append(("warmup", f"first {setting.warmup_fraction:.0%}", "", ""))
+    if setting.decay_fraction is not None:
+        rows.append(("decay", f"last {setting.decay_fraction:.0%}", "", ""))
+    rows += [
         ("start from", setting.checkpoint, "", ""),
         ("peak LR", _lr(setting.peak_lr), "", ""),
         ("replay ratio", f"{setting.replay_ratio:.3f}", "", ""),
@@ -145,7 +143,7 @@ def _main_table(result: Recommendation) -> Table:
 
 
 def _pareto_table(result: Recommendation, many: bool) -> Table:
-    front = _table("general-vs-domain Pareto front (best setting for each weight)")
+    front = plain_table("general-vs-domain Pareto front (best setting for each weight)")
     for column in ("w_general", "setting", "general", "domain", ""):
         front.add_column(column, justify="left" if column == "setting" else "right")
     for point in result.pareto or []:
@@ -221,10 +219,10 @@ def _cpt_recommendation_report(result: Recommendation) -> RenderableType:
 
 def _pretrain_main_table(result: PretrainRecommendation) -> Table:
     rec, setting = result.recommended, result.recommended.setting
-    main = _table("recommended pre-training schedule: minimise the final loss")
-    main.add_column("")
-    main.add_column("value", justify="right")
-    main.add_column(f"{100 * result.level:.0f} % interval", justify="right")
+    main = add_columns(
+        plain_table("recommended pre-training schedule: minimise the final loss"),
+        [("", "left"), ("value", "right"), (f"{100 * result.level:.0f} % interval", "right")],
+    )
     shape = setting.family
     rows = []
     if setting.family == "wsd":
@@ -266,16 +264,17 @@ def _pretrain_table(
     title: str, items: list[PretrainAssessment], result: PretrainRecommendation
 ) -> RenderableType:
     rec = result.recommended
-    table = _table(title)
-    for column, justify in (
-        ("", "left"),
-        ("schedule", "left"),
-        ("final LR", "right"),
-        ("final loss", "right"),
-        (f"{100 * result.level:.0f} %", "right"),
-        ("vs rec.", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table = add_columns(
+        plain_table(title),
+        [
+            ("", "left"),
+            ("schedule", "left"),
+            ("final LR", "right"),
+            ("final loss", "right"),
+            (f"{100 * result.level:.0f} %", "right"),
+            ("vs rec.", "right"),
+        ],
+    )
     notes = []
     for item in items:
         label = item.label.removeprefix("best ")  # the title says so
@@ -334,38 +333,26 @@ def _gap(value: float | None) -> str:
 
 
 def ranking_report(ranking: CandidateRanking) -> RenderableType:
-    """Candidates ranked by the predicted objective, with P(best) and flags."""
-    pct = f"{100 * ranking.level:.0f} %"
+    """Candidates ranked by the predicted objective, with P(best) and flags: named in the
+    table (wide) or by their rank, with the names under the table (narrow)."""
     w_g, w_d = ranking.weights
-    table = _table(f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain")
-    for column in (
-        "rank",
-        "name",
-        "objective",
-        f"{pct} (fit)",
-        "P(best)",
-        "general",
-        "domain",
-        "gen. recovers",
-    ):
-        table.add_column(column, justify="left" if column == "name" else "right")
+    title = f"candidates ranked by {w_g:.3g}*L_general + {w_d:.3g}*L_domain"
+    numbers = _prediction_columns(ranking.level, p_best=True)
+    wide = add_columns(plain_table(title), [("rank", "right"), ("name", "left"), *numbers])
+    narrow = add_columns(plain_table(title), [("rank", "right"), *numbers])
     notes = []
     for item in ranking.candidates:
         a = item.assessment
         mark = (" [red]✗[/]" if a.violations else "") + (" [yellow]![/]" if a.flags else "")
         notes += [f"{item.name}: [red]{v}[/]" for v in a.violations]
         notes += [f"{item.name}: [yellow]{f}[/]" for f in a.flags]
-        table.add_row(
-            str(item.rank),
-            item.name + mark,
-            f"{a.objective:.4f}",
-            f"{a.objective_lower:.3f}..{a.objective_upper:.3f}",
-            f"{item.probability_best:.2f}",
-            f"{a.general:.4f}",
-            f"{a.domain:.4f}",
-            _recovery(a),
-        )
-    lines = [f"{c.name}: {c.assessment.schedule}" for c in ranking.candidates]
-    lines += notes
-    lines += [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
-    return Group(table, Text.from_markup("\n".join(lines)))
+        cells = _prediction_cells(a, item.probability_best)
+        wide.add_row(str(item.rank), item.name + mark, *cells)
+        narrow.add_row(f"{item.rank}{mark}", *cells)
+    described = [(f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
+    ranked = [(str(c.rank), f"{c.name}:", c.assessment.schedule) for c in ranking.candidates]
+    lines = notes + [f"P(best): {ranking.method}"] + [f"note: {n}" for n in ranking.notes]
+    return Group(
+        ByWidth((wide, legend(described)), (narrow, legend(ranked, "rank, name: schedule"))),
+        Text.from_markup("\n".join(lines)),
+    )

@@ -10,14 +10,17 @@ Storage URLs
 
 Several processes on one study
 ------------------------------
-Each process asks trials in batches. To finish exactly the requested number of trials, the
-"how many are left, ask that many" step (and the creation of an RDB storage's tables, which
-two processes opening a fresh database would both attempt) runs under a lock: a file lock
-next to the journal or SQLite file, a PostgreSQL advisory lock for PostgreSQL. (Other RDBs
-have no lock: two processes may then overshoot the total by up to one batch.) Trials record
-which process runs them (``cptopt_worker`` = host and pid); a RUNNING trial whose process
-is gone (killed with SIGKILL, say) is marked FAIL when the next process looks, so a rerun
-of the same command finishes the study with the completed trials intact.
+A process works on a study in turns: under a lock it reads the trials others added, asks
+and evaluates a share of the trials that are left in memory (Optuna's in-memory storage,
+where the sampler reads them fast) and writes them, finished, in one transaction
+(:func:`write_trials`: one commit or one journal append, instead of a dozen per trial), so
+that the study holds exactly the requested number and a killed process leaves either its
+whole share or nothing. The lock is a file lock next to the journal or SQLite file, a
+PostgreSQL advisory lock for PostgreSQL (other RDBs have none: two processes may then
+overshoot the total by up to one share); it also covers the creation of an RDB storage's
+tables, which two processes opening a fresh database would both attempt. A RUNNING trial
+(left by an older cptopt, which wrote trials as it asked them, with ``cptopt_worker`` =
+host and pid) whose process is gone is marked FAIL when the next process looks.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +82,7 @@ def journal_path(url: str) -> Path:
         rest = rest[2:]
     if not rest:
         raise InputError(
-            f"{param('storage')} == {url!r}: name the journal file, e.g. journal:study.log"
+            f"{param('storage')} {url!r}: name the journal file, e.g. journal:study.log"
         )
     return Path(rest)
 
@@ -126,14 +130,13 @@ def open_storage(url: str) -> Any:
         except OSError as exc:
             raise InputError(f"{param('storage')} {url}: {os_error_line(exc, path)}") from None
         except Exception as exc:  # noqa: BLE001 - Optuna raises plain errors for bad journals
-            message = " ".join(str(exc).split())[:200]
             raise InputError(
-                f"{param('storage')} {url}: not a readable journal ({message})"
+                f"{param('storage')} {url}: not a readable journal ({_reason(exc)})"
             ) from None
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
         raise InputError(
-            f"{param('storage')} == {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
+            f"{param('storage')} {redact(url)!r}: not a storage URL; use sqlite:///FILE, "
             "postgresql://USER:PW@HOST/DB or journal:FILE"
         )
     if scheme == "sqlite":
@@ -154,8 +157,23 @@ def open_storage(url: str) -> Any:
             f"{param('storage')} {redact(url)}: database driver missing: {missing}{hint}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
-        message = " ".join(str(exc).split())[:200]
-        raise InputError(f"{param('storage')} {redact(url)}: cannot open ({message})") from None
+        reason = _reason(exc)
+        raise InputError(f"{param('storage')} {redact(url)}: cannot open ({reason})") from None
+
+
+#: SQLAlchemy's pointer to its documentation, which ends every message it raises.
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+#: The longest reason an error line quotes from a driver (cut between words beyond it).
+REASON_CHARS = 300
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver's message on one line, without SQLAlchemy's documentation link, cut only
+    between words (a URL or a host name in it stays whole)."""
+    text = _BACKGROUND.sub("", " ".join(str(exc).split()))
+    if len(text) <= REASON_CHARS:
+        return text
+    return text[: text.rfind(" ", 0, REASON_CHARS)] + " ..."
 
 
 def _check_journal(path: Path) -> None:
@@ -287,6 +305,160 @@ def _pg_advisory_lock(url: str, study_name: str) -> Iterator[None]:
         finally:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             connection.commit()
+
+
+def write_trials(study: Any, trials: list[Any]) -> None:
+    """Add finished trials (Optuna ``FrozenTrial``) to a persisted study in one transaction:
+    a single commit for an RDB storage, a single append (and fsync) for a journal; one by one
+    for any other storage."""
+    import optuna
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # RDB storages come wrapped in a cache
+    if isinstance(backend, optuna.storages.RDBStorage):
+        _write_rdb(backend, study._study_id, trials)
+    elif isinstance(storage, optuna.storages.JournalStorage):
+        _write_journal(storage, study._study_id, trials)
+    else:
+        study.add_trials(trials)
+
+
+def trial_states(study: Any) -> list[tuple[int, Any, int]]:
+    """``(number, state, trial id)`` of every trial of a persisted study, without loading
+    the trials themselves (an RDB storage's trials table directly: loading what this process
+    wrote itself would cost more than writing it)."""
+    import optuna
+
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return [(t.number, t.state, t._trial_id) for t in study.get_trials(deepcopy=False)]
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    table = models.TrialModel.__table__
+    query = sqlalchemy.select(table.c.number, table.c.state, table.c.trial_id).where(
+        table.c.study_id == study._study_id
+    )
+    with backend.engine.connect() as connection:
+        return [(row[0], row[1], row[2]) for row in connection.execute(query)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A naive local time as the naive UTC time Optuna's RDB tables hold."""
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _write_rdb(storage: Any, study_id: int, trials: list[Any]) -> None:
+    """The rows Optuna's ``RDBStorage.create_new_trial(template_trial=...)`` writes for each
+    trial, in one transaction (numbers follow the study's trials, as Optuna numbers them)."""
+    import sqlalchemy
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+
+    table = models.TrialModel.__table__
+    rows: dict[Any, list[dict[str, Any]]] = {
+        models.TrialParamModel: [],
+        models.TrialValueModel: [],
+        models.TrialUserAttributeModel: [],
+        models.TrialSystemAttributeModel: [],
+    }
+    with storage.engine.begin() as connection:
+        count = connection.execute(
+            sqlalchemy.select(sqlalchemy.func.count())
+            .select_from(table)
+            .where(table.c.study_id == study_id)
+        ).scalar_one()
+        inserted = connection.execute(
+            table.insert().returning(table.c.trial_id, sort_by_parameter_order=True),
+            [
+                {
+                    "number": count + offset,
+                    "study_id": study_id,
+                    "state": trial.state,
+                    "datetime_start": _utc(trial.datetime_start),
+                    "datetime_complete": _utc(trial.datetime_complete),
+                }
+                for offset, trial in enumerate(trials)
+            ],
+        )
+        trial_ids = [row[0] for row in inserted]
+        for trial, trial_id in zip(trials, trial_ids, strict=True):
+            for objective, value in enumerate(trial.values or []):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                rows[models.TrialValueModel].append(
+                    {
+                        "trial_id": trial_id,
+                        "objective": objective,
+                        "value": stored,
+                        "value_type": kind,
+                    }
+                )
+            for name, value in trial.params.items():
+                distribution = trial.distributions[name]
+                rows[models.TrialParamModel].append(
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": distribution.to_internal_repr(value),
+                        "distribution_json": distribution_to_json(distribution),
+                    }
+                )
+            for model, attrs in (
+                (models.TrialUserAttributeModel, trial.user_attrs),
+                (models.TrialSystemAttributeModel, trial.system_attrs),
+            ):
+                rows[model] += [
+                    {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                    for key, value in attrs.items()
+                ]
+        for model, values in rows.items():
+            if values:
+                connection.execute(model.__table__.insert(), values)
+
+
+def _write_journal(storage: Any, study_id: int, trials: list[Any]) -> None:
+    """The log lines Optuna's ``JournalStorage.create_new_trial(template_trial=...)`` writes
+    for each trial, appended at once."""
+    from optuna.distributions import distribution_to_json
+    from optuna.storages.journal._storage import JournalOperation
+
+    worker = storage._replay_result.worker_id
+    logs = []
+    for trial in trials:
+        values = trial.values or []
+        log: dict[str, Any] = {
+            "op_code": JournalOperation.CREATE_TRIAL,
+            "worker_id": worker,
+            "study_id": study_id,
+            "state": trial.state,
+            "value": values[0] if len(values) == 1 else None,
+            "values": values if len(values) > 1 else None,
+            "datetime_start": _iso(trial.datetime_start),
+            "distributions": {
+                name: distribution_to_json(d) for name, d in trial.distributions.items()
+            },
+            "params": {
+                name: trial.distributions[name].to_internal_repr(value)
+                for name, value in trial.params.items()
+            },
+            "user_attrs": trial.user_attrs,
+            "system_attrs": trial.system_attrs,
+            "intermediate_values": trial.intermediate_values,
+        }
+        if trial.datetime_complete is not None:
+            log["datetime_complete"] = _iso(trial.datetime_complete)
+        logs.append(log)
+    with storage._thread_lock:
+        storage._backend.append_logs(logs)
+        storage._sync_with_backend()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 def worker_id() -> dict[str, Any]:

@@ -3,10 +3,18 @@
 A study lives in memory, or in a storage (:mod:`cptopt.search.storage`) shared by several
 processes and resumed after a crash. Its name defaults to a hash of everything that defines
 the search (law, weights, space, constraints, sampler), so rerunning the same command
-resumes it; loading a study created with other settings is an error. The creator of a new
-study seeds it with a Latin-hypercube batch (``Study.add_trials``); every process then asks
-trials in batches until the study holds the requested number of complete trials.
-Constraints go through Optuna's core API (``Trial.set_constraint``).
+resumes it; loading a study created with other settings, or one whose settings were never
+recorded (its creator was stopped first), is an error. The study starts with a
+Latin-hypercube batch of seed trials; trials are then asked in batches until the study
+holds the requested number of complete trials. Constraints go through Optuna's core API
+(``Trial.set_constraint``).
+
+A persisted study is worked on in turns (:class:`_Turns`): under the study's lock a process
+reads the trials others added into its in-memory copy of the study, asks, evaluates and
+tells a share of the trials that are left there (where the sampler reads them fast), and
+writes them finished in one transaction (:func:`~cptopt.search.storage.write_trials`). The
+seed batch is one such write, made by whichever process finds it missing (or incomplete,
+as older versions could leave it).
 """
 
 from __future__ import annotations
@@ -37,9 +45,18 @@ from cptopt.search.storage import (
     open_storage,
     redact,
     study_lock,
+    trial_states,
     wait_briefly,
     worker_id,
+    write_trials,
 )
+
+#: A process writes at most this many trials per turn at a persisted study (one transaction;
+#: the others wait for the lock meanwhile, a few hundredths of a second).
+TURN_TRIALS = 64
+#: How long a process waits for the settings of a study it found without them: its creator
+#: records them right after creating it.
+SETTINGS_WAIT = 3.0
 
 
 @contextlib.contextmanager
@@ -116,14 +133,17 @@ def _open_study(
         pass
     study = optuna.load_study(storage=storage, sampler=sampler, study_name=name)
     stored = study.user_attrs.get(CONFIG_ATTR)
-    for _ in range(40):  # the creator writes the attribute right after creating the study
-        if stored is not None:
-            break
-        wait_briefly()
+    deadline = time.monotonic() + SETTINGS_WAIT
+    while stored is None and time.monotonic() < deadline:
+        wait_briefly()  # the creator records the settings right after creating the study
         stored = optuna.load_study(storage=storage, study_name=name).user_attrs.get(CONFIG_ATTR)
-    if stored is not None and json.loads(json.dumps(stored)) != json.loads(
-        json.dumps(fingerprint, default=str)
-    ):
+    if stored is None:
+        raise InputError(
+            f"study '{name}' in {redact(url)} has no recorded settings (its creator was "
+            f"stopped before recording them), so it may hold another search; use another "
+            f"{param('study_name')} or delete that study"
+        )
+    if json.loads(json.dumps(stored)) != json.loads(json.dumps(fingerprint, default=str)):
         differing = sorted(
             k
             for k in set(stored) | set(fingerprint)
@@ -136,83 +156,160 @@ def _open_study(
     return study, False, True
 
 
+def _seed_trials(space: ResolvedSpace, evaluator: Evaluator, n: int, seed: int) -> list[Any]:
+    """The first ``n`` trials of the seed batch: space-filling settings, evaluated in one
+    call (the same points whoever computes them)."""
+    if n <= 0:
+        return []
+    import optuna
+
+    batch = space.latin_hypercube(n, seed)
+    general, domain, objective, violations = evaluator.evaluate(batch)
+    distributions = space.distributions()
+    return [
+        optuna.trial.create_trial(
+            params=space.params_of(batch, i),
+            distributions=distributions,
+            value=float(objective[i]),
+            user_attrs={"general": float(general[i]), "domain": float(domain[i]), "seed": True},
+            constraints={k: float(v[i]) for k, v in violations.items()} or None,
+        )
+        for i in range(len(batch))
+    ]
+
+
+def _seed_study(study: Any, space: ResolvedSpace, evaluator: Evaluator, n: int, seed: int) -> int:
+    """Evaluate ``n`` space-filling settings in one call and add them as complete trials."""
+    trials = _seed_trials(space, evaluator, n, seed)
+    if trials:
+        study.add_trials(trials)
+    return len(trials)
+
+
+def _ask_and_tell(
+    study: Any,
+    space: ResolvedSpace,
+    evaluator: Evaluator,
+    count: int,
+    worker: dict[str, Any] | None = None,
+) -> None:
+    """Ask ``count`` trials, evaluate them in one call and tell the results (each marked as
+    run by ``worker``, if given)."""
+    asked = [study.ask(fixed_distributions=space.distributions()) for _ in range(count)]
+    batch = space.batch_from_params([t.params for t in asked])
+    general, domain, objective, violations = evaluator.evaluate(batch)
+    for i, trial in enumerate(asked):
+        if worker is not None:
+            trial.set_user_attr(WORKER_ATTR, worker)
+        trial.set_user_attr("general", float(general[i]))
+        trial.set_user_attr("domain", float(domain[i]))
+        for cname in evaluator.constraint_names():
+            trial.set_constraint(cname, float(violations[cname][i]))
+        study.tell(trial, float(objective[i]))
+
+
 def _run_study(
     study: Any,
-    url: str | None,
-    name: str,
     space: ResolvedSpace,
     evaluator: Evaluator,
     trials: int,
     batch_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> int:
-    """Ask/evaluate/tell in vectorised batches until the study holds ``trials`` complete."""
+    """Ask/evaluate/tell in vectorised batches until the in-memory ``study`` holds
+    ``trials`` complete ones."""
     from optuna.trial import TrialState
 
-    distributions = space.distributions()
-    names = evaluator.constraint_names()
-    shared = url is not None
-    me = worker_id()
     done_here = 0
-    check_stale = shared
     while True:
-        with study_lock(url, name):
-            if check_stale:  # at the start, and whenever others' running trials block us
-                fail_stale_trials(study)
-                check_stale = False
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            complete = sum(s == TrialState.COMPLETE for s in states)
-            running = sum(s == TrialState.RUNNING for s in states)
-            remaining = trials - complete - running
-            asked = []
-            if remaining > 0:
-                for _ in range(min(batch_size, remaining)):
-                    trial = study.ask(fixed_distributions=distributions)
-                    if shared:
-                        trial.set_user_attr(WORKER_ATTR, me)
-                    asked.append(trial)
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if progress is not None:
             progress(complete, trials)
-        if not asked:
-            if running == 0:
-                break
-            wait_briefly()
-            check_stale = True
-            continue
-        batch = space.batch_from_params([t.params for t in asked])
-        general, domain, objective, violations = evaluator.evaluate(batch)
-        for i, trial in enumerate(asked):
-            trial.set_user_attr("general", float(general[i]))
-            trial.set_user_attr("domain", float(domain[i]))
-            for cname in names:
-                trial.set_constraint(cname, float(violations[cname][i]))
-            study.tell(trial, float(objective[i]))
-        done_here += len(asked)
-    return done_here
+        if complete >= trials:
+            return done_here
+        count = min(batch_size, trials - complete)
+        _ask_and_tell(study, space, evaluator, count)
+        done_here += count
 
 
-def _seed_study(study: Any, space: ResolvedSpace, evaluator: Evaluator, n: int, seed: int) -> int:
-    """Evaluate ``n`` space-filling settings in one call and add them as complete trials."""
-    if n <= 0:
-        return 0
-    import optuna
+class _Turns:
+    """A persisted study worked on in turns (see the module docstring): ``mirror`` is this
+    process's in-memory copy, where the sampler works; ``read`` the persisted trials (by
+    number) it already holds."""
 
-    batch = space.latin_hypercube(n, seed)
-    general, domain, objective, violations = evaluator.evaluate(batch)
-    distributions = space.distributions()
-    trials = []
-    for i in range(len(batch)):
-        trials.append(
-            optuna.trial.create_trial(
-                params=space.params_of(batch, i),
-                distributions=distributions,
-                value=float(objective[i]),
-                user_attrs={"general": float(general[i]), "domain": float(domain[i]), "seed": True},
-                constraints={k: float(v[i]) for k, v in violations.items()} or None,
-            )
-        )
-    study.add_trials(trials)
-    return len(trials)
+    def __init__(self, persisted: Any, url: str, name: str, sampler: Any) -> None:
+        import optuna
+
+        self.persisted, self.url, self.name = persisted, url, name
+        self.mirror = optuna.create_study(sampler=sampler, study_name=name)
+        self.read: set[int] = set()
+
+    def _sync(self) -> tuple[int, int, int]:
+        """Copy the trials others added into the mirror; ``(trials, complete, running)`` of
+        the persisted study."""
+        from optuna.trial import TrialState
+
+        states = trial_states(self.persisted)
+        for number, state, trial_id in states:
+            if number not in self.read and state == TrialState.COMPLETE:
+                self.mirror.add_trial(self.persisted._storage.get_trial(trial_id))
+            self.read.add(number)
+        complete = sum(state == TrialState.COMPLETE for _, state, _ in states)
+        running = sum(state == TrialState.RUNNING for _, state, _ in states)
+        return len(states), complete, running
+
+    def _write(self, start: int, new: list[Any]) -> None:
+        """Write ``new`` (finished in the mirror) through; they become trials ``start...``."""
+        if new:
+            write_trials(self.persisted, new)
+            self.read.update(range(start, start + len(new)))
+
+    def seed(
+        self, space: ResolvedSpace, evaluator: Evaluator, n: int, seed: int, trials: int
+    ) -> int:
+        """Write the seed batch, or the part of it the study lacks (never beyond ``trials``
+        in all); how many seed trials were written."""
+        with study_lock(self.url, self.name):
+            fail_stale_trials(self.persisted)
+            total, complete, running = self._sync()
+            present = sum(t.user_attrs.get("seed") is True for t in self.mirror.trials)
+            room = max(0, trials - complete - running)
+            missing = _seed_trials(space, evaluator, n, seed)[present:][:room]
+            self.mirror.add_trials(missing)
+            self._write(total, missing)
+            return len(missing)
+
+    def run(
+        self,
+        space: ResolvedSpace,
+        evaluator: Evaluator,
+        trials: int,
+        batch_size: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        """Turns until the persisted study holds ``trials`` complete trials."""
+        done_here, check_stale = 0, False
+        while True:
+            with study_lock(self.url, self.name):
+                if check_stale:  # others' running trials (older cptopts) were in the way
+                    fail_stale_trials(self.persisted)
+                total, complete, running = self._sync()
+                share = min(TURN_TRIALS, trials - complete - running)
+                for first in range(0, max(share, 0), batch_size):
+                    count = min(batch_size, share - first)
+                    _ask_and_tell(self.mirror, space, evaluator, count, worker_id())
+                new = self.mirror.get_trials(deepcopy=False)[-share:] if share > 0 else []
+                self._write(total, new)
+            done_here += len(new)
+            if progress is not None:
+                progress(complete + len(new), trials)
+            if not new:
+                if running == 0:
+                    with study_lock(self.url, self.name):
+                        self._sync()  # everyone's trials, for the result
+                    return done_here
+                wait_briefly()
+                check_stale = True
 
 
 def _study_best(study: Any, space: ResolvedSpace, per_group: int = 2) -> tuple[Batch, float] | None:
@@ -288,6 +385,7 @@ def run_study(
 
     name = settings.study_name or study_name_for(fingerprint)
     started = time.perf_counter()
+    n_seed = min(settings.seed_trials, settings.trials)
     with _optuna_quiet(verbose):
         sampler = make_sampler(settings.sampler, settings.seed)
         study, created, resumed = _open_study(url, name, fingerprint, sampler)
@@ -295,13 +393,16 @@ def run_study(
             # another process (or an earlier run) owns the seed: draw different points
             mixed = np.random.SeedSequence([settings.seed, os.getpid()]).generate_state(1)[0]
             study.sampler = make_sampler(settings.sampler, int(mixed))
-        seeded = 0
-        if created:
-            n_seed = min(settings.seed_trials, settings.trials)
+        if url is None:
             seeded = _seed_study(study, space, evaluator, n_seed, settings.seed)
-        done_here = _run_study(
-            study, url, name, space, evaluator, settings.trials, settings.batch_size, progress
-        )
+            done_here = _run_study(
+                study, space, evaluator, settings.trials, settings.batch_size, progress
+            )
+        else:
+            turns = _Turns(study, url, name, study.sampler)
+            seeded = turns.seed(space, evaluator, n_seed, settings.seed, settings.trials)
+            done_here = turns.run(space, evaluator, settings.trials, settings.batch_size, progress)
+            study = turns.mirror
         seconds = time.perf_counter() - started
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         return StudyOutcome(

@@ -67,9 +67,10 @@ def test_real_held_out_targets(fitted_law, data_dir):
 
 def test_strong_shift_held_out_targets():
     """cpt-cyr (general English -> Cyrillic man pages, a small corpus): its standard split,
-    measured by benchmarks/accuracy.py: final error at most 4.6 % (general) and 5.1 %
+    measured by benchmarks/accuracy.py: final error at most 4.3 % (general) and 4.6 %
     (domain) over its 13 targets, which include r = 0.1, 0.6x LR and 2,000-4,000 steps; the
-    bound leaves room for noise. Before issue #12 the domain's worst was 32 %."""
+    bound leaves room for noise (fitting seeds 0-3 move the domain's worst to 4.8 %). Before
+    issue #12 the domain's worst was 32 %; before issue #26, 5.0 % and 5.2 %."""
     from pathlib import Path
 
     from cptopt import fit
@@ -77,7 +78,7 @@ def test_strong_shift_held_out_targets():
     root = Path(__file__).resolve().parents[2]
     law = fit(root / "examples" / "pilots" / "cyr.yaml")
     assert law.domain_tokens == 1245822 and law.domain.pt_points == "checkpoint"
-    assert any("replay forms" in note for note in law.notes)  # r = 0.1 is not decided
+    assert any("members" in note and "0.125" in note for note in law.notes)  # r = 0.1 undecided
     data = root / "examples" / "data" / "cpt-cyr"
     for run_id in ("cyr_U_lr0.6x_r10_wsd_1000", "cyr_U_lr0.6x_r25_wsd_4000"):
         with (data / "runs" / f"{run_id}.csv").open() as handle:
@@ -88,8 +89,36 @@ def test_strong_shift_held_out_targets():
         for loss in ("general", "domain"):
             observed = float([r for r in rows if r[f"loss_{loss}"]][-1][f"loss_{loss}"])
             forecast = getattr(prediction, loss)
-            assert abs(forecast.final / observed - 1) < 0.07, (run_id, loss)
+            assert abs(forecast.final / observed - 1) < 0.06, (run_id, loss)
             assert forecast.final_lower <= observed <= forecast.final_upper, (run_id, loss)
+
+
+def test_one_more_strong_shift_pilot_does_not_make_the_law_worse():
+    """Issue #26 on cpt-cyr (benchmarks/add_one.py): the pilots plus the run that raised the
+    worse-loss final mean error most (0.6x LR, r = 0.25: +1.02 points before the averaged
+    laws) or second most (0.3x, r = 0.5: +0.96), scored on the same targets as the five
+    pilots. Measured -0.03 and -0.43 points; the bar is +0.3 points."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "benchmarks"))  # add_one imports accuracy, as a script
+    try:
+        spec = importlib.util.spec_from_file_location("add_one", root / "benchmarks/add_one.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        scenario = bench.Scenario(root / "examples" / "data" / "cpt-cyr", "unannealed")
+        before = scenario.score(scenario.fit(scenario.pilots))
+        for added in ("cyr_U_lr0.6x_r25_wsd_1000", "cyr_U_lr0.3x_r50_wsd_1000"):
+            after = scenario.score(scenario.fit([*scenario.pilots, added]))
+            kept = [t for t in scenario.targets if t != added]
+            increase = (
+                bench.final_means(after, kept)["worse"] - bench.final_means(before, kept)["worse"]
+            )
+            assert increase < 0.003, (added, increase)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
 
 
 def test_pretraining_pilots_predict_the_mpl_papers_test_runs():

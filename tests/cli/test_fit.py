@@ -294,3 +294,24 @@ def test_fit_pretraining_pilots_refuses_cpt_options(tmp_path, pretrain_manifest,
     result = invoke("fit", pretrain_manifest, "-o", tmp_path / "law.json", *extra)
     assert_one_line_error(result, message)
     assert not (tmp_path / "law.json").exists()
+
+
+def test_the_spinner_shows_the_running_stages_and_is_silent_when_piped(
+    tmp_path, unannealed_manifest
+):
+    from cptopt.cli._common import Spinner
+
+    spinner = Spinner("reading 5 pilot logs")
+    assert spinner.live is None  # stderr is not a terminal here: nothing is drawn
+    spinner("reading logs", 5, 5)
+    assert spinner.text() == "reading logs 5/5"
+    spinner("selecting the general law", 2, 7)
+    spinner("selecting the domain law", 1, 5)
+    assert spinner.text() == "selecting the general law 2/7; selecting the domain law 1/5"
+    spinner("selecting the domain law", 5, 5)
+    assert spinner.text() == "selecting the general law 2/7"
+    spinner("selecting the general law", 7, 7)
+    assert spinner.text() == "selecting the general law 7/7"
+    result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--form", "exp")
+    assert result.exit_code == 0, result.stderr
+    assert "selecting" not in result.stderr and "reading" not in result.stderr

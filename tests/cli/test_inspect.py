@@ -34,10 +34,10 @@ def test_table_shows_series_roles_and_lr_coverage():
     )
     assert "(tensorboard, step = 'step')" in text
     assert "LR at every step 1..1000" in text
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
-    assert "general" in rows["eval_general_loss"] and "0..1000" in rows["eval_general_loss"]
-    assert "lr" in rows["train/learning_rate"] and "1001" in rows["train/learning_rate"]
-    assert rows["eval_general_runtime"].split("│")[2].strip() == ""  # no role
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["eval_general_loss"][1:3] == ["general", "0..1000"]
+    assert rows["train/learning_rate"][1] == "lr" and "1001" in rows["train/learning_rate"]
+    assert rows["eval_general_runtime"][1] == "0..1000"  # no role: the steps come next
 
 
 def test_json_is_parseable_and_complete():
@@ -78,13 +78,16 @@ def test_mapping_options_change_roles():
 
 def test_mapping_error_still_shows_the_series_then_exits_2(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_text("step,lr,eval_loss\n0,0,2.0\n10,1e-3,1.9\n")
+    path.write_text("step,lr,eval_loss_a,eval_loss_b\n0,0,2.0,2.1\n10,1e-3,1.9,2.0\n")
     result = invoke("inspect", str(path))
     assert result.exit_code == 2
-    assert "eval_loss" in result.stdout  # the table is printed so the user can fix the map
+    assert "eval_loss_a" in result.stdout  # the table is printed so the user can fix the map
+    # the footer does not claim the run has no LR: nothing was read
+    assert "no LR series" not in result.stdout
+    assert "nothing read: the mapping failed (the error says why)" in result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot tell which series" in lines[0]
-    assert "series present: lr, eval_loss" in lines[0]
+    assert "series present: lr, eval_loss_a, eval_loss_b" in lines[0]
 
 
 def test_help_lists_formats():

@@ -145,14 +145,25 @@ def test_fit_accepts_a_manifest_path(unannealed_manifest):
     assert len(law.inputs) == 6 and all(len(i.sha256) == 64 for i in law.inputs)
 
 
-def test_process_pool_gives_the_same_law(unannealed_manifest):
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({"form": "exp", "lam": 0.99}, id="fixed"),
+        pytest.param({}, id="auto"),
+        pytest.param({"tie": "auto"}, id="tie", marks=pytest.mark.slow),
+    ],
+)
+def test_the_law_does_not_depend_on_the_number_of_workers(unannealed_manifest, settings):
+    """The same computation whatever runs it: every fit, refit and random start is the same
+    task in one process or spread over workers (exactness is the contract, the law file
+    is compared whole)."""
     from cptopt import load_manifest
 
     pilots = load_manifest(unannealed_manifest)
-    one = LawFitter(form="exp", lam=0.99, n_jobs=1).fit(pilots).law_
-    two = LawFitter(form="exp", lam=0.99, n_jobs=2).fit(pilots).law_
-    assert one.general.values == two.general.values
-    assert one.domain.jackknife == two.domain.jackknife
+    one = LawFitter(n_jobs=1, **settings).fit(pilots).law_
+    for jobs in (2, 3):
+        other = LawFitter(n_jobs=jobs, **settings).fit(pilots).law_
+        assert other.model_dump() == one.model_dump()
 
 
 def test_recovers_a_tied_law_and_stores_it_tied():
@@ -195,3 +206,41 @@ def test_lr_power_forced_on_every_candidate_fits_and_predicts():
     schedule = Schedule(family="wsd", peak_lr=1e-3, steps=1000, warmup_steps=20)
     prediction = predict(law, schedule, 0.1)
     assert np.isfinite(prediction.general.mean).all() and prediction.domain.final > 0
+
+
+def test_progress_names_each_stage_with_its_count(unannealed_manifest):
+    """The fit reports through the callback it is given (the library prints nothing): the
+    logs read k of n, the PT history, and each set's candidates k of n with the final fit
+    last; counts only grow, from 0 to their total."""
+    import threading
+
+    from cptopt import load_manifest
+
+    calls: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        with lock:
+            calls.append((stage, done, total))
+
+    pilots = load_manifest(unannealed_manifest, progress=progress)
+    LawFitter(n_jobs=2).fit(pilots, progress=progress)
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages[:2] == ["reading the pre-training history", "reading logs"]
+    assert set(stages[2:]) == {"selecting the general law", "selecting the domain law"}
+    for stage in stages:
+        counts = [(done, total) for name, done, total in calls if name == stage]
+        totals = {total for _, total in counts}
+        assert len(totals) == 1, stage
+        done = [d for d, _ in counts]
+        assert done == sorted(done) and done[0] == 0 and done[-1] == totals.pop(), stage
+    assert ("reading logs", 5, 5) in calls
+    # general: 2 PT-point policies + the averaged law's fit; domain: the averaged law's fit
+    assert ("selecting the general law", 3, 3) in calls
+    assert ("selecting the domain law", 1, 1) in calls
+
+
+def test_progress_of_a_fixed_variant_is_its_final_fit(unannealed_manifest):
+    calls: list[tuple[str, int, int]] = []
+    fit(unannealed_manifest, form="exp", lam=0.99, progress=lambda *a: calls.append(a))
+    assert [c for c in calls if c[0] == "final fit"][-1] == ("final fit", 2, 2)

@@ -155,17 +155,22 @@ def _edit(path: list, value: object):
     return edit
 
 
+def _swap_first_names(data: dict) -> None:
+    names = data["general"]["parameter_names"]
+    names[0], names[1] = names[1], names[0]
+
+
 #: Damaged law files (an edit of a good one) and the one line each gets: the file, the field.
 DAMAGED = [
     (_edit(["general", "jackknife", 0, 2], float("nan")), r"general\.jackknife\[0\]\[2\] is NaN"),
     (_edit(["general", "values", 3], float("nan")), r"general\.values\[3\] is NaN"),
     (_edit(["domain", "values", 0], float("inf")), r"domain\.values\[0\] is Infinity"),
     (_edit(["general", "values", 0], "-inf"), r"general\.values\[0\] is -Infinity"),
-    (_edit(["general", "values", 1], 1e300), r"values\[1\] \(A\) == 1e\+300, outside .* 0\.\.1000"),
-    (lambda d: d["general"]["values"].pop(), r"general\.values: 12 values for 13 parameters"),
-    (lambda d: d["domain"]["jackknife"][1].pop(), r"domain\.jackknife\[1\]: 12 values for 13"),
+    (_edit(["general", "values", 1], 1e300), r"values\[1\] \(odds\^q\.A\) == 1e\+300, outside"),
+    (lambda d: d["general"]["values"].pop(0), r"general\.values: 29 values for 30 parameters"),
+    (lambda d: d["domain"]["jackknife"][1].pop(), r"domain\.jackknife\[1\]: 28 values for 29"),
     (_edit(["general", "parameters", 2, "value"], 0.5), r"parameters\[2\]\.value == 0\.5 but "),
-    (lambda d: d["general"]["parameter_names"].reverse(), r"general\.parameter_names: a2, a1"),
+    (_swap_first_names, r"general\.parameter_names: odds\^q\.A, odds\^q\.L0, "),
     (_edit(["general", "interval_scale"], -1.0), r"general\.interval_scale == -1\.0, must be > 0"),
     (_edit(["domain", "noise"], float("nan")), r"domain\.noise is NaN"),
     (_edit(["coverage", "peak_lr_min"], 0.01), r"coverage\.peak_lr_min 0\.01 and peak_lr_max"),
@@ -179,7 +184,7 @@ DAMAGED = [
     (_edit(["pretrain", "warmup_steps"], 10**6), r"pretrain\.warmup_steps == 1000000"),
     (_edit(["general", "form"], "linear"), r"general\.form: 'linear' is not a form of this kind"),
     (_edit(["domain", "form"], "pretrain"), r"domain\.form: 'pretrain' is not a form of this"),
-    (_edit(["form"], "paper"), r"form: 'paper', but general\.form is 'odds'"),
+    (_edit(["form"], "paper"), r"form: 'paper', but general\.form is 'odds\^q/relax\^q'"),
     (lambda d: d.update(annealing="s2", lam=None), r"lam == None: the S2 memory needs"),
     (lambda d: d.update(annealing="s2", lam=1.5), r"lam == 1\.5: the S2 memory needs"),
     (_edit(["replay_terms"], False), r"replay_terms: False, but coverage\.replay_ratios has 3"),
@@ -189,14 +194,16 @@ DAMAGED = [
         r"domain_tokens: given, but coverage\.tokens_per_step is empty",
     ),
     (_edit(["tied"], ["nope"]), r"tied: 'nope' is not a parameter of both sets"),
-    (_edit(["general", "jackknife", 0], ["a"] * 13), r"general\.jackknife\[0\]\[0\]: Input should"),
+    (_edit(["general", "jackknife", 0, 0], "a"), r"general\.jackknife\.0\.0: Input should be a"),
 ]
 
 
 @pytest.mark.parametrize(("edit", "pattern"), DAMAGED, ids=[p for _, p in DAMAGED])
 def test_a_damaged_law_file_is_refused_naming_the_field(fitted_law, tmp_path, edit, pattern):
     data = json.loads(fitted_law.model_dump_json())
-    assert (data["form"], data["annealing"]) == ("odds", "mpl")  # what the edits assume
+    # what the edits assume: the default law, averages of 30 (general) and 29 parameters
+    assert (data["form"], data["annealing"]) == ("odds^q/relax^q", "mpl")
+    assert (len(data["general"]["values"]), len(data["domain"]["values"])) == (30, 29)
     edit(data)
     path = tmp_path / "law.json"
     path.write_text(json.dumps(data))
@@ -234,3 +241,72 @@ def test_a_law_file_nested_too_deeply_is_one_line(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match=r"law\.json: nested too deeply to be a law file"):
         load_law(path)
+
+
+def _with_domain(fitted_law, tmp_path, **changes) -> Path:
+    """``fitted_law``'s file with keys of its domain set changed (as a hand edit would,
+    ``values`` in both places the file keeps them)."""
+    data = json.loads(fitted_law.model_dump_json())
+    data["domain"].update(changes)
+    if "values" in changes:  # each parameter's record shows its value too
+        for parameter, value in zip(data["domain"]["parameters"], changes["values"], strict=True):
+            parameter["value"] = value
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_an_averaged_forms_members_and_weights_are_checked_when_read(fitted_law, tmp_path):
+    """The default law's sets are averages (``relax/relax^q``): the reader refuses unknown
+    members and weights that are not a distribution, in one line naming file and field."""
+    fit = fitted_law.domain
+    assert fit.form == "relax/relax^q"
+    at = {name: i for i, name in enumerate(fit.parameter_names)}
+    first, second = at["weight.relax"], at["weight.relax^q"]
+    for form, message in (
+        ("relax/bogus^q", "'bogus' is not a law form"),
+        ("relax/relax", "needs two or more different members"),
+        ("pretrain/relax", "'pretrain' is not a law form"),  # not a CPT form
+    ):
+        path = _with_domain(fitted_law, tmp_path, form=form)
+        with pytest.raises(InputError, match=f"edited.json: domain.form: .*{message}"):
+            load_law(path)
+
+    def weights(a: float, b: float) -> list[float]:
+        values = list(fit.values)
+        values[first], values[second] = a, b
+        return values
+
+    # a NaN weight is found where every NaN of a law file is (before the fields are read)
+    path = _with_domain(fitted_law, tmp_path, values=weights(float("nan"), 0.5))
+    with pytest.raises(InputError, match=rf"edited.json: domain.values\[{first}\] is NaN$"):
+        load_law(path)
+    for a, b, message in (
+        (1.2, -0.2, "must be finite and non-negative"),
+        (0.5, 0.6, "sum to 1.1, not 1"),
+        (0.5, 0.5 + 1e-8, "sum to 1.00000001, not 1"),
+    ):
+        path = _with_domain(fitted_law, tmp_path, values=weights(a, b))
+        with pytest.raises(InputError, match="edited.json: domain.values: weight.relax, "):
+            load_law(path)
+        with pytest.raises(InputError, match=message):
+            load_law(path)
+    names = [name.replace("weight.relax^q", "weight.odds") for name in fit.parameter_names]
+    with pytest.raises(InputError, match="domain.values: .*no weight.relax\\^q among"):
+        load_law(_with_domain(fitted_law, tmp_path, parameter_names=names))
+    # within 1e-9 of 1 is a distribution: JSON keeps each float, the fit normalises them
+    loaded = load_law(_with_domain(fitted_law, tmp_path, values=weights(0.25, 0.75 + 1e-12)))
+    assert loaded.domain.values[second] == pytest.approx(0.75, abs=1e-11)  # read as written
+
+
+def test_an_averaged_law_reads_what_any_member_reads(fitted_law):
+    """The inputs a law needs come from its sets' forms: an average needs the per-step LRs
+    when any member's shift is driven by LR^q, whatever the stored ``lr_power`` says."""
+    unmarked = {
+        name: getattr(fitted_law, name).model_copy(update={"lr_power": False})
+        for name in ("general", "domain")
+    }
+    law = fitted_law.model_copy(update=unmarked)
+    assert law.form_for("domain").needs_steps and law.needs.steps
+    assert law.needs.history == (law.annealing == "mpl")
+    assert law.needs == fitted_law.needs

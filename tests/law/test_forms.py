@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cptopt.law.areas import Areas
-from cptopt.law.forms import FORMS, make_law, published_coefficients
+from cptopt.law.forms import FORMS, make_law
+from cptopt.testing import published_coefficients
 
 
 def published_general(s1_pt, s1_cpt, s2_pt, s2_cpt):
@@ -224,6 +225,49 @@ def test_share_credit_is_continuous_in_a1_at_zero_replay():
     assert one[0] < 0.03 < one[1]  # a little replay restores most of the credit
 
 
+def _shift_column(form: str, a2: float, beta: float, s1_cpt: np.ndarray, replay: np.ndarray):
+    """The shift column of ``form``'s basis (``g(beta, E k X) v``, E = 10) at the points."""
+    law = make_law(form, "general", True, True)
+    n = s1_cpt.size
+    areas = Areas(np.full(n, 5.0), np.zeros(n), s1_cpt, np.zeros(n), replay)
+    shape = {"alpha": 0.5, "E": 10.0, "beta": beta, "a1": 0.0, "a2": a2, "C2": 0.0}
+    columns = law.basis({k: np.array([v]) for k, v in shape.items() if k in law.names}, areas)
+    return columns[:, law.linear_names.index("Bbeta")]
+
+
+def test_relax_is_odds_at_zero_replay_and_at_saturation():
+    """relax keeps odds's level 1 / (1 + a2 odds): the same law at r = 0, and the same level
+    once the shift has saturated (beta > 0, X large); only the course in X differs."""
+    s1 = np.array([0.05, 0.5, 5.0])
+    for a2 in (0.5, 20.0):
+        zero = np.zeros(3)
+        np.testing.assert_allclose(
+            _shift_column("relax", a2, 0.4, s1, zero), _shift_column("odds", a2, 0.4, s1, zero)
+        )
+    far = np.full(2, 1e12)
+    replay = np.array([0.1, 0.5])
+    np.testing.assert_allclose(
+        _shift_column("relax", 20.0, 0.4, far, replay),
+        _shift_column("odds", 20.0, 0.4, far, replay),
+        rtol=1e-4,  # (1 + E k X)^-beta with E k X ~ 1e13: 1e-5 of the level still to go
+    )
+
+
+def test_relax_starts_with_the_domain_share_and_replay_sets_the_rate():
+    """At the start (E X << 1) the shift grows as E X (1 - r) whatever a2 (the push of the
+    domain share); with replay it saturates sooner than odds's (rate 1 - r + a2 r)."""
+    tiny = np.full(3, 1e-9)
+    replay = np.array([0.0, 0.25, 0.5])
+    for a2 in (0.2, 1.0, 30.0):
+        slope = _shift_column("relax", a2, 0.5, tiny, replay) / (10.0 * tiny)
+        np.testing.assert_allclose(slope, 1.0 - replay, rtol=1e-5)  # first order in E X
+    s1 = np.array([0.01, 1.0])  # a course: what share of the r = 0.25 level is reached
+    level = 1.0 / 0.5 / (1.0 + 20.0 / 3.0)  # g -> 1 / beta, times v(0.25)
+    relax = _shift_column("relax", 20.0, 0.5, s1, np.full(2, 0.25)) / level
+    odds = _shift_column("odds", 20.0, 0.5, s1, np.full(2, 0.25)) / level
+    assert (relax > odds).all() and relax[-1] > 0.8 > odds[-1]  # 87 % vs 70 % at E X = 10
+
+
 # ------------------------------------------------------------------- pre-training form
 
 
@@ -287,3 +331,26 @@ def test_mpl1_is_the_multi_power_memory_at_zeta_one():
     assert float(amount[0]) == pytest.approx(5e-4 * x / (1 + x), rel=1e-12)
     general, _ = mpl.annealing.amounts({**shape, "zeta": np.array([1.0])}, areas)
     assert float(general[0]) == pytest.approx(float(amount[0]), rel=1e-12)
+
+
+def test_mpl_kernel_kept_between_loss_and_jacobian_changes_nothing():
+    """The multi-power memory keeps the last point's kernel (the optimiser asks for the loss
+    and then the Jacobian there): every answer equals a fresh law's, whichever came first,
+    at that point and at the next (exactness is the contract: the same arrays)."""
+    areas = mpl_areas()
+    law = make_law("exp", "general", True, True, "mpl")
+    rng = np.random.default_rng(5)
+    points = [
+        np.array([rng.uniform(s.start_low or 0.1, s.start_high or 1.0) for s in law.specs])
+        for _ in range(3)
+    ]
+    for values in points:
+        fresh = make_law("exp", "general", True, True, "mpl")
+        loss = law.evaluate(values, areas)
+        prediction, jac = law.jacobian(values, areas)
+        fresh_prediction, fresh_jac = fresh.jacobian(values, areas)
+        assert np.array_equal(loss, fresh.evaluate(values, areas))
+        assert np.array_equal(prediction, fresh_prediction) and np.array_equal(jac, fresh_jac)
+    import pickle
+
+    assert "_last_kernel" not in pickle.loads(pickle.dumps(law)).annealing.__dict__

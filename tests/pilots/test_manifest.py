@@ -61,7 +61,7 @@ def test_every_format_in_a_manifest(tmp_path, log, name):
 
 def test_unknown_format_is_rejected(tmp_path):
     path = write(tmp_path, f"  - {{log: {FIXTURES / 'hf'}, replay_ratio: 0.25, format: xlsx}}\n")
-    with pytest.raises(InputError, match=r"runs\[0\]\.format"):
+    with pytest.raises(InputError, match=r"runs\.0\.format"):
         load_manifest(path)
 
 

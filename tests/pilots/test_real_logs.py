@@ -159,7 +159,7 @@ def test_hf_keys_schedule_errors_are_one_clean_line(tmp_path):
         f"  - {{log: {REAL / 'hf-B'}, replay_ratio: 0.25, schedule: {{learning_rate: 3.0e-3,"
         " family: constant}}\n",
     )
-    with pytest.raises(InputError, match=r"runs\[0\]\.schedule: give cptopt's keys .* not both"):
+    with pytest.raises(InputError, match=r"runs\.0\.schedule: give cptopt's keys .* not both"):
         load_manifest(path)
     path = manifest(
         tmp_path, f"  - {{log: {REAL / 'hf-B'}, replay_ratio: 0.25, schedule: {{peak: 1}}}}\n"

@@ -37,6 +37,6 @@ def test_fit_table_fits_80_columns(fitted_law):
     for run in fitted_law.general.runs:
         assert run.name in table  # in the legend
         short = run.name.removeprefix("code_U_").removesuffix("_1000")
-        (row,) = [line for line in table.splitlines() if line.startswith(f"│ {short} ")]
+        (row,) = [line for line in table.splitlines() if line.startswith(f" {short} ")]
         assert row.count("%") == 6
     assert max(len(line) for line in text.splitlines()) <= 80

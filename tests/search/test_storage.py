@@ -71,7 +71,7 @@ def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def test_resume_after_sigkill_keeps_completed_trials(law_file, tmp_path) -> None:
     db = tmp_path / "s.db"
     url = f"sqlite:///{db}"
-    total = 120
+    total = 400  # a process writes up to 64 trials per turn: room for the kill to land
     args = _command(law_file, "--storage", url, "--study-name", "resume", "--trials", str(total))
     process = subprocess.Popen(
         args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path

@@ -10,9 +10,9 @@ area discounted where the run repeats domain data, and the per-step LRs a shift 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from cptopt.exceptions import InputError, param
 from cptopt.law.areas import (
     Areas,
     CheckpointState,
-    checkpoint_state,
+    PretrainAreas,
     cpt_point_areas,
     history_areas,
     unknown_checkpoint,
@@ -96,6 +96,9 @@ class CptScenario(FromPilots):
     domain_tokens: float | None = None
     lr_reference: float | None = None
     pilots: PilotSet | None = field(default=None, compare=False, repr=False)
+    #: What this scenario computed once and reads again (see :meth:`pt_areas` and
+    #: :meth:`fit_data`): a long PT history is reduced once, not per run or per fit.
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def from_pilots(pilots: PilotSet) -> CptScenario:
@@ -135,16 +138,25 @@ class CptScenario(FromPilots):
         self.history.checkpoint_step(checkpoint)  # an unknown name is a one-line error
         return checkpoint
 
+    def pt_areas(self, lam: float | None) -> PretrainAreas:
+        """The known PT history's areas under the S2 ``lam``, computed once per ``lam`` (a
+        history of a million steps takes a fraction of a second to sum)."""
+        key = ("pt", lam)
+        if key not in self._memo:
+            self._memo[key] = history_areas(self.history, lam)
+        return self._memo[key]
+
     def checkpoint_state(self, checkpoint: str | None, lam: float | None) -> CheckpointState:
         """The area state at a checkpoint (:meth:`checkpoint_name`) under the S2 ``lam``."""
         if not self.history.known:
             return unknown_checkpoint(self.history.final_lr)
-        return checkpoint_state(self.history, self.checkpoint_name(checkpoint), lam)
+        name = self.checkpoint_name(checkpoint)
+        return self.pt_areas(lam).state_at(self.history.checkpoint_step(name))
 
     def state_at(self, pt_step: int, lam: float | None) -> CheckpointState:
         """The area state after PT step ``pt_step`` of a known PT history (a checkpoint no
         pilot may have started from, e.g. one the search tries)."""
-        return history_areas(self.history, lam).state_at(pt_step)
+        return self.pt_areas(lam).state_at(pt_step)
 
     def run(
         self,
@@ -298,24 +310,38 @@ class CptScenario(FromPilots):
         for index, run in enumerate(pilots.runs):
             curve = run.curve(validation_set)
             if curve is not None:
-                areas = self.inputs(self.pilot_run(run), curve.steps, needs)
+                areas = self._pilot_inputs(index, curve.steps, needs)
                 parts.append((areas, curve.values, index, curve.steps))
         history = self.history
         pt_curve = history.curve(validation_set)
         use = pilots.use_pretrain_points and pt_points != "none"
         if history.known and pt_curve is not None and use:
-            pt_areas = history_areas(history, needs.lam)
+            pt_areas = self.pt_areas(needs.lam)
             first_checkpoint = min(history.checkpoints.values(), default=pt_areas.s1.size)
             start = max(history.warmup_steps + 1, PT_POINTS_FROM * first_checkpoint)
             keep = (pt_curve.steps >= start) & (pt_curve.steps <= pt_areas.s1.size)
             if pt_points == "checkpoint":
                 keep &= np.isin(pt_curve.steps, list(history.checkpoints.values()))
             pt_steps = pt_curve.steps[keep]
-            areas = pt_areas.points(pt_steps, needs.history)
-            parts.append((areas, pt_curve.values[keep], -1, pt_steps))
+            key = ("pt points", needs.lam, needs.history, pt_steps.tobytes())
+            if key not in self._memo:
+                self._memo[key] = pt_areas.points(pt_steps, needs.history)
+            parts.append((self._memo[key], pt_curve.values[keep], -1, pt_steps))
         if not parts:
             raise InputError(f"no pilot logs a {validation_set} loss")
         return FitData.pool(parts)
+
+    def _pilot_inputs(self, index: int, steps: np.ndarray, needs: InputNeeds) -> Areas:
+        """The inputs of pilot ``index`` at ``steps``, computed once for both validation sets,
+        every PT-point policy and either shift drive (the per-step LRs are dropped when
+        ``needs`` has no use for them)."""
+        key = ("pilot", index, needs.lam, needs.history, np.asarray(steps).tobytes())
+        if key not in self._memo:
+            run = self._pilots().runs[index]
+            full = replace(needs, steps=self.lr_reference is not None)
+            self._memo[key] = self.inputs(self.pilot_run(run), steps, full)
+        areas = self._memo[key]
+        return areas if needs.steps else replace(areas, steps=None)
 
     def replay_probe(self, replay_ratio: float) -> CptRunInput:
         """The first pilot's schedule at another replay ratio (to compare law variants

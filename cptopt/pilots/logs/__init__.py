@@ -118,6 +118,13 @@ def detect_format(path: str | Path) -> str:
             return "lightning"
         if wandb_files(path):
             return "wandb-run"
+        below = _logs_below(path)
+        if below:
+            more = f" and {len(below) - 3} more" if len(below) > 3 else ""
+            raise InputError(
+                f"{path}: no log in this folder; below it: {', '.join(map(str, below[:3]))}"
+                f"{more}: give one of them as the log"
+            )
         raise InputError(
             f"{path}: a directory without trainer_state.json, TensorBoard event files, "
             "metrics.csv or a W&B run file; give the log file itself"
@@ -140,6 +147,19 @@ def detect_format(path: str | Path) -> str:
         f"{path}: cannot tell the log format from the name; give one of "
         f"{', '.join(FORMATS[1:])} ({param('format:')})"
     )
+
+
+#: Where logs sit below a folder a user may give instead (Lightning's
+#: ``lightning_logs/version_N/metrics.csv``, an output dir of several HF runs).
+_LOGS_BELOW = ("*/metrics.csv", "*/trainer_state.json", "*/*/metrics.csv", "*/*/trainer_state.json")
+
+
+def _logs_below(path: Path) -> list[Path]:
+    """Log files one or two folders below ``path``, nearest first."""
+    found: list[Path] = []
+    for pattern in _LOGS_BELOW:
+        found += sorted(file for file in path.glob(pattern) if file.is_file())
+    return found
 
 
 def _head(path: Path) -> str:
@@ -244,10 +264,15 @@ def summarize(
     """
     columns = columns or ColumnMap()
     mapping: dict[str, str | None] = {}
-    log, error = None, None
+    log, error, kind = None, None, None
+    loss = _pretrain_loss(raw, columns)
+    if loss is not None:  # one loss: the run's loss, as a 'kind: pretrain' manifest reads it
+        values = {name: getattr(columns, name) for name in columns.model_fields_set}
+        columns = ColumnMap(**{**values, "general": loss, "domain": None})
     try:
         mapping = resolve(raw, columns)
         log = select(raw, columns)
+        kind = "cpt" if loss is None else "pretrain"
     except InputError as exc:
         error = " ".join(render(exc).split())
     suggestion = suggest_loader_mapping(raw)
@@ -255,6 +280,7 @@ def summarize(
         "source": raw.source,
         "format": raw.format,
         "sha256": raw.sha256,
+        "kind": kind,
         "step": raw.step_name,
         "step_offset": raw.step_offset,
         "runs": list(raw.runs),
@@ -262,15 +288,59 @@ def summarize(
         "mapping": mapping,
         **_lr_summary(log),
         "suggested_columns": suggestion or None,
-        "notes": _notes(raw, log),
+        "notes": _notes(raw, log, loss),
         "error": error,
     }
 
 
-def _notes(raw: RawLog, log: LogData | None) -> list[str]:
-    """The reader's notes, why the log is cut short, and the step-0 remark."""
+#: The pre-training manifest's default loss column (``pilots.manifest``).
+_PRETRAIN_LOSS = "loss"
+
+
+def _pretrain_loss(raw: RawLog, columns: ColumnMap) -> str | None:
+    """The one loss of a pre-training log, when the log has no general or domain loss
+    and neither was named: ``loss`` (a ``kind: pretrain`` manifest's default column; HF's
+    ``loss`` is the training loss), else the one validation-like loss. None otherwise."""
+    if {"general", "domain"} & columns.model_fields_set:
+        return None
+    try:
+        resolve(raw, columns)
+        return None  # a general or a domain loss: a CPT log
+    except InputError:
+        pass
+    losses = [
+        name
+        for name in raw.series
+        if "loss" in name.lower() and "train" not in name.lower() and not _loader_loss(name)
+    ]
+    if raw.format == "hf":
+        losses = [name for name in losses if name != "loss"]
+    if _PRETRAIN_LOSS in losses:
+        return _PRETRAIN_LOSS
+    return losses[0] if len(losses) == 1 else None
+
+
+def _loader_loss(name: str) -> bool:
+    """A loss of one of several validation dataloaders (Lightning's ``/dataloader_idx_N``)."""
+    return "/dataloader_idx_" in name
+
+
+def _notes(raw: RawLog, log: LogData | None, pretrain_loss: str | None) -> list[str]:
+    """The reader's notes, why the log is cut short, and the step-0 remark (CPT logs), or
+    what a pre-training log's one loss is."""
     notes = [*raw.notes, *([raw.cut] if raw.cut else []), *(log.notes if log else ())]
-    remark = None if log is None else start_loss_remark(log.general, log.domain)
+    if log is not None and pretrain_loss is not None:
+        mapped = (
+            "its default column"
+            if pretrain_loss == _PRETRAIN_LOSS
+            else f"map it with columns: {{general: {pretrain_loss}}}"
+        )
+        remark: str | None = (
+            f"one loss, '{pretrain_loss}': a pre-training log (in a 'kind: pretrain' manifest "
+            f"it is the run's loss: {mapped}); CPT pilots need a general and a domain loss"
+        )
+    else:
+        remark = None if log is None else start_loss_remark(log.general, log.domain)
     return list(dict.fromkeys(notes)) + ([remark] if remark else [])
 
 
