@@ -640,7 +640,7 @@ CASES = [
     Case(
         "next-pilot P(best) 1.5",
         ["next-pilot", "--law", "{law}", "--p-best", "1.5"],
-        r"--p-best == 1\.5, must be in \(0, 1\]",
+        r"'--p-best': Input should be less than or equal to 1",
     ),
     Case(
         "recommend weights that overflow",
