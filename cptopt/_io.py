@@ -138,23 +138,83 @@ def _current_umask() -> int:
     return mask
 
 
+def _unnamed_temp(folder: Path) -> int | None:
+    """An unnamed file in ``folder`` (Linux ``O_TMPFILE``; its mode what ``open()`` would
+    give), which a killed writer cannot leave behind; None where the system or the file
+    system has none (or ``/proc``, through which it is given a name, is missing)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not Path("/proc/self/fd").is_dir():
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o666)
+    except OSError:
+        return None  # e.g. a file system without O_TMPFILE: a named temporary file
+
+
+def _name_temp(fd: int, folder: Path, prefix: str) -> str:
+    """Give the unnamed file ``fd`` a temporary name in ``folder`` (just before the rename);
+    where the system refuses, copy its data to a named temporary file."""
+    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N names it; os.link only calls linkat
+    # (rather than link, which would not follow) when given a directory fd.
+    anchor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
+            name = str(folder / f"{prefix}{os.urandom(6).hex()}.tmp")
+            try:
+                os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=anchor, follow_symlinks=True)
+                return name
+            except FileExistsError:
+                continue
+            except OSError:
+                return _copy_to_named(fd, folder, prefix)
+    finally:
+        os.close(anchor)
+
+
+def _copy_to_named(fd: int, folder: Path, prefix: str) -> str:
+    """The data of ``fd`` in a new named temporary file in ``folder``, fsynced."""
+    named, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(named, view) :]
+            offset += len(chunk)
+        os.fsync(named)
+        os.chmod(name, 0o666 & ~_current_umask())
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        os.close(named)
+    return name
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike[str], binary: bool = False) -> Iterator[IO[Any]]:
     """A handle on a temporary file next to ``path`` that replaces ``path`` on success.
 
     The temporary file is flushed, fsynced and renamed over ``path`` when the block ends
     without an exception (the rename is atomic on POSIX and Windows, so readers see the old
-    file or the complete new one, never a prefix); on any exception it is removed. Its name
-    carries the writer's process id, so that the temporary files of a writer that was killed
-    are removed by the next write of the same file.
+    file or the complete new one, never a prefix); on any exception it is removed. On Linux
+    it has no name while it is written (``O_TMPFILE``): a writer killed then (``kill -9``)
+    leaves nothing; it is named only for the rename. Elsewhere its name carries the writer's
+    process id, so that the temporary files of a writer that was killed are removed by the
+    next write of the same file (or the next read of a law file, :func:`remove_stale_temps`).
     """
     target = check_output_path(path)
     folder = target.parent if str(target.parent) else Path(".")
+    prefix = f"{_temp_prefix(target)}{os.getpid()}."
+    tmp_name: str | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(target)
-        prefix = f"{_temp_prefix(target)}{os.getpid()}."
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        fd = _unnamed_temp(folder)
+        if fd is None:
+            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+            # mkstemp makes the file owner-only; give it the mode a plain open() would have.
+            os.chmod(tmp_name, 0o666 & ~_current_umask())
     except OSError as exc:
         raise InputError(os_error_line(exc, target)) from None
     try:
@@ -163,12 +223,13 @@ def atomic_writer(path: str | os.PathLike[str], binary: bool = False) -> Iterato
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp makes the file owner-only; give it the mode a plain open() would have.
-        os.chmod(tmp_name, 0o666 & ~_current_umask())
+            if tmp_name is None:
+                tmp_name = _name_temp(handle.fileno(), folder, prefix)
         os.replace(tmp_name, target)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+        if tmp_name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
         if isinstance(exc, OSError):
             raise InputError(os_error_line(exc, target)) from None
         raise

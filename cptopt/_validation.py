@@ -7,10 +7,12 @@ law file) is a pydantic model. :func:`validate` is the one place where a pydanti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from cptopt._io import read_text
@@ -27,12 +29,22 @@ MAX_STEPS = 10_000_000
 MAX_LOG_ROWS = 3 * MAX_STEPS
 #: The largest batch, in tokens per update.
 MAX_TOKENS_PER_STEP = 1_000_000_000
+#: The largest learning rate a schedule may reach: far above any used to train a language
+#: model (Adam's are below 0.1), far below where the law's areas overflow.
+MAX_LR = 10.0
 #: Seeds are 32-bit (Optuna's samplers pass them to numpy's legacy generator).
 MAX_SEED = 2**32 - 1
 #: Complete trials a study may be asked for.
 MAX_TRIALS = 1_000_000
 #: Optimiser starts polished per fit (each costs a full optimisation).
 MAX_STARTS = 100
+#: Nodes a YAML file's aliases (``*name``) may add to it when expanded: far more than any
+#: manifest or config repeats, far less than an alias bomb (a few hundred bytes that
+#: expand to billions of nodes).
+MAX_YAML_ALIAS_NODES = 100_000
+#: How deeply YAML collections may nest (cptopt's files nest a few levels; thousands of
+#: levels overflow the parser's stack).
+MAX_YAML_DEPTH = 100
 
 
 def validate(
@@ -131,6 +143,36 @@ def _fraction_hint(loc: tuple, detail: Any, value: Any) -> str | None:
     return f"a fraction, e.g. {number / 100:g} for {number:g} %" if 1 < number <= 100 else None
 
 
+def first_non_finite(data: Any, path: str = "") -> str | None:
+    """Where the first NaN or infinity of JSON data (dicts, lists, numbers) sits, as
+    ``general.values[3] is NaN`` (``path``: the key path of ``data``), or None.
+
+    Lists of numbers are checked at once (a law file's per-step LRs run to millions).
+    """
+    if isinstance(data, float):
+        if math.isfinite(data):
+            return None
+        return f"{path} is {'NaN' if math.isnan(data) else ('-' if data < 0 else '') + 'Infinity'}"
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = first_non_finite(value, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(data, list):
+        try:
+            numbers = np.asarray(data, dtype=float) if data else np.zeros(0)
+        except (TypeError, ValueError, OverflowError):
+            numbers = None  # nested or mixed: item by item
+        if numbers is not None and numbers.ndim == 1:
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            return first_non_finite(float(data[bad[0]]), f"{path}[{bad[0]}]") if bad.size else None
+        for index, value in enumerate(data):
+            found = first_non_finite(value, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def _allowed_keys(model: type[BaseModel] | None, path: tuple) -> list[str]:
     """Field names of the model found at ``path`` inside ``model`` (empty if unknown)."""
     for part in path:
@@ -175,16 +217,77 @@ def _unique_key_loader() -> type:
     return UniqueKeyLoader
 
 
+def _check_yaml_size(text: str, path: str | Path) -> None:
+    """Refuse a YAML text whose aliases would expand it by more than
+    :data:`MAX_YAML_ALIAS_NODES` nodes, that nests deeper than :data:`MAX_YAML_DEPTH`, or
+    whose alias refers to a collection that holds it (a recursive structure).
+
+    Reads the parser's events (libyaml's when installed, no recursion, nothing built), so
+    a bomb is refused before anything expands it: the expanded size of each anchored node
+    is counted once, and an alias adds that size.
+    """
+    import yaml
+
+    loader = _unique_key_loader()(text)
+    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    open_nodes: list[list] = []  # [anchor, nodes so far] of each collection being read
+    added = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            size = 0
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor not in sizes:
+                    if any(frame[0] == event.anchor for frame in open_nodes):
+                        line = event.start_mark.line + 1
+                        raise InputError(
+                            f"{path}: line {line} alias *{event.anchor} refers to a "
+                            "collection that holds it (a recursive structure)"
+                        )
+                    continue  # an undefined alias: the loader says so
+                size = sizes[event.anchor]
+                added += size
+                if added > MAX_YAML_ALIAS_NODES:
+                    line = event.start_mark.line + 1
+                    raise InputError(
+                        f"{path}: line {line} aliases expand the file by more than "
+                        f"{MAX_YAML_ALIAS_NODES} nodes (an alias bomb?); write the values out"
+                    )
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                open_nodes.append([event.anchor, 1])
+                if len(open_nodes) > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise InputError(
+                        f"{path}: line {line} collections nested more than {MAX_YAML_DEPTH} deep"
+                    )
+                continue
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                anchor, size = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+            elif isinstance(event, yaml.ScalarEvent):
+                size = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            if open_nodes:
+                open_nodes[-1][1] += size
+    finally:
+        loader.dispose()
+
+
 def load_yaml_mapping(path: str | Path) -> dict:
     """Read a YAML file that must hold a mapping; one-line ``InputError`` otherwise.
 
     The file must be UTF-8 text (``_io.read_text``); a key given twice in a mapping is an
-    error (YAML would silently keep the last one).
+    error (YAML would silently keep the last one); aliases that would expand the file by
+    more than :data:`MAX_YAML_ALIAS_NODES` nodes, or nesting deeper than
+    :data:`MAX_YAML_DEPTH`, are refused before anything is built.
     """
     import yaml
 
     text = read_text(path)
     try:
+        _check_yaml_size(text, path)
         data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

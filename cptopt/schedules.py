@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cptopt._validation import MAX_STEPS
+from cptopt._validation import MAX_LR, MAX_STEPS
 
 Family = Literal["constant", "cosine", "wsd", "linear", "step", "custom"]
 DecayShape = Literal["linear", "cosine", "exponential"]
@@ -45,7 +45,10 @@ class Schedule(BaseModel):
 
     family: Family = Field(description="Schedule family.")
     peak_lr: float | None = Field(
-        default=None, gt=0, description="Peak LR in raw units (e.g. 2e-3). Not for custom."
+        default=None,
+        gt=0,
+        le=MAX_LR,
+        description="Peak LR in raw units (e.g. 2e-3). Not for custom.",
     )
     steps: int | None = Field(
         default=None, gt=0, le=MAX_STEPS, description="Number of updates (steps)."
@@ -56,7 +59,9 @@ class Schedule(BaseModel):
     warmup_fraction: float | None = Field(
         default=None, ge=0, lt=1, description="Warmup length as a share of steps."
     )
-    warmup_start_lr: float = Field(default=0.0, ge=0, description="LR warmup starts from.")
+    warmup_start_lr: float = Field(
+        default=0.0, ge=0, le=MAX_LR, description="LR warmup starts from."
+    )
     decay_fraction: float | None = Field(
         default=None, gt=0, le=1, description="WSD: share of steps spent decaying (default 0.2)."
     )
@@ -85,8 +90,8 @@ class Schedule(BaseModel):
             if len(self.lr) > MAX_STEPS:
                 raise ValueError(f"'lr' has {len(self.lr)} steps, more than {MAX_STEPS}")
             array = np.asarray(self.lr, dtype=float)
-            if not np.isfinite(array).all() or (array < 0).any():
-                raise ValueError("custom 'lr' values must be finite and >= 0")
+            if not np.isfinite(array).all() or (array < 0).any() or array.max() > MAX_LR:
+                raise ValueError(f"custom 'lr' values must be finite and in 0..{MAX_LR:g}")
             if array.max() <= 0:
                 raise ValueError("custom 'lr' has no step with LR > 0 (peak LR must be > 0)")
             if self.steps is not None and self.steps != len(self.lr):

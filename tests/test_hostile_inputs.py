@@ -1,16 +1,20 @@
 """Hostile but realistic input, swept through every command: one line on stderr, exit 2.
 
-Each case is a row of :data:`CASES`: a name, the command line (``{law}``, ``{manifest}``,
-``{config}`` and ``{tmp}`` are filled in), the files it needs, the expected exit code and a
-pattern the one error line must match. Every case also checks that the command printed no
+Each case is a row of :data:`CASES`: a name, the command line (``{law}``, ``{ptlaw}``,
+``{manifest}``, ``{config}``, ``{ptconfig}`` and ``{tmp}`` are filled in), the files it needs
+(a :class:`LawEdit` is a damaged copy of the test law), the expected exit code and a pattern
+the one error line must match. Every case also checks that the command printed no
 traceback and no ``internal error``, wrote nothing to stdout, and left no new file in its
 working directory. Add a row for every new option or input.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +24,13 @@ from cptopt.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "configs" / "wsd-lr1e-3-replay25.yaml"
+PRETRAIN_CONFIG = ROOT / "examples" / "configs" / "pretrain-wsd.yaml"
 MANIFEST = ROOT / "examples" / "pilots" / "unannealed.yaml"
 GOOD_CONFIG = "schedule: {family: wsd, peak_lr: 1.0e-3, steps: 500}\nreplay_ratio: 0.25\n"
 NON_UTF8 = b"replay_ratio: 0.25\nname: \xff\xfe\n"
 EVENTS = next((ROOT / "tests" / "fixtures" / "logs" / "tensorboard").iterdir()).read_bytes()
 WANDB_RUN = next((ROOT / "tests" / "fixtures" / "real-logs" / "wandb-pl").rglob("*.wandb"))
+HF_RUN = ROOT / "tests" / "fixtures" / "real-logs" / "hf-B"
 
 
 def _study_without_settings() -> bytes:
@@ -50,6 +56,24 @@ def _flipped(data: bytes, count: int = 100, seed: int = 0) -> bytes:
     return bytes(damaged)
 
 
+def _alias_bomb(levels: int) -> str:
+    """A YAML alias bomb: each level lists the previous one 9 times (9**levels nodes)."""
+    lines = ["a0: &a0 [" + ",".join(["lol"] * 9) + "]"]
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nversion: *a{levels - 1}\n"
+
+
+def _record_head(length: int) -> bytes:
+    """A TFRecord header claiming ``length`` bytes, with its valid CRC."""
+    import numpy as np
+
+    from cptopt.pilots.logs._crc32c import masked_crc32c
+
+    head = struct.pack("<Q", length)
+    crc = masked_crc32c(np.frombuffer(head, dtype=np.uint8), np.array([0]), np.array([8]))
+    return head + struct.pack("<I", int(crc[0]))
+
+
 def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) -> str:
     """A pilot CSV: LR every 10 steps to ``last_step``, losses every 10 to ``last_loss_step``;
     ``big``: one more row at that step."""
@@ -60,6 +84,15 @@ def _pilot_csv(last_loss_step: int = 100, last_step: int = 100, big: int = 0) ->
     if big:
         rows.append(f"{big},1e-3,1.5,1.5")
     return "\n".join(rows) + "\n"
+
+
+def _hf_state(last_step: int | None = None) -> str:
+    """The HF run's ``trainer_state.json``; ``last_step``: as its checkpoint at that step."""
+    state = json.loads((HF_RUN / "trainer_state.json").read_text())
+    if last_step is not None:
+        state["log_history"] = [e for e in state["log_history"] if e["step"] <= last_step]
+        state["global_step"] = last_step
+    return json.dumps(state)
 
 
 def _pretrain_manifest(extra: str = "", log: str = "a.csv") -> str:
@@ -78,11 +111,32 @@ def _manifest(*logs: str) -> str:
 
 
 @dataclass(frozen=True)
+class LawEdit:
+    """A file's content: the test session's law file (``base``: ``law`` or ``ptlaw``) with
+    its JSON changed by ``edit`` (a hand-edited or damaged law)."""
+
+    edit: Callable[[dict], object]
+    base: str = "law"
+
+
+def _set(*path: str | int, to: object) -> LawEdit:
+    """A law with the value at ``path`` (keys and list indices) set ``to``."""
+
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = to
+
+    return LawEdit(edit, "ptlaw" if path[0] == "loss" else "law")
+
+
+@dataclass(frozen=True)
 class Case:
     name: str
     args: list[str]
     pattern: str
-    files: dict[str, bytes | str | None] = field(default_factory=dict)  # None: a FIFO
+    files: dict[str, bytes | str | LawEdit | None] = field(default_factory=dict)  # None: FIFO
     code: int = 2
 
 
@@ -102,6 +156,24 @@ CASES = [
         {"m.yaml": "version: 1\nversion: 1\n"},
     ),
     Case("manifest not a mapping", ["fit", "{tmp}/m.yaml"], r"mapping", {"m.yaml": "- 1\n"}),
+    Case(
+        "manifest an 11-level YAML alias bomb",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: line 6 aliases expand the file by more than 100000 nodes \(an alias bomb\?\)",
+        {"m.yaml": _alias_bomb(11)},
+    ),
+    Case(
+        "config nested 100,000 deep",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: line 1 collections nested more than 100 deep",
+        {"c.yaml": "schedule: " + "[" * 100_000 + "]" * 100_000 + "\n"},
+    ),
+    Case(
+        "manifest with a recursive alias",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: line 1 alias \*a refers to a collection that holds it",
+        {"m.yaml": "runs: &a [*a]\n"},
+    ),
     Case(
         "config not UTF-8",
         ["predict", "{tmp}/c.yaml", "--law", "{law}"],
@@ -186,6 +258,13 @@ CASES = [
         },
     ),
     Case(
+        "event file whose last record claims a huge length",
+        ["inspect", "{tmp}/events.out.tfevents.1.vm"],
+        r"events\.out\.tfevents\.1\.vm: the record at byte \d+ claims 1099511627776 bytes, "
+        r"more than any file cptopt reads \(2147483648\): the event file is damaged",
+        {"events.out.tfevents.1.vm": EVENTS + _record_head(2**40) + b"x" * 30},
+    ),
+    Case(
         "W&B run file with a flipped byte",
         ["inspect", "{tmp}/run-x.wandb"],
         r"run-x\.wandb: corrupt record at byte \d+",
@@ -226,6 +305,40 @@ CASES = [
         ["fit", "{tmp}/m.yaml"],
         r"m\.yaml: runs 'a' \(a\.csv\) and 'b' \(b\.csv\) read identical files \(same SHA-256\)",
         {"a.csv": _pilot_csv(), "b.csv": _pilot_csv(), "m.yaml": _manifest("a.csv", "b.csv")},
+    ),
+    Case(
+        "one HF run listed as its output folder and its TensorBoard folder",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'hf-B' \(.*hf-B\) and 'hf-B/runs' \(.*hf-B/runs\) hold the same curves "
+        r"\(steps and losses\), one run read from two places: list each pilot once",
+        {"m.yaml": _manifest(str(HF_RUN), str(HF_RUN / "runs"))},
+    ),
+    Case(
+        "an HF checkpoint of a listed run",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: runs 'out' \(out\) and 'out/checkpoint-100' \(out/checkpoint-100\) hold "
+        r"curves of which one is the start of the other, a checkpoint of one run",
+        {
+            "out/trainer_state.json": _hf_state(),
+            "out/checkpoint-100/trainer_state.json": _hf_state(100),
+            "m.yaml": _manifest("out", "out/checkpoint-100"),
+        },
+    ),
+    # --- the domain corpus size: a bound that means something, never a silent no-op
+    Case(
+        "domain_tokens smaller than one step's domain tokens",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: domain_tokens == 1, less than one step's domain tokens \(7\.5 in run 'a'",
+        {
+            "a.csv": _pilot_csv(),
+            "m.yaml": "tokens_per_step: 10\ndomain_tokens: 1\n" + _manifest("a.csv"),
+        },
+    ),
+    Case(
+        "domain_tokens without tokens_per_step",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: domain_tokens needs tokens_per_step, which run 'a' lacks",
+        {"a.csv": _pilot_csv(), "m.yaml": "domain_tokens: 1000000\n" + _manifest("a.csv")},
     ),
     # --- pre-training pilots (kind: pretrain) and their laws
     Case(
@@ -370,6 +483,86 @@ CASES = [
         ["predict", "{config}", "--law", "{ptlaw}"],
         r"replay25\.yaml: replay_ratio: a pre-training run has no replay ratio",
     ),
+    # --- law files checked as a whole when loaded, by every command (one line: file, field)
+    Case(
+        "law with a NaN jackknife replica (nan .. nan intervals)",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.jackknife\[0\]\[2\] is NaN",
+        {"l.json": _set("general", "jackknife", 0, 2, to=float("nan"))},
+    ),
+    Case(
+        "law with a NaN parameter, plotted",
+        ["plot", "{tmp}/l.json"],
+        r"l\.json: general\.values\[3\] is NaN",
+        {"l.json": _set("general", "values", 3, to=float("nan"))},
+    ),
+    Case(
+        "law whose coverage has min > max",
+        ["check", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: coverage\.peak_lr_min 0\.01 and peak_lr_max 0\.002: must be 0 < min <= max",
+        {"l.json": _set("coverage", "peak_lr_min", to=0.01)},
+    ),
+    Case(
+        "law with an Infinity parameter",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: domain\.values\[0\] is Infinity",
+        {"l.json": _set("domain", "values", 0, to=float("inf"))},
+    ),
+    Case(
+        "law with NaN parameters, in recommend",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values\[0\] is NaN",
+        {"l.json": _set("general", "values", 0, to=float("nan"))},
+    ),
+    Case(
+        "law with NaN parameters, in check (not blamed on the limits)",
+        ["check", "{config}", "--law", "{tmp}/l.json", "--max-general-rise", "0.1"],
+        r"l\.json: domain\.values\[2\] is NaN",
+        {"l.json": _set("domain", "values", 2, to=float("nan"))},
+    ),
+    Case(
+        "law with an Infinity parameter, in next-pilot",
+        ["next-pilot", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values\[1\] is Infinity",
+        {"l.json": _set("general", "values", 1, to=float("inf"))},
+    ),
+    Case(
+        "law with short values",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.values: \d+ values for \d+ parameters",
+        {"l.json": LawEdit(lambda law: law["general"]["values"].pop())},
+    ),
+    Case(
+        "law with no replay ratios",
+        ["recommend", "--law", "{tmp}/l.json"],
+        r"l\.json: coverage\.replay_ratios: empty",
+        {"l.json": _set("coverage", "replay_ratios", to=[])},
+    ),
+    Case(
+        "law with an empty PT LR",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: pretrain\.lr: empty",
+        {"l.json": _set("pretrain", "lr", to=[])},
+    ),
+    Case(
+        "law with a short PT LR",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: pretrain\.checkpoints\.unannealed == 3200, outside the 10 steps of "
+        r"pretrain\.lr",
+        {"l.json": LawEdit(lambda law: law["pretrain"].update(lr=law["pretrain"]["lr"][:10]))},
+    ),
+    Case(
+        "law with an unknown form",
+        ["predict", "{config}", "--law", "{tmp}/l.json"],
+        r"l\.json: general\.form: 'linear' is not a form of this kind of law \(paper, exp",
+        {"l.json": _set("general", "form", to="linear")},
+    ),
+    Case(
+        "pre-training law with a NaN parameter",
+        ["predict", "{ptconfig}", "--law", "{tmp}/l.json"],
+        r"l\.json: loss\.values\[1\] is NaN",
+        {"l.json": _set("loss", "values", 1, to=float("nan"))},
+    ),
     # --- values out of range or not numbers
     Case(
         "config steps 1e12",
@@ -385,6 +578,32 @@ CASES = [
         ["predict", "{tmp}/c.yaml", "--law", "{law}"],
         r"schedule\.peak_lr",
         {"c.yaml": "schedule: {family: wsd, peak_lr: .nan, steps: 500}\nreplay_ratio: 0.2\n"},
+    ),
+    Case(
+        "config peak LR 1e300 (the areas would overflow)",
+        ["predict", "{tmp}/c.yaml", "--law", "{law}"],
+        r"c\.yaml: schedule\.peak_lr: Input should be less than or equal to 10 \(got 1e\+300\)",
+        {"c.yaml": "schedule: {family: wsd, peak_lr: 1.0e+300, steps: 500}\nreplay_ratio: 0.2\n"},
+    ),
+    Case(
+        "manifest tokens per step 1e30",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: tokens_per_step: Input should be less than or equal to 1000000000",
+        {
+            "a.csv": _pilot_csv(),
+            "m.yaml": "tokens_per_step: 10000000000000000000000000000\n" + _manifest("a.csv"),
+        },
+    ),
+    Case(
+        "manifest with two runs of one name",
+        ["fit", "{tmp}/m.yaml"],
+        r"m\.yaml: pilot run names must be unique, repeated: x",
+        {
+            "a.csv": _pilot_csv(),
+            "b.csv": _pilot_csv().replace("1.9", "1.7"),
+            "m.yaml": "version: 1\npretrain: unknown\nruns:\n  - {log: a.csv, replay_ratio: 0.2, "
+            "name: x}\n  - {log: b.csv, replay_ratio: 0.5, name: x}\n",
+        },
     ),
     Case(
         "config tokens per step 1e18",
@@ -421,7 +640,12 @@ CASES = [
     Case(
         "next-pilot P(best) 1.5",
         ["next-pilot", "--law", "{law}", "--p-best", "1.5"],
-        r"P\(best\) threshold == 1\.5",
+        r"'--p-best': Input should be less than or equal to 1",
+    ),
+    Case(
+        "recommend weights that overflow",
+        ["recommend", "--law", "{law}", "--weights", "1e308,1e308"],
+        r"--weights == \[1e\+308, 1e\+308\]: their sum overflows",
     ),
     Case(
         "next-pilot pilot steps 1e8",
@@ -512,11 +736,16 @@ CASES = [
 ]
 
 
-def _prepare(case: Case, folder: Path) -> None:
+def _prepare(case: Case, folder: Path, values: dict[str, str]) -> None:
     for name, content in case.files.items():
         path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if content is None:
             os.mkfifo(path)
+        elif isinstance(content, LawEdit):
+            law = json.loads(Path(values[content.base]).read_text())
+            content.edit(law)
+            path.write_text(json.dumps(law))
         elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
@@ -529,17 +758,18 @@ def test_hostile_input_is_one_line_and_leaves_nothing(
 ) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    _prepare(case, inputs)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
     values = {
         "law": str(law_file),
         "ptlaw": str(pretrain_law_file),
         "manifest": str(MANIFEST),
         "config": str(CONFIG),
+        "ptconfig": str(PRETRAIN_CONFIG),
         "tmp": str(inputs),
     }
+    _prepare(case, inputs, values)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     before = sorted(inputs.iterdir())
     code = run([arg.format(**values) for arg in case.args])
     captured = capsys.readouterr()

@@ -87,8 +87,11 @@ def test_a_custom_schedule_takes_its_warmup_from_its_peak(synthetic_law):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"steps": [400, 9000]}, r"report steps must lie in 501\.\.9000 \(after the 500-step"),
-        ({"steps": [9001]}, r"report steps must lie in 501\.\.9000"),
+        (
+            {"steps": [400, 9000]},
+            r"steps \(the steps to report\) must lie in 501\.\.9000 \(after the 500-step",
+        ),
+        ({"steps": [9001]}, r"steps \(the steps to report\) must lie in 501\.\.9000"),
         ({"warmup_steps": 9000}, r"warmup_steps == 9000, must be in 0\.\.8999"),
         ({"level": 1.0}, "level"),
     ],

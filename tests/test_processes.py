@@ -70,13 +70,14 @@ def test_killed_fit_leaves_no_worker_and_no_held_pipe(tmp_path, signum, delay):
     time.sleep(delay)
     process.send_signal(signum)
     # returns only when no process holds the pipes; the timeout only guards against a hang
-    process.communicate(timeout=120)
+    _, err = process.communicate(timeout=120)
     assert process.returncode in (-signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM)
     deadline = time.monotonic() + 5
     while any(pid_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in workers if pid_alive(pid)]
     assert not list(tmp_path.glob(".law.json.*.tmp"))
+    assert b"Traceback" not in err, err.decode()
 
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
@@ -89,3 +90,109 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
     atomic_write_text(tmp_path / "law.json", "{}\n")
     assert not stale.exists() and mine.exists()
     assert (tmp_path / "law.json").read_text() == "{}\n"
+
+
+WRITER = """
+import sys, time
+from cptopt._io import atomic_writer
+with atomic_writer(sys.argv[1]) as handle:
+    handle.write("half a law")
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux O_TMPFILE")
+def test_a_writer_killed_while_writing_leaves_nothing(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    target = tmp_path / "law.json"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, env=env
+    )
+    assert writer.stdout.readline() == b"writing\n"  # inside the block, the data written
+    writer.kill()
+    writer.wait()
+    assert list(tmp_path.iterdir()) == []  # the file had no name while being written
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_read_of_the_law(tmp_path):
+    from cptopt.exceptions import InputError
+    from cptopt.law import load_law
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".cptopt-law.json.{dead.pid}.abc123.tmp"
+    stale.write_text("half a law")
+    with pytest.raises(InputError, match="law file not found"):
+        load_law(tmp_path / "cptopt-law.json")
+    assert not stale.exists()
+
+
+def _signal_state(context: object) -> tuple:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    stop = {signal.SIGTERM, signal.SIGINT}
+    return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), stop & blocked
+
+
+def _die(context: object) -> None:
+    os._exit(9)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_workers_die_of_sigterm_silently_and_leave_sigint_to_the_parent():
+    from cptopt.fitting.workers import FitContext, process_pool
+
+    with process_pool(2, FitContext()) as runner:
+        assert runner.parallel
+        # forked with the stop signals held back, then: SIGTERM kills (no handler raising
+        # SystemExit in a worker), SIGINT is the parent's, nothing left blocked
+        expected = (signal.SIG_DFL, signal.SIG_IGN, set())
+        assert runner.submit(_signal_state).result() == expected
+        assert not {signal.SIGTERM, signal.SIGINT} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_worker_that_dies_is_a_fit_error_not_a_broken_pool():
+    from cptopt.exceptions import FitError
+    from cptopt.fitting.workers import FitContext, process_pool
+
+    with (
+        pytest.raises(FitError, match="worker process ended abruptly"),
+        process_pool(2, FitContext()) as runner,
+    ):
+        runner.submit(_die).result()
+
+
+HALF_A_REPLY = """
+import multiprocessing, os, signal, struct, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from cptopt._processes import stop_workers
+
+POOL = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+
+def half_a_reply():
+    # a worker that dies while sending its result: a header, 10 of 1,000,000 bytes, then
+    # frozen until the parent kills it
+    os.write(POOL._result_queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+def stopped(pid):
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+POOL.submit(half_a_reply)
+while not any(stopped(worker.pid) for worker in POOL._processes.values()):
+    time.sleep(0.05)
+stop_workers(POOL)  # as process_pool does on SIGTERM
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_worker_killed_mid_reply_does_not_hold_the_exit():
+    # the pool's reader thread, waiting for the rest of the reply, was joined at exit
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run(
+        [sys.executable, "-c", HALF_A_REPLY], capture_output=True, env=env, timeout=120
+    )
+    assert process.stdout == b"exiting\n" and process.returncode == 0, process.stderr.decode()

@@ -85,7 +85,12 @@ def next_pilot_command(
     ] = DEFAULT_TOLERANCE,
     p_best: Annotated[
         float,
-        typer.Option("--p-best", help="... or when P(best) of the recommendation reaches this."),
+        typer.Option(
+            "--p-best",
+            help="... or when P(best) of the recommendation reaches this.",
+            min=0.0,
+            max=1.0,
+        ),
     ] = DEFAULT_P_BEST,
     config: ConfigOption = None,
     peak_lr: PeakLrOption = None,

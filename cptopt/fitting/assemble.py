@@ -12,9 +12,9 @@ import numpy as np
 
 from cptopt.fitting.crossval import SetResult
 from cptopt.fitting.optimise import at_bound, relative_residuals
-from cptopt.law.fitted import PretrainRecord, RunFit, SetFit
 from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
+from cptopt.law.records import PretrainRecord, RunFit, SetFit
 from cptopt.law.scenario import Scenario
 from cptopt.law.uncertainty import jackknife_variance, robust_sd, z_value
 from cptopt.pilots.runs import PretrainHistory

@@ -19,13 +19,15 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from cptopt._processes import die_with_parent, stop_workers
+from cptopt._processes import die_with_parent, start_workers, stop_workers
+from cptopt.exceptions import FitError, param
 from cptopt.fitting.data import thin
 from cptopt.law.scenario import FitData, InputNeeds
 
@@ -115,10 +117,6 @@ def _in_worker(task: Callable[[FitContext], T]) -> T:
     return task(_WORKER_CONTEXT)
 
 
-def _ready() -> None:
-    """A task that does nothing: submitting it makes the pool fork its workers now."""
-
-
 class Runner:
     """Runs tasks (callables of a :class:`FitContext`) in this process, or in ``pool``."""
 
@@ -177,8 +175,14 @@ def process_pool(n_jobs: int | None, context: FitContext) -> Iterator[Runner]:
         initargs=(os.getpid(), context),
     )
     try:
-        pool.submit(_ready).result()  # fork now, from this thread alone
+        start_workers(pool)
         yield Runner(context, pool)
+    except BrokenProcessPool:
+        stop_workers(pool)
+        raise FitError(
+            f"a fit worker process ended abruptly (killed, or out of memory); rerun, or fit "
+            f"in this process with {param('n_jobs')} 1"
+        ) from None
     except BaseException:
         stop_workers(pool)  # an error or a signal: no waiting for the running fits
         raise

@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from cptopt._io import atomic_write_text, read_text
-from cptopt._validation import validate
+from cptopt._io import atomic_write_text, read_text, remove_stale_temps
+from cptopt._validation import first_non_finite, validate
 from cptopt._version import __version__
 from cptopt.exceptions import InputError, SchemaVersionError, param
 from cptopt.law.anneal_coverage import AnnealCoverage
 from cptopt.law.areas import Areas
-from cptopt.law.averaged import build_law, check_weights, is_averaged, member_forms
-from cptopt.law.forms import LawForm
-from cptopt.law.parameters import Parameter
+from cptopt.law.averaged import build_law, is_averaged
+from cptopt.law.forms import FORMS, LawForm, PretrainPartForm
+from cptopt.law.records import PretrainRecord, SelectionRow, SetFit
 from cptopt.law.scenario import (
     LOSS,
     Coverage,
@@ -45,7 +45,6 @@ from cptopt.law.scenario import (
     PretrainRunInput,
     PretrainScenario,
 )
-from cptopt.pilots.runs import PretrainHistory
 
 #: Bump when the file layout changes incompatibly (2: the annealing memory, lam optional;
 #: 3: a replay form and LR power per set, the domain forward area, the domain corpus size,
@@ -61,148 +60,6 @@ READABLE_SCHEMA_VERSIONS = (3, 4, 5)
 DEFAULT_LAW_PATH = "cptopt-law.json"
 
 
-class RunFit(BaseModel):
-    """Fit error on one pilot curve (relative errors, step 0 excluded)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    n_points: int
-    mean_abs_error: float = Field(description="mean |pred/obs - 1| over the curve")
-    max_abs_error: float
-    final_error: float = Field(description="pred/obs - 1 at the last logged step")
-    cv_mean_abs_error: float | None = Field(
-        default=None, description="same as mean_abs_error, law refitted without this run"
-    )
-    cv_final_error: float | None = None
-
-
-class SetFit(BaseModel):
-    """The fitted law of one validation set and its quality."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    validation_set: str
-    form: str = Field(description="replay form of this set's law (see cptopt.law.forms)")
-    lr_power: bool = Field(
-        default=False, description="the shift is driven by sum of LR^q (q fitted), not the area"
-    )
-    pt_points: Literal["all", "checkpoint", "none"] = Field(
-        default="all", description="PT-phase points pooled in the fit"
-    )
-    parameter_names: list[str]
-    values: list[float]
-    parameters: list[Parameter]
-    derived: dict[str, float]
-    jackknife: list[list[float]] = Field(
-        default_factory=list, description="parameter vectors refitted leaving one pilot out"
-    )
-    noise: float = Field(description="robust SD of log residuals (eval-to-eval scatter)")
-    n_points: int
-    n_pretrain_points: int
-    r2: float
-    mean_abs_error: float
-    huber_cost: float
-    cv_error: float | None = Field(
-        default=None, description="mean over pilots of the left-out curve's mean |rel error|"
-    )
-    cv_rms: float | None = Field(
-        default=None,
-        description="RMS log error of the left-out curve points of the pilots whose replay "
-        "ratio another pilot shares, or of all pilots (sets the interval scale)",
-    )
-    interval_scale: float | None = Field(
-        default=None,
-        description="factor on sqrt(noise^2 + jackknife spread^2) that makes the intervals "
-        "cover the pilots' own left-out points at the 90 % level (None: no CV)",
-    )
-    length_rms: float | None = Field(
-        default=None,
-        description="RMS log error at the pilots' ends of the law refitted on their first "
-        "halves (a 2x length extrapolation); widens intervals beyond the pilots' length",
-    )
-    runs: list[RunFit]
-    at_bound: list[str]
-    weakly_identified: list[str]
-    starts_agree: bool = Field(description="the two best starts reached the same cost")
-
-    @field_validator("form")
-    @classmethod
-    def _known_members(cls, form: str) -> str:
-        if is_averaged(form):
-            member_forms(form)
-        return form
-
-    @field_validator("values")
-    @classmethod
-    def _averaged_weights(cls, values: list[float], info: ValidationInfo) -> list[float]:
-        form, names = info.data.get("form"), info.data.get("parameter_names")
-        if form is not None and names is not None and is_averaged(form):
-            check_weights(form, names, values)
-        return values
-
-
-class PretrainRecord(BaseModel):
-    """The PT history needed to continue the areas (``lr`` is None when unknown)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    known: bool
-    warmup_steps: int = 0
-    checkpoints: dict[str, int] = Field(default_factory=dict)
-    final_lr: float = 0.0
-    lr: list[float] | None = None
-
-    def history(self) -> PretrainHistory:
-        lr = None if self.lr is None else np.asarray(self.lr, dtype=float)
-        return PretrainHistory(
-            lr=lr,
-            warmup_steps=self.warmup_steps,
-            checkpoints=self.checkpoints,
-            final_lr=self.final_lr,
-        )
-
-
-class SelectionRow(BaseModel):
-    """One law variant compared while choosing the law: its cross-validated errors.
-
-    CV errors are the mean |relative error| of a pilot's curve when the law is refitted
-    without it, averaged over pilots (``cv_per_pilot`` by pilot index).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    form: str
-    annealing: str
-    lam: float | None
-    tied: bool
-    n_params: int
-    cv_general: float | None
-    cv_domain: float | None
-    cv_mean: float
-    cv_memory: float = Field(
-        description="CV error over the pilots whose replay ratio another pilot shares: the "
-        "folds that test the annealing memory rather than the replay form"
-    )
-    cv_per_pilot: dict[str, float]
-    lr_power: bool = False
-    n_params_general: int = 0
-    n_params_domain: int = 0
-    cv_per_pilot_general: dict[str, float] = Field(default_factory=dict)
-    cv_per_pilot_domain: dict[str, float] = Field(default_factory=dict)
-    length_rms_domain: float | None = Field(
-        default=None, description="the domain law's 2x length-extrapolation RMS (selection)"
-    )
-    chosen: bool = False
-    chosen_general: bool = False
-    chosen_domain: bool = False
-    cv_gap_se: float | None = Field(
-        default=None,
-        description="paired standard error of this row's CV gap to the best row (the "
-        "one-standard-error rule); None when the row was not in that comparison",
-    )
-
-
 class LawRecord(BaseModel):
     """What every fitted law offers; its fields are its kind's (:class:`CptLaw`,
     :class:`PretrainRunsLaw`)."""
@@ -213,10 +70,42 @@ class LawRecord(BaseModel):
         kind: str
         annealing: str
         lam: float | None
+        coverage: Coverage
 
     #: What a law of this kind was fitted to, and what it predicts (for the error of a
     #: use that needs another kind).
     fitted_to: ClassVar[str] = "pilots"
+    #: The law forms a set of a law of this kind may have.
+    forms: ClassVar[tuple[str, ...]] = ()
+
+    def problem(self) -> str | None:
+        """The first inconsistency of the law as a whole, or None: the S2 memory factor,
+        each set's form, the coverage, the parts its kind needs, each set against its form
+        (what :func:`load_law` checks before any command uses a law file)."""
+        if self.annealing == "s2" and (self.lam is None or not 0 < self.lam < 1):
+            return f"lam == {self.lam!r}: the S2 memory needs a factor in (0, 1)"
+        for name in self.validation_sets:
+            known = self._forms_besides(self.set_fit(name).form)
+            if known:
+                return (
+                    f"{name}.form: {self.set_fit(name).form!r} is not a form of this kind of "
+                    f"law ({known})"
+                )
+        found = self.coverage.problem() or self._kind_problem()
+        for name in self.validation_sets:
+            if found:
+                return found
+            found = self.set_fit(name).problem(name, self.form_for(name))
+        return found
+
+    def _kind_problem(self) -> str | None:
+        """The first inconsistency of the parts a law of this kind has besides its sets."""
+        return None
+
+    @classmethod
+    def _forms_besides(cls, form: str) -> str | None:
+        """None when ``form`` is a form of this kind of law, else the forms in words."""
+        return None if form in cls.forms else ", ".join(cls.forms)
 
     @property
     def scenario(self) -> CptScenario | PretrainScenario:
@@ -298,6 +187,7 @@ class CptLaw(LawRecord):
     replay form (``form`` names the general law's), and the checkpoints' PT history."""
 
     fitted_to: ClassVar[str] = "CPT pilots (kind: cpt)"
+    forms: ClassVar[tuple[str, ...]] = tuple(FORMS)
 
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
@@ -340,6 +230,40 @@ class CptLaw(LawRecord):
             self.pretrain.history(), self.coverage, self.domain_tokens, self.lr_reference
         )
 
+    def _kind_problem(self) -> str | None:
+        cov, ratios = self.coverage, len(self.coverage.replay_ratios)
+        if not ratios or not cov.checkpoints:
+            empty = "replay_ratios" if not ratios else "checkpoints"
+            return f"coverage.{empty}: empty; a CPT law lists its pilots' {empty.replace('_', ' ')}"
+        if self.replay_terms != (ratios >= 2):
+            return f"replay_terms: {self.replay_terms}, but coverage.replay_ratios has {ratios}"
+        if self.form != self.general.form:
+            return f"form: {self.form!r}, but general.form is {self.general.form!r}"
+        found = self.pretrain.problem()
+        if found:
+            return found
+        stray = [name for name in cov.checkpoints if name not in self.pretrain.checkpoints]
+        if self.pretrain.known and stray:
+            return f"coverage.checkpoints: {stray[0]!r} is not one of pretrain.checkpoints"
+        sizes = {"domain_tokens": self.domain_tokens, "lr_reference": self.lr_reference}
+        for key, value in sizes.items():
+            if value is not None and value <= 0:
+                return f"{key} == {value!r}, must be > 0"
+        if self.domain_tokens is not None and not cov.tokens_per_step:
+            return "domain_tokens: given, but coverage.tokens_per_step is empty (no step's tokens)"
+        if self.lr_reference is None and (self.general.lr_power or self.domain.lr_power):
+            return "lr_reference: missing; a set with lr_power divides the LRs by it"
+        shared = set(self.general.parameter_names) & set(self.domain.parameter_names)
+        untied = [name for name in self.tied if name not in shared]
+        return f"tied: {untied[0]!r} is not a parameter of both sets" if untied else None
+
+    @classmethod
+    def _forms_besides(cls, form: str) -> str | None:
+        # an average's members and weights are checked as the file is read (SetFit)
+        if form in cls.forms or is_averaged(form):
+            return None
+        return f"{', '.join(cls.forms)}, or an average such as 'relax/relax^q'"
+
     @property
     def _domain_forward(self) -> str:
         return self.domain_forward
@@ -371,6 +295,7 @@ class PretrainRunsLaw(LawRecord):
     fitted_to: ClassVar[str] = (
         "pre-training pilots (kind: pretrain) and predicts pre-training schedules only"
     )
+    forms: ClassVar[tuple[str, ...]] = (PretrainPartForm.name,)
 
     schema_version: int = SCHEMA_VERSION
     cptopt_version: str = __version__
@@ -452,19 +377,27 @@ def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_law(path: str | Path) -> CptLaw | PretrainRunsLaw:
-    """Read a law file; a missing file, bad JSON or another schema version is an InputError.
+    """Read a law file, checked as a whole: a missing file, bad JSON, another schema
+    version, a NaN or infinity anywhere, or parts that do not fit together
+    (:meth:`LawRecord.problem`) are an InputError naming the file and the field.
 
     Returns the record of the file's kind (:data:`FittedLaw`).
     """
     path = Path(path)
+    remove_stale_temps(path)  # left by a 'cptopt fit' killed while writing this file
     if not path.exists():
         raise InputError(f"law file not found: {path} (create it with 'cptopt fit')")
     try:
         data = json.loads(read_text(path, "law file"))
+        non_finite = first_non_finite(data)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply to be a law file") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path}: not a cptopt law file (no 'schema_version')")
+    if non_finite:
+        raise InputError(f"{path}: {non_finite}")
     if data["schema_version"] not in READABLE_SCHEMA_VERSIONS:
         readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS[:-1]))
         readable += f" and {READABLE_SCHEMA_VERSIONS[-1]}"
@@ -478,7 +411,11 @@ def load_law(path: str | Path) -> CptLaw | PretrainRunsLaw:
         raise InputError(
             f"{path}: kind: {data['kind']!r} is not a kind of law ({', '.join(LAW_RECORDS)})"
         )
-    return validate(record, data, str(path))
+    law = validate(record, data, str(path))
+    problem = law.problem()
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    return law
 
 
 def cpt_law(law: CptLaw | PretrainRunsLaw, purpose: str, source: str | None = None) -> CptLaw:

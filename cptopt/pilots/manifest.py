@@ -55,7 +55,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cptopt._progress import Progress, report
-from cptopt._validation import error_line, load_yaml_mapping, validate
+from cptopt._validation import MAX_TOKENS_PER_STEP, error_line, load_yaml_mapping, validate
 from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import (
     FORMATS,
@@ -77,6 +77,7 @@ from cptopt.pilots.runs import (
     infer_warmup,
     pretrain_run_from_log,
     run_from_log,
+    shared_curve,
 )
 from cptopt.plan import TRAINER_KEYS, schedule_from_trainer
 from cptopt.schedules import Schedule
@@ -279,7 +280,12 @@ class RunSpec(BaseModel):
     )
     schedule: ScheduleField = Field(default=None, union_mode="left_to_right")
     columns: ColumnMap | None = None
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
+    replicate: bool = Field(
+        default=False,
+        description="A separate run even where its curves coincide with another entry's "
+        "(a deterministic replicate); without it such entries are one run listed twice.",
+    )
 
     _schedule = field_validator("schedule", mode="before")(_schedule_field)
 
@@ -295,7 +301,7 @@ class PilotManifest(BaseModel):
     )
     format: LogFormat = Field(default="auto", description=f"Log format: {', '.join(FORMATS)}.")
     columns: ColumnMap = Field(default_factory=ColumnMap)
-    tokens_per_step: int | None = Field(default=None, gt=0)
+    tokens_per_step: int | None = Field(default=None, gt=0, le=MAX_TOKENS_PER_STEP)
     domain_tokens: float | None = Field(
         default=None,
         gt=0,
@@ -312,22 +318,24 @@ class PilotManifest(BaseModel):
 
 
 def _load_pretrain(
-    spec: PretrainSpec, base: Path, default_columns: ColumnMap, default_format: str = "auto"
+    spec: PretrainSpec, path: Path, default_columns: ColumnMap, default_format: str = "auto"
 ) -> PretrainHistory:
+    """The PT history of the manifest at ``path`` (its log read relative to it)."""
+    where = f"{path}: pretrain"
     if spec.unknown:
         if spec.log or spec.schedule or spec.checkpoints:
-            raise InputError("pretrain: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
+            raise InputError(f"{where}: 'unknown: true' excludes 'log', 'schedule', 'checkpoints'")
         return PretrainHistory(lr=None, final_lr=spec.final_lr)
     if spec.log is None and spec.schedule is None:
-        raise InputError("pretrain: give a 'log' with an LR column, a 'schedule', or 'unknown'")
+        raise InputError(f"{where}: give a 'log' with an LR column, a 'schedule', or 'unknown'")
     if not spec.checkpoints:
-        raise InputError("pretrain: 'checkpoints' (name: PT step) is required when PT is known")
+        raise InputError(f"{where}: 'checkpoints' (name: PT step) is required when PT is known")
     log = None
     if spec.log:
         log = read_log(
-            base / spec.log, spec.columns or default_columns, spec.format or default_format
+            path.parent / spec.log, spec.columns or default_columns, spec.format or default_format
         )
-    schedule, _ = _resolve_schedule(spec.schedule, log, "pretrain")
+    schedule, _ = _resolve_schedule(spec.schedule, log, where)
     if schedule is not None:
         lr = schedule.lr_array() if isinstance(schedule, Schedule) else schedule
     else:
@@ -336,7 +344,7 @@ def _load_pretrain(
     for name, step in spec.checkpoints.items():
         if not 0 < step <= lr.size:
             raise InputError(
-                f"pretrain: checkpoint '{name}' at step {step} is outside the PT schedule "
+                f"{where}: checkpoint '{name}' at step {step} is outside the PT schedule "
                 f"(1..{lr.size})"
             )
     warmup = spec.warmup_steps if spec.warmup_steps is not None else infer_warmup(lr)
@@ -366,7 +374,7 @@ def _check_once(
     what: str,
 ) -> None:
     """A one-line error when two pilots (``run``: name, log) read one log (``key``: its
-    resolved path or its SHA-256)."""
+    resolved path)."""
     if key in seen:
         (name, log), (other, other_log) = seen[key], run
         raise InputError(
@@ -374,6 +382,33 @@ def _check_once(
             "list each pilot once"
         )
     seen[key] = run
+
+
+#: How two entries whose curves coincide are told (``runs.shared_curve``).
+_SAME_RUN = {
+    "sha256": "read identical files (same SHA-256)",
+    "same": "hold the same curves (steps and losses), one run read from two places",
+    "prefix": "hold curves of which one is the start of the other, a checkpoint of one run",
+}
+
+
+def _check_distinct(
+    manifest: Path, read: list[tuple[RunSpec, str, LogData]], spec: RunSpec, name: str, log: LogData
+) -> None:
+    """A one-line error when a pilot's curves coincide with an earlier one's (``read``),
+    unless either entry says it is a ``replicate``: one run is fitted once, whatever files
+    it is read from (HF's ``trainer_state.json``, a ``checkpoint-N/`` copy, its event
+    files), or it would count twice in the fit and leak into its own leave-one-out CV."""
+    for other_spec, other_name, other_log in read:
+        if spec.replicate or other_spec.replicate:
+            continue
+        how = "sha256" if log.sha256 == other_log.sha256 else shared_curve(log, other_log)
+        if how:
+            raise InputError(
+                f"{manifest}: runs '{other_name}' ({other_spec.log}) and '{name}' ({spec.log}) "
+                f"{_SAME_RUN[how]}: list each pilot once (a separate run with identical "
+                "numbers: 'replicate: true')"
+            )
 
 
 #: The pilots of each manifest ``kind``, in words.
@@ -436,7 +471,7 @@ def _load_cpt_pilots(
                 "pretrain); a CPT run's warmup is in its schedule"
             )
     report(progress, "reading the pre-training history", 0, 1)
-    pretrain = _load_pretrain(manifest.pretrain, path.parent, manifest.columns, manifest.format)
+    pretrain = _load_pretrain(manifest.pretrain, path, manifest.columns, manifest.format)
     report(progress, "reading the pre-training history", 1, 1)
     runs = []
     for spec, name, log, schedule, schedule_notes in _read_runs(
@@ -483,17 +518,20 @@ def _read_runs(
 ) -> Iterator[tuple[RunSpec, str, LogData, Schedule | np.ndarray | None, tuple[str, ...]]]:
     """Each run of a manifest: its spec, name, log (read with ``columns_of(spec, where)``),
     resolved schedule and the notes on what the schedule took from the log. A log listed
-    twice (same path or same SHA-256) is an error. ``progress`` hears of each log read."""
+    twice (same path), or one run listed twice (identical files, or curves that coincide:
+    :func:`_check_distinct`), is an error. ``progress`` hears of each log read."""
     base = path.parent
     names = default_run_names([spec.log for spec in manifest.runs])
     seen: dict[object, tuple[str, str]] = {}
+    read: list[tuple[RunSpec, str, LogData]] = []
     report(progress, "reading logs", 0, len(manifest.runs))
     for index, (spec, default_name) in enumerate(zip(manifest.runs, names, strict=True)):
         name = spec.name or default_name
         where = f"{path}: run '{spec.log}'"
         _check_once(path, seen, (base / spec.log).resolve(), (name, spec.log), "the same file")
         log = read_log(base / spec.log, columns_of(spec, where), spec.format or manifest.format)
-        _check_once(path, seen, log.sha256, (name, spec.log), "identical files (same SHA-256)")
+        _check_distinct(path, read, spec, name, log)
+        read.append((spec, name, log))
         schedule, schedule_notes = _resolve_schedule(spec.schedule, log, where, name)
         report(progress, "reading logs", index + 1, len(manifest.runs))
         yield spec, name, log, schedule, schedule_notes

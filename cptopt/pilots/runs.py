@@ -31,12 +31,14 @@ Per-step LR rule (the areas S1, S2 need the LR of every update):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
 
-from cptopt.exceptions import InputError
+from cptopt.exceptions import InputError, param
 from cptopt.pilots.logs import LogData, Series, logging_interval, lr_per_step
 from cptopt.schedules import Schedule
 
@@ -114,20 +116,53 @@ class PretrainHistory:
         """The PT step of checkpoint ``name`` (an error names the known ones)."""
         if name not in self.checkpoints:
             known = ", ".join(self.checkpoints) or "none"
-            raise InputError(f"unknown checkpoint '{name}'; the PT history defines: {known}")
+            raise InputError(
+                f"{param('checkpoint')} == {name!r}: unknown; the PT history defines: {known}"
+            )
         return self.checkpoints[name]
 
     def curve(self, validation_set: str) -> Series | None:
         return self.general if validation_set == "general" else self.domain
 
 
-def _check_run_names(names: list[str]) -> None:
-    """At least one run, and unique names (one-line errors)."""
+def check_domain_tokens(
+    domain_tokens: float, runs: Sequence[tuple[str, float | None, float]], where: str = ""
+) -> None:
+    """``domain_tokens`` (the domain corpus's unique tokens, the repetition discount) against
+    the runs it applies to (``label``, tokens per step, replay ratio), or a one-line error
+    (``where``: a prefix, e.g. the manifest): every run needs its tokens per step (else
+    nothing would be discounted), and the corpus must hold at least one step's domain
+    tokens, ``tokens_per_step * (1 - replay_ratio)`` (a smaller one is repeated within every
+    step: not a corpus size)."""
+    if not math.isfinite(domain_tokens) or domain_tokens <= 0:
+        raise InputError(f"{where}{param('domain_tokens')} == {domain_tokens!r}, must be > 0")
+    for label, tokens_per_step, _ in runs:
+        if not tokens_per_step:
+            raise InputError(
+                f"{where}{param('domain_tokens')} needs {param('tokens_per_step')}, which "
+                f"{label} lacks: without it no step's domain tokens are known and nothing "
+                "would be discounted"
+            )
+    per_step = [(tps * (1 - replay), label) for label, tps, replay in runs]  # type: ignore[operator]
+    most, label = max(per_step, default=(0.0, ""))
+    if domain_tokens < most:
+        raise InputError(
+            f"{where}{param('domain_tokens')} == {domain_tokens:g}, less than one step's "
+            f"domain tokens ({most:g} in {label}: tokens_per_step x (1 - replay_ratio)); give "
+            "the domain corpus's size in unique tokens"
+        )
+
+
+def _check_run_names(names: list[str], source: str = "") -> None:
+    """At least one run, and unique names (one-line errors naming ``source``, if given)."""
+    where = f"{source}: " if source else ""
     if not names:
-        raise InputError("no pilot runs given")
+        raise InputError(f"{where}no pilot runs given")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InputError(f"pilot run names must be unique, repeated: {', '.join(duplicates)}")
+        raise InputError(
+            f"{where}pilot run names must be unique, repeated: {', '.join(duplicates)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +182,7 @@ class PilotSet:
     domain_tokens: float | None = None
 
     def __post_init__(self) -> None:
-        _check_run_names([run.name for run in self.runs])
+        _check_run_names([run.name for run in self.runs], self.source)
         if any(not isinstance(run, Run) for run in self.runs):
             raise InputError("a CPT pilot set holds CPT runs only (see PretrainPilots)")
         if not self.pretrain.known:
@@ -157,6 +192,9 @@ class PilotSet:
                     "with an unknown PT history all pilots must start from one checkpoint, "
                     f"got {len(checkpoints)}: {', '.join(sorted(checkpoints))}"
                 )
+        if self.domain_tokens is not None:
+            runs = [(f"run '{r.name}'", r.tokens_per_step, r.replay_ratio) for r in self.runs]
+            check_domain_tokens(self.domain_tokens, runs, f"{self.source}: " if self.source else "")
 
     def subset(self, names: list[str] | tuple[str, ...]) -> PilotSet:
         """The same pilot set restricted to the runs named (order kept)."""
@@ -200,7 +238,7 @@ class PretrainPilots:
     source: str = ""
 
     def __post_init__(self) -> None:
-        _check_run_names([run.name for run in self.runs])
+        _check_run_names([run.name for run in self.runs], self.source)
         if any(not isinstance(run, PretrainRun) for run in self.runs):
             raise InputError("pre-training pilots hold pre-training runs only (see PilotSet)")
 
@@ -364,6 +402,36 @@ def pretrain_run_from_log(
         notes=tuple(log.notes) + notes,
         info=info,
     )
+
+
+def shared_curve(a: LogData, b: LogData) -> str:
+    """How two logs' loss curves coincide: ``"same"`` (one run, whatever files it was read
+    from), ``"prefix"`` (the shorter is the start of the longer: a checkpoint of that run),
+    or ``""`` (different runs).
+
+    They coincide when, on every loss both log (at least one), the steps and values of the
+    shorter curve are the first ones of the longer, beyond step 0 (every run from one
+    checkpoint starts at its loss). Values are compared as float32, the precision
+    TensorBoard stores, so that a run's ``trainer_state.json`` and its event files match.
+    """
+    lengths = []
+    for role in ("general", "domain"):
+        first, second = getattr(a, role), getattr(b, role)
+        if first is None or second is None:
+            continue
+        n = min(len(first), len(second))
+        if (
+            first.steps[n - 1] <= 0
+            or not np.array_equal(first.steps[:n], second.steps[:n])
+            or not np.array_equal(
+                first.values[:n].astype(np.float32), second.values[:n].astype(np.float32)
+            )
+        ):
+            return ""
+        lengths.append(len(first) == len(second))
+    if not lengths:
+        return ""
+    return "same" if all(lengths) else "prefix"
 
 
 def infer_warmup(lr: np.ndarray) -> int:

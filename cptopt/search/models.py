@@ -129,6 +129,11 @@ def parse_weights(text: str | Sequence[float]) -> tuple[float, float, bool]:
     total = sum(values)
     if total <= 0:
         raise InputError(f"{param('weights')} sum to 0; at least one weight must be > 0")
+    if not math.isfinite(total):
+        raise InputError(
+            f"{param('weights')} == {values}: their sum overflows; give them on a smaller "
+            "scale (only their ratio counts, e.g. 0.5,0.5)"
+        )
     normalised = abs(total - 1.0) > 1e-9
     return values[0] / total, values[1] / total, normalised
 

@@ -5,6 +5,7 @@ and 4 that users already have (tests/fixtures/laws, written by those versions)."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,10 +143,114 @@ def test_inputs_discount_repeated_domain_data(fitted_law):
     np.testing.assert_array_equal(fitted_law.run_inputs(given, steps).s1_shift, areas.s1_shift)
 
 
+def _edit(path: list, value: object):
+    """An edit of a law file's JSON: set the value at ``path`` (keys and list indices)."""
+
+    def edit(data: dict) -> None:
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return edit
+
+
+def _swap_first_names(data: dict) -> None:
+    names = data["general"]["parameter_names"]
+    names[0], names[1] = names[1], names[0]
+
+
+#: Damaged law files (an edit of a good one) and the one line each gets: the file, the field.
+DAMAGED = [
+    (_edit(["general", "jackknife", 0, 2], float("nan")), r"general\.jackknife\[0\]\[2\] is NaN"),
+    (_edit(["general", "values", 3], float("nan")), r"general\.values\[3\] is NaN"),
+    (_edit(["domain", "values", 0], float("inf")), r"domain\.values\[0\] is Infinity"),
+    (_edit(["general", "values", 0], "-inf"), r"general\.values\[0\] is -Infinity"),
+    (_edit(["general", "values", 1], 1e300), r"values\[1\] \(odds\^q\.A\) == 1e\+300, outside"),
+    (lambda d: d["general"]["values"].pop(0), r"general\.values: 29 values for 30 parameters"),
+    (lambda d: d["domain"]["jackknife"][1].pop(), r"domain\.jackknife\[1\]: 28 values for 29"),
+    (_edit(["general", "parameters", 2, "value"], 0.5), r"parameters\[2\]\.value == 0\.5 but "),
+    (_swap_first_names, r"general\.parameter_names: odds\^q\.A, odds\^q\.L0, "),
+    (_edit(["general", "interval_scale"], -1.0), r"general\.interval_scale == -1\.0, must be > 0"),
+    (_edit(["domain", "noise"], float("nan")), r"domain\.noise is NaN"),
+    (_edit(["coverage", "peak_lr_min"], 0.01), r"coverage\.peak_lr_min 0\.01 and peak_lr_max"),
+    (_edit(["coverage", "steps_min"], 10**6), r"coverage\.steps_min 1000000 and steps_max"),
+    (_edit(["coverage", "replay_ratios"], []), r"coverage\.replay_ratios: empty"),
+    (_edit(["coverage", "replay_ratios"], [0.0, 1.5]), r"coverage\.replay_ratios: 1\.5 is outside"),
+    (_edit(["coverage", "checkpoints"], ["x"]), r"coverage\.checkpoints: 'x' is not one of"),
+    (_edit(["pretrain", "lr"], []), r"pretrain\.lr: empty"),
+    (lambda d: d["pretrain"].update(lr=d["pretrain"]["lr"][:99]), r"outside the 99 steps of"),
+    (_edit(["pretrain", "lr", 5], -1.0), r"pretrain\.lr\[5\] == -1\.0, must be >= 0"),
+    (_edit(["pretrain", "warmup_steps"], 10**6), r"pretrain\.warmup_steps == 1000000"),
+    (_edit(["general", "form"], "linear"), r"general\.form: 'linear' is not a form of this kind"),
+    (_edit(["domain", "form"], "pretrain"), r"domain\.form: 'pretrain' is not a form of this"),
+    (_edit(["form"], "paper"), r"form: 'paper', but general\.form is 'odds\^q/relax\^q'"),
+    (lambda d: d.update(annealing="s2", lam=None), r"lam == None: the S2 memory needs"),
+    (lambda d: d.update(annealing="s2", lam=1.5), r"lam == 1\.5: the S2 memory needs"),
+    (_edit(["replay_terms"], False), r"replay_terms: False, but coverage\.replay_ratios has 3"),
+    (_edit(["domain_tokens"], -5), r"domain_tokens == -5\.0, must be > 0"),
+    (
+        lambda d: d.update(domain_tokens=1e6, coverage={**d["coverage"], "tokens_per_step": []}),
+        r"domain_tokens: given, but coverage\.tokens_per_step is empty",
+    ),
+    (_edit(["tied"], ["nope"]), r"tied: 'nope' is not a parameter of both sets"),
+    (_edit(["general", "jackknife", 0, 0], "a"), r"general\.jackknife\.0\.0: Input should be a"),
+]
+
+
+@pytest.mark.parametrize(("edit", "pattern"), DAMAGED, ids=[p for _, p in DAMAGED])
+def test_a_damaged_law_file_is_refused_naming_the_field(fitted_law, tmp_path, edit, pattern):
+    data = json.loads(fitted_law.model_dump_json())
+    # what the edits assume: the default law, averages of 30 (general) and 29 parameters
+    assert (data["form"], data["annealing"]) == ("odds^q/relax^q", "mpl")
+    assert (len(data["general"]["values"]), len(data["domain"]["values"])) == (30, 29)
+    edit(data)
+    path = tmp_path / "law.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as error:
+        load_law(path)
+    assert re.fullmatch(rf"{re.escape(str(path))}: .*", str(error.value))
+    assert re.search(pattern, str(error.value)), str(error.value)
+
+
+def test_a_damaged_pretraining_law_is_refused_too(pretrain_law, tmp_path):
+    data = json.loads(pretrain_law.model_dump_json())
+    path = tmp_path / "law.json"
+    for edit, pattern in [
+        (_edit(["loss", "values", 1], float("nan")), r"loss\.values\[1\] is NaN"),
+        (_edit(["loss", "form"], "paper"), r"loss\.form: 'paper' is not a form of this kind"),
+        (_edit(["coverage", "steps_min"], 10**6), r"coverage\.steps_min 1000000 and"),
+    ]:
+        damaged = json.loads(json.dumps(data))
+        edit(damaged)
+        path.write_text(json.dumps(damaged))
+        with pytest.raises(InputError, match=pattern):
+            load_law(path)
+
+
+def test_every_law_file_cptopt_wrote_passes_the_checks(fitted_law, pretrain_law, tmp_path):
+    for law in (fitted_law, pretrain_law):
+        assert law.problem() is None
+        assert load_law(law.save(tmp_path / "law.json")) == law
+    for path in sorted(LAWS.glob("*.json")):
+        assert load_law(path).problem() is None, path.name
+
+
+def test_a_law_file_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "law.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"law\.json: nested too deeply to be a law file"):
+        load_law(path)
+
+
 def _with_domain(fitted_law, tmp_path, **changes) -> Path:
-    """``fitted_law``'s file with keys of its domain set changed (as a hand edit would)."""
+    """``fitted_law``'s file with keys of its domain set changed (as a hand edit would,
+    ``values`` in both places the file keeps them)."""
     data = json.loads(fitted_law.model_dump_json())
     data["domain"].update(changes)
+    if "values" in changes:  # each parameter's record shows its value too
+        for parameter, value in zip(data["domain"]["parameters"], changes["values"], strict=True):
+            parameter["value"] = value
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(data))
     return path
@@ -172,8 +277,11 @@ def test_an_averaged_forms_members_and_weights_are_checked_when_read(fitted_law,
         values[first], values[second] = a, b
         return values
 
+    # a NaN weight is found where every NaN of a law file is (before the fields are read)
+    path = _with_domain(fitted_law, tmp_path, values=weights(float("nan"), 0.5))
+    with pytest.raises(InputError, match=rf"edited.json: domain.values\[{first}\] is NaN$"):
+        load_law(path)
     for a, b, message in (
-        (float("nan"), 0.5, "must be finite and non-negative"),
         (1.2, -0.2, "must be finite and non-negative"),
         (0.5, 0.6, "sum to 1.1, not 1"),
         (0.5, 0.5 + 1e-8, "sum to 1.00000001, not 1"),

@@ -79,11 +79,11 @@ def test_each_scenario_says_which_options_a_planned_run_takes(fitted_law, pretra
     run = cpt.planned(WSD, 0.25, tokens_per_step=1024)
     assert run.checkpoint == "unannealed" and run.corpus_tokens_per_step == 1024
     assert run.report_steps().tolist() == list(range(0, 1001, 100))
-    with pytest.raises(InputError, match="report steps must lie in 0..1000"):
+    with pytest.raises(InputError, match=r"steps \(the steps to report\) must lie in 0\.\.1000"):
         run.report_steps([1200])
     with pytest.raises(InputError, match="replay_ratio is required"):
         cpt.planned(WSD)
-    with pytest.raises(InputError, match="unknown checkpoint 'final'"):
+    with pytest.raises(InputError, match="checkpoint == 'final': unknown"):
         cpt.planned(WSD, 0.25, checkpoint="final")
     planned = pretrain.planned(WSD, tokens_per_step=4096)
     assert planned.warmup_steps == 20 and planned.report_steps()[0] == 21

@@ -159,7 +159,7 @@ def test_hf_keys_schedule_errors_are_one_clean_line(tmp_path):
         f"  - {{log: {REAL / 'hf-B'}, replay_ratio: 0.25, schedule: {{learning_rate: 3.0e-3,"
         " family: constant}}\n",
     )
-    with pytest.raises(InputError, match="runs.0.schedule: give cptopt's keys .* not both"):
+    with pytest.raises(InputError, match=r"runs\.0\.schedule: give cptopt's keys .* not both"):
         load_manifest(path)
     path = manifest(
         tmp_path, f"  - {{log: {REAL / 'hf-B'}, replay_ratio: 0.25, schedule: {{peak: 1}}}}\n"
@@ -293,11 +293,14 @@ def test_pilot_names_come_from_the_run_folder(tmp_path):
     }
     for log, name in names.items():
         assert default_run_name(log) == name, log
+    # hf-A2's second run folder holds a copy of hf-B's event file: the same run, listed
+    # here for its name only (as a replicate, or the manifest would refuse it)
     path = manifest(
         tmp_path,
         f"  - {{log: {REAL / 'hf-B/runs'}, replay_ratio: 0.25}}\n"
         f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-42-16_vm'}, replay_ratio: 0.25}}\n"
-        f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-43-09_vm'}, replay_ratio: 0.25}}\n",
+        f"  - {{log: {REAL / 'hf-A2/runs/Dec02_00-43-09_vm'}, replay_ratio: 0.25, "
+        "replicate: true}\n",
     )
     names = [run.name for run in load_manifest(path).runs]
     assert names == ["hf-B", "hf-A2/Dec02_00-42-16_vm", "hf-A2/Dec02_00-43-09_vm"]

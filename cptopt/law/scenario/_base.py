@@ -92,6 +92,25 @@ class Coverage(BaseModel):
     tokens_per_step: list[int]
     checkpoints: list[str]
 
+    def problem(self) -> str | None:
+        """The first inconsistency of a coverage read from a law file, or None."""
+        if not 0 < self.peak_lr_min <= self.peak_lr_max:
+            return (
+                f"coverage.peak_lr_min {self.peak_lr_min!r} and peak_lr_max "
+                f"{self.peak_lr_max!r}: must be 0 < min <= max"
+            )
+        if not 1 <= self.steps_min <= self.steps_max:
+            return (
+                f"coverage.steps_min {self.steps_min} and steps_max {self.steps_max}: must be "
+                "1 <= min <= max"
+            )
+        outside = [ratio for ratio in self.replay_ratios if not 0 <= ratio <= 1]
+        if outside:
+            return f"coverage.replay_ratios: {outside[0]!r} is outside 0..1"
+        if any(tokens < 1 for tokens in self.tokens_per_step):
+            return f"coverage.tokens_per_step: {min(self.tokens_per_step)}, must be >= 1"
+        return None
+
     def lr_flags(self, peak_lr: float) -> list[str]:
         """A flag when ``peak_lr`` is outside the pilots' peak LRs (beyond a small slack)."""
         low = self.peak_lr_min * (1 - RANGE_TOLERANCE)

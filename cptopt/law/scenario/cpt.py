@@ -26,7 +26,7 @@ from cptopt.law.areas import (
     unknown_checkpoint,
 )
 from cptopt.law.scenario._base import Coverage, FitData, FromPilots, InputNeeds, InputRecord
-from cptopt.pilots.runs import PilotSet, PretrainHistory, Run
+from cptopt.pilots.runs import PilotSet, PretrainHistory, Run, check_domain_tokens
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.schedules import Schedule
 
@@ -39,6 +39,9 @@ PT_POINTS_FROM = 0.25
 #: (every logged point from PT_POINTS_FROM on), "checkpoint" (only the points at a
 #: checkpoint's PT step: the loss CPT starts from) or "none".
 PT_POINT_CHOICES = ("all", "checkpoint", "none")
+#: Passes over the domain corpus beyond which the pilots get a warning: up to about 4,
+#: repeated data trains almost as well as fresh (data-constrained scaling, arXiv 2305.16264).
+MANY_EPOCHS = 4
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class CptRunInput:
             return np.unique(np.linspace(0, total, 11).round().astype(int))
         report = np.unique(np.asarray(steps, dtype=int))
         if report.size == 0 or report.min() < 0 or report.max() > total:
-            raise InputError(f"report steps must lie in 0..{total}")
+            raise InputError(f"{param('steps')} (the steps to report) must lie in 0..{total}")
         return report
 
 
@@ -173,6 +176,9 @@ class CptScenario(FromPilots):
         corpus = tokens_per_step
         if self.coverage is not None:
             corpus = self.coverage.corpus_tokens_per_step(tokens_per_step)
+        corpus_tokens = domain_tokens if domain_tokens is not None else self.domain_tokens
+        if corpus_tokens is not None:
+            check_domain_tokens(corpus_tokens, [("the run", corpus, replay_ratio)])
         lr = np.asarray(lr, dtype=float)
         tokens = int(tokens_per_step) if tokens_per_step else None
         return CptRunInput(lr, replay_ratio, name, state, tokens, corpus, domain_tokens)
@@ -345,8 +351,9 @@ class CptScenario(FromPilots):
         return CptRunInput(run.cpt_lr, replay_ratio, run.checkpoint, None, tokens, tokens)
 
     def notes(self) -> list[str]:
-        """The runs' notes, and what the pilots' replay ratios allow."""
-        notes = self.run_notes()
+        """The runs' notes, what the pilots' replay ratios allow, and a warning when they
+        already repeat the domain corpus many times."""
+        notes = self.run_notes() + self._repeat_notes()
         ratios = sorted({run.replay_ratio for run in self._runs()})
         if len(ratios) == 1:
             notes.append(
@@ -356,6 +363,25 @@ class CptScenario(FromPilots):
         elif len(ratios) == 2:
             notes.append("only 2 distinct replay ratios: the replay terms are weakly identified")
         return notes
+
+    def _repeat_notes(self) -> list[str]:
+        """A warning when a pilot passes over the domain corpus (``domain_tokens``) more
+        than :data:`MANY_EPOCHS` times: the repetition discount, a prior, then shapes the
+        domain law more than the pilots test it."""
+        if not self.domain_tokens:
+            return []
+        epochs, name = max(
+            (run.steps * (run.tokens_per_step or 0) * (1 - run.replay_ratio), run.name)
+            for run in self._runs()
+        )
+        epochs /= self.domain_tokens
+        if epochs <= MANY_EPOCHS:
+            return []
+        return [
+            f"domain_tokens: the pilots already pass over the domain corpus up to {epochs:.3g} "
+            f"times (run '{name}'); past about {MANY_EPOCHS} the repetition discount, a prior, "
+            "shapes the domain law: check the corpus size"
+        ]
 
     def input_records(self) -> list[InputRecord]:
         """Every input log with its SHA-256, the PT log last."""

@@ -56,7 +56,8 @@ class PretrainRunInput:
         report = np.unique(np.asarray(steps, dtype=int))
         if report.size == 0 or report.min() < first or report.max() > total:
             raise InputError(
-                f"report steps must lie in {first}..{total} (after the {self.warmup_steps}-step "
+                f"{param('steps')} (the steps to report) must lie in {first}..{total} (after "
+                f"the {self.warmup_steps}-step "
                 "warmup: the law describes the loss after it)"
             )
         return report

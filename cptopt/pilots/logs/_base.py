@@ -288,7 +288,7 @@ def series_problems(steps: np.ndarray, values: np.ndarray) -> list[str]:
         return ["no points"]
     bad_step = ~np.isfinite(steps) | (steps < 0) | (steps != np.round(steps))
     if bad_step.any():
-        problems.append(f"step {steps[np.flatnonzero(bad_step)[0]]!r} is not an integer >= 0")
+        problems.append(f"step {steps[np.flatnonzero(bad_step)[0]]:g} is not an integer >= 0")
         return problems
     if steps.max() > MAX_STEPS:
         step = float(steps[np.flatnonzero(steps > MAX_STEPS)[0]])

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cptopt._io import read_bytes
+from cptopt._io import MAX_TEXT_BYTES, read_bytes
 from cptopt._validation import MAX_LOG_ROWS
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import (
@@ -191,6 +191,12 @@ def check_records(file: Path) -> str:
             f"{file}: corrupt record at byte {int(starts[bad[0]])} (CRC mismatch): the event "
             "file is damaged; give an intact copy"
         )
+    claimed = _HEAD.unpack_from(data, end)[0] if tail >= _HEAD.size else 0
+    if claimed > MAX_TEXT_BYTES:  # no writer was cut in the middle of such a record
+        raise InputError(
+            f"{file}: the record at byte {end} claims {claimed} bytes, more than any file "
+            f"cptopt reads ({MAX_TEXT_BYTES}): the event file is damaged"
+        )
     if not tail:
         return ""
     return (
@@ -269,7 +275,8 @@ def _scalars(
     try:
         accumulator.Reload()
     except Exception as exc:  # noqa: BLE001 - corrupt records raise assorted errors
-        raise InputError(f"{file}: not a readable TensorBoard event file ({exc})") from None
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"{file}: not a readable TensorBoard event file ({reason})") from None
     tags = accumulator.Tags()
     found = []
     for tag in tags.get("scalars", []):
