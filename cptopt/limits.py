@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from cptopt._io import read_text
 from cptopt._validation import validate
 from cptopt._version import __version__
-from cptopt.exceptions import CptoptError, InputError, NotATrainingConfig
+from cptopt.exceptions import CptoptError, InputError, NotATrainingConfig, param
 from cptopt.law.fitted import DEFAULT_LAW_PATH, CptLaw, LawRecord, cpt_law, load_cpt_law
 from cptopt.plan import TrainingConfig, load_config
 from cptopt.prediction import Prediction, predict
@@ -361,7 +361,10 @@ def check(
     fixed_source: str | None = None
     if limits_file is not None and not isolated:
         fixed_file, fixed_source = load_limits_file(limits_file), str(limits_file)
-    resolve_limits(limits, fixed_file, "arguments")  # bad overrides fail before any config
+    # Bad overrides fail before any config, named as the caller named them.
+    given = {key: value for key, value in (limits or {}).items() if value is not None}
+    validate(Limits, given, "", aliases={key: param(key) for key in given})
+    resolve_limits(limits, fixed_file, "arguments")
     laws = _LawCache()
     file_cache: dict[Path, tuple[Limits | None, str | None]] = {}
     results = []

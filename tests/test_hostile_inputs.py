@@ -628,14 +628,19 @@ CASES = [
     Case(
         "check NaN limit",
         ["check", "{config}", "--law", "{law}", "--max-general-rise", "nan"],
-        r"max_general_rise",
+        r"^error: --max-general-rise: Input should be a finite number \(got nan\)$",
     ),
     # --- next-pilot: its own options, and the inputs it shares with recommend
     Case("next-pilot top-k 0", ["next-pilot", "--law", "{law}", "--top-k", "0"], r"--top-k"),
     Case(
         "next-pilot NaN tolerance",
         ["next-pilot", "--law", "{law}", "--tolerance", "nan"],
-        r"tolerance == nan",
+        r"--tolerance == nan, must be a finite number >= 0",
+    ),
+    Case(
+        "next-pilot P(best) 0",
+        ["next-pilot", "--law", "{law}", "--p-best", "0"],
+        r"--p-best == 0.0, must be in \(0, 1\]",
     ),
     Case(
         "next-pilot P(best) 1.5",

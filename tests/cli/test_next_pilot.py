@@ -77,7 +77,7 @@ def test_candidates_and_options_files(law_file) -> None:
         (["--weights", "a,b"], "--weights == 'a,b'"),
         (["--top-k", "0"], "--top-k == 0"),
         (["--pilot-steps", "3"], "--pilot-steps == 3"),
-        (["--tolerance", "-1"], "tolerance == -1.0"),
+        (["--tolerance", "-1"], "--tolerance == -1.0"),
         (["--candidates", "missing.csv"], "candidates file not found"),
         (["--candidates", str(CONFIGS / "candidates.csv"), "--pilot-steps", "500"],
          "--pilot-steps sets the grid's length"),
