@@ -233,9 +233,7 @@ def _check_settings(
     if not (np.isfinite(tolerance) and tolerance >= 0):
         raise InputError(f"{param('tolerance')} == {tolerance!r}, must be a finite number >= 0")
     if not 0 < p_best_threshold <= 1:
-        raise InputError(
-            f"{param('p_best_threshold')} == {p_best_threshold!r}, must be in (0, 1]"
-        )
+        raise InputError(f"{param('p_best_threshold')} == {p_best_threshold!r}, must be in (0, 1]")
     if top_k is not None and top_k < 1:
         raise InputError(f"{param('top_k')} == {top_k}, must be >= 1")
     if draws < 2:
