@@ -289,6 +289,43 @@ def _scaling(x: Vector, g: Vector, lb: Vector, ub: Vector) -> tuple[Vector, Vect
     return v, dv
 
 
+def _linearised(J: np.ndarray, f: Vector, f_scale: float) -> tuple[np.ndarray, Vector, Vector]:
+    """The Jacobian and residuals scaled by the Huber loss's weights, and the gradient."""
+    J, f = _robust_scaled(J, f, _huber(f, f_scale))
+    return J, f, J.T.dot(f)
+
+
+def _initial_scale(
+    J: np.ndarray, x: Vector, g: Vector, lb: Vector, ub: Vector
+) -> tuple[np.ndarray, float]:
+    """The variables' first scale (inverse column norms of the Jacobian, 1 where a column is
+    zero) and the first trust radius, as scipy's TRF sets them."""
+    scale_inv = np.sum(J**2, axis=0) ** 0.5
+    scale_inv[scale_inv == 0] = 1
+    v, dv = _scaling(x, g, lb, ub)
+    v[dv != 0] *= scale_inv[dv != 0]
+    delta = _norm(x * scale_inv / v**0.5)
+    return scale_inv, (1.0 if delta == 0 else delta)
+
+
+def _new_radius(
+    predicted: float, actual_reduction: float, step_h_norm: float, delta: float
+) -> tuple[float, float]:
+    """The step's reduction ratio and the next trust radius (scipy's rule: shrink to a
+    quarter of the step below 0.25, double a step at the boundary above 0.75)."""
+    if predicted > 0:
+        ratio = actual_reduction / predicted
+    elif predicted == actual_reduction == 0:  # a zero step: exact by construction
+        ratio = 1.0
+    else:
+        ratio = 0.0
+    if ratio < 0.25:
+        return ratio, 0.25 * step_h_norm
+    if ratio > 0.75 and step_h_norm > 0.95 * delta:
+        return ratio, delta * 2.0
+    return ratio, delta
+
+
 def solve(
     fun: Residuals,
     jac: Jacobian,
@@ -313,18 +350,10 @@ def solve(
     svd = _Svd(m + n, n)
     nfev = 1
     max_nfev = x.size * 100 if max_nfev is None else max_nfev
-    rho = _huber(f, f_scale)
-    cost = 0.5 * np.sum(rho[0])
-    J, f = _robust_scaled(J, f, rho)
-    g = J.T.dot(f)
-    scale_inv = np.sum(J**2, axis=0) ** 0.5
-    scale_inv[scale_inv == 0] = 1
+    cost = 0.5 * np.sum(_huber(f, f_scale)[0])
+    J, f, g = _linearised(J, f, f_scale)
+    scale_inv, delta = _initial_scale(J, x, g, lb, ub)
     scale = 1 / scale_inv
-    v, dv = _scaling(x, g, lb, ub)
-    v[dv != 0] *= scale_inv[dv != 0]
-    delta = _norm(x * scale_inv / v**0.5)
-    if delta == 0:
-        delta = 1.0
     f_augmented = np.zeros(m + n)
     J_augmented = np.empty((m + n, n))
     alpha = 0.0
@@ -362,17 +391,7 @@ def solve(
                 continue
             cost_new = _huber_cost(f_new, f_scale)
             actual_reduction = cost - cost_new
-            if predicted > 0:
-                ratio = actual_reduction / predicted
-            elif predicted == actual_reduction == 0:
-                ratio = 1
-            else:
-                ratio = 0
-            delta_new = delta
-            if ratio < 0.25:
-                delta_new = 0.25 * step_h_norm
-            elif ratio > 0.75 and step_h_norm > 0.95 * delta:
-                delta_new = delta * 2.0
+            ratio, delta_new = _new_radius(predicted, actual_reduction, step_h_norm, delta)
             ftol_met = actual_reduction < ftol * cost and ratio > 0.25
             if ftol_met or _norm(step) < xtol * (xtol + _norm(x)):
                 done = True
@@ -381,10 +400,7 @@ def solve(
             delta = delta_new
         if actual_reduction > 0:
             x, f, cost = x_new, f_new, cost_new
-            J = jac(x)
-            rho = _huber(f, f_scale)
-            J, f = _robust_scaled(J, f, rho)
-            g = J.T.dot(f)
+            J, f, g = _linearised(jac(x), f, f_scale)
             scale_inv = np.maximum(np.sum(J**2, axis=0) ** 0.5, scale_inv)
             scale = 1 / scale_inv
     return x, float(cost), nfev
