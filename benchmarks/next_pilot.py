@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import itertools
 import json
 import multiprocessing
@@ -115,13 +116,28 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
-def _fit_into(manifest_path: str, law_path: str) -> float:
-    """Fit one pilot set in this process (one worker: the pool runs fits side by side)."""
+#: The domain whose pilot sets the forked workers fit and score (set before they fork).
+_WORKING: Domain | None = None
+
+
+def scoring_digest() -> str:
+    """Digest of the code that scores a law (benchmarks/accuracy.py and
+    :meth:`Domain.score_law`): cached scores are reused only by it."""
+    here = Path(__file__).resolve().parent
+    own = inspect.getsource(Domain.score_law).encode()
+    return hashlib.sha256((here / "accuracy.py").read_bytes() + own).hexdigest()
+
+
+def _fit_into(manifest_path: str, folder: str) -> float:
+    """Fit one pilot set in this process (one worker: the pool runs fits side by side),
+    and score it (:meth:`Domain.score_law`) next to the law."""
     started = time.perf_counter()
     law = cptopt.fit(manifest_path, n_jobs=1)
-    temporary = Path(law_path + ".part")
-    law.save(temporary)
-    os.replace(temporary, law_path)
+    law_path = Path(folder) / "law.json"
+    law.save(law_path.with_suffix(".part"))
+    os.replace(law_path.with_suffix(".part"), law_path)
+    if _WORKING is not None:
+        _WORKING.score_law(law, Path(folder))
     return time.perf_counter() - started
 
 
@@ -145,7 +161,9 @@ class Domain:
         self.fit_wall = 0.0  # wall time of the batches of fits
         self._laws: dict[frozenset, tuple] = {}
         self._scores: dict[frozenset, tuple] = {}
+        self.asked: dict[tuple, cptopt.NextPilot] = {}
         self._base = self._base_digest()
+        self._scoring = scoring_digest()
 
     def _base_digest(self) -> str:
         """What every pilot set of this folder shares: the code, the pre-training log, the
@@ -182,14 +200,19 @@ class Domain:
             todo[folder] = write_pilot_manifest(self.data, self.manifest, names, folder)
         if not todo:
             return
+        global _WORKING
         started = time.perf_counter()
-        jobs = [(str(m), str(f / "law.json")) for f, m in todo.items()]
-        if self.jobs > 1 and len(jobs) > 1:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(self.jobs, len(jobs)), mp_context=context) as pool:
-                seconds = list(pool.map(_fit_into, *zip(*jobs, strict=True)))
-        else:
-            seconds = [_fit_into(m, law) for m, law in jobs]
+        jobs = [(str(m), str(f)) for f, m in todo.items()]
+        _WORKING = self
+        try:
+            if self.jobs > 1 and len(jobs) > 1:
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(min(self.jobs, len(jobs)), mp_context=context) as pool:
+                    seconds = list(pool.map(_fit_into, *zip(*jobs, strict=True)))
+            else:
+                seconds = [_fit_into(m, folder) for m, folder in jobs]
+        finally:
+            _WORKING = None
         self.fit_wall += time.perf_counter() - started
         self.fit_seconds += sum(seconds)
         self.fits += len(jobs)
@@ -207,17 +230,33 @@ class Domain:
             )
         return self._laws[key]
 
+    def score_law(self, law: cptopt.FittedLaw, folder: Path) -> tuple[list, dict]:
+        """Regret (fraction) per weight pair and mean |final error| over the targets that
+        are not pilots of ``law``; written to ``folder`` (``scores.json``)."""
+        names = {run.name for run in law.general.runs}
+        rows = decision_scores(law, self.grid, self.manifest, self.runs, self.weights)
+        regrets = [row.get("regret_rel", float("nan")) for row in rows]
+        targets = [t for t in self.spec["targets"] if t in self.manifest and t not in names]
+        errors = {t: score_run(law, self.runs[t], self.manifest[t])[0] for t in targets}
+        summary = summarise(errors)
+        final = {k: summary[k]["final_mean"] for k in LOSSES}
+        payload = {"scoring": self._scoring, "regrets": regrets, "final": final}
+        (folder / "scores.part").write_text(json.dumps(payload))
+        os.replace(folder / "scores.part", folder / "scores.json")
+        return regrets, final
+
     def scores(self, added: tuple[str, ...]) -> tuple[list[float], dict[str, float]]:
-        """Regret (fraction) per weight pair, and mean |final error| over the targets left."""
+        """Regret (fraction) per weight pair, and mean |final error| over the targets left
+        (cached next to the law, computed by the worker that fitted it)."""
         key = frozenset(added)
         if key not in self._scores:
-            law, _ = self.law(added)
-            rows = decision_scores(law, self.grid, self.manifest, self.runs, self.weights)
-            regrets = [row.get("regret_rel", float("nan")) for row in rows]
-            targets = [t for t in self.spec["targets"] if t in self.manifest and t not in key]
-            errors = {t: score_run(law, self.runs[t], self.manifest[t])[0] for t in targets}
-            summary = summarise(errors)
-            self._scores[key] = (regrets, {k: summary[k]["final_mean"] for k in LOSSES})
+            folder, _ = self._folder(added)
+            path = folder / "scores.json"
+            cached = json.loads(path.read_text()) if path.is_file() else {}
+            if cached.get("scoring") == self._scoring:
+                self._scores[key] = (cached["regrets"], cached["final"])
+            else:
+                self._scores[key] = self.score_law(self.law(added)[0], folder)
         return self._scores[key]
 
     def remaining(self, added: tuple[str, ...]) -> list[str]:
@@ -265,15 +304,19 @@ class Domain:
 def ask_cptopt(
     domain: Domain, added: tuple[str, ...], weights: tuple[float, float]
 ) -> cptopt.NextPilot:
-    law, pilots = domain.law(added)
-    return cptopt.next_pilot(
-        law,
-        weights,
-        pilots=pilots,
-        candidate_pilots=[domain.candidate(r) for r in domain.remaining(added)],
-        options=[domain.candidate(r) for r in domain.grid],
-        top_k=None,
-    )
+    """``cptopt.next_pilot`` on a pilot set (asked once per set and weights)."""
+    key = (frozenset(added), tuple(weights))
+    if key not in domain.asked:
+        law, pilots = domain.law(added)
+        domain.asked[key] = cptopt.next_pilot(
+            law,
+            weights,
+            pilots=pilots,
+            candidate_pilots=[domain.candidate(r) for r in domain.remaining(added)],
+            options=[domain.candidate(r) for r in domain.grid],
+            top_k=None,
+        )
+    return domain.asked[key]
 
 
 def pick_max_variance(domain: Domain, added: tuple[str, ...]) -> str:
@@ -516,7 +559,7 @@ def time_cli(domain: Domain, repeats: int = 3) -> float:
 
 
 def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
-    started = time.perf_counter()
+    started, load = time.perf_counter(), list(os.getloadavg())
     domain = Domain(data, args.scenario, cache, args.jobs)
     subsets = random_subsets(domain, args.rounds, args.subsets, args.seed)
     extra = [s for chosen in subsets for s in chosen]
@@ -556,7 +599,8 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
             "fits": domain.fits,
             "fit_wall_seconds": domain.fit_wall,
             "jobs": args.jobs,
-            "load_before": list(os.getloadavg()),
+            "load_start": load,
+            "load_end": list(os.getloadavg()),
         },
         "seconds": seconds,
         "cli_seconds": time_cli(domain) if args.time_cli else None,
@@ -657,13 +701,13 @@ def footer(results: list[dict]) -> str:
     for result in results:
         cli = result["cli_seconds"]
         timing = result["timing"]
-        load = "/".join(f"{x:.1f}" for x in timing["load_before"])
+        load = "/".join(f"{x:.1f}" for x in (timing["load_start"][0], timing["load_end"][0]))
         parts.append(
             f"{Path(result['data']).name}: {result['pilot_sets']} pilot sets "
             f"({timing['fits']} fitted, not cached: {timing['fit_wall_seconds']:.0f} s wall on "
             f"{timing['jobs']} processes), random over "
             f"{'/'.join(map(str, result['random_subsets']))} subsets per round, "
-            f"total {timing['seconds']:.0f} s (load average before {load})"
+            f"total {timing['seconds']:.0f} s (1-minute load average at start/end {load})"
             + (f", `cptopt next-pilot` {cli:.2f} s (median of 3, fresh process)" if cli else "")
         )
     return "regret: mean over the weight pairs, fraction of the real best. " + "; ".join(parts)
