@@ -591,7 +591,7 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
         "seed_noise": noise,
         "stability": stability(strategies["cptopt"], noise["objective"]),
         "random_subsets": counts,
-        "pilot_sets": len(domain._laws),
+        "pilot_sets": len(domain._scores),
         "refits": domain.fits,
         "refit_seconds": domain.fit_seconds,
         "timing": {
@@ -649,6 +649,7 @@ def stop_rows(result: dict) -> list[list[str]]:
 def verdict_rows(result: dict) -> list[list[str]]:
     name = Path(result["data"]).name
     stable = result["stability"]
+    pairs = result["seed_noise"]["pairs"]
     best = result["cptopt_at_or_below_all"]
     regret = result["strategies"]
     rows = []
@@ -669,7 +670,7 @@ def verdict_rows(result: dict) -> list[list[str]]:
             "cptopt's regret never rises by more than the seed noise",
             "met" if stable["stable"] else "MISSED",
             f"largest rise {pct(stable['largest_rise'])} vs seed noise {pct(stable['noise'])} "
-            f"({result['seed_noise']['pairs']} replicate pairs)",
+            f"({pairs} seed-replicate pair{'' if pairs == 1 else 's'})",
         ]
     )
     verdicts = [v["verdict"] for v in result["stop_rule"]]
