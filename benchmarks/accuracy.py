@@ -9,7 +9,14 @@ target run from its own per-step LR, and report per loss (general, domain)
 - extrapolation targets (outside the pilots' LR range) separately;
 - decision: for each weight pair, regret (real objective of the predicted best minus the
   real best, also relative) and Kendall's tau between predicted and real rankings;
-- interval coverage: share of real final losses inside the 90 % prediction interval;
+- interval coverage: share of real final losses inside the 90 % prediction interval,
+  overall and per region of the settings (issue 21, item 2): ``inside the hull`` (peak LR
+  and replay ratio inside the convex hull of the pilots' (log peak LR, replay) points, no
+  longer than the longest pilot), ``LR outside`` (peak LR outside the pilots' range),
+  ``replay outside`` (LR inside that range but (LR, replay) outside the pilots' hull),
+  ``length beyond`` (more steps than the longest pilot); a target outside the hull is in
+  every region that applies. Targets and extrapolation targets are pooled; a region with
+  fewer than 3 runs says "too few" (JSON: ``coverage_by_region``, null coverage);
 - the noise floor: seed-replicate differences found in the folder;
 - with several domains or scenarios, a WORST row per law: the worst value of every figure
   over them (largest error and regret, smallest tau, coverage furthest from 80-95 %),
@@ -35,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import Delaunay
 from scipy.stats import kendalltau
 
 import cptopt
@@ -47,6 +55,12 @@ LAW_SETTINGS = {
     "auto-tie": {"form": "auto", "tie": "auto"},
 }
 LOSSES = ("general", "domain")
+#: Regions of the settings a target can be in, relative to the pilots (issue 21, item 2).
+REGIONS = ("inside the hull", "LR outside", "replay outside", "length beyond")
+#: A region with fewer target runs than this reports "too few" instead of a coverage.
+MIN_REGION_RUNS = 3
+#: The band the 90 % intervals' coverage should fall in.
+COVERAGE_BAND = (0.80, 0.95)
 
 
 def read_manifest(data: Path) -> dict[str, dict]:
@@ -153,6 +167,65 @@ def summarise(per_run: dict[str, dict]) -> dict[str, dict[str, float]]:
     return summary
 
 
+def pilot_hull(manifest: dict, pilots: list[str]) -> dict:
+    """What the pilots cover: their peak-LR range, longest run and (log10 LR, replay)
+    points."""
+    rows = [manifest[rid] for rid in pilots]
+    lrs = np.array([float(r["peak_lr"]) for r in rows])
+    replay = np.array([float(r["replay_ratio"]) for r in rows])
+    return {
+        "lr": (float(lrs.min()), float(lrs.max())),
+        "steps": max(int(r["total_steps"]) for r in rows),
+        "points": np.unique(np.column_stack([np.log10(lrs), replay]), axis=0),
+    }
+
+
+def _in_hull(points: np.ndarray, point: np.ndarray) -> bool:
+    """Whether ``point`` is in the convex hull of ``points`` (boundary included)."""
+    if len(points) >= 3 and np.linalg.matrix_rank(points[1:] - points[0]) == 2:
+        return bool(Delaunay(points).find_simplex(point, tol=1e-9) >= 0)
+    # Degenerate (a point or a segment): on the segment between the extremes.
+    if len(points) == 1:
+        return bool(np.allclose(points[0], point, atol=1e-9))
+    a, b = points[np.argmin(points @ (points[-1] - points[0]))], points[-1]
+    direction = b - a
+    t = float(np.clip((point - a) @ direction / (direction @ direction), 0.0, 1.0))
+    return bool(np.linalg.norm(a + t * direction - point) < 1e-9)
+
+
+def regions_of(row: dict, hull: dict) -> list[str]:
+    """The regions (:data:`REGIONS`) a run's settings are in, relative to the pilots."""
+    lr, replay = float(row["peak_lr"]), float(row["replay_ratio"])
+    out = []
+    lr_low, lr_high = hull["lr"]
+    lr_outside = not (lr_low * (1 - 1e-9) <= lr <= lr_high * (1 + 1e-9))
+    if lr_outside:
+        out.append("LR outside")
+    elif not _in_hull(hull["points"], np.array([np.log10(lr), replay])):
+        out.append("replay outside")
+    if int(row["total_steps"]) > hull["steps"]:
+        out.append("length beyond")
+    return out or ["inside the hull"]
+
+
+def coverage_by_region(per_run: dict[str, dict], regions: dict[str, list[str]]) -> dict:
+    """Per region and loss: runs, and the share of final losses inside the 90 % interval
+    (None when fewer than :data:`MIN_REGION_RUNS` runs)."""
+    out = {}
+    for region in REGIONS:
+        members = [rid for rid in per_run if region in regions[rid]]
+        out[region] = {}
+        for loss in LOSSES:
+            inside = [per_run[rid][loss]["inside_90"] for rid in members]
+            enough = len(inside) >= MIN_REGION_RUNS
+            out[region][loss] = {
+                "n": len(inside),
+                "coverage_90": float(np.mean(inside)) if enough else None,
+                "too_few": not enough,
+            }
+    return out
+
+
 def decision_scores(law, grid: list[str], manifest: dict, runs: dict, weights) -> list[dict]:
     """Rank the grid as ``cptopt recommend --candidates`` does, and score the ranking."""
     from cptopt.search import Candidate, rank_candidates
@@ -233,6 +306,9 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
     for rid in spec.get("extrapolation_targets", []):
         extrapolation[rid], out_of_range = score_run(law, runs[rid], manifest[rid])
         flagged += bool(out_of_range)
+    hull = pilot_hull(manifest, spec["pilots"])
+    pooled = {**targets, **extrapolation}
+    regions = {rid: regions_of(manifest[rid], hull) for rid in pooled}
     return {
         "scenario": name,
         "law": law_name,
@@ -248,6 +324,8 @@ def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, r
         "extrapolation": summarise(extrapolation),
         "extrapolation_flagged": f"{flagged}/{len(extrapolation)}",
         "decision": decision_scores(law, spec["decision_grid"], manifest, runs, weights),
+        "coverage_by_region": coverage_by_region(pooled, regions),
+        "regions": regions,
         "per_target": targets,
     }
 
@@ -261,6 +339,23 @@ def _worst_summary(rows: list[dict]) -> dict:
     worst = {k: max(row[k] for row in rows) for k in rows[0] if k != "coverage_90"}
     worst["coverage_90"] = _worst_coverage([row["coverage_90"] for row in rows])
     return worst
+
+
+def _worst_regions(rows: list[dict]) -> dict:
+    """Per region and loss: the coverage furthest outside the band over the results that
+    have a number, and the most runs any of them had there."""
+    out = {}
+    for region in REGIONS:
+        out[region] = {}
+        for loss in LOSSES:
+            cells = [r["coverage_by_region"][region][loss] for r in rows]
+            known = [c["coverage_90"] for c in cells if c["coverage_90"] is not None]
+            out[region][loss] = {
+                "n": max(c["n"] for c in cells),
+                "coverage_90": _worst_coverage(known) if known else None,
+                "too_few": not known,
+            }
+    return out
 
 
 def worst_rows(results: list[dict]) -> list[dict]:
@@ -305,6 +400,7 @@ def worst_rows(results: list[dict]) -> list[dict]:
                 "extrapolation": summaries["extrapolation"],
                 "extrapolation_flagged": "-",
                 "decision": decisions,
+                "coverage_by_region": _worst_regions(mine),
             }
         )
     return out
@@ -336,8 +432,13 @@ ERROR_COLUMNS = (
     "extrap. final mean",
     "extrap. final worst",
 )
+REGION_COLUMNS = ("scenario", "law", "loss", *REGIONS)
 DECISION_COLUMNS = ("scenario", "law", "weights", "predicted best", "real best", "regret", "tau")
 #: Columns holding names (left-aligned); the others hold numbers.
+REGION_TITLE = (
+    "90% interval coverage of the final loss per region (runs; * outside 80-95%; targets and "
+    "extrapolation targets pooled)"
+)
 TEXT_COLUMNS = {"scenario", "law", "chosen", "loss", "weights", "predicted best", "real best"}
 
 
@@ -360,6 +461,29 @@ def error_rows(results: list[dict]) -> list[list[str]]:
                 ]
             )
     return rows
+
+
+def region_cell(cell: dict) -> str:
+    """A region's coverage and its runs, "too few" below :data:`MIN_REGION_RUNS`."""
+    if cell["coverage_90"] is None:
+        return f"too few ({cell['n']})"
+    low, high = COVERAGE_BAND
+    mark = "" if low <= cell["coverage_90"] <= high else " *"
+    return f"{100 * cell['coverage_90']:.0f}% ({cell['n']}){mark}"
+
+
+def region_rows(results: list[dict]) -> list[list[str]]:
+    """One row of :data:`REGION_COLUMNS` per scenario, law and loss."""
+    return [
+        [
+            result["scenario"],
+            result["law"],
+            loss,
+            *(region_cell(result["coverage_by_region"][region][loss]) for region in REGIONS),
+        ]
+        for result in results
+        for loss in LOSSES
+    ]
 
 
 def decision_rows(results: list[dict]) -> list[list[str]]:
@@ -406,6 +530,7 @@ def print_table(results: list[dict], floor: dict) -> None:
     for title, columns, rows in (
         ("held-out error (fit on pilots only)", ERROR_COLUMNS, error_rows(results)),
         ("decision grid: regret and Kendall tau", DECISION_COLUMNS, decision_rows(results)),
+        (REGION_TITLE, REGION_COLUMNS, region_rows(results)),
     ):
         table = Table(title=title, title_justify="left")
         for column in columns:
@@ -421,6 +546,7 @@ def print_markdown(results: list[dict], floor: dict) -> None:
     for columns, rows in (
         (ERROR_COLUMNS, error_rows(results)),
         (DECISION_COLUMNS, decision_rows(results)),
+        (REGION_COLUMNS, region_rows(results)),
     ):
         print("| " + " | ".join(columns) + " |")
         print("|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in columns) + "|")

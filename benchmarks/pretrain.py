@@ -17,7 +17,13 @@ with lambda 0.999 where known. An unknown size has no reference, and the table s
 
 It also prints, per test run and overall, the share of its rows inside the 90 % interval
 of the prediction (the intervals are calibrated on the train runs alone), and each test
-run's coverage flags (a run longer than the train runs, an LR drop deeper than theirs).
+run's coverage flags (a run longer than the train runs, an LR drop deeper than theirs),
+and the coverage per region (issue 21, item 2): ``inside`` (peak LR inside the train runs'
+range, no longer than the longest, its lowest LR after warmup not below theirs), ``LR
+outside`` (peak LR outside their range), ``long runs`` (more steps than the longest train
+run), ``deeper drop`` (an LR after warmup lower than any train run's); a run is in every
+region that applies, and a region with fewer than 3 test runs says "too few" (JSON:
+``coverage_by_region``, null coverage) rather than a number.
 
 It also times the default fit, and the chosen law alone (no selection, no refits) against
 a plain scipy fit of the same law on the same points, in the same run (best of
@@ -90,6 +96,10 @@ REFERENCES: dict[str, dict[str, tuple[float, float | None]]] = {
 }
 #: The level of the intervals whose coverage is reported.
 LEVEL = 0.9
+#: Regions of a test run relative to the train runs (issue 21, item 2).
+REGIONS = ("inside", "LR outside", "long runs", "deeper drop")
+#: A region with fewer test runs than this reports "too few" instead of a coverage.
+MIN_REGION_RUNS = 3
 #: Logged LRs must agree with the rebuilt schedule to this share of the peak LR.
 LR_TOLERANCE = 1e-9
 
@@ -190,6 +200,44 @@ def score(law: PretrainRunsLaw, run: PretrainRun) -> dict:
     }
 
 
+def after_warmup(run: PretrainRun) -> np.ndarray:
+    """The run's per-step LR after its warmup."""
+    return run.lr[run.warmup_steps :] if run.lr.size > run.warmup_steps else run.lr
+
+
+def regions_of(run: PretrainRun, train: list[PretrainRun]) -> list[str]:
+    """The regions (:data:`REGIONS`) a test run is in, relative to the train runs
+    (relative tolerance 1e-9 on the LRs)."""
+    peaks = [float(r.lr.max()) for r in train]
+    peak, out = float(run.lr.max()), []
+    if not min(peaks) * (1 - 1e-9) <= peak <= max(peaks) * (1 + 1e-9):
+        out.append("LR outside")
+    if run.steps > max(r.steps for r in train):
+        out.append("long runs")
+    if float(after_warmup(run).min()) < min(float(after_warmup(r).min()) for r in train) * (
+        1 - 1e-9
+    ):
+        out.append("deeper drop")
+    return out or ["inside"]
+
+
+def coverage_by_region(scores: dict[str, dict], regions: dict[str, list[str]]) -> dict:
+    """Per region: test runs, and the share of their rows inside the interval (pooled over
+    the runs' rows; None when fewer than :data:`MIN_REGION_RUNS` runs)."""
+    out = {}
+    for region in REGIONS:
+        members = [name for name in scores if region in regions[name]]
+        enough = len(members) >= MIN_REGION_RUNS
+        rows = sum(scores[name]["n_points"] for name in members)
+        inside = sum(scores[name]["coverage"] * scores[name]["n_points"] for name in members)
+        out[region] = {
+            "runs": members,
+            "coverage": float(inside / rows) if enough and rows else None,
+            "too_few": not enough,
+        }
+    return out
+
+
 def model_size_of(protocol: dict, given: str | None) -> str | None:
     """The model size: ``given`` (``--model-size``), else the protocol's ``model_size``."""
     size = given if given is not None else protocol.get("model_size")
@@ -257,6 +305,8 @@ def run_benchmark(data: Path, settings: dict, repeat: int, model_size: str | Non
     pilots = PretrainPilots(tuple(runs[name] for name in protocol["train"]), str(data))
     fit_seconds, law = best_of(repeat, lambda: LawFitter(**settings).fit(pilots).law_)
     scores = {name: score(law, runs[name]) for name in protocol["test"]}
+    train = [runs[name] for name in protocol["train"]]
+    regions = {name: regions_of(runs[name], train) for name in protocol["test"]}
     details = ("steps", "n_points", "late_signed", "worst_step", "coverage", "flags")
     return {
         "runs": {name: {k: v[k] for k in ("pred_e", "worst_e")} for name, v in scores.items()},
@@ -270,6 +320,7 @@ def run_benchmark(data: Path, settings: dict, repeat: int, model_size: str | Non
             sum(v["coverage"] * v["n_points"] for v in scores.values())
             / sum(v["n_points"] for v in scores.values())
         ),
+        "coverage_by_region": coverage_by_region(scores, regions),
         "law": {
             "memory": law.annealing_description,
             "annealing": law.annealing,
@@ -336,6 +387,17 @@ def print_table(result: dict) -> None:
         known = ", ".join(REFERENCES)
         why = f"model size {size}" if size else "no model size (protocol.json or --model-size)"
         console.print(f"no reference figures: {why}; known sizes: {known}", highlight=False)
+    cells = []
+    for region, cell in result["coverage_by_region"].items():
+        n = len(cell["runs"])
+        cells.append(
+            f"{region} too few ({n})" if cell["coverage"] is None
+            else f"{region} {cell['coverage']:.0%} ({n})"
+        )  # fmt: skip
+    console.print(
+        f"in the {LEVEL:.0%} interval per region (test runs; rows pooled): " + ", ".join(cells),
+        highlight=False,
+    )
     for name, details in result["details"].items():
         for flag in details["flags"]:
             console.print(f"{name}: {flag}", highlight=False)
