@@ -130,3 +130,34 @@ def test_the_cli_imports_each_stage_through_its_front_door(module: str) -> None:
         if name not in FRONT_DOORS and not name.startswith("cptopt.cli")
     )
     assert not deep, f"{module} imports deep modules {deep}: import them from their stage package"
+
+
+#: Modules and functions that fit in a reader's head (issue 20): a Typer command's option
+#: list is a manual, not logic, so a command function is measured from its body.
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def _too_long_functions(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    command = path.parent.name == "cli"
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            start = node.body[0].lineno if command else node.lineno
+            length = node.end_lineno - start + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.name} ({length} lines)")
+    return found
+
+
+def test_modules_and_functions_fit_in_a_head() -> None:
+    modules = sorted(PACKAGE.rglob("*.py"))
+    long_modules = [
+        f"{path.relative_to(PACKAGE.parent)} ({count} lines)"
+        for path in modules
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    long_functions = [name for path in modules for name in _too_long_functions(path)]
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"

@@ -40,7 +40,7 @@ from cptopt.fitting.jobs import (
     Variant,
     fit_with_effort,
 )
-from cptopt.fitting.selection import Candidate, merged_rows
+from cptopt.fitting.rows import Candidate, merged_rows
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import PretrainPartForm, make_law
 from cptopt.law.scenario import LOSS, FitData, InputNeeds, PretrainScenario

@@ -12,7 +12,8 @@ from cptopt.exceptions import InputError
 from cptopt.fitting import LawFitter
 from cptopt.fitting.averaging import evidence_weights, fit_average
 from cptopt.fitting.optimise import Starts
-from cptopt.fitting.selection import AUTO_MEMBERS, auto_form, one_standard_error_choice
+from cptopt.fitting.rows import one_standard_error_choice
+from cptopt.fitting.selection import AUTO_MEMBERS, auto_form
 from cptopt.law.averaged import AveragedLaw, build_law
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.scenario import InputNeeds, scenario_of

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cptopt.fitting.estimator import LawFitter
-from cptopt.fitting.selection import one_standard_error_choice, translate_start
+from cptopt.fitting.rows import one_standard_error_choice
+from cptopt.fitting.selection import translate_start
 from cptopt.law.fitted import SelectionRow
 from cptopt.law.forms import make_law
 from cptopt.law.scenario import InputNeeds, scenario_of
