@@ -15,7 +15,6 @@ from cptopt.cli._search_options import (
     FamiliesOption,
     MaxGeneralRiseOption,
     MaxStepsOption,
-    StepsOption,
 )
 from cptopt.design import design_pilots
 from cptopt.report import design_report
@@ -75,12 +74,18 @@ def design_command(
         Path | None,
         typer.Option(
             help="The pilot runs to choose from (as for recommend --candidates). Default: "
-            "peak LRs x replay ratios x families of the space, --pilot-steps long.",
+            "peak LRs x replay ratios x families of the space, as long as the pilots.",
             show_default=False,
         ),
     ] = None,
     config: ConfigOption = None,
-    steps: StepsOption = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help=f"CPT steps bounds of the decision, {RANGE_HELP} (default: the pilots' length).",
+            show_default=False,
+        ),
+    ] = None,
     families: FamiliesOption = None,
     max_steps: MaxStepsOption = None,
     max_general_rise: MaxGeneralRiseOption = None,
@@ -89,10 +94,15 @@ def design_command(
 ) -> None:
     """The first pilot runs to launch, before any fit, and why each is there.
 
-    Greedy Bayesian design under a prior (laws fitted on other domains): first pilots that
-    reach both ends of the peak-LR and replay ranges recommend will search, then the ones
-    that most lower the expected regret of its decision, then the most informative about
-    the law. Then: run them, cptopt fit, cptopt next-pilot, cptopt recommend.
+    Before any pilot there is no law, so the design reasons with a prior: laws fitted on
+    other domains (default: the bundled code and cyr laws; --prior for your own). Greedy:
+    first pilots that reach both ends of the peak-LR and replay ranges recommend will
+    search, then those that most lower the expected regret of its decision, then those
+    farthest from any pilot, then the most informative about the law.
+
+    Example: cptopt design --pilot-steps 1000 --peak-lr 6e-4,2e-3. Then run the pilots,
+    list them in a pilot manifest, and go on with cptopt fit, cptopt next-pilot and cptopt
+    recommend.
     """
     base = load_search_config(config) if config is not None else SearchConfig()
     flags = {
