@@ -5,8 +5,11 @@ other domains (by default the two bundled domains, ``priors/cpt-code.json`` and
 ``priors/cpt-cyr.json``: the protocol's five pilots each), each one's uncertainty the
 Gaussian of :mod:`cptopt.design.next_pilot` (the span of its leave-one-pilot-out refits),
 widened ``WIDEN`` times in SD because a new domain is further from them than their own
-refits are. The user's LRs are mapped onto each prior's as multiples of the pre-training
-peak LR (``pretrain_lr``, default the top of the peak-LR range).
+refits are. The user's runs are mapped onto each prior's: LRs as multiples of the
+pre-training peak LR (``pretrain_lr``, default the top of the peak-LR range), steps as
+multiples of the pilot length (a pilot is as long as the prior's pilots; its schedule's
+shape kept), so the prior is used where it was fitted and a design costs the same for
+pilots of any length.
 
 Greedy design over candidate pilots (peak LRs x replay ratios x families of the space, or
 the user's list), one pick at a time, each pick by, in order:
@@ -267,9 +270,20 @@ class PriorView:
     outlooks: list[tuple[Outlook, float]]  # per weight pair, with the objective's scale
 
 
-def _scaled_space(law: CptLaw, space: SearchSpace, factor: float) -> SearchSpace:
-    assert space.peak_lr is not None
-    return space.model_copy(update={"peak_lr": tuple(v * factor for v in space.peak_lr)})
+def _scaled_space(space: SearchSpace, factor: float, stretch: float) -> SearchSpace:
+    """The space in a prior's units: LRs times ``factor``, steps times ``stretch``."""
+    assert space.peak_lr is not None and space.steps is not None
+    steps = tuple(max(10, int(round(v * stretch))) for v in space.steps)
+    return space.model_copy(
+        update={"peak_lr": tuple(v * factor for v in space.peak_lr), "steps": steps}
+    )
+
+
+def resample(lr: np.ndarray, n: int) -> np.ndarray:
+    """A per-step LR stretched to ``n`` steps, its shape kept (warmup and decay fractions)."""
+    if lr.size == n:
+        return lr
+    return np.interp((np.arange(n) + 0.5) / n, (np.arange(lr.size) + 0.5) / lr.size, lr)
 
 
 def prior_view(
@@ -280,27 +294,40 @@ def prior_view(
     weights: Sequence[tuple[float, float]],
     draws: tuple[int, int, float],
 ) -> PriorView:
-    """The candidates and the decision as ``law`` sees them (LRs in its units)."""
+    """The candidates and the decision as ``law`` sees them: LRs as multiples of the
+    pre-training peak LR, steps as multiples of the pilot length (the prior's pilots'
+    length: where the prior was fitted, and a design's cost that does not grow with it)."""
     space, constraints, pretrain_lr, steps = setup
     factor = float(np.max(law.pretrain.lr)) / pretrain_lr if law.pretrain.known else 1.0
+    length = law.coverage.steps_max
+    stretch = length / steps
     model = LatentModel(law, "ensemble")
     label_cp = law.scenario.checkpoint_name(None)
     state = law.scenario.checkpoint_state(label_cp, law.lam)
     needs = law.needs
     runs = [
-        _Candidate(s.name, s.lr * factor, s.replay_ratio, label_cp, state, s.schedule, None, needs)
+        _Candidate(
+            s.name,
+            resample(s.lr, max(10, int(round(s.lr.size * stretch)))) * factor,
+            s.replay_ratio,
+            label_cp,
+            state,
+            s.schedule,
+            None,
+            needs,
+        )
         for s in specs
     ]
     counts = [run.n_points for run in law.general.runs] or [20]
-    every = max(1, int(round(steps / float(np.median(counts)))))
+    every = max(1, int(round(length / float(np.median(counts)))))
     info, _, _ = informations(model, runs, every)
     covariance = WIDEN**2 * np.eye(model.dimension)
+    limits = constraints.model_copy(update={"max_steps": None, "max_tokens": None})
     resolved: ResolvedSpace = resolve_space(
-        law, _scaled_space(law, space, factor), constraints, False
+        law, _scaled_space(space, factor, stretch), limits, False
     )
     n_draws, seed, tolerance = draws
     outlooks = []
-    limits = constraints.model_copy(update={"max_steps": None, "max_tokens": None})
     for pair in weights:
         evaluator = Evaluator(law, resolved.checkpoints, *pair, resolved.tokens_per_step, limits)
         options = grid_options(law, resolved, evaluator)
@@ -362,9 +389,18 @@ def _space(
     if space.replay_ratio is None:
         update["replay_ratio"] = (0.0, 0.5)
         notes.append("replay ratio range 0..0.5 (the priors' pilots'); set it to change it")
-    if space.steps is None and constraints.max_steps is None and constraints.max_tokens is None:
-        update["steps"] = (pilot_steps, pilot_steps)
-        notes.append(f"the decision is for runs of {pilot_steps} steps (the pilots' length)")
+    if space.steps is None:
+        longest = max(pilot_steps, constraints.max_steps or pilot_steps)
+        update["steps"] = (pilot_steps, longest)
+        notes.append(
+            f"the decision is for runs of {pilot_steps}..{longest} steps (the pilots' length "
+            "up to max_steps)"
+            if longest > pilot_steps
+            else f"the decision is for runs of {pilot_steps} steps (the pilots' length)"
+        )
+    for name in ("tokens_per_step", "max_tokens", "domain_tokens", "max_epochs"):
+        if getattr(constraints, name) is not None:
+            notes.append(f"{name} is not used: the priors count tokens in their own units")
     return space.model_copy(update=update)
 
 

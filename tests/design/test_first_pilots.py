@@ -10,7 +10,7 @@ import pytest
 
 from cptopt import Schedule
 from cptopt.design import PilotDesign, design_pilots
-from cptopt.design.first_pilots import DEFAULT_PRIORS, bundled_prior, load_priors
+from cptopt.design.first_pilots import DEFAULT_PRIORS, bundled_prior, load_priors, resample
 from cptopt.exceptions import InputError
 from cptopt.search import Candidate, Constraints, SearchSpace
 
@@ -147,3 +147,22 @@ def test_a_users_own_prior_law(law_file) -> None:
     result = design_pilots(SPACE, Constraints(), pilot_steps=600, n_pilots=2, prior=[law_file])
     assert result.priors == ["law"]
     assert len(result.pilots) == 2
+
+
+def test_pilot_length_is_mapped_onto_the_priors_pilots() -> None:
+    # steps are multiples of the pilot length: 20x longer pilots, the same design (and the
+    # same cost: the priors see runs as long as their own pilots)
+    space = SearchSpace(peak_lr=(3e-4, 1e-3), replay_ratio=(0.0, 0.4), families=["wsd"])
+    short = design_pilots(space, pilot_steps=1000, n_pilots=3)
+    long = design_pilots(space, pilot_steps=20000, n_pilots=3)
+    assert [p.name for p in long.pilots] == [p.name for p in short.pilots]
+    assert all(p.steps == 20000 for p in long.pilots)
+
+
+def test_resample_keeps_the_shape() -> None:
+    lr = Schedule(family="wsd", peak_lr=1e-3, steps=200, warmup_fraction=0.1).lr_array()
+    stretched = resample(lr, 2000)
+    assert stretched.size == 2000
+    assert stretched.max() == pytest.approx(lr.max(), rel=1e-12)  # interpolation, no overshoot
+    # the share of steps at the peak is kept to within one original step
+    assert np.mean(stretched >= 0.999e-3) == pytest.approx(np.mean(lr >= 0.999e-3), abs=1 / 200)
