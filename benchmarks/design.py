@@ -4,14 +4,15 @@ For each data folder (default: the bundled ``cpt-code`` and ``cpt-cyr``), scenar
 ``unannealed`` of its ``protocol.json``: the **pool** is every run of the pilots' length in
 the folder that starts from the scenario's checkpoint(s). Five pilots are chosen from it by
 
-- ``cptopt``: ``cptopt.design_pilots`` (default settings and priors; the space is the
+- ``cptopt``: ``cptopt.design_pilots`` (default settings; the bundled priors without the
+  domain's own, fitted to its protocol pilots (``--own-prior`` keeps it); the space is the
   decision grid's peak-LR and replay ranges, its steps and WSD shape; the candidates are
   the pool's runs inside that space, the weights the protocol's);
 - ``protocol``: the protocol's fixed five;
 - ``random``: five drawn uniformly from the pool, the mean of every figure over
   ``--draws`` draws (seeded);
 - ``d_optimal``: ``design_pilots(criterion="d_optimal")``, the Bayesian D-optimal design on
-  the same priors (information only: no reach rule, no decision);
+  the same prior (information only: no reach rule, no decision);
 - ``cptopt+2``: ``cptopt``'s five, then two rounds of ``cptopt.next_pilot`` choosing from
   the pool's runs left inside the space (options = the decision grid), one path per weight
   pair; the figures are the mean (errors, coverage) or the worst (worst error, regret) over
@@ -45,6 +46,7 @@ import numpy as np
 from accuracy import decision_scores, read_manifest, read_run, score_run, write_pilot_manifest
 
 import cptopt
+from cptopt.design.first_pilots import DEFAULT_PRIORS
 from cptopt.search import Candidate, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +167,15 @@ class Domain:
 # -- designs -----------------------------------------------------------------------------
 
 
-def designed(domain: Domain, criterion: str) -> tuple[list[str], float]:
+def priors_for(domain: Domain, own: bool) -> list[str] | None:
+    """The bundled priors, without the domain's own (fitted to its protocol pilots: the
+    design would know the domain) unless ``own``."""
+    if own or domain.data.name not in DEFAULT_PRIORS:
+        return None
+    return [name for name in DEFAULT_PRIORS if name != domain.data.name]
+
+
+def designed(domain: Domain, criterion: str, own: bool) -> tuple[list[str], float]:
     started = time.perf_counter()
     result = cptopt.design_pilots(
         domain.space(),
@@ -174,6 +184,7 @@ def designed(domain: Domain, criterion: str) -> tuple[list[str], float]:
         weights=domain.weights,
         candidate_pilots=[domain.candidate(r) for r in domain.pool],  # those inside the space
         criterion=criterion,
+        prior=priors_for(domain, own),
     )
     return [p.name for p in result.pilots], time.perf_counter() - started
 
@@ -226,8 +237,8 @@ def figures(score: dict) -> dict:
 def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
     domain = Domain(data, args.scenario, cache)
     started = time.perf_counter()
-    cptopt_set, design_seconds = designed(domain, "decision")
-    d_optimal_set, _ = designed(domain, "d_optimal")
+    cptopt_set, design_seconds = designed(domain, "decision", args.own_prior)
+    d_optimal_set, _ = designed(domain, "d_optimal", args.own_prior)
     sets = {"cptopt": cptopt_set, "protocol": domain.protocol, "d_optimal": d_optimal_set}
     results = {name: figures(domain.score(frozenset(s))) for name, s in sets.items()}
     in_range = {name: domain.score(frozenset(s))["in_range"] for name, s in sets.items()}
@@ -245,6 +256,7 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
         "data": str(domain.data),
         "scenario": args.scenario,
         "pool": domain.pool,
+        "priors": priors_for(domain, args.own_prior) or list(DEFAULT_PRIORS),
         "pilot_steps": domain.length,
         "designs": {name: results[name] for name in DESIGNS},
         "designs_in_lr_range": {name: in_range[name] for name in DESIGNS},
@@ -306,7 +318,8 @@ HEADER = [
 
 def footer(results: list[dict], draws: int) -> str:
     parts = [
-        f"{Path(r['data']).name}: pool {len(r['pool'])} runs of {r['pilot_steps']} steps, "
+        f"{Path(r['data']).name}: prior {', '.join(r['priors'])}, "
+        f"pool {len(r['pool'])} runs of {r['pilot_steps']} steps, "
         f"cptopt design {r['design_seconds']:.1f} s, {r['refits']} refits "
         f"({r['refit_seconds']:.0f} s), total {r['seconds']:.0f} s"
         for r in results
@@ -354,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, help="keep the refits here (default: temporary)")
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    parser.add_argument(
+        "--own-prior",
+        action="store_true",
+        help="keep a bundled domain's own prior (default: left out, the design must not know "
+        "the domain it is scored on)",
+    )
     parser.add_argument("--make-priors", type=Path, help="write the bundled priors here, exit")
     args = parser.parse_args(argv)
     if args.make_priors is not None:

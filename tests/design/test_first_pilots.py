@@ -164,5 +164,6 @@ def test_resample_keeps_the_shape() -> None:
     stretched = resample(lr, 2000)
     assert stretched.size == 2000
     assert stretched.max() == pytest.approx(lr.max(), rel=1e-12)  # interpolation, no overshoot
-    # the share of steps at the peak is kept to within one original step
-    assert np.mean(stretched >= 0.999e-3) == pytest.approx(np.mean(lr >= 0.999e-3), abs=1 / 200)
+    # the share of steps at the peak is kept to within one original step at each of the
+    # plateau's two ends (interpolation blurs each transition over one original step)
+    assert np.mean(stretched >= 0.999e-3) == pytest.approx(np.mean(lr >= 0.999e-3), abs=2 / 200)
