@@ -717,6 +717,11 @@ CASES = [
         {"c.csv": b"name,family,peak_lr,steps,replay_ratio\n\xff\xfe,wsd,1e-3,500,0.2\n"},
     ),
     Case(
+        "design --write to a file",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--write", "{config}"],
+        r"not a directory \(--write takes a folder\)",
+    ),
+    Case(
         "design reversed peak-LR range",
         ["design", "--pilot-steps", "1000", "--peak-lr", "2e-3,6e-4"],
         r"--peak-lr: low 0\.002 > high 0\.0006",

@@ -16,7 +16,8 @@ from cptopt.cli._search_options import (
     MaxGeneralRiseOption,
     MaxStepsOption,
 )
-from cptopt.design import design_pilots
+from cptopt.design import design_pilots, write_pilot_configs
+from cptopt.exceptions import InputError
 from cptopt.report import design_report
 from cptopt.search import SearchConfig, load_candidates, load_search_config
 
@@ -89,6 +90,14 @@ def design_command(
     families: FamiliesOption = None,
     max_steps: MaxStepsOption = None,
     max_general_rise: MaxGeneralRiseOption = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write each pilot as a training config (YAML) into this folder "
+            "(created if missing; each file written atomically).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the Monte Carlo draws.")] = 0,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
@@ -104,6 +113,8 @@ def design_command(
     list them in a pilot manifest, and go on with cptopt fit, cptopt next-pilot and cptopt
     recommend.
     """
+    if write is not None and write.exists() and not write.is_dir():
+        raise InputError(f"{write}: not a directory (--write takes a folder)")
     base = load_search_config(config) if config is not None else SearchConfig()
     flags = {
         "space.peak_lr": peak_lr,
@@ -125,4 +136,7 @@ def design_command(
         candidate_pilots=load_candidates(candidates) if candidates is not None else None,
         seed=seed,
     )
+    if write is not None:
+        for path in write_pilot_configs(result, write):
+            result.notes.append(f"wrote {path}")
     emit(result, output_format, lambda: design_report(result))

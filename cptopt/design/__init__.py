@@ -12,7 +12,12 @@ uncertainty is the fitted law's (its leave-one-pilot-out refits).
   (a prior: laws fitted on other domains, ``priors/``).
 """
 
-from cptopt.design.first_pilots import DesignedPilot, PilotDesign, design_pilots
+from cptopt.design.first_pilots import (
+    DesignedPilot,
+    PilotDesign,
+    design_pilots,
+    write_pilot_configs,
+)
 from cptopt.design.next_pilot import (
     DEFAULT_P_BEST,
     DEFAULT_TOLERANCE,
@@ -32,4 +37,5 @@ __all__ = [
     "design_pilots",
     "next_pilot",
     "next_pilot_hint",
+    "write_pilot_configs",
 ]

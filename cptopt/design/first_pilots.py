@@ -28,6 +28,7 @@ baseline). Everything is linear-Gaussian, so a design takes about a second.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from cptopt._io import atomic_write_text
 from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
 from cptopt.design.next_pilot import DEFAULT_TOLERANCE, decision_of
@@ -53,6 +55,8 @@ from cptopt.exceptions import CptoptError, InputError, param
 from cptopt.law.areas import Areas
 from cptopt.law.fitted import CptLaw, load_cpt_law
 from cptopt.law.scenario import InputNeeds
+from cptopt.plan import TrainingConfig
+from cptopt.schedules import Schedule
 from cptopt.search.evaluate import Evaluator
 from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights, shape_schedule
 from cptopt.search.space import ResolvedSpace, resolve_space
@@ -91,6 +95,7 @@ class DesignedPilot(BaseModel):
         description="of the decision once this and the pilots above have run (share)"
     )
     information: float = Field(description="log det gain of the design with it (nats)")
+    config: TrainingConfig = Field(description="the pilot as a training config")
 
 
 class PilotDesign(BaseModel):
@@ -153,6 +158,7 @@ class Spec:
     lr: np.ndarray
     replay_ratio: float
     schedule: str
+    plan: Schedule
 
     @property
     def peak(self) -> float:
@@ -184,6 +190,7 @@ def grid_specs(space: SearchSpace, steps: int) -> list[Spec]:
                         schedule.lr_array(),
                         float(replay),
                         schedule.describe(),
+                        schedule,
                     )
                 )
     return out
@@ -197,6 +204,7 @@ def listed_specs(candidates: Sequence[Candidate]) -> list[Spec]:
             c.schedule.lr_array(),
             c.replay_ratio,
             c.schedule.describe(),
+            c.schedule,
         )
         for i, c in enumerate(candidates)
     ]
@@ -562,6 +570,9 @@ def _greedy(
                 covers=covers,
                 expected_regret_after=float(regret[best]),
                 information=gained,
+                config=TrainingConfig(
+                    schedule=spec.plan, replay_ratio=spec.replay_ratio, name=spec.name
+                ),
             )
         )
         logdet_before = float(logdet[best])
@@ -598,3 +609,21 @@ def _method(views: list[PriorView], draws: int, seed: int) -> str:
         f"linearised along the refits, each curve a Kalman update; {draws} Monte Carlo "
         f"draws, seed {seed}"
     )
+
+
+def write_pilot_configs(design: PilotDesign, folder: str | Path) -> list[Path]:
+    """Each designed pilot as a training config (YAML), ``<rank>-<name>.yaml`` in ``folder``
+    (created if missing), each file written atomically. Returns the paths, in rank order."""
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for pilot in design.pilots:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", pilot.name).strip("-.") or "pilot"
+        data = pilot.config.model_dump(mode="json", exclude_none=True)
+        text = f"# pilot {pilot.rank} of cptopt design: {pilot.reason}\n" + yaml.safe_dump(
+            data, sort_keys=False
+        )
+        paths.append(atomic_write_text(folder / f"{pilot.rank}-{stem}.yaml", text))
+    return paths

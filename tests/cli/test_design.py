@@ -58,3 +58,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, pretrain_law_file, capsys) -
         assert len(lines) == 1 and "Traceback" not in err, err
         assert text in lines[0], args
         assert out == ""
+
+
+def test_write_puts_one_config_per_pilot_in_the_folder(tmp_path) -> None:
+    result = runner.invoke(app, [*ARGS, "--pilots", "2", "--write", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    written = sorted((tmp_path / "out").glob("*.yaml"))
+    assert [p.name[0] for p in written] == ["1", "2"]
+    assert result.stdout.count("note: wrote ") == 2

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from cptopt import Schedule
-from cptopt.design import PilotDesign, design_pilots
+from cptopt import Schedule, load_config
+from cptopt.design import PilotDesign, design_pilots, write_pilot_configs
 from cptopt.design.first_pilots import DEFAULT_PRIORS, bundled_prior, load_priors, resample
 from cptopt.exceptions import InputError
 from cptopt.search import Candidate, Constraints, SearchSpace
@@ -167,3 +167,14 @@ def test_resample_keeps_the_shape() -> None:
     # the share of steps at the peak is kept to within one original step at each of the
     # plateau's two ends (interpolation blurs each transition over one original step)
     assert np.mean(stretched >= 0.999e-3) == pytest.approx(np.mean(lr >= 0.999e-3), abs=2 / 200)
+
+
+def test_written_configs_are_the_pilots(design, tmp_path) -> None:
+    paths = write_pilot_configs(design, tmp_path / "pilots")
+    assert [p.name.split("-")[0] for p in paths] == ["1", "2", "3", "4", "5"]
+    for path, pilot in zip(paths, design.pilots, strict=True):
+        config = load_config(path)
+        assert config.replay_ratio == pytest.approx(pilot.replay_ratio, abs=1e-12)  # YAML
+        assert config.schedule.lr_array().max() == pytest.approx(pilot.peak_lr, rel=1e-12)
+        assert config.schedule.lr_array().size == pilot.steps
+        assert config.schedule.family == pilot.family
