@@ -22,6 +22,7 @@ The functions (below, in full)
     recommend    a CPT law and objective weights -> the best settings, how sure, the baselines;
                  a pre-training law -> the schedule with the lowest final loss
     next_pilot   a CPT law and weights -> which pilot run to launch next, when to stop
+    design_pilots  a search space and a pilot length, before any fit -> the first pilots
     check        training configs and limits -> verdicts for CI
     load_law, load_cpt_law, load_manifest, load_config, load_pretrain_config, read_log
 
@@ -33,7 +34,7 @@ The types (``help(cptopt.NAME)`` shows each; they are loaded when first used)
                  ``loss``), both a LawRecord; LawFitter (scikit-learn style); each law's
                  ``scenario`` builds its inputs
     results      Prediction, PretrainPrediction, Recommendation, PretrainRecommendation,
-                 NextPilot, CheckReport
+                 NextPilot, PilotDesign, CheckReport
     errors       CptoptError > InputError (> SchemaVersionError, IdentifiabilityError),
                  FitError, InfeasibleError, NotFittedError; an InputError's ``fields``
                  are the parameters its message names
@@ -42,7 +43,8 @@ The stages, one package each (the data flows one way; docs/architecture.md)
     pilots   logs -> runs: log readers, manifests, pilot sets
     law      runs -> areas -> law: areas, forms, scenarios (one per kind of pilot), law files
     fitting  law -> fit: LawFitter, cross-validation, the variant's selection
-    prediction, search (recommend, rank_candidates), design (next_pilot), limits (check)
+    prediction, search (recommend, rank_candidates), design (next_pilot, design_pilots),
+    limits (check)
     report   renderers; cli: the ``cptopt`` command
 """
 
@@ -62,7 +64,7 @@ from cptopt.prediction import predict as _predict
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cptopt.design import NextPilot
+    from cptopt.design import NextPilot, PilotDesign
     from cptopt.law import CptLaw, FittedLaw
     from cptopt.pilots import PilotSet, PretrainPilots
     from cptopt.plan import PretrainConfig, TrainingConfig
@@ -96,7 +98,7 @@ _TYPES = {
     "cptopt.fitting": ("LawFitter",),
     "cptopt.prediction": ("Prediction", "PretrainPrediction"),
     "cptopt.search": ("PretrainRecommendation", "Recommendation"),
-    "cptopt.design": ("NextPilot",),
+    "cptopt.design": ("NextPilot", "PilotDesign"),
     "cptopt.limits": ("CheckReport",),
 }
 _HOME = {name: module for module, names in _TYPES.items() for name in names}
@@ -116,6 +118,7 @@ __all__ = [
     "LawRecord",
     "NextPilot",
     "NotFittedError",
+    "PilotDesign",
     "PilotManifest",
     "PilotSet",
     "Prediction",
@@ -132,6 +135,7 @@ __all__ = [
     "TrainingConfig",
     "__version__",
     "check",
+    "design_pilots",
     "fit",
     "load_config",
     "load_cpt_law",
@@ -251,6 +255,22 @@ def next_pilot(
         options["pilots"] = load_manifest(pilots, kind="cpt", name="pilots")
     law = _cpt_law(law, "next_pilot()")
     return _next_pilot(law, weights, **options)  # type: ignore[arg-type]
+
+
+def design_pilots(
+    space: object = None, constraints: object = None, pilot_steps: int = 1000, **options: object
+) -> PilotDesign:
+    """The first ``n_pilots`` pilot runs to launch, before any fit, and why each.
+
+    ``space`` and ``constraints``: the ``SearchSpace`` and ``Constraints`` that ``recommend``
+    will search (``space.peak_lr`` is required unless ``candidate_pilots`` are given);
+    ``options`` go to ``cptopt.design.design_pilots`` (``n_pilots``, ``prior`` (law files
+    fitted on other domains; default the bundled code and cyr laws), ``weights``,
+    ``pretrain_lr``, ``candidate_pilots``, ``criterion``, ``seed``).
+    """
+    from cptopt.design import design_pilots as _design_pilots
+
+    return _design_pilots(space, constraints, pilot_steps, **options)  # type: ignore[arg-type]
 
 
 def _cpt_law(law: FittedLaw | str | Path, purpose: str) -> CptLaw:

@@ -678,6 +678,59 @@ CASES = [
         ["next-pilot", "--law", "{ptlaw}"],
         r"law\.json: kind: cptopt next-pilot needs a CPT law",
     ),
+    # --- design: the first pilots before any fit
+    Case(
+        "design without a peak-LR range",
+        ["design", "--pilot-steps", "1000"],
+        r"--peak-lr is required",
+    ),
+    Case(
+        "design zero pilots",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--pilots", "0"],
+        r"'--pilots'",
+    ),
+    Case(
+        "design pilot steps 5",
+        ["design", "--pilot-steps", "5", "--peak-lr", "1e-3"],
+        r"'--pilot-steps'",
+    ),
+    Case(
+        "design NaN pre-training LR",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--pretrain-lr", "nan"],
+        r"--pretrain-lr == nan",
+    ),
+    Case(
+        "design prior from a device",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--prior", "/dev/zero"],
+        r"--prior: /dev/zero: not a regular file",
+    ),
+    Case(
+        "design prior with an Infinity parameter",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--prior", "{tmp}/l.json"],
+        r"--prior: .*l\.json: general\.values\[1\] is Infinity",
+        {"l.json": _set("general", "values", 1, to=float("inf"))},
+    ),
+    Case(
+        "design prior is a pre-training law",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--prior", "{ptlaw}"],
+        r"--prior: .*needs a CPT law",
+    ),
+    Case(
+        "design non-UTF-8 candidates",
+        ["design", "--pilot-steps", "1000", "--candidates", "{tmp}/c.csv"],
+        r"c\.csv: not UTF-8 text",
+        {"c.csv": b"name,family,peak_lr,steps,replay_ratio\n\xff\xfe,wsd,1e-3,500,0.2\n"},
+    ),
+    Case(
+        "design --write to a file",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "1e-3", "--write", "{config}"],
+        r"not a directory \(--write takes a folder\)",
+    ),
+    Case(
+        "design reversed peak-LR range",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "2e-3,6e-4"],
+        r"--peak-lr: low 0\.002 > high 0\.0006",
+    ),
     # --- usage errors are one line too
     Case(
         "predict level 1.5",

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from inspect import cleandoc
 
 from cptopt.cli import check as _check  # noqa: F401
+from cptopt.cli import design as _design  # noqa: F401
 from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
 from cptopt.cli import inspect as _inspect  # noqa: F401
 from cptopt.cli import next_pilot as _next_pilot  # noqa: F401

@@ -4,6 +4,7 @@
 - :mod:`cptopt.report.prediction`: a prediction (every kind: one row per validation set);
 - :mod:`cptopt.report.search`: a recommendation, a candidate ranking;
 - :mod:`cptopt.report.next_pilot`: which pilot to run next (``next-pilot``);
+- :mod:`cptopt.report.design`: the first pilots to launch (``design``);
 - :mod:`cptopt.report.check`: a check report (text, GitHub workflow commands);
 - :mod:`cptopt.report.inspect`: what ``cptopt inspect`` found in a log;
 - :mod:`cptopt.report.plot`: pictures of a fit and of a prediction (matplotlib).
@@ -12,6 +13,7 @@ Nothing here prints or exits; the CLI does.
 """
 
 from cptopt.report.check import format_github, format_text
+from cptopt.report.design import design_report
 from cptopt.report.fit import fit_report
 from cptopt.report.inspect import inspect_table
 from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
@@ -22,6 +24,7 @@ from cptopt.report.search import ranking_report, recommendation_report
 __all__ = [
     "DEFAULT_DPI",
     "dense_steps",
+    "design_report",
     "fit_report",
     "format_github",
     "format_text",
