@@ -46,7 +46,7 @@ import numpy as np
 from accuracy import decision_scores, read_manifest, read_run, score_run, write_pilot_manifest
 
 import cptopt
-from cptopt.design.first_pilots import DEFAULT_PRIORS
+from cptopt.design.prior import DEFAULT_PRIORS
 from cptopt.search import Candidate, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent

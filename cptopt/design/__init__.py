@@ -9,7 +9,9 @@ uncertainty is the fitted law's (its leave-one-pilot-out refits).
   pilots and decision options;
 - :mod:`cptopt.design.next_pilot`: :func:`next_pilot`, the ranking and the stopping rule;
 - :mod:`cptopt.design.first_pilots`: :func:`design_pilots`, the first pilots before any fit
-  (a prior: laws fitted on other domains, ``priors/``).
+  (greedy: reach, decision regret, D-optimality); :mod:`cptopt.design.prior` its prior
+  (laws fitted on other domains, ``priors/``) and :mod:`cptopt.design.pilot_grid` its
+  candidate pilots.
 """
 
 from cptopt.design.first_pilots import (

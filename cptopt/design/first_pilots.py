@@ -31,8 +31,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -42,38 +40,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from cptopt._io import atomic_write_text
 from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
-from cptopt.design.next_pilot import DEFAULT_TOLERANCE, decision_of
-from cptopt.design.pilot_model import (
-    LatentModel,
-    PilotRun,
-    eval_steps,
-    grid_options,
-    informations,
+from cptopt.design.next_pilot import DEFAULT_TOLERANCE
+from cptopt.design.pilot_grid import Spec, grid_specs, inside, listed_specs, reach
+from cptopt.design.prior import (
+    WIDEN,
+    PriorView,
+    load_priors,
+    logdet_gain,
+    prior_view,
+    regret_after,
+    regret_now,
 )
-from cptopt.design.pilot_value import Draws, Outlook, posterior_covariance, sqrt_psd
-from cptopt.exceptions import CptoptError, InputError, param
-from cptopt.law.areas import Areas
-from cptopt.law.fitted import CptLaw, load_cpt_law
-from cptopt.law.scenario import InputNeeds
+from cptopt.exceptions import InputError, param
+from cptopt.law.fitted import CptLaw
 from cptopt.plan import TrainingConfig
-from cptopt.schedules import Schedule
-from cptopt.search.evaluate import Evaluator
-from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights, shape_schedule
-from cptopt.search.space import ResolvedSpace, resolve_space
+from cptopt.search.models import Candidate, Constraints, SearchSpace, parse_weights
 
 Criterion = Literal["decision", "d_optimal"]
-#: The bundled priors (``priors/<name>.json``), the default.
-DEFAULT_PRIORS = ("cpt-code", "cpt-cyr")
-#: The prior's SD is its own jackknife's times this: another domain is further away.
-WIDEN = 2.0
 #: The decision's weight pairs when none are given (general, domain): it is not chosen yet.
 DEFAULT_WEIGHTS = ((0.3, 0.7), (0.5, 0.5), (0.7, 0.3))
-#: Candidate grid: peak LRs (log-spaced) x replay ratios, per family.
-DESIGN_LRS, DESIGN_REPLAYS = 5, 6
 #: Monte Carlo draws per expected regret (common to every candidate).
 DESIGN_DRAWS = 256
-#: A pilot within this share of a range's span (log span for LR) of its end covers that end.
-REACH = 0.1
 MAX_PILOTS = 20
 
 
@@ -118,248 +105,6 @@ class PilotDesign(BaseModel):
     method: str
     notes: list[str]
     seconds: float
-
-
-# -- the prior --------------------------------------------------------------------------
-
-
-def bundled_prior(name: str) -> Path:
-    """The path of a bundled prior (``cpt-code``, ``cpt-cyr``)."""
-    return Path(str(resources.files("cptopt.design") / "priors" / f"{name}.json"))
-
-
-def load_priors(priors: Sequence[str | Path | CptLaw] | None) -> list[tuple[str, CptLaw]]:
-    """Each prior (a law, a law file, or a bundled prior's name) and its label."""
-    out = []
-    for prior in DEFAULT_PRIORS if priors is None else priors:
-        if isinstance(prior, CptLaw):
-            out.append(("law", prior))
-            continue
-        path = bundled_prior(prior) if prior in DEFAULT_PRIORS else Path(prior)
-        try:
-            law = load_cpt_law(path, "design_pilots()")
-        except CptoptError as exc:
-            raise InputError(f"{param('prior')}: {exc}") from None
-        out.append((path.stem, law))
-    if not out:
-        raise InputError(f"{param('prior')}: give at least one prior law")
-    return out
-
-
-# -- candidates -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A candidate pilot in the user's units."""
-
-    name: str
-    family: str
-    lr: np.ndarray
-    replay_ratio: float
-    schedule: str
-    plan: Schedule
-
-    @property
-    def peak(self) -> float:
-        return float(self.lr.max())
-
-    def same_as(self, other: Spec) -> bool:
-        return (
-            abs(self.replay_ratio - other.replay_ratio) < 1e-9
-            and self.lr.size == other.lr.size
-            and bool(np.allclose(self.lr, other.lr, rtol=1e-6, atol=1e-12))
-        )
-
-
-def grid_specs(space: SearchSpace, steps: int) -> list[Spec]:
-    """Peak LRs x replay ratios x families of the space, ``steps`` long."""
-    assert space.peak_lr is not None and space.replay_ratio is not None
-    lrs = np.unique(np.geomspace(*space.peak_lr, DESIGN_LRS))
-    replays = np.unique(np.round(np.linspace(*space.replay_ratio, DESIGN_REPLAYS), 4))
-    decay = float(np.mean(space.decay_fraction))
-    out = []
-    for family in space.families:
-        for lr in lrs:
-            schedule = shape_schedule(family, steps, space.warmup_fraction[0], decay, lr)
-            for replay in replays:
-                out.append(
-                    Spec(
-                        f"{family} lr {lr:.2g} r {replay:.2f}",
-                        family,
-                        schedule.lr_array(),
-                        float(replay),
-                        schedule.describe(),
-                        schedule,
-                    )
-                )
-    return out
-
-
-def listed_specs(candidates: Sequence[Candidate]) -> list[Spec]:
-    return [
-        Spec(
-            c.name or f"candidate {i + 1}",
-            c.schedule.family,
-            c.schedule.lr_array(),
-            c.replay_ratio,
-            c.schedule.describe(),
-            c.schedule,
-        )
-        for i, c in enumerate(candidates)
-    ]
-
-
-def inside(specs: list[Spec], space: SearchSpace, notes: list[str]) -> list[Spec]:
-    """The candidates inside the space's peak-LR and replay ranges: a pilot outside the
-    space the decision searches informs a setting nobody will run (and, being the most
-    extreme, would be the most "informative" about the law's parameters)."""
-    assert space.peak_lr is not None and space.replay_ratio is not None
-    (low, high), (r_low, r_high) = space.peak_lr, space.replay_ratio
-    kept = [
-        s
-        for s in specs
-        if low * (1 - 1e-6) <= s.peak <= high * (1 + 1e-6)
-        and r_low - 1e-9 <= s.replay_ratio <= r_high + 1e-9
-    ]
-    if not kept:
-        raise InputError(
-            f"{param('candidate_pilots')}: none inside the peak-LR and replay ranges searched"
-        )
-    if len(kept) < len(specs):
-        notes.append(
-            f"{len(specs) - len(kept)} candidate pilot(s) outside the peak-LR and replay "
-            "ranges searched left out"
-        )
-    return kept
-
-
-def reach(spec: Spec, space: SearchSpace) -> set[str]:
-    """The ends of the space's peak-LR and replay ranges ``spec`` reaches."""
-    assert space.peak_lr is not None and space.replay_ratio is not None
-    out = set()
-    low, high = np.log(space.peak_lr[0]), np.log(space.peak_lr[1])
-    lr = np.log(spec.peak)
-    if lr <= low + REACH * (high - low) + 1e-12:
-        out.add("lowest peak LR")
-    if lr >= high - REACH * (high - low) - 1e-12:
-        out.add("highest peak LR")
-    low, high = space.replay_ratio
-    if spec.replay_ratio <= low + REACH * (high - low) + 1e-12:
-        out.add("lowest replay")
-    if spec.replay_ratio >= high - REACH * (high - low) - 1e-12:
-        out.add("highest replay")
-    return out
-
-
-# -- one prior's view -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Candidate(PilotRun):
-    """A :class:`PilotRun` whose law's input needs are worked out once for all candidates
-    (the law recomputes them on every call: a third of a design's time)."""
-
-    needs: InputNeeds | None = None
-
-    def points(self, law: CptLaw, every: int) -> dict[str, Areas]:
-        steps = eval_steps(self.lr.size, every)
-        areas = law.scenario.inputs(self.law_run(law), steps, self.needs or law.needs)
-        return dict.fromkeys(law.validation_sets, areas)
-
-
-@dataclass
-class PriorView:
-    """One prior law: its latent model, the candidates' information, the decisions."""
-
-    label: str
-    info: np.ndarray  # (c, K, K)
-    covariance: np.ndarray  # (K, K)
-    outlooks: list[tuple[Outlook, float]]  # per weight pair, with the objective's scale
-
-
-def _scaled_space(space: SearchSpace, factor: float, stretch: float) -> SearchSpace:
-    """The space in a prior's units: LRs times ``factor``, steps times ``stretch``."""
-    assert space.peak_lr is not None and space.steps is not None
-    steps = tuple(max(10, int(round(v * stretch))) for v in space.steps)
-    return space.model_copy(
-        update={"peak_lr": tuple(v * factor for v in space.peak_lr), "steps": steps}
-    )
-
-
-def resample(lr: np.ndarray, n: int) -> np.ndarray:
-    """A per-step LR stretched to ``n`` steps, its shape kept (warmup and decay fractions)."""
-    if lr.size == n:
-        return lr
-    return np.interp((np.arange(n) + 0.5) / n, (np.arange(lr.size) + 0.5) / lr.size, lr)
-
-
-def prior_view(
-    label: str,
-    law: CptLaw,
-    specs: list[Spec],
-    setup: tuple[SearchSpace, Constraints, float, int],
-    weights: Sequence[tuple[float, float]],
-    draws: tuple[int, int, float],
-) -> PriorView:
-    """The candidates and the decision as ``law`` sees them: LRs as multiples of the
-    pre-training peak LR, steps as multiples of the pilot length (the prior's pilots'
-    length: where the prior was fitted, and a design's cost that does not grow with it)."""
-    space, constraints, pretrain_lr, steps = setup
-    factor = float(np.max(law.pretrain.lr)) / pretrain_lr if law.pretrain.known else 1.0
-    length = law.coverage.steps_max
-    stretch = length / steps
-    model = LatentModel(law, "ensemble")
-    label_cp = law.scenario.checkpoint_name(None)
-    state = law.scenario.checkpoint_state(label_cp, law.lam)
-    needs = law.needs
-    runs = [
-        _Candidate(
-            s.name,
-            resample(s.lr, max(10, int(round(s.lr.size * stretch)))) * factor,
-            s.replay_ratio,
-            label_cp,
-            state,
-            s.schedule,
-            None,
-            needs,
-        )
-        for s in specs
-    ]
-    counts = [run.n_points for run in law.general.runs] or [20]
-    every = max(1, int(round(length / float(np.median(counts)))))
-    info, _, _ = informations(model, runs, every)
-    covariance = WIDEN**2 * np.eye(model.dimension)
-    limits = constraints.model_copy(update={"max_steps": None, "max_tokens": None})
-    resolved: ResolvedSpace = resolve_space(
-        law, _scaled_space(space, factor, stretch), limits, False
-    )
-    n_draws, seed, tolerance = draws
-    outlooks = []
-    for pair in weights:
-        evaluator = Evaluator(law, resolved.checkpoints, *pair, resolved.tokens_per_step, limits)
-        options = grid_options(law, resolved, evaluator)
-        decision, _ = decision_of(model, options, pair, tolerance)
-        outlook = Outlook(decision, covariance, Draws.standard(model.dimension, n_draws, seed))
-        outlooks.append((outlook, float(abs(decision.objective.min()))))
-    return PriorView(label, info, covariance, outlooks)
-
-
-def _logdet(view: PriorView, base: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Per candidate in ``order``: ``log det(I + C^1/2 I C^1/2)`` with ``base`` info."""
-    root = sqrt_psd(view.covariance)
-    inner = root @ (base + view.info[order]) @ root
-    return np.linalg.slogdet(np.eye(view.covariance.shape[0]) + inner)[1]
-
-
-def _regret(view: PriorView, base: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Per candidate in ``order``: the decision's expected regret (share) after it."""
-    posteriors = posterior_covariance(view.covariance, base + view.info[order])
-    return np.mean([o.regret_after(posteriors) / scale for o, scale in view.outlooks], axis=0)
-
-
-def _regret_now(views: list[PriorView]) -> float:
-    return float(np.mean([o.regret / s for v in views for o, s in v.outlooks]))
 
 
 # -- the design -------------------------------------------------------------------------
@@ -482,8 +227,8 @@ def design_pilots(
         weights=pairs,
         peak_lr=space.peak_lr,
         replay_ratio=space.replay_ratio,
-        expected_regret_before=_regret_now(views),
-        expected_regret_after=chosen[-1].expected_regret_after if chosen else _regret_now(views),
+        expected_regret_before=regret_now(views),
+        expected_regret_after=chosen[-1].expected_regret_after if chosen else regret_now(views),
         n_candidate_pilots=len(specs),
         method=_method(views, draws, seed),
         notes=notes,
@@ -534,14 +279,14 @@ def _greedy(
         if left.size == 0:
             break
         pairs = list(zip(views, bases, strict=True))
-        logdet = np.mean([_logdet(v, b, left) for v, b in pairs], axis=0)
+        logdet = np.mean([logdet_gain(v, b, left) for v, b in pairs], axis=0)
         keep = np.ones(left.size, dtype=bool)
         spread, regret = np.zeros(left.size), np.full(left.size, np.nan)
         if decision:
             gain = np.array([len(reaches[i] & uncovered) for i in left])
             keep &= gain == gain.max()
             reached = np.flatnonzero(keep)  # the expected regret of these only: it is slow
-            regret[reached] = np.mean([_regret(v, b, left[reached]) for v, b in pairs], axis=0)
+            regret[reached] = np.mean([regret_after(v, b, left[reached]) for v, b in pairs], axis=0)
             keep &= regret <= np.nanmin(regret) + tolerance
             if picked:  # the distance to the nearest pilot chosen: fill the space's gaps
                 gaps = unit[left][:, None, :] - unit[picked][None, :, :]
@@ -550,7 +295,7 @@ def _greedy(
         best = int(np.flatnonzero(keep)[np.argmax(logdet[keep])])
         index = int(left[best])
         if np.isnan(regret[best]):  # d_optimal: the regret of the pick only, to report
-            regret[best] = np.mean([_regret(v, b, left[[best]])[0] for v, b in pairs])
+            regret[best] = np.mean([regret_after(v, b, left[[best]])[0] for v, b in pairs])
         covers = sorted(reaches[index] & uncovered) if decision else []
         uncovered -= reaches[index]
         picked.append(index)

@@ -10,7 +10,7 @@ import pytest
 
 from cptopt import Schedule, load_config
 from cptopt.design import PilotDesign, design_pilots, write_pilot_configs
-from cptopt.design.first_pilots import DEFAULT_PRIORS, bundled_prior, load_priors, resample
+from cptopt.design.prior import DEFAULT_PRIORS, bundled_prior, load_priors, resample
 from cptopt.exceptions import InputError
 from cptopt.search import Candidate, Constraints, SearchSpace
 
