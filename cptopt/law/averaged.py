@@ -140,6 +140,14 @@ class AveragedLaw(LawForm):
         """The members' vectors and the weights as one vector of this law."""
         return np.concatenate([*(np.asarray(p, dtype=float) for p in parts), weights])
 
+    def member_predictions(self, values: np.ndarray, areas: Areas) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's prediction ``(K, ..., n)`` under one vector ``values`` and the
+        weights ``(K,)``: what :func:`~cptopt.law.uncertainty.between_member_variance`
+        reads."""
+        parts, weights = self.split_members(values)
+        predictions = [m.evaluate(p, areas) for m, p in zip(self.members, parts, strict=True)]
+        return np.array(predictions), np.asarray(weights, dtype=float)
+
     def basis(self, shape: dict[str, np.ndarray], areas: Areas) -> np.ndarray:
         raise TypeError("an averaged law has no linear basis: its members are fitted alone")
 

@@ -33,6 +33,18 @@ def jackknife_covariance(replicas: np.ndarray) -> np.ndarray:
     return (n - 1) / n * centred.T @ centred
 
 
+def between_member_variance(predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Between-member variance of an averaged law's prediction on the log scale:
+    ``sum_k w_k (log mu_k - log mu)^2`` with ``mu = sum_k w_k mu_k`` the averaged prediction
+    (the second term of the Bayesian-model-averaging predictive variance, Hoeting et al.
+    1999, eq. 2, about the point the interval is centred on). ``predictions``: the members'
+    ``(K, ...)``, positive; ``weights``: ``(K,)``, summing to 1. 0 where they agree."""
+    predictions = np.maximum(np.asarray(predictions, dtype=float), 1e-12)
+    weights = np.asarray(weights, dtype=float).reshape((-1,) + (1,) * (predictions.ndim - 1))
+    centre = np.log((weights * predictions).sum(axis=0))
+    return (weights * (np.log(predictions) - centre) ** 2).sum(axis=0)
+
+
 def z_value(level: float) -> float:
     """Two-sided normal quantile of a central ``level`` interval (1.645 for 0.9)."""
     return NormalDist().inv_cdf(0.5 + level / 2)

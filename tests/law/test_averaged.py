@@ -8,6 +8,7 @@ import pytest
 from cptopt.law.areas import cpt_point_areas, unknown_checkpoint
 from cptopt.law.averaged import AveragedLaw, build_law
 from cptopt.law.forms import make_law
+from cptopt.law.uncertainty import between_member_variance
 
 
 def _areas(seed: int = 0):
@@ -72,3 +73,36 @@ def test_an_average_has_no_linear_basis():
     law = build_law("relax/relax^q", "domain", True, True, "s2")
     with pytest.raises(TypeError, match="members are fitted alone"):
         law.basis({}, _areas())
+
+
+def test_between_member_variance_is_zero_for_identical_members():
+    predictions = np.tile(np.array([2.5, 2.1, 1.9]), (3, 1))
+    weights = np.array([0.2, 0.5, 0.3])
+    # identical members: only the rounding of sum(w) * mu differs from mu (~1e-16 relative)
+    np.testing.assert_allclose(between_member_variance(predictions, weights), 0.0, atol=1e-24)
+
+
+def test_between_member_variance_grows_with_the_disagreement():
+    weights = np.array([0.3, 0.7])
+    gaps = np.array([0.0, 1e-3, 1e-2, 0.05, 0.2])
+    predictions = np.stack([2.0 * np.exp(gaps / 2), 2.0 * np.exp(-gaps / 2)])
+    variance = between_member_variance(predictions, weights)
+    assert np.all(np.diff(variance) > 0)
+    # two members whose logs differ by g: w1 w2 g^2 to first order (1 % for g <= 1e-2)
+    small = gaps[1:3]
+    np.testing.assert_allclose(variance[1:3], 0.3 * 0.7 * small**2, rtol=1e-2)
+
+
+def test_member_predictions_are_what_the_average_weighs():
+    law = build_law("relax/relax^q", "domain", True, False, "s2")
+    assert isinstance(law, AveragedLaw)
+    rng = np.random.default_rng(4)
+    parts = [
+        np.array([rng.uniform(s.start_low, s.start_high) for s in m.specs]) for m in law.members
+    ]
+    values = law.join(parts, np.array([0.4, 0.6]))
+    areas = _areas(5)
+    predictions, weights = law.member_predictions(values, areas)
+    np.testing.assert_array_equal(weights, [0.4, 0.6])
+    # the weighted members are the average (rtol: float rounding of one weighted sum)
+    np.testing.assert_allclose(weights @ predictions, law.evaluate(values, areas), rtol=1e-12)
