@@ -1,5 +1,5 @@
-"""The options that ``recommend`` and ``next-pilot`` share: the law, the search space and
-its limits. One declaration each, so the two commands read and document them alike."""
+"""The options that ``recommend``, ``next-pilot`` and ``design`` share: the law, the search
+space and its limits. One declaration each, so the commands read and document them alike."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cptopt.law import DEFAULT_LAW_PATH
+from cptopt.search import SearchConfig, load_search_config
 
 RANGE_HELP = "'LOW,HIGH' or one value to fix it"
 
@@ -95,3 +96,29 @@ MaxGeneralRiseOption = Annotated[
         help="Allowed final general loss minus its pre-CPT value (nats).", show_default=False
     ),
 ]
+
+
+def shared_search_config(
+    config: Path | None,
+    *,
+    peak_lr: str | None = None,
+    replay: str | None = None,
+    steps: str | None = None,
+    families: str | None = None,
+    max_steps: int | None = None,
+    max_general_rise: float | None = None,
+    weights: str | None = None,
+) -> SearchConfig:
+    """The ``--config`` file's search config (else the defaults) with the shared space and
+    limit options applied: what ``next-pilot`` and ``design`` search (errors name the option)."""
+    base = load_search_config(config) if config is not None else SearchConfig()
+    flags = {
+        "space.peak_lr": peak_lr,
+        "space.replay_ratio": replay,
+        "space.steps": steps,
+        "space.families": families,
+        "constraints.max_steps": max_steps,
+        "constraints.max_general_rise": max_general_rise,
+        "weights": weights,
+    }
+    return base.with_overrides(flags, aliases=OPTION_KEYS)

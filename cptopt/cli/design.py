@@ -9,17 +9,17 @@ import typer
 
 from cptopt.cli._common import FormatOption, OutputFormat, app, emit, handle_errors
 from cptopt.cli._search_options import (
-    OPTION_KEYS,
     RANGE_HELP,
     ConfigOption,
     FamiliesOption,
     MaxGeneralRiseOption,
     MaxStepsOption,
+    shared_search_config,
 )
 from cptopt.design import design_pilots, write_pilot_configs
 from cptopt.exceptions import InputError
 from cptopt.report import design_report
-from cptopt.search import SearchConfig, load_candidates, load_search_config
+from cptopt.search import load_candidates
 
 
 @app.command("design")
@@ -115,16 +115,15 @@ def design_command(
     """
     if write is not None and write.exists() and not write.is_dir():
         raise InputError(f"{write}: not a directory (--write takes a folder)")
-    base = load_search_config(config) if config is not None else SearchConfig()
-    flags = {
-        "space.peak_lr": peak_lr,
-        "space.replay_ratio": replay,
-        "space.steps": steps,
-        "space.families": families,
-        "constraints.max_steps": max_steps,
-        "constraints.max_general_rise": max_general_rise,
-    }
-    merged = base.with_overrides(flags, aliases=OPTION_KEYS)
+    merged = shared_search_config(
+        config,
+        peak_lr=peak_lr,
+        replay=replay,
+        steps=steps,
+        families=families,
+        max_steps=max_steps,
+        max_general_rise=max_general_rise,
+    )
     result = design_pilots(
         merged.space,
         merged.constraints,

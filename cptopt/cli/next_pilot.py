@@ -16,7 +16,6 @@ from cptopt.cli._common import (
     weights_and_law,
 )
 from cptopt.cli._search_options import (
-    OPTION_KEYS,
     ConfigOption,
     FamiliesOption,
     LawOption,
@@ -25,11 +24,12 @@ from cptopt.cli._search_options import (
     PeakLrOption,
     ReplayOption,
     StepsOption,
+    shared_search_config,
 )
 from cptopt.design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
 from cptopt.pilots import load_manifest
 from cptopt.report import next_pilot_report
-from cptopt.search import SearchConfig, load_candidates, load_search_config
+from cptopt.search import load_candidates
 
 
 @app.command("next-pilot")
@@ -108,17 +108,16 @@ def next_pilot_command(
     for each candidate, the expected regret of the recommendation made after running it.
     Says when no further pilot is worth running.
     """
-    base = load_search_config(config) if config is not None else SearchConfig()
-    flags = {
-        "space.peak_lr": peak_lr,
-        "space.replay_ratio": replay,
-        "space.steps": steps,
-        "space.families": families,
-        "constraints.max_steps": max_steps,
-        "constraints.max_general_rise": max_general_rise,
-        "weights": weights,
-    }
-    merged = base.with_overrides(flags, aliases=OPTION_KEYS)
+    merged = shared_search_config(
+        config,
+        peak_lr=peak_lr,
+        replay=replay,
+        steps=steps,
+        families=families,
+        max_steps=max_steps,
+        max_general_rise=max_general_rise,
+        weights=weights,
+    )
     weights_pair, law = weights_and_law(merged, law_path, "next_pilot()")
     result = next_pilot(
         law,
