@@ -740,6 +740,11 @@ CASES = [
     Case("fit starts 0", ["fit", "{manifest}", "--starts", "0"], r"--starts"),
     Case("plot dpi 0", ["plot", "{law}", "--dpi", "0"], r"--dpi"),
     Case("inspect format xml", ["inspect", "{config}", "--format", "xml"], r"--format"),
+    Case(
+        "inspect log format xml",
+        ["inspect", "{config}", "--log-format", "xml"],
+        r"^error: --log-format == 'xml', must be one of auto, ",
+    ),
     Case("unknown command", ["frobnicate"], r"No such command 'frobnicate'"),
     Case("unknown option", ["fit", "{manifest}", "--nope"], r"No such option: --nope"),
     # --- outputs that cannot be written, caught before the work

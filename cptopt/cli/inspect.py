@@ -21,6 +21,7 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
+from cptopt.exceptions import InputError
 from cptopt.pilots import FORMATS, ColumnMap, read_raw, summarize
 from cptopt.report import inspect_table
 
@@ -66,6 +67,8 @@ def inspect_command(
     Fix the mapping (--general, --domain, --lr; 'columns:' in a manifest) before fitting.
     Exits 2 if a log cannot be read or its mapping fails (one error line per log).
     """
+    if log_format not in FORMATS:  # named as the option here; the library names its parameter
+        raise InputError(f"--log-format == {log_format!r}, must be one of {', '.join(FORMATS)}")
     columns = _column_map(step, lr, general, domain)
     options = long_options(inspect_command)
     summaries = [
