@@ -221,9 +221,13 @@ def resolve_limits(
     file_limits: Limits | None = None,
     source: str = "limits",
 ) -> Limits:
-    """Limits from a file, with ``overrides`` (None values ignored) taking precedence."""
+    """Limits from a file, with ``overrides`` (None values ignored) taking precedence.
+
+    A bad override is named as the caller named it (a keyword; the CLI shows its option),
+    not blamed on ``source``: the file's own values were checked when it was read."""
     base = (file_limits or Limits()).model_dump(exclude_unset=True)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    validate(Limits, given, "", aliases={key: param(key) for key in given})
     return validate(Limits, {**base, **given}, source)
 
 
@@ -361,10 +365,7 @@ def check(
     fixed_source: str | None = None
     if limits_file is not None and not isolated:
         fixed_file, fixed_source = load_limits_file(limits_file), str(limits_file)
-    # Bad overrides fail before any config, named as the caller named them.
-    given = {key: value for key, value in (limits or {}).items() if value is not None}
-    validate(Limits, given, "", aliases={key: param(key) for key in given})
-    resolve_limits(limits, fixed_file, "arguments")
+    resolve_limits(limits, fixed_file, "arguments")  # bad overrides fail before any config
     laws = _LawCache()
     file_cache: dict[Path, tuple[Limits | None, str | None]] = {}
     results = []
