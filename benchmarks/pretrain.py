@@ -38,7 +38,7 @@ per-step LR rebuilt from ``protocol.json`` (checked against every logged ``lr``)
 
     python benchmarks/pretrain.py [--data DIR] [--format table|json] [--repeat 1]
                                   [--annealing auto|s2|mpl|mpl1] [--lam X]
-                                  [--model-size 25M|100M|400M]
+                                  [--huber-delta X] [--model-size 25M|100M|400M]
 
 JSON: ``{"runs": {name: {"pred_e", "worst_e"}}, "mean": {"pred_e", "worst_e"}, ...}``
 (fractions), plus ``model_size``, ``reference`` (empty for an unknown size), ``details``
@@ -280,7 +280,7 @@ def best_of(repeat: int, function):
 
 def timing(pilots: PretrainPilots, law: PretrainRunsLaw, repeat: int) -> dict:
     """The chosen law alone (no selection, no refits) by cptopt and by plain scipy."""
-    single = {"annealing": law.annealing, "jackknife": False}
+    single = {"annealing": law.annealing, "jackknife": False, "huber_delta": law.huber_delta}
     if law.annealing == "s2":
         single["lam"] = law.lam
     n_starts = LawFitter().n_starts
@@ -433,10 +433,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annealing", default=None, help="auto (default: CV), s2, mpl or mpl1")
     parser.add_argument("--lam", default=None, help="S2 lambda (with --annealing s2)")
     parser.add_argument(
+        "--huber-delta", type=float, default=None, help="Huber threshold (default: cptopt's)"
+    )
+    parser.add_argument(
         "--model-size", default=None, help="the reference's model size (default: protocol.json)"
     )
     args = parser.parse_args(argv)
     settings = {"annealing": args.annealing, "lam": args.lam}
+    if args.huber_delta is not None:
+        settings["huber_delta"] = args.huber_delta
     try:
         result = run_benchmark(args.data, settings, max(1, args.repeat), args.model_size)
     except (CptoptError, OSError, KeyError, ValueError) as exc:
