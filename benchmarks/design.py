@@ -76,7 +76,7 @@ MIN_REGION_TARGETS = 10
 class Domain:
     """One data folder: the pool, the scenario, refits cached by pilot-set content."""
 
-    def __init__(self, data: Path, scenario: str, cache: Path) -> None:
+    def __init__(self, data: Path, scenario: str, cache: Path, reach: bool = False) -> None:
         self.data = data.resolve()
         protocol = json.loads((self.data / "protocol.json").read_text())
         self.spec = protocol["scenarios"][scenario]
@@ -95,13 +95,24 @@ class Domain:
         assert space.peak_lr is not None and space.replay_ratio is not None
         low, high = space.peak_lr
         self.in_lr = {r for r in self.scope if low <= float(self.manifest[r]["peak_lr"]) <= high}
+        # --reach: the pool's peak-LR and replay ranges (3x included) are the reach
+        self.reach = (
+            (
+                tuple(f(float(self.manifest[r]["peak_lr"]) for r in self.pool) for f in (min, max)),
+                tuple(
+                    f(float(self.manifest[r]["replay_ratio"]) for r in self.pool)
+                    for f in (min, max)
+                ),
+            )
+            if reach
+            else None
+        )
+        (low, high), (r_low, r_high) = self.reach or (space.peak_lr, space.replay_ratio)
         self.inside = [
             r
             for r in self.pool
-            if space.peak_lr[0] <= float(self.manifest[r]["peak_lr"]) <= space.peak_lr[1]
-            and space.replay_ratio[0]
-            <= float(self.manifest[r]["replay_ratio"])
-            <= space.replay_ratio[1]
+            if low <= float(self.manifest[r]["peak_lr"]) <= high
+            and r_low <= float(self.manifest[r]["replay_ratio"]) <= r_high
         ]
         self.cache = cache
         self.source = source_digest()  # a cached refit is reused only by the code that made it
@@ -215,6 +226,9 @@ def designed(domain: Domain, criterion: str, own: bool) -> tuple[list[str], floa
         candidate_pilots=[domain.candidate(r) for r in domain.pool],  # those inside the space
         criterion=criterion,
         prior=priors_for(domain, own),
+        # the reach is cptopt's (the feature scored); d_optimal stays the baseline
+        reach_peak_lr=domain.reach[0] if domain.reach and criterion == "decision" else None,
+        reach_replay=domain.reach[1] if domain.reach and criterion == "decision" else None,
     )
     return [p.name for p in result.pilots], time.perf_counter() - started
 
@@ -282,7 +296,7 @@ def figures(score: dict) -> dict:
 
 
 def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
-    domain = Domain(data, args.scenario, cache)
+    domain = Domain(data, args.scenario, cache, args.reach)
     started = time.perf_counter()
     cptopt_set, design_seconds = designed(domain, "decision", args.own_prior)
     d_optimal_set, _ = designed(domain, "d_optimal", args.own_prior)
@@ -307,6 +321,7 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
         "data": str(domain.data),
         "scenario": args.scenario,
         "pool": domain.pool,
+        "reach": domain.reach,
         "priors": priors_for(domain, args.own_prior) or list(DEFAULT_PRIORS),
         "pilot_steps": domain.length,
         "designs": {name: results[name] for name in DESIGNS},
@@ -468,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep a bundled domain's own prior (default: left out, the design must not know "
         "the domain it is scored on)",
+    )
+    parser.add_argument(
+        "--reach",
+        action="store_true",
+        help="cptopt's design (and its next-pilot rounds) with the pool's peak-LR and replay "
+        "ranges as the reach (design_pilots reach_peak_lr / reach_replay): pilots may go to 3x",
     )
     parser.add_argument("--make-priors", type=Path, help="write the bundled priors here, exit")
     args = parser.parse_args(argv)
