@@ -24,8 +24,12 @@ run** from the scenario's checkpoint(s) (targets and extrapolation targets, all 
 ``final_worst``: the largest over the runs and both losses; ``regret_max``: the largest
 regret over the weight pairs on the decision grid (``benchmarks/accuracy.py``'s
 ``decision_scores``, a fraction of the real best); ``coverage``: the share of final losses
-(both losses) inside the 90 % interval. Refits are cached by the pilot set's content hash
-(``--cache DIR`` keeps them across runs).
+(both losses) inside the 90 % interval; ``coverage_by_region``: the same per region of
+the pilot set's hull (``benchmarks/accuracy.py``'s regions: inside the hull, LR outside,
+replay outside, length beyond), ``{"coverage": share or None, "targets": runs}``, None
+("too few (n)" in the tables) below 10 target runs. Refits are cached by the pilot set's
+content hash and cptopt's source (``--cache DIR`` keeps them across runs; a code change
+refits).
 
     python benchmarks/design.py                          # both bundled domains, rich tables
     python benchmarks/design.py --data DIR --format json
@@ -43,7 +47,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from accuracy import decision_scores, read_manifest, read_run, score_run, write_pilot_manifest
+from accuracy import (
+    COVERAGE_BAND,
+    REGIONS,
+    decision_scores,
+    pilot_hull,
+    read_manifest,
+    read_run,
+    regions_of,
+    score_run,
+    write_pilot_manifest,
+)
+from next_pilot import source_digest
 
 import cptopt
 from cptopt.design.prior import DEFAULT_PRIORS
@@ -54,12 +69,14 @@ DATA = [ROOT / "examples" / "data" / "cpt-code", ROOT / "examples" / "data" / "c
 DESIGNS = ("cptopt", "protocol", "random", "d_optimal", "cptopt+2")
 LOSSES = ("general", "domain")
 N_PILOTS = 5
+#: A region with fewer target runs than this (per pilot set) prints "too few (n)".
+MIN_REGION_TARGETS = 10
 
 
 class Domain:
     """One data folder: the pool, the scenario, refits cached by pilot-set content."""
 
-    def __init__(self, data: Path, scenario: str, cache: Path) -> None:
+    def __init__(self, data: Path, scenario: str, cache: Path, reach: bool = False) -> None:
         self.data = data.resolve()
         protocol = json.loads((self.data / "protocol.json").read_text())
         self.spec = protocol["scenarios"][scenario]
@@ -78,15 +95,27 @@ class Domain:
         assert space.peak_lr is not None and space.replay_ratio is not None
         low, high = space.peak_lr
         self.in_lr = {r for r in self.scope if low <= float(self.manifest[r]["peak_lr"]) <= high}
+        # --reach: the pool's peak-LR and replay ranges (3x included) are the reach
+        self.reach = (
+            (
+                tuple(f(float(self.manifest[r]["peak_lr"]) for r in self.pool) for f in (min, max)),
+                tuple(
+                    f(float(self.manifest[r]["replay_ratio"]) for r in self.pool)
+                    for f in (min, max)
+                ),
+            )
+            if reach
+            else None
+        )
+        (low, high), (r_low, r_high) = self.reach or (space.peak_lr, space.replay_ratio)
         self.inside = [
             r
             for r in self.pool
-            if space.peak_lr[0] <= float(self.manifest[r]["peak_lr"]) <= space.peak_lr[1]
-            and space.replay_ratio[0]
-            <= float(self.manifest[r]["replay_ratio"])
-            <= space.replay_ratio[1]
+            if low <= float(self.manifest[r]["peak_lr"]) <= high
+            and r_low <= float(self.manifest[r]["replay_ratio"]) <= r_high
         ]
         self.cache = cache
+        self.source = source_digest()  # a cached refit is reused only by the code that made it
         self.fits, self.fit_seconds = 0, 0.0
         self._laws: dict[frozenset, tuple] = {}
         self._scores: dict[frozenset, dict] = {}
@@ -123,7 +152,7 @@ class Domain:
             digest = hashlib.sha256()
             for rid in sorted(names):
                 digest.update(rid.encode() + (self.data / self.manifest[rid]["csv"]).read_bytes())
-            digest.update(cptopt.__version__.encode())
+            digest.update(self.source.encode())
             folder = self.cache / digest.hexdigest()[:16]
             folder.mkdir(parents=True, exist_ok=True)
             manifest_path = write_pilot_manifest(self.data, self.manifest, sorted(names), folder)
@@ -146,6 +175,8 @@ class Domain:
             inside = np.array([[e[loss]["inside_90"] for loss in LOSSES] for e in errors])
             in_lr = np.array([r in self.in_lr for r in targets])
             rows = decision_scores(law, self.grid, self.manifest, self.runs, self.weights)
+            hull = pilot_hull(self.manifest, sorted(names))
+            regions = [regions_of(self.manifest[r], hull) for r in targets]
             regrets = [row.get("regret_rel", 1.0) for row in rows]
             self._scores[names] = {
                 "final_mean": float(finals.mean(axis=0).max()),
@@ -159,6 +190,16 @@ class Domain:
                     "final_mean": float(finals[in_lr].mean(axis=0).max()),
                     "final_worst": float(finals[in_lr].max()),
                     "coverage": float(inside[in_lr].mean()),
+                },
+                # per region of the pilots' hull: final losses inside the 90 % interval,
+                # final losses, target runs (summed over pilot sets by region_coverage)
+                "regions": {
+                    region: {
+                        "inside": int(inside[np.array([region in r for r in regions])].sum()),
+                        "losses": 2 * sum(region in r for r in regions),
+                        "targets": sum(region in r for r in regions),
+                    }
+                    for region in REGIONS
                 },
             }
         return self._scores[names]
@@ -185,13 +226,16 @@ def designed(domain: Domain, criterion: str, own: bool) -> tuple[list[str], floa
         candidate_pilots=[domain.candidate(r) for r in domain.pool],  # those inside the space
         criterion=criterion,
         prior=priors_for(domain, own),
+        # the reach is cptopt's (the feature scored); d_optimal stays the baseline
+        reach_peak_lr=domain.reach[0] if domain.reach and criterion == "decision" else None,
+        reach_replay=domain.reach[1] if domain.reach and criterion == "decision" else None,
     )
     return [p.name for p in result.pilots], time.perf_counter() - started
 
 
-def plus_two(domain: Domain, start: list[str]) -> tuple[dict, list, dict]:
+def plus_two(domain: Domain, start: list[str]) -> tuple[dict, list, dict, dict]:
     """Two rounds of next-pilot from ``start``, a path per weight pair."""
-    paths, figures = [], []
+    paths, path_scores = [], []
     for w_index, weights in enumerate(domain.weights):
         names = list(start)
         for _ in range(2):
@@ -206,20 +250,20 @@ def plus_two(domain: Domain, start: list[str]) -> tuple[dict, list, dict]:
             )
             names.append(answer.best.name)
         score = domain.score(frozenset(names))
-        figures.append({**score, "regret_here": score["regrets"][w_index]})
+        path_scores.append({**score, "regret_here": score["regrets"][w_index]})
         paths.append(names[len(start) :])
     combined = {
-        "final_mean": float(np.mean([f["final_mean"] for f in figures])),
-        "final_worst": float(max(f["final_worst"] for f in figures)),
-        "regret_max": float(max(f["regret_here"] for f in figures)),
-        "coverage": float(np.mean([f["coverage"] for f in figures])),
+        "final_mean": float(np.mean([f["final_mean"] for f in path_scores])),
+        "final_worst": float(max(f["final_worst"] for f in path_scores)),
+        "regret_max": float(max(f["regret_here"] for f in path_scores)),
+        "coverage": float(np.mean([f["coverage"] for f in path_scores])),
     }
     in_range = {
-        "final_mean": float(np.mean([f["in_range"]["final_mean"] for f in figures])),
-        "final_worst": float(max(f["in_range"]["final_worst"] for f in figures)),
-        "coverage": float(np.mean([f["in_range"]["coverage"] for f in figures])),
+        "final_mean": float(np.mean([f["in_range"]["final_mean"] for f in path_scores])),
+        "final_worst": float(max(f["in_range"]["final_worst"] for f in path_scores)),
+        "coverage": float(np.mean([f["in_range"]["coverage"] for f in path_scores])),
     }
-    return combined, paths, in_range
+    return combined, paths, in_range, region_coverage(path_scores)
 
 
 def random_sets(domain: Domain, draws: int, seed: int) -> list[frozenset]:
@@ -230,12 +274,29 @@ def random_sets(domain: Domain, draws: int, seed: int) -> list[frozenset]:
     ]
 
 
+def region_coverage(scores: list[dict]) -> dict:
+    """Per region: the share of the final losses (both losses) inside the 90 % interval,
+    pooled over the pilot sets (one, or the random draws, or the next-pilot paths), and
+    the target runs per set (their mean); coverage None below :data:`MIN_REGION_TARGETS`."""
+    out = {}
+    for region in REGIONS:
+        cells = [s["regions"][region] for s in scores]
+        losses = sum(c["losses"] for c in cells)
+        targets = float(np.mean([c["targets"] for c in cells]))
+        enough = targets >= MIN_REGION_TARGETS and losses > 0
+        out[region] = {
+            "coverage": sum(c["inside"] for c in cells) / losses if enough else None,
+            "targets": int(targets) if targets.is_integer() else round(targets, 2),
+        }
+    return out
+
+
 def figures(score: dict) -> dict:
     return {k: score[k] for k in ("final_mean", "final_worst", "regret_max", "coverage")}
 
 
 def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
-    domain = Domain(data, args.scenario, cache)
+    domain = Domain(data, args.scenario, cache, args.reach)
     started = time.perf_counter()
     cptopt_set, design_seconds = designed(domain, "decision", args.own_prior)
     d_optimal_set, _ = designed(domain, "d_optimal", args.own_prior)
@@ -251,15 +312,21 @@ def score_domain(data: Path, args: argparse.Namespace, cache: Path) -> dict:
     in_range["random"] = {
         k: float(np.mean([s["in_range"][k] for s in scored])) for k in in_range["cptopt"]
     }
-    results["cptopt+2"], added, in_range["cptopt+2"] = plus_two(domain, cptopt_set)
+    by_region = {name: region_coverage([domain.score(frozenset(s))]) for name, s in sets.items()}
+    by_region["random"] = region_coverage(scored)
+    results["cptopt+2"], added, in_range["cptopt+2"], by_region["cptopt+2"] = plus_two(
+        domain, cptopt_set
+    )
     return {
         "data": str(domain.data),
         "scenario": args.scenario,
         "pool": domain.pool,
+        "reach": domain.reach,
         "priors": priors_for(domain, args.own_prior) or list(DEFAULT_PRIORS),
         "pilot_steps": domain.length,
         "designs": {name: results[name] for name in DESIGNS},
         "designs_in_lr_range": {name: in_range[name] for name in DESIGNS},
+        "coverage_by_region": {name: by_region[name] for name in DESIGNS},
         "pilots": {**sets, "cptopt+2 added": added, "random": [sorted(s) for s in drawn]},
         "n_targets": {name: domain.score(frozenset(s))["n_targets"] for name, s in sets.items()},
         "design_seconds": design_seconds,
@@ -310,6 +377,36 @@ def rows(results: list[dict]) -> list[list[str]]:
     return out
 
 
+def region_cell(cell: dict) -> str:
+    """A region's coverage and its targets; "too few (n)" below MIN_REGION_TARGETS; * outside
+    the 80-95 % band."""
+    if cell["coverage"] is None:
+        return f"too few ({cell['targets']})"
+    low, high = COVERAGE_BAND
+    mark = "" if low <= cell["coverage"] <= high else " *"
+    return f"{100 * cell['coverage']:.0f}% ({cell['targets']}){mark}"
+
+
+def region_rows(results: list[dict]) -> list[list[str]]:
+    return [
+        [
+            Path(result["data"]).name,
+            name,
+            *(region_cell(result["coverage_by_region"][name][r]) for r in REGIONS),
+        ]
+        for result in results
+        for name in DESIGNS
+    ]
+
+
+REGION_HEADER = ["domain", "design", *REGIONS]
+REGION_NOTE = (
+    "90 % coverage per region of the pilots' hull: share of the final losses (both losses) "
+    "inside the interval (target runs); random and cptopt+2 pooled over their pilot sets, "
+    f"targets per set; too few below {MIN_REGION_TARGETS} runs; * outside 80-95 %"
+)
+
+
 HEADER = [
     "domain", "design", "final mean", "final worst", "regret max", "90% coverage",
     "in LR range: mean / worst",
@@ -329,13 +426,20 @@ def footer(results: list[dict], draws: int) -> str:
     )
 
 
+def print_markdown(header: list[str], table: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in table:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
 def print_tables(results: list[dict], draws: int, markdown: bool) -> None:
     table = rows(results)
     if markdown:
-        print("| " + " | ".join(HEADER) + " |")
-        print("|" + "|".join("---" for _ in HEADER) + "|")
-        for row in table:
-            print("| " + " | ".join(row) + " |")
+        print_markdown(HEADER, table)
+        print_markdown(REGION_HEADER, region_rows(results))
+        print(REGION_NOTE)
         print()
         print(footer(results, draws))
         return
@@ -349,6 +453,13 @@ def print_tables(results: list[dict], draws: int, markdown: bool) -> None:
     for row in table:
         rich_table.add_row(*row)
     console.print(rich_table)
+    region_table = Table(title="90 % coverage per region", title_justify="left")
+    for column in REGION_HEADER:
+        region_table.add_column(column)
+    for row in region_rows(results):
+        region_table.add_row(*row)
+    console.print(region_table)
+    console.print(REGION_NOTE)
     for result in results:
         picks = result["pilots"]
         console.print(f"{Path(result['data']).name}: cptopt chose {', '.join(picks['cptopt'])}")
@@ -372,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep a bundled domain's own prior (default: left out, the design must not know "
         "the domain it is scored on)",
+    )
+    parser.add_argument(
+        "--reach",
+        action="store_true",
+        help="cptopt's design (and its next-pilot rounds) with the pool's peak-LR and replay "
+        "ranges as the reach (design_pilots reach_peak_lr / reach_replay): pilots may go to 3x",
     )
     parser.add_argument("--make-priors", type=Path, help="write the bundled priors here, exit")
     args = parser.parse_args(argv)

@@ -731,6 +731,24 @@ CASES = [
         ["design", "--pilot-steps", "1000", "--peak-lr", "2e-3,6e-4"],
         r"--peak-lr: low 0\.002 > high 0\.0006",
     ),
+    Case(
+        "design reversed reach",
+        [
+            "design",
+            "--pilot-steps",
+            "1000",
+            "--peak-lr",
+            "6e-4,2e-3",
+            "--reach-peak-lr",
+            "6e-3,6e-4",
+        ],
+        r"--reach-peak-lr == 0\.006,0\.0006: LO > HI",
+    ),
+    Case(
+        "design reach replay above 1",
+        ["design", "--pilot-steps", "1000", "--peak-lr", "6e-4,2e-3", "--reach-replay", "0,1.5"],
+        r"--reach-replay == 0,1\.5: replay ratios lie in 0\.\.1",
+    ),
     # --- usage errors are one line too
     Case(
         "predict level 1.5",

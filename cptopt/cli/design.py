@@ -44,6 +44,24 @@ def design_command(
             help=f"Replay ratio bounds, {RANGE_HELP} (default 0,0.5).", show_default=False
         ),
     ] = None,
+    reach_peak_lr: Annotated[
+        str | None,
+        typer.Option(
+            help="Peak LR range 'LO,HI' you expect to RECOMMEND in later, wider than "
+            "--peak-lr: the pilots may go there and spread over both, and the decision is "
+            "judged on both (default: --peak-lr's range). Opt-in: see the README for where "
+            "it helped and where it hurt.",
+            show_default=False,
+        ),
+    ] = None,
+    reach_replay: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay ratio range 'LO,HI' (within 0..1) you expect to recommend in, "
+            "wider than --replay (default: --replay's range).",
+            show_default=False,
+        ),
+    ] = None,
     n_pilots: Annotated[
         int, typer.Option("--pilots", help="How many pilots to design.", min=1, max=20)
     ] = 5,
@@ -109,6 +127,9 @@ def design_command(
     search, then those that most lower the expected regret of its decision, then those
     farthest from any pilot, then the most informative about the law.
 
+    --reach-peak-lr and --reach-replay widen where the pilots may go to the ranges you
+    expect to recommend in (e.g. --reach-peak-lr 6e-4,6e-3 for pilots up to 3x).
+
     Example: cptopt design --pilot-steps 1000 --peak-lr 6e-4,2e-3. Then run the pilots,
     list them in a pilot manifest, and go on with cptopt fit, cptopt next-pilot and cptopt
     recommend.
@@ -134,6 +155,8 @@ def design_command(
         pretrain_lr=pretrain_lr,
         candidate_pilots=load_candidates(candidates) if candidates is not None else None,
         seed=seed,
+        reach_peak_lr=reach_peak_lr,
+        reach_replay=reach_replay,
     )
     if write is not None:
         for path in write_pilot_configs(result, write):

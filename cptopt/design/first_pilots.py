@@ -16,6 +16,9 @@ the user's list), one pick at a time, each pick by, in order:
 
 1. **reach**: a pilot that covers an end of the peak-LR or replay range the search space
    spans and no pilot covers yet (errors are largest where the pilots did not go: issue 21);
+   with ``reach_peak_lr`` / ``reach_replay`` (the ranges the user expects to recommend in,
+   wider than the space searched now) the ranges are the space's and the reach's together,
+   and so are the candidates' and the decision's;
 2. **the decision**: the expected regret of the recommendation after the pilots chosen so
    far (:class:`~cptopt.design.pilot_value.Outlook`; mean over the priors and the weight
    pairs, as a share of the objective); picks within ``tolerance`` of the best tie;
@@ -41,7 +44,15 @@ from cptopt._io import atomic_write_text
 from cptopt._validation import MAX_SEED, MAX_STEPS
 from cptopt._version import __version__
 from cptopt.design.next_pilot import DEFAULT_TOLERANCE
-from cptopt.design.pilot_grid import Spec, grid_specs, inside, listed_specs, reach
+from cptopt.design.pilot_grid import (
+    Spec,
+    grid_specs,
+    inside,
+    listed_specs,
+    reach,
+    reach_range,
+    widen,
+)
 from cptopt.design.prior import (
     WIDEN,
     PriorView,
@@ -99,6 +110,14 @@ class PilotDesign(BaseModel):
     weights: list[tuple[float, float]]
     peak_lr: tuple[float, float]
     replay_ratio: tuple[float, float]
+    reach_peak_lr: tuple[float, float] | None = Field(
+        default=None,
+        description="with a reach: the peak-LR range the pilots spread over and the decision "
+        "is judged on (the space's and the reach's together)",
+    )
+    reach_replay: tuple[float, float] | None = Field(
+        default=None, description="... the replay range (the space's and the reach's together)"
+    )
     expected_regret_before: float = Field(description="of the decision with no pilot (share)")
     expected_regret_after: float = Field(description="... after all the pilots (share)")
     n_candidate_pilots: int
@@ -119,6 +138,15 @@ def _check(n_pilots: int, pilot_steps: int, seed: int, pretrain_lr: float | None
         raise InputError(f"{param('seed')} == {seed}, must be in 0..{MAX_SEED}")
     if pretrain_lr is not None and not (np.isfinite(pretrain_lr) and pretrain_lr > 0):
         raise InputError(f"{param('pretrain_lr')} == {pretrain_lr!r}, must be a number > 0")
+
+
+def _check_method(criterion: str, draws: int, candidate_pilots: Sequence[Candidate] | None) -> None:
+    if criterion not in ("decision", "d_optimal"):
+        raise InputError(f"{param('criterion')} == {criterion!r}, must be decision or d_optimal")
+    if draws < 2:
+        raise InputError(f"{param('draws')} == {draws}, must be >= 2")
+    if candidate_pilots is not None and not candidate_pilots:
+        raise InputError(f"{param('candidate_pilots')}: no candidate pilots given")
 
 
 def _space(
@@ -171,6 +199,8 @@ def design_pilots(
     tolerance: float = DEFAULT_TOLERANCE,
     draws: int = DESIGN_DRAWS,
     seed: int = 0,
+    reach_peak_lr: str | Sequence[float] | None = None,
+    reach_replay: str | Sequence[float] | None = None,
 ) -> PilotDesign:
     """Choose the first ``n_pilots`` pilot runs, ``pilot_steps`` long, before any fit.
 
@@ -182,21 +212,24 @@ def design_pilots(
     of the peak-LR range), which maps LRs onto each prior's. ``candidate_pilots``: the runs
     to choose from (default: a grid of the space). ``criterion``: "decision" (reach, then
     expected regret, then information) or "d_optimal" (information only).
+    ``reach_peak_lr``, ``reach_replay``: the ranges you expect to *recommend* in, wider than
+    the space searched now (``"LO,HI"`` or ``(lo, hi)``; default None: the space's): the
+    pilots may go there and spread over the space and the reach together, and the decision
+    the priors judge is over both.
     """
     started = time.perf_counter()
     _check(n_pilots, pilot_steps, seed, pretrain_lr)
-    if criterion not in ("decision", "d_optimal"):
-        raise InputError(f"{param('criterion')} == {criterion!r}, must be decision or d_optimal")
-    if draws < 2:
-        raise InputError(f"{param('draws')} == {draws}, must be >= 2")
-    if candidate_pilots is not None and not candidate_pilots:
-        raise InputError(f"{param('candidate_pilots')}: no candidate pilots given")
+    _check_method(criterion, draws, candidate_pilots)
+    reach_lr = reach_range(reach_peak_lr, "reach_peak_lr", replay=False)
+    reach_rp = reach_range(reach_replay, "reach_replay", replay=True)
     constraints = constraints or Constraints()
     notes: list[str] = []
     listed = listed_specs(candidate_pilots) if candidate_pilots is not None else None
     space = _space(space, constraints, listed, pilot_steps, notes)
     assert space.peak_lr is not None and space.replay_ratio is not None
-    specs = inside(listed, space, notes) if listed is not None else grid_specs(space, pilot_steps)
+    wide = widen(space, reach_lr, reach_rp, notes)  # the space itself when no reach
+    assert wide.peak_lr is not None and wide.replay_ratio is not None
+    specs = inside(listed, wide, notes) if listed is not None else grid_specs(wide, pilot_steps)
     pairs = [tuple(parse_weights(w)[:2]) for w in (weights or DEFAULT_WEIGHTS)]
     reference = pretrain_lr or float(space.peak_lr[1])
     if pretrain_lr is None:
@@ -204,18 +237,10 @@ def design_pilots(
             f"LRs mapped onto the priors' as multiples of {reference:.3g} (the top of the "
             "peak-LR range, taken as the pre-training peak LR); set pretrain_lr if it is not"
         )
-    views = [
-        prior_view(
-            label,
-            law,
-            specs,
-            (space, constraints, reference, pilot_steps),
-            pairs,
-            (draws, seed, tolerance),
-        )
-        for label, law in load_priors(prior)
-    ]
-    chosen = _greedy(views, specs, space, n_pilots, criterion, tolerance)
+    setup, sampling = (wide, constraints, reference, pilot_steps), (draws, seed, tolerance)
+    views = [prior_view(lb, law, specs, setup, pairs, sampling) for lb, law in load_priors(prior)]
+    widened = (reach_lr, reach_rp) != (None, None)
+    chosen = _greedy(views, specs, wide, n_pilots, criterion, (tolerance, widened))
     if len(chosen) < n_pilots:
         notes.append(f"only {len(chosen)} distinct candidate pilots to choose from")
     return PilotDesign(
@@ -227,6 +252,8 @@ def design_pilots(
         weights=pairs,
         peak_lr=space.peak_lr,
         replay_ratio=space.replay_ratio,
+        reach_peak_lr=wide.peak_lr if widened else None,
+        reach_replay=wide.replay_ratio if widened else None,
         expected_regret_before=regret_now(views),
         expected_regret_after=chosen[-1].expected_regret_after if chosen else regret_now(views),
         n_candidate_pilots=len(specs),
@@ -257,8 +284,10 @@ def _greedy(
     space: SearchSpace,
     n_pilots: int,
     criterion: Criterion,
-    tolerance: float,
+    settings: tuple[float, bool],
 ) -> list[DesignedPilot]:
+    """``settings``: the tolerance, and whether ``space`` is widened by a reach."""
+    tolerance, widened = settings
     decision = criterion == "decision"
     bases = [np.zeros_like(v.covariance) for v in views]
     picked: list[int] = []
@@ -311,7 +340,9 @@ def _greedy(
                 peak_lr=spec.peak,
                 replay_ratio=spec.replay_ratio,
                 steps=int(spec.lr.size),
-                reason=_reason(covers, float(regret[best]), float(spread[best]), gained, decision),
+                reason=_reason(
+                    covers, float(regret[best]), float(spread[best]), gained, (decision, widened)
+                ),
                 covers=covers,
                 expected_regret_after=float(regret[best]),
                 information=gained,
@@ -324,10 +355,14 @@ def _greedy(
     return out
 
 
-def _reason(covers: list[str], regret: float, spread: float, gain: float, decision: bool) -> str:
+def _reason(
+    covers: list[str], regret: float, spread: float, gain: float, kind: tuple[bool, bool]
+) -> str:
+    decision, widened = kind
     parts = []
     if covers:
-        parts.append("reaches the " + " and the ".join(covers) + " of the space")
+        where = "the space and reach" if widened else "the space"
+        parts.append("reaches the " + " and the ".join(covers) + f" of {where}")
     elif decision and spread > 0:
         parts.append(f"fills the widest gap left between the pilots ({spread:.2f} of the space)")
     if decision:

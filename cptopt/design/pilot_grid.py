@@ -4,14 +4,16 @@ decision searches, and which ends of those ranges each reaches."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cptopt.exceptions import InputError, param
 from cptopt.schedules import Schedule
-from cptopt.search.models import Candidate, SearchSpace, shape_schedule
+from cptopt.search.models import Candidate, SearchSpace, parse_range, shape_schedule
 
 #: Candidate grid: peak LRs (log-spaced) x replay ratios, per family.
 DESIGN_LRS, DESIGN_REPLAYS = 5, 6
@@ -120,3 +122,55 @@ def reach(spec: Spec, space: SearchSpace) -> set[str]:
     if spec.replay_ratio >= high - REACH * (high - low) - 1e-12:
         out.add("highest replay")
     return out
+
+
+# -- reach: the ranges the user expects to recommend in ----------------------------------
+
+
+def reach_range(value: Any, name: str, replay: bool) -> tuple[float, float] | None:
+    """A reach range (``"LO,HI"``, ``(lo, hi)`` or one number), checked: finite, ``LO <= HI``,
+    a peak LR > 0, a replay ratio in 0..1. ``None`` passes."""
+    if value is None:
+        return None
+    try:
+        parsed = parse_range(value)
+        if not isinstance(parsed, tuple) or len(parsed) != 2:
+            raise ValueError("must be 'LO,HI' (two numbers)")
+        low, high = float(parsed[0]), float(parsed[1])
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{param(name)} == {value!r}: {exc}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{param(name)} == {low:g},{high:g}: bounds must be finite")
+    if low > high:
+        raise InputError(f"{param(name)} == {low:g},{high:g}: LO > HI")
+    if replay and not 0 <= low <= high <= 1:
+        raise InputError(f"{param(name)} == {low:g},{high:g}: replay ratios lie in 0..1")
+    if not replay and low <= 0:
+        raise InputError(f"{param(name)} == {low:g},{high:g}: peak LRs must be > 0")
+    return low, high
+
+
+def widen(
+    space: SearchSpace,
+    peak_lr: tuple[float, float] | None,
+    replay: tuple[float, float] | None,
+    notes: list[str],
+) -> SearchSpace:
+    """The space spanned by ``space`` and the reach (each range the union of both): where
+    the pilots may go and the decision the design judges. No reach: ``space`` itself."""
+    assert space.peak_lr is not None and space.replay_ratio is not None
+    update: dict = {}
+    for key, own, wide in (
+        ("peak_lr", space.peak_lr, peak_lr),
+        ("replay_ratio", space.replay_ratio, replay),
+    ):
+        if wide is None:
+            continue
+        union = (min(own[0], wide[0]), max(own[1], wide[1]))
+        if union == tuple(own):
+            notes.append(
+                f"the {key.replace('_', ' ')} reach lies inside the space: it changes nothing"
+            )
+        else:
+            update[key] = union
+    return space.model_copy(update=update) if update else space

@@ -19,6 +19,7 @@ def design_report(result: PilotDesign) -> RenderableType:
     head = [
         f"space: peak LR {low:.3g}..{high:.3g}, replay {result.replay_ratio[0]:g}.."
         f"{result.replay_ratio[1]:g}; pilots of {result.pilot_steps} steps",
+        *_reach_lines(result),
         f"decision weights (general,domain): {weights}",
         f"optimises: {result.optimises}",
         f"expected regret of the decision: {result.expected_regret_before:.2%} with no pilot, "
@@ -47,3 +48,15 @@ def design_report(result: PilotDesign) -> RenderableType:
         legend(why, "why each pilot"),
         Text("\n".join(tail)),
     )
+
+
+def _reach_lines(result: PilotDesign) -> list[str]:
+    """The reach, when one was given: where the pilots spread and the decision is judged."""
+    if result.reach_peak_lr is None or result.reach_replay is None:
+        return []
+    low, high = result.reach_peak_lr
+    return [
+        f"reach: peak LR {low:.3g}..{high:.3g}, replay {result.reach_replay[0]:g}.."
+        f"{result.reach_replay[1]:g} (the space and the reach together: the pilots spread "
+        "over it and the decision is judged on it)"
+    ]
