@@ -5,28 +5,39 @@ The refits give (i) the cross-validated error that selects law variants and sets
 interval scale, and (ii) the jackknife replicas of every parameter and prediction
 (:mod:`cptopt.law.uncertainty`).
 
-The fit, each refit and the length check are tasks (:class:`Fit`, :class:`Refit`,
-:class:`LengthCheck`) that a :class:`~cptopt.fitting.workers.Runner` runs in this process
-or in its workers: the refits of one fit run side by side. Only the fit draws random
-starts, from the caller's generator, which comes back advanced as if it had run here.
+The fit's screen and each of its starts (:class:`Screen`, :class:`Solve`), each refit and
+the length check (:class:`Refit`, :class:`LengthCheck`) are tasks that a
+:class:`~cptopt.fitting.workers.Runner` runs in this process or in its workers: a fit's
+starts run side by side, then its refits. Only the fit draws random starts, from the
+caller's generator, in the caller's thread before its tasks start (:func:`fit_steps`), so
+the draws do not depend on the workers; a fit's steps then run in a thread of their own
+(:meth:`~cptopt.fitting.workers.Runner.background`), and the caller goes on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from cptopt.fitting.optimise import (
+    PROBE_NFEV,
     JointProblem,
     Problem,
     SingleFit,
+    Solved,
     Starts,
+    best_fit,
     check_enough_points,
+    draw_shapes,
     optimise_problem,
+    ranked,
     relative_residuals,
+    solve_start,
+    start_candidates,
 )
 from cptopt.fitting.workers import FitContext, Runner, SetData
 from cptopt.law.forms import LawForm
@@ -127,25 +138,65 @@ class Source:
 
 
 @dataclass(frozen=True)
-class Fit:
-    """Task: the multi-start fit of a source; returns it and the generator's state after
-    (None when the fit draws no random start: then it needs no generator)."""
+class Screen:
+    """Task: a fit's starts (:func:`~cptopt.fitting.optimise.start_candidates`) from the
+    random shapes the caller drew."""
 
     source: Source
-    starts: Starts
+    shapes: list
+    n_starts: int
     warm_start: np.ndarray | None
-    rng: np.random.Generator | None
 
-    def __call__(self, context: FitContext) -> tuple[SingleFit, dict | None]:
+    def __call__(self, context: FitContext) -> list[np.ndarray]:
         problem = self.source.problem(context)
-        best = optimise_problem(problem, self.rng, self.starts, self.warm_start, self.source.what)
-        return best, None if self.rng is None else self.rng.bit_generator.state
+        return start_candidates(problem, self.shapes, self.n_starts, self.warm_start)
 
-    @property
-    def draws(self) -> bool:
-        """Whether the fit draws random starts (fresh ones beyond the warm start)."""
-        have = 0 if self.warm_start is None else 1
-        return self.starts.n_starts > have and self.starts.n_screen > 0
+
+@dataclass(frozen=True)
+class Solve:
+    """Task: one start of a fit optimised (:func:`~cptopt.fitting.optimise.solve_start`)."""
+
+    source: Source
+    x0: np.ndarray
+    max_nfev: int | None
+
+    def __call__(self, context: FitContext) -> Solved:
+        return solve_start(self.source.problem(context), self.x0, self.max_nfev)
+
+
+def fit_steps(
+    runner: Runner,
+    source: Source,
+    starts: Starts,
+    warm_start: np.ndarray | None,
+    rng: np.random.Generator | None,
+) -> Callable[[], SingleFit]:
+    """The multi-start fit of ``source``
+    (:func:`~cptopt.fitting.optimise.optimise_problem`'s steps, with the same result), to
+    run when called: the screen, and each start's probe and polish, are tasks of their own,
+    so the starts run side by side on the runner's workers. Its random shapes are drawn
+    here, now: ``rng`` comes back advanced as if the whole fit had run."""
+    problem = source.problem(runner.context)
+    shapes = draw_shapes(problem, rng, starts, warm_start)
+
+    def solve_each(candidates: list[np.ndarray], max_nfev: int | None) -> list[Solved]:
+        tasks = [runner.submit(Solve(source, x, max_nfev)) for x in candidates]
+        return [task.result() for task in tasks]
+
+    def steps() -> SingleFit:
+        if shapes is None:
+            candidates = start_candidates(problem, None, starts.n_starts, warm_start)
+        else:
+            screen = Screen(source, shapes, starts.n_starts, warm_start)
+            candidates = runner.submit(screen).result()
+        probe_nfev = 0
+        if len(candidates) > starts.n_polish:
+            probed, probe_nfev = ranked(solve_each(candidates, PROBE_NFEV))
+            candidates = [x for _, x in probed[: starts.n_polish]]
+        results, nfev = ranked(solve_each(candidates, starts.max_nfev))
+        return best_fit(problem, results, nfev + probe_nfev, source.what)
+
+    return steps
 
 
 @dataclass(frozen=True)
@@ -184,44 +235,42 @@ class LengthCheck:
         return length_extrapolation_rms(law, data, self.start, self.source.delta, None, starts)
 
 
-def run_fit(runner: Runner, task: Fit, rng: np.random.Generator) -> SingleFit:
-    """Run a :class:`Fit` task and advance ``rng`` as the fit did. A fit that draws no
-    random start is handed no generator, so that fits from warm starts may run at once."""
-    if not task.draws:
-        task = replace(task, rng=None)
-    best, state = runner.submit(task).result()
-    if state is not None:
-        rng.bit_generator.state = state
-    return best
+#: A fit's optimum, and the futures of its refits and of its length check (if any).
+Fitted = tuple[SingleFit, list[Future], Future | None]
 
 
 @dataclass
 class PendingSet:
-    """One set's fit whose refits may still be running: the optimum now (``best``), the
-    :class:`SetResult` when they are done (:meth:`result`)."""
+    """One set's fit that may still be running: the optimum (``best``, when it is found),
+    the :class:`SetResult` when its refits are done too (:meth:`result`)."""
 
     law: LawForm
     data: FitData
-    best: SingleFit
-    refits: list[Future]
-    length: Future | None
+    fitted: Future[Fitted]
     _done: SetResult | None = None
 
     @classmethod
     def done(cls, result: SetResult) -> PendingSet:
         """A set fitted to the end: ``result``."""
-        return cls(result.law, result.data, result.best, [], None, result)
+        fitted: Future[Fitted] = Future()
+        fitted.set_result((result.best, [], None))
+        return cls(result.law, result.data, fitted, result)
+
+    @property
+    def best(self) -> SingleFit:
+        return self.fitted.result()[0]
 
     def result(self) -> SetResult:
         if self._done is None:
+            best, refits, length = self.fitted.result()
             replicas: list[np.ndarray] = []
             held_out: dict[int, np.ndarray] = {}
-            for future in self.refits:
+            for future in refits:
                 (values,), (held,) = future.result()
                 replicas.append(values)
                 held_out.update(held)
-            length_rms = self.length.result() if self.length is not None else None
-            self._done = SetResult(self.law, self.data, self.best, replicas, held_out, length_rms)
+            length_rms = length.result() if length is not None else None
+            self._done = SetResult(self.law, self.data, best, replicas, held_out, length_rms)
         return self._done
 
 
@@ -250,12 +299,19 @@ def start_validation_set(
     points = runner.context.data(data)
     check_enough_points(law, points)
     source = Source((law,), (data,), delta)
-    best = run_fit(runner, Fit(source, starts, warm_start, rng), rng)
+    fit = fit_steps(runner, source, starts, warm_start, rng)
     run_ids = _run_ids(points)
     folds = cv_folds(run_ids, max_folds) if jackknife and len(run_ids) >= 3 else []
-    refits = [runner.submit(Refit(source, refit_budget, best.values, tuple(f))) for f in folds]
-    length = runner.submit(LengthCheck(source, refit_budget, best.values)) if length_check else None
-    return PendingSet(law, points, best, refits, length)
+
+    def fitted() -> Fitted:
+        best = fit()
+        refits = [runner.submit(Refit(source, refit_budget, best.values, tuple(f))) for f in folds]
+        length = None
+        if length_check:
+            length = runner.submit(LengthCheck(source, refit_budget, best.values))
+        return best, refits, length
+
+    return PendingSet(law, points, runner.background(fitted))
 
 
 def fit_validation_set(law: LawForm, data: SetData | FitData, **options: Any) -> SetResult:
@@ -335,7 +391,7 @@ def fit_tied(
     start = None
     if warm_start is not None:
         start = problem.join(warm_start["general"], warm_start["domain"])
-    best = run_fit(runner, Fit(source, starts, start, rng), rng)
+    best = fit_steps(runner, source, starts, start, rng)()
     replicas: dict[str, list[np.ndarray]] = {name: [] for name in VALIDATION_SETS}
     held_out: dict[str, dict[int, np.ndarray]] = {name: {} for name in VALIDATION_SETS}
     run_ids = _run_ids(*points.values())

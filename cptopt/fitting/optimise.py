@@ -100,9 +100,17 @@ class Problem(Coordinates):
         rho = np.where(z <= 1, z, 2 * np.sqrt(z) - 1)
         return 0.5 * self.delta**2 * float(rho.sum())
 
+    def draw(self, rng: np.random.Generator, count: int) -> list[dict[str, float]]:
+        """``count`` random shapes (the screen's draws, in its order)."""
+        return _random_shapes(self.law, rng, count)
+
+    def complete(self, shapes: list[dict[str, float]]) -> list[tuple[np.ndarray, float]]:
+        """Each shape completed by linear least squares: (values, cost)."""
+        return [_linear_completion(self, shape) for shape in shapes]
+
     def screen(self, rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, float]]:
         """``count`` random shapes completed by linear least squares: (values, cost)."""
-        return [_linear_completion(self, shape) for shape in _random_shapes(self.law, rng, count)]
+        return self.complete(self.draw(rng, count))
 
 
 @dataclass
@@ -155,12 +163,21 @@ class JointProblem(Coordinates):
         jac[jac_g.shape[0] :, self.g_tied] += jac_d[:, self.d_tied]
         return jac
 
-    def screen(self, rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, float]]:
-        """Random shapes for both sets (tied ones drawn once), each set completed linearly."""
-        out = []
+    def draw(self, rng: np.random.Generator, count: int) -> list[tuple[dict, dict]]:
+        """``count`` random shape pairs (general, domain), the general ones drawn first."""
         general_shapes = _random_shapes(self.general.law, rng, count)
         domain_shapes = _random_shapes(self.domain.law, rng, count)
-        for g_shape, d_shape in zip(general_shapes, domain_shapes, strict=True):
+        return list(zip(general_shapes, domain_shapes, strict=True))
+
+    def screen(self, rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, float]]:
+        """Random shapes for both sets (tied ones drawn once), each set completed linearly."""
+        return self.complete(self.draw(rng, count))
+
+    def complete(self, shapes: list[tuple[dict, dict]]) -> list[tuple[np.ndarray, float]]:
+        """Each shape pair completed linearly, set by set (tied values the general's)."""
+        out = []
+        for g_shape, d_shape in shapes:
+            d_shape = dict(d_shape)
             d_shape.update({name: g_shape[name] for name in self.shared})
             g_values, g_cost = _linear_completion(self.general, g_shape)
             d_values, d_cost = _linear_completion(self.domain, d_shape)
@@ -238,16 +255,26 @@ class SingleFit:
         return len(costs) < 2 or costs[1] - costs[0] <= 1e-5 * max(costs[0], 1e-12)
 
 
-def _solve_each(
-    problem: Problem | JointProblem, starts: list[np.ndarray], max_nfev: int | None
-) -> tuple[list[tuple[float, np.ndarray]], int]:
-    """Optimise from each start; ``(cost, x)`` of those that finished, best first, and nfev."""
+#: One start optimised: (cost, internal x, evaluations), None when it failed (an error).
+Solved = tuple[float, np.ndarray, int] | None
+
+
+def solve_start(problem: Problem | JointProblem, x0: np.ndarray, max_nfev: int | None) -> Solved:
+    """Optimise from one start (see :data:`Solved`)."""
+    try:
+        x, cost, used = problem.solve(x0, max_nfev=max_nfev)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    return cost, x, used
+
+
+def ranked(solved: list[Solved]) -> tuple[list[tuple[float, np.ndarray]], int]:
+    """``(cost, x)`` of the starts that finished, best first, and their evaluations."""
     results, nfev = [], 0
-    for x0 in starts:
-        try:
-            x, cost, used = problem.solve(x0, max_nfev=max_nfev)
-        except (ValueError, np.linalg.LinAlgError):
+    for item in solved:
+        if item is None:
             continue
+        cost, x, used = item
         nfev += used
         if np.isfinite(cost):
             results.append((cost, x))
@@ -295,24 +322,60 @@ def optimise_problem(
     """Multi-start fit of one problem (see :class:`Starts` and the module docstring).
 
     ``rng`` draws the random shapes; it may be None for a fit that draws none (a single
-    start from ``warm_start``).
+    start from ``warm_start``). The steps one by one (:func:`draw_shapes`,
+    :func:`start_candidates`, :func:`solve_start`, :func:`best_fit`): a runner may run the
+    starts side by side (:mod:`cptopt.fitting.crossval`), with the same result.
     """
+    shapes = draw_shapes(problem, rng, starts, warm_start)
+    candidates = start_candidates(problem, shapes, starts.n_starts, warm_start)
+    probe_nfev = 0
+    if len(candidates) > starts.n_polish:
+        probed, probe_nfev = ranked([solve_start(problem, x, PROBE_NFEV) for x in candidates])
+        candidates = [x for _, x in probed[: starts.n_polish]]
+    results, nfev = ranked([solve_start(problem, x, starts.max_nfev) for x in candidates])
+    return best_fit(problem, results, nfev + probe_nfev, what)
+
+
+def draw_shapes(
+    problem: Problem | JointProblem,
+    rng: np.random.Generator | None,
+    starts: Starts,
+    warm_start: np.ndarray | None,
+) -> list | None:
+    """The random shapes a fit screens (None when it needs none, beyond ``warm_start``)."""
+    if starts.n_starts <= (warm_start is not None) or starts.n_screen <= 0:
+        return None
+    if rng is None:
+        raise ValueError("random starts need a generator")
+    return problem.draw(rng, starts.n_screen)
+
+
+def start_candidates(
+    problem: Problem | JointProblem,
+    shapes: list | None,
+    n_starts: int,
+    warm_start: np.ndarray | None,
+) -> list[np.ndarray]:
+    """A fit's starts in internal coordinates: ``warm_start`` (if given), then the best
+    ``shapes`` completed linearly (:meth:`Problem.complete`), ``n_starts`` in all."""
     candidates: list[np.ndarray] = []
     if warm_start is not None:
         candidates.append(problem.to_internal(warm_start))
-    if starts.n_starts > len(candidates) and starts.n_screen > 0:
-        if rng is None:
-            raise ValueError("random starts need a generator")
-        screened = [item for item in problem.screen(rng, starts.n_screen) if np.isfinite(item[1])]
+    if shapes is not None:
+        screened = [item for item in problem.complete(shapes) if np.isfinite(item[1])]
         screened.sort(key=lambda item: item[1])
-        for values, _ in screened[: starts.n_starts - len(candidates)]:
+        for values, _ in screened[: n_starts - len(candidates)]:
             candidates.append(problem.to_internal(values))
-    probe_nfev = 0
-    if len(candidates) > starts.n_polish:
-        probed, probe_nfev = _solve_each(problem, candidates, PROBE_NFEV)
-        candidates = [x for _, x in probed[: starts.n_polish]]
-    results, nfev = _solve_each(problem, candidates, starts.max_nfev)
-    nfev += probe_nfev
+    return candidates
+
+
+def best_fit(
+    problem: Problem | JointProblem,
+    results: list[tuple[float, np.ndarray]],
+    nfev: int,
+    what: str,
+) -> SingleFit:
+    """The fit from the polished starts' ``results`` (:func:`ranked`)."""
     if not results:
         raise FitError(f"every start failed to fit {what}")
     return SingleFit(

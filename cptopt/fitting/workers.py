@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -132,11 +133,25 @@ class Runner:
         if self.pool is not None:
             return self.pool.submit(_in_worker, task)
         future: Future[T] = Future()
-        try:
-            future.set_result(task(self.context))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
-            future.set_exception(exc)
+        _settle(future, lambda: task(self.context))
         return future
+
+    def background(self, call: Callable[[], T]) -> Future[T]:
+        """``call``'s result: computed in a thread of its own when the runner has workers
+        (``call`` waits on the tasks it hands them), else here and now."""
+        future: Future[T] = Future()
+        if self.pool is None:
+            _settle(future, call)
+        else:
+            threading.Thread(target=_settle, args=(future, call), daemon=True).start()
+        return future
+
+
+def _settle(future: Future[T], call: Callable[[], T]) -> None:
+    try:
+        future.set_result(call())
+    except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+        future.set_exception(exc)
 
 
 def usable_cores() -> int:
