@@ -48,7 +48,6 @@ from pathlib import Path
 
 import numpy as np
 from accuracy import (
-    COVERAGE_BAND,
     REGIONS,
     decision_scores,
     pilot_hull,
@@ -57,6 +56,9 @@ from accuracy import (
     regions_of,
     score_run,
     write_pilot_manifest,
+)
+from accuracy import (
+    region_cell as accuracy_region_cell,
 )
 from next_pilot import source_digest
 
@@ -378,13 +380,8 @@ def rows(results: list[dict]) -> list[list[str]]:
 
 
 def region_cell(cell: dict) -> str:
-    """A region's coverage and its targets; "too few (n)" below MIN_REGION_TARGETS; * outside
-    the 80-95 % band."""
-    if cell["coverage"] is None:
-        return f"too few ({cell['targets']})"
-    low, high = COVERAGE_BAND
-    mark = "" if low <= cell["coverage"] <= high else " *"
-    return f"{100 * cell['coverage']:.0f}% ({cell['targets']}){mark}"
+    """A region's coverage and its targets, rendered as accuracy.py renders its regions."""
+    return accuracy_region_cell({"coverage_90": cell["coverage"], "n": cell["targets"]})
 
 
 def region_rows(results: list[dict]) -> list[list[str]]:
