@@ -742,12 +742,12 @@ CASES = [
             "--reach-peak-lr",
             "6e-3,6e-4",
         ],
-        r"--reach-peak-lr == 0\.006,0\.0006: LO > HI",
+        r"--reach-peak-lr: low 0\.006 > high 0\.0006",
     ),
     Case(
         "design reach replay above 1",
         ["design", "--pilot-steps", "1000", "--peak-lr", "6e-4,2e-3", "--reach-replay", "0,1.5"],
-        r"--reach-replay == 0,1\.5: replay ratios lie in 0\.\.1",
+        r"--reach-replay: replay ratio bounds must lie in \[0, 1\]",
     ),
     # --- usage errors are one line too
     Case(

@@ -4,7 +4,6 @@ decision searches, and which ends of those ranges each reaches."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,15 @@ import numpy as np
 
 from cptopt.exceptions import InputError, param
 from cptopt.schedules import Schedule
-from cptopt.search.models import Candidate, SearchSpace, parse_range, shape_schedule
+from cptopt.search.models import (
+    Candidate,
+    SearchSpace,
+    fraction_range,
+    ordered_range,
+    parse_range,
+    positive_lr_range,
+    shape_schedule,
+)
 
 #: Candidate grid: peak LRs (log-spaced) x replay ratios, per family.
 DESIGN_LRS, DESIGN_REPLAYS = 5, 6
@@ -128,25 +135,19 @@ def reach(spec: Spec, space: SearchSpace) -> set[str]:
 
 
 def reach_range(value: Any, name: str, replay: bool) -> tuple[float, float] | None:
-    """A reach range (``"LO,HI"``, ``(lo, hi)`` or one number), checked: finite, ``LO <= HI``,
-    a peak LR > 0, a replay ratio in 0..1. ``None`` passes."""
+    """A reach range (``"LO,HI"``, ``(lo, hi)`` or one number), checked as the search
+    space's own ranges are (:mod:`cptopt.search.models`): finite, ``LO <= HI``, a peak LR
+    > 0, a replay ratio in 0..1. ``None`` passes."""
     if value is None:
         return None
+    in_bounds = fraction_range if replay else positive_lr_range
     try:
         parsed = parse_range(value)
-        if not isinstance(parsed, tuple) or len(parsed) != 2:
-            raise ValueError("must be 'LO,HI' (two numbers)")
-        low, high = float(parsed[0]), float(parsed[1])
+        if not isinstance(parsed, tuple):
+            raise ValueError(f"{value!r} is not a number or 'low,high'")
+        low, high = in_bounds(ordered_range((float(parsed[0]), float(parsed[1]))))
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{param(name)} == {value!r}: {exc}") from None
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise InputError(f"{param(name)} == {low:g},{high:g}: bounds must be finite")
-    if low > high:
-        raise InputError(f"{param(name)} == {low:g},{high:g}: LO > HI")
-    if replay and not 0 <= low <= high <= 1:
-        raise InputError(f"{param(name)} == {low:g},{high:g}: replay ratios lie in 0..1")
-    if not replay and low <= 0:
-        raise InputError(f"{param(name)} == {low:g},{high:g}: peak LRs must be > 0")
+        raise InputError(f"{param(name)}: {exc}") from None
     return low, high
 
 

@@ -89,6 +89,13 @@ def positive_lr_range(value: tuple | None) -> tuple | None:
     return value
 
 
+def fraction_range(value: tuple | None) -> tuple | None:
+    """Replay ratio bounds lie in 0..1 (None passes)."""
+    if value is not None and not (value[0] >= 0 and value[1] <= 1):
+        raise ValueError("replay ratio bounds must lie in [0, 1]")
+    return value
+
+
 def steps_range(value: tuple | None) -> tuple | None:
     """Step bounds lie in 10..MAX_STEPS (None passes)."""
     if value is not None and not 10 <= value[0] <= value[1] <= MAX_STEPS:
@@ -182,12 +189,7 @@ class SearchSpace(BaseModel):
     )(ordered_range)
     _positive_lr = field_validator("peak_lr")(positive_lr_range)
 
-    @field_validator("replay_ratio")
-    @classmethod
-    def _fraction(cls, value: tuple | None) -> tuple | None:
-        if value is not None and not (value[0] >= 0 and value[1] <= 1):
-            raise ValueError("replay ratio bounds must lie in [0, 1]")
-        return value
+    _fraction = field_validator("replay_ratio")(fraction_range)
 
     _steps = field_validator("steps")(steps_range)
 
