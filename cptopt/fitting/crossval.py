@@ -24,17 +24,15 @@ from typing import Any
 import numpy as np
 
 from cptopt.fitting.optimise import (
-    PROBE_NFEV,
     JointProblem,
     Problem,
     SingleFit,
     Solved,
     Starts,
-    best_fit,
     check_enough_points,
     draw_shapes,
     optimise_problem,
-    ranked,
+    probe_and_polish,
     relative_residuals,
     solve_start,
     start_candidates,
@@ -189,12 +187,7 @@ def fit_steps(
         else:
             screen = Screen(source, shapes, starts.n_starts, warm_start)
             candidates = runner.submit(screen).result()
-        probe_nfev = 0
-        if len(candidates) > starts.n_polish:
-            probed, probe_nfev = ranked(solve_each(candidates, PROBE_NFEV))
-            candidates = [x for _, x in probed[: starts.n_polish]]
-        results, nfev = ranked(solve_each(candidates, starts.max_nfev))
-        return best_fit(problem, results, nfev + probe_nfev, source.what)
+        return probe_and_polish(problem, candidates, starts, source.what, solve_each)
 
     return steps
 

@@ -16,6 +16,7 @@ sets at once with some parameters tied (shared) between them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -323,16 +324,37 @@ def optimise_problem(
 
     ``rng`` draws the random shapes; it may be None for a fit that draws none (a single
     start from ``warm_start``). The steps one by one (:func:`draw_shapes`,
-    :func:`start_candidates`, :func:`solve_start`, :func:`best_fit`): a runner may run the
+    :func:`start_candidates`, :func:`probe_and_polish`): a runner may run the
     starts side by side (:mod:`cptopt.fitting.crossval`), with the same result.
     """
     shapes = draw_shapes(problem, rng, starts, warm_start)
     candidates = start_candidates(problem, shapes, starts.n_starts, warm_start)
+
+    def solve_each(xs: list[np.ndarray], max_nfev: int | None) -> list[Solved]:
+        return [solve_start(problem, x, max_nfev) for x in xs]
+
+    return probe_and_polish(problem, candidates, starts, what, solve_each)
+
+
+#: Solves a batch of starts, each with at most ``max_nfev`` evaluations, in their order.
+SolveEach = Callable[[list[np.ndarray], int | None], list[Solved]]
+
+
+def probe_and_polish(
+    problem: Problem | JointProblem,
+    candidates: list[np.ndarray],
+    starts: Starts,
+    what: str,
+    solve_each: SolveEach,
+) -> SingleFit:
+    """The fit from its ``candidates``: each probed briefly when there are more than
+    ``starts.n_polish``, the best polished; ``solve_each`` runs a batch (here, or as tasks
+    side by side: :mod:`cptopt.fitting.crossval`), with the same result either way."""
     probe_nfev = 0
     if len(candidates) > starts.n_polish:
-        probed, probe_nfev = ranked([solve_start(problem, x, PROBE_NFEV) for x in candidates])
+        probed, probe_nfev = ranked(solve_each(candidates, PROBE_NFEV))
         candidates = [x for _, x in probed[: starts.n_polish]]
-    results, nfev = ranked([solve_start(problem, x, starts.max_nfev) for x in candidates])
+    results, nfev = ranked(solve_each(candidates, starts.max_nfev))
     return best_fit(problem, results, nfev + probe_nfev, what)
 
 
