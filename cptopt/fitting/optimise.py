@@ -17,7 +17,7 @@ sets at once with some parameters tied (shared) between them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,20 +35,66 @@ FTOL = 1e-7
 PROBE_NFEV = 40
 
 
+#: A power law's scale and exponent, refitted as a level: the optimiser moves
+#: ``A * S_ref^-alpha`` (the term's size at the data's typical area) instead of ``A``.
+LEVEL_PAIRS = (("A", "alpha"),)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One power law's scale carried as its level at a reference area (``log_reference``):
+    ``A = level * exp(log_reference * alpha)``. ``A * S^-alpha`` with ``S`` near ``S_ref``
+    barely changes when ``alpha`` grows and ``A`` grows as ``S_ref^alpha``; in (A, alpha) that
+    is a curved valley the trust region crawls along for hundreds of steps, in (level,
+    alpha) a straight one. ``scale_bounds``: ``A``'s own bounds, applied after the map."""
+
+    scale: int
+    exponent: int
+    log_reference: float
+    scale_bounds: tuple[float, float]
+
+    def internal_bounds(self, exponent_bounds: tuple[float, float]) -> tuple[float, float]:
+        """The level's bounds: every ``A`` within its own at some exponent in range."""
+        low, high = self.scale_bounds
+        factor = np.exp(-self.log_reference * np.asarray(exponent_bounds))
+        return low * float(factor.min()), high * float(factor.max())
+
+
 class Coordinates:
-    """Optimiser coordinates: log for scale parameters (``is_log``), bounded TRF solves."""
+    """Optimiser coordinates: log for scale parameters (``is_log``), a power law's scale as
+    its level (:class:`Level`), bounded TRF solves."""
 
     is_log: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    levels: tuple[Level, ...] = ()
 
     def to_values(self, internal: np.ndarray) -> np.ndarray:
         values = np.array(internal, dtype=float)
         values[..., self.is_log] = np.exp(values[..., self.is_log])
+        for level in self.levels:
+            scale = values[..., level.scale] * np.exp(
+                level.log_reference * values[..., level.exponent]
+            )
+            values[..., level.scale] = np.clip(scale, *level.scale_bounds)
         return values
 
     def to_internal(self, values: np.ndarray) -> np.ndarray:
-        return np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
+        internal = np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
+        for level in self.levels:
+            internal[..., level.scale] = np.asarray(values)[..., level.scale] * np.exp(
+                -level.log_reference * np.asarray(values)[..., level.exponent]
+            )
+        return internal
+
+    def chain(self, jac: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``d/d values`` columns -> ``d/d internal`` (the log and level maps' chain rule)."""
+        jac = jac * np.where(self.is_log, values, 1.0)
+        for level in self.levels:
+            d_scale = jac[:, level.scale].copy()
+            jac[:, level.scale] = d_scale * np.exp(level.log_reference * values[level.exponent])
+            jac[:, level.exponent] += d_scale * values[level.scale] * level.log_reference
+        return jac
 
     def solve(self, x0: np.ndarray, max_nfev: int | None = None) -> tuple[np.ndarray, float, int]:
         """Bounded TRF with the Huber loss from ``x0``: (internal x, cost, evaluations);
@@ -82,6 +128,10 @@ class Problem(Coordinates):
         self.is_log = np.array([s.log for s in specs])
         self.lower = np.array([np.log(s.lower) if s.log else s.lower for s in specs])
         self.upper = np.array([np.log(s.upper) if s.log else s.upper for s in specs])
+        self.levels = _levels(self.law, self.data)
+        for level in self.levels:
+            exponent = (self.lower[level.exponent], self.upper[level.exponent])
+            self.lower[level.scale], self.upper[level.scale] = level.internal_bounds(exponent)
         self.log_loss = np.log(self.data.loss)
 
     def residuals(self, internal: np.ndarray) -> np.ndarray:
@@ -92,8 +142,7 @@ class Problem(Coordinates):
         """d residual / d internal parameter, shape ``(n_points, P)`` (analytic)."""
         values = self.to_values(internal)
         predicted, jac = self.law.jacobian(values, self.data.areas)
-        jac = jac * np.where(self.is_log, values, 1.0)
-        return jac / np.maximum(predicted, 1e-12)[:, None]
+        return self.chain(jac, values) / np.maximum(predicted, 1e-12)[:, None]
 
     def cost(self, internal: np.ndarray) -> float:
         """Huber objective (the same scale as ``least_squares``' ``cost``)."""
@@ -137,6 +186,21 @@ class JointProblem(Coordinates):
         self.lower = np.concatenate([self.general.lower, self.domain.lower[self.d_own]])
         self.upper = np.concatenate([self.general.upper, self.domain.upper[self.d_own]])
         self.is_log = np.concatenate([self.general.is_log, self.domain.is_log[self.d_own]])
+        self.levels = self.general.levels + tuple(
+            replace(
+                level,
+                scale=self._joint_index(level.scale),
+                exponent=self._joint_index(level.exponent),
+            )
+            for level in self.domain.levels
+        )
+
+    def _joint_index(self, domain_index: int) -> int:
+        """Where a domain parameter sits in the joint vector (a tied one: the general's)."""
+        own = list(self.d_own)
+        if domain_index in own:
+            return self.n_general + own.index(domain_index)
+        return int(self.g_tied[list(self.d_tied).index(domain_index)])
 
     def split(self, joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joint vector -> (general, domain) vectors (any coordinates)."""
@@ -184,6 +248,30 @@ class JointProblem(Coordinates):
             d_values, d_cost = _linear_completion(self.domain, d_shape)
             out.append((self.join(g_values, d_values), g_cost + d_cost))
         return out
+
+
+def _levels(law: LawForm, data: FitData) -> tuple[Level, ...]:
+    """The law's power laws to carry as levels at the data's typical forward area (the
+    geometric mean of ``S1pt + S1cpt``); none when the PT area is a fitted parameter."""
+    names = law.names
+    areas = data.areas
+    if not getattr(law, "checkpoint_known", True) or len(areas) == 0:
+        return ()
+    total = np.asarray(areas.s1_pt) + np.asarray(areas.s1_cpt)
+    if not np.all(np.isfinite(total)) or np.any(total <= 0):
+        return ()
+    log_reference = float(np.mean(np.log(total)))
+    specs = {spec.name: spec for spec in law.specs}
+    return tuple(
+        Level(
+            names.index(scale),
+            names.index(exponent),
+            log_reference,
+            (specs[scale].lower, specs[scale].upper),
+        )
+        for scale, exponent in LEVEL_PAIRS
+        if scale in specs and exponent in specs and not specs[exponent].log
+    )
 
 
 def _linear_completion(
