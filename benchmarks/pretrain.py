@@ -258,7 +258,7 @@ def scipy_baseline(pilots: PretrainPilots, law: PretrainRunsLaw, n_starts: int, 
     form = law.form_for("loss")
     data = scenario_of(pilots).fit_data("loss", InputNeeds(law.lam, history=form.needs_history))
     data = thin(data, equal_points(data, FINAL).points)  # the points the fit itself uses
-    problem = Problem(form, data, law.huber_delta)
+    problem = Problem(form, data, law.huber_delta, level_scales=False)
     rng = np.random.default_rng(seed)
     bounds = list(zip(problem.lower, problem.upper, strict=True))
     best = np.inf

@@ -93,7 +93,7 @@ def baseline_fit(pilots, memory: dict, seed: int = 0) -> tuple[float, float]:
         data = scenario_of(pilots).fit_data(
             validation_set, InputNeeds(memory.get("lam"), history=law.needs_history), PT_POINTS
         )
-        problem = Problem(law, data, 1e-3)
+        problem = Problem(law, data, 1e-3, level_scales=False)
         rng = np.random.default_rng([seed, offset])
         best = np.inf
         for _ in range(STARTS):

@@ -5,7 +5,9 @@ pooled over the points of :class:`~cptopt.fitting.data.FitData`.
 
 Method: bounded trust-region least squares (SciPy's ``least_squares`` with ``trf`` and
 ``loss="huber"``, step for step: :mod:`cptopt.fitting.trf`), which minimises exactly that
-Huber objective with the residuals' analytic Jacobian. Starts: random draws of the shape
+Huber objective with the residuals' analytic Jacobian, in coordinates that keep it well
+conditioned (:class:`Coordinates`: scale parameters on a log scale, the forward power law's
+scale as its level at the data's typical area, :class:`Level`). Starts: random draws of the shape
 parameters, each completed by the bounded linear least-squares solution for the linear ones
 (variable projection); the best few are probed, and the best of those polished.
 Deterministic for a seed.
@@ -91,6 +93,9 @@ class Coordinates:
         """``d/d values`` columns -> ``d/d internal`` (the log and level maps' chain rule)."""
         jac = jac * np.where(self.is_log, values, 1.0)
         for level in self.levels:
+            if values[level.scale] >= level.scale_bounds[1]:
+                jac[:, level.scale] = 0.0  # held at A's upper bound by to_values
+                continue
             d_scale = jac[:, level.scale].copy()
             jac[:, level.scale] = d_scale * np.exp(level.log_reference * values[level.exponent])
             jac[:, level.exponent] += d_scale * values[level.scale] * level.log_reference
@@ -114,11 +119,14 @@ class Coordinates:
 
 @dataclass
 class Problem(Coordinates):
-    """One least-squares problem: a law form and the data, in the optimiser's coordinates."""
+    """One least-squares problem: a law form and the data, in the optimiser's coordinates
+    (``level_scales=False``: without the levels, only the log scales, as a plain baseline
+    optimiser would see the parameters)."""
 
     law: LawForm
     data: FitData
     delta: float
+    level_scales: bool = True
     is_log: np.ndarray = field(init=False)
     lower: np.ndarray = field(init=False)
     upper: np.ndarray = field(init=False)
@@ -128,7 +136,7 @@ class Problem(Coordinates):
         self.is_log = np.array([s.log for s in specs])
         self.lower = np.array([np.log(s.lower) if s.log else s.lower for s in specs])
         self.upper = np.array([np.log(s.upper) if s.log else s.upper for s in specs])
-        self.levels = _levels(self.law, self.data)
+        self.levels = _levels(self.law, self.data) if self.level_scales else ()
         for level in self.levels:
             exponent = (self.lower[level.exponent], self.upper[level.exponent])
             self.lower[level.scale], self.upper[level.scale] = level.internal_bounds(exponent)

@@ -19,7 +19,9 @@ def _assert_jacobian(problem, x):
         up[column] += step
         down[column] -= step
         numeric = (problem.residuals(up) - problem.residuals(down)) / (2 * step)
-        np.testing.assert_allclose(jac[:, column], numeric, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            jac[:, column], numeric, rtol=1e-5, atol=1e-8, err_msg=f"column {column}"
+        )
 
 
 def test_tied_jacobian_matches_finite_differences():
@@ -36,3 +38,48 @@ def test_tied_jacobian_matches_finite_differences():
     assert x.size == general.size + domain.size - len(TIED_PARAMETERS)
     np.testing.assert_allclose(parts[1].to_values(problem.split(x)[1]), domain, rtol=1e-12)
     _assert_jacobian(problem, x)
+
+
+def _cpt_problem(unannealed_manifest, name="general"):
+    """A real problem (the bundled code pilots) and a plausible point: its best screened start."""
+    from cptopt import load_manifest
+
+    pilots = load_manifest(unannealed_manifest)
+    law = make_law("odds", name, True, True, "mpl", domain_forward="frozen")
+    data = scenario_of(pilots).fit_data(name, InputNeeds(None, True), "checkpoint")
+    problem = Problem(law, data, 1e-3)
+    screened = problem.screen(np.random.default_rng(0), 16)
+    return problem, min(screened, key=lambda item: item[1])[0]
+
+
+def test_forward_scale_is_carried_as_its_level_at_the_typical_area(unannealed_manifest):
+    problem, values = _cpt_problem(unannealed_manifest)
+    a_index, alpha_index = problem.law.names.index("A"), problem.law.names.index("alpha")
+    areas = problem.data.areas
+    s_ref = np.exp(np.mean(np.log(areas.s1_pt + areas.s1_cpt)))
+    assert 1.0 < s_ref < 20.0  # the bundled pilots' forward areas
+    internal = problem.to_internal(values)
+    np.testing.assert_allclose(
+        internal[a_index], values[a_index] * s_ref ** -values[alpha_index], rtol=1e-12
+    )
+    np.testing.assert_allclose(problem.to_values(internal), values, rtol=1e-12)
+    _assert_jacobian(problem, internal)
+    # every A within its bounds, at every alpha within its bounds, has its level in the box
+    corner = values.copy()
+    for a_value in (0.0, 1e3):
+        for alpha in (0.01, 3.0):
+            corner[a_index], corner[alpha_index] = a_value, alpha
+            level = problem.to_internal(corner)[a_index]
+            assert problem.lower[a_index] <= level <= problem.upper[a_index]
+
+
+def test_a_level_past_the_scale_bound_holds_a_at_it(unannealed_manifest):
+    problem, values = _cpt_problem(unannealed_manifest, "domain")
+    a_index, alpha_index = problem.law.names.index("A"), problem.law.names.index("alpha")
+    internal = problem.to_internal(values)
+    internal[alpha_index] = 2.5
+    internal[a_index] = 0.9 * problem.upper[a_index]
+    assert problem.to_values(internal)[a_index] == 1e3  # clipped: exactly the bound
+    jac = problem.jacobian(internal)
+    assert np.all(jac[:, a_index] == 0.0)  # the level no longer moves the law
+    _assert_jacobian(problem, internal)
