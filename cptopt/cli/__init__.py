@@ -8,8 +8,6 @@ command's module is imported when the command runs or its help is shown
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import signal
 import sys
 import threading
@@ -76,19 +74,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    The process ends as soon as the command is done and its output flushed: tearing down
-    the interpreter (freeing every module and array, running the libraries' exit handlers)
-    took 0.1-0.2 s after a fit, and nothing of cptopt's waits on it (files are written
-    atomically and closed, worker pools shut down, by then).
-    """
-    code = run()
-    logging.shutdown()  # the handlers Optuna's messages went through
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
-            stream.flush()
-    os._exit(code)
+    """Console-script entry point."""
+    sys.exit(run())
 
 
 __all__ = ["app", "main", "run"]
