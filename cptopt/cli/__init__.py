@@ -1,8 +1,6 @@
 """The ``cptopt`` command line: a thin layer over the library (see ``_common`` for exit codes).
 
-Each command lives in its own module and registers itself on ``app`` when imported; a
-command's module is imported when the command runs or its help is shown
-(``_common.COMMANDS``), so ``cptopt fit`` does not load the search, design or check stages.
+Each command lives in its own module and registers itself on ``app`` when imported.
 """
 
 from __future__ import annotations
@@ -12,8 +10,31 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from inspect import cleandoc
 
+from cptopt.cli import check as _check  # noqa: F401
+from cptopt.cli import design as _design  # noqa: F401
+from cptopt.cli import fit as _fit  # noqa: F401  (registers the command)
+from cptopt.cli import inspect as _inspect  # noqa: F401
+from cptopt.cli import next_pilot as _next_pilot  # noqa: F401
+from cptopt.cli import plot as _plot  # noqa: F401
+from cptopt.cli import predict as _predict  # noqa: F401
+from cptopt.cli import recommend as _recommend  # noqa: F401
 from cptopt.cli._common import EXIT_ERROR, app, stderr
+
+
+def _flow_command_help() -> None:
+    """A docstring's source line breaks would show in ``--help``: each paragraph becomes one
+    line that the help wraps to the terminal. The command list shows the first paragraph
+    whole (click would cut it at 45 characters with '...')."""
+    for info in app.registered_commands:
+        doc = cleandoc(info.callback.__doc__ or "") if info.callback else ""
+        paragraphs = [" ".join(paragraph.split()) for paragraph in doc.split("\n\n")]
+        info.help = "\n\n".join(paragraphs)
+        info.short_help = paragraphs[0]
+
+
+_flow_command_help()
 
 
 def _usage_error_class() -> type[Exception]:

@@ -17,81 +17,22 @@ import typing
 import urllib.parse
 from collections.abc import Callable
 from enum import Enum
-from importlib import import_module
-from inspect import cleandoc
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from typer.core import TyperGroup
-from typer.models import CommandInfo, OptionInfo
+from typer.models import OptionInfo
 
 from cptopt._io import os_error_line
 from cptopt._version import __version__
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
 from cptopt.law import DEFAULT_LAW_PATH, CptLaw, load_cpt_law
-
-if TYPE_CHECKING:  # the search stage is loaded by the commands that search, not by fit
-    from cptopt.search import SearchConfig
-
-#: Each command and the module of this package that registers it, in ``--help``'s order.
-COMMANDS = {
-    "check": "check",
-    "design": "design",
-    "fit": "fit",
-    "inspect": "inspect",
-    "next-pilot": "next_pilot",
-    "plot": "plot",
-    "predict": "predict",
-    "recommend": "recommend",
-}
-
-
-def _flowed(info: CommandInfo) -> CommandInfo:
-    """A docstring's source line breaks would show in ``--help``: each paragraph becomes one
-    line that the help wraps to the terminal. The command list shows the first paragraph
-    whole (click would cut it at 45 characters with '...')."""
-    doc = cleandoc(info.callback.__doc__ or "") if info.callback else ""
-    paragraphs = [" ".join(paragraph.split()) for paragraph in doc.split("\n\n")]
-    info.help = "\n\n".join(paragraphs)
-    info.short_help = paragraphs[0]
-    return info
-
-
-class LazyCommands(TyperGroup):
-    """The command group: a command's module is imported (and the command built) when it
-    is first asked for, so a command loads only the stages it uses."""
-
-    def __init__(self, **attrs: Any) -> None:
-        attrs["commands"] = {}  # built on demand, from ``COMMANDS``
-        super().__init__(**attrs)
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name not in self.commands and cmd_name in COMMANDS:
-            import_module(f"cptopt.cli.{COMMANDS[cmd_name]}")
-            info = next(i for i in app.registered_commands if i.name == cmd_name)
-            self.commands[cmd_name] = typer.main.get_command_from_info(
-                _flowed(info),
-                pretty_exceptions_short=app.pretty_exceptions_short,
-                rich_markup_mode=app.rich_markup_mode,
-            )
-        return self.commands.get(cmd_name)
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in COMMANDS:  # every command, for "did you mean"
-            for name in COMMANDS:
-                self.get_command(ctx, name)
-        return super().resolve_command(ctx, args)
-
+from cptopt.search import SearchConfig, parse_weights
 
 app = typer.Typer(
     name="cptopt",
-    cls=LazyCommands,
     help=(
         "Fit the continual pre-training (CPT) scaling law of Wang et al. (ICML 2025) to a few "
         "short pilot runs, predict the general and domain loss of any CPT schedule, and choose "
@@ -353,8 +294,6 @@ class Spinner:
 
 def objective_weights(merged: SearchConfig) -> tuple[float, float]:
     """A search config's objective weights (a note on stderr when normalised)."""
-    from cptopt.search import parse_weights
-
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:

@@ -12,45 +12,14 @@
 Nothing here prints or exits; the CLI does.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cptopt.report.check import format_github, format_text
-    from cptopt.report.design import design_report
-    from cptopt.report.fit import fit_report
-    from cptopt.report.inspect import inspect_table
-    from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
-    from cptopt.report.plot import (
-        DEFAULT_DPI,
-        dense_steps,
-        parse_size,
-        plot_fit,
-        plot_prediction,
-    )
-    from cptopt.report.prediction import prediction_report
-    from cptopt.report.search import ranking_report, recommendation_report
-
-#: Each renderer by the module that holds it: a command loads only the renderers it uses
-#: (the design and search renderers import their stages; ``cptopt fit`` needs neither).
-_HOMES = {
-    "check": ("format_github", "format_text"),
-    "design": ("design_report",),
-    "fit": ("fit_report",),
-    "inspect": ("inspect_table",),
-    "next_pilot": ("next_pilot_line", "next_pilot_report"),
-    "plot": ("DEFAULT_DPI", "dense_steps", "parse_size", "plot_fit", "plot_prediction"),
-    "prediction": ("prediction_report",),
-    "search": ("ranking_report", "recommendation_report"),
-}
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(import_module(f"cptopt.report.{_HOME[name]}"), name)
-    raise AttributeError(f"module 'cptopt.report' has no attribute {name!r}")
-
+from cptopt.report.check import format_github, format_text
+from cptopt.report.design import design_report
+from cptopt.report.fit import fit_report
+from cptopt.report.inspect import inspect_table
+from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
+from cptopt.report.plot import DEFAULT_DPI, dense_steps, parse_size, plot_fit, plot_prediction
+from cptopt.report.prediction import prediction_report
+from cptopt.report.search import ranking_report, recommendation_report
 
 __all__ = [
     "DEFAULT_DPI",
