@@ -82,10 +82,11 @@ class Coordinates:
         return values
 
     def to_internal(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
         internal = np.where(self.is_log, np.log(np.maximum(values, 1e-300)), values)
         for level in self.levels:
-            internal[..., level.scale] = np.asarray(values)[..., level.scale] * np.exp(
-                -level.log_reference * np.asarray(values)[..., level.exponent]
+            internal[..., level.scale] = values[..., level.scale] * np.exp(
+                -level.log_reference * values[..., level.exponent]
             )
         return internal
 

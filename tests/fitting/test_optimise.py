@@ -81,5 +81,6 @@ def test_a_level_past_the_scale_bound_holds_a_at_it(unannealed_manifest):
     internal[a_index] = 0.9 * problem.upper[a_index]
     assert problem.to_values(internal)[a_index] == 1e3  # clipped: exactly the bound
     jac = problem.jacobian(internal)
+    # exactness is the contract: the held column is set to zero, not computed
     assert np.all(jac[:, a_index] == 0.0)  # the level no longer moves the law
     _assert_jacobian(problem, internal)
