@@ -78,7 +78,9 @@ class Coordinates:
             scale = values[..., level.scale] * np.exp(
                 level.log_reference * values[..., level.exponent]
             )
-            values[..., level.scale] = np.clip(scale, *level.scale_bounds)
+            # np.minimum/np.maximum: np.clip's dispatch cost more than the map on one vector
+            low, high = level.scale_bounds
+            values[..., level.scale] = np.minimum(np.maximum(scale, low), high)
         return values
 
     def to_internal(self, values: np.ndarray) -> np.ndarray:

@@ -112,7 +112,8 @@ class MultiPowerAnnealing(S2Annealing):
         if key is not None and last is not None and last[0] is history and last[1] == key:
             return last[2]
         gamma = shape["gamma"]
-        if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
+        # gamma 0 is common (its bound); it spares an exp over every pair
+        if (key[1] == 0.0) if key is not None else np.all(gamma == 0):
             x = shape["rate"] * history.area
         else:
             x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
@@ -147,9 +148,17 @@ class MultiPowerAnnealing(S2Annealing):
 
 def _single(*values: np.ndarray | float) -> tuple[float, ...] | None:
     """The parameters as plain numbers when each is one number (None for a batch)."""
-    if any(np.ndim(v) > 1 or np.size(v) != 1 for v in values):
-        return None
-    return tuple(float(np.reshape(v, -1)[0]) for v in values)
+    single = []
+    for value in values:  # the fit's floats and (1,) arrays first: this runs at every call
+        if isinstance(value, float):
+            single.append(value)
+        elif isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
+            single.append(float(value.item()))
+        elif np.ndim(value) > 1 or np.size(value) != 1:
+            return None
+        else:
+            single.append(float(np.reshape(value, -1)[0]))
+    return tuple(single)
 
 
 class SaturatingMultiPowerAnnealing(MultiPowerAnnealing):

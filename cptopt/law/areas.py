@@ -21,6 +21,7 @@ warmup, the PT->CPT boundary is one more drop, a re-warmup gives negative drops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -403,6 +404,26 @@ class StepLRs:
             counts,
         )
 
+    @cached_property
+    def _log_lr(self) -> np.ndarray:
+        """``log u`` of every entry (0 where the LR is 0: such steps are masked out)."""
+        return np.log(np.where(self.lr > 0, self.lr, 1.0))
+
+    def _multiplier(self, weighted: bool) -> np.ndarray:
+        """What each entry's ``u^q`` is multiplied by: its worth (``weighted``) or its count,
+        0 at LR 0 (``u^q`` would be 1 there). Kept per instance: the fit asks thousands of
+        times with the same steps."""
+        cache = self.__dict__.setdefault("_multipliers", {})
+        if weighted not in cache:
+            if weighted:
+                multiplier = self.weight
+            elif self.count is not None:
+                multiplier = self.count
+            else:
+                multiplier = np.ones(self.lr.size)
+            cache[weighted] = np.where(self.lr > 0, multiplier, 0.0)
+        return cache[weighted]
+
     def power_sums(self, q: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
         """``X = reference * sum_i (scale u_i)^q w_i`` per point and ``dX/dq``.
 
@@ -411,15 +432,13 @@ class StepLRs:
         LR 0 add nothing. One cumulative sum over the steps, no loop.
         """
         q = np.asarray(q, dtype=float)
-        positive = self.lr > 0
-        log_u = np.log(np.where(positive, self.lr, 1.0))
-        terms = np.where(positive, np.exp(q * log_u), 0.0)
-        if weighted:
-            terms = terms * self.weight
-        elif self.count is not None:
-            terms = terms * self.count
-        both = np.stack(np.broadcast_arrays(terms, terms * log_u))
-        sums = np.concatenate([np.zeros((*both.shape[:-1], 1)), np.cumsum(both, axis=-1)], -1)
+        log_u = self._log_lr
+        terms = np.exp(q * log_u) * self._multiplier(weighted)
+        # Both running sums in one buffer that starts with 0, so a point's sum is a difference.
+        sums = np.empty((2, *terms.shape[:-1], log_u.size + 1))
+        sums[..., 0] = 0.0
+        np.cumsum(terms, axis=-1, out=sums[0, ..., 1:])
+        np.cumsum(terms * log_u, axis=-1, out=sums[1, ..., 1:])
         total = sums[..., self.stop] - sums[..., self.start]
         log_scale = np.log(self.scale)
         factor = self.reference * np.exp(q * log_scale)

@@ -92,12 +92,16 @@ class DropHistory:
         )
 
     @cached_property
-    def _groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Runs of equal (phase, point) in :attr:`by_phase` order."""
+    def _groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Runs of equal (phase, point) in :attr:`by_phase` order: their starts, the points
+        of the PT runs and of the CPT runs, and how many PT runs come first (the order puts
+        every PT run before the CPT ones, so each phase's sums are one slice)."""
         ordered = self.by_phase
         key = ordered.cpt.astype(np.int64) * (self.n_points + 1) + ordered.point
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else key
-        return starts, ordered.point[starts], ordered.cpt[starts]
+        group_point, group_cpt = ordered.point[starts], ordered.cpt[starts]
+        n_pt = int((~group_cpt).sum())
+        return starts, group_point[:n_pt], group_point[n_pt:], n_pt
 
     def phase_sums(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-point sums of ``values`` over the PT and over the CPT pairs.
@@ -110,12 +114,12 @@ class DropHistory:
         if self._phase_order is not None:
             values = values[..., self._phase_order]
         lead = values.shape[:-1]
-        starts, group_point, group_cpt = self._groups
+        starts, pt_points, cpt_points, n_pt = self._groups
         pt, cpt = np.zeros((*lead, self.n_points)), np.zeros((*lead, self.n_points))
         if starts.size:
             reduced = np.add.reduceat(values, starts, axis=-1)
-            pt[..., group_point[~group_cpt]] = reduced[..., ~group_cpt]
-            cpt[..., group_point[group_cpt]] = reduced[..., group_cpt]
+            pt[..., pt_points] = reduced[..., :n_pt]
+            cpt[..., cpt_points] = reduced[..., n_pt:]
         if self.index is not None:
             pt, cpt = pt[..., self.index], cpt[..., self.index]
         return pt, cpt
