@@ -432,6 +432,12 @@ class StepLRs:
         LR 0 add nothing. One cumulative sum over the steps, no loop.
         """
         q = np.asarray(q, dtype=float)
+        # The last single q's sums are kept: the optimiser asks for the loss and then for
+        # its Jacobian at the same parameters, and the sums run over every step.
+        key = (float(q.item()), weighted) if q.size == 1 and q.ndim <= 1 else None
+        last = self.__dict__.get("_last_power_sums")
+        if key is not None and last is not None and last[0] == key:
+            return last[1]
         log_u = self._log_lr
         terms = np.exp(q * log_u) * self._multiplier(weighted)
         # Both running sums in one buffer that starts with 0, so a point's sum is a difference.
@@ -443,7 +449,12 @@ class StepLRs:
         log_scale = np.log(self.scale)
         factor = self.reference * np.exp(q * log_scale)
         value = factor * total[0]
-        return value, factor * total[1] + value * log_scale
+        result = (value, factor * total[1] + value * log_scale)
+        if key is not None:
+            for array in result:
+                array.flags.writeable = False  # shared with the next caller at this q
+            self.__dict__["_last_power_sums"] = (key, result)
+        return result
 
 
 def cpt_point_areas(

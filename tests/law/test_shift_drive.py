@@ -189,3 +189,26 @@ def test_compact_steps_give_the_same_sums():
         constant.take(index).power_sums(np.array(0.8), True)[0],
         rtol=1e-12,
     )
+
+
+def test_power_sums_kept_for_the_last_q_are_the_fresh_sums():
+    """The loss then the Jacobian at one q: the second call reuses the first's sums, which
+    must equal a fresh computation and must not be writable (a caller sharing them)."""
+    areas = _run_areas(np.random.default_rng(3))
+    assert areas.steps is not None
+    first = areas.steps.power_sums(np.array([0.8]), weighted=True)
+    again = areas.steps.power_sums(0.8, weighted=True)  # the Jacobian passes a float
+    assert again[0] is first[0]
+    assert not again[0].flags.writeable
+    fresh = StepLRs(
+        *(getattr(areas.steps, f) for f in ("lr", "weight", "start", "stop")),
+        areas.steps.scale,
+        areas.steps.reference,
+        areas.steps.count,
+    )
+    expected = fresh.power_sums(np.array([0.8]), weighted=True)
+    np.testing.assert_allclose(again[0], expected[0], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(again[1], expected[1], rtol=1e-15, atol=0)
+    other = areas.steps.power_sums(0.8, weighted=False)  # another key: recomputed
+    assert other[0] is not first[0]
+    assert (other[0] >= first[0] - 1e-15).all() and (other[0] > first[0]).any()
