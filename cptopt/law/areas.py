@@ -386,9 +386,16 @@ class StepLRs:
             return self
         bounds = np.unique(np.concatenate([self.start, self.stop, [0, self.lr.size]]))
         segment = np.searchsorted(bounds, np.arange(self.lr.size), side="right")
-        keys = np.stack([segment.astype(float), self.lr])
-        unique, inverse = np.unique(keys, axis=1, return_inverse=True)
-        inverse = np.asarray(inverse).ravel()
+        # The distinct (segment, LR) pairs in (segment, LR) order, as np.unique(axis=1)
+        # gives them, from one lexsort: np.unique over columns took ~10x longer.
+        order = np.lexsort((self.lr, segment))
+        sorted_segment, sorted_lr = segment[order], self.lr[order]
+        first = np.empty(order.size, dtype=bool)
+        first[0] = True
+        first[1:] = (sorted_segment[1:] != sorted_segment[:-1]) | (sorted_lr[1:] != sorted_lr[:-1])
+        inverse = np.empty(order.size, dtype=np.int64)
+        inverse[order] = np.cumsum(first) - 1
+        unique = np.stack([sorted_segment[first].astype(float), sorted_lr[first]])
         count = np.ones(self.lr.size) if self.count is None else self.count
         counts = np.bincount(inverse, weights=count, minlength=unique.shape[1])
         weights = np.bincount(inverse, weights=self.weight, minlength=unique.shape[1])

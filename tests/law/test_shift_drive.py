@@ -212,3 +212,29 @@ def test_power_sums_kept_for_the_last_q_are_the_fresh_sums():
     other = areas.steps.power_sums(0.8, weighted=False)  # another key: recomputed
     assert other[0] is not first[0]
     assert (other[0] >= first[0] - 1e-15).all() and (other[0] > first[0]).any()
+
+
+def test_compact_entries_are_the_distinct_segment_lr_pairs_in_order():
+    """compact's one-sort grouping gives np.unique(axis=1)'s entries, in its order, with
+    the same counts and summed worths (exactness is the contract: same sums later)."""
+    rng = np.random.default_rng(11)
+    lr = rng.choice([0.0, 1e-4, 2e-4, 5e-4], size=400)
+    weight = rng.uniform(0.2, 1.0, size=400)
+    stop = np.sort(rng.integers(1, 401, size=9))
+    steps = StepLRs(lr, weight, np.zeros(9, dtype=np.int64), stop, np.ones(9), 1e-3)
+    compact = steps.compact()
+    bounds = np.unique(np.concatenate([steps.start, steps.stop, [0, lr.size]]))
+    segment = np.searchsorted(bounds, np.arange(lr.size), side="right")
+    unique, inverse = np.unique(np.stack([segment.astype(float), lr]), axis=1, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    np.testing.assert_array_equal(compact.lr, unique[1])
+    np.testing.assert_array_equal(compact.count, np.bincount(inverse, minlength=unique.shape[1]))
+    np.testing.assert_allclose(
+        compact.weight, np.bincount(inverse, weights=weight), rtol=1e-15, atol=0
+    )
+    for q in (0.5, 1.3):
+        np.testing.assert_allclose(
+            compact.power_sums(np.array(q), True)[0],
+            steps.power_sums(np.array(q), True)[0],
+            rtol=1e-12,
+        )
