@@ -403,6 +403,8 @@ def solve(
             delta = delta_new
         if actual_reduction > 0:
             x, f, cost = x_new, f_new, cost_new
+            if done or nfev == max_nfev:
+                break  # SciPy evaluates the Jacobian here too, only to stop at the loop's top
             J, f, g = _linearised(jac(x), f, f_scale)
             scale_inv = np.maximum(np.sum(J**2, axis=0) ** 0.5, scale_inv)
             scale = 1 / scale_inv

@@ -68,3 +68,37 @@ def test_trf_is_least_squares_step_for_step(real_pilots, lr_power):
                 assert cost == cost_ref and nfev == nfev_ref
                 compared += 1
     assert compared == (8 if lr_power else 12)
+
+
+def test_trf_skips_scipys_last_jacobian(real_pilots):
+    """Stopped by ftol, xtol or the budget, SciPy evaluates one Jacobian at the final point
+    that it never uses; cptopt's solver leaves it out (same iterates, checked above)."""
+    problem = _problems(real_pilots, False)[0]
+    calls = []
+
+    class Counted(Problem):
+        def jacobian(self, internal: np.ndarray) -> np.ndarray:
+            calls.append(1)
+            return super().jacobian(internal)
+
+    counted = Counted(problem.law, problem.data, problem.delta)
+    screened = sorted(counted.screen(np.random.default_rng(3), 8), key=lambda item: item[1])
+    x0 = np.clip(counted.to_internal(screened[0][0]), counted.lower + 1e-10, counted.upper - 1e-10)
+    for budget in (25, None):
+        calls.clear()
+        counted.solve(x0, budget)
+        ours = len(calls)
+        result = least_squares(
+            counted.residuals,
+            x0,
+            jac=problem.jacobian,
+            bounds=(counted.lower, counted.upper),
+            method="trf",
+            loss="huber",
+            f_scale=counted.delta,
+            x_scale="jac",
+            ftol=FTOL,
+            max_nfev=budget,
+        )
+        assert result.status in (0, 2, 3)  # the budget, ftol or xtol: not gtol
+        assert ours == result.njev - 1
