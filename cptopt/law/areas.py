@@ -411,6 +411,24 @@ class StepLRs:
         LR 0 add nothing. One cumulative sum over the steps, no loop.
         """
         q = np.asarray(q, dtype=float)
+        # The last single q's sums are kept: an optimiser asks for the loss and then for
+        # its Jacobian at the same point, and the sums run over every step of every run.
+        key = (float(q.reshape(-1)[0]), weighted) if q.ndim <= 1 and q.size == 1 else None
+        last = self.__dict__.get("_last_power_sums")
+        if key is not None and last is not None and last[0] == key:
+            return last[1]
+        value, derivative = self._power_sums(q, weighted)
+        if key is not None:
+            value.setflags(write=False)  # shared by the calls that hit the cache
+            derivative.setflags(write=False)
+            object.__setattr__(self, "_last_power_sums", (key, (value, derivative)))
+        return value, derivative
+
+    def __getstate__(self) -> dict:
+        """Pickled without the kept sums (see :meth:`power_sums`)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_last_power_sums"}
+
+    def _power_sums(self, q: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
         positive = self.lr > 0
         log_u = np.log(np.where(positive, self.lr, 1.0))
         terms = np.where(positive, np.exp(q * log_u), 0.0)
