@@ -423,8 +423,10 @@ def _checkpoint_bins(pt_lr: np.ndarray, pt_drops: np.ndarray) -> tuple[bytes, Dr
     digest.update(np.ascontiguousarray(pt_lr).data)
     digest.update(np.ascontiguousarray(pt_drops).data)
     key = digest.digest()
-    if key not in _BINS:
+    bins = _BINS.get(key)
+    if bins is None:
+        bins = drop_history(pt_lr, pt_drops, np.array([pt_lr.size]), cpt_from=None)
         if len(_BINS) >= 4:
             _BINS.clear()
-        _BINS[key] = drop_history(pt_lr, pt_drops, np.array([pt_lr.size]), cpt_from=None)
-    return key, _BINS[key]
+        _BINS[key] = bins
+    return key, bins
