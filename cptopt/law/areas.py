@@ -25,7 +25,13 @@ from functools import cached_property
 
 import numpy as np
 
-from cptopt.law.drops import DropHistory, drop_history, lr_drops
+from cptopt.law.drops import (
+    HISTORY_NODES_MIN_PT,
+    DropHistory,
+    drop_history,
+    lr_drops,
+    pt_nodes,
+)
 from cptopt.pilots.runs import PretrainHistory
 
 #: Blocks of the closed-form filter keep lam**-k below exp(this), far from float overflow.
@@ -208,6 +214,14 @@ def run_history(cpt_lr: np.ndarray, steps: np.ndarray, checkpoint: CheckpointSta
     cpt_lr = np.asarray(cpt_lr, dtype=float)
     cpt_drops = lr_drops(cpt_lr, checkpoint.lr_last)
     pt = checkpoint.pt_lr.size
+    if pt >= HISTORY_NODES_MIN_PT and checkpoint.lr_last > 0:
+        # A long PT history: each point's PT sum is interpolated from nodes shared by every
+        # run from this checkpoint (pt_nodes), the CPT drops stay the point's own pairs.
+        steps = np.asarray(steps, dtype=np.int64)
+        cpt = drop_history(cpt_lr, cpt_drops, steps, cpt_from=0)
+        area = np.concatenate([[0.0], np.cumsum(cpt_lr)])[np.minimum(steps, cpt_lr.size)]
+        nodes = pt_nodes(checkpoint.pt_lr, checkpoint.pt_drops, checkpoint.lr_last, area)
+        return DropHistory.merge([cpt, nodes])
     return drop_history(
         np.concatenate([checkpoint.pt_lr, cpt_lr]),
         np.concatenate([checkpoint.pt_drops, cpt_drops]),
@@ -462,6 +476,11 @@ class StepLRs:
                 array.flags.writeable = False  # shared with the next caller at this q
             self.__dict__["_last_power_sums"] = (key, result)
         return result
+
+    def __getstate__(self) -> dict:
+        """Pickled without the kept sums and caches (see :meth:`power_sums`)."""
+        kept = ("_last_power_sums", "_multipliers", "_log_lr")
+        return {k: v for k, v in self.__dict__.items() if k not in kept}
 
 
 def cpt_point_areas(

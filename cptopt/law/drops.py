@@ -12,6 +12,7 @@ and older ones merged in bins, so that a long history stays cheap (see there).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +26,15 @@ HISTORY_AGE_RATIO = 1.05
 #: With these, the multi-power annealing sums stay within ~1e-4 of the exact sum over
 #: every drop (tests/law/test_drops.py) at a few hundred pairs per point.
 HISTORY_LOG_LR_BAND = 0.05
+#: A run continuing a PT history of at least this many updates sees the PT drops through
+#: shared nodes (:func:`pt_nodes`), its CPT points holding no PT pairs of their own; below
+#: it (the bundled histories have 4,000 updates) each point keeps its own PT bins.
+HISTORY_NODES_MIN_PT = 50_000
+#: Node panels: their width in ``u = log(S1cpt / lr_ckpt + 1)`` ...
+HISTORY_NODE_PANEL = 3.0
+#: ... and their Chebyshev (Lobatto) nodes each: the interpolated PT sums stay within ~1e-9
+#: of the sums over the nodes' own bins (tests/law/test_areas.py).
+HISTORY_NODE_COUNT = 12
 #: LRs below this share of their phase's largest LR count as this share (log(0) is
 #: undefined; such steps train nothing, so the exact floor does not matter).
 LR_FLOOR_SHARE = 1e-6
@@ -51,6 +61,11 @@ class DropHistory:
     included). A pair may stand for a bin of old drops (summed drop, drop-weighted log-mean
     LR and mean area). ``index`` maps the points of an :class:`Areas` to history points
     (None: the identity), so that settings sharing a schedule share their history.
+
+    *Nodes* (:func:`pt_nodes`; none unless a run continues a long PT history): shared
+    virtual points ``n_points + j`` whose pairs are PT pairs; a point's PT sum then adds
+    ``node_weights[point] @`` the nodes' sums. ``node_keys`` names each node, so that runs
+    continuing the same checkpoint keep one copy of a node when pooled.
     """
 
     point: np.ndarray
@@ -60,10 +75,21 @@ class DropHistory:
     cpt: np.ndarray
     n_points: int
     index: np.ndarray | None = None
+    node_weights: np.ndarray | None = None
+    node_keys: tuple = ()
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_keys)
 
     @cached_property
     def log_lr(self) -> np.ndarray:
         return np.log(self.lr)
+
+    @cached_property
+    def neg_log_lr(self) -> np.ndarray:
+        """``-log(lr)``, kept: the multi-power memory's d/d(gamma) needs it at every call."""
+        return -self.log_lr
 
     @cached_property
     def _phase_order(self) -> np.ndarray | None:
@@ -89,6 +115,8 @@ class DropHistory:
             self.cpt[order],
             self.n_points,
             self.index,
+            self.node_weights,
+            self.node_keys,
         )
 
     @cached_property
@@ -97,7 +125,7 @@ class DropHistory:
         of the PT runs and of the CPT runs, and how many PT runs come first (the order puts
         every PT run before the CPT ones, so each phase's sums are one slice)."""
         ordered = self.by_phase
-        key = ordered.cpt.astype(np.int64) * (self.n_points + 1) + ordered.point
+        key = ordered.cpt.astype(np.int64) * (self.n_points + self.n_nodes + 1) + ordered.point
         starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if key.size else key
         group_point, group_cpt = ordered.point[starts], ordered.cpt[starts]
         n_pt = int((~group_cpt).sum())
@@ -115,11 +143,16 @@ class DropHistory:
             values = values[..., self._phase_order]
         lead = values.shape[:-1]
         starts, pt_points, cpt_points, n_pt = self._groups
-        pt, cpt = np.zeros((*lead, self.n_points)), np.zeros((*lead, self.n_points))
+        total = self.n_points + self.n_nodes
+        pt, cpt = np.zeros((*lead, total)), np.zeros((*lead, total))
         if starts.size:
             reduced = np.add.reduceat(values, starts, axis=-1)
             pt[..., pt_points] = reduced[..., :n_pt]
             cpt[..., cpt_points] = reduced[..., n_pt:]
+        if self.n_nodes:
+            nodes = pt[..., self.n_points :]
+            pt = pt[..., : self.n_points] + nodes @ self.node_weights.T
+            cpt = cpt[..., : self.n_points]
         if self.index is not None:
             pt, cpt = pt[..., self.index], cpt[..., self.index]
         return pt, cpt
@@ -141,17 +174,30 @@ class DropHistory:
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         rows = order[np.repeat(starts[index], counts) + within]
         point = np.repeat(np.arange(index.size), counts)
+        # The nodes' pairs follow, renumbered after the new points.
+        nodes = np.flatnonzero(self.point >= self.n_points)
+        rows = np.concatenate([rows, nodes])
+        point = np.concatenate([point, self.point[nodes] - self.n_points + index.size])
         return DropHistory(
-            point, self.drop[rows], self.lr[rows], self.area[rows], self.cpt[rows], index.size
+            point,
+            self.drop[rows],
+            self.lr[rows],
+            self.area[rows],
+            self.cpt[rows],
+            index.size,
+            node_weights=None if self.node_weights is None else self.node_weights[index],
+            node_keys=self.node_keys,
         )
 
     def take(self, index: np.ndarray) -> DropHistory:
         """History of a subset of the points (``index``: boolean mask or positions)."""
         resolved = self.resolved()
         positions = np.arange(resolved.n_points)[index]
-        remap = np.full(resolved.n_points, -1)
+        remap = np.full(resolved.n_points + resolved.n_nodes, -1)
         remap[positions] = np.arange(positions.size)
+        remap[resolved.n_points :] = positions.size + np.arange(resolved.n_nodes)
         keep = remap[resolved.point] >= 0
+        weights = resolved.node_weights
         return DropHistory(
             remap[resolved.point[keep]],
             resolved.drop[keep],
@@ -159,33 +205,59 @@ class DropHistory:
             resolved.area[keep],
             resolved.cpt[keep],
             positions.size,
+            node_weights=None if weights is None else weights[positions],
+            node_keys=resolved.node_keys,
         )
 
     @staticmethod
     def merge(parts: list[DropHistory]) -> DropHistory:
         """The pairs of several histories of the same points, together."""
         resolved = [part.resolved() for part in parts]
-        return DropHistory(
-            np.concatenate([p.point for p in resolved]),
-            np.concatenate([p.drop for p in resolved]),
-            np.concatenate([p.lr for p in resolved]),
-            np.concatenate([p.area for p in resolved]),
-            np.concatenate([p.cpt for p in resolved]),
-            resolved[0].n_points,
-        )
+        return DropHistory._joined(resolved, [0] * len(resolved), resolved[0].n_points)
 
     @staticmethod
     def concatenate(parts: list[DropHistory]) -> DropHistory:
         """Histories of consecutive point sets, as one (point numbers offset)."""
         resolved = [part.resolved() for part in parts]
         offsets = np.cumsum([0] + [part.n_points for part in resolved])
+        return DropHistory._joined(resolved, offsets[:-1].tolist(), int(offsets[-1]))
+
+    @staticmethod
+    def _joined(parts: list[DropHistory], offsets: list[int], n_points: int) -> DropHistory:
+        """The pairs of ``parts`` (resolved), part k's points moved by ``offsets[k]``, in
+        their order; their nodes as one set, a node that several parts hold (same key: the
+        same pairs) once."""
+        columns: dict = {}
+        for part in parts:
+            for key in part.node_keys:
+                columns.setdefault(key, len(columns))
+        weights = np.zeros((n_points, len(columns))) if columns else None
+        seen: set = set()
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, new point numbers)
+        for part, offset in zip(parts, offsets, strict=True):
+            real = part.point < part.n_points
+            if not part.n_nodes:
+                pieces.append((np.flatnonzero(real), part.point + offset))
+                continue
+            column = np.array([columns[key] for key in part.node_keys])
+            weights[offset : offset + part.n_points, column] += part.node_weights  # type: ignore[index]
+            node = np.where(real, 0, part.point - part.n_points)
+            # A node's pairs come from the first part that holds it.
+            first = np.array([key not in seen for key in part.node_keys])
+            seen.update(part.node_keys)
+            keep = real | first[node]
+            point = np.where(real, part.point + offset, n_points + column[node])
+            pieces.append((np.flatnonzero(keep), point[keep]))
+        rows = [r for r, _ in pieces]
         return DropHistory(
-            np.concatenate([p.point + o for p, o in zip(resolved, offsets, strict=False)]),
-            np.concatenate([p.drop for p in resolved]),
-            np.concatenate([p.lr for p in resolved]),
-            np.concatenate([p.area for p in resolved]),
-            np.concatenate([p.cpt for p in resolved]),
-            int(offsets[-1]),
+            np.concatenate([p for _, p in pieces]),
+            np.concatenate([part.drop[r] for part, r in zip(parts, rows, strict=True)]),
+            np.concatenate([part.lr[r] for part, r in zip(parts, rows, strict=True)]),
+            np.concatenate([part.area[r] for part, r in zip(parts, rows, strict=True)]),
+            np.concatenate([part.cpt[r] for part, r in zip(parts, rows, strict=True)]),
+            n_points,
+            node_weights=weights,
+            node_keys=tuple(columns),
         )
 
 
@@ -286,3 +358,79 @@ def drop_history(
         cpt=cpt,
         n_points=int(at.size),
     )
+
+
+def pt_nodes(
+    pt_lr: np.ndarray, pt_drops: np.ndarray, lr_last: float, cpt_area: np.ndarray
+) -> DropHistory:
+    """The PT drops of CPT points with CPT LR areas ``cpt_area`` (``(n,)``, one run or
+    several continuing the same checkpoint), through shared nodes (see :class:`DropHistory`).
+
+    A PT drop's area at a CPT point is its area up to the checkpoint plus the point's CPT
+    area ``c``, so a point's PT sum is one function ``F(c)`` of that area, whatever the CPT
+    schedule. Its terms ``d g(zeta, k (a + c))`` are analytic in ``u = log(c / lr_ckpt + 1)``
+    in the strip ``|Im u| < pi``: ``g``'s one singularity, ``k (a + c) = -1``, lies at
+    ``Im u = pi`` because every PT area ``a`` is at least ``lr_ckpt`` (``lr_last > 0``). So
+    ``F`` is interpolated in ``u``, Chebyshev on panels of width ``HISTORY_NODE_PANEL`` with
+    ``HISTORY_NODE_COUNT`` nodes each, which converges geometrically (~1e-9 relative); the
+    weights are the same for every parameter vector, so the Jacobian is the interpolated
+    one. A node's pairs are the PT drops binned as seen from the checkpoint, a finer binning
+    than a CPT point's own (a bin's age span is the same, the ages are smaller). Nodes are
+    placed on a grid fixed by the checkpoint, so runs from one checkpoint share them.
+    """
+    cpt_area = np.asarray(cpt_area, dtype=float)
+    n = cpt_area.size
+    checkpoint, base = _checkpoint_bins(pt_lr, pt_drops)
+    u = np.log1p(cpt_area / lr_last)
+    panel = np.floor(u / HISTORY_NODE_PANEL).astype(np.int64)
+    used = np.unique(panel)
+    count = HISTORY_NODE_COUNT
+    i = np.arange(count)
+    t = np.cos(np.pi * i / (count - 1))  # 1 .. -1
+    barycentric = (-1.0) ** i
+    barycentric[[0, -1]] *= 0.5
+    node_u = (used[:, None] + (1.0 + t[None, :]) / 2.0) * HISTORY_NODE_PANEL
+    weights = np.zeros((n, used.size * count))
+    for column, k in enumerate(used):  # a loop over panels (a few), not over steps
+        rows = np.flatnonzero(panel == k)
+        distance = u[rows, None] - node_u[column][None, :]
+        hit = distance == 0
+        w = barycentric / np.where(hit, 1.0, distance)
+        w /= w.sum(axis=1, keepdims=True)
+        on_node = hit.any(axis=1)
+        w[on_node] = hit[on_node]
+        weights[rows, column * count : (column + 1) * count] = w
+    node_area = lr_last * np.expm1(node_u.ravel())
+    m, n_nodes = base.drop.size, node_area.size
+    return DropHistory(
+        point=n + np.repeat(np.arange(n_nodes), m),
+        drop=np.tile(base.drop, n_nodes),
+        lr=np.tile(base.lr, n_nodes),
+        area=(base.area[None, :] + node_area[:, None]).ravel(),
+        cpt=np.zeros(m * n_nodes, bool),
+        n_points=n,
+        node_weights=weights,
+        node_keys=tuple((checkpoint, int(k), j) for k in used for j in range(count)),
+    )
+
+
+#: The PT bins of recent checkpoints, by content (:func:`_checkpoint_bins`).
+_BINS: dict[bytes, DropHistory] = {}
+
+
+def _checkpoint_bins(pt_lr: np.ndarray, pt_drops: np.ndarray) -> tuple[bytes, DropHistory]:
+    """The PT drops binned as seen from the checkpoint, and a digest of the PT updates
+    (the nodes' name): every run from a checkpoint needs the same bins, and a long history
+    takes ~0.1 s to bin, ~0.01 s to hash."""
+    pt_lr, pt_drops = np.asarray(pt_lr, dtype=float), np.asarray(pt_drops, dtype=float)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(pt_lr).data)
+    digest.update(np.ascontiguousarray(pt_drops).data)
+    key = digest.digest()
+    bins = _BINS.get(key)
+    if bins is None:
+        bins = drop_history(pt_lr, pt_drops, np.array([pt_lr.size]), cpt_from=None)
+        if len(_BINS) >= 4:
+            _BINS.clear()
+        _BINS[key] = bins
+    return key, bins

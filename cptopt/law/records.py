@@ -185,13 +185,30 @@ class PretrainRecord(BaseModel):
         return None
 
     def history(self) -> PretrainHistory:
-        lr = None if self.lr is None else np.asarray(self.lr, dtype=float)
         return PretrainHistory(
-            lr=lr,
+            lr=None if self.lr is None else _lr_array(self.lr),
             warmup_steps=self.warmup_steps,
             checkpoints=self.checkpoints,
             final_lr=self.final_lr,
         )
+
+
+#: The arrays of the last PT histories' LR lists (:func:`_lr_array`), by the list's id.
+_LR_ARRAYS: dict[int, tuple[list[float], np.ndarray]] = {}
+
+
+def _lr_array(lr: list[float]) -> np.ndarray:
+    """``lr`` as a read-only array, kept for the same list: a law's scenario is asked for
+    many times (report, flags, predictions), and a 1M-step history takes ~20 ms to
+    convert. The list is kept with it, so its id cannot name another list."""
+    kept = _LR_ARRAYS.get(id(lr))
+    if kept is None or kept[0] is not lr:
+        array = np.asarray(lr, dtype=float)
+        array.setflags(write=False)  # shared by every history() of this list
+        if len(_LR_ARRAYS) >= 2:
+            _LR_ARRAYS.clear()
+        kept = _LR_ARRAYS[id(lr)] = (lr, array)
+    return kept[1]
 
 
 class SelectionRow(BaseModel):

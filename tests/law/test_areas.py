@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -268,3 +271,104 @@ def test_history_follows_take_and_concatenate():
     np.testing.assert_allclose(
         np.add(*kernel_sums(picked.history, power_kernel)), separate[[1, 4, 6]], rtol=1e-12
     )
+
+
+# ------------------------------------------------ long PT histories: shared nodes (pt_nodes)
+
+NODE_PARAMETERS = [(300.0, 0.0, 0.05), (36.0, 0.4, 0.05), (7.5, 0.46, 0.17), (1e4, 0.8, 0.5)]
+
+
+def long_pt_state(steps=60_000, warmup=600):
+    """A cosine PT longer than HISTORY_NODES_MIN_PT, decaying to a tenth of its peak."""
+    from cptopt.law.drops import HISTORY_NODES_MIN_PT
+    from cptopt.schedules import Schedule
+
+    assert steps >= HISTORY_NODES_MIN_PT
+    pt = Schedule(family="cosine", peak_lr=3e-4, steps=steps, warmup_steps=warmup, min_lr=3e-5)
+    pt_lr = pt.lr_array()
+    return pt_lr, pretrain_areas(pt_lr, warmup, None).state_at(steps)
+
+
+def test_long_pt_history_reaches_cpt_points_through_nodes_within_1e4_of_the_exact_sum():
+    """The CPT points of a run from a 60,000-step PT hold no PT pairs of their own; their
+    PT sums, interpolated from the shared nodes, stay within 1e-4 of the sum over every
+    drop, as the per-point bins do (and within 1e-8 of the nodes' own bins)."""
+    from cptopt.law.drops import _checkpoint_bins
+    from cptopt.schedules import Schedule
+
+    pt_lr, state = long_pt_state()
+    cpt = Schedule(family="wsd", peak_lr=2e-4, steps=2000, warmup_steps=40).lr_array()
+    steps = np.array([0, 1, 10, 40, 100, 500, 1000, 1500, 1990, 2000])
+    history = cpt_point_areas(cpt, steps, None, state, 0.25, history=True).history
+    assert history.n_nodes > 0
+    assert (history.point[~history.cpt] >= steps.size).all()  # every PT pair is a node's
+    full = np.concatenate([pt_lr, cpt])
+    drops = np.zeros_like(full)
+    drops[601:] = full[600:-1] - full[601:]
+    drops[pt_lr.size] = pt_lr[-1] - cpt[0]  # the boundary drop
+    cum = np.concatenate([[0.0], np.cumsum(full)])
+    _, bins = _checkpoint_bins(state.pt_lr, state.pt_drops)
+    cpt_area = np.concatenate([[0.0], np.cumsum(cpt)])[steps]
+    for rate, gamma, zeta in NODE_PARAMETERS:
+
+        def kernel(lr, area, rate=rate, gamma=gamma, zeta=zeta):
+            return power_kernel(lr, area, rate, gamma, zeta)
+
+        pt_sum, cpt_sum = kernel_sums(history, kernel)
+        own_bins = [(bins.drop * kernel(bins.lr, bins.area + c)).sum() for c in cpt_area]
+        np.testing.assert_allclose(pt_sum, own_bins, rtol=1e-8)
+        exact = []
+        for s in steps:
+            t = pt_lr.size + s
+            k = np.flatnonzero(drops[:t])
+            lr = np.maximum(full[k], 2e-10)  # the CPT phase's LR floor (LR_FLOOR_SHARE)
+            exact.append(float((drops[k] * kernel(lr, cum[t] - cum[k])).sum()))
+        binned = pt_sum + cpt_sum
+        assert np.abs(binned - np.array(exact)).max() <= 1e-4 * np.abs(exact).max()
+
+
+def test_runs_from_one_checkpoint_share_their_nodes_and_follow_take():
+    from cptopt.schedules import Schedule
+
+    _, state = long_pt_state()
+    runs = [
+        Schedule(family="wsd", peak_lr=2e-4, steps=1000, warmup_steps=20).lr_array(),
+        Schedule(family="cosine", peak_lr=1e-4, steps=600, warmup_steps=20).lr_array(),
+    ]
+    parts = [
+        cpt_point_areas(lr, np.arange(0, lr.size + 1, 50), None, state, 0.25, history=True)
+        for lr in runs
+    ]
+    both = Areas.concatenate(parts)
+    keys = [key for part in parts for key in part.history.node_keys]
+    assert both.history.n_nodes == len(set(keys)) < len(keys)  # shared nodes held once
+    assert (both.history.point < both.history.n_points + both.history.n_nodes).all()
+    sums = np.add(*kernel_sums(both.history, power_kernel))
+    separate = np.concatenate([np.add(*kernel_sums(p.history, power_kernel)) for p in parts])
+    np.testing.assert_allclose(sums, separate, rtol=1e-12)
+    for history in (both.history, both.history.by_phase):
+        picked = history.take(np.array([1, 4, 25, 30]))
+        np.testing.assert_allclose(
+            np.add(*kernel_sums(picked, power_kernel)), separate[[1, 4, 25, 30]], rtol=1e-12
+        )
+    indexed = replace(both.history, index=np.array([3, 3, 0]))  # as the search shares them
+    np.testing.assert_allclose(
+        np.add(*kernel_sums(indexed, power_kernel)), separate[[3, 3, 0]], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        np.add(*kernel_sums(indexed.resolved(), power_kernel)), separate[[3, 3, 0]], rtol=1e-12
+    )
+    restored = pickle.loads(pickle.dumps(both.history))
+    np.testing.assert_array_equal(np.add(*kernel_sums(restored, power_kernel)), sums)
+
+
+def test_short_pt_histories_keep_each_points_own_bins():
+    """Below HISTORY_NODES_MIN_PT (the bundled PT histories: 4,000 updates) nothing changes."""
+    from cptopt.schedules import Schedule
+
+    pt_lr = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80).lr_array()
+    state = pretrain_areas(pt_lr, 80, None).state_at(4000)
+    cpt = Schedule(family="cosine", peak_lr=2e-3, steps=1000, warmup_steps=40).lr_array()
+    history = cpt_point_areas(cpt, np.arange(0, 1001, 100), None, state, 0.0, history=True)
+    assert history.history.n_nodes == 0
+    assert (~history.history.cpt).any()
