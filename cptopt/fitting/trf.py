@@ -340,10 +340,14 @@ def solve(
     max_nfev: int | None,
     xtol: float = 1e-8,
     gtol: float = 1e-8,
+    stop: Callable[[float], bool] | None = None,
 ) -> tuple[Vector, float, int]:
     """Minimise the Huber cost of ``fun`` within finite bounds from ``x0``: ``(x, cost,
     evaluations)``, as ``least_squares`` returns them (``max_nfev`` None: 100 per
-    variable). Raises ValueError when the residuals at ``x0`` are not finite."""
+    variable). Raises ValueError when the residuals at ``x0`` are not finite.
+
+    ``stop``: the caller's own stopping rule, not SciPy's (None: SciPy's iterates exactly),
+    told the cost at ``x0`` and after every accepted step; True ends the solve there."""
     x = _strictly_feasible(np.asarray(x0, dtype=float), lb, ub, 1e-10)
     f = fun(x)
     if not np.all(np.isfinite(f)):
@@ -360,7 +364,7 @@ def solve(
     f_augmented = np.zeros(m + n)
     J_augmented = np.empty((m + n, n))
     alpha = 0.0
-    done = False
+    done = stop is not None and stop(float(cost))
     while True:
         v, dv = _scaling(x, g, lb, ub)
         g_norm = _norm_inf(g * v)
@@ -403,6 +407,8 @@ def solve(
             delta = delta_new
         if actual_reduction > 0:
             x, f, cost = x_new, f_new, cost_new
+            if stop is not None and stop(float(cost)):
+                break  # before the new Jacobian: nothing more is needed from this point
             J, f, g = _linearised(jac(x), f, f_scale)
             scale_inv = np.maximum(np.sum(J**2, axis=0) ** 0.5, scale_inv)
             scale = 1 / scale_inv
