@@ -130,3 +130,12 @@ def test_a_refit_stopped_by_its_stall_scores_the_left_out_pilot_as_converged(
     converged, converged_nfev = _refits(problem, full, stall=False)
     np.testing.assert_allclose(stalled, converged, atol=1e-3)  # 0.1 points of error
     assert stalled_nfev < converged_nfev
+
+
+def test_only_the_selection_fits_and_the_refits_stop_at_a_stall():
+    from cptopt.fitting.jobs import FINAL, FINAL_SELECTED, SELECTING
+
+    # the candidates' fits only rank variants (their budget caps them anyway); the final
+    # fit is the law, so its starts keep SciPy's rule (refits stall at every effort)
+    assert SELECTING.stall
+    assert not FINAL.stall and not FINAL_SELECTED.stall
