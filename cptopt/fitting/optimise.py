@@ -34,7 +34,7 @@ BOUND_TOLERANCE = 1e-4
 #: Relative change of the Huber cost at which an optimisation stops. Starts that converge
 #: agree to ~1e-7 in cost here, far below what moves a prediction.
 FTOL = 1e-7
-#: A solve that may stall (:class:`Stall`: a refit) ends once its cost fell by less than
+#: A solve that may stall (:class:`Stall`: a refit, say) ends once its cost fell by less than
 #: this share over its last STALL_STEPS accepted steps.
 STALL_FTOL = 1e-5
 STALL_STEPS = 3
@@ -129,13 +129,13 @@ class Coordinates:
 
 class Stall:
     """A solve's stopping rule for when near its optimum is enough (a leave-one-pilot-out
-    refit, the length check): stop once the cost fell by less than a relative ``ftol`` over
-    the last ``steps`` accepted steps. Warm-started from the full fit, a refit can crawl
-    on for tens of evaluations with steps that each take a few millionths of the cost off
-    (more than ``FTOL``, or with a poor model fit, so SciPy's rule does not fire) until
-    its budget ends it. The full fit keeps SciPy's rule: it is the law.
-    On the bundled pilots' refits (102 of them, run to convergence) stopping at the stall
-    left each left-out pilot's error within 0.15 points of the converged refit's."""
+    refit, the length check, the selection's candidates): stop once the cost fell by less
+    than a relative ``ftol`` over the last ``steps`` accepted steps. Warm-started from the
+    full fit, a refit can crawl on for tens of evaluations with steps that each take a few
+    millionths of the cost off (more than ``FTOL``, or with a poor model fit, so SciPy's
+    rule does not fire) until its budget ends it. The full fit keeps SciPy's rule: it is
+    the law. On the bundled pilots' refits (102 of them, run to convergence) stopping at
+    the stall left each left-out pilot's error within 0.15 points of the converged one's."""
 
     def __init__(self, steps: int = STALL_STEPS, ftol: float = STALL_FTOL) -> None:
         self.ftol = ftol
