@@ -157,9 +157,10 @@ class Solve:
     source: Source
     x0: np.ndarray
     max_nfev: int | None
+    stall: bool = False
 
     def __call__(self, context: FitContext) -> Solved:
-        return solve_start(self.source.problem(context), self.x0, self.max_nfev)
+        return solve_start(self.source.problem(context), self.x0, self.max_nfev, self.stall)
 
 
 def fit_steps(
@@ -178,7 +179,7 @@ def fit_steps(
     shapes = draw_shapes(problem, rng, starts, warm_start)
 
     def solve_each(candidates: list[np.ndarray], max_nfev: int | None) -> list[Solved]:
-        tasks = [runner.submit(Solve(source, x, max_nfev)) for x in candidates]
+        tasks = [runner.submit(Solve(source, x, max_nfev, starts.stall)) for x in candidates]
         return [task.result() for task in tasks]
 
     def steps() -> SingleFit:
@@ -204,7 +205,9 @@ class Refit:
 
     def __call__(self, context: FitContext) -> tuple[list[np.ndarray], list[dict]]:
         problem = self.source.problem(context, self.fold)
-        starts = Starts(n_starts=1, max_nfev=self.budget)
+        # Near the refit's optimum is enough: what a refit gives (the left-out pilots'
+        # errors, a jackknife replica) no longer moves once its cost stalls.
+        starts = Starts(n_starts=1, max_nfev=self.budget, stall=True)
         refit = optimise_problem(problem, None, starts, self.start)
         values = self.source.split(refit.values, problem)
         held = [
@@ -224,7 +227,7 @@ class LengthCheck:
 
     def __call__(self, context: FitContext) -> float | None:
         law, data = self.source.laws[0], context.data(self.source.datas[0])
-        starts = Starts(n_starts=1, max_nfev=self.budget)
+        starts = Starts(n_starts=1, max_nfev=self.budget, stall=True)
         return length_extrapolation_rms(law, data, self.start, self.source.delta, None, starts)
 
 

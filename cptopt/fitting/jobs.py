@@ -81,6 +81,8 @@ class Effort:
     warm_starts: int
     length_check: bool = False
     points: int = FIT_POINTS
+    #: Starts also stop when their cost stalls (:class:`~cptopt.fitting.optimise.Stall`).
+    stall: bool = False
     max_folds: int = MAX_FOLDS
 
 
@@ -93,6 +95,7 @@ SELECTING = Effort(
     polish_budget=150,
     warm_starts=1,
     points=SELECTION_POINTS,
+    stall=True,
     max_folds=5,  # 5-fold CV beyond MAX_FOLDS pilots (leave-one-out up to there)
 )
 #: The chosen variant (or a fixed one): polished to convergence, a fresh start as a check,
@@ -169,7 +172,9 @@ def fit_with_effort(
         thinned,
         delta=settings.huber_delta,
         rng=rng,
-        starts=Starts(n_starts, settings.n_screen, effort.n_polish, effort.polish_budget),
+        starts=Starts(
+            n_starts, settings.n_screen, effort.n_polish, effort.polish_budget, effort.stall
+        ),
         refit_budget=effort.refit_budget,
         max_folds=effort.max_folds,
         jackknife=jackknife,
@@ -208,7 +213,9 @@ def _fit_group(
     # One stream per set (tied: per pair), whatever the pool does.
     stream = scenario.validation_sets.index(names[0]) if not variant.tied else 2
     rng = np.random.default_rng([settings.seed, stream])
-    starts = Starts(n_starts, settings.n_screen, effort.n_polish, effort.polish_budget)
+    starts = Starts(
+        n_starts, settings.n_screen, effort.n_polish, effort.polish_budget, effort.stall
+    )
     if variant.tied:
         return fit_tied(
             laws,

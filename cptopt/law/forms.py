@@ -228,16 +228,11 @@ class LawForm:
         shift = _shift_g(shape["beta"], shape["E"] * drive) * shift_mult
         amount_pt, amount_cpt = self.annealing.amounts(shape, areas)
         anneal_cpt = -amount_cpt * anneal_mult
-        columns = [forward]
+        columns = [np.ones_like(forward), forward]
         if self.checkpoint_known:
             columns.append(-amount_pt)
         columns += [anneal_cpt, shift]
-        # Filled in place: stacking broadcast views cost more than the columns on ~100 points.
-        basis = np.empty((*np.broadcast_shapes(*(np.shape(c) for c in columns)), 1 + len(columns)))
-        basis[..., 0] = 1.0  # L0's column
-        for index, column in enumerate(columns, start=1):
-            basis[..., index] = column
-        return basis
+        return np.stack(np.broadcast_arrays(*columns), axis=-1)
 
     def split(self, values: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Split ``(..., P)`` vectors into a shape dict (``(..., 1)`` each), linear ``(..., K)``."""

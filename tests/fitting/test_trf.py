@@ -14,6 +14,7 @@ from scipy.optimize import least_squares
 
 from cptopt.fitting.data import thin
 from cptopt.fitting.optimise import FTOL, JointProblem, Problem
+from cptopt.fitting.trf import solve
 from cptopt.law.forms import make_law
 from cptopt.law.scenario import InputNeeds, scenario_of
 
@@ -102,3 +103,43 @@ def test_trf_skips_scipys_last_jacobian(real_pilots):
         )
         assert result.status in (0, 2, 3)  # the budget, ftol or xtol: not gtol
         assert ours == result.njev - 1
+
+
+def test_a_stop_hook_that_never_fires_changes_nothing(real_pilots):
+    problem = _problems(real_pilots, False)[0]
+    values, _ = min(problem.screen(np.random.default_rng(3), 8), key=lambda item: item[1])
+    x0 = np.clip(problem.to_internal(values), problem.lower + 1e-10, problem.upper - 1e-10)
+    seen: list[float] = []
+
+    def never(cost: float) -> bool:
+        seen.append(cost)
+        return False
+
+    args = (problem.residuals, problem.jacobian, x0, problem.lower, problem.upper, 1e-3, FTOL)
+    x, cost, nfev = solve(*args, None)
+    x_hooked, cost_hooked, nfev_hooked = solve(*args, None, stop=never)
+    assert np.array_equal(x, x_hooked)  # exactness is the contract: the hook only watches
+    assert cost == cost_hooked and nfev == nfev_hooked
+    # it is told the start's cost, then each accepted step's, the last being the result's
+    assert seen[0] == pytest.approx(problem.cost(x0), rel=1e-12)
+    assert np.all(np.diff(seen) < 0)
+    assert seen[-1] == cost
+    assert 1 < len(seen) <= nfev
+
+
+def test_a_stop_hook_ends_the_solve_at_the_step_it_fires(real_pilots):
+    problem = _problems(real_pilots, False)[0]
+    values, _ = min(problem.screen(np.random.default_rng(3), 8), key=lambda item: item[1])
+    x0 = np.clip(problem.to_internal(values), problem.lower + 1e-10, problem.upper - 1e-10)
+    args = (problem.residuals, problem.jacobian, x0, problem.lower, problem.upper, 1e-3, FTOL)
+    _, converged_cost, converged_nfev = solve(*args, None)
+    seen: list[float] = []
+
+    def after_three_steps(cost: float) -> bool:
+        seen.append(cost)
+        return len(seen) == 4
+
+    x, cost, nfev = solve(*args, None, stop=after_three_steps)
+    assert len(seen) == 4 and cost == seen[-1]
+    assert problem.cost(x) == pytest.approx(cost, rel=1e-12)  # the point it stopped at
+    assert nfev < converged_nfev and cost >= converged_cost
