@@ -19,11 +19,11 @@ from cptopt.law.forms import make_law
 from cptopt.law.scenario import InputNeeds, scenario_of
 
 
-def _scipy(problem: Problem | JointProblem, x0: np.ndarray, budget: int | None) -> tuple:
-    x0 = np.clip(x0, problem.lower + 1e-10, problem.upper - 1e-10)
-    result = least_squares(
+def _least_squares(problem: Problem | JointProblem, x0: np.ndarray, budget: int | None):
+    """SciPy's ``least_squares`` with the settings cptopt's solver copies."""
+    return least_squares(
         problem.residuals,
-        x0,
+        np.clip(x0, problem.lower + 1e-10, problem.upper - 1e-10),
         jac=problem.jacobian,
         bounds=(problem.lower, problem.upper),
         method="trf",
@@ -33,6 +33,10 @@ def _scipy(problem: Problem | JointProblem, x0: np.ndarray, budget: int | None) 
         ftol=FTOL,
         max_nfev=budget,
     )
+
+
+def _scipy(problem: Problem | JointProblem, x0: np.ndarray, budget: int | None) -> tuple:
+    result = _least_squares(problem, x0, budget)
     return result.x, float(result.cost), int(result.nfev)
 
 
@@ -89,18 +93,7 @@ def test_trf_skips_scipys_last_jacobian(real_pilots):
         calls.clear()
         counted.solve(x0, budget)
         ours = len(calls)
-        result = least_squares(
-            counted.residuals,
-            x0,
-            jac=problem.jacobian,
-            bounds=(counted.lower, counted.upper),
-            method="trf",
-            loss="huber",
-            f_scale=counted.delta,
-            x_scale="jac",
-            ftol=FTOL,
-            max_nfev=budget,
-        )
+        result = _least_squares(problem, x0, budget)
         assert result.status in (0, 2, 3)  # the budget, ftol or xtol: not gtol
         assert ours == result.njev - 1
 
