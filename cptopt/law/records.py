@@ -202,7 +202,7 @@ def _lr_array(lr: list[float]) -> np.ndarray:
     many times (report, flags, predictions), and a 1M-step history takes ~20 ms to
     convert. The list is kept with it, so its id cannot name another list."""
     kept = _LR_ARRAYS.get(id(lr))
-    if kept is None or kept[0] is not lr:
+    if kept is None or kept[0] is not lr or kept[1].size != len(lr):  # a list grown in place
         array = np.asarray(lr, dtype=float)
         array.setflags(write=False)  # shared by every history() of this list
         if len(_LR_ARRAYS) >= 2:
