@@ -132,12 +132,16 @@ def interval_scale(result: SetResult, noise: float) -> float | None:
     if not result.held_out or len(result.replicas) < 2:
         return None
     data, replicas = result.data, np.array(result.replicas)
+    # Every left-out pilot's points in one evaluation: a point's prediction does not depend
+    # on the others evaluated with it, and each evaluation runs over every pilot's steps.
+    held = {run: (data.run_index == run) & (data.step > 0) for run in result.held_out}
+    union = np.logical_or.reduce(list(held.values()))
+    spreads = jackknife_variance(
+        np.log(np.maximum(result.law.evaluate(replicas, data.areas.take(union)), 1e-12))
+    )
     ratios, weights = [], []
     for run, errors in result.held_out.items():
-        points = data.areas.take((data.run_index == run) & (data.step > 0))
-        spread = jackknife_variance(
-            np.log(np.maximum(result.law.evaluate(replicas, points), 1e-12))
-        )
+        spread = spreads[held[run][union]]
         ratios.append(np.abs(np.log1p(errors)) / np.sqrt(noise**2 + spread + 1e-12))
         weights.append(np.full(errors.size, 1.0 / errors.size))
     quantile = np.quantile(

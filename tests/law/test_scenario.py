@@ -96,3 +96,25 @@ def test_each_scenario_says_which_options_a_planned_run_takes(fitted_law, pretra
         "peak LR 0.001 outside the pilots' 0.0003..0.0003",
         "30000 steps beyond the longest pilot (24000): 1.2x the longest fitted run",
     ]
+
+
+def test_a_points_prediction_does_not_depend_on_the_points_evaluated_with_it(
+    unannealed_manifest,
+):
+    """The interval calibration evaluates every left-out pilot's points in one call
+    (``fitting/assemble.interval_scale``): each point's prediction, for a batch of
+    parameter vectors, must be what it is when its pilot's points are evaluated alone."""
+    from cptopt.fitting.optimise import Problem
+    from cptopt.law.forms import make_law
+    from cptopt.law.scenario import InputNeeds
+
+    scenario = scenario_of(load_manifest(unannealed_manifest))
+    law = make_law("relax", "domain", True, True, "mpl", domain_forward="frozen", lr_power=True)
+    data = scenario.fit_data("domain", InputNeeds(None, True, True), "all")
+    problem = Problem(law, data, 1e-3)
+    batch = np.array([values for values, _ in problem.screen(np.random.default_rng(5), 4)])
+    together = law.evaluate(batch, data.areas)
+    for run in np.unique(data.run_index[data.run_index >= 0]):
+        mask = data.run_index == run
+        alone = law.evaluate(batch, data.areas.take(mask))
+        np.testing.assert_allclose(alone, together[:, mask], rtol=1e-13, atol=0)
