@@ -18,7 +18,7 @@ from cptopt.cli._common import (
     status,
     stderr,
 )
-from cptopt.fitting import LawFitter
+from cptopt.fitting import DEFAULT_STARTS, LawFitter
 from cptopt.law import DEFAULT_LAW_PATH, scenario_type
 from cptopt.pilots import load_pilots, read_manifest
 from cptopt.report import fit_report
@@ -126,7 +126,7 @@ def fit_command(
         typer.Option(
             min=1, max=MAX_STARTS, help="Optimiser starts polished per fit (more = slower, safer)."
         ),
-    ] = 4,
+    ] = DEFAULT_STARTS,
     jackknife: Annotated[
         bool,
         typer.Option(

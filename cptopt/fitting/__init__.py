@@ -9,6 +9,6 @@
 - :mod:`cptopt.fitting.estimator`: :class:`LawFitter`, the scikit-learn-style estimator.
 """
 
-from cptopt.fitting.estimator import LawFitter
+from cptopt.fitting.estimator import DEFAULT_STARTS, LawFitter
 
-__all__ = ["LawFitter"]
+__all__ = ["DEFAULT_STARTS", "LawFitter"]

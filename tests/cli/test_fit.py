@@ -44,6 +44,22 @@ def test_fit_writes_law_and_json_report(tmp_path, unannealed_manifest):
     assert "law written to" in result.stderr
 
 
+def test_fit_defaults_are_the_librarys(tmp_path, unannealed_manifest, fitted_law):
+    """``cptopt fit`` with no options fits the law ``cptopt.fit`` fits with its defaults
+    (the CLI once polished 4 starts where the library polishes 3: a scripted fit and the
+    command's differed, and the benchmarks measured only the library's)."""
+    import numpy as np
+
+    out = tmp_path / "law.json"
+    result = invoke("fit", unannealed_manifest, "-o", out, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    law = load_law(out)
+    for name in ("general", "domain"):
+        ours, theirs = getattr(law, name), getattr(fitted_law, name)
+        assert ours.form == theirs.form and ours.pt_points == theirs.pt_points
+        np.testing.assert_allclose(ours.values, theirs.values, rtol=1e-12, atol=0)
+
+
 def test_fit_table_report_names_every_pilot_and_parameter(tmp_path, unannealed_manifest):
     result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--form", "paper")
     assert result.exit_code == 0, result.stderr
