@@ -42,8 +42,11 @@ def _start_fit(tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-c", "from cptopt.cli import main; main()"]
     return subprocess.Popen(
-        # two workers whatever the machine's cores (the default starts none on one core)
-        [*command, "fit", str(MANIFEST), "-o", str(tmp_path / "law.json"), "--jobs", "2"],
+        # two workers whatever the machine's cores (the default starts none on one core);
+        # 30 starts keep the fit running about 2 s after its workers start, so that the
+        # signal lands mid-fit (the default fit can end within 0.8 s of them)
+        [*command, "fit", str(MANIFEST), "-o", str(tmp_path / "law.json"), "--jobs", "2"]
+        + ["--starts", "30"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
