@@ -111,31 +111,16 @@ class MultiPowerAnnealing(S2Annealing):
         last = getattr(self, "_last_kernel", None)
         if key is not None and last is not None and last[0] is history and last[1] == key:
             return last[2]
-        if key is None:  # a batch of parameter vectors: arrays broadcast to (..., m)
-            gamma = shape["gamma"]
-            if np.all(gamma == 0):  # common at the bound; spares an exp over every pair
-                x = shape["rate"] * history.area
-            else:
-                x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
-            log_term = np.log1p(x)
-            return x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"]
-        # One vector: the same operations in the same order (the same bits), in place, so
-        # that each pass over the pairs allocates no temporary of their length.
-        rate, gamma, zeta = key
-        if gamma == 0:
-            x = np.multiply(rate, history.area)
+        gamma = shape["gamma"]
+        # gamma 0 is common (its bound); it spares an exp over every pair
+        if (key[1] == 0.0) if key is not None else np.all(gamma == 0):
+            x = shape["rate"] * history.area
         else:
-            x = np.multiply(-gamma, history.log_lr)
-            np.exp(x, out=x)
-            np.multiply(rate, x, out=x)
-            x *= history.area
+            x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
         log_term = np.log1p(x)
-        g = np.multiply(-zeta, log_term)
-        np.expm1(g, out=g)
-        np.negative(g, out=g)
-        g /= zeta
-        kernel = (x, log_term, g)
-        self._last_kernel = (history, key, kernel)
+        kernel = (x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"])
+        if key is not None:
+            self._last_kernel = (history, key, kernel)
         return kernel
 
     def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
@@ -148,22 +133,14 @@ class MultiPowerAnnealing(S2Annealing):
     ) -> tuple[np.ndarray, np.ndarray, Derivatives]:
         history = self._pairs(areas)
         x, log_term, g = self._kernel(named, history)
-        zeta = float(named["zeta"])
-        # In place, pass by pass (no temporaries as long as the pairs): (1 + x)^-zeta from g
-        # without another exp, then d/d(rate), d/d(gamma) and d/d(zeta) of drop * g.
-        power = np.multiply(zeta, g)
-        np.subtract(1.0, power, out=power)
+        zeta = named["zeta"]
+        power = 1.0 - zeta * g  # (1 + x)^-zeta, from g without another exp
         per_pair = np.empty((4, g.size))
         np.multiply(history.drop, g, out=per_pair[0])
-        np.multiply(history.drop, power, out=per_pair[1])
-        per_pair[1] /= np.add(1.0, x)
-        per_pair[1] *= x  # d/d(log rate)
-        np.multiply(per_pair[1], history.neg_log_lr, out=per_pair[2])
+        np.multiply(history.drop * power / (1.0 + x), x, out=per_pair[1])  # d/d(log rate)
+        np.multiply(per_pair[1], -history.log_lr, out=per_pair[2])
         per_pair[1] /= named["rate"]
-        np.multiply(log_term, power, out=power)
-        power -= g
-        power /= zeta
-        np.multiply(history.drop, power, out=per_pair[3])
+        np.multiply(history.drop, (log_term * power - g) / zeta, out=per_pair[3])
         pt, cpt = history.phase_sums(per_pair)
         names = ("rate", "gamma", "zeta")
         return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}
@@ -171,9 +148,17 @@ class MultiPowerAnnealing(S2Annealing):
 
 def _single(*values: np.ndarray | float) -> tuple[float, ...] | None:
     """The parameters as plain numbers when each is one number (None for a batch)."""
-    if any(np.ndim(v) > 1 or np.size(v) != 1 for v in values):
-        return None
-    return tuple(float(np.reshape(v, -1)[0]) for v in values)
+    single = []
+    for value in values:  # the fit's floats and (1,) arrays first: this runs at every call
+        if isinstance(value, float):
+            single.append(value)
+        elif isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
+            single.append(float(value.item()))
+        elif np.ndim(value) > 1 or np.size(value) != 1:
+            return None
+        else:
+            single.append(float(np.reshape(value, -1)[0]))
+    return tuple(single)
 
 
 class SaturatingMultiPowerAnnealing(MultiPowerAnnealing):
