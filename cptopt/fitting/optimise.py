@@ -26,6 +26,7 @@ import numpy as np
 
 from cptopt.exceptions import FitError, InputError
 from cptopt.fitting.data import FitData
+from cptopt.fitting.nnls import nnls
 from cptopt.fitting.trf import solve
 from cptopt.law.forms import LawForm
 
@@ -323,8 +324,6 @@ def _linear_completion(
     squares (fast, exact) with each free column split into a +/- pair. Upper bounds are
     far from any fitted value and are applied by clipping; this only seeds the real fit.
     """
-    from scipy.optimize import nnls
-
     law = problem.law
     shape = {name: np.asarray([value]) for name, value in shape_values.items()}
     weights = 1.0 / problem.data.loss

@@ -96,15 +96,11 @@ def one_blas_thread() -> Any:
     """A context (threadpoolctl's) in which every BLAS the fit uses runs on one thread.
 
     The fit's arrays are small: threaded BLAS only adds overhead and contention (an SVD of
-    a 1,000 x 14 Jacobian took 40 ms on two busy cores instead of 1 ms). SciPy's LAPACK
-    (:mod:`cptopt.fitting.trf`) is loaded first: a library loaded later would escape the
-    limit. ``scipy.optimize`` (the screens' ``nnls``) is imported here too, before the
-    workers fork, so that they inherit it: imported by each worker at its first screen, it
-    sat on the fit's critical path twice over (0.12 s each on an idle machine, more when
-    the two imports compete for a busy one).
+    a 1,000 x 14 Jacobian took 40 ms on two busy cores instead of 1 ms). The fit's linear
+    algebra is numpy's (:mod:`cptopt.fitting.trf`, :mod:`cptopt.fitting.nnls`), loaded with
+    numpy itself, so the limit covers it. SciPy is not imported: it cost 0.2-0.3 s of every
+    command's start.
     """
-    import scipy.linalg  # noqa: F401 - loads SciPy's BLAS so that the limit applies to it
-    import scipy.optimize  # noqa: F401 - see above
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)

@@ -331,3 +331,21 @@ def test_the_spinner_shows_the_running_stages_and_is_silent_when_piped(
     result = invoke("fit", unannealed_manifest, "-o", tmp_path / "law.json", "--form", "exp")
     assert result.exit_code == 0, result.stderr
     assert "selecting" not in result.stderr and "reading" not in result.stderr
+
+
+def test_fit_command_never_imports_scipy(tmp_path, unannealed_manifest):
+    """SciPy's import took 0.2-0.3 s of every ``cptopt fit`` (issue 25's start-up time): the
+    fit's linear algebra is numpy's. A fresh process runs the whole command, report
+    included, and lists the SciPy modules it loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cptopt.cli import run\n"
+        f"code = run(['fit', {str(unannealed_manifest)!r}, '-o', {str(tmp_path / 'law.json')!r}])\n"
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []"

@@ -3,15 +3,20 @@
 :mod:`cptopt.fitting.trf` is SciPy's algorithm written out without its general machinery;
 the contract is that it computes the same iterates, so the comparison here is exact (the
 same floating-point operations in the same order), on fits of both validation sets, a
-tied joint problem, a shift driven by LR^q, and capped and uncapped budgets.
+tied joint problem, a shift driven by LR^q, and capped and uncapped budgets. The solver
+takes its SVD from numpy (LAPACK ``gesdd``, as SciPy's), whose LAPACK build may round
+differently from SciPy's: for the step-for-step comparison the solver is given SciPy's SVD,
+and numpy's is checked against it separately, to a tolerance.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 from scipy.optimize import least_squares
 
+from cptopt.fitting import trf
 from cptopt.fitting.data import thin
 from cptopt.fitting.optimise import FTOL, JointProblem, Problem
 from cptopt.fitting.trf import solve
@@ -50,6 +55,20 @@ def _problems(pilots, lr_power: bool) -> list[Problem | JointProblem]:
     if lr_power:
         return parts
     return [*parts, JointProblem(parts[0], parts[1], ("rate", "gamma", "zeta"))]
+
+
+#: The solver's own SVD (numpy's), kept before the fixture below swaps in SciPy's.
+NUMPY_SVD = trf.thin_svd
+
+
+def _scipy_svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return scipy.linalg.svd(a, full_matrices=False)  # what SciPy's TRF calls
+
+
+@pytest.fixture(autouse=True)
+def scipys_svd(monkeypatch):
+    """The solver with SciPy's own SVD: same algorithm, same LAPACK, so the same bits."""
+    monkeypatch.setattr(trf, "thin_svd", _scipy_svd)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +155,23 @@ def test_a_stop_hook_ends_the_solve_at_the_step_it_fires(real_pilots):
     assert len(seen) == 4 and cost == seen[-1]
     assert problem.cost(x) == pytest.approx(cost, rel=1e-12)  # the point it stopped at
     assert nfev < converged_nfev and cost >= converged_cost
+
+
+def test_numpys_svd_is_scipys_to_rounding():
+    """The SVD the solver uses without SciPy factors the fit's augmented Jacobians as SciPy's
+    does, to rounding: the same singular values, and the same least-squares step built from
+    the factors (which does not depend on the singular vectors' signs); NaN is refused as
+    SciPy refuses it (the fit treats that as a failed start)."""
+    rng = np.random.default_rng(7)
+    for rows, columns in ((126 + 13, 13), (240 + 8, 8), (20, 6)):
+        matrix = rng.normal(size=(rows, columns)) * np.exp(rng.normal(size=columns) * 3)
+        target = rng.normal(size=rows)
+        u, s, vt = NUMPY_SVD(matrix)
+        u_ref, s_ref, vt_ref = _scipy_svd(matrix)
+        np.testing.assert_allclose(s, s_ref, rtol=1e-12)
+        np.testing.assert_allclose((u * s) @ vt, matrix, rtol=0, atol=1e-12 * s_ref[0])
+        step = vt.T @ ((u.T @ target) / s)
+        step_ref = vt_ref.T @ ((u_ref.T @ target) / s_ref)
+        np.testing.assert_allclose(step, step_ref, rtol=1e-9, atol=1e-12 * np.abs(step_ref).max())
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        NUMPY_SVD(np.full((4, 2), np.nan))
