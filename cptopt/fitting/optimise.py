@@ -321,25 +321,22 @@ def _linear_completion(
     """Best linear parameters for fixed shape parameters (relative least squares).
 
     Linear coefficients are either >= 0 or free (lower bound < 0): non-negative least
-    squares (fast, exact) with each free column split into a +/- pair. Upper bounds are
-    far from any fitted value and are applied by clipping; this only seeds the real fit.
+    squares (fast, exact) with the free ones unconstrained. Upper bounds are far from any
+    fitted value and are applied by clipping; this only seeds the real fit.
     """
     law = problem.law
     shape = {name: np.asarray([value]) for name, value in shape_values.items()}
     weights = 1.0 / problem.data.loss
-    basis = law.basis(shape, problem.data.areas) * weights[:, None]
+    design = law.basis(shape, problem.data.areas) * weights[:, None]
     specs = {s.name: s for s in law.specs}
     free = np.array([specs[name].lower < 0 for name in law.linear_names])
-    design = np.hstack([basis, -basis[:, free]])
     target = problem.data.loss * weights
     if not np.isfinite(design).all():
         return np.full(len(law.names), np.nan), np.inf
     try:
-        solution, residual_norm = nnls(design, target)
+        linear, residual_norm = nnls(design, target, free)
     except RuntimeError:  # nnls did not converge: treat this draw as a bad start
         return np.full(len(law.names), np.nan), np.inf
-    linear = solution[: basis.shape[1]].copy()
-    linear[free] -= solution[basis.shape[1] :]
     upper = np.array([specs[name].upper for name in law.linear_names])
     lower = np.array([specs[name].lower for name in law.linear_names])
     linear = np.clip(linear, lower, upper)
