@@ -29,6 +29,13 @@ so the same script scores any folder in the layout of ``examples/data/cpt-code``
     python benchmarks/accuracy.py                       # every bundled domain, --law auto
     python benchmarks/accuracy.py --data DIR --law auto --law paper --format json
     python benchmarks/accuracy.py --format markdown     # the README's tables
+    python benchmarks/accuracy.py --jitter 6            # + each WORST cell's last-bit noise
+
+``--jitter K`` refits every scenario K more times with the pilots' logged losses multiplied
+by ``1 + k * eps`` (k = 1, -1, 2, -2, ...) and prints the range of every WORST cell. Where
+the law is not pinned down by the pilots (a flat valley in (L0, A, alpha) that only
+extrapolation sees), the fit's end point there depends on the last bits, and so do the
+extrapolated cells: a change whose effect on a cell stays inside that range is noise.
 """
 
 from __future__ import annotations
@@ -80,8 +87,29 @@ def read_run(data: Path, row: dict) -> dict:
     return {"lr": lr, "curves": curves}
 
 
-def write_pilot_manifest(data: Path, manifest: dict, pilots: list[str], folder: Path) -> Path:
-    """A cptopt pilot manifest for the given pilot runs, as a user would write it."""
+def jittered_log(log: Path, folder: Path, ulps: int) -> Path:
+    """A copy of a run's log with every logged loss times ``1 + ulps * eps``: the same
+    curves to the last bit or two, as another machine's arithmetic might leave them."""
+    with log.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    factor = 1.0 + ulps * float(np.finfo(float).eps)
+    for row in rows:
+        for loss in LOSSES:
+            if row.get(f"loss_{loss}"):
+                row[f"loss_{loss}"] = repr(float(row[f"loss_{loss}"]) * factor)
+    path = folder / log.name
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_pilot_manifest(
+    data: Path, manifest: dict, pilots: list[str], folder: Path, jitter: int = 0
+) -> Path:
+    """A cptopt pilot manifest for the given pilot runs, as a user would write it; with
+    ``jitter``, the pilots' losses perturbed in their last bits (:func:`jittered_log`)."""
     pretrain = json.loads((data / "pretrain.json").read_text())
     checkpoints = {name: spec["pt_step"] for name, spec in pretrain["checkpoints"].items()}
     protocol = json.loads((data / "protocol.json").read_text())
@@ -98,8 +126,11 @@ def write_pilot_manifest(data: Path, manifest: dict, pilots: list[str], folder: 
     lines.append("runs:")
     for run_id in pilots:
         row = manifest[run_id]
+        log = data / row["csv"]
+        if jitter:
+            log = jittered_log(log, folder, jitter)
         lines.append(
-            f"  - {{log: {json.dumps(str(data / row['csv']))}, name: {run_id}, "
+            f"  - {{log: {json.dumps(str(log))}, name: {run_id}, "
             f"replay_ratio: {float(row['replay_ratio'])}, checkpoint: {row['start_checkpoint']}}}"
         )
     path = folder / "pilots.yaml"
@@ -294,9 +325,11 @@ def noise_floor(manifest: dict, runs: dict) -> dict[str, dict[str, float]]:
     }
 
 
-def score_scenario(data: Path, name: str, spec: dict, law_name: str, manifest, runs, weights):
+def score_scenario(
+    data: Path, name: str, spec: dict, law_name: str, manifest, runs, weights, jitter: int = 0
+):
     with tempfile.TemporaryDirectory() as folder:
-        manifest_path = write_pilot_manifest(data, manifest, spec["pilots"], Path(folder))
+        manifest_path = write_pilot_manifest(data, manifest, spec["pilots"], Path(folder), jitter)
         started = time.perf_counter()
         law = cptopt.fit(manifest_path, **LAW_SETTINGS[law_name])
         fit_seconds = time.perf_counter() - started
@@ -566,7 +599,9 @@ def bundled_domains() -> list[Path]:
     )
 
 
-def score_domain(data: Path, laws: list[str], scenarios: list[str] | None, label: bool):
+def score_domain(
+    data: Path, laws: list[str], scenarios: list[str] | None, label: bool, jitter: int = 0
+):
     """Results of every law and scenario on one folder, and its noise floor."""
     protocol = json.loads((data / "protocol.json").read_text())
     manifest = read_manifest(data)
@@ -578,12 +613,79 @@ def score_domain(data: Path, laws: list[str], scenarios: list[str] | None, label
             if name not in protocol["scenarios"]:
                 continue
             result = score_scenario(
-                data, name, protocol["scenarios"][name], law_name, manifest, runs, weights
+                data, name, protocol["scenarios"][name], law_name, manifest, runs, weights, jitter
             )
             if label:
                 result["scenario"] = f"{data.name}/{name}"
             results.append(result)
     return results, noise_floor(manifest, runs)
+
+
+def score_all(folders: list[Path], laws: list[str], scenarios: list[str] | None, jitter: int = 0):
+    """Every folder's results (with the WORST rows when there are several) and noise floors."""
+    results, floors = [], {}
+    for data in folders:
+        found, floors[data.name] = score_domain(
+            data, laws, scenarios, label=len(folders) > 1, jitter=jitter
+        )
+        results += found
+    if len(results) > 1:
+        results += worst_rows(results)
+    return results, floors
+
+
+def jitter_sequence(count: int) -> list[int]:
+    """The last-bit perturbations of ``--jitter``: 1, -1, 2, -2, ... ``count`` of them."""
+    return [(k // 2 + 1) * (1 if k % 2 == 0 else -1) for k in range(count)]
+
+
+def worst_cells(results: list[dict]) -> dict[str, float]:
+    """The WORST rows' errors and regrets by name, e.g. ``auto extrapolation domain
+    final_mean``."""
+    cells = {}
+    for row in (r for r in results if r["scenario"] == "WORST"):
+        for part in ("targets", "extrapolation"):
+            for loss, summary in row[part].items():
+                for key in ("curve_mean", "curve_worst", "final_mean", "final_worst"):
+                    cells[f"{row['law']} {part} {loss} {key}"] = summary[key]
+        for decision in row["decision"]:
+            weights = ",".join(f"{w:g}" for w in decision["weights"])
+            cells[f"{row['law']} regret {weights}"] = decision["regret_rel"]
+    return cells
+
+
+def jitter_spread(results: list[dict], jittered: list[list[dict]], ulps: list[int]) -> dict:
+    """Each WORST cell unperturbed and its range over the jittered refits ({} without)."""
+    if not jittered:
+        return {}
+    base, others = worst_cells(results), [worst_cells(r) for r in jittered]
+    return {
+        "ulps": ulps,
+        "cells": {
+            name: {
+                "value": value,
+                "min": min([value, *(o[name] for o in others)]),
+                "max": max([value, *(o[name] for o in others)]),
+                "jittered": [o[name] for o in others],
+            }
+            for name, value in base.items()
+        },
+    }
+
+
+def print_jitter(spread: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"WORST cells under last-bit jitter of the pilots' losses (k = {spread['ulps']})",
+        title_justify="left",
+    )
+    for column, justify in (("cell", "left"), ("unperturbed", "right"), ("range", "right")):
+        table.add_column(column, justify=justify)
+    for name, cell in spread["cells"].items():
+        table.add_row(name, pct(cell["value"]), f"{pct(cell['min'])} - {pct(cell['max'])}")
+    Console(width=160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -603,18 +705,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario", action="append", help="scenario(s) of protocol.json (default: all)"
     )
+    parser.add_argument(
+        "--jitter",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also refit every scenario K more times with the pilots' losses perturbed in "
+        "their last bits (1 + k*eps, k = 1, -1, 2, -2, ...) and print the range of each WORST "
+        "cell: the noise floor a change's effect on that cell must clear",
+    )
     parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     args = parser.parse_args(argv)
     requested = args.data or ["all"]
     folders = bundled_domains() if "all" in requested else [Path(d).resolve() for d in requested]
-    results, floors = [], {}
-    for data in folders:
-        found, floors[data.name] = score_domain(
-            data, args.law or ["auto"], args.scenario, label=len(folders) > 1
-        )
-        results += found
-    if len(results) > 1:
-        results += worst_rows(results)
+    results, floors = score_all(folders, args.law or ["auto"], args.scenario)
+    jittered = [
+        score_all(folders, args.law or ["auto"], args.scenario, ulps)[0]
+        for ulps in jitter_sequence(args.jitter)
+    ]
     floor = {
         loss: {
             kind: float(np.nanmax([f[loss][kind] for f in floors.values()]))
@@ -622,14 +730,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         for loss in LOSSES
     }
+    spread = jitter_spread(results, jittered, jitter_sequence(args.jitter))
     if args.format == "json":
         payload = {"data": [str(f) for f in folders], "results": results, "noise_floor": floor}
+        if spread:
+            payload["jitter"] = spread
         json.dump(payload, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.format == "markdown":
         print_markdown(results, floor)
     else:
         print_table(results, floor)
+        if spread:
+            print_jitter(spread)
     return 0
 
 

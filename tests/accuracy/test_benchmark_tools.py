@@ -158,3 +158,43 @@ def _target_variance(model, law, targets) -> float:
             for vs in law.validation_sets
         )
     )
+
+
+def test_jitter_moves_only_the_losses_last_bits(accuracy, tmp_path) -> None:
+    """``accuracy.py --jitter``: each logged loss times (1 + k eps), every other cell as it
+    was, so a refit sees the same curves to the last bits."""
+    assert accuracy.jitter_sequence(5) == [1, -1, 2, -2, 3]
+    source = ROOT / "examples" / "data" / "cpt-code" / "runs" / "code_U_lr1x_r25_const_1000.csv"
+    copy = accuracy.jittered_log(source, tmp_path, -2)
+    before = accuracy.read_run(source.parent.parent, {"csv": f"runs/{source.name}"})
+    after = accuracy.read_run(tmp_path, {"csv": copy.name})
+    np.testing.assert_array_equal(after["lr"], before["lr"])  # exact: copied as text
+    for loss in accuracy.LOSSES:
+        steps, values = before["curves"][loss]
+        np.testing.assert_array_equal(after["curves"][loss][0], steps)
+        moved = after["curves"][loss][1] / values - 1
+        assert np.all(np.abs(moved) <= 3 * np.finfo(float).eps)
+        assert np.any(after["curves"][loss][1] != values)  # jitter that moves nothing tests nothing
+
+
+def test_jitter_spread_is_each_worst_cell_over_the_refits(accuracy) -> None:
+    def results(extrapolated: float, regret: float) -> list[dict]:
+        summary = {"curve_mean": 0.01, "curve_worst": 0.02, "final_mean": 0.01}
+        return [
+            {
+                "scenario": "WORST",
+                "law": "auto",
+                "targets": {"domain": {**summary, "final_worst": 0.04}},
+                "extrapolation": {"domain": {**summary, "final_worst": extrapolated}},
+                "decision": [{"weights": [0.3, 0.7], "regret_rel": regret}],
+            }
+        ]
+
+    spread = accuracy.jitter_spread(
+        results(0.12, 0.0), [results(0.15, 0.01), results(0.11, 0.0)], [1, -1]
+    )
+    cell = spread["cells"]["auto extrapolation domain final_worst"]
+    # exact: the spread picks given values, it computes none
+    assert (cell["value"], cell["min"], cell["max"]) == (0.12, 0.11, 0.15)
+    assert spread["cells"]["auto regret 0.3,0.7"]["max"] == 0.01
+    assert accuracy.jitter_spread(results(0.12, 0.0), [], []) == {}
