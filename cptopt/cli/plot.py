@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
-from cptopt.law import DEFAULT_LAW_PATH, load_law
-from cptopt.pilots import load_manifest
-from cptopt.report import DEFAULT_DPI, parse_size, plot_fit
+from cptopt.cli._defaults import DEFAULT_DPI, DEFAULT_LAW_PATH
 
 
 @app.command("plot")
@@ -42,6 +39,11 @@ def plot_command(
 
     Needs matplotlib: pip install 'cptopt[plot]'.
     """
+    from cptopt._io import check_output_path
+    from cptopt.law import load_law
+    from cptopt.pilots import load_manifest
+    from cptopt.report import parse_size, plot_fit
+
     dimensions = parse_size(size)
     check_output_path(output)
     law = load_law(law_path)
