@@ -100,9 +100,11 @@ def _options(
     """Options of cptopt itself (before the command)."""
 
 
-stdout = Console(soft_wrap=False)
+# No emoji codes: cptopt writes none, and a path or a run name with ':smile:' in it must
+# print as written (rich's table of codes also took 10 ms to load at the first print).
+stdout = Console(soft_wrap=False, emoji=False)
 # Diagnostics are single lines whatever the terminal width (CI logs, grep).
-stderr = Console(stderr=True, soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True, emoji=False)
 
 EXIT_FINDINGS, EXIT_ERROR = 1, 2
 

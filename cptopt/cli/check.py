@@ -138,7 +138,7 @@ def check_command(
         text = format_text(report, width=None if output is not None else stdout.width)
     if output is not None:
         atomic_write_text(output, text)
-        stderr.print(f"report written to {output}", highlight=False)
+        stderr.print(f"report written to {output}", highlight=False, markup=False)
     elif output_format is CheckFormat.text:
         # format_text wrapped it at this width already
         stdout.print(text, end="", highlight=False, markup=False, soft_wrap=True)

@@ -190,4 +190,4 @@ def fit_command(
         law = fitter.fit(pilots, progress).law_
     law.save(output)
     emit(law, output_format, lambda: fit_report(law))
-    stderr.print(f"law written to {output}", highlight=False)
+    stderr.print(f"law written to {output}", highlight=False, markup=False)  # a path as written

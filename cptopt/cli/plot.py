@@ -49,4 +49,4 @@ def plot_command(
     law = load_law(law_path)
     pilot_set = load_manifest(pilots, kind=law.scenario.kind) if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
-    stderr.print(f"plot written to {written}", highlight=False)
+    stderr.print(f"plot written to {written}", highlight=False, markup=False)

@@ -113,4 +113,4 @@ def predict_command(
         dense = predict_run(run, law, plan.schedule, steps=dense_steps(run.steps), level=level)
         pilot_set = load_manifest(pilots, kind="cpt") if pilots is not None else None
         written = plot_prediction(dense, plot, pilot_set, size=size)  # type: ignore[arg-type]
-        stderr.print(f"plot written to {written}", highlight=False)
+        stderr.print(f"plot written to {written}", highlight=False, markup=False)
