@@ -50,3 +50,15 @@ def test_fit_loads_no_search_design_limits_or_prediction(tmp_path):
     assert "cptopt.fitting" in loaded and "cptopt.report.fit" in loaded
     unneeded = sorted(m for m in loaded if m.startswith(NOT_FIT))
     assert not unneeded, unneeded
+
+
+def test_a_command_is_built_alone_and_help_builds_them_all():
+    """``run`` hands click only the command it runs (Typer builds every option of every
+    command it holds); the top-level help and an unknown command see them all."""
+    from cptopt.cli import _click_command, app
+
+    every = {info.name for info in app.registered_commands}
+    assert set(_click_command(["fit", "x.yaml"]).commands) == {"fit"}
+    assert set(_click_command(["next-pilot", "--help"]).commands) == {"next-pilot"}
+    for argv in ([], ["--help"], ["-V"], ["fi"], ["--", "fit"]):
+        assert set(_click_command(argv).commands) == every, argv
