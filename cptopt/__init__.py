@@ -55,19 +55,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cptopt._version import __version__
-from cptopt.law import DEFAULT_LAW_PATH, cpt_law, load_cpt_law, load_law
-from cptopt.limits import check
-from cptopt.pilots import load_manifest, read_log
-from cptopt.plan import load_config, load_pretrain_config
-from cptopt.prediction import predict as _predict
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cptopt.design import NextPilot, PilotDesign
-    from cptopt.law import CptLaw, FittedLaw
-    from cptopt.pilots import PilotSet, PretrainPilots
-    from cptopt.plan import PretrainConfig, TrainingConfig
+    from cptopt.law import DEFAULT_LAW_PATH, CptLaw, FittedLaw, load_cpt_law, load_law
+    from cptopt.limits import check
+    from cptopt.pilots import PilotSet, PretrainPilots, load_manifest, read_log
+    from cptopt.plan import PretrainConfig, TrainingConfig, load_config, load_pretrain_config
     from cptopt.prediction import Prediction, PretrainPrediction
     from cptopt.schedules import Schedule
     from cptopt.search import PretrainRecommendation, Recommendation
@@ -101,7 +97,29 @@ _TYPES = {
     "cptopt.design": ("NextPilot", "PilotDesign"),
     "cptopt.limits": ("CheckReport",),
 }
-_HOME = {name: module for module, names in _TYPES.items() for name in names}
+#: The functions and constants that other modules define, by module: loaded on first use
+#: too (``import cptopt``, and so every ``cptopt`` command, loads no stage it does not run:
+#: ``cptopt fit`` never imports the search, the design or the limits), and rendered by
+#: ``help(cptopt)`` as before (``__dir__`` lists them, not the types).
+_FUNCTIONS = {
+    "cptopt.law": ("DEFAULT_LAW_PATH", "cpt_law", "load_cpt_law", "load_law"),
+    "cptopt.limits": ("check",),
+    "cptopt.pilots": ("load_manifest", "read_log"),
+    "cptopt.plan": ("load_config", "load_pretrain_config"),
+}
+_HOME = {
+    name: module
+    for table in (_TYPES, _FUNCTIONS)
+    for module, names in table.items()
+    for name in names
+}
+#: The stage packages and shared modules, reachable as attributes (``cptopt.law.CptLaw``)
+#: as when this module imported them eagerly.
+_SUBMODULES = frozenset(
+    {"design", "exceptions", "fitting", "law", "limits", "pilots", "plan", "prediction"}
+    | {"report", "schedules", "search", "testing", "_io", "_processes", "_progress"}
+    | {"_validation"}
+)
 
 __all__ = [
     "CheckReport",
@@ -150,10 +168,19 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """The types (see the module docstring), loaded when first used."""
+    """The types and the other modules' functions (see the module docstring), loaded when
+    first used."""
     if name in _HOME:
         return getattr(import_module(_HOME[name]), name)
+    if name in _SUBMODULES:
+        return import_module(f"cptopt.{name}")
     raise AttributeError(f"module 'cptopt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The names ``dir(cptopt)`` lists: the functions loaded on first use too, so that
+    ``help(cptopt)`` renders them; the types only by name (the module docstring)."""
+    return sorted({*globals(), *(name for names in _FUNCTIONS.values() for name in names)})
 
 
 def fit(
@@ -171,7 +198,7 @@ def fit(
     (candidates, the final fit last; both at once), "final fit" (of a fixed variant), ...
     """
     from cptopt.fitting import LawFitter
-    from cptopt.pilots import PilotSet, PretrainPilots
+    from cptopt.pilots import PilotSet, PretrainPilots, load_manifest
 
     if not isinstance(pilots, (PilotSet, PretrainPilots)):
         pilots = load_manifest(pilots, progress=progress)
@@ -192,8 +219,9 @@ def predict(
     ``cptopt.prediction.predict`` (``checkpoint``, ``steps``, ``level``,
     ``tokens_per_step``, ``warmup_steps``); the law's scenario says which apply.
     """
-    from cptopt.law import LawRecord
+    from cptopt.law import LawRecord, load_law
     from cptopt.plan import PretrainConfig, TrainingConfig
+    from cptopt.prediction import predict as _predict
     from cptopt.schedules import Schedule
 
     if not isinstance(law, LawRecord):
@@ -228,7 +256,7 @@ def recommend(
     ``cptopt.search.recommend_pretrain`` (``space``, a ``PretrainSearchSpace``;
     ``allow_extrapolation``, ``level``).
     """
-    from cptopt.law import LawRecord
+    from cptopt.law import LawRecord, load_law
     from cptopt.search import recommend_for
 
     if not isinstance(law, LawRecord):
@@ -249,6 +277,7 @@ def next_pilot(
     ``pilot_steps``, ``top_k``, ``tolerance``, ...).
     """
     from cptopt.design import next_pilot as _next_pilot
+    from cptopt.pilots import load_manifest
 
     pilots = options.get("pilots")
     if isinstance(pilots, (str, Path)):
@@ -275,7 +304,7 @@ def design_pilots(
 
 def _cpt_law(law: FittedLaw | str | Path, purpose: str) -> CptLaw:
     """A CPT law from a law or its path, narrowed once (a one-line error otherwise)."""
-    from cptopt.law import LawRecord
+    from cptopt.law import LawRecord, cpt_law, load_cpt_law
 
     if isinstance(law, LawRecord):
         return cpt_law(law, purpose)

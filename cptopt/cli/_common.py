@@ -18,18 +18,21 @@ import urllib.parse
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from typer.models import OptionInfo
 
-from cptopt._io import os_error_line
 from cptopt._version import __version__
+from cptopt.cli._defaults import DEFAULT_LAW_PATH
 from cptopt.exceptions import CptoptError, InfeasibleError, InputError
-from cptopt.law import DEFAULT_LAW_PATH, CptLaw, load_cpt_law
-from cptopt.search import SearchConfig, parse_weights
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from cptopt.law import CptLaw
+    from cptopt.search import SearchConfig
 
 app = typer.Typer(
     name="cptopt",
@@ -97,9 +100,11 @@ def _options(
     """Options of cptopt itself (before the command)."""
 
 
-stdout = Console(soft_wrap=False)
+# No emoji codes: cptopt writes none, and a path or a run name with ':smile:' in it must
+# print as written (rich's table of codes also took 10 ms to load at the first print).
+stdout = Console(soft_wrap=False, emoji=False)
 # Diagnostics are single lines whatever the terminal width (CI logs, grep).
-stderr = Console(stderr=True, soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True, emoji=False)
 
 EXIT_FINDINGS, EXIT_ERROR = 1, 2
 
@@ -175,6 +180,8 @@ def error_line(exc: BaseException, options: typing.Collection[str] = ()) -> tupl
     if isinstance(exc, CptoptError):
         return f"error: {render_message(exc, options)}", EXIT_ERROR
     if isinstance(exc, OSError):
+        from cptopt._io import os_error_line
+
         return f"error: {os_error_line(exc)}", EXIT_ERROR
     if isinstance(exc, MemoryError):
         return "error: out of memory (the input is too large for this machine)", EXIT_ERROR
@@ -243,6 +250,8 @@ def emit(result: BaseModel | dict, output_format: OutputFormat, render: Callable
 
 def print_json(payload: BaseModel | dict | list) -> None:
     """Write JSON to stdout (plain print: rich would wrap long lines)."""
+    from pydantic import BaseModel
+
     if isinstance(payload, BaseModel):
         text = payload.model_dump_json(indent=1)
     else:
@@ -294,6 +303,8 @@ class Spinner:
 
 def objective_weights(merged: SearchConfig) -> tuple[float, float]:
     """A search config's objective weights (a note on stderr when normalised)."""
+    from cptopt.search import parse_weights
+
     raw_weights = merged.weights if merged.weights is not None else "0.5,0.5"
     w_general, w_domain, normalised = parse_weights(raw_weights)
     if normalised:
@@ -322,5 +333,7 @@ def weights_and_law(
     """The objective weights (a note on stderr when normalised) and the CPT law of a
     command that takes a search config (``purpose``: the library function the command
     runs, for the error a pre-training law gets)."""
+    from cptopt.law import load_cpt_law
+
     weights = objective_weights(merged)
     return weights, load_cpt_law(law_file(law_path, merged.law), purpose)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cptopt.cli._common import OutputFormat, stdout
-from cptopt.design import next_pilot_hint
-from cptopt.law import CptLaw
-from cptopt.report import next_pilot_line
-from cptopt.search import Candidate, SearchConfig
+
+if TYPE_CHECKING:
+    from cptopt.law import CptLaw
+    from cptopt.search import Candidate, SearchConfig
 
 
 def print_next_pilot_hint(
@@ -22,6 +23,9 @@ def print_next_pilot_hint(
     settled (``cptopt next-pilot`` gives the full ranking); nothing otherwise."""
     if output_format is not OutputFormat.table:
         return
+    from cptopt.design import next_pilot_hint
+    from cptopt.report import next_pilot_line
+
     result = next_pilot_hint(
         law,
         weights,

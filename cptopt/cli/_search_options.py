@@ -4,12 +4,14 @@ space and its limits. One declaration each, so the commands read and document th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cptopt.law import DEFAULT_LAW_PATH
-from cptopt.search import SearchConfig, load_search_config
+from cptopt.cli._defaults import DEFAULT_LAW_PATH
+
+if TYPE_CHECKING:
+    from cptopt.search import SearchConfig
 
 RANGE_HELP = "'LOW,HIGH' or one value to fix it"
 
@@ -111,6 +113,8 @@ def shared_search_config(
 ) -> SearchConfig:
     """The ``--config`` file's search config (else the defaults) with the shared space and
     limit options applied: what ``next-pilot`` and ``design`` search (errors name the option)."""
+    from cptopt.search import SearchConfig, load_search_config
+
     base = load_search_config(config) if config is not None else SearchConfig()
     flags = {
         "space.peak_lr": peak_lr,

@@ -9,10 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import atomic_write_text, check_output_path
 from cptopt.cli._common import app, handle_errors, long_options, render_message, stderr, stdout
-from cptopt.limits import check
-from cptopt.report import format_github, format_text
 
 
 class CheckFormat(str, Enum):
@@ -109,6 +106,10 @@ def check_command(
     allowed, a setting lies outside what the pilots covered. Limits come from these flags,
     else from [tool.cptopt.check] in pyproject.toml or [check] in cptopt.toml.
     """
+    from cptopt._io import atomic_write_text, check_output_path
+    from cptopt.limits import check
+    from cptopt.report import format_github, format_text
+
     if output is not None:
         check_output_path(output)  # before any work
     report = check(
@@ -137,7 +138,7 @@ def check_command(
         text = format_text(report, width=None if output is not None else stdout.width)
     if output is not None:
         atomic_write_text(output, text)
-        stderr.print(f"report written to {output}", highlight=False)
+        stderr.print(f"report written to {output}", highlight=False, markup=False)
     elif output_format is CheckFormat.text:
         # format_text wrapped it at this width already
         stdout.print(text, end="", highlight=False, markup=False, soft_wrap=True)

@@ -16,10 +16,7 @@ from cptopt.cli._search_options import (
     MaxStepsOption,
     shared_search_config,
 )
-from cptopt.design import design_pilots, write_pilot_configs
 from cptopt.exceptions import InputError
-from cptopt.report import design_report
-from cptopt.search import load_candidates
 
 
 @app.command("design")
@@ -134,6 +131,10 @@ def design_command(
     list them in a pilot manifest, and go on with cptopt fit, cptopt next-pilot and cptopt
     recommend.
     """
+    from cptopt.design import design_pilots, write_pilot_configs
+    from cptopt.report import design_report
+    from cptopt.search import load_candidates
+
     if write is not None and write.exists() and not write.is_dir():
         raise InputError(f"{write}: not a directory (--write takes a folder)")
     merged = shared_search_config(

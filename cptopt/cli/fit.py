@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import check_output_path
-from cptopt._validation import MAX_SEED, MAX_STARTS
 from cptopt.cli._common import (
     FormatOption,
     OutputFormat,
@@ -18,10 +16,7 @@ from cptopt.cli._common import (
     status,
     stderr,
 )
-from cptopt.fitting import DEFAULT_STARTS, LawFitter
-from cptopt.law import DEFAULT_LAW_PATH, scenario_type
-from cptopt.pilots import load_pilots, read_manifest
-from cptopt.report import fit_report
+from cptopt.cli._defaults import DEFAULT_LAW_PATH, DEFAULT_STARTS, MAX_SEED, MAX_STARTS
 
 
 @app.command("fit")
@@ -161,6 +156,12 @@ def fit_command(
     A manifest of pre-training runs ('kind: pretrain') gets the law's pre-training part,
     L0 + A*S1^-alpha - C1*annealing, its annealing memory chosen by leave-one-run-out CV.
     """
+    from cptopt._io import check_output_path
+    from cptopt.fitting import LawFitter
+    from cptopt.law import scenario_type
+    from cptopt.pilots import load_pilots, read_manifest
+    from cptopt.report import fit_report
+
     if deprecated_law is not None:
         stderr.print(
             "note: 'cptopt fit --law' is now --form (--law names a law file in the other "
@@ -189,4 +190,4 @@ def fit_command(
         law = fitter.fit(pilots, progress).law_
     law.save(output)
     emit(law, output_format, lambda: fit_report(law))
-    stderr.print(f"law written to {output}", highlight=False)
+    stderr.print(f"law written to {output}", highlight=False, markup=False)  # a path as written

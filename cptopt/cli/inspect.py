@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,17 +21,21 @@ from cptopt.cli._common import (
     stderr,
     stdout,
 )
+from cptopt.cli._defaults import LOG_FORMATS
 from cptopt.exceptions import InputError
-from cptopt.pilots import FORMATS, ColumnMap, read_raw, summarize
-from cptopt.report import inspect_table
 
-LOG_FORMAT_HELP = f"Log format: {', '.join(FORMATS)} ('auto' detects it from the file)."
+if TYPE_CHECKING:
+    from cptopt.pilots import ColumnMap
+
+LOG_FORMAT_HELP = f"Log format: {', '.join(LOG_FORMATS)} ('auto' detects it from the file)."
 
 
 def _column_map(
     step: str | None, lr: str | None, general: str | None, domain: str | None
 ) -> ColumnMap:
     """A map with only the roles given on the command line set (the rest are inferred)."""
+    from cptopt.pilots import ColumnMap
+
     given = {"step": step, "lr": lr, "general": general, "domain": domain}
     values: dict[str, str | None] = {}
     for role, name in given.items():
@@ -67,8 +71,11 @@ def inspect_command(
     Fix the mapping (--general, --domain, --lr; 'columns:' in a manifest) before fitting.
     Exits 2 if a log cannot be read or its mapping fails (one error line per log).
     """
-    if log_format not in FORMATS:  # named as the option here; the library names its parameter
-        raise InputError(f"--log-format == {log_format!r}, must be one of {', '.join(FORMATS)}")
+    if log_format not in LOG_FORMATS:  # named as the option here; the library names its parameter
+        raise InputError(f"--log-format == {log_format!r}, must be one of {', '.join(LOG_FORMATS)}")
+    from cptopt.pilots import read_raw, summarize
+    from cptopt.report import inspect_table
+
     columns = _column_map(step, lr, general, domain)
     options = long_options(inspect_command)
     summaries = [

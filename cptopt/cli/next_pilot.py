@@ -15,6 +15,7 @@ from cptopt.cli._common import (
     handle_errors,
     weights_and_law,
 )
+from cptopt.cli._defaults import DEFAULT_P_BEST, DEFAULT_TOLERANCE
 from cptopt.cli._search_options import (
     ConfigOption,
     FamiliesOption,
@@ -26,10 +27,6 @@ from cptopt.cli._search_options import (
     StepsOption,
     shared_search_config,
 )
-from cptopt.design import DEFAULT_P_BEST, DEFAULT_TOLERANCE, next_pilot
-from cptopt.pilots import load_manifest
-from cptopt.report import next_pilot_report
-from cptopt.search import load_candidates
 
 
 @app.command("next-pilot")
@@ -108,6 +105,11 @@ def next_pilot_command(
     for each candidate, the expected regret of the recommendation made after running it.
     Says when no further pilot is worth running.
     """
+    from cptopt.design import next_pilot
+    from cptopt.pilots import load_manifest
+    from cptopt.report import next_pilot_report
+    from cptopt.search import load_candidates
+
     merged = shared_search_config(
         config,
         peak_lr=peak_lr,

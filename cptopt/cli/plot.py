@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import check_output_path
 from cptopt.cli._common import app, handle_errors, stderr
-from cptopt.law import DEFAULT_LAW_PATH, load_law
-from cptopt.pilots import load_manifest
-from cptopt.report import DEFAULT_DPI, parse_size, plot_fit
+from cptopt.cli._defaults import DEFAULT_DPI, DEFAULT_LAW_PATH
 
 
 @app.command("plot")
@@ -42,9 +39,14 @@ def plot_command(
 
     Needs matplotlib: pip install 'cptopt[plot]'.
     """
+    from cptopt._io import check_output_path
+    from cptopt.law import load_law
+    from cptopt.pilots import load_manifest
+    from cptopt.report import parse_size, plot_fit
+
     dimensions = parse_size(size)
     check_output_path(output)
     law = load_law(law_path)
     pilot_set = load_manifest(pilots, kind=law.scenario.kind) if pilots is not None else None
     written = plot_fit(law, output, pilot_set, size=dimensions, dpi=dpi)
-    stderr.print(f"plot written to {written}", highlight=False)
+    stderr.print(f"plot written to {written}", highlight=False, markup=False)

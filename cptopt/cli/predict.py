@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from cptopt._io import check_output_path
 from cptopt.cli._common import (
     FormatOption,
     OutputFormat,
@@ -17,12 +16,8 @@ from cptopt.cli._common import (
     handle_errors,
     stderr,
 )
+from cptopt.cli._defaults import DEFAULT_LAW_PATH
 from cptopt.exceptions import InputError
-from cptopt.law import DEFAULT_LAW_PATH, cpt_law, load_law
-from cptopt.pilots import load_manifest
-from cptopt.plan import config_law
-from cptopt.prediction import predict_run
-from cptopt.report import dense_steps, parse_size, plot_prediction, prediction_report
 
 
 def parse_steps(text: str | None) -> list[int] | None:
@@ -94,6 +89,13 @@ def predict_command(
     eval-to-eval noise of a measured loss. Settings outside what the pilots covered are
     flagged: the law has no "LR too large" regime, so trust such predictions less.
     """
+    from cptopt._io import check_output_path
+    from cptopt.law import cpt_law, load_law
+    from cptopt.pilots import load_manifest
+    from cptopt.plan import config_law
+    from cptopt.prediction import predict_run
+    from cptopt.report import dense_steps, parse_size, plot_prediction, prediction_report
+
     size = parse_size(plot_size, "plot_size") if plot is not None else None
     if plot is not None:
         check_output_path(plot)
@@ -111,4 +113,4 @@ def predict_command(
         dense = predict_run(run, law, plan.schedule, steps=dense_steps(run.steps), level=level)
         pilot_set = load_manifest(pilots, kind="cpt") if pilots is not None else None
         written = plot_prediction(dense, plot, pilot_set, size=size)  # type: ignore[arg-type]
-        stderr.print(f"plot written to {written}", highlight=False)
+        stderr.print(f"plot written to {written}", highlight=False, markup=False)

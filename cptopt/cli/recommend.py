@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,19 +36,10 @@ from cptopt.cli._search_options import (
     StepsOption,
 )
 from cptopt.exceptions import InputError, param
-from cptopt.law import CptLaw, PretrainRunsLaw, load_law
-from cptopt.report import ranking_report, recommendation_report
-from cptopt.search import (
-    PretrainSearchConfig,
-    SearchConfig,
-    law_search,
-    load_candidates,
-    load_search_config,
-    rank_candidates,
-    recommend,
-    recommend_pretrain,
-    search_config_law,
-)
+
+if TYPE_CHECKING:
+    from cptopt.law import CptLaw, PretrainRunsLaw
+    from cptopt.search import PretrainSearchConfig, SearchConfig
 
 
 @contextlib.contextmanager
@@ -248,6 +239,9 @@ def recommend_command(
     family's best; options for CPT runs only are refused. The space defaults to what the
     pilots covered; settings outside it are flagged.
     """
+    from cptopt.law import load_law
+    from cptopt.search import law_search, load_search_config, search_config_law
+
     named = search_config_law(config) if config is not None else None
     law = load_law(law_file(law_path, named))
     model = law_search(law).config
@@ -281,7 +275,7 @@ def recommend_command(
         "pareto": pareto,
     }
     merged = base.with_overrides(flags, aliases=OPTION_KEYS)
-    run = _SEARCHES[type(law)]
+    run = _searches()[type(law)]
     run(law, merged, candidates=candidates, verbose=verbose, output_format=output_format)
 
 
@@ -294,6 +288,9 @@ def _recommend_cpt(
     output_format: OutputFormat,
 ) -> None:
     """Search (or rank ``candidates``) CPT settings; the next-pilot hint after."""
+    from cptopt.report import ranking_report, recommendation_report
+    from cptopt.search import load_candidates, rank_candidates, recommend
+
     w_general, w_domain = objective_weights(merged)
     if candidates is not None:
         ranked = load_candidates(candidates)
@@ -335,6 +332,9 @@ def _recommend_pretrain(
     output_format: OutputFormat,
 ) -> None:
     """Search a pre-training schedule (no candidates to rank, no Optuna log to show)."""
+    from cptopt.report import recommendation_report
+    from cptopt.search import recommend_pretrain
+
     for name, given in (("candidates", candidates is not None), ("verbose", verbose)):
         if given:
             raise InputError(f"{param(name)}: {merged.foreign}")
@@ -344,5 +344,9 @@ def _recommend_pretrain(
     emit(result, output_format, lambda: recommendation_report(result))
 
 
-#: How the command searches each kind of law (the library's search: ``law_search``).
-_SEARCHES = {CptLaw: _recommend_cpt, PretrainRunsLaw: _recommend_pretrain}
+def _searches() -> dict[type, Any]:
+    """How the command searches each kind of law (the library's search: ``law_search``);
+    built when the command runs, so that importing the command line loads no law."""
+    from cptopt.law import CptLaw, PretrainRunsLaw
+
+    return {CptLaw: _recommend_cpt, PretrainRunsLaw: _recommend_pretrain}

@@ -12,14 +12,41 @@
 Nothing here prints or exits; the CLI does.
 """
 
-from cptopt.report.check import format_github, format_text
-from cptopt.report.design import design_report
-from cptopt.report.fit import fit_report
-from cptopt.report.inspect import inspect_table
-from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
-from cptopt.report.plot import DEFAULT_DPI, dense_steps, parse_size, plot_fit, plot_prediction
-from cptopt.report.prediction import prediction_report
-from cptopt.report.search import ranking_report, recommendation_report
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cptopt.report.check import format_github, format_text
+    from cptopt.report.design import design_report
+    from cptopt.report.fit import fit_report
+    from cptopt.report.inspect import inspect_table
+    from cptopt.report.next_pilot import next_pilot_line, next_pilot_report
+    from cptopt.report.plot import DEFAULT_DPI, dense_steps, parse_size, plot_fit, plot_prediction
+    from cptopt.report.prediction import prediction_report
+    from cptopt.report.search import ranking_report, recommendation_report
+
+#: Each renderer by its module, loaded on first use: a renderer imports the stage whose
+#: results it shows (the design, the search, the limits), and ``cptopt fit`` needs only
+#: the fit report's.
+_HOME = {
+    "format_github": "check",
+    "format_text": "check",
+    "design_report": "design",
+    "fit_report": "fit",
+    "inspect_table": "inspect",
+    "next_pilot_line": "next_pilot",
+    "next_pilot_report": "next_pilot",
+    "DEFAULT_DPI": "plot",
+    "dense_steps": "plot",
+    "parse_size": "plot",
+    "plot_fit": "plot",
+    "plot_prediction": "plot",
+    "prediction_report": "prediction",
+    "ranking_report": "search",
+    "recommendation_report": "search",
+}
 
 __all__ = [
     "DEFAULT_DPI",
@@ -38,3 +65,15 @@ __all__ = [
     "ranking_report",
     "recommendation_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A renderer, imported from its module when first used."""
+    if name in _HOME:
+        return getattr(import_module(f"cptopt.report.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'cptopt.report' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The renderers too (``dir``, ``help`` and completion list them before their import)."""
+    return sorted({*globals(), *_HOME})

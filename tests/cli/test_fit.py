@@ -44,6 +44,28 @@ def test_fit_writes_law_and_json_report(tmp_path, unannealed_manifest):
     assert "law written to" in result.stderr
 
 
+def test_the_law_path_is_printed_as_written(tmp_path, unannealed_manifest):
+    """Rich read '[bold]' in the path as a style tag and ':smile:' as an emoji code: the
+    line named another file than the one written."""
+    out = tmp_path / "law[bold]:smile:.json"
+    result = invoke(
+        "fit",
+        unannealed_manifest,
+        "-o",
+        out,
+        "--form",
+        "paper",
+        "--starts",
+        "1",
+        "--no-jackknife",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert out.exists()
+    assert result.stderr.strip().endswith(f"law written to {out}"), result.stderr
+
+
 def test_fit_defaults_are_the_librarys(tmp_path, unannealed_manifest, fitted_law):
     """``cptopt fit`` with no options fits the law ``cptopt.fit`` fits with its defaults
     (the CLI once polished 4 starts where the library polishes 3: a scripted fit and the
