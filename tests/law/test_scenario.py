@@ -63,25 +63,6 @@ def test_cpt_fit_data_pools_each_pilot_and_the_pt_points(unannealed_manifest):
         scenario.fit_data("general", InputNeeds(0.99), "some")
 
 
-def test_many_pt_points_are_thinned_evenly_keeping_the_checkpoint(unannealed_manifest, monkeypatch):
-    """A long PT log's points are thinned to about MAX_PT_POINTS (the bundled log's 49 are
-    all kept), evenly by index, its first and last point and the checkpoint's kept."""
-    from cptopt.law.scenario import cpt
-
-    def pt_steps(scenario):
-        data = scenario.fit_data("general", InputNeeds(0.99), "all")
-        return data.step[data.run_index < 0]
-
-    every = pt_steps(scenario_of(load_manifest(unannealed_manifest)))
-    assert every.size < cpt.MAX_PT_POINTS
-    monkeypatch.setattr(cpt, "MAX_PT_POINTS", 10)
-    thinned = pt_steps(scenario_of(load_manifest(unannealed_manifest)))
-    assert 10 <= thinned.size <= 11 and np.isin(thinned, every).all()
-    assert thinned[0] == every[0] and thinned[-1] == every[-1] and 3200 in thinned
-    gaps = np.diff(np.flatnonzero(np.isin(every, thinned[thinned != 3200])))
-    assert gaps.max() - gaps.min() <= 1  # evenly spaced by index
-
-
 def test_pretraining_fit_data_is_each_runs_loss_after_its_warmup(pretrain_manifest):
     scenario = scenario_of(load_manifest(pretrain_manifest))
     data = scenario.fit_data("loss", InputNeeds(0.995))

@@ -39,11 +39,6 @@ PT_POINTS_FROM = 0.25
 #: (every logged point from PT_POINTS_FROM on), "checkpoint" (only the points at a
 #: checkpoint's PT step: the loss CPT starts from) or "none".
 PT_POINT_CHOICES = ("all", "checkpoint", "none")
-#: "all" pools at most this many PT-phase points, evenly spaced by index (the checkpoints'
-#: points always kept) when the PT log holds more: a long PT history logged every few
-#: hundred updates (1M updates: ~750 points) would otherwise outweigh the pilots' curves
-#: and carry a drop history each (~260 pairs per point). The bundled PT logs hold 49.
-MAX_PT_POINTS = 120
 #: Passes over the domain corpus beyond which the pilots get a warning: up to about 4,
 #: repeated data trains almost as well as fresh (data-constrained scaling, arXiv 2305.16264).
 MANY_EPOCHS = 4
@@ -325,10 +320,8 @@ class CptScenario(FromPilots):
             first_checkpoint = min(history.checkpoints.values(), default=pt_areas.s1.size)
             start = max(history.warmup_steps + 1, PT_POINTS_FROM * first_checkpoint)
             keep = (pt_curve.steps >= start) & (pt_curve.steps <= pt_areas.s1.size)
-            at_checkpoint = np.isin(pt_curve.steps, list(history.checkpoints.values()))
             if pt_points == "checkpoint":
-                keep &= at_checkpoint
-            keep = _spaced(keep, at_checkpoint, MAX_PT_POINTS)
+                keep &= np.isin(pt_curve.steps, list(history.checkpoints.values()))
             pt_steps = pt_curve.steps[keep]
             key = ("pt points", needs.lam, needs.history, pt_steps.tobytes())
             if key not in self._memo:
@@ -399,15 +392,3 @@ class CptScenario(FromPilots):
                 InputRecord(name="pretrain", source=pretrain.source, sha256=pretrain.sha256)
             )
         return records
-
-
-def _spaced(keep: np.ndarray, always: np.ndarray, limit: int) -> np.ndarray:
-    """``keep`` thinned to about ``limit`` points evenly spaced by index, the first, the
-    last and those of ``always`` kept; ``keep`` itself when it holds at most ``limit``."""
-    index = np.flatnonzero(keep)
-    if index.size <= limit:
-        return keep
-    chosen = index[np.unique(np.linspace(0, index.size - 1, limit).round().astype(int))]
-    thinned = np.zeros_like(keep)
-    thinned[chosen] = True
-    return thinned | (keep & always)
