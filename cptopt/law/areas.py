@@ -30,6 +30,7 @@ from cptopt.law.drops import (
     DropHistory,
     drop_history,
     lr_drops,
+    pt_digest,
     pt_nodes,
 )
 from cptopt.pilots.runs import PretrainHistory
@@ -103,6 +104,13 @@ class CheckpointState:
     pt_lr: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
     pt_drops: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
 
+    @cached_property
+    def pt_key(self) -> bytes:
+        """The digest of the PT updates (:func:`~cptopt.law.drops.pt_digest`), the name of
+        the checkpoint's nodes; kept: a 1M-step history takes ~15 ms to hash, and every run
+        from the checkpoint asks (:meth:`PretrainAreas.state_at` returns one state each)."""
+        return pt_digest(self.pt_lr, self.pt_drops)
+
 
 @dataclass(frozen=True)
 class PretrainAreas:
@@ -113,20 +121,28 @@ class PretrainAreas:
     momentum: np.ndarray
     lr: np.ndarray
     drops: np.ndarray
+    #: The states asked for (:meth:`state_at`), by step: one object per checkpoint, so
+    #: that what it keeps (:attr:`CheckpointState.pt_key`) is computed once.
+    _states: dict[int, CheckpointState] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def state_at(self, step: int) -> CheckpointState:
         """Checkpoint state after PT step ``step`` (1-based; 0 = before any update)."""
         if step <= 0:
             return CheckpointState(0.0, 0.0, 0.0, 0.0)
-        index = step - 1
-        return CheckpointState(
-            s1_pt=float(self.s1[index]),
-            s2_pt=float(self.s2[index]),
-            lr_last=float(self.lr[index]),
-            momentum=float(self.momentum[index]),
-            pt_lr=self.lr[:step],
-            pt_drops=self.drops[:step],
-        )
+        state = self._states.get(step)
+        if state is None:
+            index = step - 1
+            state = self._states[step] = CheckpointState(
+                s1_pt=float(self.s1[index]),
+                s2_pt=float(self.s2[index]),
+                lr_last=float(self.lr[index]),
+                momentum=float(self.momentum[index]),
+                pt_lr=self.lr[:step],
+                pt_drops=self.drops[:step],
+            )
+        return state
 
     def history_at(self, steps: np.ndarray) -> DropHistory:
         """Drop history of PT-phase points after each PT step in ``steps``."""
@@ -220,7 +236,9 @@ def run_history(cpt_lr: np.ndarray, steps: np.ndarray, checkpoint: CheckpointSta
         steps = np.asarray(steps, dtype=np.int64)
         cpt = drop_history(cpt_lr, cpt_drops, steps, cpt_from=0)
         area = np.concatenate([[0.0], np.cumsum(cpt_lr)])[np.minimum(steps, cpt_lr.size)]
-        nodes = pt_nodes(checkpoint.pt_lr, checkpoint.pt_drops, checkpoint.lr_last, area)
+        nodes = pt_nodes(
+            checkpoint.pt_lr, checkpoint.pt_drops, checkpoint.lr_last, area, checkpoint.pt_key
+        )
         return DropHistory.merge([cpt, nodes])
     return drop_history(
         np.concatenate([checkpoint.pt_lr, cpt_lr]),

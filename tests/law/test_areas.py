@@ -372,3 +372,16 @@ def test_short_pt_histories_keep_each_points_own_bins():
     history = cpt_point_areas(cpt, np.arange(0, 1001, 100), None, state, 0.0, history=True)
     assert history.history.n_nodes == 0
     assert (~history.history.cpt).any()
+
+
+def test_a_checkpoints_state_is_built_once_and_names_its_nodes_by_content():
+    """Every run from a checkpoint gets the same state object, which hashes the PT updates
+    once; the name is the content's, so a copy of the history names the same nodes."""
+    from cptopt.law.drops import pt_digest
+
+    pt_lr, state = long_pt_state()
+    areas = pretrain_areas(pt_lr, 600, None)
+    first = areas.state_at(pt_lr.size)
+    assert areas.state_at(pt_lr.size) is first
+    assert first.pt_key == state.pt_key == pt_digest(pt_lr, areas.drops)
+    assert areas.state_at(pt_lr.size - 1).pt_key != first.pt_key

@@ -25,7 +25,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 from cptopt._validation import MAX_LOG_ROWS
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import RawLog, file_sha256, is_training_name, to_float
+from cptopt.pilots.logs._numbers import parse_fields
 
 #: Bytes a CSV data row parsed by numpy may hold: digits, signs, '.', exponents, the letters
 #: of nan/inf/infinity, blanks, ',' and LF.
@@ -126,16 +126,6 @@ def table_from_rows(
 # --------------------------------------------------------------------------- CSV bytes
 
 
-def _numbers(text: bytes) -> np.ndarray | None:
-    """Comma-separated numbers parsed in C, or ``None`` if any token is not one."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            return np.fromstring(text, dtype=float, sep=",")  # noqa: NPY201 - text mode
-        except (ValueError, DeprecationWarning):
-            return None
-
-
 def _parse_block(block: np.ndarray, width: int) -> tuple[np.ndarray, ...] | None:
     """The numbers of a block of whole lines (ending in LF), with the row (the block's lines
     that are not blank) and column of each, and the line (index in the block) of each row.
@@ -156,11 +146,9 @@ def _parse_block(block: np.ndarray, width: int) -> tuple[np.ndarray, ...] | None
     used = np.logical_or.reduceat(content, first)  # per line: not blank
     if (counts[used] != width).any():
         return None
-    text = block[np.repeat(content, ends - starts + 1)]  # the fields that hold something
-    text[text == _NEWLINE] = _COMMA
-    numbers = _numbers(text.tobytes())
     filled = np.flatnonzero(content)
-    if numbers is None or numbers.size != filled.size:
+    numbers = parse_fields(block, starts[filled], ends[filled])
+    if numbers is None:
         return None
     line = np.repeat(np.arange(closing.size, dtype=np.int32), counts)[filled]
     column = (filled - first[line]).astype(np.int32)
@@ -222,7 +210,8 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     if not rows:
         return None
     column = np.concatenate([part[2] for part in parts])
-    order = np.argsort(column, kind="stable")  # by column, rows in file order
+    # by column, rows in file order (16-bit keys: numpy's stable sort is then a radix sort)
+    order = np.argsort(column.astype(np.uint16) if len(header) < 1 << 16 else column, kind="stable")
     bounds = np.searchsorted(column[order], np.arange(len(header) + 1))
     del column
     row = np.concatenate([part[1] for part in parts])[order]
