@@ -198,3 +198,16 @@ def test_jitter_spread_is_each_worst_cell_over_the_refits(accuracy) -> None:
     assert (cell["value"], cell["min"], cell["max"]) == (0.12, 0.11, 0.15)
     assert spread["cells"]["auto regret 0.3,0.7"]["max"] == 0.01  # exact: a given value
     assert accuracy.jitter_spread(results(0.12, 0.0), [], []) == {}
+
+
+def test_speed_cpu_figure_counts_ended_workers():
+    """benchmarks/speed.py's CPU figure includes the CPU of child processes once they end
+    (a fit's workers end with the fit): a child that burns 0.3 s of its own CPU adds at
+    least that, however loaded the machine (CPU time, not wall)."""
+    import subprocess
+
+    speed = _load("speed")
+    burn = "import time\nwhile time.process_time() < 0.3: pass"
+    before = speed.cpu_seconds()
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert speed.cpu_seconds() - before >= 0.3
