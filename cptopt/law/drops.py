@@ -291,6 +291,44 @@ def _band_starts(relative: np.ndarray, drops: np.ndarray, cpt_from: int | None) 
     return np.concatenate([starts, extra])
 
 
+#: The per-update sums of the latest long run, by content (:func:`_updates`).
+_UPDATES: dict[tuple[bytes, int | None], tuple] = {}
+
+
+def _updates(lr: np.ndarray, drops: np.ndarray, cpt_from: int | None) -> tuple:
+    """What :func:`drop_history` needs of every update, whatever the points: the LR area
+    before it (``cum``), its log-LR, the cumulative sums of the drops, of the drops times
+    their log-LR and times their area, and the band starts. Kept by content for runs of at
+    least ``HISTORY_NODES_MIN_PT`` updates: a long PT history is binned for its PT-phase
+    points, for each PT-point policy and, from the checkpoint, for the nodes, ~0.1 s each.
+    """
+    key = None
+    if lr.size >= HISTORY_NODES_MIN_PT:
+        key = (pt_digest(lr, drops), cpt_from)
+        if key in _UPDATES:
+            return _UPDATES[key]
+    n = lr.size
+    cum = np.concatenate([[0.0], np.cumsum(lr)])
+    # LRs relative to their phase's largest (PT, CPT): the bins of peak * shape are then
+    # the bins of the shape, whatever the peak, which the search relies on.
+    phase = np.zeros(n, dtype=int) if cpt_from is None else (np.arange(n) >= cpt_from).astype(int)
+    reference = np.ones(2)
+    for k in (0, 1):
+        if (phase == k).any():
+            reference[k] = max(float(lr[phase == k].max()), 1e-300)
+    relative = np.log(np.maximum(lr / reference[phase], LR_FLOOR_SHARE))
+    log_lr = relative + np.log(reference[phase])
+    weighted = [np.concatenate([[0.0], np.cumsum(v)]) for v in (drops, drops * log_lr)]
+    weighted.append(np.concatenate([[0.0], np.cumsum(drops * cum[:-1])]))
+    result = (cum, log_lr, tuple(weighted), _band_starts(relative, drops, cpt_from))
+    if key is not None:
+        for array in (cum, log_lr, *weighted):
+            array.flags.writeable = False  # shared by every later binning of this run
+        _UPDATES.clear()  # one run kept: ~40 MB for a 1M-step history
+        _UPDATES[key] = result
+    return result
+
+
 def drop_history(
     lr: np.ndarray, drops: np.ndarray, at: np.ndarray, cpt_from: int | None
 ) -> DropHistory:
@@ -313,19 +351,7 @@ def drop_history(
     n = lr.size
     if n == 0 or at.size == 0:
         return DropHistory.empty(at.size)
-    cum = np.concatenate([[0.0], np.cumsum(lr)])
-    # LRs relative to their phase's largest (PT, CPT): the bins of peak * shape are then
-    # the bins of the shape, whatever the peak, which the search relies on.
-    phase = np.zeros(n, dtype=int) if cpt_from is None else (np.arange(n) >= cpt_from).astype(int)
-    reference = np.ones(2)
-    for k in (0, 1):
-        if (phase == k).any():
-            reference[k] = max(float(lr[phase == k].max()), 1e-300)
-    relative = np.log(np.maximum(lr / reference[phase], LR_FLOOR_SHARE))
-    log_lr = relative + np.log(reference[phase])
-    weighted = [np.concatenate([[0.0], np.cumsum(v)]) for v in (drops, drops * log_lr)]
-    weighted.append(np.concatenate([[0.0], np.cumsum(drops * cum[:-1])]))
-    band_starts = _band_starts(relative, drops, cpt_from)
+    cum, log_lr, weighted, band_starts = _updates(lr, drops, cpt_from)
     # Breakpoints per point: band starts before it, and the age-bin edges t - age + 1.
     ages = _age_bin_starts(int(at.max()))
     width = n + 2
