@@ -25,8 +25,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,13 +156,6 @@ def _parse_block(block: np.ndarray, width: int) -> tuple[np.ndarray, ...] | None
     return numbers, row, column, np.flatnonzero(used).astype(np.int32)
 
 
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity where the OS tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def _blocks(body: bytes, start: int) -> list[tuple[int, int]]:
     """``(start, end)`` spans of ``body`` of about :data:`BLOCK_BYTES`, cut after a LF."""
     spans = []
@@ -200,37 +191,22 @@ def _csv_body(data: bytes) -> tuple[list[str], bytes, int] | None:
 def parse_csv_bytes(data: bytes) -> Table | None:
     """A CSV file's bytes as a table, parsed by numpy; ``None`` when the file is not a
     header line and plain numeric rows (see the module docstring)."""
+    digest = hashlib.sha256(data).hexdigest()
     plain = _csv_body(data)
     if plain is None:
         return None
-    header, body, end = plain
-    spans = _blocks(body, end + 1)
-
-    def parse(span: tuple[int, int]) -> tuple[tuple[np.ndarray, ...] | None, int]:
-        block = np.frombuffer(body, dtype=np.uint8, count=span[1] - span[0], offset=span[0])
-        return _parse_block(block, len(header)), int(np.count_nonzero(block == _NEWLINE))
-
-    # The blocks side by side on the cores this process may use (numpy releases the GIL
-    # in its loops over a block, so threads overlap; each block's result is the same), the
-    # digest with them: a 1M-step log has seven blocks, ~0.1 s each.
-    threads = min(len(spans), _usable_cores())
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
-            parsed_blocks = list(pool.map(parse, spans))
-            sha256 = digest.result()
-    else:
-        sha256 = hashlib.sha256(data).hexdigest()
-        parsed_blocks = [parse(span) for span in spans]
+    header, data, end = plain
     rows, line = 0, 2
     parts: list[tuple[np.ndarray, ...]] = []
-    for parsed, newlines in parsed_blocks:
+    for start, stop in _blocks(data, end + 1):
+        block = np.frombuffer(data, dtype=np.uint8, count=stop - start, offset=start)
+        parsed = _parse_block(block, len(header))
         if parsed is None:
             return None
         numbers, row, column, used = parsed
         parts.append((numbers, row + rows, column, used + line))
         rows += used.size
-        line += newlines
+        line += int(np.count_nonzero(block == _NEWLINE))
     if not rows:
         return None
     column = np.concatenate([part[2] for part in parts])
@@ -244,7 +220,7 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     parts.clear()
     spans = zip(bounds[:-1], bounds[1:], strict=True)
     cells = [(row[low:high], numbers[low:high]) for low, high in spans]
-    return Table(header, lines, cells, {}, None, sha256)
+    return Table(header, lines, cells, {}, None, digest)
 
 
 # --------------------------------------------------------------------------- table -> raw log
