@@ -150,6 +150,12 @@ class DropHistory:
             reduced = np.add.reduceat(values, starts, axis=-1)
             pt[..., pt_points] = reduced[..., :n_pt]
             cpt[..., cpt_points] = reduced[..., n_pt:]
+        if self.n_nodes and self.index is not None:
+            # The nodes' part per area point: the same product (shape and values) as the
+            # history without shared points has, so the same sums to the last bit.
+            nodes = pt[..., self.n_points :]
+            pt, cpt = pt[..., self.index], cpt[..., self.index]
+            return pt + nodes @ self._area_node_weights.T, cpt
         if self.n_nodes:
             nodes = pt[..., self.n_points :]
             pt = pt[..., : self.n_points] + nodes @ self.node_weights.T
@@ -157,6 +163,50 @@ class DropHistory:
         if self.index is not None:
             pt, cpt = pt[..., self.index], cpt[..., self.index]
         return pt, cpt
+
+    @cached_property
+    def _area_node_weights(self) -> np.ndarray:
+        """The node weights of every area point (``index`` applied)."""
+        assert self.node_weights is not None and self.index is not None
+        return self.node_weights[self.index]
+
+    def shared(self) -> DropHistory:
+        """The same sums with points whose pairs are identical held once (``index``): pilots
+        that share a schedule (a replay sweep) have the same drops before every point, and
+        each pair costs the same at every evaluation. The pairs keep their order, so every
+        point's sum is the same to the last bit. Itself when no two points are alike (or
+        ``index`` is set already)."""
+        if self.index is not None or self.n_points < 2:
+            return self
+        real = np.flatnonzero(self.point < self.n_points)
+        rows = real[np.argsort(self.point[real], kind="stable")]  # by point, in pair order
+        bounds = np.searchsorted(self.point[rows], np.arange(self.n_points + 1))
+        record = np.column_stack([self.drop, self.lr, self.area, self.cpt])[rows]
+        weights = self.node_weights
+        first: dict[tuple[bytes, bytes], int] = {}
+        twin = np.empty(self.n_points, dtype=np.int64)
+        for j in range(self.n_points):  # a loop over points (a few thousand), not pairs
+            own = record[bounds[j] : bounds[j + 1]].tobytes()
+            key = (own, b"" if weights is None else weights[j].tobytes())
+            twin[j] = first.setdefault(key, j)
+        kept = twin == np.arange(self.n_points)
+        if kept.all():
+            return self
+        number = np.cumsum(kept) - 1  # a kept point's new number (order kept)
+        n_kept = int(kept.sum())
+        remap = np.concatenate([np.where(kept, number, -1), n_kept + np.arange(self.n_nodes)])
+        keep = remap[self.point] >= 0
+        return DropHistory(
+            remap[self.point[keep]],
+            self.drop[keep],
+            self.lr[keep],
+            self.area[keep],
+            self.cpt[keep],
+            n_kept,
+            index=number[twin],
+            node_weights=None if weights is None else weights[kept],
+            node_keys=self.node_keys,
+        )
 
     @staticmethod
     def empty(n_points: int) -> DropHistory:
@@ -192,6 +242,8 @@ class DropHistory:
 
     def take(self, index: np.ndarray) -> DropHistory:
         """History of a subset of the points (``index``: boolean mask or positions)."""
+        if self.index is not None:
+            return self._take_shared(index)
         resolved = self.resolved()
         positions = np.arange(resolved.n_points)[index]
         remap = np.full(resolved.n_points + resolved.n_nodes, -1)
@@ -208,6 +260,30 @@ class DropHistory:
             positions.size,
             node_weights=None if weights is None else weights[positions],
             node_keys=resolved.node_keys,
+        )
+
+    def _take_shared(self, index: np.ndarray) -> DropHistory:
+        """:meth:`take` of a history with ``index`` (:meth:`shared`): the history points the
+        subset uses, in their order, and the nodes (no copy of a pair per area point)."""
+        assert self.index is not None
+        sub = np.asarray(self.index)[index]
+        used = np.zeros(self.n_points, dtype=bool)
+        used[sub] = True
+        number = np.cumsum(used) - 1
+        n_used = int(used.sum())
+        remap = np.concatenate([np.where(used, number, -1), n_used + np.arange(self.n_nodes)])
+        keep = remap[self.point] >= 0
+        weights = self.node_weights
+        return DropHistory(
+            remap[self.point[keep]],
+            self.drop[keep],
+            self.lr[keep],
+            self.area[keep],
+            self.cpt[keep],
+            n_used,
+            index=number[sub],
+            node_weights=None if weights is None else weights[used],
+            node_keys=self.node_keys,
         )
 
     @staticmethod

@@ -385,3 +385,40 @@ def test_a_checkpoints_state_is_built_once_and_names_its_nodes_by_content():
     assert areas.state_at(pt_lr.size) is first
     assert first.pt_key == state.pt_key == pt_digest(pt_lr, areas.drops)
     assert areas.state_at(pt_lr.size - 1).pt_key != first.pt_key
+
+
+@pytest.mark.parametrize("long_pt", [True, False])
+def test_points_of_runs_sharing_a_schedule_are_held_once_with_the_same_sums(long_pt):
+    """A replay sweep's runs share their schedule, so their points see the same drops:
+    ``shared`` keeps one copy of each such point (``index``), and every sum, of the whole
+    set and of a subset (a CV fold), is the plain history's to rounding (1e-15: the same
+    pairs in the same order, so in fact the same bits)."""
+    from cptopt.schedules import Schedule
+
+    if long_pt:
+        _, state = long_pt_state()
+    else:
+        pt_lr = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80).lr_array()
+        state = pretrain_areas(pt_lr, 80, None).state_at(4000)
+    wsd = Schedule(family="wsd", peak_lr=2e-4, steps=1000, warmup_steps=20).lr_array()
+    cosine = Schedule(family="cosine", peak_lr=1e-4, steps=600, warmup_steps=20).lr_array()
+    runs = [(wsd, 0.25), (cosine, 0.25), (wsd, 0.5)]
+    parts = [
+        cpt_point_areas(lr, np.arange(0, lr.size + 1, 50), None, state, r, history=True)
+        for lr, r in runs
+    ]
+    plain = Areas.concatenate(parts).history.by_phase
+    shared = plain.shared()
+    assert shared.index is not None and (plain.n_nodes > 0) == long_pt
+    # the third run's points, and the checkpoint's (step 0) of the second
+    assert shared.n_points == plain.n_points - parts[2].s1_pt.size - 1
+    assert shared.point.size < plain.point.size
+    for subset in (slice(None), np.arange(plain.n_points) % 3 != 1):
+        a, b = plain.take(subset), shared.take(subset)
+        assert b.point.size < a.point.size
+        for got, want in zip(
+            kernel_sums(b, power_kernel), kernel_sums(a, power_kernel), strict=True
+        ):
+            assert np.abs(want).max() > 0
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    assert parts[0].history.by_phase.shared().index is None  # one run: no two points alike
