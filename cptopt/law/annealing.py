@@ -159,7 +159,9 @@ class MultiPowerAnnealing(S2Annealing):
         np.add(1.0, x, out=per_pair[1])
         np.divide(scratch, per_pair[1], out=scratch)
         np.multiply(scratch, x, out=per_pair[1])
-        np.multiply(per_pair[1], history.neg_log_lr, out=per_pair[2])  # d/d gamma
+        # d/d gamma: the above times -log LR (a * -b is -(a * b) exactly)
+        np.multiply(per_pair[1], history.log_lr, out=per_pair[2])
+        np.negative(per_pair[2], out=per_pair[2])
         per_pair[1] /= named["rate"]
         # d/d zeta: drop * ((log_term * power - g) / zeta)
         np.multiply(log_term, power, out=scratch)

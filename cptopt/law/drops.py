@@ -87,12 +87,6 @@ class DropHistory:
         return np.log(self.lr)
 
     @cached_property
-    def neg_log_lr(self) -> np.ndarray:
-        """``-log_lr``, kept: the multi-power memory's gamma derivative needs it at every
-        Jacobian (negation is exact, so it is the same as negating each time)."""
-        return -self.log_lr
-
-    @cached_property
     def _phase_order(self) -> np.ndarray | None:
         """Pair order by (phase, point); None when the pairs are in that order already."""
         order = np.lexsort((self.point, self.cpt))
