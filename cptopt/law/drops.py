@@ -172,17 +172,10 @@ class DropHistory:
         ``index`` is set already)."""
         if self.index is not None or self.n_points < 2:
             return self
-        real = np.flatnonzero(self.point < self.n_points)
-        rows = real[np.argsort(self.point[real], kind="stable")]  # by point, in pair order
-        bounds = np.searchsorted(self.point[rows], np.arange(self.n_points + 1))
-        record = np.column_stack([self.drop, self.lr, self.area, self.cpt])[rows]
+        if self.by_phase is not self:  # the pairs in the order they are summed in first
+            return self.by_phase.shared()
         weights = self.node_weights
-        first: dict[tuple[bytes, bytes], int] = {}
-        twin = np.empty(self.n_points, dtype=np.int64)
-        for j in range(self.n_points):  # a loop over points (a few thousand), not pairs
-            own = record[bounds[j] : bounds[j + 1]].tobytes()
-            key = (own, b"" if weights is None else weights[j].tobytes())
-            twin[j] = first.setdefault(key, j)
+        twin = self._twins()
         kept = twin == np.arange(self.n_points)
         if kept.all():
             return self
@@ -201,6 +194,45 @@ class DropHistory:
             node_weights=None if weights is None else weights[kept],
             node_keys=self.node_keys,
         )
+
+    def _twins(self) -> np.ndarray:
+        """Each point's first point with the same pairs (bit for bit, in order) and the same
+        node weights; itself if none. Candidates share the pair counts, the first and the
+        last pair of each phase and the node weights; each is then compared pair by pair.
+        On a history in :attr:`by_phase` order (a point's pairs: one slice per phase)."""
+        n = self.n_points
+        starts, pt_points, cpt_points, n_pt = self._groups
+        stops = np.append(starts[1:], self.point.size)
+        # per point, the [start, stop) of its PT and of its CPT pairs (0, 0: none)
+        span = np.zeros((n, 4), dtype=np.int64)
+        for phase, points, low, high in (
+            (0, pt_points, starts[:n_pt], stops[:n_pt]),
+            (1, cpt_points, starts[n_pt:], stops[n_pt:]),
+        ):
+            real = points < n
+            span[points[real], 2 * phase] = low[real]
+            span[points[real], 2 * phase + 1] = high[real]
+        columns = np.column_stack([self.drop, self.lr, self.area])
+        filled = span[:, 1::2] > span[:, ::2]
+        ends = np.zeros((n, 4, 3))
+        for k in range(4):  # the first and the last pair of each phase
+            phase = k // 2
+            rows = span[filled[:, phase], k] - (k % 2)
+            ends[filled[:, phase], k] = columns[rows]
+        parts = [(span[:, 1::2] - span[:, ::2]).astype(float), ends.reshape(n, -1)]
+        if self.node_weights is not None:
+            parts.append(self.node_weights)
+        keys = np.ascontiguousarray(np.hstack(parts)).view(np.uint64)  # alike: the same bits
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        twin = first[np.ravel(inverse)]
+        for j in np.flatnonzero(twin != np.arange(n)).tolist():  # the candidates only
+            t = twin[j]
+            for low, high in ((0, 1), (2, 3)):
+                a = columns[span[j, low] : span[j, high]]
+                b = columns[span[t, low] : span[t, high]]
+                if a.tobytes() != b.tobytes():
+                    twin[j] = j
+        return twin
 
     @staticmethod
     def empty(n_points: int) -> DropHistory:
@@ -466,7 +498,7 @@ def pt_nodes(
     """
     cpt_area = np.asarray(cpt_area, dtype=float)
     n = cpt_area.size
-    checkpoint, base = _checkpoint_bins(pt_lr, pt_drops, key)
+    checkpoint, base = checkpoint_bins(pt_lr, pt_drops, key)
     u = np.log1p(cpt_area / lr_last)
     panel = np.floor(u / HISTORY_NODE_PANEL).astype(np.int64)
     used = np.unique(panel)
@@ -500,7 +532,7 @@ def pt_nodes(
     )
 
 
-#: The PT bins of recent checkpoints, by content (:func:`_checkpoint_bins`).
+#: The PT bins of recent checkpoints, by content (:func:`checkpoint_bins`).
 _BINS: dict[bytes, DropHistory] = {}
 
 
@@ -512,7 +544,7 @@ def pt_digest(pt_lr: np.ndarray, pt_drops: np.ndarray) -> bytes:
     return digest.digest()
 
 
-def _checkpoint_bins(
+def checkpoint_bins(
     pt_lr: np.ndarray, pt_drops: np.ndarray, key: bytes | None = None
 ) -> tuple[bytes, DropHistory]:
     """The PT drops binned as seen from the checkpoint, and a digest of the PT updates

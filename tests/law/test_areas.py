@@ -293,7 +293,7 @@ def test_long_pt_history_reaches_cpt_points_through_nodes_within_1e4_of_the_exac
     """The CPT points of a run from a 60,000-step PT hold no PT pairs of their own; their
     PT sums, interpolated from the shared nodes, stay within 1e-4 of the sum over every
     drop, as the per-point bins do (and within 1e-8 of the nodes' own bins)."""
-    from cptopt.law.drops import _checkpoint_bins
+    from cptopt.law.drops import checkpoint_bins
     from cptopt.schedules import Schedule
 
     pt_lr, state = long_pt_state()
@@ -307,7 +307,7 @@ def test_long_pt_history_reaches_cpt_points_through_nodes_within_1e4_of_the_exac
     drops[601:] = full[600:-1] - full[601:]
     drops[pt_lr.size] = pt_lr[-1] - cpt[0]  # the boundary drop
     cum = np.concatenate([[0.0], np.cumsum(full)])
-    _, bins = _checkpoint_bins(state.pt_lr, state.pt_drops)
+    _, bins = checkpoint_bins(state.pt_lr, state.pt_drops)
     cpt_area = np.concatenate([[0.0], np.cumsum(cpt)])[steps]
     for rate, gamma, zeta in NODE_PARAMETERS:
 
