@@ -422,3 +422,25 @@ def test_points_of_runs_sharing_a_schedule_are_held_once_with_the_same_sums(long
             assert np.abs(want).max() > 0
             np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
     assert parts[0].history.by_phase.shared().index is None  # one run: no two points alike
+
+
+def test_points_alike_only_at_their_ends_are_not_shared():
+    """Twin points are found from their ends and then compared pair by pair: a point whose
+    middle pair differs keeps its own pairs, an exact copy is shared."""
+    from cptopt.law.drops import DropHistory
+
+    drop = np.array([1.0, 2.0, 3.0, 1.0, 2.5, 3.0, 1.0, 2.0, 3.0])
+    history = DropHistory(
+        point=np.repeat([0, 1, 2], 3),
+        drop=drop,
+        lr=np.full(9, 0.5),
+        area=np.tile([3.0, 2.0, 1.0], 3),
+        cpt=np.zeros(9, bool),
+        n_points=3,
+    )
+    shared = history.shared()
+    assert shared.n_points == 2 and shared.index.tolist() == [0, 1, 0]
+    values = history.drop * history.area
+    np.testing.assert_allclose(
+        shared.phase_sums(shared.drop * shared.area)[0], history.phase_sums(values)[0], rtol=1e-15
+    )
