@@ -58,10 +58,11 @@ def _compact(data: FitData) -> FitData:
     """``data`` with its per-step LRs (if any) in fewer entries (``StepLRs.compact``) and its
     drop history (if any) in the order the annealing sums reduce in (``DropHistory.by_phase``:
     the same pairs, so every sum is the same; kept in one order instead of two, and subsets
-    of it keep that order)."""
+    of it keep that order), the points of pilots that share a schedule held once
+    (``DropHistory.shared``: the same sums, fewer pairs to evaluate)."""
     areas = data.areas
     if areas.steps is not None:
         areas = replace(areas, steps=areas.steps.compact())
     if areas.history is not None:
-        areas = replace(areas, history=areas.history.by_phase)
+        areas = replace(areas, history=areas.history.by_phase.shared())
     return data if areas is data.areas else replace(data, areas=areas)

@@ -111,16 +111,31 @@ class MultiPowerAnnealing(S2Annealing):
         last = getattr(self, "_last_kernel", None)
         if key is not None and last is not None and last[0] is history and last[1] == key:
             return last[2]
-        gamma = shape["gamma"]
-        # gamma 0 is common (its bound); it spares an exp over every pair
-        if (key[1] == 0.0) if key is not None else np.all(gamma == 0):
-            x = shape["rate"] * history.area
+        rate, gamma, zeta = shape["rate"], shape["gamma"], shape["zeta"]
+        if key is None:  # a batch of parameter vectors (the search's)
+            if np.all(gamma == 0):
+                x = rate * history.area
+            else:
+                x = rate * np.exp(-gamma * history.log_lr) * history.area
+            log_term = np.log1p(x)
+            return x, log_term, -np.expm1(-zeta * log_term) / zeta
+        # One vector: the same operations in the same order (the same bits), in place: on
+        # a long history each temporary is megabytes, and fresh ones cost more than the
+        # arithmetic (page faults). ``-a / z`` is ``a / -z`` exactly (rounding is symmetric).
+        # gamma 0 is common (its bound); it spares an exp over every pair.
+        if key[1] == 0.0:
+            x = np.multiply(rate, history.area)
         else:
-            x = shape["rate"] * np.exp(-gamma * history.log_lr) * history.area
+            x = np.multiply(-gamma, history.log_lr)
+            np.exp(x, out=x)
+            np.multiply(rate, x, out=x)
+            np.multiply(x, history.area, out=x)
         log_term = np.log1p(x)
-        kernel = (x, log_term, -np.expm1(-shape["zeta"] * log_term) / shape["zeta"])
-        if key is not None:
-            self._last_kernel = (history, key, kernel)
+        g = np.multiply(-zeta, log_term)
+        np.expm1(g, out=g)
+        np.divide(g, -zeta, out=g)
+        kernel = (x, log_term, g)
+        self._last_kernel = (history, key, kernel)
         return kernel
 
     def amounts(self, shape: dict[str, np.ndarray], areas: Areas) -> tuple[np.ndarray, np.ndarray]:
@@ -134,13 +149,25 @@ class MultiPowerAnnealing(S2Annealing):
         history = self._pairs(areas)
         x, log_term, g = self._kernel(named, history)
         zeta = named["zeta"]
-        power = 1.0 - zeta * g  # (1 + x)^-zeta, from g without another exp
+        # In place, each row's operations in the order of the formulas in the comments.
+        power = np.multiply(zeta, g)
+        np.subtract(1.0, power, out=power)  # (1 + x)^-zeta, from g without another exp
         per_pair = np.empty((4, g.size))
+        scratch = np.multiply(history.drop, power)
         np.multiply(history.drop, g, out=per_pair[0])
-        np.multiply(history.drop * power / (1.0 + x), x, out=per_pair[1])  # d/d(log rate)
-        np.multiply(per_pair[1], -history.log_lr, out=per_pair[2])
+        # d/d(log rate): drop * power / (1 + x) * x
+        np.add(1.0, x, out=per_pair[1])
+        np.divide(scratch, per_pair[1], out=scratch)
+        np.multiply(scratch, x, out=per_pair[1])
+        # d/d gamma: the above times -log LR (a * -b is -(a * b) exactly)
+        np.multiply(per_pair[1], history.log_lr, out=per_pair[2])
+        np.negative(per_pair[2], out=per_pair[2])
         per_pair[1] /= named["rate"]
-        np.multiply(history.drop, (log_term * power - g) / zeta, out=per_pair[3])
+        # d/d zeta: drop * ((log_term * power - g) / zeta)
+        np.multiply(log_term, power, out=scratch)
+        np.subtract(scratch, g, out=scratch)
+        np.divide(scratch, zeta, out=scratch)
+        np.multiply(history.drop, scratch, out=per_pair[3])
         pt, cpt = history.phase_sums(per_pair)
         names = ("rate", "gamma", "zeta")
         return pt[0], cpt[0], {name: (pt[i + 1], cpt[i + 1]) for i, name in enumerate(names)}

@@ -293,7 +293,7 @@ def test_long_pt_history_reaches_cpt_points_through_nodes_within_1e4_of_the_exac
     """The CPT points of a run from a 60,000-step PT hold no PT pairs of their own; their
     PT sums, interpolated from the shared nodes, stay within 1e-4 of the sum over every
     drop, as the per-point bins do (and within 1e-8 of the nodes' own bins)."""
-    from cptopt.law.drops import _checkpoint_bins
+    from cptopt.law.drops import checkpoint_bins
     from cptopt.schedules import Schedule
 
     pt_lr, state = long_pt_state()
@@ -307,7 +307,7 @@ def test_long_pt_history_reaches_cpt_points_through_nodes_within_1e4_of_the_exac
     drops[601:] = full[600:-1] - full[601:]
     drops[pt_lr.size] = pt_lr[-1] - cpt[0]  # the boundary drop
     cum = np.concatenate([[0.0], np.cumsum(full)])
-    _, bins = _checkpoint_bins(state.pt_lr, state.pt_drops)
+    _, bins = checkpoint_bins(state.pt_lr, state.pt_drops)
     cpt_area = np.concatenate([[0.0], np.cumsum(cpt)])[steps]
     for rate, gamma, zeta in NODE_PARAMETERS:
 
@@ -385,3 +385,62 @@ def test_a_checkpoints_state_is_built_once_and_names_its_nodes_by_content():
     assert areas.state_at(pt_lr.size) is first
     assert first.pt_key == state.pt_key == pt_digest(pt_lr, areas.drops)
     assert areas.state_at(pt_lr.size - 1).pt_key != first.pt_key
+
+
+@pytest.mark.parametrize("long_pt", [True, False])
+def test_points_of_runs_sharing_a_schedule_are_held_once_with_the_same_sums(long_pt):
+    """A replay sweep's runs share their schedule, so their points see the same drops:
+    ``shared`` keeps one copy of each such point (``index``), and every sum, of the whole
+    set and of a subset (a CV fold), is the plain history's to rounding (1e-15: the same
+    pairs in the same order, so in fact the same bits)."""
+    from cptopt.schedules import Schedule
+
+    if long_pt:
+        _, state = long_pt_state()
+    else:
+        pt_lr = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80).lr_array()
+        state = pretrain_areas(pt_lr, 80, None).state_at(4000)
+    wsd = Schedule(family="wsd", peak_lr=2e-4, steps=1000, warmup_steps=20).lr_array()
+    cosine = Schedule(family="cosine", peak_lr=1e-4, steps=600, warmup_steps=20).lr_array()
+    runs = [(wsd, 0.25), (cosine, 0.25), (wsd, 0.5)]
+    parts = [
+        cpt_point_areas(lr, np.arange(0, lr.size + 1, 50), None, state, r, history=True)
+        for lr, r in runs
+    ]
+    plain = Areas.concatenate(parts).history.by_phase
+    shared = plain.shared()
+    assert shared.index is not None and (plain.n_nodes > 0) == long_pt
+    # the third run's points, and the checkpoint's (step 0) of the second
+    assert shared.n_points == plain.n_points - parts[2].s1_pt.size - 1
+    assert shared.point.size < plain.point.size
+    for subset in (slice(None), np.arange(plain.n_points) % 3 != 1):
+        a, b = plain.take(subset), shared.take(subset)
+        assert b.point.size < a.point.size
+        for got, want in zip(
+            kernel_sums(b, power_kernel), kernel_sums(a, power_kernel), strict=True
+        ):
+            assert np.abs(want).max() > 0
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    assert parts[0].history.by_phase.shared().index is None  # one run: no two points alike
+
+
+def test_points_alike_only_at_their_ends_are_not_shared():
+    """Twin points are found from their ends and then compared pair by pair: a point whose
+    middle pair differs keeps its own pairs, an exact copy is shared."""
+    from cptopt.law.drops import DropHistory
+
+    drop = np.array([1.0, 2.0, 3.0, 1.0, 2.5, 3.0, 1.0, 2.0, 3.0])
+    history = DropHistory(
+        point=np.repeat([0, 1, 2], 3),
+        drop=drop,
+        lr=np.full(9, 0.5),
+        area=np.tile([3.0, 2.0, 1.0], 3),
+        cpt=np.zeros(9, bool),
+        n_points=3,
+    )
+    shared = history.shared()
+    assert shared.n_points == 2 and shared.index.tolist() == [0, 1, 0]
+    values = history.drop * history.area
+    np.testing.assert_allclose(
+        shared.phase_sums(shared.drop * shared.area)[0], history.phase_sums(values)[0], rtol=1e-15
+    )

@@ -354,3 +354,18 @@ def test_mpl_kernel_kept_between_loss_and_jacobian_changes_nothing():
     import pickle
 
     assert "_last_kernel" not in pickle.loads(pickle.dumps(law)).annealing.__dict__
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3])
+def test_mpl_one_vector_in_place_kernel_matches_the_batch_formula(gamma):
+    """A single parameter vector's amounts are computed in place (no temporaries); they
+    are the batch path's plain formula for that vector, to rounding (1e-13), at gamma 0
+    (the skipped exp) and above."""
+    areas = mpl_areas()
+    law = make_law("exp", "general", True, True, "mpl")
+    shape = {"rate": 50.0, "gamma": gamma, "zeta": 0.2}
+    single = law.annealing.amounts({k: np.array([v]) for k, v in shape.items()}, areas)
+    batch = law.annealing.amounts({k: np.array([[v], [2 * v]]) for k, v in shape.items()}, areas)
+    for one, many in zip(single, batch, strict=True):
+        assert np.abs(one).max() > 0  # the memory credits something
+        np.testing.assert_allclose(one, many[0], rtol=1e-13, atol=0)
