@@ -5,6 +5,7 @@ MSPE acquisition (active-sl's, written for cptopt's law) on the bundled code pil
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -211,3 +212,18 @@ def test_speed_cpu_figure_counts_ended_workers():
     before = speed.cpu_seconds()
     subprocess.run([sys.executable, "-c", burn], check=True)
     assert speed.cpu_seconds() - before >= 0.3
+
+
+def test_speed_times_the_command_with_a_bytecode_cache_outside_the_checkout(monkeypatch, tmp_path):
+    """The command is timed as a user's Python runs it (the bytecode cache on, kept in a
+    folder of the benchmark's, never beside the sources) and as this environment runs it
+    (its own settings, e.g. PYTHONDONTWRITEBYTECODE, kept)."""
+    speed = _load("speed")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    cached = speed.command_env(tmp_path / "pycache")
+    assert "PYTHONDONTWRITEBYTECODE" not in cached
+    assert cached["PYTHONPYCACHEPREFIX"] == str(tmp_path / "pycache")
+    as_is = speed.command_env(None)
+    assert as_is["PYTHONDONTWRITEBYTECODE"] == "1" and "PYTHONPYCACHEPREFIX" not in as_is
+    assert as_is["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
