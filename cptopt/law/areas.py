@@ -146,14 +146,17 @@ class PretrainAreas:
         return state
 
     def history_at(self, steps: np.ndarray) -> DropHistory:
-        """Drop history of PT-phase points after each PT step in ``steps``."""
+        """Drop history of PT-phase points after each PT step in ``steps``: the coarser
+        two-pair bins of a long history (``HISTORY_NODES_MIN_PT`` updates or more, as the
+        CPT points' shared nodes), whose hundreds of points each carried ~230 pairs."""
         steps = np.asarray(steps, dtype=int)
         if steps.shape == (1,) and int(steps[0]) == self.lr.size:
             # One point at the last update (the PT-point policy "checkpoint"): the same call
             # as the bins runs from this checkpoint read their PT drops through, kept by
             # content (a 1M-step history takes ~0.07 s to bin).
             return checkpoint_bins(self.lr, self.drops, self.state_at(self.lr.size).pt_key)[1]
-        return drop_history(self.lr, self.drops, steps, cpt_from=None)
+        long = self.lr.size >= HISTORY_NODES_MIN_PT
+        return drop_history(self.lr, self.drops, steps, cpt_from=None, long=long)
 
     def at_steps(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(S1, S2)`` after each PT step in ``steps`` (step 0 -> 0, 0)."""

@@ -30,6 +30,12 @@ HISTORY_LOG_LR_BAND = 0.05
 #: shared nodes (:func:`pt_nodes`), its CPT points holding no PT pairs of their own; below
 #: it (the bundled histories have 4,000 updates) each point keeps its own PT bins.
 HISTORY_NODES_MIN_PT = 50_000
+#: PT-phase points of a PT history that long (``drop_history(long=True)``): (exact age, age
+#: ratio, log-LR band) of their bins, each bin two pairs (:func:`_two_pairs`): ~50 pairs per
+#: point of a 1M-update cosine, not ~230, and closer to the exact sums (~8e-6 of the largest
+#: vs ~2e-5; tests/law/test_areas.py).
+HISTORY_LONG_BINS = (8, 2.0, 0.1)
+_HISTORY_BINS = (HISTORY_EXACT_AGE, HISTORY_AGE_RATIO, HISTORY_LOG_LR_BAND)
 #: Node panels: their width in ``u = log(S1cpt / lr_ckpt + 1)`` ...
 HISTORY_NODE_PANEL = 3.0
 #: ... and their Chebyshev (Lobatto) nodes each: the interpolated PT sums stay within ~1e-9
@@ -364,22 +370,24 @@ class DropHistory:
         )
 
 
-def _age_bin_starts(max_age: int) -> np.ndarray:
-    """Youngest age of each bin: 1..HISTORY_EXACT_AGE one by one, then geometric."""
-    starts = list(range(1, HISTORY_EXACT_AGE + 1))
-    age = HISTORY_EXACT_AGE + 1
+def _age_bin_starts(
+    max_age: int, exact: int = HISTORY_EXACT_AGE, ratio: float = HISTORY_AGE_RATIO
+) -> np.ndarray:
+    """Youngest age of each bin: 1..``exact`` one by one, then geometric by ``ratio``."""
+    starts = list(range(1, exact + 1))
+    age = exact + 1
     while age <= max_age:
         starts.append(age)
-        age = max(age + 1, int(age * HISTORY_AGE_RATIO) + 1)
+        age = max(age + 1, int(age * ratio) + 1)
     return np.array(starts, dtype=np.int64)
 
 
 def _band_starts(relative: np.ndarray, drops: np.ndarray, cpt_from: int | None) -> np.ndarray:
     """First updates of the bands no bin may cross: wherever the drops turn from falls to
-    rises (or back) or the quantised log-LR (``relative``, to the phase's peak) changes; the
-    CPT boundary and its first drop are always bands of their own."""
+    rises (or back) or the floor of ``relative`` (log-LR to the phase's peak, in band widths)
+    changes; the CPT boundary and its first drop are always bands of their own."""
     n = drops.size
-    band = np.floor(relative / HISTORY_LOG_LR_BAND)
+    band = np.floor(relative)
     # A zero drop (a constant LR, or a logged LR rounded to a few digits, which makes a slow
     # decay a staircase of zero and positive drops) joins the band it sits in: only a fall
     # followed by a rise, or the reverse, separates bands.
@@ -393,12 +401,12 @@ def _band_starts(relative: np.ndarray, drops: np.ndarray, cpt_from: int | None) 
     return np.concatenate([starts, extra])
 
 
-def _updates(lr: np.ndarray, drops: np.ndarray, cpt_from: int | None) -> tuple:
+def _updates(lr: np.ndarray, drops: np.ndarray, cpt_from: int | None, band: float) -> tuple:
     """What :func:`drop_history` needs of every update, whatever the points: the LR area
     before it (``cum``), its log-LR, the cumulative sums of the drops, of the drops times
-    their log-LR and times their area, and the band starts. (Keeping these by content for
-    a long PT history, which is binned three times, saved ~0.1 s of a 1M-step fit but held
-    ~40 MB through it.)"""
+    their log-LR and times their area, and the starts of the bands ``band`` wide. (Keeping
+    these by content for a long PT history, which is binned three times, saved ~0.1 s of a
+    1M-step fit but held ~40 MB through it.)"""
     n = lr.size
     cum = np.concatenate([[0.0], np.cumsum(lr)])
     # LRs relative to their phase's largest (PT, CPT): the bins of peak * shape are then
@@ -412,11 +420,11 @@ def _updates(lr: np.ndarray, drops: np.ndarray, cpt_from: int | None) -> tuple:
     log_lr = relative + np.log(reference[phase])
     weighted = [np.concatenate([[0.0], np.cumsum(v)]) for v in (drops, drops * log_lr)]
     weighted.append(np.concatenate([[0.0], np.cumsum(drops * cum[:-1])]))
-    return cum, log_lr, weighted, _band_starts(relative, drops, cpt_from)
+    return cum, log_lr, weighted, _band_starts(relative / band, drops, cpt_from)
 
 
 def drop_history(
-    lr: np.ndarray, drops: np.ndarray, at: np.ndarray, cpt_from: int | None
+    lr: np.ndarray, drops: np.ndarray, at: np.ndarray, cpt_from: int | None, long: bool = False
 ) -> DropHistory:
     """Drops before each point of one run, recent ones exactly and old ones in bins.
 
@@ -429,7 +437,8 @@ def drop_history(
     split wherever the drop changes sign or ``log(LR)`` crosses a ``HISTORY_LOG_LR_BAND``
     step (so a bin never mixes a warmup with a decay, nor very different LRs). A bin keeps
     the summed drop (exact) with the drop-weighted mean log-LR and mean area. All points
-    are binned together: a sort of ``points x bins`` keys, no loop over steps.
+    are binned together: a sort of ``points x bins`` keys, no loop over steps. ``long``:
+    the bins of ``HISTORY_LONG_BINS``, each as two pairs (:func:`_two_pairs`).
     """
     lr = np.asarray(lr, dtype=float)
     drops = np.asarray(drops, dtype=float)
@@ -437,9 +446,12 @@ def drop_history(
     n = lr.size
     if n == 0 or at.size == 0:
         return DropHistory.empty(at.size)
-    cum, log_lr, weighted, band_starts = _updates(lr, drops, cpt_from)
+    exact, ratio, band = HISTORY_LONG_BINS if long else _HISTORY_BINS
+    cum, log_lr, weighted, band_starts = _updates(lr, drops, cpt_from, band)
+    if long:  # the drops' area squared, for the spread of a bin's areas
+        weighted.append(np.concatenate([[0.0], np.cumsum(drops * cum[:-1] ** 2)]))
     # Breakpoints per point: band starts before it, and the age-bin edges t - age + 1.
-    ages = _age_bin_starts(int(at.max()))
+    ages = _age_bin_starts(int(at.max()), exact, ratio)
     width = n + 2
     point_of = np.arange(at.size, dtype=np.int64)
     edge_keys = (at[:, None] - ages[None, :] + 1).clip(0, None)
@@ -455,7 +467,7 @@ def drop_history(
     sums = [w[stop] - w[start] for w in weighted]
     keep = sums[0] != 0
     point, start, stop = point[keep], start[keep], stop[keep]
-    total, log_sum, area_sum = (w[keep] for w in sums)
+    total, log_sum, area_sum = (w[keep] for w in sums[:3])
     cpt = np.zeros(point.size, bool) if cpt_from is None else start >= cpt_from
     t_area = np.where(at[point] <= n, cum[np.minimum(at[point], n)], cum[n])
     # A single drop's LR and area directly: the differences of the long cumulative sums
@@ -463,13 +475,39 @@ def drop_history(
     single = stop - start == 1
     mean_log_lr = np.where(single, log_lr[np.minimum(start, n - 1)], log_sum / total)
     mean_area = np.where(single, cum[np.minimum(start, n)], area_sum / total)
-    return DropHistory(
+    history = DropHistory(
         point=point,
         drop=total,
         lr=np.exp(mean_log_lr),
         area=np.maximum(t_area - mean_area, 0.0),
         cpt=cpt,
         n_points=int(at.size),
+    )
+    if not long:
+        return history
+    variance = np.where(single, 0.0, sums[3][keep] / total - mean_area**2)
+    # The spread only where the cumulative sums' rounding (~1e-16 of their size) is far
+    # below it: a young bin's spread is lost in it (and matters little).
+    noise = 1e-10 * (np.abs(weighted[3][stop]) + np.abs(weighted[3][start])) / np.abs(total)
+    return _two_pairs(history, np.sqrt(np.where(variance > noise, variance, 0.0)))
+
+
+def _two_pairs(history: DropHistory, spread: np.ndarray) -> DropHistory:
+    """Each bin with a ``spread`` (the drop-weighted standard deviation of its areas; 0:
+    unknown) as two pairs, half its drop each, at its mean area -/+ the spread: they match
+    the drops' spread as well as their total and mean (a bin's drops share a sign), so a
+    bin's error is third order in its width, not second as with one pair."""
+    count = np.where(spread > 0, 2, 1)
+    rows = np.repeat(np.arange(count.size), count)
+    second = np.r_[False, rows[1:] == rows[:-1]]
+    offset = np.where(count[rows] == 1, 0.0, np.where(second, 1.0, -1.0)) * spread[rows]
+    return DropHistory(
+        point=history.point[rows],
+        drop=history.drop[rows] / count[rows],
+        lr=history.lr[rows],
+        area=np.maximum(history.area[rows] + offset, 0.0),
+        cpt=history.cpt[rows],
+        n_points=history.n_points,
     )
 
 

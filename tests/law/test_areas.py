@@ -444,3 +444,94 @@ def test_points_alike_only_at_their_ends_are_not_shared():
     np.testing.assert_allclose(
         shared.phase_sums(shared.drop * shared.area)[0], history.phase_sums(values)[0], rtol=1e-15
     )
+
+
+# ------------------------------------------- long PT histories: the PT-phase points' bins
+
+
+@pytest.fixture(scope="module")
+def pt_1m():
+    """The PT history of benchmarks/scale.py's fit case: a 1M-step cosine, warmup 2,000,
+    peak 3e-4 to 3e-5, its LRs logged with 6 significant digits."""
+    steps, warmup, peak, floor = 1_000_000, 2_000, 3e-4, 3e-5
+    s = np.arange(1, steps + 1, dtype=float)
+    progress = np.clip((s - warmup) / (steps - warmup), 0.0, 1.0)
+    decay = floor + (peak - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+    lr = np.char.mod("%.6g", np.where(s < warmup, peak * s / warmup, decay)).astype(float)
+    return pretrain_areas(lr, warmup - 1, None)
+
+
+def exact_pt_sums(areas, steps, kernel):
+    """Sum over every drop before each point of ``drop * kernel(LR, area since)``."""
+    from cptopt.law.drops import LR_FLOOR_SHARE
+
+    cum = np.concatenate([[0.0], np.cumsum(areas.lr)])
+    lr = np.maximum(areas.lr, LR_FLOOR_SHARE * areas.lr.max())
+    nonzero = np.flatnonzero(areas.drops)
+    sums = []
+    for t in steps:
+        k = nonzero[nonzero < t]
+        sums.append(float((areas.drops[k] * kernel(lr[k], cum[t] - cum[k])).sum()))
+    return np.array(sums)
+
+
+def test_pt_points_of_a_1m_step_history_stay_within_1e4_of_the_exact_sums(pt_1m):
+    """The 1M case's 751 PT-phase points (every 1,000 steps from 250,000) hold ~50 pairs
+    each (two-pair bins, HISTORY_LONG_BINS; ~240 with the one-pair bins), and their sums
+    stay within 1e-4 of the largest exact sum over every drop (measured: <= 8.2e-6 on all
+    751 points and 32 earlier ones, the one-pair bins 2.0e-5), checked here on a spread
+    of them and on points before 250,000."""
+    steps = np.arange(250_000, 1_000_001, 1_000)
+    history = pt_1m.history_at(steps)
+    assert history.point.size < 60 * steps.size
+    picked = np.r_[0, np.arange(1, steps.size, 50), steps.size - 1]
+    early = np.array([2_100, 20_000, 120_000])
+    for part, at in ((history.take(picked), steps[picked]), (pt_1m.history_at(early), early)):
+        for rate, gamma, zeta in NODE_PARAMETERS:
+
+            def kernel(lr, area, rate=rate, gamma=gamma, zeta=zeta):
+                return power_kernel(lr, area, rate, gamma, zeta)
+
+            binned, cpt_sum = kernel_sums(part, kernel)
+            assert not cpt_sum.any()
+            exact = exact_pt_sums(pt_1m, at, kernel)
+            assert np.abs(binned - exact).max() <= 1e-4 * np.abs(exact).max()
+
+
+def test_two_pair_bins_keep_each_points_drops_mean_area_and_spread():
+    """Per point, the pairs of a long history carry the drops' total and drop-weighted mean
+    area as every drop does (to rounding), and their spread (to the young bins', which the
+    cumulative sums do not resolve and the pairs leave out)."""
+    pt_lr, _ = long_pt_state()
+    areas = pretrain_areas(pt_lr, 600, None)
+    steps = np.array([700, 5_000, 30_000, 59_999, 60_000])
+    history = areas.history_at(steps)
+    cum = np.concatenate([[0.0], np.cumsum(pt_lr)])
+    for j, t in enumerate(steps):
+        mine = history.point == j
+        drop, area = history.drop[mine], history.area[mine]
+        exact_drop, exact_area = areas.drops[:t], cum[t] - cum[:t]
+        assert drop.sum() == pytest.approx(exact_drop.sum(), rel=1e-12)
+        mean = (drop * area).sum() / drop.sum()
+        assert mean == pytest.approx((exact_drop * exact_area).sum() / exact_drop.sum(), rel=1e-9)
+        second = (drop * (area - mean) ** 2).sum()
+        assert second == pytest.approx((exact_drop * (exact_area - mean) ** 2).sum(), rel=1e-4)
+
+
+def test_only_long_pt_histories_bin_their_pt_points_coarser():
+    """Below HISTORY_NODES_MIN_PT (the bundled PT histories: 4,000 updates) the PT-phase
+    points keep the one-pair bins, bit for bit; from it on, the two-pair ones."""
+    from cptopt.law.drops import drop_history
+    from cptopt.schedules import Schedule
+
+    short = Schedule(family="wsd", peak_lr=2e-3, steps=4000, warmup_steps=80).lr_array()
+    long_lr, _ = long_pt_state()
+    for lr, warmup, long in ((short, 80, False), (long_lr, 600, True)):
+        areas = pretrain_areas(lr, warmup, None)
+        steps = np.arange(lr.size // 4, lr.size + 1, lr.size // 40)
+        got = areas.history_at(steps)
+        want = drop_history(areas.lr, areas.drops, steps, cpt_from=None, long=long)
+        plain = drop_history(areas.lr, areas.drops, steps, cpt_from=None)
+        for name in ("point", "drop", "lr", "area"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+        assert (got.point.size < plain.point.size / 2) == long
