@@ -180,15 +180,18 @@ class DropHistory:
             return self
         if self.by_phase is not self:  # the pairs in the order they are summed in first
             return self.by_phase.shared()
-        weights = self.node_weights
         twin = self._twins()
         kept = twin == np.arange(self.n_points)
-        if kept.all():
-            return self
+        return self if kept.all() else self._with_points(kept, twin)
+
+    def _with_points(self, kept: np.ndarray, area_points: np.ndarray) -> DropHistory:
+        """The pairs of the points ``kept`` (a mask), renumbered in their order, and the
+        nodes; ``area_points`` (old numbers) become its ``index``."""
         number = np.cumsum(kept) - 1  # a kept point's new number (order kept)
         n_kept = int(kept.sum())
         remap = np.concatenate([np.where(kept, number, -1), n_kept + np.arange(self.n_nodes)])
         keep = remap[self.point] >= 0
+        weights = self.node_weights
         return DropHistory(
             remap[self.point[keep]],
             self.drop[keep],
@@ -196,7 +199,7 @@ class DropHistory:
             self.area[keep],
             self.cpt[keep],
             n_kept,
-            index=number[twin],
+            index=number[area_points],
             node_weights=None if weights is None else weights[kept],
             node_keys=self.node_keys,
         )
@@ -301,22 +304,7 @@ class DropHistory:
         sub = np.asarray(self.index)[index]
         used = np.zeros(self.n_points, dtype=bool)
         used[sub] = True
-        number = np.cumsum(used) - 1
-        n_used = int(used.sum())
-        remap = np.concatenate([np.where(used, number, -1), n_used + np.arange(self.n_nodes)])
-        keep = remap[self.point] >= 0
-        weights = self.node_weights
-        return DropHistory(
-            remap[self.point[keep]],
-            self.drop[keep],
-            self.lr[keep],
-            self.area[keep],
-            self.cpt[keep],
-            n_used,
-            index=number[sub],
-            node_weights=None if weights is None else weights[used],
-            node_keys=self.node_keys,
-        )
+        return self._with_points(used, sub)
 
     @staticmethod
     def merge(parts: list[DropHistory]) -> DropHistory:
