@@ -30,11 +30,12 @@ HISTORY_LOG_LR_BAND = 0.05
 #: shared nodes (:func:`pt_nodes`), its CPT points holding no PT pairs of their own; below
 #: it (the bundled histories have 4,000 updates) each point keeps its own PT bins.
 HISTORY_NODES_MIN_PT = 50_000
-#: Every history of a scenario with a PT history that long (``drop_history(long=True)``):
-#: the PT-phase points, the nodes, and the CPT drops of the runs continuing it: (exact age,
-#: age ratio, log-LR band) of their bins, each bin two pairs (:func:`_two_pairs`). ~66 pairs
-#: per PT point of a 1M-update cosine, not ~240, and 36 % fewer CPT pairs on 20,000-step
-#: pilots, each closer to the exact sums than the one-pair bins (tests/law/test_areas.py).
+#: The points' own drops in a scenario with a PT history that long (``drop_history(long=
+#: True)``): its PT-phase points' and the CPT drops of the runs continuing it (the nodes
+#: keep the one-pair bins, see docs/law.md): (exact age, age ratio, log-LR band) of their
+#: bins, each bin two pairs (:func:`_two_pairs`). ~66 pairs per PT point of a 1M-update
+#: cosine, not ~240, and a 20,000-step cosine's CPT points half as many pairs, each closer
+#: to the exact sums than the one-pair bins (tests/law/test_areas.py).
 HISTORY_LONG_BINS = (8, 1.5, 0.1)
 _HISTORY_BINS = (HISTORY_EXACT_AGE, HISTORY_AGE_RATIO, HISTORY_LOG_LR_BAND)
 #: Node panels: their width in ``u = log(S1cpt / lr_ckpt + 1)`` ...
@@ -582,8 +583,7 @@ def checkpoint_bins(
         key = pt_digest(pt_lr, pt_drops)
     bins = _BINS.get(key)
     if bins is None:
-        long = pt_lr.size >= HISTORY_NODES_MIN_PT
-        bins = drop_history(pt_lr, pt_drops, np.array([pt_lr.size]), cpt_from=None, long=long)
+        bins = drop_history(pt_lr, pt_drops, np.array([pt_lr.size]), cpt_from=None)
         if len(_BINS) >= 4:
             _BINS.clear()
         _BINS[key] = bins

@@ -239,8 +239,7 @@ class FinalAreas:
         if cached is None:
             state = self.checkpoints[checkpoint]
             at = np.array([state.pt_lr.size + steps])
-            long = self._long(checkpoint)
-            history = drop_history(state.pt_lr, state.pt_drops, at, cpt_from=None, long=long)
+            history = drop_history(state.pt_lr, state.pt_drops, at, cpt_from=None)
             cached = (history.drop, history.lr, history.area)
             self._pt_templates[key] = cached
         return cached

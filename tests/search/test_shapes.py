@@ -97,10 +97,10 @@ def test_from_a_long_pt_history_both_paths_give_the_same_annealing(
     tmp_path, random_batch, row_schedule
 ):
     """From a checkpoint after a PT history of HISTORY_NODES_MIN_PT updates or more, the
-    single run reads the PT drops through shared nodes and bins its CPT drops in the long
-    history's two-pair bins; the batch bins both the same way, per setting: their
-    multi-power amounts agree to the binning's accuracy, settings from a short history
-    (PT step 2400) among them."""
+    single run bins its CPT drops in the long history's two-pair bins, and so does the
+    batch: their CPT amounts agree to rounding, their PT amounts (shared nodes against each
+    setting's own bins) to the binning's accuracy. Settings from a short history (PT step
+    2400) are among them."""
     from cptopt.law.drops import HISTORY_NODES_MIN_PT
     from cptopt.schedules import Schedule
 
@@ -126,8 +126,9 @@ def test_from_a_long_pt_history_both_paths_give_the_same_annealing(
     memory = ANNEALINGS["mpl"]()
     for rate, gamma, zeta in ((300.0, 0.2, 0.3), (40.0, 0.6, 0.2)):
         shape = {"rate": np.array([rate]), "gamma": np.array([gamma]), "zeta": np.array([zeta])}
-        pt, cpt = memory.amounts(shape, batched)
-        together = np.asarray(pt + cpt).ravel()
-        single = np.array([np.ravel(np.add(*memory.amounts(shape, s)))[0] for s in singles])
-        # measured: <= 3.0e-7 (the batch's PT and CPT drops in the one-pair bins: 1.6e-6)
-        np.testing.assert_allclose(together, single, rtol=1e-6)
+        pt, cpt = (np.ravel(x) for x in memory.amounts(shape, batched))
+        single = np.array([np.ravel(memory.amounts(shape, s)) for s in singles])
+        # measured: PT 1.2e-6 (nodes against each setting's own bins), CPT 2.3e-9 (the
+        # batch's CPT drops in the one-pair bins: ~1e-5)
+        np.testing.assert_allclose(pt, single[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(cpt, single[:, 1], rtol=1e-7)
