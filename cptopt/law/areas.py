@@ -242,9 +242,10 @@ def run_history(cpt_lr: np.ndarray, steps: np.ndarray, checkpoint: CheckpointSta
     pt = checkpoint.pt_lr.size
     if pt >= HISTORY_NODES_MIN_PT and checkpoint.lr_last > 0:
         # A long PT history: each point's PT sum is interpolated from nodes shared by every
-        # run from this checkpoint (pt_nodes), the CPT drops stay the point's own pairs.
+        # run from this checkpoint (pt_nodes), the CPT drops stay the point's own pairs, in
+        # the long history's two-pair bins.
         steps = np.asarray(steps, dtype=np.int64)
-        cpt = drop_history(cpt_lr, cpt_drops, steps, cpt_from=0)
+        cpt = drop_history(cpt_lr, cpt_drops, steps, cpt_from=0, long=True)
         area = np.concatenate([[0.0], np.cumsum(cpt_lr)])[np.minimum(steps, cpt_lr.size)]
         nodes = pt_nodes(
             checkpoint.pt_lr, checkpoint.pt_drops, checkpoint.lr_last, area, checkpoint.pt_key

@@ -30,11 +30,13 @@ HISTORY_LOG_LR_BAND = 0.05
 #: shared nodes (:func:`pt_nodes`), its CPT points holding no PT pairs of their own; below
 #: it (the bundled histories have 4,000 updates) each point keeps its own PT bins.
 HISTORY_NODES_MIN_PT = 50_000
-#: PT-phase points of a PT history that long (``drop_history(long=True)``): (exact age, age
-#: ratio, log-LR band) of their bins, each bin two pairs (:func:`_two_pairs`): ~50 pairs per
-#: point of a 1M-update cosine, not ~230, and closer to the exact sums (~8e-6 of the largest
-#: vs ~2e-5; tests/law/test_areas.py).
-HISTORY_LONG_BINS = (8, 2.0, 0.1)
+#: The points' own drops in a scenario with a PT history that long (``drop_history(long=
+#: True)``): its PT-phase points' and the CPT drops of the runs continuing it (the nodes
+#: keep the one-pair bins, see docs/law.md): (exact age, age ratio, log-LR band) of their
+#: bins, each bin two pairs (:func:`_two_pairs`). ~66 pairs per PT point of a 1M-update
+#: cosine, not ~240, and a 20,000-step cosine's CPT points half as many pairs, each closer
+#: to the exact sums than the one-pair bins (tests/law/test_areas.py).
+HISTORY_LONG_BINS = (8, 1.5, 0.1)
 _HISTORY_BINS = (HISTORY_EXACT_AGE, HISTORY_AGE_RATIO, HISTORY_LOG_LR_BAND)
 #: Node panels: their width in ``u = log(S1cpt / lr_ckpt + 1)`` ...
 HISTORY_NODE_PANEL = 3.0

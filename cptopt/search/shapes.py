@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cptopt.law.areas import Areas, CheckpointState, StepLRs, repetition_weights
-from cptopt.law.drops import DropHistory, drop_history, lr_drops
+from cptopt.law.drops import HISTORY_NODES_MIN_PT, DropHistory, drop_history, lr_drops
 from cptopt.law.scenario import CptScenario, InputNeeds
 from cptopt.schedules import family_lr_array
 from cptopt.search.models import SEARCH_FAMILIES
@@ -150,7 +150,9 @@ class FinalAreas:
     lr_reference: float | None = None
     _terms: dict[ShapeKey, tuple[float, float]] = field(default_factory=dict)
     _shapes: dict[ShapeKey, np.ndarray] = field(default_factory=dict)
-    _cpt_templates: dict[ShapeKey, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    _cpt_templates: dict[tuple[ShapeKey, bool], tuple[np.ndarray, ...]] = field(
+        default_factory=dict
+    )
     _pt_templates: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -213,15 +215,21 @@ class FinalAreas:
 
     # -- drop history (multi-power memory) ----------------------------------------------
 
-    def _cpt_template(self, key: ShapeKey) -> tuple[np.ndarray, ...]:
+    def _long(self, checkpoint: int) -> bool:
+        """Whether runs from ``checkpoint`` bin their drops as a long history does (as the
+        fit's points from it do: :func:`~cptopt.law.areas.run_history`)."""
+        return self.checkpoints[checkpoint].pt_lr.size >= HISTORY_NODES_MIN_PT
+
+    def _cpt_template(self, key: ShapeKey, long: bool) -> tuple[np.ndarray, ...]:
         """Binned CPT drops of the unit shape at its last step: (drop, lr, area, first LR,
         total area); the boundary drop's ``-shape_1`` part is its own pair."""
-        cached = self._cpt_templates.get(key)
+        cached = self._cpt_templates.get((key, long))
         if cached is None:
             shape = unit_shape(*key)
-            history = drop_history(shape, lr_drops(shape), np.array([shape.size]), cpt_from=0)
+            at = np.array([shape.size])
+            history = drop_history(shape, lr_drops(shape), at, cpt_from=0, long=long)
             cached = (history.drop, history.lr, history.area, shape[0], shape.sum())
-            self._cpt_templates[key] = cached
+            self._cpt_templates[(key, long)] = cached
         return cached
 
     def _pt_template(self, checkpoint: int, steps: int) -> tuple[np.ndarray, ...]:
@@ -264,7 +272,7 @@ class FinalAreas:
             members = np.flatnonzero((base_checkpoint == checkpoint) & (base_code == code))
             peak = base_peak[members]
             key = shape_key(int(unique_codes[code]))
-            drop, lr, area, first_lr, total = self._cpt_template(key)
+            drop, lr, area, first_lr, total = self._cpt_template(key, self._long(checkpoint))
             n, m = peak.size, drop.size
             lr_last = self.checkpoints[checkpoint].lr_last
             cpt = DropHistory(

@@ -35,7 +35,7 @@ NEEDS = {
 AREA_FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "s1_shift")
 
 
-def _both_paths(manifest: str, needs: InputNeeds, batch_of: Callable, schedule_of: Callable):
+def _both_paths(manifest: str | Path, needs: InputNeeds, batch_of: Callable, schedule_of: Callable):
     """Random searched settings: the batch's inputs, and each one's own."""
     scenario = scenario_of(load_manifest(PILOTS / manifest))
     labels = list(scenario.coverage.checkpoints)
@@ -91,3 +91,44 @@ def test_batch_and_single_run_drop_histories_give_the_same_annealing(
             pt_single, cpt_single = (np.ravel(x)[0] for x in memory.amounts(shape, single))
             assert pt[i] == pytest.approx(pt_single, rel=1e-7, abs=1e-15)
             assert cpt[i] == pytest.approx(cpt_single, rel=1e-7)
+
+
+def test_from_a_long_pt_history_both_paths_give_the_same_annealing(
+    tmp_path, random_batch, row_schedule
+):
+    """From a checkpoint after a PT history of HISTORY_NODES_MIN_PT updates or more, the
+    single run bins its CPT drops in the long history's two-pair bins, and so does the
+    batch: their CPT amounts agree to rounding, their PT amounts (shared nodes against each
+    setting's own bins) to the binning's accuracy. Settings from a short history (PT step
+    2400) are among them."""
+    from cptopt.law.drops import HISTORY_NODES_MIN_PT
+    from cptopt.schedules import Schedule
+
+    steps = HISTORY_NODES_MIN_PT + 10_000
+    lr = Schedule(family="cosine", peak_lr=3e-3, steps=steps, warmup_steps=500).lr_array()
+    rows = ["step,lr,loss_general,loss_domain", "0,0,5.6,5.5"]
+    rows += [f"{k},{float(lr[k - 1])!r},," for k in range(1, steps + 1)]
+    (tmp_path / "pretrain.csv").write_text("\n".join(rows) + "\n")
+    manifest = (PILOTS / "unannealed.yaml").read_text()
+    manifest = manifest.replace("../data/", f"{(PILOTS.parent / 'data').as_posix()}/")
+    manifest = manifest.replace(
+        f"{(PILOTS.parent / 'data').as_posix()}/cpt-code/pretrain.csv",
+        (tmp_path / "pretrain.csv").as_posix(),
+    )
+    manifest = manifest.replace("warmup_steps: 80", "warmup_steps: 500")
+    manifest = manifest.replace("unannealed: 3200", f"unannealed: {steps - 2_000}")
+    (tmp_path / "pilots.yaml").write_text(manifest)
+    scenario, batched, singles = _both_paths(
+        tmp_path / "pilots.yaml", NEEDS["mpl"], random_batch, row_schedule
+    )
+    long = [s.history.n_nodes > 0 for s in singles]  # (the other checkpoint: PT step 2400)
+    assert any(long) and not all(long)
+    memory = ANNEALINGS["mpl"]()
+    for rate, gamma, zeta in ((300.0, 0.2, 0.3), (40.0, 0.6, 0.2)):
+        shape = {"rate": np.array([rate]), "gamma": np.array([gamma]), "zeta": np.array([zeta])}
+        pt, cpt = (np.ravel(x) for x in memory.amounts(shape, batched))
+        single = np.array([np.ravel(memory.amounts(shape, s)) for s in singles])
+        # measured: PT 1.2e-6 (nodes against each setting's own bins), CPT 2.3e-9 (the
+        # batch's CPT drops in the one-pair bins: ~1e-5)
+        np.testing.assert_allclose(pt, single[:, 0], rtol=1e-5)
+        np.testing.assert_allclose(cpt, single[:, 1], rtol=1e-7)
