@@ -51,11 +51,13 @@ from cptopt.law.scenario import (
 #: the PT-phase points used, the length-extrapolation error; 4: ``kind``, laws fitted to
 #: pre-training pilots (no domain set, no PT history), the ``mpl1`` memory; 5: a record
 #: per kind: a pre-training law keeps only its own keys and names its set ``loss``; its
-#: optional ``anneal`` and ``depth_sd``, added within 5, default to None when absent).
-SCHEMA_VERSION = 5
+#: optional ``anneal`` and ``depth_sd``, added within 5, default to None when absent); 6: a
+#: PT history of 10,000 updates or more packed (``records.pack_lr``), not a JSON list.
+SCHEMA_VERSION = 6
 #: The versions this cptopt reads: a version-3 file is a CPT law of version 4 (the keys
-#: version 4 added take their defaults); a version-4 file is upgraded on load.
-READABLE_SCHEMA_VERSIONS = (3, 4, 5)
+#: version 4 added take their defaults); a version-4 file is upgraded on load; a version-5
+#: file is a version-6 one with every PT history as a list.
+READABLE_SCHEMA_VERSIONS = (3, 4, 5, 6)
 #: Where ``cptopt fit`` writes and later commands look by default.
 DEFAULT_LAW_PATH = "cptopt-law.json"
 

@@ -6,10 +6,20 @@ as a whole before any command uses it.
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import zlib
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
 from cptopt.law.averaged import check_weights, is_averaged, member_forms
 from cptopt.law.forms import LawForm
@@ -148,8 +158,49 @@ class SetFit(BaseModel):
         return None
 
 
+#: A PT history of at least this many updates is written packed (:func:`pack_lr`): a
+#: 1M-update history took 13-23 MB as a JSON list and 0.2 s of every command to parse.
+PACKED_LR_MIN = 10_000
+#: How a packed LR list is encoded: each LR's float64 bits as an int64, differenced (a
+#: schedule's neighbouring LRs differ in their low bits only), zlib, base64.
+PACKED_LR_ENCODING = "float64-delta-zlib-base64"
+
+
+def pack_lr(lr: list[float]) -> dict[str, Any]:
+    """``lr`` packed for a law file, exact to the bit (:func:`unpack_lr` reverses it): a
+    1M-update cosine logged with 6 significant digits takes 0.14 MB, not 13 MB."""
+    bits = np.asarray(lr, dtype="<f8").view("<i8")
+    steps = np.diff(bits, prepend=np.zeros(1, dtype="<i8"))  # wraps, as cumsum undoes it
+    data = base64.b64encode(zlib.compress(steps.tobytes(), 6)).decode("ascii")
+    return {"encoding": PACKED_LR_ENCODING, "size": len(lr), "data": data}
+
+
+def unpack_lr(packed: dict[str, Any]) -> list[float]:
+    """The LR list of :func:`pack_lr`'s ``packed``; ``ValueError`` saying what is wrong."""
+    if set(packed) != {"encoding", "size", "data"}:
+        raise ValueError("a packed LR list has the keys encoding, size and data")
+    if packed["encoding"] != PACKED_LR_ENCODING:
+        raise ValueError(f"encoding {packed['encoding']!r} is not {PACKED_LR_ENCODING!r}")
+    size, data = packed["size"], packed["data"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"size {size!r} is not a count")
+    if not isinstance(data, str):
+        raise ValueError("data is not a string")
+    try:
+        raw = zlib.decompress(base64.b64decode(data, validate=True))
+    except (binascii.Error, zlib.error, ValueError):
+        raise ValueError("data is not the base64 of zlib-compressed bytes") from None
+    if len(raw) != 8 * size:
+        raise ValueError(f"data holds {len(raw) // 8} LRs, size says {size}")
+    lr = np.cumsum(np.frombuffer(raw, dtype="<i8")).view("<f8")
+    if not np.isfinite(lr).all():
+        raise ValueError(f"LR {int(np.argmin(np.isfinite(lr)))} is not a finite number")
+    return lr.tolist()
+
+
 class PretrainRecord(BaseModel):
-    """The PT history needed to continue the areas (``lr`` is None when unknown)."""
+    """The PT history needed to continue the areas (``lr`` is None when unknown). In a law
+    file a history of ``PACKED_LR_MIN`` updates or more is packed (:func:`pack_lr`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -158,6 +209,15 @@ class PretrainRecord(BaseModel):
     checkpoints: dict[str, int] = Field(default_factory=dict)
     final_lr: float = 0.0
     lr: list[float] | None = None
+
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _unpacked(cls, value: object) -> object:
+        return unpack_lr(value) if isinstance(value, dict) else value
+
+    @field_serializer("lr", when_used="json")
+    def _packed(self, lr: list[float] | None) -> list[float] | dict[str, Any] | None:
+        return pack_lr(lr) if lr is not None and len(lr) >= PACKED_LR_MIN else lr
 
     def problem(self) -> str | None:
         """The first inconsistency of a known PT history (its LRs, checkpoints and warmup),

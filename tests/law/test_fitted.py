@@ -28,8 +28,8 @@ from cptopt.law import (
 LAWS = Path(__file__).resolve().parents[1] / "fixtures" / "laws"
 
 
-def test_schema_5_round_trip(fitted_law, tmp_path):
-    assert SCHEMA_VERSION == 5 and isinstance(fitted_law, CptLaw) and fitted_law.kind == "cpt"
+def test_schema_6_round_trip(fitted_law, tmp_path):
+    assert SCHEMA_VERSION == 6 and isinstance(fitted_law, CptLaw) and fitted_law.kind == "cpt"
     path = fitted_law.save(tmp_path / "law.json")
     loaded = load_law(path)
     assert loaded == fitted_law
@@ -119,12 +119,70 @@ def test_cpt_only_uses_narrow_a_law_once(pretrain_law, fitted_law, tmp_path):
         pretrain_law.set_fit("domain")
 
 
+def _with_long_pt(law: CptLaw, steps: int) -> CptLaw:
+    """``law`` continuing a cosine PT history of ``steps`` updates, its LRs logged with 6
+    significant digits (as a log rounds them), its checkpoint moved to the last one."""
+    s = np.arange(1, steps + 1)
+    lr = 3e-5 + 2.7e-4 * 0.5 * (1 + np.cos(np.pi * np.clip((s - 200) / (steps - 200), 0, 1)))
+    lr = np.where(s < 200, 3e-4 * s / 200, lr)
+    rounded = [float(f"{value:.6g}") for value in lr]
+    pretrain = law.pretrain.model_copy(update={"lr": rounded, "checkpoints": {"unannealed": steps}})
+    return law.model_copy(update={"pretrain": pretrain})
+
+
+def test_a_long_pt_history_is_written_packed_and_read_back_bit_for_bit(fitted_law, tmp_path):
+    """From PACKED_LR_MIN updates on, the PT LRs are written packed (200,000 such LRs: 2.6 MB
+    as a JSON list, 0.04 MB packed), and read back exactly; shorter ones stay a list."""
+    from cptopt.law.records import PACKED_LR_ENCODING, PACKED_LR_MIN
+
+    assert len(fitted_law.pretrain.lr) < PACKED_LR_MIN  # the bundled history: 4,000 updates
+    short = json.loads(fitted_law.save(tmp_path / "short.json").read_text())
+    assert isinstance(short["pretrain"]["lr"], list)
+    law = _with_long_pt(fitted_law, 200_000)
+    path = law.save(tmp_path / "law.json")
+    packed = json.loads(path.read_text())["pretrain"]["lr"]
+    assert packed["encoding"] == PACKED_LR_ENCODING and packed["size"] == 200_000
+    assert path.stat().st_size < 0.1 * len(json.dumps(law.pretrain.lr))
+    loaded = load_law(path)
+    assert loaded.pretrain.lr == law.pretrain.lr  # exactness is the contract: bit for bit
+    assert loaded == law
+
+
+def test_packing_keeps_any_lrs_bit_for_bit():
+    from cptopt.law.records import pack_lr, unpack_lr
+
+    rng = np.random.default_rng(0)
+    lr = np.concatenate([[0.0, 5e-324, 1e308, 0.1, 3e-4], rng.exponential(1e-3, 1000)])
+    back = np.array(unpack_lr(json.loads(json.dumps(pack_lr(lr.tolist())))))
+    assert back.tobytes() == lr.tobytes()
+    assert unpack_lr(pack_lr([])) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"data": "not base64!"}, "not the base64 of zlib-compressed bytes"),
+        ({"size": 199_999}, "data holds 200000 LRs, size says 199999"),
+        ({"encoding": "gzip"}, "encoding 'gzip' is not"),
+        ({"extra": 1}, "has the keys encoding, size and data"),
+    ],
+)
+def test_a_damaged_packed_history_is_one_line_naming_the_field(fitted_law, tmp_path, change, says):
+    path = _with_long_pt(fitted_law, 200_000).save(tmp_path / "law.json")
+    data = json.loads(path.read_text())
+    data["pretrain"]["lr"] = {**data["pretrain"]["lr"], **change}
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="pretrain.lr") as error:
+        load_law(path)
+    assert says in str(error.value) and "\n" not in str(error.value)
+
+
 def test_older_and_newer_schemas_are_refused(fitted_law, tmp_path):
     data = json.loads(fitted_law.model_dump_json())
     path = tmp_path / "old.json"
     for version in (2, SCHEMA_VERSION + 1):
         path.write_text(json.dumps({**data, "schema_version": version}))
-        with pytest.raises(SchemaVersionError, match="reads versions 3, 4 and 5; refit"):
+        with pytest.raises(SchemaVersionError, match="reads versions 3, 4, 5 and 6; refit"):
             load_law(path)
 
 
