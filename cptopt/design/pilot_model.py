@@ -9,7 +9,7 @@ could be; :func:`informations` is what the curves of runs would tell about ``z``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -295,7 +295,12 @@ def informations(
         counts = [len(p[vs]) if vs in p else 0 for p in points]
         if not parts or not sum(counts):
             continue
-        _, derivative = model.sensitivity(vs, Areas.concatenate(parts), log=True)
+        # Candidates that differ only in replay ratio run the same steps: their step sets
+        # are held once, and so are their points' drop pairs (the same sums, bit for bit).
+        together = Areas.concatenate(parts, share_steps=True)
+        if together.history is not None:
+            together = replace(together, history=together.history.shared())
+        _, derivative = model.sensitivity(vs, together, log=True)
         per_set[vs] = np.split(derivative, np.cumsum(counts)[:-1])
     info = np.zeros((len(runs), model.dimension, model.dimension))
     stacked, bad = [], np.zeros(len(runs), dtype=int)

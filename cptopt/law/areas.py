@@ -20,6 +20,7 @@ warmup, the PT->CPT boundary is one more drop, a re-warmup gives negative drops.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -293,8 +294,9 @@ class Areas:
         return int(self.s1_pt.size)
 
     @staticmethod
-    def concatenate(parts: list[Areas]) -> Areas:
-        """Stack several point sets into one (with their histories, if any has one)."""
+    def concatenate(parts: list[Areas], share_steps: bool = False) -> Areas:
+        """Stack several point sets into one (with their histories, if any has one);
+        ``share_steps``: see :meth:`StepLRs.concatenate`."""
         history = None
         if any(p.history is not None for p in parts):
             history = DropHistory.concatenate(
@@ -303,7 +305,8 @@ class Areas:
         steps = None
         if any(p.steps is not None for p in parts):
             steps = StepLRs.concatenate(
-                [p.steps if p.steps is not None else StepLRs.empty(len(p)) for p in parts]
+                [p.steps if p.steps is not None else StepLRs.empty(len(p)) for p in parts],
+                share=share_steps,
             )
         return Areas(
             *(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS),
@@ -321,6 +324,15 @@ class Areas:
 
 
 _FIELDS = ("s1_pt", "s2_pt", "s1_cpt", "s2_cpt", "replay_ratio", "checkpoint_known", "s1_shift")
+
+
+def _steps_key(*arrays: np.ndarray) -> bytes:
+    """A digest of a step set's arrays (their bits), to tell identical ones apart."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array, dtype=float).data)
+        digest.update(b"|")
+    return digest.digest()
 
 
 #: Data-constrained scaling (Muennighoff et al., arXiv 2305.16264, Eq. 5): a token seen for
@@ -402,23 +414,35 @@ class StepLRs:
         )
 
     @staticmethod
-    def concatenate(parts: list[StepLRs]) -> StepLRs:
-        """Step sets of consecutive point sets, as one (indices offset)."""
-        offsets = np.cumsum([0] + [part.lr.size for part in parts])
+    def concatenate(parts: list[StepLRs], share: bool = False) -> StepLRs:
+        """Step sets of consecutive point sets, as one (indices offset). ``share``: a part
+        whose steps (LRs, worth, counts) are those of an earlier part, bit for bit, points
+        into that part's entries instead of adding its own (candidate pilots that differ
+        only in replay ratio run the same steps): fewer entries for every power sum, whose
+        running sums then round differently in the last bits."""
         reference = next((p.reference for p in parts if p.lr.size), parts[0].reference)
-        counts = None
-        if any(p.count is not None for p in parts):
-            counts = np.concatenate(
-                [np.ones(p.lr.size) if p.count is None else p.count for p in parts]
-            )
+        lrs = [p.lr * (p.reference / reference) for p in parts]
+        counts = [np.ones(p.lr.size) if p.count is None else p.count for p in parts]
+        offsets, kept, first = [], [], {}
+        size = 0
+        for i, part in enumerate(parts):
+            key = _steps_key(lrs[i], part.weight, counts[i]) if share else i
+            if key in first:
+                offsets.append(first[key])
+                continue
+            first[key] = size
+            offsets.append(size)
+            kept.append(i)
+            size += part.lr.size
+        any_count = any(p.count is not None for p in parts)
         return StepLRs(
-            np.concatenate([p.lr * (p.reference / reference) for p in parts]),
-            np.concatenate([p.weight for p in parts]),
-            np.concatenate([p.start + o for p, o in zip(parts, offsets, strict=False)]),
-            np.concatenate([p.stop + o for p, o in zip(parts, offsets, strict=False)]),
+            np.concatenate([lrs[i] for i in kept]),
+            np.concatenate([parts[i].weight for i in kept]),
+            np.concatenate([p.start + o for p, o in zip(parts, offsets, strict=True)]),
+            np.concatenate([p.stop + o for p, o in zip(parts, offsets, strict=True)]),
             np.concatenate([p.scale * (p.reference / reference) for p in parts]),
             reference,
-            counts,
+            np.concatenate([counts[i] for i in kept]) if any_count else None,
         )
 
     def compact(self) -> StepLRs:

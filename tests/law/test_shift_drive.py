@@ -238,3 +238,36 @@ def test_compact_entries_are_the_distinct_segment_lr_pairs_in_order():
             steps.power_sums(np.array(q), True)[0],
             rtol=1e-12,
         )
+
+
+def test_runs_with_the_same_steps_share_their_entries_with_the_same_sums():
+    """Candidate pilots that differ only in replay ratio run the same steps: concatenated
+    with ``share_steps`` they are held once (fewer entries), and every point's power sums
+    and drop-pair sums agree with the unshared ones to rounding."""
+    rng = np.random.default_rng(3)
+    lr = rng.uniform(2e-4, 3e-3, 400)
+    steps = np.arange(0, 401, 50)
+
+    def run(lr: np.ndarray, replay: float) -> Areas:
+        state = unknown_checkpoint()
+        return cpt_point_areas(lr, steps, None, state, replay, history=True, lr_reference=2e-3)
+
+    parts = [run(lr, replay) for replay in (0.0, 0.25, 0.5)]
+    parts.append(run(lr[::-1].copy(), 0.25))  # another schedule: kept apart
+    plain = Areas.concatenate(parts)
+    shared = Areas.concatenate(parts, share_steps=True)
+    assert plain.steps is not None and shared.steps is not None
+    assert shared.steps.lr.size == 2 * lr.size < plain.steps.lr.size == 4 * lr.size
+    for q in (0.4, 1.0, 1.6):
+        for weighted in (False, True):
+            want = plain.steps.power_sums(np.array(q), weighted)
+            got = shared.steps.power_sums(np.array(q), weighted)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    history = shared.history.shared()  # as the next-pilot model evaluates candidates
+    assert history.point.size < plain.history.point.size
+    values = plain.history.drop * plain.history.area
+    np.testing.assert_array_equal(  # the same sums, bit for bit
+        history.phase_sums(history.drop * history.area)[1],
+        plain.history.phase_sums(values)[1],
+    )
