@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from cptopt._validation import MAX_STEPS
 from cptopt.law.averaged import check_weights, is_averaged, member_forms
 from cptopt.law.forms import LawForm
 from cptopt.law.parameters import Parameter
@@ -182,14 +183,17 @@ def unpack_lr(packed: dict[str, Any]) -> list[float]:
     if packed["encoding"] != PACKED_LR_ENCODING:
         raise ValueError(f"encoding {packed['encoding']!r} is not {PACKED_LR_ENCODING!r}")
     size, data = packed["size"], packed["data"]
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"size {size!r} is not a count")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_STEPS:
+        raise ValueError(f"size {size!r} is not a count of at most {MAX_STEPS:,} updates")
     if not isinstance(data, str):
         raise ValueError("data is not a string")
     try:
-        raw = zlib.decompress(base64.b64decode(data, validate=True))
+        # never more than the size says (and one more byte to tell): no decompression bomb
+        raw = zlib.decompressobj().decompress(base64.b64decode(data, validate=True), 8 * size + 1)
     except (binascii.Error, zlib.error, ValueError):
         raise ValueError("data is not the base64 of zlib-compressed bytes") from None
+    if len(raw) > 8 * size:
+        raise ValueError(f"data holds more than the {size} LRs size says")
     if len(raw) != 8 * size:
         raise ValueError(f"data holds {len(raw) // 8} LRs, size says {size}")
     lr = np.cumsum(np.frombuffer(raw, dtype="<i8")).view("<f8")

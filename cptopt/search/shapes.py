@@ -216,9 +216,10 @@ class FinalAreas:
     # -- drop history (multi-power memory) ----------------------------------------------
 
     def _long(self, checkpoint: int) -> bool:
-        """Whether runs from ``checkpoint`` bin their drops as a long history does (as the
+        """Whether runs from ``checkpoint`` bin their CPT drops as a long history's (as the
         fit's points from it do: :func:`~cptopt.law.areas.run_history`)."""
-        return self.checkpoints[checkpoint].pt_lr.size >= HISTORY_NODES_MIN_PT
+        state = self.checkpoints[checkpoint]
+        return state.pt_lr.size >= HISTORY_NODES_MIN_PT and state.lr_last > 0
 
     def _cpt_template(self, key: ShapeKey, long: bool) -> tuple[np.ndarray, ...]:
         """Binned CPT drops of the unit shape at its last step: (drop, lr, area, first LR,

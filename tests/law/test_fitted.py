@@ -162,7 +162,9 @@ def test_packing_keeps_any_lrs_bit_for_bit():
     ("change", "says"),
     [
         ({"data": "not base64!"}, "not the base64 of zlib-compressed bytes"),
-        ({"size": 199_999}, "data holds 200000 LRs, size says 199999"),
+        ({"size": 199_999}, "data holds more than the 199999 LRs size says"),
+        ({"size": 200_001}, "data holds 200000 LRs, size says 200001"),
+        ({"size": 10**12}, "is not a count of at most 10,000,000 updates"),
         ({"encoding": "gzip"}, "encoding 'gzip' is not"),
         ({"extra": 1}, "has the keys encoding, size and data"),
     ],
