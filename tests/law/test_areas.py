@@ -508,8 +508,7 @@ def test_pt_points_of_a_1m_step_history_stay_within_1e4_of_the_exact_sums(pt_1m)
     each (two-pair bins, HISTORY_LONG_BINS; ~240 with the one-pair bins), and their sums
     stay within 1e-4 of the largest exact sum over every drop (measured on all 751 points:
     <= 4.4e-6; age ratio 2.0 instead of 1.5: ~51 pairs, 8.2e-6; the one-pair bins 2.0e-5),
-    checked here on a spread
-    of them and on points before 250,000."""
+    checked here on a spread of them and on points before 250,000."""
     steps = np.arange(250_000, 1_000_001, 1_000)
     history = pt_1m.history_at(steps)
     assert history.point.size < 70 * steps.size
