@@ -113,6 +113,13 @@ class CheckpointState:
         from the checkpoint asks (:meth:`PretrainAreas.state_at` returns one state each)."""
         return pt_digest(self.pt_lr, self.pt_drops)
 
+    @property
+    def through_nodes(self) -> bool:
+        """Whether runs from here read the PT drops through shared nodes (:func:`pt_nodes`)
+        and bin their CPT drops in the long history's two-pair bins: a PT history of
+        ``HISTORY_NODES_MIN_PT`` updates or more, and a non-zero LR at the checkpoint."""
+        return self.pt_lr.size >= HISTORY_NODES_MIN_PT and self.lr_last > 0
+
 
 @dataclass(frozen=True)
 class PretrainAreas:
@@ -241,7 +248,7 @@ def run_history(cpt_lr: np.ndarray, steps: np.ndarray, checkpoint: CheckpointSta
     cpt_lr = np.asarray(cpt_lr, dtype=float)
     cpt_drops = lr_drops(cpt_lr, checkpoint.lr_last)
     pt = checkpoint.pt_lr.size
-    if pt >= HISTORY_NODES_MIN_PT and checkpoint.lr_last > 0:
+    if checkpoint.through_nodes:
         # A long PT history: each point's PT sum is interpolated from nodes shared by every
         # run from this checkpoint (pt_nodes), the CPT drops stay the point's own pairs, in
         # the long history's two-pair bins.

@@ -190,8 +190,19 @@ class DropHistory:
         """The pairs of the points ``kept`` (a mask), renumbered in their order, and the
         nodes; ``area_points`` (old numbers) become its ``index``."""
         number = np.cumsum(kept) - 1  # a kept point's new number (order kept)
-        n_kept = int(kept.sum())
-        remap = np.concatenate([np.where(kept, number, -1), n_kept + np.arange(self.n_nodes)])
+        renumbered = np.where(kept, number, -1)
+        return self._renumbered(renumbered, int(kept.sum()), kept, index=number[area_points])
+
+    def _renumbered(
+        self,
+        new_number: np.ndarray,
+        n_points: int,
+        weight_rows: np.ndarray,
+        index: np.ndarray | None = None,
+    ) -> DropHistory:
+        """The pairs of the points with a ``new_number`` (-1: dropped), in their order, and
+        the nodes after them; ``weight_rows`` picks the node weights of the new points."""
+        remap = np.concatenate([new_number, n_points + np.arange(self.n_nodes)])
         keep = remap[self.point] >= 0
         weights = self.node_weights
         return DropHistory(
@@ -200,9 +211,9 @@ class DropHistory:
             self.lr[keep],
             self.area[keep],
             self.cpt[keep],
-            n_kept,
-            index=number[area_points],
-            node_weights=None if weights is None else weights[kept],
+            n_points,
+            index=index,
+            node_weights=None if weights is None else weights[weight_rows],
             node_keys=self.node_keys,
         )
 
@@ -283,21 +294,9 @@ class DropHistory:
             return self._take_shared(index)
         resolved = self.resolved()
         positions = np.arange(resolved.n_points)[index]
-        remap = np.full(resolved.n_points + resolved.n_nodes, -1)
-        remap[positions] = np.arange(positions.size)
-        remap[resolved.n_points :] = positions.size + np.arange(resolved.n_nodes)
-        keep = remap[resolved.point] >= 0
-        weights = resolved.node_weights
-        return DropHistory(
-            remap[resolved.point[keep]],
-            resolved.drop[keep],
-            resolved.lr[keep],
-            resolved.area[keep],
-            resolved.cpt[keep],
-            positions.size,
-            node_weights=None if weights is None else weights[positions],
-            node_keys=resolved.node_keys,
-        )
+        new_number = np.full(resolved.n_points, -1)
+        new_number[positions] = np.arange(positions.size)
+        return resolved._renumbered(new_number, positions.size, positions)
 
     def _take_shared(self, index: np.ndarray) -> DropHistory:
         """:meth:`take` of a history with ``index`` (:meth:`shared`): the history points the

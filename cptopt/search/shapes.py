@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cptopt.law.areas import Areas, CheckpointState, StepLRs, repetition_weights
-from cptopt.law.drops import HISTORY_NODES_MIN_PT, DropHistory, drop_history, lr_drops
+from cptopt.law.drops import DropHistory, drop_history, lr_drops
 from cptopt.law.scenario import CptScenario, InputNeeds
 from cptopt.schedules import family_lr_array
 from cptopt.search.models import SEARCH_FAMILIES
@@ -215,12 +215,6 @@ class FinalAreas:
 
     # -- drop history (multi-power memory) ----------------------------------------------
 
-    def _long(self, checkpoint: int) -> bool:
-        """Whether runs from ``checkpoint`` bin their CPT drops as a long history's (as the
-        fit's points from it do: :func:`~cptopt.law.areas.run_history`)."""
-        state = self.checkpoints[checkpoint]
-        return state.pt_lr.size >= HISTORY_NODES_MIN_PT and state.lr_last > 0
-
     def _cpt_template(self, key: ShapeKey, long: bool) -> tuple[np.ndarray, ...]:
         """Binned CPT drops of the unit shape at its last step: (drop, lr, area, first LR,
         total area); the boundary drop's ``-shape_1`` part is its own pair."""
@@ -273,7 +267,9 @@ class FinalAreas:
             members = np.flatnonzero((base_checkpoint == checkpoint) & (base_code == code))
             peak = base_peak[members]
             key = shape_key(int(unique_codes[code]))
-            drop, lr, area, first_lr, total = self._cpt_template(key, self._long(checkpoint))
+            # the CPT drops binned as the fit bins them from this checkpoint (run_history)
+            long = self.checkpoints[checkpoint].through_nodes
+            drop, lr, area, first_lr, total = self._cpt_template(key, long)
             n, m = peak.size, drop.size
             lr_last = self.checkpoints[checkpoint].lr_last
             cpt = DropHistory(
