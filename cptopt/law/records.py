@@ -187,11 +187,15 @@ def unpack_lr(packed: dict[str, Any]) -> list[float]:
         raise ValueError(f"size {size!r} is not a count of at most {MAX_STEPS:,} updates")
     if not isinstance(data, str):
         raise ValueError("data is not a string")
+    stream = zlib.decompressobj()
     try:
         # never more than the size says (and one more byte to tell): no decompression bomb
-        raw = zlib.decompressobj().decompress(base64.b64decode(data, validate=True), 8 * size + 1)
+        raw = stream.decompress(base64.b64decode(data, validate=True), 8 * size + 1)
     except (binascii.Error, zlib.error, ValueError):
         raise ValueError("data is not the base64 of zlib-compressed bytes") from None
+    if len(raw) <= 8 * size and not (stream.eof and not stream.unused_data):
+        # a stream cut short (its checksum unread) or with bytes after it
+        raise ValueError("data is cut short or has bytes after its zlib stream")
     if len(raw) > 8 * size:
         raise ValueError(f"data holds more than the {size} LRs size says")
     if len(raw) != 8 * size:

@@ -289,6 +289,21 @@ def test_law_file_of_another_schema_version(tmp_path, law_file):
     assert_one_line_error(missing, "nope.json", "cptopt fit")
 
 
+def test_a_damaged_packed_pt_history_is_one_line_and_exit_2(tmp_path, law_file):
+    """A law file whose long PT history (written packed, schema 6) is damaged."""
+    from cptopt.law.records import pack_lr
+
+    data = json.loads(law_file.read_text())
+    lr = data["pretrain"]["lr"] * 5  # 20,000 updates: long enough to be packed
+    packed = pack_lr(lr)
+    data["pretrain"]["lr"] = {**packed, "data": packed["data"][:-8]}  # cut short
+    bad = tmp_path / "law.json"
+    bad.write_text(json.dumps(data))
+    config = Path(__file__).resolve().parents[2] / "examples" / "configs" / "wsd-replay25.yaml"
+    result = invoke("predict", config, "--law", bad)
+    assert_one_line_error(result, "pretrain.lr", "data is cut short")
+
+
 # ------------------------------------------------------------------ pre-training pilots
 
 
