@@ -1,4 +1,5 @@
-"""Processes: which are alive, and worker processes that never outlive their parent.
+"""Processes: which are alive, the cores this one may use, and worker processes that never
+outlive their parent.
 
 cptopt runs its general and domain fits in two forked workers. If the parent is killed
 (SIGKILL, SIGTERM, a CI job's timeout), orphaned workers would keep computing, holding
@@ -33,6 +34,13 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 PR_SET_PDEATHSIG = 1
 #: How often a worker checks that its parent is still there, in seconds.
 WATCH_INTERVAL = 0.5
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, cgroup cpusets), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def pid_alive(pid: int) -> bool:

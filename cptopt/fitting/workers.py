@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from cptopt._processes import die_with_parent, start_workers, stop_workers
+from cptopt._processes import die_with_parent, start_workers, stop_workers, usable_cores
 from cptopt.exceptions import FitError, param
 from cptopt.fitting.data import thin
 from cptopt.law.scenario import FitData, InputNeeds
@@ -152,13 +152,6 @@ def _settle(future: Future[T], call: Callable[[], T]) -> None:
         future.set_result(call())
     except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
         future.set_exception(exc)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (``taskset``, cgroup cpusets), not the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 #: At most this many workers by default: a fit has about this much work to hand out at once

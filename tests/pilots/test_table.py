@@ -104,6 +104,24 @@ def test_a_2m_row_file_is_parsed_in_blocks(tmp_path, monkeypatch):
     assert fast.series["b"][0].size == 167
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_blocks_parsed_on_threads_give_the_one_thread_table(tmp_path, monkeypatch, threads):
+    # exactness is the contract: each block is parsed alone, whichever thread takes it
+    monkeypatch.setattr(table_module, "BLOCK_BYTES", 64)
+    rows = [f"{step},{step / 7!r},{'' if step % 3 else -step / 3}" for step in range(400)]
+    data = ("step,a,b\n" + "\n\n".join(rows) + "\n").encode()
+    monkeypatch.setattr(table_module, "usable_cores", lambda: 1)
+    alone = parse_csv_bytes(data)
+    monkeypatch.setattr(table_module, "usable_cores", lambda: threads)
+    table = parse_csv_bytes(data)
+    assert table.lines.tolist() == alone.lines.tolist() == list(range(2, 801, 2))
+    for (rows_a, values_a), (rows_b, values_b) in zip(table.cells, alone.cells, strict=True):
+        assert rows_a.tolist() == rows_b.tolist()
+        assert values_a.tolist() == values_b.tolist()
+    # a text cell in the last block still sends the whole file to the csv module
+    assert parse_csv_bytes(data[:-1] + b"x\n") is None
+
+
 def test_error_lines_count_file_lines(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("step,x\n0,1\n\n10,2,3\n")

@@ -8,11 +8,12 @@ number.
 
 Two ways in:
 
-- :func:`parse_csv_bytes`: a CSV file's bytes parsed with numpy in blocks of a few MB (no
-  Python loop over rows or cells) when the data rows hold only numbers (``nan`` and ``inf``
-  included) and empty cells. Anything else (a quote, text, a ragged row, a row without a
-  step, a bare CR) gives ``None``: the ``csv`` module then reads the file row by row
-  (:func:`table_from_rows`), so that every problem gets the same one-line error.
+- :func:`parse_csv_bytes`: a CSV file's bytes parsed with numpy in blocks of a few MB, side
+  by side on the usable cores (no Python loop over rows or cells), when the data rows hold
+  only numbers (``nan`` and ``inf`` included) and empty cells. Anything else (a quote,
+  text, a ragged row, a row without a step, a bare CR) gives ``None``: the ``csv`` module
+  then reads the file row by row (:func:`table_from_rows`), so that every problem gets the
+  same one-line error.
 - :func:`table_from_rows`: rows of Python values (CSV cells, JSON values, parquet values).
 
 One way out, :func:`table_to_raw`: the step column, Lightning's 0-based step made 1-based,
@@ -25,11 +26,13 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cptopt._processes import usable_cores
 from cptopt._validation import MAX_LOG_ROWS
 from cptopt.exceptions import InputError
 from cptopt.pilots.logs._base import RawLog, file_sha256, is_training_name, to_float
@@ -190,23 +193,38 @@ def _csv_body(data: bytes) -> tuple[list[str], bytes, int] | None:
 
 def parse_csv_bytes(data: bytes) -> Table | None:
     """A CSV file's bytes as a table, parsed by numpy; ``None`` when the file is not a
-    header line and plain numeric rows (see the module docstring)."""
+    header line and plain numeric rows (see the module docstring).
+
+    A file of several blocks is parsed on up to :func:`~cptopt._processes.usable_cores`
+    threads (numpy releases the GIL on a block's arrays), each block as alone: the table is
+    the same as one thread's."""
     digest = hashlib.sha256(data).hexdigest()
     plain = _csv_body(data)
     if plain is None:
         return None
     header, data, end = plain
+    spans = _blocks(data, end + 1)
+
+    def parse(span: tuple[int, int]) -> tuple[tuple[np.ndarray, ...] | None, int]:
+        block = np.frombuffer(data, dtype=np.uint8, count=span[1] - span[0], offset=span[0])
+        return _parse_block(block, len(header)), int(np.count_nonzero(block == _NEWLINE))
+
+    threads = min(len(spans), usable_cores())
+    if threads > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="cptopt-csv") as pool:
+            blocks = list(pool.map(parse, spans))
+    else:
+        blocks = [parse(span) for span in spans]
     rows, line = 0, 2
     parts: list[tuple[np.ndarray, ...]] = []
-    for start, stop in _blocks(data, end + 1):
-        block = np.frombuffer(data, dtype=np.uint8, count=stop - start, offset=start)
-        parsed = _parse_block(block, len(header))
+    for parsed, newlines in blocks:
         if parsed is None:
             return None
         numbers, row, column, used = parsed
         parts.append((numbers, row + rows, column, used + line))
         rows += used.size
-        line += int(np.count_nonzero(block == _NEWLINE))
+        line += newlines
+    blocks.clear()
     if not rows:
         return None
     column = np.concatenate([part[2] for part in parts])
@@ -218,8 +236,8 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     numbers = np.concatenate([part[0] for part in parts])[order]
     lines = np.concatenate([part[3] for part in parts])
     parts.clear()
-    spans = zip(bounds[:-1], bounds[1:], strict=True)
-    cells = [(row[low:high], numbers[low:high]) for low, high in spans]
+    spans_of_columns = zip(bounds[:-1], bounds[1:], strict=True)
+    cells = [(row[low:high], numbers[low:high]) for low, high in spans_of_columns]
     return Table(header, lines, cells, {}, None, digest)
 
 
