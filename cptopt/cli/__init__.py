@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import signal
 import sys
 import threading
@@ -113,7 +114,14 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(run())
+    code = run()
+    # The process ends here. Frozen, the heap is skipped by the garbage collections of the
+    # interpreter's exit, which otherwise walk every object (numpy's and pydantic's modules,
+    # the law): 0.06-0.09 s of every command. Nothing cptopt made needs the collector to be
+    # finalised: its files are closed (laws and configs written atomically), studies
+    # committed, workers stopped.
+    gc.freeze()
+    sys.exit(code)
 
 
 __all__ = ["app", "main", "run"]
