@@ -213,10 +213,13 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     if threads > 1:
         # this thread takes every threads-th block itself: one helper fewer, and so one
         # fewer malloc arena holding a block's freed temporaries for the rest of the run
-        with ThreadPoolExecutor(threads - 1, thread_name_prefix="cptopt-csv") as pool:
+        pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="cptopt-csv")
+        try:
             helped = {i: pool.submit(parse, span) for i, span in enumerate(spans) if i % threads}
             mine = {i: parse(span) for i, span in enumerate(spans) if not i % threads}
             blocks = [mine[i] if i in mine else helped[i].result() for i in range(len(spans))]
+        finally:  # on Ctrl-C or an error, the blocks not started yet are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         blocks = [parse(span) for span in spans]
     rows, line = 0, 2
