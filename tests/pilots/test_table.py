@@ -105,7 +105,7 @@ def test_a_2m_row_file_is_parsed_in_blocks(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_blocks_parsed_on_threads_give_the_one_thread_table(tmp_path, monkeypatch, threads):
+def test_blocks_parsed_on_threads_give_the_one_thread_table(monkeypatch, threads):
     # exactness is the contract: each block is parsed alone, whichever thread takes it
     monkeypatch.setattr(table_module, "BLOCK_BYTES", 64)
     rows = [f"{step},{step / 7!r},{'' if step % 3 else -step / 3}" for step in range(400)]

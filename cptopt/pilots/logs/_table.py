@@ -196,7 +196,7 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     header line and plain numeric rows (see the module docstring).
 
     A file of several blocks is parsed on up to :func:`~cptopt._processes.usable_cores`
-    threads (numpy releases the GIL on a block's arrays), each block as alone: the table is
+    threads (numpy releases the GIL on a block's arrays), each block parsed alone: the table is
     the same as one thread's."""
     digest = hashlib.sha256(data).hexdigest()
     plain = _csv_body(data)
