@@ -30,7 +30,10 @@ cptopt runs as a user's Python runs it, with the bytecode cache Python keeps by 
 (here in the inputs' folder, filled by a first run of each command, never beside the
 sources); the commands are also timed as this environment runs them (``as is``): where
 ``PYTHONDONTWRITEBYTECODE`` is set and no cache sits beside the sources (a fresh clone
-here), every process compiles cptopt's modules first (about 0.1-0.15 s).
+here), every process compiles cptopt's modules first (about 0.1-0.15 s). With
+``--repeat N`` each case's runs (cptopt, the plain read, cptopt as is) take turns, N
+rounds, and the median of each is shown: the load of a shared machine drifts, and in turn
+a drift moves every column alike.
 
 Peak memory is ``ru_maxrss`` (Linux: KiB, shown in MB). The fit's time is mostly the law's
 own work (``cptopt.fitting``), reading its logs takes about a second of it.
@@ -247,14 +250,22 @@ def _arrow_available() -> bool:
     return True
 
 
-def _median(
-    args: list[str], inner: bool, cwd: Path, bytecode_cache: Path | None, repeat: int
-) -> dict[str, float]:
-    """:func:`_measure` ``repeat`` times: the median seconds and the largest peak."""
-    runs = [_measure(args, inner, cwd, bytecode_cache) for _ in range(repeat)]
+def _medians(
+    measurements: dict[str, tuple[list[str], bool, Path, Path | None]], repeat: int
+) -> dict[str, dict[str, float]]:
+    """Each of ``measurements`` (name -> :func:`_measure`'s arguments) ``repeat`` times, in
+    turn (A B C A B C ...: a shared machine's load drifts, and a drift then moves every
+    column alike): per name, the median seconds and the largest peak."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in measurements}
+    for _ in range(repeat):
+        for name, arguments in measurements.items():
+            runs[name].append(_measure(*arguments))
     return {
-        "seconds": statistics.median(run["seconds"] for run in runs),
-        "peak_mb": max(run["peak_mb"] for run in runs),
+        name: {
+            "seconds": statistics.median(run["seconds"] for run in done),
+            "peak_mb": max(run["peak_mb"] for run in done),
+        }
+        for name, done in runs.items()
     }
 
 
@@ -281,17 +292,21 @@ def run_cases(inputs: dict[str, Path], cases: list[str], repeat: int = 1) -> lis
         label, args, inner, files = table[key]
         if not inner:  # a first run fills the cache, as a user's first command would
             _measure(args, inner, folder, cache)
-        ours = _median(args, inner, folder, cache, repeat)
-        plain = _median(["-c", _PLAIN, *files], inner, folder, None, repeat)
+        measurements = {
+            "ours": (args, inner, folder, cache),
+            "plain": (["-c", _PLAIN, *files], inner, folder, None),
+        }
+        if not inner:
+            measurements["as_is"] = (args, inner, folder, None)
+        measured = _medians(measurements, repeat)
+        ours, plain = measured["ours"], measured["plain"]
         row = {
             "case": label,
             "mb_on_disk": sum(Path(f).stat().st_size for f in files) / 1e6,
             "cptopt_s": ours["seconds"],
             # Where PYTHONDONTWRITEBYTECODE is set and no cache sits beside the sources (a
             # fresh clone here), every process compiles cptopt's modules first.
-            "cptopt_as_is_s": (
-                ours["seconds"] if inner else _median(args, inner, folder, None, repeat)["seconds"]
-            ),
+            "cptopt_as_is_s": measured.get("as_is", ours)["seconds"],
             "cptopt_peak_mb": ours["peak_mb"],
             "plain_s": plain["seconds"],
             "plain_peak_mb": plain["peak_mb"],
