@@ -113,6 +113,7 @@ def test_blocks_parsed_on_threads_give_the_one_thread_table(monkeypatch, threads
     monkeypatch.setattr(table_module, "usable_cores", lambda: 1)
     alone = parse_csv_bytes(data)
     monkeypatch.setattr(table_module, "usable_cores", lambda: threads)
+    monkeypatch.setattr(table_module, "READ_THREADS", threads)
     table = parse_csv_bytes(data)
     assert table.lines.tolist() == alone.lines.tolist() == list(range(2, 801, 2))
     for (rows_a, values_a), (rows_b, values_b) in zip(table.cells, alone.cells, strict=True):

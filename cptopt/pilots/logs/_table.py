@@ -45,6 +45,10 @@ _NUMERIC_BYTES[np.frombuffer(b"0123456789+-.eEnNaAiIfFtTyY \t,\n", dtype=np.uint
 _COMMA, _NEWLINE, _SPACE, _TAB, _ZERO = 44, 10, 32, 9, 48
 #: Bytes parsed at once (whole lines): bounds the temporary arrays.
 BLOCK_BYTES = 1 << 21
+#: At most this many threads parse a file's blocks (this one included): each helper keeps
+#: its freed temporaries in its own malloc arena (about 45 MB more at peak on the 1M-step
+#: log of ``benchmarks/scale.py`` for one helper), and two were measured (0.54 -> 0.40 s).
+READ_THREADS = 2
 #: Cells (rows x columns) a table read row by row (JSON lines, parquet, W&B runs) may hold.
 MAX_TABLE_CELLS = 200_000_000
 
@@ -195,9 +199,9 @@ def parse_csv_bytes(data: bytes) -> Table | None:
     """A CSV file's bytes as a table, parsed by numpy; ``None`` when the file is not a
     header line and plain numeric rows (see the module docstring).
 
-    A file of several blocks is parsed on up to :func:`~cptopt._processes.usable_cores`
-    threads (numpy releases the GIL on a block's arrays), each block parsed alone: the table is
-    the same as one thread's."""
+    A file of several blocks is parsed on up to :data:`READ_THREADS` threads (no more than
+    :func:`~cptopt._processes.usable_cores`; numpy releases the GIL on a block's arrays), each
+    block parsed alone: the table is the same as one thread's."""
     digest = hashlib.sha256(data).hexdigest()
     plain = _csv_body(data)
     if plain is None:
@@ -209,7 +213,7 @@ def parse_csv_bytes(data: bytes) -> Table | None:
         block = np.frombuffer(data, dtype=np.uint8, count=span[1] - span[0], offset=span[0])
         return _parse_block(block, len(header)), int(np.count_nonzero(block == _NEWLINE))
 
-    threads = min(len(spans), usable_cores())
+    threads = min(len(spans), usable_cores(), READ_THREADS)
     if threads > 1:
         # this thread takes every threads-th block itself: one helper fewer, and so one
         # fewer malloc arena holding a block's freed temporaries for the rest of the run
