@@ -8,12 +8,12 @@ number.
 
 Two ways in:
 
-- :func:`parse_csv_bytes`: a CSV file's bytes parsed with numpy in blocks of a few MB, side
-  by side on the usable cores (no Python loop over rows or cells), when the data rows hold
-  only numbers (``nan`` and ``inf`` included) and empty cells. Anything else (a quote,
-  text, a ragged row, a row without a step, a bare CR) gives ``None``: the ``csv`` module
-  then reads the file row by row (:func:`table_from_rows`), so that every problem gets the
-  same one-line error.
+- :func:`parse_csv_bytes`: a CSV file's bytes parsed with numpy in blocks of a few MB, two
+  at a time where two cores are usable (no Python loop over rows or cells), when the data
+  rows hold only numbers (``nan`` and ``inf`` included) and empty cells. Anything else (a
+  quote, text, a ragged row, a row without a step, a bare CR) gives ``None``: the ``csv``
+  module then reads the file row by row (:func:`table_from_rows`), so that every problem
+  gets the same one-line error.
 - :func:`table_from_rows`: rows of Python values (CSV cells, JSON values, parquet values).
 
 One way out, :func:`table_to_raw`: the step column, Lightning's 0-based step made 1-based,
