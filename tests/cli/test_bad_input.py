@@ -115,8 +115,10 @@ def write_tensorboard(path: Path, rows: Rows) -> Path:
     return path
 
 
-def write_wandb_run(path: Path, rows: Rows) -> Path:
-    """A ``run-<id>.wandb`` file as wandb writes it: history records in LevelDB log framing."""
+def write_wandb_run(path: Path, rows: Rows, encoding: str = "json") -> Path:
+    """A ``run-<id>.wandb`` file as wandb writes it: history records in LevelDB log framing,
+    each value as JSON text (wandb's default), typed (``x_history_value_encoding="typed"``:
+    ``integer`` / ``number``) or both ("json,typed")."""
     pytest.importorskip("wandb")
     import struct
     import zlib
@@ -134,7 +136,12 @@ def write_wandb_run(path: Path, rows: Rows) -> Path:
         ):
             item = record.history.item.add()
             item.nested_key.extend(key.split("/"))
-            item.value_json = json.dumps(value)
+            if "json" in encoding:
+                item.value_json = json.dumps(value)
+            if "typed" in encoding and isinstance(value, int):
+                item.integer = value
+            elif "typed" in encoding:
+                item.number = value
         data = record.SerializeToString()
         crc = zlib.crc32(data, zlib.crc32(bytes([1]))) & 0xFFFFFFFF  # one FULL chunk
         chunks.append(struct.pack("<IHB", crc, len(data), 1) + data)
@@ -313,6 +320,26 @@ def test_binary_or_undecodable_file_is_one_line_and_exit_2(tmp_path, fmt, given)
     result = invoke("inspect", str(path), "--log-format", fmt)
     assert_one_line_error(result, str(path))
     assert "internal error" not in result.stderr and "UnicodeDecodeError" not in result.stderr
+
+
+@pytest.mark.parametrize("encoding", ["typed", "json,typed"])
+def test_a_wandb_run_with_typed_values_reads_as_the_json_one(tmp_path, encoding):
+    """wandb 0.31 can write each logged value typed instead of (or beside) its JSON text
+    (``x_history_value_encoding``): the same history either way, and a NaN is still found."""
+    from cptopt.exceptions import InputError
+    from cptopt.pilots.logs import read_log
+
+    rows = [*GOOD, (40, 2.5e-4, 1.65), (50, 1e-4, 1.6)]
+    as_json = read_log(write_wandb_run(tmp_path / "run-a.wandb", rows))
+    typed = read_log(write_wandb_run(tmp_path / "run-b.wandb", rows, encoding))
+    for role in ("lr", "general", "domain"):
+        expected, found = getattr(as_json, role), getattr(typed, role)
+        assert found.steps.tolist() == expected.steps.tolist()
+        # the same doubles: JSON text of a float round-trips it exactly, as the typed field
+        assert found.values.tobytes() == expected.values.tobytes()
+    assert len(typed.general) == len(rows)
+    with pytest.raises(InputError, match="NaN at step 10"):
+        read_log(write_wandb_run(tmp_path / "run-c.wandb", NAN, encoding))
 
 
 def test_debugging_adds_the_traceback_and_keeps_the_exit_code(law_file) -> None:

@@ -6,6 +6,9 @@ framing (32 KiB blocks, each record chunk behind a 7-byte header: CRC-32, length
 after a 7-byte file header ``:W&B`` + magic ``0xBEE1`` + version. Each ``history`` record
 is one ``wandb.log`` call. The records are decoded with wandb's own protobuf classes
 (``wandb.proto.wandb_internal_pb2.Record``), so ``pip install 'cptopt[wandb]'`` is needed.
+A logged value is read from its JSON text (wandb's default encoding) or, when that is empty,
+from its typed field (wandb 0.31's ``x_history_value_encoding="typed"``: number, integer,
+boolean, text, JSON or none).
 wandb 0.31 no longer ships ``wandb.sdk.internal.datastore``, its Python reader of the
 framing, so the framing is read here (each chunk checked against its CRC-32).
 
@@ -114,13 +117,32 @@ def _partial(file: Path, position: int, size: int) -> str:
     )
 
 
+#: A history item's typed value (wandb's ``x_history_value_encoding="typed"``, which leaves
+#: ``value_json`` empty): the case of its ``value`` oneof -> how to read it.
+_TYPED_VALUES = {
+    "none": lambda item: None,
+    "boolean": lambda item: item.boolean,
+    "integer": lambda item: item.integer,
+    "number": lambda item: item.number,
+    "text": lambda item: item.text,
+    "json": lambda item: json.loads(item.json),
+}
+
+
 def _items(items) -> dict[str, object]:
-    """``key -> value`` of W&B history or config items (nested keys joined with ``/``)."""
+    """``key -> value`` of W&B history or config items (nested keys joined with ``/``): the
+    value's JSON text, or (history items written by wandb's typed encoding) its typed value;
+    an item with neither, or with JSON that does not parse, is left out."""
     found: dict[str, object] = {}
     for item in items:
         key = "/".join(item.nested_key) if item.nested_key else item.key
         try:
-            found[key] = json.loads(item.value_json)
+            if item.value_json:
+                found[key] = json.loads(item.value_json)
+                continue
+            typed = "value" in item.DESCRIPTOR.oneofs_by_name and item.WhichOneof("value")
+            if typed in _TYPED_VALUES:
+                found[key] = _TYPED_VALUES[typed](item)
         except json.JSONDecodeError:
             continue
     return found
