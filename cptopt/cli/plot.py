@@ -9,6 +9,7 @@ import typer
 
 from cptopt.cli._common import app, handle_errors, stderr
 from cptopt.cli._defaults import DEFAULT_DPI, DEFAULT_LAW_PATH
+from cptopt.exceptions import InputError
 
 
 @app.command("plot")
@@ -18,6 +19,14 @@ def plot_command(
         Path,
         typer.Argument(help="Fitted law file (from 'cptopt fit').", show_default=True),
     ] = Path(DEFAULT_LAW_PATH),
+    law_option: Annotated[
+        Path | None,
+        typer.Option(
+            "--law",
+            help="The law file, as the other commands take it (instead of LAW_PATH).",
+            show_default=False,
+        ),
+    ] = None,
     pilots: Annotated[
         Path | None,
         typer.Option(
@@ -44,6 +53,12 @@ def plot_command(
     from cptopt.pilots import load_manifest
     from cptopt.report import parse_size, plot_fit
 
+    if law_option is not None:
+        if law_path != Path(DEFAULT_LAW_PATH) and law_path != law_option:
+            raise InputError(
+                f"the law file is given twice ({law_path} and --law {law_option}): give one"
+            )
+        law_path = law_option
     dimensions = parse_size(size)
     check_output_path(output)
     law = load_law(law_path)

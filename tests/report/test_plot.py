@@ -87,6 +87,17 @@ def test_cli_plot(law_file, unannealed_manifest, tmp_path: Path) -> None:
     assert_png(tmp_path / "e.png", 1200, 800)
 
 
+def test_cli_plot_takes_the_law_as_the_other_commands_do(law_file, tmp_path: Path) -> None:
+    out = tmp_path / "fit.png"
+    result = runner.invoke(app, ["plot", "--law", str(law_file), "-o", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert_png(out, 1200, 800)
+    twice = ["plot", str(tmp_path / "other.json"), "--law", str(law_file), "-o", str(out)]
+    result = runner.invoke(app, twice)
+    assert result.exit_code == 2
+    assert "the law file is given twice" in " ".join(result.stderr.split())
+
+
 def test_cli_plot_svg(law_file, tmp_path: Path) -> None:
     out = tmp_path / "fit.svg"
     assert runner.invoke(app, ["plot", str(law_file), "-o", str(out)]).exit_code == 0
