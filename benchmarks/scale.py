@@ -206,6 +206,21 @@ print(time.perf_counter() - start)
 _CLI = "from cptopt.cli import main; main()"
 
 
+def command_env(bytecode_cache: Path | None) -> dict[str, str]:
+    """The environment of a timed command (here and in ``speed.py``): this checkout's cptopt
+    first on the path; with ``bytecode_cache``, Python's bytecode cache kept there
+    (``PYTHONPYCACHEPREFIX``, so the checkout is never written to) whatever
+    ``PYTHONDONTWRITEBYTECODE`` says."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    if bytecode_cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(bytecode_cache)
+    return env
+
+
 def _measure(
     args: list[str], inner: bool, cwd: Path, bytecode_cache: Path | None = None
 ) -> dict[str, float]:
@@ -222,11 +237,7 @@ def _measure(
         "print(json.dumps({'wall': wall, 'peak_kb': peak, 'code': done.returncode,"
         " 'out': done.stdout[-2000:], 'err': done.stderr[-2000:]}))\n"
     )
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}  # this checkout's cptopt
-    if bytecode_cache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(bytecode_cache)
+    env = command_env(bytecode_cache)
     probe = subprocess.run(
         [sys.executable, "-c", code, sys.executable, *args],
         capture_output=True,

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scale import command_env  # the sibling benchmark, imported as a script
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
@@ -147,20 +148,6 @@ def median_of(repeat: int, function, *args, **kwargs):
 
 #: The interpreter's own start, the floor under every command's wall time.
 PYTHON_START = "pass"
-
-
-def command_env(bytecode_cache: Path | None) -> dict[str, str]:
-    """The environment of the timed commands: this tree first on the path; with
-    ``bytecode_cache``, Python's bytecode cache kept there (``PYTHONPYCACHEPREFIX``, so the
-    checkout is never written to) whatever ``PYTHONDONTWRITEBYTECODE`` says."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    if bytecode_cache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(bytecode_cache)
-    return env
 
 
 def command_wall(manifest: Path, repeat: int) -> dict[str, float]:
